@@ -1,0 +1,24 @@
+# The two commands of the README's quick start; both set up what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup quickstart test bench
+
+$(BIN)/textgym-ready: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/textgym-ready
+
+quickstart: setup
+	$(BIN)/python train.py --agent seqgan --budget default --out runs/quickstart
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+bench: setup
+	for b in bench/*.py; do $(BIN)/python $$b --quick; done
