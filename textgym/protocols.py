@@ -1,0 +1,65 @@
+"""The small protocols that keep ``discriminators``, ``textgym`` and ``agents`` apart.
+
+``textgym`` never imports ``agents`` or a concrete discriminator: rewards consume any object
+that follows :class:`Discriminator`, the Monte-Carlo reward any :class:`RolloutPolicy`, and
+the metrics any :class:`SequenceModel`. The synthetic oracle implements all three roles.
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Discriminator(Protocol):
+    """Scores token sequences.
+
+    ``forward(tokens (N, T) int64, lengths (N,) int64 | None) -> (N,)`` float: logits of
+    P(real) when ``is_probabilistic`` is True, otherwise a plain score (higher = more real).
+    Optional: ``score_prefixes(tokens, lengths) -> (N, T)``: the score of every prefix
+    ``tokens[:, :t+1]`` (needed by dense rewards); ``features(tokens, lengths) -> (N, F)``.
+    """
+
+    vocab_size: int
+    is_probabilistic: bool
+
+    def __call__(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class RolloutPolicy(Protocol):
+    """Completes prefixes: the Monte-Carlo (SeqGAN) reward's rollout policy.
+
+    ``rollout(tokens (M, T) int64, prefix_lengths (M,) int64) -> (M, T) int64``: row i keeps
+    its first ``prefix_lengths[i]`` tokens and samples the rest. n rollouts of a prefix are the
+    row repeated n times.
+    """
+
+    def rollout(
+        self,
+        tokens: torch.Tensor,
+        prefix_lengths: torch.Tensor,
+        *,
+        temperature: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SequenceModel(Protocol):
+    """A generative model of token sequences that metrics can sample from and score.
+
+    ``sample(n, *, temperature, generator) -> (n, T) int64`` and
+    ``log_probs(tokens (N, T) int64) -> (N, T)`` float: log p(x_t | x_<t) of each token
+    (teacher forcing). ``vocab_size`` and ``max_length`` describe the sequences.
+    """
+
+    vocab_size: int
+    max_length: int
+
+    def sample(
+        self, n: int, *, temperature: float = 1.0, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor: ...
+
+    def log_probs(self, tokens: torch.Tensor) -> torch.Tensor: ...
