@@ -28,8 +28,10 @@ def sample_logits(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if temperature != 1.0:
         logits = logits / temperature
-    probs = torch.softmax(logits.float(), dim=-1)
-    cdf = probs.cumsum(dim=-1)
+    # Unnormalized inverse CDF: exp(logits - max) summed cumulatively; the uniform draw is
+    # scaled by the total instead of normalizing every probability.
+    logits = logits.float()
+    cdf = (logits - logits.max(dim=-1, keepdim=True).values).exp_().cumsum_(dim=-1)
     u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator) * cdf[:, -1:]
     ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
     return ids.clamp_(max=logits.shape[-1] - 1)

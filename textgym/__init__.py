@@ -1,0 +1,24 @@
+"""textgym: token-by-token text generation as a batched Gymnasium environment.
+
+Importing the package registers ``textgym/TokenGen-v0`` (single env: :class:`TokenEnv`;
+vector entry point: :class:`TokenVecEnv`).
+"""
+import gymnasium as gym
+
+from textgym.data import Corpus, OracleData, TextData, Vocab, data_dir, resolve_data
+from textgym.env import TokenEnv, TokenVecEnv
+from textgym.oracle import OracleLSTM
+from textgym.rewards import TRANSFORMS, DenseReward, MCReward, Reward, TerminalReward, make_reward
+from textgym.scorers import OracleScorer
+
+__version__ = "0.1.0"
+ENV_ID = "textgym/TokenGen-v0"
+
+if ENV_ID not in gym.registry:
+    gym.register(ENV_ID, entry_point="textgym.env:TokenEnv", vector_entry_point="textgym.env:TokenVecEnv")
+
+__all__ = [
+    "ENV_ID", "Corpus", "DenseReward", "MCReward", "OracleData", "OracleLSTM", "OracleScorer", "Reward",
+    "TRANSFORMS", "TerminalReward", "TextData", "TokenEnv", "TokenVecEnv", "Vocab", "data_dir",
+    "make_reward", "resolve_data",
+]

@@ -1,0 +1,246 @@
+"""Data: where the shared data lives, vocabularies, text corpora and the oracle data set.
+
+Token conventions used everywhere in the project: a vocabulary of V ids ``0 .. V-1``, every
+one a valid action; the id ``V`` (``pad_id``) pads observations and sequence tensors beyond
+their length and never is a token. Corpora reserve ``0`` for ``<eos>`` and ``1`` for ``<unk>``;
+the oracle has no special tokens (all 5000 ids are words; sequences end at ``max_length``).
+
+Both :class:`Corpus` and :class:`OracleData` expose the same :class:`TextData` interface:
+``vocab_size``, ``pad_id``, ``eos_id`` (None for the oracle), ``max_length``, and the train
+and test sets as ``(M, T)`` int64 tensors padded with ``pad_id`` plus ``(M,)`` lengths.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Union
+
+import torch
+
+EOS, UNK = "<eos>", "<unk>"
+EOS_ID, UNK_ID = 0, 1
+
+
+def data_dir() -> Optional[Path]:
+    """The data directory: ``$TEXTGYM_DATA``, else ``../shared/data`` beside the checkout; None if absent."""
+    env = os.environ.get("TEXTGYM_DATA")
+    if env:
+        return Path(env)
+    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def data_path(*parts: str) -> Optional[Path]:
+    """``data_dir()/parts`` if that file exists, else None."""
+    root = data_dir()
+    if root is None:
+        return None
+    p = root.joinpath(*parts)
+    return p if p.exists() else None
+
+
+class Vocab:
+    """Word <-> id mapping with ``<eos>`` = 0 and ``<unk>`` = 1; ``pad_id`` = len(vocab)."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        words = list(words)
+        if words[:2] != [EOS, UNK]:
+            raise ValueError(f"a vocabulary must start with {EOS!r}, {UNK!r}; got {words[:2]}")
+        if len(set(words)) != len(words):
+            raise ValueError("vocabulary words must be unique")
+        self.itos: List[str] = words
+        self.stoi = {w: i for i, w in enumerate(words)}
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: Optional[int] = None) -> "Vocab":
+        """Words seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
+        counts = Counter(w for s in sentences for w in s)
+        words = sorted((w for w, c in counts.items() if c >= min_count and w not in (EOS, UNK)),
+                       key=lambda w: (-counts[w], w))
+        if max_size is not None:
+            words = words[: max(0, max_size - 2)]
+        return cls([EOS, UNK, *words])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def pad_id(self) -> int:
+        return len(self.itos)
+
+    def encode(self, words: Sequence[str]) -> List[int]:
+        return [self.stoi.get(w, UNK_ID) for w in words]
+
+    def decode(self, ids: Iterable[int]) -> List[str]:
+        """Ids -> words, stopping at ``<eos>`` or padding."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == EOS_ID or i >= len(self.itos):
+                break
+            out.append(self.itos[i])
+        return out
+
+
+def read_sentences(path: Union[str, os.PathLike], lowercase: bool = False) -> List[List[str]]:
+    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {str(path)!r} does not exist or is not a file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}): "
+            "textgym reads UTF-8 text with one sentence per line"
+        ) from None
+    sentences = [(line.lower() if lowercase else line).split() for line in text.splitlines()]
+    sentences = [s for s in sentences if s]
+    if not sentences:
+        raise ValueError(f"corpus file {str(path)!r} holds no sentences (it is empty or blank)")
+    return sentences
+
+
+def pack(seqs: Sequence[Sequence[int]], max_length: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lists of ids -> ``(M, max_length)`` int64 padded with ``pad_id`` and ``(M,)`` lengths."""
+    tokens = torch.full((len(seqs), max_length), pad_id, dtype=torch.long)
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    for i, s in enumerate(seqs):
+        tokens[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return tokens, lengths
+
+
+@dataclass
+class TextData:
+    """What the env, agents and metrics need of a data set (see the module docstring)."""
+
+    vocab_size: int
+    max_length: int
+    eos_id: Optional[int]
+    train: torch.Tensor
+    train_lengths: torch.Tensor
+    test: Optional[torch.Tensor] = None
+    test_lengths: Optional[torch.Tensor] = None
+    name: str = "data"
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab_size
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """A sequence of ids as text (ids joined by spaces for the oracle)."""
+        return " ".join(str(int(i)) for i in ids if int(i) < self.vocab_size)
+
+
+class Corpus(TextData):
+    """A text corpus: any UTF-8 file with one sentence per line, whitespace tokens.
+
+    Args:
+        train: path of the training file; the vocabulary is built from it.
+        test: optional path of a held-out file (encoded with the training vocabulary).
+        max_length: sequence length including ``<eos>``; default the longest training
+            sentence + 1.
+        long_sentences: what to do with sentences that do not fit ``max_length`` with their
+            ``<eos>``: ``"truncate"`` (keep the first ``max_length`` words, no ``<eos>``) or
+            ``"drop"``.
+        lowercase: lower-case the text before tokenizing.
+        min_count: words seen fewer times in ``train`` become ``<unk>``.
+        max_vocab: optional cap on the vocabulary size (most frequent words kept).
+    """
+
+    def __init__(
+        self,
+        train: Union[str, os.PathLike],
+        test: Optional[Union[str, os.PathLike]] = None,
+        *,
+        max_length: Optional[int] = None,
+        long_sentences: str = "truncate",
+        lowercase: bool = False,
+        min_count: int = 1,
+        max_vocab: Optional[int] = None,
+    ) -> None:
+        if long_sentences not in ("truncate", "drop"):
+            raise ValueError(f"long_sentences must be 'truncate' or 'drop', got {long_sentences!r}")
+        sents = read_sentences(train, lowercase)
+        self.vocab = Vocab.build(sents, min_count=min_count, max_size=max_vocab)
+        if max_length is None:
+            max_length = max(len(s) for s in sents) + 1
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        self.long_sentences = long_sentences
+        tr, trl = self._encode(sents, max_length)
+        if len(tr) == 0:
+            raise ValueError(f"no sentence of {str(train)!r} fits max_length={max_length} with long_sentences='drop'")
+        te = tel = None
+        if test is not None:
+            te, tel = self._encode(read_sentences(test, lowercase), max_length)
+        super().__init__(len(self.vocab), max_length, EOS_ID, tr, trl, te, tel, name=Path(train).name)
+
+    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seqs = []
+        for s in sents:
+            ids = self.vocab.encode(s) + [EOS_ID]
+            if len(ids) > max_length:
+                if self.long_sentences == "drop":
+                    continue
+                ids = ids[:max_length]
+            seqs.append(ids)
+        return pack(seqs, max_length, len(self.vocab))
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.vocab.decode(ids))
+
+
+class OracleData(TextData):
+    """The synthetic benchmark: the SeqGAN oracle and reproducible train/test samples of it.
+
+    ``train``: ``n_train`` (10,000) oracle samples of ``max_length`` (20) tokens from seed
+    ``seed``; ``test``: ``n_test`` held-out samples from ``seed + 1``.
+    """
+
+    def __init__(
+        self,
+        oracle=None,
+        *,
+        max_length: int = 20,
+        n_train: int = 10_000,
+        n_test: int = 5_000,
+        seed: int = 88,
+    ) -> None:
+        from textgym.oracle import OracleLSTM
+
+        if oracle is None:
+            oracle = OracleLSTM.load(max_length=max_length)
+        elif isinstance(oracle, (str, os.PathLike)):
+            oracle = OracleLSTM.load(oracle, max_length=max_length)
+        oracle.max_length = max_length
+        self.oracle = oracle
+        tr = oracle.sample_dataset(n_train, seed).cpu()
+        te = oracle.sample_dataset(n_test, seed + 1).cpu()
+        full = lambda x: torch.full((len(x),), max_length, dtype=torch.long)  # noqa: E731
+        super().__init__(oracle.vocab_size, max_length, None, tr, full(tr), te, full(te), name="oracle")
+
+
+_ORACLE_CACHE: dict = {}
+
+
+def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length: Optional[int] = None) -> TextData:
+    """``"oracle"``, a path to a text file, or a TextData object -> TextData.
+
+    The oracle data set is cached per ``max_length`` (it is deterministic).
+    """
+    if isinstance(data, TextData):
+        if max_length is not None and max_length != data.max_length:
+            raise ValueError(f"max_length={max_length} differs from the data's max_length={data.max_length}")
+        return data
+    if isinstance(data, str) and data == "oracle":
+        L = 20 if max_length is None else max_length
+        if L not in _ORACLE_CACHE:
+            _ORACLE_CACHE[L] = OracleData(max_length=L)
+        return _ORACLE_CACHE[L]
+    if isinstance(data, (str, os.PathLike)):
+        return Corpus(data, max_length=max_length)
+    raise TypeError(f"data must be 'oracle', a path to a text file, or a TextData object; got {type(data).__name__}")

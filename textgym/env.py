@@ -1,0 +1,311 @@
+"""Token-by-token generation as a Gymnasium environment, batched as tensors.
+
+An episode is one sequence. The observation is the fixed-length ``(max_length,)`` int64 array
+of the tokens generated so far, padded with ``pad_id = vocab_size`` (never a token: for the
+oracle all 5000 ids are valid actions and id 0 is its start input, so padding must lie
+outside). The action is the next token id, ``Discrete(vocab_size)``. An episode ends at
+``<eos>`` (corpora) or when ``max_length`` tokens exist: both are ``terminated`` (never
+truncated: SB3 would bootstrap a value past the end).
+
+:class:`TokenVecEnv` holds all state as tensors on ``device`` and steps N sequences as one
+batched operation (no Python loop over envs). :class:`TokenEnv` is its single-env face with
+numpy observations, for ``gym.make`` and checkers.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from textgym.data import OracleData, TextData, pack, resolve_data
+from textgym.rewards import MCReward, Reward, make_reward
+from textgym.scorers import OracleScorer
+
+
+def resolve_scorer(discriminator: Any, data: TextData, device: Union[str, torch.device]) -> Any:
+    """``None``/``"oracle"`` (oracle data only), a registered discriminator name, or a scorer object."""
+    if discriminator is None:
+        discriminator = "oracle" if isinstance(data, OracleData) else "rnn"
+    if isinstance(discriminator, str):
+        if discriminator == "oracle":
+            if not isinstance(data, OracleData):
+                raise ValueError("discriminator='oracle' needs data='oracle' (the synthetic benchmark)")
+            return OracleScorer(data.oracle)
+        import discriminators
+
+        return discriminators.make(discriminator, vocab_size=data.vocab_size, max_length=data.max_length).to(device)
+    return discriminator
+
+
+class TokenVecEnv(VectorEnv):
+    """N token-generation episodes stepped as one batched tensor operation.
+
+    Args:
+        num_envs: N.
+        data: ``"oracle"`` (default), a path to a text file (one sentence per line) or a TextData.
+        max_length: L, tokens per episode at most (default: 20 for the oracle, the data's own).
+        reward: ``"terminal"``, ``"mc"``, ``"dense"`` or a :class:`~textgym.rewards.Reward`.
+        discriminator: the scorer: ``"oracle"`` (the oracle's log-likelihood; default on oracle
+            data), a registered discriminator name (default ``"rnn"`` on corpora), or an object.
+        transform: reward shaping, a name from ``textgym.rewards.TRANSFORMS``.
+        rollout_policy: the MC reward's rollout policy (default: the oracle on oracle data).
+        n_rollouts: MC completions per prefix.
+        device: where every tensor lives.
+        seed: seeds the env's generator (MC rollouts); ``reset(seed=...)`` reseeds.
+        autoreset_mode: NEXT_STEP (default), SAME_STEP or DISABLED (gymnasium semantics).
+
+    Observations, rewards, terminations, truncations are torch tensors on ``device``:
+    (N, L) int64, (N,) float32, (N,) bool, (N,) bool. Numpy users can wrap with
+    ``gymnasium.wrappers.vector.ArrayConversion(env, env_xp=torch, target_xp=np)`` or use
+    :class:`textgym.sb3.SB3VecEnv`.
+
+    ``reset(options=...)`` accepts ``"prefix"``: an (N, P) int tensor/array or a list of N
+    id lists that each episode starts from (with ``"prefix_lengths"`` (N,) for a padded
+    tensor), and ``"reset_mask"``: (N,) bool, the envs to reset (the others keep their state).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        data: Union[str, TextData] = "oracle",
+        max_length: Optional[int] = None,
+        reward: Union[str, Reward] = "terminal",
+        discriminator: Any = None,
+        transform: Any = None,
+        rollout_policy: Any = None,
+        n_rollouts: int = 16,
+        device: Union[str, torch.device] = "cpu",
+        seed: Optional[int] = None,
+        autoreset_mode: Union[str, AutoresetMode] = AutoresetMode.NEXT_STEP,
+        max_episode_steps: Optional[int] = None,
+        render_mode: Optional[str] = None,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.data = resolve_data(data, max_length)
+        self.device = torch.device(device)
+        self.num_envs = num_envs
+        self.vocab_size = V = self.data.vocab_size
+        self.max_length = L = self.data.max_length
+        if max_episode_steps is not None and max_episode_steps < L:
+            raise ValueError(f"max_episode_steps={max_episode_steps} is shorter than max_length={L}; set max_length instead")
+        self.pad_id = V
+        self.eos_id = self.data.eos_id
+        self.autoreset_mode = AutoresetMode(autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.render_mode = render_mode
+
+        if isinstance(reward, Reward):
+            self.reward_fn = reward
+        else:
+            scorer = resolve_scorer(discriminator, self.data, self.device)
+            kw = {}
+            if reward == "mc":
+                if rollout_policy is None and isinstance(self.data, OracleData):
+                    rollout_policy = self.data.oracle
+                kw = dict(rollout_policy=rollout_policy, n_rollouts=n_rollouts)
+            self.reward_fn = make_reward(reward, scorer, transform, **kw)
+        self.reward_fn.bind(V, self.eos_id, self.pad_id)
+        if isinstance(self.data, OracleData):
+            self.data.oracle.to(self.device)
+
+        self.single_observation_space = spaces.Box(0, V, shape=(L,), dtype=np.int64)
+        self.single_action_space = spaces.Discrete(V)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+        self.tokens = torch.full((num_envs, L), V, dtype=torch.long, device=self.device)
+        self.lengths = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self._finished = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        self._started = False
+        self.rng = torch.Generator(device=self.device)
+        self.rng.manual_seed(np.random.SeedSequence(seed).entropy % (2**63) if seed is None else seed)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def scorer(self) -> Any:
+        return self.reward_fn.scorer
+
+    def set_rollout_policy(self, policy: Any) -> None:
+        """Replace the MC reward's rollout policy (e.g. by the generator's delayed copy)."""
+        if not isinstance(self.reward_fn, MCReward):
+            raise ValueError(f"the env's reward is {self.reward_fn.mode!r}; only reward='mc' has a rollout policy")
+        self.reward_fn.set_rollout_policy(policy)
+
+    def _as_tensor(self, x: Any, name: str) -> torch.Tensor:
+        try:
+            return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be an integer array, got {type(x).__name__}: {exc}") from None
+
+    def _check_ids(self, ids: torch.Tensor, name: str) -> None:
+        if ids.dtype.is_floating_point:
+            if not torch.equal(ids, ids.round()):
+                raise ValueError(f"{name} must be integer token ids, got non-integral values")
+        elif ids.dtype == torch.bool or ids.is_complex():
+            raise ValueError(f"{name} must be integer token ids, got dtype {ids.dtype}")
+        if ids.numel():
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= self.vocab_size:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"{name}: token id {bad} is out of range for a vocabulary of {self.vocab_size} tokens "
+                    f"(valid ids: 0..{self.vocab_size - 1})"
+                )
+
+    def _parse_prefix(self, prefix: Any, prefix_lengths: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        N, L = self.num_envs, self.max_length
+        if isinstance(prefix, (list, tuple)) and (len(prefix) == 0 or not np.isscalar(prefix[0])):
+            if len(prefix) != N:
+                raise ValueError(f"options['prefix'] holds {len(prefix)} sequences, expected one per env ({N})")
+            if any(len(p) >= L for p in prefix):
+                raise ValueError(f"a prefix must be shorter than max_length={L} (at least one token is generated)")
+            tok, lens = pack([list(map(int, p)) for p in prefix], L, self.pad_id)
+            tok, lens = tok.to(self.device), lens.to(self.device)
+        else:
+            t = self._as_tensor(prefix, "options['prefix']")
+            if t.dim() == 1:
+                t = t[None].expand(N, -1)
+            if t.dim() != 2 or t.shape[0] != N:
+                raise ValueError(f"options['prefix'] must have shape (num_envs={N}, P), got {tuple(t.shape)}")
+            if t.shape[1] >= L and prefix_lengths is None:
+                raise ValueError(f"a prefix must be shorter than max_length={L} (at least one token is generated)")
+            lens = (torch.full((N,), t.shape[1], device=self.device) if prefix_lengths is None
+                    else self._as_tensor(prefix_lengths, "options['prefix_lengths']").long().view(-1))
+            if lens.shape != (N,) or int(lens.min()) < 0 or int(lens.max()) >= L or int(lens.max()) > t.shape[1]:
+                raise ValueError(f"prefix_lengths must be (N,) values in [0, min(P, max_length-1)], got {lens.tolist()}")
+            tok = torch.full((N, L), self.pad_id, dtype=torch.long, device=self.device)
+            P = min(t.shape[1], L)
+            mask = torch.arange(P, device=self.device) < lens[:, None]
+            tok[:, :P] = torch.where(mask, t[:, :P].long(), torch.full_like(t[:, :P].long(), self.pad_id))
+        valid = tok[tok != self.pad_id]
+        self._check_ids(valid, "options['prefix']")
+        if self.eos_id is not None and bool((valid == self.eos_id).any()):
+            raise ValueError(f"options['prefix'] contains <eos> (id {self.eos_id}); a prefix must not end the sequence")
+        return tok, lens.long()
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        """Start new episodes. Returns ``(obs (N, L) int64 tensor, infos dict)``."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self.rng.manual_seed(int(seed))
+        options = options or {}
+        unknown = set(options) - {"prefix", "prefix_lengths", "reset_mask"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: prefix, prefix_lengths, reset_mask")
+        mask = options.get("reset_mask")
+        if mask is None:
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            mask = self._as_tensor(mask, "options['reset_mask']").bool().view(-1)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {tuple(mask.shape)}")
+        if "prefix" in options and options["prefix"] is not None:
+            tok, lens = self._parse_prefix(options["prefix"], options.get("prefix_lengths"))
+        else:
+            tok = torch.full_like(self.tokens, self.pad_id)
+            lens = torch.zeros_like(self.lengths)
+        self.tokens = torch.where(mask[:, None], tok, self.tokens)
+        self.lengths = torch.where(mask, lens, self.lengths)
+        self._finished = self._finished & ~mask
+        self._started = True
+        return self.tokens.clone(), {}
+
+    def step(self, actions: Any):
+        """Append one token per env. Returns ``(obs, rewards, terminations, truncations, infos)``."""
+        if not self._started:
+            raise RuntimeError("step() was called before reset(); call reset() first")
+        a = self._as_tensor(actions, "actions")
+        if a.shape != (self.num_envs,):
+            raise ValueError(f"actions must have shape ({self.num_envs},) (one token id per env), got {tuple(a.shape)}")
+        self._check_ids(a, "actions")
+        a = a.long()
+        N, L = self.num_envs, self.max_length
+        infos: dict = {}
+
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            resetting = self._finished
+            if bool(resetting.any()):
+                self.tokens[resetting] = self.pad_id
+                self.lengths[resetting] = 0
+            active = ~resetting
+        else:
+            if self.autoreset_mode == AutoresetMode.DISABLED and bool(self._finished.any()):
+                idx = self._finished.nonzero().squeeze(1).tolist()
+                raise RuntimeError(
+                    f"envs {idx[:10]} finished their episode; with autoreset disabled call "
+                    "reset(options={'reset_mask': mask}) before stepping them"
+                )
+            active = torch.ones(N, dtype=torch.bool, device=self.device)
+
+        rows = torch.arange(N, device=self.device)
+        pos = self.lengths.clamp(max=L - 1)
+        self.tokens[rows, pos] = torch.where(active, a, self.tokens[rows, pos])
+        self.lengths = self.lengths + active.long()
+        done = active & (self.lengths >= L)
+        if self.eos_id is not None:
+            done |= active & (a == self.eos_id)
+        rewards = self.reward_fn.step(self.tokens, self.lengths, done, active, self.rng).float()
+        terminated = done.clone()
+        truncated = torch.zeros(N, dtype=torch.bool, device=self.device)
+
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            infos["final_obs"] = self.tokens.clone()
+            infos["_final_obs"] = done.clone()
+            self.tokens[done] = self.pad_id
+            self.lengths[done] = 0
+            self._finished = torch.zeros_like(done)
+        else:
+            self._finished = done
+        return self.tokens.clone(), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass
+
+
+class TokenEnv(gym.Env):
+    """The single-env face of :class:`TokenVecEnv` (numpy observations, Python rewards).
+
+    Takes the same keyword arguments (without ``num_envs``). ``observation_space`` is
+    ``Box(0, vocab_size, (max_length,), int64)`` with ``vocab_size`` as the padding id;
+    ``action_space`` is ``Discrete(vocab_size)``.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, render_mode: Optional[str] = None, **kwargs: Any) -> None:
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.render_mode = render_mode
+        kwargs.pop("max_episode_steps", None)
+        self.venv = TokenVecEnv(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
+        self.observation_space = self.venv.single_observation_space
+        self.action_space = self.venv.single_action_space
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        if options.get("prefix") is not None:
+            options["prefix"] = [list(np.asarray(options["prefix"]).reshape(-1))]
+        obs, _ = self.venv.reset(seed=seed, options=options)
+        return obs[0].cpu().numpy().copy(), {}
+
+    def step(self, action: Any):
+        a = np.asarray(action)
+        if a.size != 1:
+            raise ValueError(f"action must be one token id, got an array of shape {a.shape}")
+        obs, r, term, trunc, _ = self.venv.step(a.reshape(1))
+        return obs[0].cpu().numpy().copy(), float(r[0]), bool(term[0]), bool(trunc[0]), {}
+
+    def render(self) -> Optional[str]:
+        if self.render_mode == "ansi":
+            return self.venv.data.decode(self.venv.tokens[0, : int(self.venv.lengths[0])].tolist())
+        return None

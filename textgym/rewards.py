@@ -1,0 +1,273 @@
+"""Rewards: terminal, Monte-Carlo rollout (SeqGAN) and dense per-prefix, plus shaping transforms.
+
+A reward object turns the env's state after a step into one reward per env. All three modes
+work with any scorer of the :class:`~textgym.protocols.Discriminator` protocol, called in eval
+mode without gradient (:mod:`textgym.scorers`), and with any transform from ``TRANSFORMS``:
+
+=========== ======================================================= ============================
+name        reward from a scorer output s                           needs
+=========== ======================================================= ============================
+``prob``    D = σ(s)                                                a probabilistic scorer
+``log``     log D = log σ(s)                                        a probabilistic scorer
+``logit``   s                                                       a probabilistic scorer
+``maligan`` m · r_D(x_i) / Σ_j r_D(x_j), r_D = D/(1-D) = exp(s),     probabilistic, terminal
+            over the m sequences that finish in the same step
+            (computed as m · softmax(s) in log space; mean 1)
+``identity``s unchanged                                             any scorer
+=========== ======================================================= ============================
+
+Modes, for a sequence x_1..x_T generated one token per step (Y_{1:t} the prefix after step t):
+
+- ``terminal``: r_t = 0 for t < T, r_T = f(D(Y_{1:T})).
+- ``mc`` (SeqGAN, eq. 4): r_t = (1/n) Σ_k f(D(Y^k_{1:T})), Y^k ~ MC^G(Y_{1:t}; n) completions
+  by the rollout policy, for t < T; r_T = f(D(Y_{1:T})). All envs × all rollouts are one
+  batched generation and one scoring pass per step; :meth:`MCReward.sequence_rewards` does
+  all prefixes of finished sequences at once (what a SeqGAN trainer needs).
+- ``dense`` (ScratchGAN/MaskGAN): r_t = f(D(Y_{1:t})) from a scorer that scores every prefix.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Union
+
+import torch
+import torch.nn.functional as F
+
+from textgym import scorers
+
+MALIGAN_LOGIT_CLAMP = 30.0
+
+
+class Transform:
+    """A named reward transform ``f``; ``batch`` transforms normalize over the rows scored together."""
+
+    def __init__(self, name: str, fn: Callable[[torch.Tensor], torch.Tensor], needs_probability: bool, batch: bool = False):
+        self.name, self.fn, self.needs_probability, self.batch = name, fn, needs_probability, batch
+
+    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+        return self.fn(s)
+
+    def __repr__(self) -> str:
+        return f"Transform({self.name!r})"
+
+
+def maligan_weights(logits: torch.Tensor) -> torch.Tensor:
+    """MaliGAN's self-normalized weights ``m · r_D(x_i) / Σ_j r_D(x_j)`` with r_D = exp(logit).
+
+    logits (m,) -> (m,) weights with mean 1. r_D = D/(1-D) explodes as D → 1, so the
+    normalization is done in log space (a softmax) on logits clamped to ±30.
+    """
+    m = logits.shape[0]
+    return m * torch.softmax(logits.clamp(-MALIGAN_LOGIT_CLAMP, MALIGAN_LOGIT_CLAMP), dim=0)
+
+
+TRANSFORMS: Dict[str, Transform] = {
+    t.name: t
+    for t in (
+        Transform("prob", torch.sigmoid, True),
+        Transform("log", F.logsigmoid, True),
+        Transform("logit", lambda s: s, True),
+        Transform("maligan", maligan_weights, True, batch=True),
+        Transform("identity", lambda s: s, False),
+    )
+}
+
+
+def make_transform(transform: Union[str, Transform, None], scorer: Any) -> Transform:
+    """Resolve a transform name (None: ``prob`` for probabilistic scorers, else ``identity``)."""
+    probabilistic = bool(getattr(scorer, "is_probabilistic", True))
+    if transform is None:
+        transform = "prob" if probabilistic else "identity"
+    if isinstance(transform, str):
+        if transform not in TRANSFORMS:
+            raise ValueError(f"unknown reward transform {transform!r}; valid: {sorted(TRANSFORMS)}")
+        transform = TRANSFORMS[transform]
+    if transform.needs_probability and not probabilistic:
+        raise ValueError(
+            f"the {transform.name!r} transform needs a probabilistic scorer (logits of P(real)), but "
+            f"{type(scorer).__name__} gives plain scores; use transform='identity'"
+        )
+    return transform
+
+
+def finish_sequences(tokens: torch.Tensor, eos_id: Optional[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut sampled sequences at their first ``eos_id``: (M, T) -> (tokens padded after EOS, lengths (M,))."""
+    M, T = tokens.shape
+    if eos_id is None:
+        return tokens, torch.full((M,), T, dtype=torch.long, device=tokens.device)
+    is_eos = tokens == eos_id
+    first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full((M,), T - 1, device=tokens.device))
+    lengths = first + 1
+    pos = torch.arange(T, device=tokens.device)
+    return tokens.masked_fill(pos >= lengths[:, None], pad_id), lengths
+
+
+class Reward:
+    """Base of the reward modes. ``bind`` attaches the env's vocabulary; ``step`` gives rewards.
+
+    Args:
+        scorer: an object of the Discriminator protocol.
+        transform: a name from ``TRANSFORMS`` or a :class:`Transform` (None: see make_transform).
+    """
+
+    mode = "base"
+
+    def __init__(self, scorer: Any, transform: Union[str, Transform, None] = None) -> None:
+        self.scorer = scorer
+        self.transform = make_transform(transform, scorer)
+        if self.transform.batch and self.mode != "terminal":
+            raise ValueError(
+                f"the {self.transform.name!r} transform normalizes over a synchronous batch of finished "
+                f"sequences and works with reward='terminal' only, not {self.mode!r}"
+            )
+        self.vocab_size = None
+        self.eos_id: Optional[int] = None
+        self.pad_id: Optional[int] = None
+
+    def bind(self, vocab_size: int, eos_id: Optional[int], pad_id: int) -> "Reward":
+        """Check that the scorer's vocabulary is the env's and remember the special ids."""
+        sv = getattr(self.scorer, "vocab_size", None)
+        if sv is not None and sv != vocab_size:
+            raise ValueError(
+                f"the scorer {type(self.scorer).__name__} has a vocabulary of {sv} tokens but the env has "
+                f"{vocab_size}; build the discriminator with vocab_size={vocab_size}"
+            )
+        self.vocab_size, self.eos_id, self.pad_id = vocab_size, eos_id, pad_id
+        return self
+
+    def _final(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.transform(scorers.score(self.scorer, tokens, lengths)).to(tokens.device)
+
+    def step(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, done: torch.Tensor, active: torch.Tensor,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """tokens (N, T), lengths (N,) after the step, done/active (N,) bool -> rewards (N,) float32.
+
+        ``active`` marks envs that took a step now (not autoresetting); ``done`` those of them
+        that finished their sequence with this step.
+        """
+        raise NotImplementedError
+
+
+class TerminalReward(Reward):
+    """r_T = f(D(Y_{1:T})) when the sequence finishes, 0 before."""
+
+    mode = "terminal"
+
+    def step(self, tokens, lengths, done, active, generator=None):
+        r = torch.zeros(tokens.shape[0], device=tokens.device)
+        idx = done.nonzero().squeeze(1)
+        if idx.numel():
+            r[idx] = self._final(tokens[idx], lengths[idx])
+        return r
+
+
+class DenseReward(Reward):
+    """r_t = f(D(Y_{1:t})) at every step, from a scorer with per-prefix scores."""
+
+    mode = "dense"
+
+    def __init__(self, scorer: Any, transform: Union[str, Transform, None] = None) -> None:
+        super().__init__(scorer, transform)
+        if not scorers.supports_prefixes(scorer):
+            raise ValueError(
+                f"reward='dense' needs a scorer with per-prefix scores (score_prefixes), and "
+                f"{type(scorer).__name__} has none; use an 'rnn' discriminator or reward='terminal'/'mc'"
+            )
+
+    def step(self, tokens, lengths, done, active, generator=None):
+        r = torch.zeros(tokens.shape[0], device=tokens.device)
+        idx = active.nonzero().squeeze(1)
+        if idx.numel():
+            T = int(lengths[idx].max())  # score only the columns that exist so far
+            s = scorers.score_prefixes(self.scorer, tokens[idx, :T], lengths[idx]).to(tokens.device)
+            r[idx] = self.transform(s.gather(1, (lengths[idx] - 1)[:, None]).squeeze(1))
+        return r
+
+    def sequence_rewards(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Rewards of every step of finished sequences at once: (N, T) (0 beyond each length)."""
+        s = self.transform(scorers.score_prefixes(self.scorer, tokens, lengths).to(tokens.device))
+        mask = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+        return s * mask
+
+
+class MCReward(Reward):
+    """SeqGAN's Monte-Carlo rollout reward.
+
+    Args:
+        scorer, transform: as in :class:`Reward`.
+        rollout_policy: an object of the RolloutPolicy protocol; replace it during training
+            with :meth:`set_rollout_policy` (or assign ``.rollout_policy``).
+        n_rollouts: n, completions per prefix (16 in SeqGAN).
+        temperature: sampling temperature of the rollouts.
+    """
+
+    mode = "mc"
+
+    def __init__(self, scorer: Any, transform=None, rollout_policy: Any = None, n_rollouts: int = 16,
+                 temperature: float = 1.0) -> None:
+        super().__init__(scorer, transform)
+        if n_rollouts < 1:
+            raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
+        self.rollout_policy = rollout_policy
+        self.n_rollouts = n_rollouts
+        self.temperature = temperature
+
+    def set_rollout_policy(self, policy: Any) -> None:
+        self.rollout_policy = policy
+
+    def values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Q(Y_{1:p}) for M prefixes: tokens (M, T), prefix_lengths (M,) -> (M,).
+
+        One batched rollout of M·n rows and one scoring pass. A prefix that is already a
+        finished sequence is completed by nothing and so scores f(D(Y)) exactly.
+        """
+        if self.rollout_policy is None:
+            raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
+        n = self.n_rollouts
+        rows = tokens.repeat_interleave(n, dim=0)
+        plen = prefix_lengths.repeat_interleave(n)
+        full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)
+        full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
+        return self._final(full, flen).view(-1, n).mean(1)
+
+    def step(self, tokens, lengths, done, active, generator=None):
+        r = torch.zeros(tokens.shape[0], device=tokens.device)
+        ongoing = (active & ~done).nonzero().squeeze(1)
+        if ongoing.numel():
+            r[ongoing] = self.values(tokens[ongoing], lengths[ongoing], generator)
+        finished = done.nonzero().squeeze(1)
+        if finished.numel():
+            r[finished] = self._final(tokens[finished], lengths[finished])
+        return r
+
+    def sequence_rewards(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Rewards of every step of N finished sequences at once: (N, T) (0 beyond each length).
+
+        All N·(T-1) proper prefixes × n rollouts are one batched generation; the finished
+        sequences are scored directly for the last step.
+        """
+        N, T = tokens.shape
+        p = torch.arange(1, T, device=tokens.device).repeat(N)  # prefix lengths 1..T-1, row-major (N, T-1)
+        rows = tokens.repeat_interleave(T - 1, dim=0)
+        q = self.values(rows, p, generator).view(N, T - 1)
+        r = torch.zeros(N, T, device=tokens.device)
+        r[:, : T - 1] = q
+        r.scatter_(1, (lengths - 1)[:, None], self._final(tokens, lengths)[:, None])
+        return r * (torch.arange(T, device=tokens.device) < lengths[:, None])
+
+
+REWARDS = {"terminal": TerminalReward, "mc": MCReward, "dense": DenseReward}
+
+
+def make_reward(reward: Union[str, Reward], scorer: Any = None, transform=None, **kwargs) -> Reward:
+    """Resolve a reward mode name (``terminal``, ``mc``, ``dense``) or pass a Reward object through."""
+    if isinstance(reward, Reward):
+        return reward
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; valid: {sorted(REWARDS)} or a Reward object")
+    if reward != "mc" and kwargs:
+        raise ValueError(f"options {sorted(kwargs)} apply to reward='mc' only")
+    return REWARDS[reward](scorer, transform, **kwargs)
