@@ -267,6 +267,13 @@ class TokenVecEnv(VectorEnv):
             self._finished = done
         return self.tokens.clone(), rewards, terminated, truncated, infos
 
+    def action_masks(self) -> torch.Tensor:
+        """(N, V) bool: the actions allowed now; ``<eos>`` is refused as a first token (empty sentence)."""
+        mask = torch.ones(self.num_envs, self.vocab_size, dtype=torch.bool, device=self.device)
+        if self.eos_id is not None:
+            mask[:, self.eos_id] = self.lengths > 0
+        return mask
+
     def close_extras(self, **kwargs: Any) -> None:
         pass
 

@@ -1,0 +1,147 @@
+"""The Stable-Baselines3 bridge: a VecEnv over :class:`TokenVecEnv`, a token features
+extractor, and the callback that retrains the discriminator during RL training.
+
+```python
+venv = gym.make_vec("textgym/TokenGen-v0", num_envs=64)
+model = PPO("MlpPolicy", SB3VecEnv(venv), policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor))
+```
+
+Tensors stay on the env's device up to this boundary; numpy conversion happens here, once
+per step.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from textgym.env import TokenVecEnv
+
+
+def unwrap_token_env(env: Any) -> TokenVecEnv:
+    """The :class:`TokenVecEnv` inside ``env`` (a TokenVecEnv, a gymnasium vector wrapper of one, or a SB3VecEnv)."""
+    seen = env
+    while not isinstance(seen, TokenVecEnv):
+        inner = getattr(seen, "venv", None) or getattr(seen, "env", None)
+        if inner is None or inner is seen:
+            raise TypeError(f"expected a textgym TokenVecEnv (e.g. from gym.make_vec('textgym/TokenGen-v0')), got {type(env).__name__}")
+        seen = inner
+    return seen
+
+
+class SB3VecEnv(VecEnv):
+    """Stable-Baselines3 ``VecEnv`` over a :class:`TokenVecEnv`.
+
+    SB3 semantics: same-step autoreset (the wrapped env is switched to SAME_STEP), the
+    finished sequence in ``infos[i]["terminal_observation"]``, episode statistics in
+    ``infos[i]["episode"] = {"r", "l", "t"}`` (do not add a VecMonitor as well),
+    ``dones = terminated | truncated``, and ``action_masks()`` for MaskablePPO.
+    Observations are ``(N, max_length)`` int64 numpy arrays padded with ``vocab_size``.
+    """
+
+    def __init__(self, vector_env: Any) -> None:
+        self.token_env = env = unwrap_token_env(vector_env)
+        env.autoreset_mode = AutoresetMode.SAME_STEP
+        env.metadata = {**env.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+        self.render_mode = None
+        self._actions: Optional[np.ndarray] = None
+        self._returns = torch.zeros(env.num_envs, device=env.device)
+        self._t0 = time.time()
+        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+
+    # ------------------------------------------------------------------ stepping
+    def reset(self) -> np.ndarray:
+        seed = self._seeds[0]
+        obs, _ = self.token_env.reset(seed=seed, options=self._options[0] or None)
+        self._reset_seeds()
+        self._reset_options()
+        self._returns.zero_()
+        return obs.cpu().numpy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("step_wait() called without step_async(actions)")
+        env = self.token_env
+        obs, rew, term, trunc, info = env.step(np.asarray(self._actions).reshape(-1))
+        self._actions = None
+        done = term | trunc
+        self._returns += rew
+        infos: List[Dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        if bool(done.any()):
+            idx = done.nonzero().squeeze(1)
+            final = info["final_obs"][idx].cpu().numpy()
+            rets = self._returns[idx].tolist()
+            lens = (info["final_obs"][idx] != env.pad_id).sum(1).tolist()
+            t = round(time.time() - self._t0, 6)
+            for k, i in enumerate(idx.tolist()):
+                infos[i] = {
+                    "terminal_observation": final[k],
+                    "episode": {"r": rets[k], "l": lens[k], "t": t},
+                    "TimeLimit.truncated": bool(trunc[i]),
+                }
+            self._returns[idx] = 0.0
+        return obs.cpu().numpy(), rew.cpu().numpy(), done.cpu().numpy(), infos
+
+    def action_masks(self) -> np.ndarray:
+        """(N, V) bool: the actions allowed now (MaskablePPO calls this)."""
+        return self.token_env.action_masks().cpu().numpy()
+
+    def close(self) -> None:
+        self.token_env.close()
+
+    # ------------------------------------------------------------------ attributes
+    def _targets(self, indices) -> list:
+        return list(self._get_indices(indices))
+
+    def get_attr(self, attr_name: str, indices=None) -> List[Any]:
+        value = getattr(self, attr_name) if attr_name == "render_mode" else getattr(self.token_env, attr_name)
+        return [value for _ in self._targets(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self.token_env, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> List[Any]:
+        targets = self._targets(indices)
+        if method_name == "action_masks":
+            masks = self.action_masks()
+            return [masks[i] for i in targets]
+        result = getattr(self.token_env, method_name)(*method_args, **method_kwargs)
+        return [result for _ in targets]
+
+    def env_is_wrapped(self, wrapper_class: type, indices=None) -> List[bool]:
+        return [False for _ in self._targets(indices)]
+
+
+class TokenFeaturesExtractor(BaseFeaturesExtractor):
+    """Embedding + GRU encoder of the token prefix, for SB3 policies.
+
+    SB3 casts Box observations to float; this casts back to int64. Input ``(B, L)`` ids
+    padded with ``pad_id = observation_space.high`` -> ``(B, features_dim)``: the GRU state after
+    the last generated token (after a learned start token when nothing is generated yet).
+    """
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 64, embed_dim: int = 32) -> None:
+        super().__init__(observation_space, features_dim)
+        self.pad_id = int(np.asarray(observation_space.high).max())
+        self.start_id = self.pad_id + 1
+        self.embedding = nn.Embedding(self.pad_id + 2, embed_dim, padding_idx=self.pad_id)
+        self.gru = nn.GRU(embed_dim, features_dim, batch_first=True)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        ids = observations.round().long()
+        B = ids.shape[0]
+        lengths = (ids != self.pad_id).sum(1)
+        start = torch.full((B, 1), self.start_id, dtype=torch.long, device=ids.device)
+        out, _ = self.gru(self.embedding(torch.cat([start, ids], 1)))  # (B, L+1, F)
+        return out[torch.arange(B, device=ids.device), lengths]
