@@ -185,7 +185,7 @@ class TokenVecEnv(VectorEnv):
             P = min(t.shape[1], L)
             mask = torch.arange(P, device=self.device) < lens[:, None]
             tok[:, :P] = torch.where(mask, t[:, :P].long(), torch.full_like(t[:, :P].long(), self.pad_id))
-        valid = tok[tok != self.pad_id]
+        valid = tok[torch.arange(L, device=self.device) < lens[:, None]]
         self._check_ids(valid, "options['prefix']")
         if self.eos_id is not None and bool((valid == self.eos_id).any()):
             raise ValueError(f"options['prefix'] contains <eos> (id {self.eos_id}); a prefix must not end the sequence")

@@ -1,0 +1,59 @@
+"""Shared fixtures. The real data sets come from ``textgym.data.data_dir()`` (``$TEXTGYM_DATA``
+or ``../shared/data``); tests that need them skip with that reason when it is absent."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from textgym.data import OracleData, data_path, resolve_data
+from textgym.oracle import OracleLSTM
+
+
+def need_data(*parts: str):
+    """The path of a shared data file, or skip the test saying which file is missing."""
+    p = data_path(*parts)
+    if p is None:
+        pytest.skip(f"data file {'/'.join(parts)} not found (set TEXTGYM_DATA or put ../shared/data beside the checkout)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def oracle_data() -> OracleData:
+    """The standard synthetic benchmark data (published oracle, length 20, 10,000 + 5,000 samples)."""
+    need_data("oracle_lstm", "target_params.npz")
+    return resolve_data("oracle")
+
+
+@pytest.fixture(scope="session")
+def small_oracle_data() -> OracleData:
+    """A small fresh oracle (V=50, L=6) for fast learning tests."""
+    return OracleData(OracleLSTM(vocab_size=50, max_length=6, seed=3), max_length=6, n_train=512, n_test=256)
+
+
+class ToyScorer:
+    """A deterministic probabilistic scorer for any vocabulary: logit = mean id / V * 4 - 2 over
+    the valid tokens; per-prefix scores are the same statistic of each prefix."""
+
+    is_probabilistic = True
+    supports_prefixes = True
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
+    def score_prefixes(self, tokens, lengths=None):
+        T = tokens.shape[1]
+        valid = torch.ones_like(tokens, dtype=torch.bool) if lengths is None else (
+            torch.arange(T) < lengths[:, None])
+        x = torch.where(valid, tokens, torch.zeros_like(tokens)).float()
+        counts = torch.arange(1, T + 1).float()
+        return x.cumsum(1) / counts / self.vocab_size * 4 - 2
+
+    def score(self, tokens, lengths=None):
+        s = self.score_prefixes(tokens, lengths)
+        idx = (torch.full((tokens.shape[0],), tokens.shape[1]) if lengths is None else lengths) - 1
+        return s.gather(1, idx[:, None]).squeeze(1)
+
+
+@pytest.fixture
+def toy_scorer():
+    return ToyScorer

@@ -1,0 +1,162 @@
+"""The oracle loader and sampler, and the corpus loader."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import need_data
+from textgym.data import EOS_ID, UNK_ID, Corpus, OracleData, Vocab, resolve_data
+from textgym.oracle import ORACLE_KEYS, OracleLSTM
+
+
+def numpy_oracle_logprobs(path, tokens: np.ndarray) -> np.ndarray:
+    """A slow, literal reimplementation of the SeqGAN target LSTM (separate gate matrices)."""
+    a = np.load(path)
+    p = [a[k].astype(np.float64) for k in ORACLE_KEYS]
+    emb, Wi, Ui, bi, Wf, Uf, bf, Wog, Uog, bog, Wc, Uc, bc, Wo, bo = p
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    out = np.zeros(tokens.shape)
+    for n, seq in enumerate(tokens):
+        h = np.zeros(Wi.shape[1]); c = np.zeros(Wi.shape[1]); prev = 0
+        for t, tok in enumerate(seq):
+            x = emb[prev]
+            i = sig(x @ Wi + h @ Ui + bi); f = sig(x @ Wf + h @ Uf + bf); o = sig(x @ Wog + h @ Uog + bog)
+            c = f * c + i * np.tanh(x @ Wc + h @ Uc + bc); h = o * np.tanh(c)
+            logits = h @ Wo + bo
+            out[n, t] = logits[tok] - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+            prev = tok
+    return out
+
+
+def test_oracle_matches_literal_equations():
+    path = need_data("oracle_lstm", "target_params.npz")
+    oracle = OracleLSTM.from_npz(path)
+    tokens = oracle.sample(5, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(oracle.log_probs(tokens).numpy(), numpy_oracle_logprobs(path, tokens.numpy()), atol=2e-4)
+
+
+def test_oracle_entropy_rate(oracle_data):
+    # The oracle's own samples score about 5.74 nats/token (its entropy rate).
+    assert oracle_data.oracle.nll(oracle_data.test) == pytest.approx(5.74, abs=0.05)
+    assert oracle_data.oracle.nll(oracle_data.train) == pytest.approx(5.74, abs=0.05)
+    uniform = torch.randint(0, 5000, (500, 20), generator=torch.Generator().manual_seed(0))
+    assert oracle_data.oracle.nll(uniform) > 10.0
+
+
+def test_oracle_dataset_is_reproducible_and_disjoint(oracle_data):
+    o = oracle_data.oracle
+    assert torch.equal(o.sample_dataset(300, seed=7), o.sample_dataset(300, seed=7))
+    assert torch.equal(OracleData(o, n_train=300, n_test=10).train, o.sample_dataset(300, seed=88))
+    assert not torch.equal(oracle_data.train[:100], oracle_data.test[:100])
+    assert oracle_data.train.shape == (10_000, 20) and oracle_data.test.shape == (5_000, 20)
+
+
+def test_oracle_sampling_seeded_and_temperature():
+    oracle = OracleLSTM(vocab_size=200, max_length=10, seed=1)
+    a = oracle.sample(64, generator=torch.Generator().manual_seed(5))
+    b = oracle.sample(64, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    cold = oracle.sample(400, temperature=0.5, generator=torch.Generator().manual_seed(1))
+    hot = oracle.sample(400, temperature=1.5, generator=torch.Generator().manual_seed(1))
+    assert oracle.nll(cold) < oracle.nll(a) < oracle.nll(hot)
+
+
+def test_oracle_rollout_keeps_prefixes():
+    oracle = OracleLSTM(vocab_size=100, max_length=8, seed=2)
+    tokens = torch.randint(0, 100, (6, 8), generator=torch.Generator().manual_seed(0))
+    plen = torch.tensor([0, 1, 3, 5, 7, 8])
+    out = oracle.rollout(tokens, plen, generator=torch.Generator().manual_seed(0))
+    for i, p in enumerate(plen.tolist()):
+        assert torch.equal(out[i, :p], tokens[i, :p])
+    assert torch.equal(out[5], tokens[5])
+    assert not torch.equal(out[0], tokens[0])
+
+
+def test_oracle_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        OracleLSTM.from_npz(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        OracleLSTM.from_npz(tmp_path / "junk.npz")
+    np.savez(tmp_path / "few.npz", **{"00_g_embeddings": np.zeros((10, 4), np.float32)})
+    with pytest.raises(ValueError, match="lacks arrays"):
+        OracleLSTM.from_npz(tmp_path / "few.npz")
+    good = OracleLSTM(vocab_size=10, emb_dim=4, hidden_dim=3)
+    arrays = {k: np.zeros(1, np.float32) for k in ORACLE_KEYS}
+    arrays.update({"00_g_embeddings": np.zeros((10, 4), np.float32), "02_Ui": np.zeros((3, 3), np.float32)})
+    np.savez(tmp_path / "shapes.npz", **arrays)
+    with pytest.raises(ValueError, match="has shape"):
+        OracleLSTM.from_npz(tmp_path / "shapes.npz")
+    del good
+
+
+def test_oracle_fallback_without_data(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path))
+    oracle = OracleLSTM.load(seed=0)
+    assert "not comparable" in capsys.readouterr().err
+    assert oracle.vocab_size == 5000 and oracle.source.startswith("freshly initialized")
+    same = OracleLSTM.load(seed=0, quiet=True)
+    assert torch.equal(oracle.Wo, same.Wo)
+
+
+# ---------------------------------------------------------------------------- corpora
+def write(tmp_path, name, text, encoding="utf-8"):
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def test_corpus_vocabulary_and_encoding(tmp_path):
+    train = write(tmp_path, "train.txt", "the cat sat\nthe dog sat down\n\nthe cat\n")
+    test = write(tmp_path, "test.txt", "the bird sat\n")
+    c = Corpus(train, test, min_count=2)
+    assert c.vocab.itos[:2] == ["<eos>", "<unk>"]
+    assert c.vocab.itos[2:] == ["the", "cat", "sat"]  # by count, then alphabetical; 'dog', 'down' < min_count
+    assert c.pad_id == c.vocab_size == 5 and c.eos_id == EOS_ID
+    assert c.max_length == 5  # longest sentence (4 words) + <eos>
+    assert c.train.shape == (3, 5)  # the blank line is skipped
+    assert c.train[1].tolist() == [2, UNK_ID, 4, UNK_ID, EOS_ID]
+    assert c.train[0].tolist() == [2, 3, 4, EOS_ID, c.pad_id] and c.train_lengths.tolist() == [4, 5, 3]
+    assert c.test[0].tolist()[:4] == [2, UNK_ID, 4, EOS_ID]
+    assert c.decode(c.train[0]) == "the cat sat"
+
+
+def test_corpus_long_sentences_truncate_or_drop(tmp_path):
+    train = write(tmp_path, "t.txt", "a b c d e f\na b\n")
+    t = Corpus(train, max_length=4, long_sentences="truncate")
+    assert t.train_lengths.tolist() == [4, 3]
+    assert EOS_ID not in t.train[0].tolist()  # truncated: no <eos>
+    d = Corpus(train, max_length=4, long_sentences="drop")
+    assert d.train_lengths.tolist() == [3]
+    with pytest.raises(ValueError, match="long_sentences"):
+        Corpus(train, long_sentences="cut")
+
+
+def test_corpus_lowercase(tmp_path):
+    c = Corpus(write(tmp_path, "t.txt", "The the THE\n"), lowercase=True)
+    assert c.vocab.itos == ["<eos>", "<unk>", "the"]
+
+
+def test_corpus_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Corpus(tmp_path / "nope.txt")
+    with pytest.raises(ValueError, match="no sentences"):
+        Corpus(write(tmp_path, "empty.txt", "\n  \n"))
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        Corpus(write(tmp_path, "latin.txt", "café crème\n", encoding="latin-1"))
+    with pytest.raises(ValueError, match="must start with"):
+        Vocab(["a", "b"])
+
+
+def test_real_corpus_loads():
+    train = need_data("coco", "image_coco.txt")
+    c = Corpus(train, need_data("coco", "test_coco.txt"))
+    assert c.train.shape[0] == 10_000 and c.test.shape[0] == 10_000
+    assert (c.train_lengths <= c.max_length).all()
+    assert c.decode(c.train[0]).split() == train.read_text().splitlines()[0].split()
+
+
+def test_resolve_data_errors():
+    with pytest.raises(TypeError, match="data must be"):
+        resolve_data(3.5)

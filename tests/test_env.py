@@ -1,0 +1,219 @@
+"""TokenVecEnv / TokenEnv: gymnasium and SB3 checkers, vector == N singles, autoreset, prefixes, bad input."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+import textgym
+from textgym import OracleScorer, TokenEnv, TokenVecEnv
+from textgym.data import Corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    p = tmp_path_factory.mktemp("c") / "train.txt"
+    p.write_text("a b c\nb c\nc a b a\nd\n")
+    return Corpus(p)
+
+
+def test_registered_entry_points(small_oracle_data):
+    env = gym.make("textgym/TokenGen-v0", data=small_oracle_data)
+    assert isinstance(env.unwrapped, TokenEnv)
+    venv = gym.make_vec("textgym/TokenGen-v0", num_envs=4, data=small_oracle_data, device="cpu", reward="mc")
+    assert isinstance(venv, TokenVecEnv) and venv.num_envs == 4 and venv.reward_fn.mode == "mc"
+    assert venv.single_observation_space == gym.spaces.Box(0, 50, (6,), np.int64)
+    assert venv.single_action_space == gym.spaces.Discrete(50)
+
+
+def test_default_make_uses_the_published_oracle(oracle_data):
+    env = gym.make("textgym/TokenGen-v0")
+    assert env.observation_space.shape == (20,) and env.action_space.n == 5000
+    obs, _ = env.reset(seed=0)
+    assert (obs == 5000).all()  # padding id is vocab_size, outside the 5000 valid tokens
+
+
+@pytest.mark.parametrize("reward", ["terminal", "dense", "mc"])
+def test_gymnasium_and_sb3_checkers(small_oracle_data, reward):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = TokenEnv(data=small_oracle_data, reward=reward, n_rollouts=2, seed=0)
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env)
+
+
+def test_checkers_on_a_corpus(corpus, toy_scorer):
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = TokenEnv(data=corpus, discriminator=toy_scorer(corpus.vocab_size))
+    check_env(env, skip_render_check=True)
+    sb3_check_env(env)
+
+
+@pytest.mark.parametrize("reward", ["terminal", "dense"])
+def test_vector_env_matches_single_envs(corpus, toy_scorer, reward):
+    N, steps = 5, 30
+    scorer = toy_scorer(corpus.vocab_size)
+    venv = TokenVecEnv(N, data=corpus, reward=reward, discriminator=scorer, seed=0)
+    singles = [TokenEnv(data=corpus, reward=reward, discriminator=scorer, seed=i) for i in range(N)]
+    rng = np.random.default_rng(0)
+    obs, _ = venv.reset(seed=0)
+    single_obs = [e.reset(seed=i)[0] for i, e in enumerate(singles)]
+    np.testing.assert_array_equal(obs.numpy(), np.stack(single_obs))
+    finished = np.zeros(N, bool)
+    ended = 0
+    for _ in range(steps):
+        actions = rng.integers(0, corpus.vocab_size, N)
+        obs, rew, term, trunc, _ = venv.step(torch.as_tensor(actions))
+        for i, e in enumerate(singles):
+            if finished[i]:  # NEXT_STEP autoreset: this step resets env i and ignores its action
+                o, r, t = e.reset()[0], 0.0, False
+            else:
+                o, r, t, _, _ = e.step(actions[i])
+            np.testing.assert_array_equal(obs[i].numpy(), o)
+            assert float(rew[i]) == pytest.approx(r, abs=1e-6)
+            assert bool(term[i]) == t and not bool(trunc[i])
+        finished = term.numpy()
+        ended += finished.sum()
+    assert ended > 5  # episodes did end (at <eos> or max_length) and restart
+
+
+def test_episode_ends_at_max_length_as_terminated(small_oracle_data):
+    venv = TokenVecEnv(3, data=small_oracle_data)
+    venv.reset(seed=0)
+    for t in range(6):
+        obs, r, term, trunc, _ = venv.step(torch.tensor([1, 2, 3]))
+        assert bool(term.all()) == (t == 5) and not trunc.any()
+        assert (r != 0).all() == (t == 5)  # terminal reward: 0 before the end
+    assert obs[0].tolist() == [1] * 6
+    np.testing.assert_allclose(r, OracleScorer(small_oracle_data.oracle).score(obs), rtol=1e-6)
+
+
+def test_episode_ends_at_eos(corpus, toy_scorer):
+    venv = TokenVecEnv(2, data=corpus, discriminator=toy_scorer(corpus.vocab_size))
+    venv.reset()
+    venv.step(torch.tensor([2, 3]))
+    _, _, term, _, _ = venv.step(torch.tensor([0, 4]))  # env 0 says <eos>
+    assert term.tolist() == [True, False]
+
+
+def test_same_step_autoreset_reports_final_obs(small_oracle_data):
+    venv = TokenVecEnv(2, data=small_oracle_data, autoreset_mode="SameStep")
+    venv.reset(options={"prefix": [[7, 7, 7, 7, 7], [1]]})
+    obs, r, term, _, info = venv.step(torch.tensor([9, 9]))
+    assert term.tolist() == [True, False]
+    assert info["_final_obs"].tolist() == [True, False]
+    assert info["final_obs"][0].tolist() == [7, 7, 7, 7, 7, 9]
+    assert obs[0].tolist() == [50] * 6 and obs[1].tolist()[:2] == [1, 9]
+
+
+def test_disabled_autoreset_needs_reset_mask(small_oracle_data):
+    venv = TokenVecEnv(2, data=small_oracle_data, autoreset_mode=AutoresetMode.DISABLED)
+    venv.reset(options={"prefix": [[1, 1, 1, 1, 1], [2]]})
+    venv.step(torch.tensor([3, 3]))
+    with pytest.raises(RuntimeError, match="reset_mask"):
+        venv.step(torch.tensor([3, 3]))
+    obs, _ = venv.reset(options={"reset_mask": np.array([True, False])})
+    assert obs[0].tolist() == [50] * 6 and obs[1].tolist()[:2] == [2, 3]
+    venv.step(torch.tensor([4, 4]))
+
+
+def test_reset_with_prefix(small_oracle_data):
+    venv = TokenVecEnv(3, data=small_oracle_data)
+    prefix = torch.tensor([[1, 2, 3], [4, 5, 0], [6, 0, 0]])
+    obs, _ = venv.reset(options={"prefix": prefix, "prefix_lengths": [3, 2, 1]})
+    assert obs.tolist() == [[1, 2, 3, 50, 50, 50], [4, 5, 50, 50, 50, 50], [6, 50, 50, 50, 50, 50]]
+    _, _, term, _, _ = venv.step(torch.tensor([9, 9, 9]))
+    steps = 1
+    while not term[0]:
+        _, _, term, _, _ = venv.step(torch.tensor([9, 9, 9]))
+        steps += 1
+    assert steps == 3  # 6 - 3 tokens generated after a prefix of 3
+    single = TokenEnv(data=small_oracle_data)
+    obs, _ = single.reset(options={"prefix": np.array([5, 6])})
+    assert obs.tolist()[:3] == [5, 6, 50]
+
+
+def test_bad_prefixes(small_oracle_data, corpus, toy_scorer):
+    venv = TokenVecEnv(2, data=small_oracle_data)
+    with pytest.raises(ValueError, match="shorter than max_length"):
+        venv.reset(options={"prefix": [[1] * 6, [1]]})
+    with pytest.raises(ValueError, match="out of range"):
+        venv.reset(options={"prefix": [[1, 50], [1]]})
+    with pytest.raises(ValueError, match="one per env"):
+        venv.reset(options={"prefix": [[1]]})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        venv.reset(options={"prefx": [[1], [2]]})
+    cvenv = TokenVecEnv(1, data=corpus, discriminator=toy_scorer(corpus.vocab_size))
+    with pytest.raises(ValueError, match="<eos>"):
+        cvenv.reset(options={"prefix": [[2, 0]]})
+
+
+def test_bad_actions(small_oracle_data):
+    venv = TokenVecEnv(2, data=small_oracle_data)
+    with pytest.raises(RuntimeError, match="before reset"):
+        venv.step(torch.tensor([1, 2]))
+    venv.reset()
+    with pytest.raises(ValueError, match="token id 50 is out of range for a vocabulary of 50 tokens"):
+        venv.step(torch.tensor([1, 50]))
+    with pytest.raises(ValueError, match="token id -1 is out of range"):
+        venv.step(np.array([-1, 2]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        venv.step(torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="integer"):
+        venv.step(np.array([1.5, 2.0]))
+    env = TokenEnv(data=small_oracle_data)
+    env.reset()
+    with pytest.raises(ValueError, match="one token id"):
+        env.step(np.array([1, 2]))
+    with pytest.raises(ValueError, match="out of range"):
+        env.step(5003)
+
+
+def test_scorer_vocabulary_mismatch_and_nonfinite(small_oracle_data, toy_scorer):
+    with pytest.raises(ValueError, match="vocabulary of 7 tokens but the env has 50"):
+        TokenVecEnv(2, data=small_oracle_data, discriminator=toy_scorer(7))
+
+    class NaNScorer(toy_scorer):
+        def score(self, tokens, lengths=None):
+            return torch.full((tokens.shape[0],), float("nan"))
+
+    venv = TokenVecEnv(1, data=small_oracle_data, discriminator=NaNScorer(50))
+    venv.reset(options={"prefix": [[1] * 5]})
+    with pytest.raises(ValueError, match="non-finite"):
+        venv.step(torch.tensor([1]))
+
+
+def test_oracle_scorer_needs_oracle_data(corpus):
+    with pytest.raises(ValueError, match="needs data='oracle'"):
+        TokenVecEnv(1, data=corpus, discriminator="oracle")
+
+
+def test_action_masks_forbid_empty_sentences(corpus, toy_scorer):
+    venv = TokenVecEnv(2, data=corpus, discriminator=toy_scorer(corpus.vocab_size))
+    venv.reset()
+    m = venv.action_masks()
+    assert m.shape == (2, corpus.vocab_size) and not m[:, 0].any() and m[:, 1:].all()
+    venv.step(torch.tensor([2, 3]))
+    assert venv.action_masks().all()
+
+
+def test_numpy_users_can_wrap_with_array_conversion(small_oracle_data):
+    from gymnasium.wrappers.vector import ArrayConversion
+
+    env = ArrayConversion(TokenVecEnv(3, data=small_oracle_data), env_xp=torch, target_xp=np)
+    obs, _ = env.reset(seed=0)
+    obs, r, term, trunc, _ = env.step(np.array([1, 2, 3]))
+    assert isinstance(obs, np.ndarray) and obs.dtype == np.int64 and isinstance(r, np.ndarray)
+
+
+def test_render_ansi(corpus, toy_scorer):
+    env = TokenEnv(data=corpus, discriminator=toy_scorer(corpus.vocab_size), render_mode="ansi")
+    env.reset()
+    env.step(corpus.vocab.stoi["a"])
+    env.step(corpus.vocab.stoi["b"])
+    assert env.render() == "a b"
