@@ -1,0 +1,196 @@
+"""Rewards: the batched MC reward against a slow nested-loop reference, no mixing across
+sequences or steps, transforms against hand computations, and refusals."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from textgym import OracleScorer, TokenVecEnv
+from textgym.rewards import TRANSFORMS, DenseReward, MCReward, TerminalReward, make_reward, maligan_weights
+
+
+class FillPolicy:
+    """A deterministic rollout policy: completes every prefix with token ``fill``."""
+
+    def __init__(self, fill: int) -> None:
+        self.fill = fill
+
+    def rollout(self, tokens, prefix_lengths, *, temperature=1.0, generator=None):
+        keep = torch.arange(tokens.shape[1]) < prefix_lengths[:, None]
+        return torch.where(keep, tokens, torch.full_like(tokens, self.fill))
+
+
+class MeanIdScorer:
+    """A plain score that identifies a sequence: mean token id."""
+
+    is_probabilistic = False
+    vocab_size = 100
+
+    def score(self, tokens, lengths=None):
+        return tokens.float().mean(1)
+
+
+def test_mc_rewards_never_mix_sequences_or_steps():
+    # With a deterministic completion, Q(Y_1:t) for sequence i is known exactly:
+    # (sum of its first t tokens + (T - t) * fill) / T. A [rollout, T, B] -> (B, T) reshape
+    # without transpose (a bug of public code) scrambles this matrix.
+    N, T, fill = 5, 7, 3
+    tokens = torch.randint(0, 100, (N, T), generator=torch.Generator().manual_seed(0))
+    reward = MCReward(MeanIdScorer(), "identity", rollout_policy=FillPolicy(fill), n_rollouts=4).bind(100, None, 100)
+    got = reward.sequence_rewards(tokens, torch.full((N,), T))
+    expected = torch.empty(N, T)
+    for i in range(N):
+        for t in range(1, T + 1):
+            expected[i, t - 1] = (tokens[i, :t].sum() + (T - t) * fill) / T
+    torch.testing.assert_close(got, expected)
+
+
+def test_mc_step_path_equals_sequence_path_for_deterministic_policy():
+    N, T = 4, 6
+    reward = MCReward(MeanIdScorer(), "identity", rollout_policy=FillPolicy(9), n_rollouts=2)
+
+    class Env(TokenVecEnv):
+        pass
+
+    from textgym.data import OracleData
+    from textgym.oracle import OracleLSTM
+
+    data = OracleData(OracleLSTM(vocab_size=100, max_length=T, seed=0), max_length=T, n_train=8, n_test=8)
+    venv = Env(N, data=data, reward=reward)
+    venv.reset(seed=0)
+    actions = torch.randint(0, 100, (T, N), generator=torch.Generator().manual_seed(1))
+    step_rewards = torch.stack([venv.step(a)[1] for a in actions], 1)
+    torch.testing.assert_close(step_rewards, reward.sequence_rewards(actions.T.contiguous(), torch.full((N,), T)))
+
+
+def slow_mc_rewards(oracle, scorer, tokens, n, seed):
+    """The straightforward nested loop of public SeqGAN code: for each rollout, for each prefix
+    length, complete every sequence and score it; the last step scores the sequence itself.
+    Returns the individual rollout scores, (n, N, T)."""
+    g = torch.Generator().manual_seed(seed)
+    N, T = tokens.shape
+    draws = torch.zeros(n, N, T)
+    for k in range(n):
+        for t in range(1, T):
+            full = oracle.rollout(tokens, torch.full((N,), t), generator=g)
+            draws[k, :, t - 1] = scorer.score(full)
+        draws[k, :, T - 1] = scorer.score(tokens)
+    return draws
+
+
+def test_batched_mc_agrees_with_slow_reference_statistically(small_oracle_data):
+    oracle = small_oracle_data.oracle
+    scorer = OracleScorer(oracle)
+    tokens = small_oracle_data.test[:6]
+    n = 64
+    reward = MCReward(scorer, rollout_policy=oracle, n_rollouts=n).bind(50, None, 50)
+    fast = reward.sequence_rewards(tokens, torch.full((6,), 6), generator=torch.Generator().manual_seed(0))
+    draws = slow_mc_rewards(oracle, scorer, tokens, n, seed=1)
+    slow = draws.mean(0)
+    # Both are means of n independent draws: their difference has sd sigma * sqrt(2 / n).
+    se = draws.std(0)[:, :-1] * math.sqrt(2 / n)
+    z = (fast - slow)[:, :-1] / se
+    assert z.abs().max() < 5, z
+    assert z.abs().mean() < 1.5  # about 0.8 for two unbiased estimates
+    # the last step is exact: the finished sequence's own score
+    torch.testing.assert_close(fast[:, -1], scorer.score(tokens))
+    torch.testing.assert_close(slow[:, -1], scorer.score(tokens))
+
+
+def test_mc_estimates_converge_to_each_other(small_oracle_data):
+    # Two independent batched estimates with many rollouts agree closely, entry by entry.
+    oracle = small_oracle_data.oracle
+    reward = MCReward(OracleScorer(oracle), rollout_policy=oracle, n_rollouts=512).bind(50, None, 50)
+    tokens = small_oracle_data.test[:4]
+    a = reward.sequence_rewards(tokens, torch.full((4,), 6), generator=torch.Generator().manual_seed(0))
+    b = reward.sequence_rewards(tokens, torch.full((4,), 6), generator=torch.Generator().manual_seed(1))
+    assert (a - b).abs().max() < 0.15
+
+
+def test_mc_rollouts_stop_at_eos():
+    class EosPolicy:
+        def rollout(self, tokens, prefix_lengths, *, temperature=1.0, generator=None):
+            out = tokens.clone()
+            for i, p in enumerate(prefix_lengths.tolist()):
+                out[i, p:] = 5
+                if p < tokens.shape[1]:
+                    out[i, p] = 0  # <eos> right after the prefix
+            return out
+
+    seen = []
+
+    class Recorder(MeanIdScorer):
+        def score(self, tokens, lengths=None):
+            seen.append((tokens.clone(), lengths.clone()))
+            return torch.zeros(tokens.shape[0])
+
+    r = MCReward(Recorder(), "identity", rollout_policy=EosPolicy(), n_rollouts=1).bind(100, 0, 100)
+    r.values(torch.tensor([[7, 8, 9, 9]]), torch.tensor([2]))
+    tokens, lengths = seen[0]
+    assert tokens.tolist() == [[7, 8, 0, 100]] and lengths.tolist() == [3]
+
+
+def test_transforms_match_hand_computation():
+    s = torch.tensor([-2.0, 0.0, 3.0])
+    D = 1 / (1 + torch.exp(-s))
+    torch.testing.assert_close(TRANSFORMS["prob"](s), D)
+    torch.testing.assert_close(TRANSFORMS["log"](s), torch.log(D))
+    torch.testing.assert_close(TRANSFORMS["logit"](s), s)
+    r = D / (1 - D)
+    torch.testing.assert_close(TRANSFORMS["maligan"](s), 3 * r / r.sum())
+    torch.testing.assert_close(TRANSFORMS["identity"](s), s)
+
+
+def test_maligan_weights_are_stable_for_confident_discriminators():
+    w = maligan_weights(torch.tensor([80.0, 80.0, -5.0, 1000.0]))
+    assert torch.isfinite(w).all() and w.sum().item() == pytest.approx(4.0)
+    assert w[3] >= w[0] == w[1] > w[2]
+
+
+def test_terminal_maligan_normalizes_over_the_finished_batch(small_oracle_data, toy_scorer):
+    venv = TokenVecEnv(3, data=small_oracle_data, discriminator=toy_scorer(50), transform="maligan")
+    venv.reset(options={"prefix": [[1] * 5, [20] * 5, [40] * 5]})
+    _, r, term, _, _ = venv.step(torch.tensor([1, 20, 40]))
+    logits = torch.tensor([1, 20, 40]) / 50 * 4 - 2
+    ratio = torch.exp(logits)
+    torch.testing.assert_close(r, 3 * ratio / ratio.sum())
+
+
+def test_refusals(small_oracle_data, toy_scorer):
+    oracle_scorer = OracleScorer(small_oracle_data.oracle)
+    for name in ("prob", "log", "logit", "maligan"):
+        with pytest.raises(ValueError, match="needs a probabilistic scorer"):
+            TerminalReward(oracle_scorer, name)
+    with pytest.raises(ValueError, match="reward='terminal' only"):
+        MCReward(toy_scorer(50), "maligan")
+    with pytest.raises(ValueError, match="unknown reward transform 'sqrt'"):
+        TerminalReward(toy_scorer(50), "sqrt")
+    with pytest.raises(ValueError, match="unknown reward 'sparse'"):
+        make_reward("sparse", toy_scorer(50))
+
+    class WholeOnly:
+        vocab_size, is_probabilistic, supports_prefixes = 50, True, False
+
+    with pytest.raises(ValueError, match="per-prefix scores"):
+        DenseReward(WholeOnly())
+    with pytest.raises(ValueError, match="rollout policy"):
+        MCReward(toy_scorer(50)).values(torch.zeros(1, 3, dtype=torch.long), torch.tensor([1]))
+
+
+def test_default_transforms(small_oracle_data, toy_scorer):
+    assert TerminalReward(OracleScorer(small_oracle_data.oracle)).transform.name == "identity"
+    assert TerminalReward(toy_scorer(50)).transform.name == "prob"
+
+
+def test_dense_reward_is_per_prefix_score(small_oracle_data):
+    oracle = small_oracle_data.oracle
+    venv = TokenVecEnv(4, data=small_oracle_data, reward="dense")
+    venv.reset(seed=0)
+    tokens = small_oracle_data.test[:4]
+    rewards = torch.stack([venv.step(tokens[:, t])[1] for t in range(6)], 1)
+    torch.testing.assert_close(rewards, oracle.log_probs(tokens))
+    torch.testing.assert_close(rewards.mean(1), OracleScorer(oracle).score(tokens))
+    dense = DenseReward(OracleScorer(oracle)).bind(50, None, 50)
+    torch.testing.assert_close(dense.sequence_rewards(tokens, torch.full((4,), 6)), rewards)
