@@ -1,0 +1,218 @@
+"""MLE: maximum-likelihood training of the generator with teacher forcing.
+
+Update rule (one step on a minibatch B of real sequences x with lengths L_i):
+
+    L(θ) = - Σ_{i∈B} Σ_{t<L_i} log p_θ(x_{i,t} | x_{i,<t}) / Σ_{i∈B} L_i
+    θ ← Adam(θ, ∇L(θ)),  gradients clipped to a global norm of ``grad_clip``
+
+One iteration is one epoch over ``data.train`` in a fresh seeded shuffle (SeqGAN's
+pretraining: batch 64, Adam lr 0.01, grad clip 5.0). :class:`MLEAgent` is also the base of
+the adversarial agents, which start with ``mle_epochs`` of it.
+
+Config keys (defaults in ``MLEAgent.DEFAULTS``):
+
+=============== ======== =============================================================
+key             default  meaning
+=============== ======== =============================================================
+``mle_epochs``  120      MLE epochs (SeqGAN's ``PRE_EPOCH_NUM``); the agent's iterations
+``batch_size``  64       sequences per minibatch
+``mle_lr``      0.01     Adam learning rate of MLE
+``grad_clip``   5.0      global gradient-norm clip of generator updates (0: none)
+``emb_dim``     32       generator embedding size
+``hidden_dim``  32       generator LSTM size
+``init``        seqgan   ``seqgan`` (all parameters ~ N(0, 0.1)) or ``default`` (PyTorch)
+=============== ======== =============================================================
+
+Stats of an iteration: ``phase="mle"``, ``g_loss`` and ``nll_train`` (the epoch's mean
+teacher-forced NLL per token on the training set; the same number).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from agents.base import Agent
+from agents.generator import INITS, Generator
+from textgym.data import TextData, resolve_data
+
+# (type(s), predicate, what is accepted) per config key; subclasses extend this table.
+Spec = Tuple[Union[type, Tuple[type, ...]], Callable[[Any], bool], str]
+
+
+POSITIVE_INT: Spec = (int, lambda v: v >= 1, "an integer >= 1")
+NONNEG_INT: Spec = (int, lambda v: v >= 0, "an integer >= 0")
+POSITIVE_FLOAT: Spec = ((int, float), lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
+NONNEG_FLOAT: Spec = ((int, float), lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
+UNIT_FLOAT: Spec = ((int, float), lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
+def one_of(*choices: Any) -> Spec:
+    return (object, lambda v: v in choices, f"one of {list(choices)}")
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed for the named random stream of an agent seeded with ``seed``."""
+    entropy = [seed & 0xFFFFFFFFFFFFFFFF, *stream.encode()]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def check_finite(value: torch.Tensor, name: str, iteration: int) -> float:
+    """``float(value)``, or FloatingPointError naming the quantity and the iteration."""
+    v = float(value)
+    if not math.isfinite(v):
+        raise FloatingPointError(f"{name} became {v} at iteration {iteration}")
+    return v
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x (N, T) over the True entries of mask (N, T)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """lengths (N,) -> (N, T) bool, True at positions < length."""
+    return torch.arange(T, device=lengths.device) < lengths[:, None]
+
+
+class MLEAgent(Agent):
+    """Teacher-forced maximum likelihood (see the module docstring for the update and config)."""
+
+    name = "mle"
+    DEFAULTS: ClassVar[Dict[str, Any]] = {
+        "mle_epochs": 120,
+        "batch_size": 64,
+        "mle_lr": 0.01,
+        "grad_clip": 5.0,
+        "emb_dim": 32,
+        "hidden_dim": 32,
+        "init": "seqgan",
+    }
+    SPECS: ClassVar[Dict[str, Spec]] = {
+        "mle_epochs": NONNEG_INT,
+        "batch_size": POSITIVE_INT,
+        "mle_lr": POSITIVE_FLOAT,
+        "grad_clip": NONNEG_FLOAT,
+        "emb_dim": POSITIVE_INT,
+        "hidden_dim": POSITIVE_INT,
+        "init": one_of(*INITS),
+    }
+
+    def __init__(
+        self,
+        data: Union[str, TextData],
+        config: Optional[Dict[str, Any]] = None,
+        device: Union[str, torch.device] = "cpu",
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(data, TextData):
+            data = resolve_data(data)
+        defaults: Dict[str, Any] = {}
+        for cls in reversed(type(self).__mro__):  # base defaults first, subclasses override
+            defaults.update(getattr(cls, "DEFAULTS", {}))
+        super().__init__(data, {**defaults, **(config or {})}, device, seed)
+        self.validate_config()
+        c = self.config
+        self._generator = Generator(
+            data.vocab_size, data.max_length, eos_id=data.eos_id, emb_dim=c["emb_dim"],
+            hidden_dim=c["hidden_dim"], init=c["init"], seed=derive_seed(seed, "generator-init"),
+        ).to(self.device)
+        # Every random draw comes from these generators (never the global RNG).
+        self.sample_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sample"))
+        self.data_rng = torch.Generator().manual_seed(derive_seed(seed, "data"))
+        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c["mle_lr"])
+        self.train_tokens = data.train.to(self.device)
+        self.train_lengths = data.train_lengths.to(self.device)
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def specs(cls) -> Dict[str, Spec]:
+        out: Dict[str, Spec] = {}
+        for k in reversed(cls.__mro__):
+            out.update(getattr(k, "SPECS", {}))
+        return out
+
+    def validate_config(self) -> None:
+        """ValueError for a known key with a bad value (unknown keys are ignored: budgets are shared)."""
+        for key, (types, ok, accepted) in self.specs().items():
+            if key not in self.config:
+                continue
+            v = self.config[key]
+            if types is int and isinstance(v, float) and v.is_integer():
+                v = self.config[key] = int(v)
+            bad_type = types is not object and (not isinstance(v, types) or isinstance(v, bool))
+            if bad_type or not ok(v):
+                raise ValueError(f"config[{key!r}] = {v!r} is invalid for agent {self.name!r}: expected {accepted}")
+
+    # ------------------------------------------------------------------ the Agent interface
+    @property
+    def generator(self) -> Generator:
+        return self._generator
+
+    @property
+    def total_iterations(self) -> int:
+        """``mle_epochs``: one iteration is one epoch."""
+        return int(self.config["mle_epochs"])
+
+    def train_iteration(self) -> Dict[str, Any]:
+        stats = {"phase": "mle", **self.mle_epoch()}
+        self.iteration += 1
+        return stats
+
+    # ------------------------------------------------------------------ MLE
+    def mle_loss(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean per-token NLL of real tokens (B, T) over positions < lengths (B,); differentiable."""
+        lp = self._generator.log_probs(tokens)
+        return -masked_mean(lp, length_mask(lengths, tokens.shape[1]))
+
+    def optimizer_step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, name: str = "g_loss") -> float:
+        """Backward, clip, step; raises FloatingPointError on a non-finite loss."""
+        value = check_finite(loss.detach(), name, self.iteration)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = float(self.config.get("grad_clip", 0.0))
+        params = [p for g in opt.param_groups for p in g["params"]]
+        if clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip)
+            check_finite(norm, f"{name} gradient norm", self.iteration)
+        opt.step()
+        return value
+
+    def mle_epoch(self) -> Dict[str, float]:
+        """One epoch of teacher forcing over ``data.train`` in a seeded shuffle."""
+        self._generator.train()
+        n, bs = self.train_tokens.shape[0], int(self.config["batch_size"])
+        perm = torch.randperm(n, generator=self.data_rng).to(self.device)
+        total, count = 0.0, 0
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
+            loss = self.mle_loss(tokens, lengths)
+            value = self.optimizer_step(self.mle_opt, loss, "g_loss")
+            k = int(lengths.sum())
+            total, count = total + value * k, count + k
+        nll = total / max(count, 1)
+        return {"g_loss": nll, "nll_train": nll}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "agent": self.name,
+            "iteration": self.iteration,
+            "config": dict(self.config),
+            "generator": self._generator.state_dict(),
+            "mle_opt": self.mle_opt.state_dict(),
+            "sample_rng": self.sample_rng.get_state(),
+            "data_rng": self.data_rng.get_state(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state.get("agent", self.name) != self.name:
+            raise ValueError(f"checkpoint of agent {state.get('agent')!r} cannot be loaded into agent {self.name!r}")
+        self.iteration = int(state["iteration"])
+        self._generator.load_state_dict(state["generator"])
+        self.mle_opt.load_state_dict(state["mle_opt"])
+        self.sample_rng.set_state(state["sample_rng"])
+        self.data_rng.set_state(state["data_rng"])
