@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from textgym.sampling import sample_logits
@@ -65,7 +66,7 @@ class OracleLSTM(nn.Module):
         self.W = p(emb_dim, 4 * hidden_dim)
         self.U = p(hidden_dim, 4 * hidden_dim)
         self.b = p(4 * hidden_dim)
-        self.Wo = p(hidden_dim, vocab_size)
+        self.Wo = p(vocab_size, hidden_dim)  # stored as (V, H), nn.Linear layout: logits = F.linear(h, Wo, bo)
         self.bo = p(vocab_size)
         self.source = f"freshly initialized (seed {seed})"
 
@@ -112,7 +113,7 @@ class OracleLSTM(nn.Module):
             oracle.W.copy_(torch.from_numpy(np.concatenate([a[idx[g][0]] for g in gates], 1)))
             oracle.U.copy_(torch.from_numpy(np.concatenate([a[idx[g][1]] for g in gates], 1)))
             oracle.b.copy_(torch.from_numpy(np.concatenate([a[idx[g][2]] for g in gates], 0)))
-            oracle.Wo.copy_(torch.from_numpy(a["13_Wo"]))
+            oracle.Wo.copy_(torch.from_numpy(a["13_Wo"].T.copy()))
             oracle.bo.copy_(torch.from_numpy(a["14_bo"]))
         oracle.source = path
         return oracle
@@ -154,6 +155,10 @@ class OracleLSTM(nn.Module):
         c = f * c + i * torch.tanh(z[:, 3 * H :])
         return o * torch.tanh(c), c
 
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """h (N, H) -> (N, V) output logits h·Wo + bo."""
+        return F.linear(h, self.Wo, self.bo)
+
     def _zeros(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.zeros(n, self.hidden_dim, device=self.Wo.device)
         return z, z.clone()
@@ -178,8 +183,8 @@ class OracleLSTM(nn.Module):
         out = torch.empty(N, T, device=tokens.device)
         for t in range(T):
             h, c = self.cell(self.embedding[prev], h, c)
-            logp = torch.log_softmax(h @ self.Wo + self.bo, dim=-1)
-            out[:, t] = logp.gather(1, tokens[:, t : t + 1]).squeeze(1)
+            logits = self.logits(h)
+            out[:, t] = logits.gather(1, tokens[:, t : t + 1]).squeeze(1) - torch.logsumexp(logits, dim=-1)
             prev = tokens[:, t]
         return out
 
@@ -216,7 +221,7 @@ class OracleLSTM(nn.Module):
             h, c = self.cell(self.embedding[prev], h, c)
             free = (prefix_lengths <= t).nonzero().squeeze(1)
             if free.numel():
-                logits = h.index_select(0, free) @ self.Wo + self.bo
+                logits = self.logits(h.index_select(0, free))
                 tokens[free, t] = sample_logits(logits, temperature, generator)
             prev = tokens[:, t]
         return tokens

@@ -200,18 +200,21 @@ class MCReward(Reward):
             with :meth:`set_rollout_policy` (or assign ``.rollout_policy``).
         n_rollouts: n, completions per prefix (16 in SeqGAN).
         temperature: sampling temperature of the rollouts.
+        chunk_rows: at most this many rollout rows are generated and scored at once (bounds
+            memory at ``chunk_rows × V`` floats; on CPU moderate chunks also stay in cache).
     """
 
     mode = "mc"
 
     def __init__(self, scorer: Any, transform=None, rollout_policy: Any = None, n_rollouts: int = 16,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, chunk_rows: int = 4096) -> None:
         super().__init__(scorer, transform)
         if n_rollouts < 1:
             raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
         self.rollout_policy = rollout_policy
         self.n_rollouts = n_rollouts
         self.temperature = temperature
+        self.chunk_rows = max(int(chunk_rows), n_rollouts)
 
     def set_rollout_policy(self, policy: Any) -> None:
         self.rollout_policy = policy
@@ -226,11 +229,15 @@ class MCReward(Reward):
         if self.rollout_policy is None:
             raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
         n = self.n_rollouts
-        rows = tokens.repeat_interleave(n, dim=0)
-        plen = prefix_lengths.repeat_interleave(n)
-        full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)
-        full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
-        return self._final(full, flen).view(-1, n).mean(1)
+        step = self.chunk_rows // n  # prefixes per chunk
+        out = []
+        for i in range(0, tokens.shape[0], step):
+            rows = tokens[i : i + step].repeat_interleave(n, dim=0)
+            plen = prefix_lengths[i : i + step].repeat_interleave(n)
+            full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)
+            full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
+            out.append(self._final(full, flen).view(-1, n).mean(1))
+        return torch.cat(out) if out else torch.zeros(0, device=tokens.device)
 
     def step(self, tokens, lengths, done, active, generator=None):
         r = torch.zeros(tokens.shape[0], device=tokens.device)

@@ -1,0 +1,109 @@
+"""One SeqGAN Monte-Carlo reward computation: batched vs the nested loop of public code.
+
+Setting (headline): 64 sequences of length 20, 16 rollouts, V = 5000, the SeqGAN oracle as
+rollout policy and as scorer (its log-likelihood). Compared in the same process:
+
+- ``batched``: ``MCReward.sequence_rewards``: all 64·19 prefixes × 16 rollouts are one
+  lock-step generation (projection and sampling only for rows past their prefix) and one
+  scoring pass;
+- ``public_loop``: the loop of public SeqGAN code: for each rollout, for each prefix length,
+  run the LSTM over the prefix, sample the rest with ``torch.multinomial`` and score the
+  64 completions; the finished sequences are scored once per rollout;
+- ``loop_same_kernels``: the same loop built from our own kernels (inverse-CDF sampling,
+  the oracle's rollout), to separate the effect of batching from that of the sampler;
+- ``roofline``: the bare matrix products of the batched computation (the output projection of
+  every sampled position and of every scored position, at the same shapes), timed alone.
+"""
+from __future__ import annotations
+
+import torch
+
+from common import emit, log, parser, timeit
+from textgym.oracle import OracleLSTM
+from textgym.rewards import MCReward
+from textgym.scorers import OracleScorer
+
+
+def public_loop(oracle: OracleLSTM, scorer: OracleScorer, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    N, T = tokens.shape
+    rewards = torch.zeros(N, T, device=tokens.device)
+    with torch.no_grad():
+        for _ in range(n):
+            for given in range(1, T):
+                h, c = oracle._zeros(N)
+                prev = torch.zeros(N, dtype=torch.long, device=tokens.device)
+                for t in range(given):  # feed the prefix
+                    h, c = oracle.cell(oracle.embedding[prev], h, c)
+                    prev = tokens[:, t]
+                out = tokens.clone()
+                for t in range(given, T):  # sample the rest, one token at a time
+                    h, c = oracle.cell(oracle.embedding[prev], h, c)
+                    probs = torch.softmax(oracle.logits(h), dim=-1)
+                    prev = torch.multinomial(probs, 1).squeeze(1)
+                    out[:, t] = prev
+                rewards[:, given - 1] += scorer.score(out)
+            rewards[:, T - 1] += scorer.score(tokens)
+    return rewards / n
+
+
+def loop_same_kernels(oracle: OracleLSTM, scorer: OracleScorer, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    N, T = tokens.shape
+    rewards = torch.zeros(N, T, device=tokens.device)
+    for _ in range(n):
+        for given in range(1, T):
+            full = oracle.rollout(tokens, torch.full((N,), given, device=tokens.device))
+            rewards[:, given - 1] += scorer.score(full)
+        rewards[:, T - 1] += scorer.score(tokens)
+    return rewards / n
+
+
+def roofline(oracle: OracleLSTM, N: int, T: int, n: int, device: torch.device):
+    """The output projections of the batched computation at their real shapes."""
+    H, V = oracle.hidden_dim, oracle.vocab_size
+    sample_rows = [N * n * min(t, T - 1) for t in range(T)]  # rows past their prefix at step t
+    score_rows = N * (T - 1) * n
+    h_s = [torch.randn(r, H, device=device) for r in sample_rows]
+    h_score = torch.randn(score_rows, H, device=device)
+
+    def run():
+        for h in h_s:
+            oracle.logits(h)
+        for _ in range(T):
+            oracle.logits(h_score)
+
+    return run
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    device = torch.device(args.device)
+    N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)
+    oracle = OracleLSTM.load(max_length=T).to(device)
+    scorer = OracleScorer(oracle)
+    g = torch.Generator(device=device).manual_seed(0)
+    tokens = oracle.sample(N, generator=g)
+    reward = MCReward(scorer, rollout_policy=oracle, n_rollouts=n).bind(oracle.vocab_size, None, oracle.vocab_size)
+    repeats = 1 if args.quick else args.repeats
+
+    t_batched = timeit(lambda: reward.sequence_rewards(tokens, torch.full((N,), T, device=device), g), device, repeats)
+    log(f"batched: {t_batched:.3f} s")
+    t_same = timeit(lambda: loop_same_kernels(oracle, scorer, tokens, n), device, 1, warmup=0)
+    log(f"loop with our kernels: {t_same:.3f} s")
+    t_public = timeit(lambda: public_loop(oracle, scorer, tokens, n), device, 1, warmup=0)
+    log(f"public-code loop: {t_public:.3f} s")
+    t_roof = timeit(roofline(oracle, N, T, n, device), device, repeats)
+    log(f"roofline (bare matmuls): {t_roof:.3f} s")
+    emit({
+        "benchmark": "mc_rollout",
+        "device": str(device),
+        "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size},
+        "seconds": {"batched": t_batched, "public_loop": t_public, "loop_same_kernels": t_same,
+                    "roofline_matmuls": t_roof},
+        "ratio": t_public / t_batched,
+        "ratio_vs_loop_same_kernels": t_same / t_batched,
+        "roofline_ratio": t_roof / t_batched,
+    })
+
+
+if __name__ == "__main__":
+    main()
