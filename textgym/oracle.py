@@ -173,8 +173,8 @@ class OracleLSTM(nn.Module):
             )
 
     @torch.no_grad()
-    def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced ``log p(x_t | x_<t)``: tokens (N, T) int64 -> (N, T) float."""
+    def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Teacher-forced ``log p(x_t | x_<t)`` at a sampling temperature: tokens (N, T) int64 -> (N, T) float."""
         self._check_tokens(tokens)
         tokens = tokens.to(self.Wo.device)
         N, T = tokens.shape
@@ -183,7 +183,7 @@ class OracleLSTM(nn.Module):
         out = torch.empty(N, T, device=tokens.device)
         for t in range(T):
             h, c = self.cell(self.embedding[prev], h, c)
-            logits = self.logits(h)
+            logits = self.logits(h) if temperature == 1.0 else self.logits(h) / temperature
             out[:, t] = logits.gather(1, tokens[:, t : t + 1]).squeeze(1) - torch.logsumexp(logits, dim=-1)
             prev = tokens[:, t]
         return out

@@ -1,0 +1,136 @@
+"""Likelihood metrics and the quality-diversity frontier.
+
+Definitions (as the literature uses them; see DESIGN.md):
+
+- NLL-oracle: mean per-token negative log-likelihood, under the oracle, of samples drawn from
+  the generator (quality; lower is better). Lowering the temperature lowers it: it rewards
+  mode collapse, so report it with NLL-test.
+- NLL-test: mean per-token negative log-likelihood, under the generator, of held-out real
+  sequences (coverage/diversity; lower is better).
+- The frontier: both (or BLEU and Self-BLEU on corpora) measured while sweeping the sampling
+  temperature.
+
+Models follow :class:`textgym.protocols.SequenceModel` (``sample`` and ``log_probs``).
+Sampled sequences are cut at their first ``<eos>`` when the data has one.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+
+from textgym.rewards import finish_sequences
+
+
+def _eos_pad(model: Any) -> tuple[Optional[int], int]:
+    return getattr(model, "eos_id", None), getattr(model, "pad_id", model.vocab_size)
+
+
+@torch.no_grad()
+def sample_sequences(
+    model: Any, n: int, *, temperature: float = 1.0, seed: int = 0, batch_size: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n samples of ``model`` as ``(tokens (n, T) padded, lengths (n,))``, reproducible from ``seed``."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
+    g = torch.Generator(device=device).manual_seed(seed)
+    chunks = [model.sample(min(batch_size, n - i), temperature=temperature, generator=g) for i in range(0, n, batch_size)]
+    eos, pad = _eos_pad(model)
+    return finish_sequences(torch.cat(chunks), eos, pad)
+
+
+def masked_nll(log_probs: torch.Tensor, lengths: torch.Tensor) -> float:
+    """Mean of ``-log_probs`` (N, T) over positions < lengths (N,)."""
+    mask = torch.arange(log_probs.shape[1], device=log_probs.device) < lengths.to(log_probs.device)[:, None]
+    return float(-(log_probs * mask).sum() / mask.sum().clamp(min=1))
+
+
+@torch.no_grad()
+def sequence_log_probs(model: Any, tokens: torch.Tensor, lengths: torch.Tensor, *, temperature: float = 1.0,
+                       batch_size: int = 1000) -> torch.Tensor:
+    """Teacher-forced ``log p(x_t | x_<t)`` of tokens (N, T) under ``model`` (at a sampling
+    temperature: the model's ``log_probs(tokens, temperature=τ)``), padding replaced by 0."""
+    kw = {} if temperature == 1.0 else {"temperature": temperature}
+    valid = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+    safe = torch.where(valid, tokens, torch.zeros_like(tokens))
+    was = getattr(model, "training", False)
+    if was:
+        model.eval()
+    try:
+        return torch.cat([model.log_probs(safe[i : i + batch_size], **kw).float().cpu() for i in range(0, len(safe), batch_size)])
+    finally:
+        if was:
+            model.train()
+
+
+def nll_oracle(model: Any, oracle: Any, n: int = 5000, *, temperature: float = 1.0, seed: int = 0) -> float:
+    """NLL-oracle: the oracle's mean per-token NLL of ``n`` samples of ``model`` (nats)."""
+    tokens, lengths = sample_sequences(model, n, temperature=temperature, seed=seed)
+    return masked_nll(sequence_log_probs(oracle, tokens.to(oracle.Wo.device), lengths.to(oracle.Wo.device)), lengths)
+
+
+def nll_test(model: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None, *, temperature: float = 1.0) -> float:
+    """NLL-test: ``model``'s mean per-token NLL (nats) of held-out ``tokens`` (N, T) at a temperature.
+
+    At temperature τ the model's distribution is softmax(logits / τ) (τ ≠ 1 calls
+    ``model.log_probs(tokens, temperature=τ)``).
+    """
+    if len(tokens) == 0:
+        raise ValueError("nll_test needs at least one held-out sequence")
+    if lengths is None:
+        lengths = torch.full((len(tokens),), tokens.shape[1], dtype=torch.long)
+    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else tokens.device
+    tokens, lengths = tokens.to(device), lengths.to(device)
+    return masked_nll(sequence_log_probs(model, tokens, lengths, temperature=temperature), lengths)
+
+
+@dataclass
+class FrontierPoint:
+    """One point of a quality-diversity curve."""
+
+    model: str
+    temperature: float
+    quality: float  # NLL-oracle (lower is better) or BLEU (higher is better)
+    diversity: float  # NLL-test (lower is better) or Self-BLEU (lower is more diverse)
+    quality_name: str
+    diversity_name: str
+
+
+def oracle_frontier(
+    models: Dict[str, Any], oracle: Any, test_tokens: torch.Tensor, test_lengths: Optional[torch.Tensor] = None,
+    temperatures: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), n: int = 2000, seed: int = 0,
+) -> List[FrontierPoint]:
+    """NLL-oracle (quality) against NLL-test (diversity) over sampling temperatures, for each model."""
+    points = []
+    for name, model in models.items():
+        for tau in temperatures:
+            q = nll_oracle(model, oracle, n, temperature=tau, seed=seed)
+            d = nll_test(model, test_tokens, test_lengths, temperature=tau)
+            points.append(FrontierPoint(name, float(tau), q, d, "nll_oracle", "nll_test"))
+    return points
+
+
+def corpus_frontier(
+    models: Dict[str, Any], references: List[List[Any]], decode: Any,
+    temperatures: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), n: int = 500, order: int = 4, seed: int = 0,
+) -> List[FrontierPoint]:
+    """BLEU-``order`` against the references (quality) and Self-BLEU-``order`` (diversity) over temperatures.
+
+    ``decode(ids) -> list of tokens`` turns a sampled row into a token list.
+    """
+    from textgym.bleu import bleu, self_bleu
+
+    points = []
+    for name, model in models.items():
+        for tau in temperatures:
+            tokens, lengths = sample_sequences(model, n, temperature=tau, seed=seed)
+            hyps = [decode(row[: int(L)].tolist()) for row, L in zip(tokens, lengths)]
+            points.append(FrontierPoint(name, float(tau), bleu(hyps, references, order), self_bleu(hyps, order),
+                                        f"bleu{order}", f"self_bleu{order}"))
+    return points
+
+
+def points_as_dicts(points: Iterable[FrontierPoint]) -> List[Dict[str, Any]]:
+    return [asdict(p) for p in points]
