@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -145,3 +146,121 @@ class TokenFeaturesExtractor(BaseFeaturesExtractor):
         start = torch.full((B, 1), self.start_id, dtype=torch.long, device=ids.device)
         out, _ = self.gru(self.embedding(torch.cat([start, ids], 1)))  # (B, L+1, F)
         return out[torch.arange(B, device=ids.device), lengths]
+
+
+class SB3PolicyGenerator:
+    """A Stable-Baselines3 policy seen as a generator: the SequenceModel and RolloutPolicy
+    protocols (``sample``, ``log_probs``, ``rollout``) on top of ``policy.get_distribution``.
+
+    Each generation step runs the policy on the whole padded prefix (its features extractor
+    re-encodes it), as SB3 does when acting.
+    """
+
+    def __init__(self, policy: Any, vocab_size: int, max_length: int, eos_id: Optional[int]) -> None:
+        self.policy = policy
+        self.vocab_size, self.max_length, self.eos_id, self.pad_id = vocab_size, max_length, eos_id, vocab_size
+
+    def parameters(self):
+        return self.policy.parameters()
+
+    @property
+    def training(self) -> bool:
+        return self.policy.training
+
+    def _logits(self, obs: torch.Tensor) -> torch.Tensor:
+        logits = self.policy.get_distribution(obs.float()).distribution.logits
+        if self.eos_id is not None:  # the env's action mask: no <eos> as the first token
+            first = (obs == self.pad_id).all(1)
+            logits = logits.clone()
+            logits[first, self.eos_id] = -float("inf")
+        return logits
+
+    @torch.no_grad()
+    def rollout(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor, *, temperature: float = 1.0,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        from textgym.sampling import sample_logits
+
+        device = self.policy.device
+        tokens, prefix_lengths = tokens.to(device).clone(), prefix_lengths.to(device)
+        T = tokens.shape[1]
+        pos = torch.arange(T, device=device)
+        for t in range(T):
+            free = (prefix_lengths <= t).nonzero().squeeze(1)
+            if free.numel() == 0:
+                continue
+            obs = tokens[free].masked_fill(pos >= t, self.pad_id)
+            tokens[free, t] = sample_logits(self._logits(obs), temperature, generator)
+        return tokens
+
+    def sample(self, n: int, *, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        empty = torch.full((n, self.max_length), self.pad_id, dtype=torch.long, device=self.policy.device)
+        return self.rollout(empty, torch.zeros(n, dtype=torch.long), temperature=temperature, generator=generator)
+
+    @torch.no_grad()
+    def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(N, T) -> (N, T) log p(x_t | x_<t): all N·T prefixes in one policy pass."""
+        tokens = tokens.to(self.policy.device)
+        N, T = tokens.shape
+        pos = torch.arange(T, device=tokens.device)
+        prefixes = tokens[:, None, :].expand(N, T, T).masked_fill(pos[None, None, :] >= pos[None, :, None], self.pad_id)
+        logits = self._logits(prefixes.reshape(N * T, T)) / temperature
+        lp = torch.log_softmax(logits, -1).gather(1, tokens.reshape(-1, 1))
+        return lp.view(N, T)
+
+
+class DiscriminatorCallback(BaseCallback):
+    """Retrains the env's discriminator during Stable-Baselines3 training.
+
+    During each rollout it collects the sequences that finish (``terminal_observation``);
+    every ``train_every`` rollouts it trains the discriminator with ``trainer`` on them
+    (fake) against as many real sequences sampled from ``real_tokens``, logs the trainer's
+    statistics under ``discriminator/`` (so to TensorBoard when SB3 logs there) and, since the
+    env's reward holds the same discriminator object, the next rollout's rewards change.
+    With an MC reward, ``rollout_policy`` (default: the SB3 policy itself, through
+    :class:`SB3PolicyGenerator`) replaces the reward's rollout policy after each retraining.
+
+    Args:
+        trainer: a ``discriminators.DiscriminatorTrainer`` (``step(real, real_len, fake, fake_len, k)``).
+        real_tokens, real_lengths: (M, T) real sequences padded with the pad id, (M,).
+        train_every: retrain every this many rollouts.
+        k: the trainer's ``k`` per retraining.
+        min_fake: skip retraining while fewer finished sequences were collected.
+        seed: seeds the draw of real sequences.
+    """
+
+    def __init__(self, trainer: Any, real_tokens: torch.Tensor, real_lengths: torch.Tensor, *, train_every: int = 1,
+                 k: int = 1, min_fake: int = 1, update_rollout_policy: bool = True, seed: int = 0, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if train_every < 1:
+            raise ValueError(f"train_every must be >= 1, got {train_every}")
+        self.trainer, self.real_tokens, self.real_lengths = trainer, real_tokens, real_lengths
+        self.train_every, self.k, self.min_fake = train_every, k, min_fake
+        self.update_rollout_policy = update_rollout_policy
+        self.rng = torch.Generator().manual_seed(seed)
+        self.fake: List[np.ndarray] = []
+        self.rollouts = 0
+        self.last_stats: Dict[str, float] = {}
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done and "terminal_observation" in info:
+                self.fake.append(info["terminal_observation"])
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.rollouts += 1
+        if self.rollouts % self.train_every or len(self.fake) < self.min_fake:
+            return
+        env = unwrap_token_env(self.training_env)
+        fake = torch.as_tensor(np.stack(self.fake), device=env.device)
+        self.fake = []
+        fake_len = (fake != env.pad_id).sum(1)
+        idx = torch.randint(len(self.real_tokens), (len(fake),), generator=self.rng)
+        stats = self.trainer.step(self.real_tokens[idx].to(env.device), self.real_lengths[idx].to(env.device),
+                                  fake, fake_len, k=self.k)
+        self.last_stats = {k: float(v) for k, v in dict(stats).items() if isinstance(v, (int, float)) or torch.is_tensor(v)}
+        for k, v in self.last_stats.items():
+            self.logger.record(f"discriminator/{k}", v)
+        reward = env.reward_fn
+        if self.update_rollout_policy and getattr(reward, "mode", None) == "mc":
+            reward.set_rollout_policy(SB3PolicyGenerator(self.model.policy, env.vocab_size, env.max_length, env.eos_id))

@@ -1,0 +1,161 @@
+"""Stable-Baselines3 algorithms (``ppo``, ``a2c``) as agents of ``train.py``.
+
+The policy acts in :class:`textgym.TokenVecEnv` through :class:`textgym.sb3.SB3VecEnv`, with
+:class:`textgym.sb3.TokenFeaturesExtractor` encoding the prefix, and a learned discriminator
+retrained during training by :class:`textgym.sb3.DiscriminatorCallback` (unless
+``reward_scorer="oracle"``: the oracle's log-likelihood as the reward). One iteration is one
+SB3 rollout of ``n_steps`` × ``num_envs`` tokens followed by SB3's update.
+
+Config keys (on top of the budget's):
+
+========================== ========= ==========================================================
+key                        default   meaning
+========================== ========= ==========================================================
+``adv_steps``              200       iterations (rollout + update)
+``num_envs``               64        parallel sequences
+``n_steps``                max_len   env steps per rollout (per env)
+``reward``                 terminal  terminal, mc or dense
+``transform``              None      reward transform (None: prob, or identity for the oracle)
+``n_rollouts``             16        MC rollouts (reward='mc')
+``reward_scorer``          discr.    ``discriminator`` or ``oracle``
+``discriminator``          cnn       a ``discriminators`` name (rnn for dense rewards)
+``discriminator_options``  {}        its options
+``d_lr``                   1e-4      discriminator learning rate
+``d_batch_size``           64        discriminator minibatch
+``d_epochs``               1         trainer ``k`` per retraining
+``d_every``                1         retrain every this many rollouts
+``learning_rate``          3e-4      SB3 learning rate
+``features_dim``           64        GRU size of the features extractor
+``sb3_kwargs``             {}        any other keyword argument of the SB3 algorithm
+========================== ========= ==========================================================
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Dict
+
+import numpy as np
+import torch
+
+from agents.base import Agent
+from textgym.data import OracleData, TextData, resolve_data
+
+
+class SB3Agent(Agent):
+    """Trains a Stable-Baselines3 algorithm on the token env (see the module docstring)."""
+
+    ALGO = "ppo"
+    DEFAULTS: Dict[str, Any] = {
+        "adv_steps": 200, "num_envs": 64, "n_steps": None, "reward": "terminal", "transform": None,
+        "n_rollouts": 16, "reward_scorer": "discriminator", "discriminator": "cnn", "discriminator_options": {},
+        "d_lr": 1e-4, "d_batch_size": 64, "d_epochs": 1, "d_every": 1, "learning_rate": 3e-4, "features_dim": 64,
+        "sb3_kwargs": {},
+    }
+
+    def __init__(self, data: Any, config: Dict[str, Any], device: Any = "cpu", seed: int = 0) -> None:
+        from stable_baselines3 import A2C, PPO
+
+        from textgym.env import TokenVecEnv
+        from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator, SB3VecEnv, TokenFeaturesExtractor
+
+        data = data if isinstance(data, TextData) else resolve_data(data)
+        super().__init__(data, {**self.DEFAULTS, **config}, device, seed)
+        c = self.config
+        if c["reward_scorer"] not in ("discriminator", "oracle"):
+            raise ValueError(f"reward_scorer must be 'discriminator' or 'oracle', got {c['reward_scorer']!r}")
+        if c["reward_scorer"] == "oracle":
+            if not isinstance(data, OracleData):
+                raise ValueError("reward_scorer='oracle' needs data='oracle'")
+            scorer, self.discriminator = "oracle", None
+        else:
+            import discriminators
+
+            name = c["discriminator"]
+            self.discriminator = discriminators.make(name, vocab_size=data.vocab_size, max_length=data.max_length,
+                                                     **c["discriminator_options"]).to(self.device)
+            scorer = self.discriminator
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.env = TokenVecEnv(int(c["num_envs"]), data=data, reward=c["reward"], discriminator=scorer,
+                                   transform=c["transform"], n_rollouts=int(c["n_rollouts"]), device=self.device, seed=seed)
+            algo = {"ppo": PPO, "a2c": A2C}[self.ALGO]
+            n_steps = int(c["n_steps"] or data.max_length)
+            kw = dict(n_steps=n_steps, learning_rate=c["learning_rate"], seed=seed, device=self.device, verbose=0,
+                      policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor,
+                                         features_extractor_kwargs=dict(features_dim=int(c["features_dim"]))))
+            if self.ALGO == "ppo":
+                size = n_steps * int(c["num_envs"])  # minibatch: the largest divisor of the rollout <= 256
+                kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
+            kw.update(c["sb3_kwargs"])
+            self.model = algo("MlpPolicy", SB3VecEnv(self.env), **kw)
+        self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
+        self.callback = None
+        if self.discriminator is not None:
+            self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, lr=c["d_lr"], batch_size=c["d_batch_size"], seed=seed)
+            self.callback = DiscriminatorCallback(self.trainer, data.train, data.train_lengths, train_every=int(c["d_every"]),
+                                                  k=int(c["d_epochs"]), seed=seed)
+        self.rollout_steps = n_steps * int(c["num_envs"])
+
+    @property
+    def generator(self) -> Any:
+        return self._generator
+
+    @property
+    def total_iterations(self) -> int:
+        return int(self.config["adv_steps"])
+
+    def train_iteration(self) -> Dict[str, Any]:
+        if self.model.ep_info_buffer is not None:
+            self.model.ep_info_buffer.clear()  # episode statistics of this iteration only
+        self.model.learn(self.rollout_steps, callback=self.callback, reset_num_timesteps=self.iteration == 0,
+                         progress_bar=False)
+        self.iteration += 1
+        eps = [e["r"] for e in self.model.ep_info_buffer]
+        stats: Dict[str, Any] = {"phase": "rl", "episode_reward": float(np.mean(eps)) if eps else float("nan")}
+        for k in ("train/loss", "train/policy_loss", "train/value_loss", "train/entropy_loss"):
+            v = self.model.logger.name_to_value.get(k)
+            if v is not None:
+                stats[k.split("/")[1]] = float(v)
+        if self.callback is not None:
+            stats.update({f"d_{k}": v for k, v in self.callback.last_stats.items()})
+        return stats
+
+    def state_dict(self) -> Dict[str, Any]:
+        buf = io.BytesIO()
+        self.model.save(buf)
+        env = self.env
+        return {
+            "iteration": self.iteration, "model": buf.getvalue(), "num_timesteps": self.model.num_timesteps,
+            "last_obs": self.model._last_obs, "last_episode_starts": self.model._last_episode_starts,
+            "env": {"tokens": env.tokens, "lengths": env.lengths, "rng": env.rng.get_state()},
+            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "discriminator": None if self.discriminator is None else self.discriminator.state_dict(),
+            "trainer": None if self.discriminator is None else self.trainer.state_dict(),
+            "callback_rng": None if self.callback is None else self.callback.rng.get_state(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        from stable_baselines3.common.save_util import load_from_zip_file
+
+        self.iteration = state["iteration"]
+        _, params, _ = load_from_zip_file(io.BytesIO(state["model"]), device=self.device)
+        self.model.set_parameters(params, exact_match=True, device=self.device)
+        self.model.num_timesteps = state["num_timesteps"]
+        self.model._last_obs, self.model._last_episode_starts = state["last_obs"], state["last_episode_starts"]
+        self.env.tokens, self.env.lengths = state["env"]["tokens"], state["env"]["lengths"]
+        self.env.rng.set_state(state["env"]["rng"])
+        self.env._started = True
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        if self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.trainer.load_state_dict(state["trainer"])
+            self.callback.rng.set_state(state["callback_rng"])
+
+
+class PPOAgent(SB3Agent):
+    ALGO = "ppo"
+
+
+class A2CAgent(SB3Agent):
+    ALGO = "a2c"
