@@ -51,7 +51,9 @@ key                    default      meaning
 ``adam_beta1``         0.9          Adam β1 of the adversarial generator optimizer
 ``batch_size``         64           sequences per PG step (and per MLE minibatch)
 ``temperature``        1.0          sampling temperature of training samples and rollouts
-``discriminator``      cnn          a ``discriminators`` registry name (or a scorer object)
+``discriminator``      cnn          a ``discriminators`` registry name, or an object of the
+                                    Discriminator protocol (trained if it is a torch module,
+                                    else used as a fixed scorer)
 ``discriminator_options`` {}        keyword options of ``discriminators.make``
 ``d_lr``               1e-4         discriminator learning rate (DiscriminatorTrainer)
 ``d_batch_size``       64           discriminator minibatch size
@@ -222,6 +224,8 @@ class AdversarialAgent(MLEAgent):
         "d_samples": POSITIVE_INT,
         "d_pretrain_steps": NONNEG_INT,
         "reward_scorer": one_of("discriminator", "oracle"),
+        "transform": (object, lambda v: v is None or v in TRANSFORMS or v in EXTRA_TRANSFORMS,
+                      f"None or one of {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}"),
     }
 
     def __init__(self, data, config=None, device="cpu", seed=0) -> None:
@@ -254,13 +258,11 @@ class AdversarialAgent(MLEAgent):
         ).to(self.device)
 
     def _build_trainer(self, disc: Any) -> Any:
+        """A DiscriminatorTrainer for torch-module discriminators; None (a fixed scorer) otherwise."""
+        if not isinstance(disc, torch.nn.Module):
+            return None
         import discriminators
 
-        if not isinstance(disc, torch.nn.Module):
-            raise ValueError(
-                f"the discriminator {type(disc).__name__} is not a torch module and cannot be trained; "
-                "use reward_scorer='oracle' or a discriminators registry name"
-            )
         return discriminators.DiscriminatorTrainer(
             disc, lr=self.config["d_lr"], batch_size=self.config["d_batch_size"], seed=self._d_seed()
         )

@@ -243,3 +243,92 @@ def test_policy_gradient_lowers_nll_oracle(name, steps, margin, tiny):
         agent.train_iteration()
     after = nll_oracle(agent, tiny)
     assert after < before - margin, (name, before, after)
+
+
+# ---------------------------------------------------------------------- registry and refusals
+class PlainScorer:
+    """A fixed, non-probabilistic scorer without per-prefix scores."""
+
+    is_probabilistic = False
+    vocab_size = V
+
+    def score(self, tokens, lengths=None):
+        return tokens.float().mean(1)
+
+
+class ProbScorer(PlainScorer):
+    is_probabilistic = True
+
+
+def test_registry_lists_presets_and_registers():
+    names = agents.available()
+    assert set(ALL) <= set(names) and names == sorted(names)
+    with pytest.raises(ValueError, match="seqgan"):
+        agents.make("nope", "oracle")
+
+    class Dummy(agents.MLEAgent):
+        pass
+
+    agents.register("dummy-test", Dummy, {"mle_epochs": 2})
+    try:
+        assert "dummy-test" in agents.available()
+        with pytest.raises(ValueError, match="already registered"):
+            agents.register("dummy-test", Dummy)
+    finally:
+        agents.AGENTS.pop("dummy-test")
+
+
+@pytest.mark.parametrize("name,over,match", [
+    ("mle", {"batch_size": 0}, "batch_size"),
+    ("mle", {"mle_lr": -1.0}, "mle_lr"),
+    ("mle", {"init": "xavier"}, "init"),
+    ("seqgan", {"baseline": "median"}, "baseline"),
+    ("seqgan", {"reward": "bogus"}, "reward"),
+    ("seqgan", {"gamma": 1.5}, "gamma"),
+    ("seqgan", {"transform": "cube"}, "transform"),
+    ("seqgan", {"reward_scorer": "human"}, "reward_scorer"),
+    ("maligan", {"reward": "mc"}, "maligan"),
+    ("maskgan", {"adv_clip": -1.0}, "adv_clip"),
+    ("maligan-mixed", {"mixed_K": 0}, "mixed_K"),
+])
+def test_bad_config_values_are_refused(name, over, match, tiny):
+    with pytest.raises(ValueError, match=match):
+        agents.make(name, tiny, tiny_config(**{"reward_scorer": "oracle", **over}))
+
+
+@pytest.mark.parametrize("name,scorer,match", [
+    ("maligan", PlainScorer(), "probabilistic"),          # r_D = D/(1-D) needs P(real)
+    ("maligan-mixed", PlainScorer(), "probabilistic"),
+    ("seqgan", PlainScorer(), "probabilistic"),            # transform 'prob' on a plain score
+    ("scratchgan", ProbScorer(), "per-prefix"),            # dense reward without prefix scores
+    ("maskgan", ProbScorer(), "per-prefix"),
+])
+def test_scorers_that_cannot_give_the_reward_are_refused(name, scorer, match, tiny):
+    with pytest.raises(ValueError, match=match):
+        agents.make(name, tiny, tiny_config(discriminator=scorer))
+
+
+def test_fixed_scorer_object_is_used_without_training(tiny):
+    a = agents.make("reinforce", tiny, tiny_config(discriminator=ProbScorer()), seed=0)
+    assert a.d_trainer is None and a.total_iterations == 1 + 3
+    stats = [a.train_iteration() for _ in range(2)]
+    assert stats[1]["phase"] == "adv" and math.isfinite(stats[1]["g_loss"])
+
+
+def test_oracle_scorer_needs_oracle_data():
+    tokens = torch.randint(1, 10, (16, 5))
+    data = TextData(vocab_size=10, max_length=5, eos_id=0, train=tokens, train_lengths=torch.full((16,), 5), name="toy")
+    with pytest.raises(ValueError, match="oracle"):
+        agents.make("seqgan", data, {"reward_scorer": "oracle"})
+
+
+def test_non_finite_losses_name_the_quantity_and_iteration(tiny):
+    a = agents.make("mle", tiny, tiny_config())
+    a.mle_loss = lambda tokens, lengths: torch.tensor(float("nan"), requires_grad=True)
+    with pytest.raises(FloatingPointError, match="g_loss became nan at iteration 0"):
+        a.train_iteration()
+    b = agents.make("reinforce", tiny, tiny_config(reward_scorer="oracle"))
+    b.train_iteration()
+    b.returns = lambda tokens, lengths: torch.full(tokens.shape, float("inf"))
+    with pytest.raises(FloatingPointError, match="at iteration 1"):
+        b.train_iteration()
