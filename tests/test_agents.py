@@ -332,3 +332,40 @@ def test_non_finite_losses_name_the_quantity_and_iteration(tiny):
     b.returns = lambda tokens, lengths: torch.full(tokens.shape, float("inf"))
     with pytest.raises(FloatingPointError, match="at iteration 1"):
         b.train_iteration()
+
+
+# ---------------------------------------------------------------------- corpora (EOS, variable lengths)
+def toy_corpus(n: int = 200, V_: int = 12, T: int = 7, seed: int = 0) -> TextData:
+    """Sentences of ids 2..V-1 ending in <eos> = 0, padded with V, lengths 2..T."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, T + 1, (n,), generator=g)
+    tokens = torch.randint(2, V_, (n, T), generator=g)
+    pos = torch.arange(T)
+    tokens[pos == (lengths - 1)[:, None]] = 0
+    tokens[pos >= lengths[:, None]] = V_
+    return TextData(vocab_size=V_, max_length=T, eos_id=0, train=tokens, train_lengths=lengths, name="toy")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_agents_run_on_a_corpus_with_eos(name, toy_scorer):
+    data = toy_corpus()
+    a = agents.make(name, data, tiny_config(discriminator=toy_scorer(12), batch_size=16), seed=0)
+    for _ in range(3):
+        s = a.train_iteration()
+        assert all(math.isfinite(v) for v in s.values() if isinstance(v, float)), s
+    tokens, lengths = a.generator.sample_with_lengths(64, generator=torch.Generator().manual_seed(0))
+    assert (tokens[torch.arange(64), lengths - 1] == 0).logical_or(lengths == 7).all()
+
+
+def test_mixed_batch_clamps_short_real_sentences_whole(toy_scorer):
+    data = toy_corpus()
+    a = agents.make("maligan-mixed", data, tiny_config(discriminator=toy_scorer(12), mixed_m=2), seed=0)
+    real, real_len = a.real_batch(40)
+    N = 4
+    tokens, lengths, clamped = a.mixed_batch(real, real_len, N)
+    rows, rlen = real.repeat_interleave(2, dim=0), real_len.repeat_interleave(2)
+    short = rlen <= N
+    assert short.any() and (~short).any()
+    assert torch.equal(tokens[short], rows[short]) and torch.equal(lengths[short], rlen[short])
+    assert torch.equal(tokens[~short, :N], rows[~short, :N])
+    assert torch.equal(clamped.sum(1), rlen.clamp(max=N))
