@@ -15,7 +15,8 @@ name                   class                                  algorithm
 ``maskgan``            :class:`agents.actor_critic.ActorCriticAgent` MaskGAN-style actor-critic
 ====================== ====================================== ===================================
 
-Other packages add agents with :func:`register` (e.g. Stable-Baselines3's ``ppo`` and ``a2c``).
+``ppo`` and ``a2c`` (Stable-Baselines3, ``agents.sb3_agents``) are registered when that module
+imports; other packages add agents with :func:`register`.
 Every config key, its default and meaning is documented in the agent's module docstring.
 """
 from __future__ import annotations
@@ -116,6 +117,20 @@ def make(
     agent.name = name  # the registry name (several presets share a class)
     return agent
 
+
+def _register_optional() -> None:
+    """Register the Stable-Baselines3 agents (``ppo``, ``a2c``) of ``agents.sb3_agents`` when present."""
+    try:
+        from agents import sb3_agents
+    except ImportError:  # the module or its dependencies are absent: those agents are not offered
+        return
+    for name, cls_name in (("ppo", "PPOAgent"), ("a2c", "A2CAgent")):
+        cls = getattr(sb3_agents, cls_name, None)
+        if cls is not None and name not in AGENTS:
+            register(name, cls, {})
+
+
+_register_optional()
 
 __all__ = [
     "AGENTS", "ActorCriticAgent", "Agent", "Generator", "MLEAgent", "MaliGANAgent", "MixedMaliGANAgent",

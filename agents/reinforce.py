@@ -90,7 +90,7 @@ import torch
 
 from agents.generator import RolloutCopy
 from agents.mle import (
-    NONNEG_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, MLEAgent, Spec, check_finite, length_mask,
+    NONNEG_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, MLEAgent, Spec, check_finite, derive_seed, length_mask,
     masked_mean, one_of,
 )
 from textgym import scorers
@@ -253,9 +253,12 @@ class AdversarialAgent(MLEAgent):
             return d  # an object of the Discriminator protocol
         import discriminators
 
-        return discriminators.make(
-            d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config["discriminator_options"]
-        ).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # a seeded initialization that leaves the global RNG alone
+            torch.manual_seed(derive_seed(self.seed, "discriminator-init"))
+            disc = discriminators.make(
+                d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config["discriminator_options"]
+            )
+        return disc.to(self.device)
 
     def _build_trainer(self, disc: Any) -> Any:
         """A DiscriminatorTrainer for torch-module discriminators; None (a fixed scorer) otherwise."""
@@ -268,8 +271,6 @@ class AdversarialAgent(MLEAgent):
         )
 
     def _d_seed(self) -> int:
-        from agents.mle import derive_seed
-
         return derive_seed(self.seed, "discriminator")
 
     def check_scorer(self) -> None:
