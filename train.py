@@ -246,7 +246,22 @@ def evaluate(agent, data, cfg: Dict[str, Any], folder: Path) -> Dict[str, float]
     samples.mkdir(exist_ok=True)
     text = "".join(data.decode(r[: int(L)].tolist()) + "\n" for r, L in zip(tokens[:50], lengths[:50]))
     atomic_write_bytes(samples / f"iter_{agent.iteration:05d}.txt", text.encode())
+    export_generator_file(agent, data, folder)
     return out
+
+
+def export_generator_file(agent, data, folder: Path) -> None:
+    """``generator.pt`` for ``python -m textgym.evaluate --generator`` (our LSTM generator only)."""
+    from agents.generator import Generator
+    from textgym.evaluate import export_generator
+
+    gen = agent.generator
+    if isinstance(gen, Generator):
+        kwargs = dict(vocab_size=gen.vocab_size, max_length=gen.max_length, eos_id=gen.eos_id,
+                      emb_dim=gen.emb_dim, hidden_dim=gen.hidden_dim)
+        buf = io.BytesIO()
+        torch.save(export_generator(gen, kwargs, getattr(data, "vocab", None)), buf)
+        atomic_write_bytes(folder / "generator.pt", buf.getvalue())
 
 
 # ---------------------------------------------------------------------------- main

@@ -1,0 +1,190 @@
+"""Evaluate generated text or a trained generator; plot frontiers and training curves.
+
+    # a file of samples (one sentence per line) against a reference file
+    python -m textgym.evaluate samples.txt --references test.txt --metrics bleu self_bleu
+    # oracle samples (token ids per line) under the SeqGAN oracle
+    python -m textgym.evaluate samples.txt --oracle
+    # a trained generator (a run folder's generator.pt) on its benchmark, with the frontier plot
+    python -m textgym.evaluate --generator runs/seqgan/generator.pt --frontier --plot frontier.png
+    # training curves of run folders
+    python -m textgym.evaluate --curves runs/mle runs/seqgan --plot curves.png
+
+Prints a table and writes JSON (``--json``). Blank lines of a samples file are empty
+hypotheses; they count in BLEU as nltk counts them (a score of 0).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from textgym.data import OracleData, TextData, Vocab, pack, read_sentences, resolve_data
+from textgym.metrics import (
+    corpus_frontier, masked_nll, nll_test, oracle_frontier, points_as_dicts, sample_sequences, sequence_log_probs,
+)
+
+GENERATOR_FORMAT = "textgym-generator-v1"
+
+
+# ---------------------------------------------------------------------------- generator files
+def export_generator(generator: torch.nn.Module, init_kwargs: Dict[str, Any], vocab: Optional[Vocab]) -> Dict[str, Any]:
+    """The content of a generator file (see :func:`load_generator`)."""
+    cls = type(generator)
+    return {"format": GENERATOR_FORMAT, "class": f"{cls.__module__}:{cls.__qualname__}", "kwargs": init_kwargs,
+            "state_dict": generator.state_dict(), "vocab": None if vocab is None else vocab.itos}
+
+
+def load_generator(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Optional[Vocab]]:
+    """A generator saved by ``train.py`` (``generator.pt``) and its vocabulary (None for the oracle)."""
+    try:
+        blob = torch.load(path, map_location=device, weights_only=False)
+        if blob.get("format") != GENERATOR_FORMAT:
+            raise ValueError(f"format {blob.get('format')!r}")
+        module, _, name = blob["class"].partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        gen = cls(**blob["kwargs"])
+        gen.load_state_dict(blob["state_dict"])
+    except FileNotFoundError:
+        raise SystemExit(f"error: no generator file at {path}")
+    except Exception as exc:
+        raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})")
+    return gen.to(device).eval(), (None if blob["vocab"] is None else Vocab(blob["vocab"]))
+
+
+# ---------------------------------------------------------------------------- evaluation
+def bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: Sequence[int], metrics: Sequence[str]) -> Dict[str, float]:
+    from textgym.bleu import bleu, self_bleu
+
+    out: Dict[str, float] = {}
+    for n in orders:
+        if "bleu" in metrics and refs is not None:
+            out[f"bleu{n}"] = bleu(hyps, refs, n)
+        if "self_bleu" in metrics:
+            out[f"self_bleu{n}"] = self_bleu(hyps, n)
+    return out
+
+
+def read_samples(path: str) -> List[List[str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: samples file {path} does not exist")
+    text = p.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise SystemExit(f"error: samples file {path} is empty")
+    return [line.split() for line in lines]
+
+
+def oracle_nll_of_ids(hyps: List[List[str]], data: OracleData) -> float:
+    try:
+        ids = [[int(w) for w in h] for h in hyps if h]
+    except ValueError:
+        raise SystemExit("error: --oracle needs samples written as token ids (integers), one sequence per line")
+    if any(i < 0 or i >= data.vocab_size for s in ids for i in s):
+        raise SystemExit(f"error: a sample holds a token id outside the oracle's vocabulary [0, {data.vocab_size})")
+    L = max(len(s) for s in ids)
+    tokens, lengths = pack(ids, L, data.pad_id)
+    return masked_nll(sequence_log_probs(data.oracle, tokens, lengths), lengths)
+
+
+def evaluate_generator(args: argparse.Namespace) -> Dict[str, Any]:
+    gen, vocab = load_generator(Path(args.generator), args.device)
+    result: Dict[str, Any] = {}
+    if vocab is None:  # an oracle-benchmark generator
+        data = resolve_data("oracle", gen.max_length)
+        if data.vocab_size != gen.vocab_size:
+            raise SystemExit(f"error: the generator has {gen.vocab_size} tokens but the oracle has {data.vocab_size}")
+        tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
+        result["nll_oracle"] = masked_nll(sequence_log_probs(data.oracle, tokens, lengths), lengths)
+        result["nll_test"] = nll_test(gen, data.test, data.test_lengths)
+        if args.frontier:
+            pts = oracle_frontier({Path(args.generator).parent.name: gen}, data.oracle, data.test, data.test_lengths,
+                                  args.temperatures, n=args.n_samples, seed=args.seed)
+            result["frontier"] = points_as_dicts(pts)
+            if args.plot:
+                from textgym.plots import plot_frontier
+
+                plot_frontier(pts, args.plot)
+        return result
+    if not args.references:
+        raise SystemExit("error: a corpus generator needs --references (a held-out text file)")
+    refs = read_sentences(args.references)
+    ref_ids = [vocab.encode(s) + [0] for s in refs]
+    ref_t, ref_l = pack([r[: gen.max_length] for r in ref_ids], gen.max_length, vocab.pad_id)
+    result["nll_test"] = nll_test(gen, ref_t, ref_l)
+    tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
+    hyps = [vocab.decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths)]
+    result.update(bleu_table(hyps, refs, args.orders, args.metrics))
+    if args.frontier:
+        pts = corpus_frontier({Path(args.generator).parent.name: gen}, refs, vocab.decode, args.temperatures,
+                              n=min(args.n_samples, 500), seed=args.seed)
+        result["frontier"] = points_as_dicts(pts)
+        if args.plot:
+            from textgym.plots import plot_frontier
+
+            plot_frontier(pts, args.plot)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m textgym.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("samples", nargs="?", help="a file of generated sentences, one per line")
+    p.add_argument("--references", help="reference text file (BLEU, NLL-test)")
+    p.add_argument("--oracle", action="store_true", help="score id samples under the SeqGAN oracle (NLL-oracle)")
+    p.add_argument("--generator", help="a generator.pt written by train.py")
+    p.add_argument("--curves", nargs="+", help="run folders whose training curves to plot")
+    p.add_argument("--metrics", nargs="+", default=["bleu", "self_bleu"], choices=["bleu", "self_bleu"])
+    p.add_argument("--orders", nargs="+", type=int, default=[2, 3, 4, 5], help="BLEU n-gram orders")
+    p.add_argument("--frontier", action="store_true", help="sweep the sampling temperature (with --generator)")
+    p.add_argument("--temperatures", nargs="+", type=float, default=[0.5, 0.75, 1.0, 1.25, 1.5])
+    p.add_argument("--n-samples", dest="n_samples", type=int, default=2000, help="samples drawn from a generator")
+    p.add_argument("--plot", help="PNG path for the frontier or curves plot")
+    p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    samples_file = args.samples
+    if args.curves:
+        from textgym.plots import plot_training_curves
+
+        out = plot_training_curves(args.curves, args.plot or "curves.png")
+        print(f"wrote {out}")
+        return 0
+    if args.generator:
+        if samples_file:
+            parser.error("give either a samples file or --generator, not both")
+        result = evaluate_generator(args)
+    elif samples_file:
+        hyps = read_samples(samples_file)
+        result = {"samples": len(hyps)}
+        if args.oracle:
+            result["nll_oracle"] = oracle_nll_of_ids(hyps, resolve_data("oracle"))
+        else:
+            refs = read_sentences(args.references) if args.references else None
+            result.update(bleu_table(hyps, refs, args.orders, args.metrics))
+    else:
+        parser.error("nothing to evaluate: give a samples file, --generator or --curves")
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        if k != "frontier":
+            print(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    for pt in result.get("frontier", []):
+        print(f"T={pt['temperature']:<5g} {pt['quality_name']}={pt['quality']:.4f} {pt['diversity_name']}={pt['diversity']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

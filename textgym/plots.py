@@ -1,0 +1,77 @@
+"""Plots people would rather look at than read: the quality-diversity frontier and training
+curves of run folders. PNG files through matplotlib's non-interactive Agg backend."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Union
+
+from textgym.metrics import FrontierPoint
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_frontier(points: Iterable[FrontierPoint], path: Union[str, Path], title: str = "Quality-diversity frontier") -> Path:
+    """One curve per model through its temperatures: diversity (x) against quality (y), each point
+    labelled with its temperature. Lower-left is better for NLL-oracle vs NLL-test."""
+    plt = _pyplot()
+    points = list(points)
+    if not points:
+        raise ValueError("plot_frontier needs at least one point")
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    for name in dict.fromkeys(p.model for p in points):
+        pts = sorted((p for p in points if p.model == name), key=lambda p: p.temperature)
+        ax.plot([p.diversity for p in pts], [p.quality for p in pts], marker="o", label=name)
+        for p in pts:
+            ax.annotate(f"{p.temperature:g}", (p.diversity, p.quality), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(points[0].diversity_name.replace("_", "-"))
+    ax.set_ylabel(points[0].quality_name.replace("_", "-"))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def read_metrics(run_dir: Union[str, Path]) -> List[Dict]:
+    """The rows of a run folder's ``metrics.jsonl``."""
+    f = Path(run_dir) / "metrics.jsonl"
+    if not f.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder: {f} does not exist")
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, Path],
+                         keys: Sequence[str] = ("nll_oracle", "nll_test", "bleu4", "self_bleu4", "g_loss", "d_loss")) -> Path:
+    """One panel per metric present in the runs' metrics, one line per run, against iteration."""
+    plt = _pyplot()
+    runs = {Path(r).name: read_metrics(r) for r in run_dirs}
+    present = [k for k in keys if any(k in row for rows in runs.values() for row in rows)]
+    if not present:
+        raise ValueError(f"none of the metrics {list(keys)} appear in {list(runs)}")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
+    for ax, key in zip(axes[0], present):
+        for name, rows in runs.items():
+            xs = [r["iteration"] for r in rows if isinstance(r.get(key), (int, float))]
+            ys = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+            if xs:
+                ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=name)
+        ax.set_title(key.replace("_", "-"))
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
