@@ -1,0 +1,90 @@
+"""NLL metrics, the quality-diversity frontier, plots and the evaluation command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from textgym.evaluate import main as evaluate_main
+from textgym.metrics import masked_nll, nll_oracle, nll_test, oracle_frontier, sample_sequences
+from textgym.oracle import OracleLSTM
+from textgym.plots import plot_frontier, plot_training_curves
+
+
+def test_nll_oracle_of_the_oracle_is_its_entropy_rate(oracle_data):
+    assert nll_oracle(oracle_data.oracle, oracle_data.oracle, 2000) == pytest.approx(5.74, abs=0.08)
+    assert nll_test(oracle_data.oracle, oracle_data.test[:2000]) == pytest.approx(5.74, abs=0.08)
+
+
+def test_masked_nll_against_hand_computation():
+    lp = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]])
+    assert masked_nll(lp, torch.tensor([2, 1])) == pytest.approx((1 + 2 + 4) / 3)
+
+
+def test_nll_test_at_temperature_matches_direct_computation():
+    o = OracleLSTM(vocab_size=30, max_length=5, seed=0)
+    x = o.sample(50, generator=torch.Generator().manual_seed(0))
+    # slow reference: rescale the logits step by step
+    h, c = o._zeros(50)
+    prev = torch.zeros(50, dtype=torch.long)
+    total = 0.0
+    for t in range(5):
+        h, c = o.cell(o.embedding[prev], h, c)
+        total += torch.log_softmax(o.logits(h) / 0.7, -1).gather(1, x[:, t : t + 1]).sum()
+        prev = x[:, t]
+    assert nll_test(o, x, temperature=0.7) == pytest.approx(float(-total / 250), rel=1e-5)
+
+
+def test_sample_sequences_seeded_and_cut_at_eos():
+    class EosModel:
+        vocab_size, max_length, eos_id, pad_id = 10, 5, 0, 10
+
+        def sample(self, n, *, temperature=1.0, generator=None):
+            x = torch.randint(1, 10, (n, 5), generator=generator)
+            x[:, 2] = 0
+            return x
+
+    a, la = sample_sequences(EosModel(), 7, seed=3)
+    b, lb = sample_sequences(EosModel(), 7, seed=3)
+    assert torch.equal(a, b) and la.tolist() == [3] * 7 and (a[:, 3:] == 10).all()
+
+
+def test_oracle_frontier_is_monotone_in_temperature(oracle_data):
+    o = oracle_data.oracle
+    pts = oracle_frontier({"oracle": o}, o, oracle_data.test[:500], temperatures=(0.5, 0.8, 1.0, 1.2, 1.5), n=500)
+    q = [p.quality for p in pts]
+    assert q == sorted(q)  # hotter samples are less likely under the oracle
+    d = {p.temperature: p.diversity for p in pts}
+    assert min(d, key=d.get) == 1.0  # the oracle explains its own test data best at temperature 1
+
+
+def test_plots_are_written(tmp_path, small_oracle_data):
+    o = small_oracle_data.oracle
+    pts = oracle_frontier({"a": o, "b": o}, o, small_oracle_data.test, temperatures=(0.8, 1.0), n=100)
+    png = plot_frontier(pts, tmp_path / "f.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "nll_oracle": 10 - i}) + "\n" for i in range(4)))
+    assert plot_training_curves([run], tmp_path / "c.png").stat().st_size > 1000
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        plot_training_curves([tmp_path / "nope"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="at least one point"):
+        plot_frontier([], tmp_path / "e.png")
+
+
+def test_evaluate_cli_on_oracle_samples(tmp_path, oracle_data, capsys):
+    f = tmp_path / "s.txt"
+    f.write_text("".join(" ".join(map(str, r.tolist())) + "\n" for r in oracle_data.test[:300]))
+    assert evaluate_main([str(f), "--oracle", "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["nll_oracle"] == pytest.approx(5.74, abs=0.15)
+    (tmp_path / "bad.txt").write_text("1 2 x\n")
+    with pytest.raises(SystemExit, match="token ids"):
+        evaluate_main([str(tmp_path / "bad.txt"), "--oracle"])
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(SystemExit, match="is empty"):
+        evaluate_main([str(tmp_path / "empty.txt"), "--oracle"])
+    with pytest.raises(SystemExit, match="not a readable textgym generator"):
+        evaluate_main(["--generator", str(f)])
