@@ -243,6 +243,7 @@ class AdversarialAgent(MLEAgent):
         else:
             self.scorer = self.discriminator = self._build_discriminator()
         self.check_scorer()
+        self.d_rng = torch.Generator().manual_seed(derive_seed(seed, "discriminator-dropout"))
         if self.discriminator is not None:
             self.d_trainer = self._build_trainer(self.discriminator)
 
@@ -301,12 +302,15 @@ class AdversarialAgent(MLEAgent):
         n = int(self.config["d_samples"])
         fake, fake_len = self.fake_batch(n)
         real, real_len = self.real_batch(n)
-        out = self.d_trainer.step(real, real_len, fake, fake_len, k=int(self.config["d_epochs"]))
-        stats = {}
-        for k, v in dict(out).items():
-            if isinstance(v, (int, float)) or (torch.is_tensor(v) and v.numel() == 1):
-                stats[f"d_{k}"] = check_finite(torch.as_tensor(v), f"d_{k}", self.iteration)
-        return stats
+        # Dropout inside the discriminator draws from the global RNG: fork it and seed it from
+        # this agent's own stream so that discriminator training is reproducible and resumable.
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.d_rng))
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = self.d_trainer.step(real, real_len, fake, fake_len, k=int(self.config["d_epochs"]))
+        return {f"d_{k}": check_finite(torch.as_tensor(float(out[k])), f"d_{k}", self.iteration)
+                for k in ("loss", "acc_real", "acc_fake") if k in out}
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -350,7 +354,7 @@ class AdversarialAgent(MLEAgent):
         stats = {k: sum(s[k] for s in g_stats) / len(g_stats) for k in g_stats[0]}
         if self.trains_discriminator:
             for _ in range(int(self.config["d_steps"])):
-                stats.update(self.discriminator_round())
+                stats.update(self.discriminator_round())  # d_loss, d_acc_real, d_acc_fake of the last round
         return stats
 
     def generator_step(self) -> Dict[str, float]:
@@ -360,6 +364,7 @@ class AdversarialAgent(MLEAgent):
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         state["gen_opt"] = self.gen_opt.state_dict()
+        state["d_rng"] = self.d_rng.get_state()
         if self.discriminator is not None and hasattr(self.discriminator, "state_dict"):
             state["discriminator"] = self.discriminator.state_dict()
         if self.d_trainer is not None:
@@ -369,6 +374,7 @@ class AdversarialAgent(MLEAgent):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.gen_opt.load_state_dict(state["gen_opt"])
+        self.d_rng.set_state(state["d_rng"])
         if "discriminator" in state and self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
         if "d_trainer" in state and self.d_trainer is not None:

@@ -197,17 +197,27 @@ def test_mixed_batch_clamps_exactly_n_real_tokens_and_n_moves(tiny):
 
 
 # ---------------------------------------------------------------------- every agent end to end
+SMALL_D = {"cnn": {"size": "small"}, "rnn": {"emb_dim": 16, "hidden": 16}}
+
+
+@pytest.mark.parametrize("scorer", ["oracle", "discriminator"])
 @pytest.mark.parametrize("name", ALL)
-def test_agent_runs_and_resumes_identically(name, tiny):
-    cfg = tiny_config(reward_scorer="oracle", mle_epochs=1)
+def test_agent_runs_and_resumes_identically(name, scorer, tiny):
+    if name == "mle" and scorer == "discriminator":
+        pytest.skip("mle has no discriminator")
+    d = agents.preset(name).get("discriminator", "cnn")
+    cfg = tiny_config(reward_scorer=scorer, mle_epochs=1, discriminator_options=SMALL_D[d])
     a = agents.make(name, tiny, cfg, seed=7)
-    assert a.total_iterations == (1 if name == "mle" else 4)
+    # mle_epochs + d_pretrain_steps (a learned discriminator only) + adv_steps
+    assert a.total_iterations == (1 if name == "mle" else 4 if scorer == "oracle" else 5)
     first = [a.train_iteration() for _ in range(2)]
     for s in first:
         assert isinstance(s["phase"], str)
         assert all(math.isfinite(v) for v in s.values() if isinstance(v, float))
     state = copy.deepcopy(a.state_dict())
     cont = [a.train_iteration() for _ in range(2)]
+    if scorer == "discriminator" and name != "mle":
+        assert "d_loss" in cont[-1] and cont[-1]["phase"] == "adv"
     b = agents.make(name, tiny, cfg, seed=7)
     b.load_state_dict(state)
     assert b.iteration == 2
@@ -302,10 +312,12 @@ def test_bad_config_values_are_refused(name, over, match, tiny):
     ("seqgan", PlainScorer(), "probabilistic"),            # transform 'prob' on a plain score
     ("scratchgan", ProbScorer(), "per-prefix"),            # dense reward without prefix scores
     ("maskgan", ProbScorer(), "per-prefix"),
+    ("scratchgan", "cnn", "per-prefix"),                   # the registry's CNN has no prefix scores
+    ("seqgan", "transformer", "unknown discriminator"),
 ])
 def test_scorers_that_cannot_give_the_reward_are_refused(name, scorer, match, tiny):
     with pytest.raises(ValueError, match=match):
-        agents.make(name, tiny, tiny_config(discriminator=scorer))
+        agents.make(name, tiny, tiny_config(discriminator=scorer, discriminator_options={}))
 
 
 def test_fixed_scorer_object_is_used_without_training(tiny):
