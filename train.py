@@ -34,13 +34,13 @@ import torch
 BUDGETS: Dict[str, Dict[str, Any]] = {
     "smoke": dict(mle_epochs=1, adv_steps=2, g_steps=1, d_pretrain_steps=1, d_steps=1, d_epochs=1,
                   d_samples=256, n_rollouts=2, train_size=512, eval_every=1, eval_samples=256,
-                  discriminator_options={"size": "small"}, batch_size=64, ppo_steps=8),
+                  batch_size=64),
     "default": dict(mle_epochs=12, adv_steps=15, g_steps=1, d_pretrain_steps=2, d_steps=1, d_epochs=1,
                     d_samples=2000, n_rollouts=8, train_size=10_000, eval_every=3, eval_samples=2000,
-                    discriminator_options={"size": "small"}, batch_size=64, ppo_steps=20),
+                    batch_size=64),
     "paper": dict(mle_epochs=120, adv_steps=200, g_steps=1, d_pretrain_steps=50, d_steps=5, d_epochs=3,
                   d_samples=10_000, n_rollouts=16, train_size=10_000, eval_every=5, eval_samples=10_000,
-                  discriminator_options={}, batch_size=64, ppo_steps=200),
+                  batch_size=64),
 }
 # Keys that may differ between a run and its resumption.
 VOLATILE = {"device", "out", "resume", "stop_after", "quiet"}

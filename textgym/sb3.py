@@ -167,6 +167,14 @@ class SB3PolicyGenerator:
     def training(self) -> bool:
         return self.policy.training
 
+    def eval(self) -> "SB3PolicyGenerator":
+        self.policy.set_training_mode(False)
+        return self
+
+    def train(self, mode: bool = True) -> "SB3PolicyGenerator":
+        self.policy.set_training_mode(mode)
+        return self
+
     def _logits(self, obs: torch.Tensor) -> torch.Tensor:
         logits = self.policy.get_distribution(obs.float()).distribution.logits
         if self.eos_id is not None:  # the env's action mask: no <eos> as the first token
