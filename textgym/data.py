@@ -218,13 +218,46 @@ class OracleData(TextData):
             oracle = OracleLSTM.load(oracle, max_length=max_length)
         oracle.max_length = max_length
         self.oracle = oracle
-        tr = oracle.sample_dataset(n_train, seed).cpu()
-        te = oracle.sample_dataset(n_test, seed + 1).cpu()
+        tr = cached_samples(oracle, n_train, seed)
+        te = cached_samples(oracle, n_test, seed + 1)
         full = lambda x: torch.full((len(x),), max_length, dtype=torch.long)  # noqa: E731
         super().__init__(oracle.vocab_size, max_length, None, tr, full(tr), te, full(te), name="oracle")
 
 
 _ORACLE_CACHE: dict = {}
+
+
+def cache_dir() -> Path:
+    """Where deterministic artifacts are cached: ``$TEXTGYM_CACHE``, else ``~/.cache/textgym``."""
+    return Path(os.environ.get("TEXTGYM_CACHE") or Path.home() / ".cache" / "textgym")
+
+
+def cached_samples(oracle, n: int, seed: int) -> torch.Tensor:
+    """``oracle.sample_dataset(n, seed)`` on CPU, cached on disk under a key of the oracle's
+    weights, n, seed, length and torch version (a damaged cache file is regenerated)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in oracle.parameters():
+        h.update(p.detach().cpu().numpy().tobytes())
+    h.update(f"{n}/{seed}/{oracle.max_length}/{torch.__version__}".encode())
+    path = cache_dir() / f"oracle-samples-{h.hexdigest()[:24]}.pt"
+    if path.is_file():
+        try:
+            x = torch.load(path, weights_only=True)
+            if x.shape == (n, oracle.max_length):
+                return x
+        except Exception:
+            pass
+    x = oracle.to("cpu").sample_dataset(n, seed).cpu()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(x, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: no cache
+    return x
 
 
 def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length: Optional[int] = None) -> TextData:
