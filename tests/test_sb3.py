@@ -2,6 +2,8 @@
 algorithms training unchanged on the env."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,61 @@ def test_contrib_and_off_policy_algorithms_run_unchanged(small_oracle_data):
     model.learn(24)
     action, _ = model.predict(env.reset())
     assert action.shape == (4,)
+
+
+def test_discriminator_callback_retrains_and_changes_rewards(small_oracle_data, tmp_path):
+    import discriminators
+    from stable_baselines3.common.logger import configure
+
+    from textgym.sb3 import DiscriminatorCallback
+
+    torch.manual_seed(0)
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8)
+    venv = TokenVecEnv(16, data=small_oracle_data, discriminator=disc, seed=0)
+    trainer = discriminators.DiscriminatorTrainer(disc, lr=1e-2, batch_size=32, seed=0)
+    cb = DiscriminatorCallback(trainer, small_oracle_data.train, small_oracle_data.train_lengths, k=2)
+    probe = small_oracle_data.test[:8]
+    before_params = [p.detach().clone() for p in disc.parameters()]
+    reward_before = venv.reward_fn._final(probe, torch.full((8,), 6))
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(16 * 6 * 3, callback=cb)
+    assert cb.rollouts == 3 and "loss" in cb.last_stats and math.isfinite(cb.last_stats["loss"])
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"discriminator/loss", "discriminator/acc_real", "discriminator/acc_fake"} <= set(header)
+    assert any(not torch.equal(a, b) for a, b in zip(before_params, disc.parameters()))
+    reward_after = venv.reward_fn._final(probe, torch.full((8,), 6))
+    assert not torch.allclose(reward_before, reward_after)
+
+
+def test_callback_updates_the_mc_rollout_policy(small_oracle_data):
+    import discriminators
+
+    from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator
+
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8)
+    venv = TokenVecEnv(8, data=small_oracle_data, discriminator=disc, reward="mc", n_rollouts=2, seed=0)
+    assert venv.reward_fn.rollout_policy is small_oracle_data.oracle
+    trainer = discriminators.DiscriminatorTrainer(disc, batch_size=16, seed=0)
+    cb = DiscriminatorCallback(trainer, small_oracle_data.train, small_oracle_data.train_lengths)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS)
+    model.learn(48, callback=cb)
+    policy = venv.reward_fn.rollout_policy
+    assert isinstance(policy, SB3PolicyGenerator) and policy.policy is model.policy
+    out = policy.rollout(small_oracle_data.test[:4], torch.tensor([0, 2, 4, 6]))
+    assert torch.equal(out[1, :2], small_oracle_data.test[1, :2]) and torch.equal(out[3], small_oracle_data.test[3])
+
+
+def test_policy_generator_log_probs_match_the_policy(small_oracle_data):
+    from textgym.sb3 import SB3PolicyGenerator
+
+    venv = TokenVecEnv(4, data=small_oracle_data, seed=0)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=24, seed=0, policy_kwargs=POLICY_KWARGS)
+    gen = SB3PolicyGenerator(model.policy, 50, 6, None)
+    x = gen.sample(3, generator=torch.Generator().manual_seed(0))
+    lp = gen.log_probs(x)
+    for t in range(6):  # one prefix at a time, through SB3's own evaluate_actions
+        obs = x.clone()
+        obs[:, t:] = 50
+        _, ref, _ = model.policy.evaluate_actions(obs.float(), x[:, t])
+        torch.testing.assert_close(lp[:, t], ref, rtol=1e-5, atol=1e-5)

@@ -31,7 +31,7 @@ def unwrap_token_env(env: Any) -> TokenVecEnv:
     """The :class:`TokenVecEnv` inside ``env`` (a TokenVecEnv, a gymnasium vector wrapper of one, or a SB3VecEnv)."""
     seen = env
     while not isinstance(seen, TokenVecEnv):
-        inner = getattr(seen, "venv", None) or getattr(seen, "env", None)
+        inner = getattr(seen, "token_env", None) or getattr(seen, "venv", None) or getattr(seen, "env", None)
         if inner is None or inner is seen:
             raise TypeError(f"expected a textgym TokenVecEnv (e.g. from gym.make_vec('textgym/TokenGen-v0')), got {type(env).__name__}")
         seen = inner
