@@ -1,0 +1,205 @@
+"""The common base of every discriminator: token conventions, input checks, scoring.
+
+Token conventions (shared with ``textgym``):
+
+- a vocabulary of ``V = vocab_size`` ids ``0 .. V-1``, all valid tokens;
+- the padding id is ``V``: every discriminator embeds ``V + 1`` rows with ``padding_idx=V``;
+- ``tokens``: ``(N, T)`` int64 with ``1 <= T <= max_length``; ``lengths``: ``(N,)`` int64 in
+  ``[1, T]`` or ``None`` (all ``T`` positions valid). Positions ``>= lengths[i]`` should hold the
+  pad id, but the models mask by ``lengths``, never by the pad value: whatever those positions
+  hold is replaced by the pad id before embedding.
+
+Two ways to call a discriminator:
+
+- ``forward`` / ``features`` (and ``forward_prefixes`` where supported) are differentiable and
+  respect the module's current mode (dropout is on in training mode). The trainer uses them.
+- ``score`` (and ``score_prefixes``) is what rewards must use: it runs in eval mode (dropout
+  off) under ``torch.no_grad()`` and restores the previous train/eval mode afterwards. Rewards
+  must never score with ``forward`` in training mode: dropout makes them noisy (a known bug of
+  public SeqGAN code).
+
+``supports_prefixes`` says whether a model scores every prefix in one pass
+(``score_prefixes``, needed by dense rewards). Models without it have no ``score_prefixes``
+attribute at all, so both ``d.supports_prefixes`` and ``hasattr(d, "score_prefixes")`` are False.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional, Tuple
+
+import torch
+from torch import nn
+
+
+class DivergenceError(RuntimeError):
+    """A discriminator produced non-finite logits, or its training loss became non-finite."""
+
+
+class BaseDiscriminator(nn.Module):
+    """Scores ``(N, T)`` token sequences with one logit of P(real) each.
+
+    Subclasses implement :meth:`encode` (penultimate features) and :meth:`head` (dropout and
+    the output layer); the base class validates inputs and checks outputs.
+
+    Args:
+        vocab_size: ``V``, the number of token ids; the pad id is ``V``.
+        max_length: the longest ``T`` accepted.
+    """
+
+    is_probabilistic: bool = True
+    supports_prefixes: bool = False
+
+    def __init__(self, vocab_size: int, max_length: int) -> None:
+        super().__init__()
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+            raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.pad_id = vocab_size
+
+    # ------------------------------------------------------------------ to implement
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Penultimate features of checked inputs.
+
+        Args:
+            tokens: ``(N, T)`` int64 on the module's device, positions ``>= lengths`` set to the pad id.
+            lengths: ``(N,)`` int64 in ``[1, T]``.
+            valid: ``(N, T)`` bool, ``valid[i, t] = t < lengths[i]``.
+
+        Returns:
+            ``(N, F)`` float features.
+        """
+        raise NotImplementedError
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., F)`` features -> ``(...)`` logits (dropout, then the output layer)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ input checks
+    @property
+    def device(self) -> torch.device:
+        """The device of the module's parameters."""
+        return next(self.parameters()).device
+
+    def check_inputs(
+        self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validate inputs and bring them to the module's device.
+
+        Args:
+            tokens: ``(N, T)`` integer ids in ``[0, V]``.
+            lengths: ``(N,)`` integers in ``[1, T]`` or None.
+
+        Returns:
+            ``tokens`` ``(N, T)`` int64 with positions ``>= lengths`` set to the pad id,
+            ``lengths`` ``(N,)`` int64 and ``valid`` ``(N, T)`` bool, all on the module's device.
+
+        Raises:
+            ValueError: wrong shape or dtype, an empty batch, ``T > max_length``, an id outside
+                ``[0, V]``, or a length outside ``[1, T]``.
+        """
+        V = self.vocab_size
+        if not torch.is_tensor(tokens):
+            tokens = torch.as_tensor(tokens)
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be a (N, T) tensor of token ids, got shape {tuple(tokens.shape)}")
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens must be an integer tensor (int64 ids), got dtype {tokens.dtype}")
+        N, T = tokens.shape
+        if N == 0:
+            raise ValueError("empty batch: tokens has 0 rows; a discriminator needs at least one sequence")
+        if T == 0:
+            raise ValueError("tokens has 0 positions (shape (N, 0)); sequences need at least one token")
+        if T > self.max_length:
+            raise ValueError(
+                f"sequence length {T} exceeds the discriminator's max_length {self.max_length}; "
+                f"build it with max_length >= {T}"
+            )
+        device = self.device
+        tokens = tokens.to(device=device, dtype=torch.long)
+        bad = (tokens < 0) | (tokens > V)
+        if bool(bad.any()):
+            value = int(tokens[bad][0])
+            raise ValueError(
+                f"token id {value} is out of range for a discriminator with a vocabulary of {V} tokens "
+                f"(pad id {V}); ids must lie in [0, {V}]"
+            )
+        positions = torch.arange(T, device=device)
+        if lengths is None:
+            lengths = torch.full((N,), T, dtype=torch.long, device=device)
+            valid = torch.ones(N, T, dtype=torch.bool, device=device)
+            return tokens, lengths, valid
+        if not torch.is_tensor(lengths):
+            lengths = torch.as_tensor(lengths)
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise ValueError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+        if tuple(lengths.shape) != (N,):
+            raise ValueError(f"lengths must have shape ({N},) to match tokens {tuple(tokens.shape)}, got {tuple(lengths.shape)}")
+        lengths = lengths.to(device=device, dtype=torch.long)
+        bad_len = (lengths < 1) | (lengths > T)
+        if bool(bad_len.any()):
+            value = int(lengths[bad_len][0])
+            raise ValueError(f"length {value} is out of range: lengths must lie in [1, {T}] for tokens of {T} positions")
+        valid = positions[None, :] < lengths[:, None]
+        tokens = tokens.masked_fill(~valid, self.pad_id)
+        return tokens, lengths, valid
+
+    def check_output(self, logits: torch.Tensor) -> torch.Tensor:
+        """Raise :class:`DivergenceError` if any logit is NaN or infinite; return ``logits``."""
+        finite = torch.isfinite(logits)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise DivergenceError(
+                f"{type(self).__name__} produced {bad} non-finite logits out of {logits.numel()}; "
+                "its weights have diverged (lower the learning rate or restore a checkpoint)"
+            )
+        return logits
+
+    # ------------------------------------------------------------------ differentiable API
+    def forward(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits of P(real), differentiable, in the module's current mode.
+
+        Args:
+            tokens: ``(N, T)`` int64 ids in ``[0, V]``.
+            lengths: ``(N,)`` int64 in ``[1, T]`` or None (all positions valid).
+
+        Returns:
+            ``(N,)`` float logits.
+        """
+        tokens, lengths, valid = self.check_inputs(tokens, lengths)
+        return self.check_output(self.head(self.encode(tokens, lengths, valid)))
+
+    def features(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Penultimate features ``(N, F)`` (before dropout and the output layer), current mode."""
+        tokens, lengths, valid = self.check_inputs(tokens, lengths)
+        return self.encode(tokens, lengths, valid)
+
+    # ------------------------------------------------------------------ scoring API (rewards)
+    @contextlib.contextmanager
+    def scoring(self) -> Iterator[None]:
+        """Eval mode and ``torch.no_grad()`` inside the block; the previous mode is restored after."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            self.train(was_training)
+
+    def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits of P(real) for rewards: eval mode (no dropout), no gradient, mode restored.
+
+        Args:
+            tokens: ``(N, T)`` int64 ids in ``[0, V]``.
+            lengths: ``(N,)`` int64 in ``[1, T]`` or None.
+
+        Returns:
+            ``(N,)`` float logits (deterministic).
+        """
+        with self.scoring():
+            return self.forward(tokens, lengths)
+
+    def extra_repr(self) -> str:
+        return f"vocab_size={self.vocab_size}, max_length={self.max_length}"

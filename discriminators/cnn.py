@@ -1,0 +1,164 @@
+"""SeqGAN's CNN discriminator (Yu et al. 2017, after Kim 2014 and Zhang & LeCun 2015).
+
+    e_t   = Emb(x_t)                                     (N, T, E), pad rows are zero
+    c^w_j = ReLU(W_w · [e_j; …; e_{j+w-1}] + b_w)         one Conv over time per window width w
+    p^w   = max_j c^w_j   over windows inside the sequence (invalid windows masked to -inf)
+    x     = [p^{w_1}; …; p^{w_K}]                         (N, F), F = Σ filters
+    g     = σ(W_g x + b_g),  y = g ⊙ ReLU(W_h x + b_h) + (1 - g) ⊙ x      highway
+    logit = w_o · dropout(y) + b_o                         one logit of P(real)
+
+Defaults are the original code's (``discriminator.py`` of LantaoYu/SeqGAN): embedding 64,
+widths [1..10, 15, 20] with [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160]
+filters (F = 1720), dropout 0.25 (keep probability 0.75), uniform(-1, 1) embeddings, conv
+weights from a truncated normal of std 0.1 and biases 0.1, highway gate bias 0. The original
+has a two-class softmax output; one logit is the same model with one fewer redundant row.
+
+Windows and lengths: a window starting at position j of width w is valid when
+``j + w <= lengths[i]``. A sequence shorter than a width has no such window; for it the window
+at j = 0 (which then covers the sequence and zero padding embeddings) is used, so every width
+gives a finite feature. Inputs shorter than the widest window are padded on the right.
+
+This model has no per-prefix scores: ``supports_prefixes`` is False and it has no
+``score_prefixes`` attribute, so dense rewards refuse it with a clear message.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from discriminators.base import BaseDiscriminator
+
+#: Size presets. ``seqgan`` is the original discriminator; ``small`` is for tests and quick runs.
+SIZES: Dict[str, Dict[str, object]] = {
+    "seqgan": {
+        "emb_dim": 64,
+        "widths": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20),
+        "filters": (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160),
+        "dropout": 0.25,
+    },
+    "small": {
+        "emb_dim": 32,
+        "widths": (1, 2, 3, 4, 5),
+        "filters": (32, 32, 32, 32, 32),
+        "dropout": 0.25,
+    },
+}
+
+
+class Highway(nn.Module):
+    """One highway layer (Srivastava et al. 2015): ``y = g*relu(W_h x) + (1-g)*x``, ``g = σ(W_g x)``.
+
+    Args:
+        dim: feature size ``F`` of ``x`` ``(N, F)``.
+        gate_bias: initial bias of the gate (the original SeqGAN code uses 0).
+    """
+
+    def __init__(self, dim: int, gate_bias: float = 0.0) -> None:
+        super().__init__()
+        self.transform = nn.Linear(dim, dim)
+        self.gate = nn.Linear(dim, dim)
+        nn.init.constant_(self.gate.bias, gate_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.gate(x))
+        return g * F.relu(self.transform(x)) + (1.0 - g) * x
+
+
+class CNNDiscriminator(BaseDiscriminator):
+    """SeqGAN's CNN discriminator (see the module docstring for the update of each layer).
+
+    Args:
+        vocab_size: ``V``; the embedding has ``V + 1`` rows, the last (pad id ``V``) zero.
+        max_length: longest ``T`` accepted (20 in the SeqGAN benchmark).
+        size: preset, ``"seqgan"`` (the original, default) or ``"small"``.
+        emb_dim, widths, filters, dropout: override the preset; ``widths`` and ``filters`` are
+            sequences of the same length (one Conv over time per width); ``widths`` given
+            alone get the preset's filters if the counts match, else its first count each.
+        highway: whether to apply the highway layer (True in SeqGAN).
+
+    ``forward(tokens (N, T), lengths (N,) | None) -> (N,)`` logits; ``features -> (N, Σ filters)``.
+    """
+
+    supports_prefixes = False
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int = 20,
+        *,
+        size: str = "seqgan",
+        emb_dim: Optional[int] = None,
+        widths: Optional[Sequence[int]] = None,
+        filters: Optional[Sequence[int]] = None,
+        dropout: Optional[float] = None,
+        highway: bool = True,
+    ) -> None:
+        super().__init__(vocab_size, max_length)
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}; valid sizes: {sorted(SIZES)}")
+        preset = SIZES[size]
+        emb_dim = int(preset["emb_dim"] if emb_dim is None else emb_dim)  # type: ignore[arg-type]
+        widths = tuple(int(w) for w in (preset["widths"] if widths is None else widths))  # type: ignore[union-attr]
+        if filters is None:
+            filters = preset["filters"] if len(widths) == len(preset["widths"]) else (preset["filters"][0],) * len(widths)  # type: ignore[index, arg-type]
+        filters = tuple(int(f) for f in filters)  # type: ignore[union-attr]
+        dropout = float(preset["dropout"] if dropout is None else dropout)  # type: ignore[arg-type]
+        if not widths or len(widths) != len(filters):
+            raise ValueError(
+                f"widths and filters must be non-empty and of equal length, got {len(widths)} widths and {len(filters)} filters"
+            )
+        if min(widths) < 1 or min(filters) < 1:
+            raise ValueError(f"widths and filters must be >= 1, got widths {widths} and filters {filters}")
+        if emb_dim < 1:
+            raise ValueError(f"emb_dim must be >= 1, got {emb_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.emb_dim, self.widths, self.filters, self.dropout_p = emb_dim, widths, filters, dropout
+        self.feature_dim = sum(filters)
+
+        self.embedding = nn.Embedding(vocab_size + 1, emb_dim, padding_idx=vocab_size)
+        self.convs = nn.ModuleList(nn.Conv1d(emb_dim, f, kernel_size=w) for w, f in zip(widths, filters))
+        self.highway = Highway(self.feature_dim) if highway else None
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(self.feature_dim, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The original initialization: U(-1, 1) embeddings, truncated N(0, 0.1) weights, 0.1 biases."""
+        with torch.no_grad():
+            nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
+            self.embedding.weight[self.pad_id].zero_()
+            for conv in self.convs:
+                nn.init.trunc_normal_(conv.weight, std=0.1, a=-0.2, b=0.2)
+                nn.init.constant_(conv.bias, 0.1)
+            nn.init.trunc_normal_(self.out.weight, std=0.1, a=-0.2, b=0.2)
+            nn.init.constant_(self.out.bias, 0.1)
+
+    def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """``(N, T)`` checked tokens -> ``(N, Σ filters)`` highway features (max-over-time pooled)."""
+        N, T = tokens.shape
+        width = max(T, max(self.widths))
+        if width > T:  # shorter than the widest window: pad on the right
+            tokens = F.pad(tokens, (0, width - T), value=self.pad_id)
+        e = self.embedding(tokens).transpose(1, 2)  # (N, E, width)
+        starts = torch.arange(width, device=tokens.device)
+        pooled = []
+        for w, conv in zip(self.widths, self.convs):
+            c = F.relu(conv(e))  # (N, f, width - w + 1)
+            j = starts[: c.shape[2]]
+            ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)  # (N, width - w + 1)
+            pooled.append(c.masked_fill(~ok[:, None, :], float("-inf")).amax(dim=2))
+        x = torch.cat(pooled, dim=1)  # (N, F)
+        return self.highway(x) if self.highway is not None else x
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.dropout(features)).squeeze(-1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"vocab_size={self.vocab_size}, max_length={self.max_length}, emb_dim={self.emb_dim}, "
+            f"widths={list(self.widths)}, filters={list(self.filters)}, dropout={self.dropout_p}"
+        )
