@@ -1,0 +1,123 @@
+"""Discriminator training throughput: SeqGAN's CNN and the ``rnn`` discriminator vs a plain baseline.
+
+Setting (headline): V = 5000, length 20, minibatches of 64 sequences (real and fake mixed),
+Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`` updates.
+
+- ``cnn``: the full-size SeqGAN CNN (``discriminators.make("cnn", vocab_size=5000)``: embedding
+  64, 12 window widths, 1720 filters, highway, dropout 0.25);
+- ``rnn``: the ``rnn`` discriminator at its defaults (LSTM 128, embedding 64, LayerNorm);
+- ``baseline``: plain PyTorch in this process, trained the same way (same minibatches, Adam,
+  ``BCEWithLogitsLoss``) by a hand-written loop: ``nn.Embedding(V + 1, 64)``, mean over the
+  valid positions, ``nn.Linear(64, 1)``. It is the cheapest reasonable discriminator, so
+
+``ratio`` = CNN throughput / baseline throughput is a cost ratio (higher is faster; below 1
+means the CNN costs that fraction of the baseline's speed). ``seqgan_schedule_seconds`` is the
+implied time of the original SeqGAN discriminator schedule per adversarial step (5 rounds × 3
+epochs over 10,000 real + 10,000 fake sequences = 300,000 sequences) with the CNN on this
+device; ``cnn_gflops`` is the CNN's achieved rate of conv and highway matrix arithmetic
+(forward + backward ≈ 3 × forward).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import discriminators
+from common import emit, log, parser, timeit
+
+V, L, BATCH = 5000, 20, 64
+SEQGAN_SCHEDULE = 5 * 3 * 20_000  # sequences per adversarial step in the original code
+
+
+class MeanPoolBaseline(nn.Module):
+    """Embedding, mean over the valid positions, one linear logit: (N, T), (N,) -> (N,)."""
+
+    def __init__(self, vocab_size: int, emb_dim: int = 64) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size + 1, emb_dim, padding_idx=vocab_size)
+        self.out = nn.Linear(emb_dim, 1)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]).float()
+        e = (self.embedding(tokens) * mask[..., None]).sum(1) / lengths[:, None].float()
+        return self.out(e).squeeze(-1)
+
+
+def baseline_epoch(model: nn.Module, opt: torch.optim.Optimizer, tokens: torch.Tensor, lengths: torch.Tensor,
+                   targets: torch.Tensor, g: torch.Generator) -> None:
+    """One pass of plain minibatch BCE training (what ``DiscriminatorTrainer.step(k=1)`` does)."""
+    model.train()
+    perm = torch.randperm(tokens.shape[0], generator=g).to(tokens.device)
+    for start in range(0, tokens.shape[0], BATCH):
+        idx = perm[start : start + BATCH]
+        loss = F.binary_cross_entropy_with_logits(model(tokens[idx], lengths[idx]), targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def cnn_forward_flops(d: discriminators.CNNDiscriminator, T: int) -> float:
+    """Multiply-adds × 2 of one sequence's conv and highway layers."""
+    flops = sum(2.0 * (max(T, max(d.widths)) - w + 1) * w * d.emb_dim * f for w, f in zip(d.widths, d.filters))
+    return flops + 2 * 2.0 * d.feature_dim**2 + 2.0 * d.feature_dim
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    device = torch.device(args.device)
+    steps = 3 if args.quick else 40  # minibatch updates per timed call
+    repeats = 1 if args.quick else args.repeats
+    n = steps * BATCH // 2  # real and as many fake sequences per timed call
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(V, (n, L), generator=g).to(device)
+    fake = torch.randint(V, (n, L), generator=g).to(device)
+    real_len = torch.randint(L // 2, L + 1, (n,), generator=g).to(device)
+    fake_len = torch.randint(L // 2, L + 1, (n,), generator=g).to(device)
+    torch.manual_seed(0)
+    log(f"device {device}, V={V}, length {L}, batch {BATCH}, {steps} updates per timed call, {torch.get_num_threads()} threads")
+
+    throughput = {}
+    models = {"cnn": discriminators.make("cnn", vocab_size=V, max_length=L),
+              "rnn": discriminators.make("rnn", vocab_size=V, max_length=L)}
+    for name, d in models.items():
+        trainer = discriminators.DiscriminatorTrainer(d, lr=1e-4, batch_size=BATCH, device=device, seed=0)
+        t = timeit(lambda: trainer.step(real, real_len, fake, fake_len, k=1), device, repeats)
+        throughput[name] = 2 * n / t
+        log(f"{name}: {t:.3f} s per {steps} updates, {throughput[name]:.0f} sequences/s")
+
+    base = MeanPoolBaseline(V).to(device)
+    opt = torch.optim.Adam(base.parameters(), lr=1e-4)
+    tokens = torch.cat([real.masked_fill(torch.arange(L, device=device) >= real_len[:, None], V),
+                        fake.masked_fill(torch.arange(L, device=device) >= fake_len[:, None], V)])
+    lengths = torch.cat([real_len, fake_len])
+    targets = torch.cat([torch.ones(n, device=device), torch.zeros(n, device=device)])
+    t = timeit(lambda: baseline_epoch(base, opt, tokens, lengths, targets, g), device, repeats)
+    throughput["baseline"] = 2 * n / t
+    log(f"baseline (embedding + mean-pool + linear, plain loop): {t:.3f} s, {throughput['baseline']:.0f} sequences/s")
+
+    cnn = models["cnn"]
+    gflops = 3 * cnn_forward_flops(cnn, L) * throughput["cnn"] / 1e9
+    schedule = {k: SEQGAN_SCHEDULE / v for k, v in throughput.items()}
+    log(f"SeqGAN schedule (15 x 20,000 sequences) per adversarial step: cnn {schedule['cnn']:.1f} s, "
+        f"rnn {schedule['rnn']:.1f} s; CNN at {gflops:.1f} GFLOP/s")
+    emit({
+        "benchmark": "discriminator",
+        "device": str(device),
+        "setting": {"vocab": V, "length": L, "batch": BATCH, "updates_per_call": steps,
+                    "threads": torch.get_num_threads(), "quick": bool(args.quick)},
+        "sequences_per_second": {k: round(v, 1) for k, v in throughput.items()},
+        "ratio": throughput["cnn"] / throughput["baseline"],
+        "ratio_rnn": throughput["rnn"] / throughput["baseline"],
+        "seqgan_schedule_seconds": round(schedule["cnn"], 2),
+        "seqgan_schedule_seconds_rnn": round(schedule["rnn"], 2),
+        "cnn_gflops": round(gflops, 2),
+        "cnn_params": sum(p.numel() for p in cnn.parameters()),
+        "cnn_forward_mflops_per_sequence": round(cnn_forward_flops(cnn, L) / 1e6, 2),
+    })
+
+
+if __name__ == "__main__":
+    main()
