@@ -63,6 +63,10 @@ class SB3Agent(Agent):
         c = self.config
         if c["reward_scorer"] not in ("discriminator", "oracle"):
             raise ValueError(f"reward_scorer must be 'discriminator' or 'oracle', got {c['reward_scorer']!r}")
+        # SB3 draws actions (and dropout) from torch's global RNG and seeds it itself in the
+        # algorithm's constructor; seed it here first so the discriminator's initialization is
+        # reproducible too. The checkpoint stores the global RNG state, so resuming is exact.
+        torch.manual_seed(seed)
         if c["reward_scorer"] == "oracle":
             if not isinstance(data, OracleData):
                 raise ValueError("reward_scorer='oracle' needs data='oracle'")
@@ -74,20 +78,18 @@ class SB3Agent(Agent):
             self.discriminator = discriminators.make(name, vocab_size=data.vocab_size, max_length=data.max_length,
                                                      **c["discriminator_options"]).to(self.device)
             scorer = self.discriminator
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.env = TokenVecEnv(int(c["num_envs"]), data=data, reward=c["reward"], discriminator=scorer,
-                                   transform=c["transform"], n_rollouts=int(c["n_rollouts"]), device=self.device, seed=seed)
-            algo = {"ppo": PPO, "a2c": A2C}[self.ALGO]
-            n_steps = int(c["n_steps"] or data.max_length)
-            kw = dict(n_steps=n_steps, learning_rate=c["learning_rate"], seed=seed, device=self.device, verbose=0,
-                      policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor,
-                                         features_extractor_kwargs=dict(features_dim=int(c["features_dim"]))))
-            if self.ALGO == "ppo":
-                size = n_steps * int(c["num_envs"])  # minibatch: the largest divisor of the rollout <= 256
-                kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
-            kw.update(c["sb3_kwargs"])
-            self.model = algo("MlpPolicy", SB3VecEnv(self.env), **kw)
+        self.env = TokenVecEnv(int(c["num_envs"]), data=data, reward=c["reward"], discriminator=scorer,
+                               transform=c["transform"], n_rollouts=int(c["n_rollouts"]), device=self.device, seed=seed)
+        algo = {"ppo": PPO, "a2c": A2C}[self.ALGO]
+        n_steps = int(c["n_steps"] or data.max_length)
+        kw = dict(n_steps=n_steps, learning_rate=c["learning_rate"], seed=seed, device=self.device, verbose=0,
+                  policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor,
+                                     features_extractor_kwargs=dict(features_dim=int(c["features_dim"]))))
+        if self.ALGO == "ppo":
+            size = n_steps * int(c["num_envs"])  # minibatch: the largest divisor of the rollout <= 256
+            kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
+        kw.update(c["sb3_kwargs"])
+        self.model = algo("MlpPolicy", SB3VecEnv(self.env), **kw)
         self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
         self.callback = None
         if self.discriminator is not None:
