@@ -112,13 +112,17 @@ class Generator(nn.Module):
         hidden, _ = self.lstm(self.embedding(self._inputs(tokens)))
         return self.out(hidden), hidden
 
-    def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
+    def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """Teacher-forced ``log p(x_t | x_<t)``: tokens (N, T) int64 -> (N, T) float, differentiable.
 
-        Padding (id V) as a target gets a meaningless value: mask beyond the lengths.
+        At ``temperature`` τ the distribution is softmax(logits / τ), the one :meth:`sample`
+        draws from at τ (NLL-test along the quality-diversity frontier). Padding (id V) as a
+        target gets a meaningless value: mask beyond the lengths.
         """
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         logits, _ = self.forward(tokens)
-        return self.token_log_probs(logits, tokens)
+        return self.token_log_probs(logits if temperature == 1.0 else logits / temperature, tokens)
 
     def token_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Gather ``log softmax(logits)`` at tokens: logits (N, T, V), tokens (N, T) -> (N, T)."""

@@ -47,7 +47,7 @@ def gen_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 # ---------------------------------------------------------------------- generator
-def slow_log_probs(g: Generator, tokens: torch.Tensor) -> torch.Tensor:
+def slow_log_probs(g: Generator, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Per-step reference with nn.LSTMCell holding the generator's weights."""
     cell = torch.nn.LSTMCell(g.emb_dim, g.hidden_dim)
     with torch.no_grad():
@@ -60,7 +60,7 @@ def slow_log_probs(g: Generator, tokens: torch.Tensor) -> torch.Tensor:
         out = torch.empty(N, T)
         for t in range(T):
             h, c = cell(g.embedding(prev), (h, c))
-            logp = torch.log_softmax(g.out(h), dim=-1)
+            logp = torch.log_softmax(g.out(h) / temperature, dim=-1)
             out[:, t] = logp[torch.arange(N), tokens[:, t].clamp(max=g.vocab_size - 1)]
             prev = tokens[:, t]
     return out
@@ -75,6 +75,11 @@ def test_generator_log_probs_match_slow_reference_and_are_differentiable():
     assert g.out.weight.grad is not None and torch.isfinite(g.out.weight.grad).all()
     nll = g.nll(tokens, torch.full((6,), 5))
     assert nll == pytest.approx(float(-lp.detach()[:, :5].mean()), rel=1e-5)
+    for tau in (0.5, 1.5):  # the distribution sampled at temperature tau
+        torch.testing.assert_close(g.log_probs(tokens, temperature=tau).detach(), slow_log_probs(g, tokens, tau),
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        g.log_probs(tokens, temperature=0.0)
 
 
 def test_generator_follows_the_protocols_and_seeded_sampling_reproduces():
