@@ -200,21 +200,25 @@ class MCReward(Reward):
             with :meth:`set_rollout_policy` (or assign ``.rollout_policy``).
         n_rollouts: n, completions per prefix (16 in SeqGAN).
         temperature: sampling temperature of the rollouts.
-        chunk_rows: at most this many rollout rows are generated and scored at once (bounds
-            memory at ``chunk_rows × V`` floats; on CPU moderate chunks also stay in cache).
+        chunk_rows: at most this many rollout rows are generated and scored at once, which
+            bounds memory at ``chunk_rows × V`` floats. Default (None): 256 on CPU, where a
+            chunk's (256, V) logits stay in cache (measured 2.5x faster than 4096 rows at
+            V = 5000 on 2 cores), and 16384 on accelerators, where fewer, larger kernels win.
     """
 
     mode = "mc"
 
     def __init__(self, scorer: Any, transform=None, rollout_policy: Any = None, n_rollouts: int = 16,
-                 temperature: float = 1.0, chunk_rows: int = 4096) -> None:
+                 temperature: float = 1.0, chunk_rows: Optional[int] = None) -> None:
         super().__init__(scorer, transform)
         if n_rollouts < 1:
             raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
         self.rollout_policy = rollout_policy
         self.n_rollouts = n_rollouts
         self.temperature = temperature
-        self.chunk_rows = max(int(chunk_rows), n_rollouts)
+        if chunk_rows is not None and int(chunk_rows) < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        self.chunk_rows = chunk_rows
 
     def set_rollout_policy(self, policy: Any) -> None:
         self.rollout_policy = policy
@@ -229,7 +233,8 @@ class MCReward(Reward):
         if self.rollout_policy is None:
             raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
         n = self.n_rollouts
-        step = self.chunk_rows // n  # prefixes per chunk
+        chunk = self.chunk_rows or (256 if tokens.device.type == "cpu" else 16384)
+        step = max(1, chunk // n)  # prefixes per chunk
         out = []
         for i in range(0, tokens.shape[0], step):
             rows = tokens[i : i + step].repeat_interleave(n, dim=0)
