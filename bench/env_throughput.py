@@ -3,6 +3,12 @@
 Terminal reward from the oracle's log-likelihood (the default env on oracle data), random
 actions drawn beforehand, whole episodes of 20 tokens. For each N, both vector envs run the
 same number of episodes in the same process; the headline ratio is at N = 256.
+
+Both sides compute the same reward arithmetic: each finished sequence is scored by the oracle
+(20 products with the (5000, 32) output layer and 20 log-softmaxes over 5000 ids), which
+bounds the batched env on a CPU. ``machinery`` repeats the comparison with a scorer that costs
+nothing (the sequence length as an identity-transformed score), so it measures the env itself:
+stepping, bookkeeping, autoreset and the vector-env API.
 """
 from __future__ import annotations
 
@@ -13,6 +19,18 @@ import torch
 from common import emit, log, parser, timeit
 from textgym import TokenEnv, TokenVecEnv
 from textgym.data import resolve_data
+
+
+class FreeScorer:
+    """A non-probabilistic scorer of no cost: the number of valid tokens."""
+
+    is_probabilistic = False
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = vocab_size
+
+    def __call__(self, tokens: torch.Tensor, lengths: torch.Tensor = None) -> torch.Tensor:
+        return torch.full((tokens.shape[0],), float(tokens.shape[1])) if lengths is None else lengths.float()
 
 
 def run_batched(env: TokenVecEnv, actions: torch.Tensor) -> None:
@@ -35,23 +53,29 @@ def main() -> None:
     data = resolve_data("oracle")
     L = data.max_length
     figures = {}
-    for N in sizes:
-        g = torch.Generator().manual_seed(N)
-        # NEXT_STEP autoreset spends one step per episode on the reset: episodes * (L + 1) steps.
-        actions = torch.randint(0, data.vocab_size, (episodes * (L + 1), N), generator=g)
-        batched = TokenVecEnv(N, data=data, device=device)
-        acts_dev = actions.to(device)
-        t_b = timeit(lambda: run_batched(batched, acts_dev), device, 1 if args.quick else args.repeats)
-        sync = gym.vector.SyncVectorEnv([lambda: TokenEnv(data=data) for _ in range(N)])
-        acts_np = actions.numpy()
-        t_s = timeit(lambda: run_sync(sync, acts_np), torch.device("cpu"), 1, warmup=0)
-        tokens = episodes * L * N
-        figures[N] = {"tokens_per_s_batched": tokens / t_b, "tokens_per_s_sync": tokens / t_s, "ratio": t_s / t_b}
-        log(f"N={N}: batched {tokens / t_b:,.0f} tok/s, SyncVectorEnv {tokens / t_s:,.0f} tok/s, x{t_s / t_b:.1f}")
-    headline = 256 if 256 in figures else sizes[-1]
+    for kind in ("oracle", "machinery"):
+        kw = {} if kind == "oracle" else {"discriminator": FreeScorer(data.vocab_size), "transform": "identity"}
+        for N in sizes:
+            g = torch.Generator().manual_seed(N)
+            # NEXT_STEP autoreset spends one step per episode on the reset: episodes * (L + 1) steps.
+            actions = torch.randint(0, data.vocab_size, (episodes * (L + 1), N), generator=g)
+            batched = TokenVecEnv(N, data=data, device=device, **kw)
+            acts_dev = actions.to(device)
+            t_b = timeit(lambda: run_batched(batched, acts_dev), device, 1 if args.quick else args.repeats)
+            sync = gym.vector.SyncVectorEnv([lambda: TokenEnv(data=data, **kw) for _ in range(N)])
+            acts_np = actions.numpy()
+            t_s = timeit(lambda: run_sync(sync, acts_np), torch.device("cpu"), 1, warmup=0)
+            tokens = episodes * L * N
+            figures.setdefault(kind, {})[N] = {"tokens_per_s_batched": tokens / t_b, "tokens_per_s_sync": tokens / t_s,
+                                               "ratio": t_s / t_b}
+            log(f"{kind} reward, N={N}: batched {tokens / t_b:,.0f} tok/s, SyncVectorEnv {tokens / t_s:,.0f} tok/s, "
+                f"x{t_s / t_b:.1f}")
+    headline = 256 if 256 in sizes else sizes[-1]
     emit({"benchmark": "env_throughput", "device": str(device), "reward": "terminal (oracle log-likelihood)",
-          "length": L, "vocab": data.vocab_size, "by_num_envs": figures, "headline_num_envs": headline,
-          "ratio": figures[headline]["ratio"]})
+          "threads": torch.get_num_threads(), "length": L, "vocab": data.vocab_size,
+          "by_num_envs": figures["oracle"], "machinery_by_num_envs": figures["machinery"],
+          "headline_num_envs": headline, "ratio": figures["oracle"][headline]["ratio"],
+          "ratio_machinery": figures["machinery"][headline]["ratio"]})
 
 
 if __name__ == "__main__":

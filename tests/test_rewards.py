@@ -194,3 +194,22 @@ def test_dense_reward_is_per_prefix_score(small_oracle_data):
     torch.testing.assert_close(rewards.mean(1), OracleScorer(oracle).score(tokens))
     dense = DenseReward(OracleScorer(oracle)).bind(50, None, 50)
     torch.testing.assert_close(dense.sequence_rewards(tokens, torch.full((4,), 6)), rewards)
+
+
+def test_a_plain_callable_scorer_follows_the_protocol(small_oracle_data):
+    """The Discriminator protocol asks for ``__call__`` only: no ``forward`` or ``score`` needed."""
+
+    class LengthScorer:
+        is_probabilistic = False
+
+        def __init__(self, vocab_size):
+            self.vocab_size = vocab_size
+
+        def __call__(self, tokens, lengths=None):
+            return lengths.float() if lengths is not None else torch.full((tokens.shape[0],), float(tokens.shape[1]))
+
+    L = small_oracle_data.max_length
+    env = TokenVecEnv(3, data=small_oracle_data, discriminator=LengthScorer(small_oracle_data.vocab_size))
+    env.reset(seed=0)
+    rewards = [env.step(torch.ones(3, dtype=torch.long))[1] for _ in range(L)]
+    assert torch.equal(rewards[-1], torch.full((3,), float(L))) and all(bool((r == 0).all()) for r in rewards[:-1])

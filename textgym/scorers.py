@@ -74,7 +74,8 @@ def _call(scorer: Any, method: str, fallback: str, tokens: torch.Tensor, lengths
             scorer.eval()
         try:
             with torch.no_grad():
-                out = getattr(scorer, fallback)(tokens, lengths)
+                # modules and plain callables (the protocol's ``__call__``) alike
+                out = (getattr(scorer, fallback, None) or scorer)(tokens, lengths)
         finally:
             if was_training:
                 scorer.train()
