@@ -165,7 +165,10 @@ def run_mle(data, budget, args, device, eval_seed) -> tuple[Any, Dict[str, Any]]
 
     cfg = {"mle_epochs": budget["mle_epochs"]}
     mle = agents.make("mle", data, cfg, device=device, seed=args.seed)
-    meta = {"mle_epochs": budget["mle_epochs"], "seed": args.seed, "train_size": len(data.train),
+    import hashlib
+
+    fingerprint = hashlib.sha256(data.train.cpu().numpy().tobytes()).hexdigest()[:16]  # the training set itself
+    meta = {"mle_epochs": budget["mle_epochs"], "seed": args.seed, "train_size": len(data.train), "train_sha256": fingerprint,
             "oracle": oracle_label(data), "batch_size": mle.config["batch_size"], "mle_lr": mle.config["mle_lr"]}
     ckpt = Path(args.mle_checkpoint) if args.mle_checkpoint else None
     seconds: Optional[float] = None
