@@ -232,17 +232,14 @@ def evaluate(agent, data, cfg: Dict[str, Any], folder: Path) -> Dict[str, float]
     if data.test is not None:
         k = cfg.get("eval_test_size") or len(data.test)
         out["nll_test"] = nll_test(gen, data.test[:k], data.test_lengths[:k])
-    if not isinstance(data, OracleData):
-        try:
-            from textgym.bleu import bleu, self_bleu
-        except ImportError:
-            bleu = None
-        if bleu is not None:
-            hyps = [data.decode(r[: int(L)].tolist()).split() for r, L in zip(tokens[:500], lengths[:500])]
-            ref_t, ref_l = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
-            refs = [data.decode(r[: int(L)].tolist()).split() for r, L in zip(ref_t, ref_l)]
-            out["bleu4"] = bleu(hyps, refs, 4)
-            out["self_bleu4"] = self_bleu(hyps, 4)
+    if not isinstance(data, OracleData):  # BLEU-4 of 500 samples against every reference, Self-BLEU-4 among them
+        from textgym.bleu import bleu, self_bleu
+
+        hyps = [data.decode(r[: int(L)].tolist()).split() for r, L in zip(tokens[:500], lengths[:500])]
+        ref_t, ref_l = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
+        refs = [data.decode(r[: int(L)].tolist()).split() for r, L in zip(ref_t, ref_l)]
+        out["bleu4"] = bleu(hyps, refs, 4)
+        out["self_bleu4"] = self_bleu(hyps, 4)
     samples = folder / "samples"
     samples.mkdir(exist_ok=True)
     text = "".join(data.decode(r[: int(L)].tolist()) + "\n" for r, L in zip(tokens[:50], lengths[:50]))

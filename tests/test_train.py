@@ -82,3 +82,20 @@ def test_generator_file_evaluates(tmp_path, oracle_data, capsys):
     result = json.loads((tmp_path / "e.json").read_text())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert result["nll_oracle"] > 5.7 and abs(result["nll_oracle"] - summary["metrics"]["nll_oracle"]) < 0.5
+
+
+def test_corpus_run_reports_bleu_and_self_bleu(tmp_path):
+    """A text corpus end to end: vocabulary from the training file, NLL-test, BLEU-4 and Self-BLEU-4."""
+    from conftest import need_data
+
+    train_lines = need_data("coco", "image_coco.txt").read_text(encoding="utf-8").splitlines()[:600]
+    test_lines = need_data("coco", "test_coco.txt").read_text(encoding="utf-8").splitlines()[:200]
+    (tmp_path / "train.txt").write_text("\n".join(train_lines) + "\n", encoding="utf-8")
+    (tmp_path / "test.txt").write_text("\n".join(test_lines) + "\n", encoding="utf-8")
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", str(tmp_path / "train.txt"),
+               "--test-data", str(tmp_path / "test.txt"), "--eval-samples", "100") == 0
+    metrics = json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]
+    assert 0.0 <= metrics["bleu4"] <= 1.0 and 0.0 <= metrics["self_bleu4"] <= 1.0
+    assert math.isfinite(metrics["nll_test"]) and "nll_oracle" not in metrics
+    samples = sorted((tmp_path / "run" / "samples").iterdir())[-1].read_text(encoding="utf-8").splitlines()
+    assert samples and all(line.strip() for line in samples)  # decoded words, no empty sentences
