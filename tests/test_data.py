@@ -160,3 +160,20 @@ def test_real_corpus_loads():
 def test_resolve_data_errors():
     with pytest.raises(TypeError, match="data must be"):
         resolve_data(3.5)
+
+
+def test_oracle_row_chunking_changes_no_draw_and_no_score(monkeypatch):
+    """On CPU the oracle samples and scores in cache-sized row chunks; the chunk size must not
+    change a single draw (one uniform per row per step, drawn for the whole batch) or score."""
+    import textgym.oracle as oracle_module
+
+    oracle = OracleLSTM(vocab_size=60, max_length=7, seed=2)
+    results = []
+    for chunk in (None, 7, 16):
+        monkeypatch.setattr(oracle_module, "row_chunk", lambda n_cols, device, c=chunk: c)
+        tokens = oracle.sample(50, generator=torch.Generator().manual_seed(4))
+        prefix = oracle.rollout(tokens, torch.arange(50) % 7, generator=torch.Generator().manual_seed(5))
+        results.append((tokens, prefix, oracle.log_probs(tokens)))
+    for tokens, prefix, lp in results[1:]:
+        assert torch.equal(tokens, results[0][0]) and torch.equal(prefix, results[0][1])
+        torch.testing.assert_close(lp, results[0][2], rtol=1e-6, atol=1e-5)  # GEMM blocking rounds differently

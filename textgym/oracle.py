@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgym.sampling import sample_logits
+from textgym.sampling import row_chunk, sample_logits
 
 ORACLE_KEYS = (
     "00_g_embeddings", "01_Wi", "02_Ui", "03_bi", "04_Wf", "05_Uf", "06_bf",
@@ -177,6 +177,9 @@ class OracleLSTM(nn.Module):
         """Teacher-forced ``log p(x_t | x_<t)`` at a sampling temperature: tokens (N, T) int64 -> (N, T) float."""
         self._check_tokens(tokens)
         tokens = tokens.to(self.Wo.device)
+        chunk = row_chunk(self.vocab_size, tokens.device)
+        if chunk is not None and tokens.shape[0] > chunk:  # rows are independent: cache-sized pieces
+            return torch.cat([self.log_probs(tokens[i : i + chunk], temperature) for i in range(0, tokens.shape[0], chunk)])
         N, T = tokens.shape
         h, c = self._zeros(N)
         prev = torch.full((N,), START_TOKEN, dtype=torch.long, device=tokens.device)
@@ -216,14 +219,20 @@ class OracleLSTM(nn.Module):
         tokens = tokens.to(self.Wo.device).clone()
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(tokens.device)
+        chunk = row_chunk(self.vocab_size, tokens.device)  # logits and sampling in cache-sized row pieces
         h, c = self._zeros(M)
         prev = torch.full((M,), START_TOKEN, dtype=torch.long, device=tokens.device)
         for t in range(T):
             h, c = self.cell(self.embedding[prev], h, c)
             free = (prefix_lengths <= t).nonzero().squeeze(1)
             if free.numel():
-                logits = self.logits(h.index_select(0, free))
-                tokens[free, t] = sample_logits(logits, temperature, generator)
+                hf = h.index_select(0, free)
+                u = torch.rand(free.numel(), 1, device=hf.device, generator=generator)  # one draw per row, any chunking
+                step = chunk or free.numel()
+                tokens[free, t] = torch.cat([
+                    sample_logits(self.logits(hf[i : i + step]), temperature, u=u[i : i + step])
+                    for i in range(0, free.numel(), step)
+                ])
             prev = tokens[:, t]
         return tokens
 

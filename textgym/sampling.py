@@ -16,8 +16,24 @@ import torch
 SAMPLER_VERSION = 2
 
 
+def row_chunk(n_cols: int, device: torch.device) -> Optional[int]:
+    """Rows per chunk for row-wise work on ``(rows, n_cols)`` float tensors.
+
+    On CPU, about 128 rows at V = 5000 (a 2.5 MB tensor, near the size of a core's L2 cache):
+    scoring 256 oracle sequences in chunks of 128 rows was measured 2.2x faster than all at
+    once, and 1024 rows 1.5x faster. None (no chunking) on accelerators, where fewer, larger
+    kernels win.
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    return max(16, 640_000 // max(1, n_cols))
+
+
 def sample_logits(
-    logits: torch.Tensor, temperature: float = 1.0, generator: Optional[torch.Generator] = None
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    u: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Draw one id per row from ``softmax(logits / temperature)``.
 
@@ -25,6 +41,9 @@ def sample_logits(
         logits: ``(N, V)`` float.
         temperature: > 0; below 1 sharpens, above 1 flattens the distribution.
         generator: a ``torch.Generator`` on ``logits.device`` for reproducible draws.
+        u: optional ``(N, 1)`` uniforms in [0, 1) drawn beforehand (then ``generator`` is not
+            used): a caller that samples a batch in row chunks draws ``u`` for the whole batch
+            once, so the draws do not depend on the chunk size.
 
     Returns:
         ``(N,)`` int64 ids in ``[0, V)``.
@@ -37,6 +56,8 @@ def sample_logits(
     # as separate ops), summed cumulatively; the uniform draw is scaled by the last value of
     # the CDF, so rounding in the sum cannot push the draw past it.
     cdf = torch.softmax(logits.float(), dim=-1).cumsum_(dim=-1)
-    u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator) * cdf[:, -1:]
+    if u is None:
+        u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
+    u = u * cdf[:, -1:]
     ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
     return ids.clamp_(max=logits.shape[-1] - 1)
