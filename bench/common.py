@@ -38,6 +38,27 @@ def timeit(fn: Callable[[], Any], device: torch.device, repeats: int = 3, warmup
     return statistics.median(times)
 
 
+def interleaved(fns: Dict[str, Callable[[], Any]], device: torch.device, repeats: int = 3,
+                warmup: bool = True) -> Dict[str, float]:
+    """Median wall time of each ``fns[name]()`` in seconds, timed in interleaved rounds.
+
+    Each round runs every function once, in order, so that a slow spell of a shared machine
+    hits all of them alike instead of one; ratios of these medians are what to report.
+    """
+    if warmup:
+        for fn in fns.values():
+            fn()
+        sync(device)
+    times: Dict[str, list] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def log(*args: Any) -> None:
     print(*args, file=sys.stderr, flush=True)
 

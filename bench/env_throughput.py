@@ -2,7 +2,8 @@
 
 Terminal reward from the oracle's log-likelihood (the default env on oracle data), random
 actions drawn beforehand, whole episodes of 20 tokens. For each N, both vector envs run the
-same number of episodes in the same process; the headline ratio is at N = 256.
+same number of episodes in the same process, in interleaved rounds (medians of ``--repeats``);
+the headline ratio is at N = 256.
 
 Both sides compute the same reward arithmetic: each finished sequence is scored by the oracle
 (20 products with the (5000, 32) output layer and 20 log-softmaxes over 5000 ids), which
@@ -16,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from common import emit, log, parser, timeit
+from common import emit, interleaved, log, parser
 from textgym import TokenEnv, TokenVecEnv
 from textgym.data import resolve_data
 
@@ -61,10 +62,11 @@ def main() -> None:
             actions = torch.randint(0, data.vocab_size, (episodes * (L + 1), N), generator=g)
             batched = TokenVecEnv(N, data=data, device=device, **kw)
             acts_dev = actions.to(device)
-            t_b = timeit(lambda: run_batched(batched, acts_dev), device, 1 if args.quick else args.repeats)
             sync = gym.vector.SyncVectorEnv([lambda: TokenEnv(data=data, **kw) for _ in range(N)])
             acts_np = actions.numpy()
-            t_s = timeit(lambda: run_sync(sync, acts_np), torch.device("cpu"), 1, warmup=0)
+            t = interleaved({"batched": lambda: run_batched(batched, acts_dev), "sync": lambda: run_sync(sync, acts_np)},
+                            device, 1 if args.quick else args.repeats, warmup=not args.quick)
+            t_b, t_s = t["batched"], t["sync"]
             tokens = episodes * L * N
             figures.setdefault(kind, {})[N] = {"tokens_per_s_batched": tokens / t_b, "tokens_per_s_sync": tokens / t_s,
                                                "ratio": t_s / t_b}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from common import emit, log, parser, timeit
+from common import emit, interleaved, log, parser
 from textgym.oracle import OracleLSTM
 from textgym.rewards import MCReward
 from textgym.scorers import OracleScorer
@@ -95,14 +95,15 @@ def main() -> None:
     chunk = reward.chunk_rows or (256 if device.type == "cpu" else 16384)
     repeats = 1 if args.quick else args.repeats
 
-    t_batched = timeit(lambda: reward.sequence_rewards(tokens, torch.full((N,), T, device=device), g), device, repeats)
-    log(f"batched: {t_batched:.3f} s")
-    t_same = timeit(lambda: loop_same_kernels(oracle, scorer, tokens, n), device, 1, warmup=0)
-    log(f"loop with our kernels: {t_same:.3f} s")
-    t_public = timeit(lambda: public_loop(oracle, scorer, tokens, n), device, 1, warmup=0)
-    log(f"public-code loop: {t_public:.3f} s")
-    t_roof = timeit(roofline(oracle, N, T, n, device, chunk), device, repeats)
-    log(f"roofline (bare matmuls): {t_roof:.3f} s")
+    t = interleaved({
+        "batched": lambda: reward.sequence_rewards(tokens, torch.full((N,), T, device=device), g),
+        "loop_same_kernels": lambda: loop_same_kernels(oracle, scorer, tokens, n),
+        "public_loop": lambda: public_loop(oracle, scorer, tokens, n),
+        "roofline": roofline(oracle, N, T, n, device, chunk),
+    }, device, repeats, warmup=not args.quick)
+    t_batched, t_same, t_public, t_roof = t["batched"], t["loop_same_kernels"], t["public_loop"], t["roofline"]
+    log(f"batched: {t_batched:.3f} s; loop with our kernels: {t_same:.3f} s; public-code loop: {t_public:.3f} s; "
+        f"roofline (bare matmuls): {t_roof:.3f} s (medians of {repeats} interleaved rounds)")
     emit({
         "benchmark": "mc_rollout",
         "device": str(device),
