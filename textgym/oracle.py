@@ -159,6 +159,16 @@ class OracleLSTM(nn.Module):
         """h (N, H) -> (N, V) output logits h·Wo + bo."""
         return F.linear(h, self.Wo, self.bo)
 
+    def logit_bound(self) -> float:
+        """``max_v Σ_j |Wo[v, j]| + |bo[v]|``, a bound on ``|logits|``: every ``|h_j| <= 1``
+        because h = o · tanh(c) with o in (0, 1). About 40 for the SeqGAN oracle. Cached until
+        the weights change (in place or by moving them)."""
+        key = (self.Wo._version, self.bo._version, self.Wo.data_ptr(), self.bo.data_ptr())
+        if getattr(self, "_bound_key", None) != key:
+            self._bound = float((self.Wo.abs().sum(1) + self.bo.abs()).max())
+            self._bound_key = key
+        return self._bound
+
     def _zeros(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.zeros(n, self.hidden_dim, device=self.Wo.device)
         return z, z.clone()
@@ -186,8 +196,9 @@ class OracleLSTM(nn.Module):
         out = torch.empty(N, T, device=tokens.device)
         for t in range(T):
             h, c = self.cell(self.embedding[prev], h, c)
-            logits = self.logits(h) if temperature == 1.0 else self.logits(h) / temperature
-            # fused log-softmax + gather: about 2x faster on CPU than gather - logsumexp
+            logits = self.logits(h) if temperature == 1.0 else self.logits(h).div_(temperature)
+            # The fused log-softmax + gather. (An unshifted log Σ exp, safe under logit_bound(),
+            # measured 15% slower here in interleaved runs, though faster in isolation.)
             out[:, t] = -F.cross_entropy(logits, tokens[:, t], reduction="none")
             prev = tokens[:, t]
         return out
@@ -220,6 +231,7 @@ class OracleLSTM(nn.Module):
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(tokens.device)
         chunk = row_chunk(self.vocab_size, tokens.device)  # logits and sampling in cache-sized row pieces
+        bound = self.logit_bound()
         h, c = self._zeros(M)
         prev = torch.full((M,), START_TOKEN, dtype=torch.long, device=tokens.device)
         for t in range(T):
@@ -230,7 +242,7 @@ class OracleLSTM(nn.Module):
                 u = torch.rand(free.numel(), 1, device=hf.device, generator=generator)  # one draw per row, any chunking
                 step = chunk or free.numel()
                 tokens[free, t] = torch.cat([
-                    sample_logits(self.logits(hf[i : i + step]), temperature, u=u[i : i + step])
+                    sample_logits(self.logits(hf[i : i + step]), temperature, u=u[i : i + step], bound=bound)
                     for i in range(0, free.numel(), step)
                 ])
             prev = tokens[:, t]

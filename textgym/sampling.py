@@ -8,12 +8,13 @@ change a draw.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 
 #: Bumped whenever a change of :func:`sample_logits` can change its draws for the same seed.
-SAMPLER_VERSION = 2
+SAMPLER_VERSION = 3
 
 
 def row_chunk(n_cols: int, device: torch.device) -> Optional[int]:
@@ -29,11 +30,20 @@ def row_chunk(n_cols: int, device: torch.device) -> Optional[int]:
     return max(16, 640_000 // max(1, n_cols))
 
 
+def exp_safe_bound(n_cols: int) -> float:
+    """A bound B such that for float32 logits with |x| <= B, ``exp(x)`` and its sum over
+    ``n_cols`` entries are finite normal numbers: e^B · n_cols stays 8 nats below the float32
+    maximum (e^88.7), and e^-B above the smallest normal float (e^-87.3)."""
+    return 80.0 - math.log(max(1, n_cols))
+
+
 def sample_logits(
     logits: torch.Tensor,
     temperature: float = 1.0,
     generator: Optional[torch.Generator] = None,
     u: Optional[torch.Tensor] = None,
+    *,
+    bound: Optional[float] = None,
 ) -> torch.Tensor:
     """Draw one id per row from ``softmax(logits / temperature)``.
 
@@ -44,18 +54,26 @@ def sample_logits(
         u: optional ``(N, 1)`` uniforms in [0, 1) drawn beforehand (then ``generator`` is not
             used): a caller that samples a batch in row chunks draws ``u`` for the whole batch
             once, so the draws do not depend on the chunk size.
+        bound: a proven bound on ``|logits|`` (at temperature 1). When ``bound / temperature``
+            is below :func:`exp_safe_bound`, the CDF is ``exp(logits)`` summed in place with no
+            max shift, about 2x faster on CPU than the softmax; ``logits`` (a float32 tensor
+            the caller no longer needs) is then overwritten. The synthetic oracle knows such a
+            bound; models with unbounded hidden states must not pass one.
 
     Returns:
         ``(N,)`` int64 ids in ``[0, V)``.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if temperature != 1.0:
-        logits = logits / temperature
-    # Inverse CDF: the fused softmax kernel (about 2x faster on CPU than exp(logits - max)
-    # as separate ops), summed cumulatively; the uniform draw is scaled by the last value of
-    # the CDF, so rounding in the sum cannot push the draw past it.
-    cdf = torch.softmax(logits.float(), dim=-1).cumsum_(dim=-1)
+    if bound is not None and logits.dtype == torch.float32 and bound / temperature < exp_safe_bound(logits.shape[-1]):
+        cdf = (logits if temperature == 1.0 else logits.div_(temperature)).exp_().cumsum_(dim=-1)
+    else:
+        if temperature != 1.0:
+            logits = logits / temperature
+        # The fused softmax kernel: about 2x faster on CPU than exp(logits - max) as separate ops.
+        cdf = torch.softmax(logits.float(), dim=-1).cumsum_(dim=-1)
+    # Inverse CDF: the uniform draw is scaled by the last value of the (possibly unnormalized)
+    # CDF, so rounding in the sum cannot push the draw past it.
     if u is None:
         u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
     u = u * cdf[:, -1:]
