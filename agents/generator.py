@@ -14,7 +14,7 @@ It follows :class:`textgym.protocols.SequenceModel` (``sample``, ``log_probs``) 
 it exactly as they use the oracle. Teacher forcing runs ``nn.LSTM`` over the whole sequence;
 sampling and rollouts step the same weights one token at a time with a precomputed input
 projection table ``emb @ W_ih^T + b`` (one row gather per step) and draw tokens with
-:func:`textgym.sampling.sample_logits` (inverse CDF).
+:func:`textgym.sampling.sample_rows` (inverse CDF, unshifted under the logit bound that |h| <= 1 gives).
 
 :class:`RolloutCopy` is SeqGAN's delayed rollout policy β with an explicit update rule.
 """
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.rewards import finish_sequences
-from textgym.sampling import sample_logits
+from textgym.sampling import linear_logit_bound, sample_rows
 
 INITS = ("seqgan", "default")
 
@@ -187,6 +187,7 @@ class Generator(nn.Module):
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(self.device).long()
         table, w_hh = self._step_weights()
+        bound = linear_logit_bound(self.out.weight, self.out.bias)  # |h| <= 1: h = o · tanh(c)
         h = torch.zeros(M, self.hidden_dim, device=self.device)
         c = torch.zeros_like(h)
         prev = torch.full((M,), self.bos_id, dtype=torch.long, device=self.device)
@@ -196,8 +197,8 @@ class Generator(nn.Module):
             h, c = self._cell(table[prev], h, c, w_hh)
             free = (prefix_lengths <= t).nonzero().squeeze(1)
             if free.numel():
-                logits = self.out(h.index_select(0, free))
-                tokens[free, t] = sample_logits(logits, temperature, generator)
+                tokens[free, t] = sample_rows(h.index_select(0, free), self.out.weight, self.out.bias, temperature,
+                                              generator, bound)
             prev = tokens[:, t]
             if self.eos_id is not None:
                 ended |= prev == self.eos_id

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textgym.sampling import row_chunk, sample_logits
+from textgym.sampling import linear_logit_bound, row_chunk, sample_rows
 
 ORACLE_KEYS = (
     "00_g_embeddings", "01_Wi", "02_Ui", "03_bi", "04_Wf", "05_Uf", "06_bf",
@@ -165,7 +165,7 @@ class OracleLSTM(nn.Module):
         the weights change (in place or by moving them)."""
         key = (self.Wo._version, self.bo._version, self.Wo.data_ptr(), self.bo.data_ptr())
         if getattr(self, "_bound_key", None) != key:
-            self._bound = float((self.Wo.abs().sum(1) + self.bo.abs()).max())
+            self._bound = linear_logit_bound(self.Wo, self.bo)
             self._bound_key = key
         return self._bound
 
@@ -230,7 +230,6 @@ class OracleLSTM(nn.Module):
         tokens = tokens.to(self.Wo.device).clone()
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(tokens.device)
-        chunk = row_chunk(self.vocab_size, tokens.device)  # logits and sampling in cache-sized row pieces
         bound = self.logit_bound()
         h, c = self._zeros(M)
         prev = torch.full((M,), START_TOKEN, dtype=torch.long, device=tokens.device)
@@ -238,13 +237,7 @@ class OracleLSTM(nn.Module):
             h, c = self.cell(self.embedding[prev], h, c)
             free = (prefix_lengths <= t).nonzero().squeeze(1)
             if free.numel():
-                hf = h.index_select(0, free)
-                u = torch.rand(free.numel(), 1, device=hf.device, generator=generator)  # one draw per row, any chunking
-                step = chunk or free.numel()
-                tokens[free, t] = torch.cat([
-                    sample_logits(self.logits(hf[i : i + step]), temperature, u=u[i : i + step], bound=bound)
-                    for i in range(0, free.numel(), step)
-                ])
+                tokens[free, t] = sample_rows(h.index_select(0, free), self.Wo, self.bo, temperature, generator, bound)
             prev = tokens[:, t]
         return tokens
 

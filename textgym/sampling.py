@@ -12,6 +12,7 @@ import math
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 #: Bumped whenever a change of :func:`sample_logits` can change its draws for the same seed.
 SAMPLER_VERSION = 3
@@ -79,3 +80,36 @@ def sample_logits(
     u = u * cdf[:, -1:]
     ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
     return ids.clamp_(max=logits.shape[-1] - 1)
+
+
+def linear_logit_bound(weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> float:
+    """``max_v Σ_j |weight[v, j]| + |bias[v]|``: a bound on ``|h·weightᵀ + bias|`` for every
+    hidden state with ``|h_j| <= 1``, such as an LSTM's output o · tanh(c)."""
+    total = weight.detach().abs().sum(1)
+    if bias is not None:
+        total = total + bias.detach().abs()
+    return float(total.max())
+
+
+def sample_rows(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    temperature: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    bound: Optional[float] = None,
+) -> torch.Tensor:
+    """Project hidden states to logits and draw one id per row: ``(N, H) -> (N,)`` int64.
+
+    The logits ``h·weightᵀ + bias`` (``weight`` is ``(V, H)``, nn.Linear's layout) are made and
+    sampled in cache-sized row chunks (:func:`row_chunk`) with one uniform per row drawn for
+    the whole batch first, so the draws do not depend on the chunking. ``bound``: a bound on
+    ``|logits|`` (:func:`linear_logit_bound` when ``|h| <= 1``), see :func:`sample_logits`.
+    """
+    n = h.shape[0]
+    u = torch.rand(n, 1, device=h.device, generator=generator)
+    step = row_chunk(weight.shape[0], h.device) or max(n, 1)
+    return torch.cat([
+        sample_logits(F.linear(h[i : i + step], weight, bias), temperature, u=u[i : i + step], bound=bound)
+        for i in range(0, n, step)
+    ])
