@@ -9,7 +9,7 @@ name                   class                                  algorithm
 ``mle``                :class:`agents.mle.MLEAgent`            teacher-forced maximum likelihood
 ``seqgan``             :class:`agents.reinforce.ReinforceAgent` SeqGAN: MC-rollout policy gradient
 ``maligan``            :class:`agents.reinforce.MaliGANAgent`   MaliGAN-basic
-``maligan-mixed``      :class:`agents.reinforce.MixedMaliGANAgent` MaliGAN with mixed MLE training
+``maligan-mixed``      :class:`agents.maligan_mixed.MixedMaliGANAgent` MaliGAN with mixed MLE training
 ``scratchgan``         :class:`agents.reinforce.ReinforceAgent` ScratchGAN: dense rewards, no pretraining
 ``reinforce``          :class:`agents.reinforce.ReinforceAgent` plain REINFORCE, terminal reward
 ``maskgan``            :class:`agents.actor_critic.ActorCriticAgent` MaskGAN-style actor-critic
@@ -29,7 +29,8 @@ from agents.actor_critic import ActorCriticAgent
 from agents.base import Agent
 from agents.generator import Generator, RolloutCopy
 from agents.mle import MLEAgent
-from agents.reinforce import MaliGANAgent, MixedMaliGANAgent, ReinforceAgent, clamp_length, maligan_advantages
+from agents.maligan_mixed import MixedMaliGANAgent, clamp_length
+from agents.reinforce import MaliGANAgent, ReinforceAgent
 from textgym.data import TextData
 
 _SEQGAN_D = {"discriminator": "cnn", "d_pretrain_steps": 50, "d_steps": 5, "d_epochs": 3, "d_samples": 10_000, "d_lr": 1e-4}
@@ -134,5 +135,5 @@ _register_optional()
 
 __all__ = [
     "AGENTS", "ActorCriticAgent", "Agent", "Generator", "MLEAgent", "MaliGANAgent", "MixedMaliGANAgent",
-    "ReinforceAgent", "RolloutCopy", "available", "clamp_length", "make", "maligan_advantages", "preset", "register",
+    "ReinforceAgent", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
 ]

@@ -18,7 +18,7 @@ token is generated), per generator step with N = ``batch_size`` samples x ~ p_θ
 ``reward_scorer="oracle"``: r_t = log p_oracle(x_t | x_<t), so R_0 (γ = 1) is the sequence's
 oracle log-likelihood.
 
-Config keys, on top of :mod:`agents.reinforce`'s adversarial keys (``adv_steps``, ``g_steps``,
+Config keys, on top of :mod:`agents.adversarial`'s keys (``adv_steps``, ``g_steps``,
 ``gen_lr``, ``d_*``, ``discriminator``, ``reward_scorer``, ``temperature``, ``batch_size``...):
 
 ================= ========= ==========================================================
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from agents.mle import NONNEG_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Spec, check_finite, derive_seed, length_mask, masked_mean
-from agents.reinforce import AdversarialAgent, discounted_returns, resolve_transform
+from agents.adversarial import AdversarialAgent, discounted_returns, resolve_transform
 from textgym.rewards import DenseReward
 
 

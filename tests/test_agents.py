@@ -11,7 +11,8 @@ import torch
 
 import agents
 from agents.generator import Generator, RolloutCopy
-from agents.reinforce import clamp_length, discounted_returns, maligan_advantages
+from agents.adversarial import discounted_returns
+from agents.maligan_mixed import clamp_length
 from textgym.data import OracleData, TextData
 from textgym.oracle import OracleLSTM
 from textgym.protocols import RolloutPolicy, SequenceModel
@@ -156,16 +157,34 @@ def test_rollout_copy_hard_rule_copies_every_k():
 
 
 # ---------------------------------------------------------------------- pure pieces
-def test_maligan_weights_equal_hand_computation():
+class TableScorer:
+    """A fixed probabilistic scorer: the logit of row i is ``logits[i]``."""
+
+    is_probabilistic = True
+    vocab_size = V
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def score(self, tokens, lengths=None):
+        return self.logits[: tokens.shape[0]].clone()
+
+
+def test_maligan_weights_equal_hand_computation(tiny):
+    """The returns and baseline the maligan agent trains on, against r_D = D/(1-D) by hand."""
     logits = torch.tensor([0.5, -1.0, 2.0])
     D = [1 / (1 + math.exp(-s)) for s in logits.tolist()]
     r = [d / (1 - d) for d in D]  # r_D = D / (1 - D)
     w = [3 * x / sum(r) for x in r]  # normalized over the batch, scaled to mean 1
-    b = sum(w) / 3
-    torch.testing.assert_close(maligan_advantages(logits, "mean"), torch.tensor([x - b for x in w]))
-    torch.testing.assert_close(maligan_advantages(logits, "none"), torch.tensor(w))
+    a = agents.make("maligan", tiny, tiny_config(discriminator=TableScorer(logits)), seed=0)
+    tokens = torch.randint(0, V, (3, L), generator=torch.Generator().manual_seed(0))
+    lengths = torch.full((3,), L)
+    R = a.returns(tokens, lengths)  # every token of x_i gets w_i (terminal reward, γ = 1)
+    torch.testing.assert_close(R, torch.tensor(w)[:, None].expand(3, L))
+    assert a.baseline(R, torch.ones(3, L, dtype=torch.bool)) == pytest.approx(sum(w) / 3)  # b = mean w = 1
     # huge logits do not overflow (normalized in log space)
-    assert torch.isfinite(maligan_advantages(torch.tensor([500.0, 0.0, -500.0]))).all()
+    a.reward.scorer.logits = torch.tensor([500.0, 0.0, -500.0])
+    assert torch.isfinite(a.returns(tokens, lengths)).all()
 
 
 def test_clamp_length_schedule():

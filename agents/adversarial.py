@@ -1,0 +1,322 @@
+"""The schedule every adversarial agent shares: MLE pretraining, discriminator pretraining,
+then adversarial steps of ``g_steps`` generator updates and ``d_steps`` discriminator rounds.
+
+:class:`AdversarialAgent` builds the discriminator (a ``discriminators`` registry name, or any
+object of the Discriminator protocol), trains it with one ``DiscriminatorTrainer`` on fresh
+generator samples against real sequences, and checkpoints all of it. Subclasses implement
+:meth:`AdversarialAgent.generator_step`: :mod:`agents.reinforce` (SeqGAN, MaliGAN, ScratchGAN,
+REINFORCE), :mod:`agents.maligan_mixed` and :mod:`agents.actor_critic` (MaskGAN-style).
+
+``reward_scorer="oracle"`` (oracle data only) replaces the discriminator by the oracle's
+log-likelihood (the "perfect discriminator"; no discriminator is built or trained, the
+``transform`` key is ignored and the reward is the plain log-likelihood: mean per token for
+terminal and MC rewards, log p_oracle(x_t | x_<t) per token for dense rewards). For MaliGAN it
+is the optimal discriminator's logit log D*/(1 - D*) = log p_oracle(x) - log p_θ(x).
+
+Config keys read here, on top of :mod:`agents.mle`'s (defaults in ``DEFAULTS``, presets
+override them):
+
+
+====================== ============ ===========================================================
+key                    default      meaning
+====================== ============ ===========================================================
+``adv_steps``          200          adversarial steps (SeqGAN's TOTAL_BATCH)
+``g_steps``            1            generator PG steps per adversarial step
+``gen_lr``             0.01         Adam learning rate of adversarial generator updates
+``adam_beta1``         0.9          Adam β1 of the adversarial generator optimizer
+``batch_size``         64           sequences per PG step (and per MLE minibatch)
+``temperature``        1.0          sampling temperature of training samples and rollouts
+``discriminator``      cnn          a ``discriminators`` registry name, or an object of the
+                                    Discriminator protocol (trained if it is a torch module,
+                                    else used as a fixed scorer)
+``discriminator_options`` {}        keyword options of ``discriminators.make``
+``d_lr``               1e-4         discriminator learning rate (DiscriminatorTrainer)
+``d_batch_size``       64           discriminator minibatch size
+``d_steps``            5            per adversarial step: rounds of fresh negatives
+``d_epochs``           3            epochs over each round's real + fake set (trainer's ``k``)
+``d_samples``          10000        negatives (and as many real sequences) per round
+``d_pretrain_steps``   50           discriminator pretraining rounds (one per iteration)
+``reward_scorer``      discriminator ``discriminator`` or ``oracle`` (oracle data only)
+====================== ============ ===========================================================
+
+Iterations: ``total_iterations = mle_epochs + d_pretrain_steps + adv_steps`` (the middle term
+is 0 with ``reward_scorer="oracle"``); ``train_iteration()`` reports ``phase`` = ``"mle"``,
+``"d_pretrain"`` or ``"adv"``. Non-finite losses raise FloatingPointError naming the quantity
+and the iteration.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict, List, Optional
+
+import torch
+
+from agents.mle import (
+    NONNEG_INT, POSITIVE_FLOAT, POSITIVE_INT, MLEAgent, Spec, check_finite, derive_seed, length_mask, one_of,
+)
+from textgym import scorers
+from textgym.data import OracleData
+from textgym.oracle import _strip
+from textgym.rewards import TRANSFORMS, Transform
+
+# ScratchGAN's reward 2·D - 1 ("MaskGAN uses log(D), but this is more stable empirically").
+CENTERED_PROB = Transform("centered_prob", lambda s: 2.0 * torch.sigmoid(s) - 1.0, needs_probability=True)
+EXTRA_TRANSFORMS: Dict[str, Transform] = {CENTERED_PROB.name: CENTERED_PROB}
+
+
+def resolve_transform(name: Optional[str]) -> Any:
+    """A transform name -> a name textgym resolves, or one of ``EXTRA_TRANSFORMS``."""
+    if name is None or name in TRANSFORMS:
+        return name
+    if name in EXTRA_TRANSFORMS:
+        return EXTRA_TRANSFORMS[name]
+    raise ValueError(f"unknown reward transform {name!r}; valid: {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}")
+
+
+
+def discounted_returns(rewards: torch.Tensor, lengths: torch.Tensor, gamma: float) -> torch.Tensor:
+    """R_t = Σ_{s=t}^{L-1} γ^{s-t} r_s: rewards (N, T), lengths (N,) -> (N, T), 0 beyond each length."""
+    N, T = rewards.shape
+    mask = length_mask(lengths.to(rewards.device), T)
+    r = rewards * mask
+    out = torch.empty_like(r)
+    acc = torch.zeros(N, device=r.device, dtype=r.dtype)
+    for t in range(T - 1, -1, -1):
+        acc = r[:, t] + gamma * acc
+        out[:, t] = acc
+    return out * mask
+
+
+class OracleRatioScorer:
+    """The optimal discriminator on the oracle benchmark, as logits: log p_oracle(x) - log p_θ(x).
+
+    D*(x) = p_data(x) / (p_data(x) + p_θ(x)), so logit D* = log p_data(x) - log p_θ(x) and
+    r_D* = D*/(1 - D*) = p_data(x) / p_θ(x): MaliGAN's importance weight with a perfect D.
+    Log-likelihoods are sums over the valid positions of each sequence.
+    """
+
+    is_probabilistic = True
+    supports_prefixes = False
+
+    def __init__(self, oracle: Any, generator: Any) -> None:
+        self.oracle, self.generator = oracle, generator
+        self.vocab_size = oracle.vocab_size
+
+    @torch.no_grad()
+    def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        T = tokens.shape[1]
+        mask = torch.ones_like(tokens, dtype=torch.bool) if lengths is None else length_mask(lengths, T)
+        lo = self.oracle.log_probs(_strip(tokens, lengths, self.vocab_size)).to(tokens.device)
+        lg = self.generator.log_probs(tokens).to(tokens.device)
+        return ((lo - lg) * mask).sum(1)
+
+    __call__ = score
+
+
+def maligan_scorer(agent: "AdversarialAgent") -> Any:
+    """The scorer MaliGAN's weights r_D = D/(1-D) come from: the optimal discriminator
+    :class:`OracleRatioScorer` with ``reward_scorer="oracle"``, else the agent's own, which
+    must give logits of P(real) (ValueError otherwise)."""
+    if agent.config["reward_scorer"] == "oracle":
+        return OracleRatioScorer(agent.data.oracle, agent._generator)
+    if not getattr(agent.scorer, "is_probabilistic", True):
+        raise ValueError(
+            f"{agent.name} needs a probabilistic discriminator (logits of P(real)) for r_D = D/(1-D); "
+            f"{type(agent.scorer).__name__} gives plain scores"
+        )
+    return agent.scorer
+
+
+class AdversarialAgent(MLEAgent):
+    """MLE pretraining, discriminator pretraining, then adversarial steps.
+
+    Subclasses implement :meth:`generator_step` (one generator update; returns stats).
+    An adversarial step is ``g_steps`` generator steps followed by ``d_steps`` discriminator
+    rounds (skipped with ``reward_scorer="oracle"``).
+    """
+
+    name = "adversarial"
+    DEFAULTS: ClassVar[Dict[str, Any]] = {
+        "adv_steps": 200,
+        "g_steps": 1,
+        "gen_lr": 0.01,
+        "adam_beta1": 0.9,
+        "temperature": 1.0,
+        "discriminator": "cnn",
+        "discriminator_options": {},
+        "d_lr": 1e-4,
+        "d_batch_size": 64,
+        "d_steps": 5,
+        "d_epochs": 3,
+        "d_samples": 10_000,
+        "d_pretrain_steps": 50,
+        "reward_scorer": "discriminator",
+    }
+    SPECS: ClassVar[Dict[str, Spec]] = {
+        "adv_steps": NONNEG_INT,
+        "g_steps": POSITIVE_INT,
+        "gen_lr": POSITIVE_FLOAT,
+        "adam_beta1": ((int, float), lambda v: 0 <= v < 1, "a number in [0, 1)"),
+        "temperature": POSITIVE_FLOAT,
+        "discriminator_options": (dict, lambda v: True, "a dict of keyword options"),
+        "d_lr": POSITIVE_FLOAT,
+        "d_batch_size": POSITIVE_INT,
+        "d_steps": NONNEG_INT,
+        "d_epochs": POSITIVE_INT,
+        "d_samples": POSITIVE_INT,
+        "d_pretrain_steps": NONNEG_INT,
+        "reward_scorer": one_of("discriminator", "oracle"),
+        "transform": (object, lambda v: v is None or v in TRANSFORMS or v in EXTRA_TRANSFORMS,
+                      f"None or one of {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}"),
+    }
+
+    def __init__(self, data, config=None, device="cpu", seed=0) -> None:
+        super().__init__(data, config, device, seed)
+        c = self.config
+        self.gen_opt = torch.optim.Adam(self._generator.parameters(), lr=c["gen_lr"], betas=(c["adam_beta1"], 0.999))
+        self.discriminator: Any = None
+        self.d_trainer: Any = None
+        if c["reward_scorer"] == "oracle":
+            if not isinstance(self.data, OracleData):
+                raise ValueError(
+                    f"reward_scorer='oracle' needs the synthetic oracle data (data='oracle'), not {self.data.name!r}"
+                )
+            self.scorer: Any = scorers.OracleScorer(self.data.oracle)
+        else:
+            self.scorer = self.discriminator = self._build_discriminator()
+        self.check_scorer()
+        self.d_rng = torch.Generator().manual_seed(derive_seed(seed, "discriminator-dropout"))
+        if self.discriminator is not None:
+            self.d_trainer = self._build_trainer(self.discriminator)
+
+    # ------------------------------------------------------------------ discriminator
+    def _build_discriminator(self) -> Any:
+        d = self.config["discriminator"]
+        if not isinstance(d, str):
+            return d  # an object of the Discriminator protocol
+        import discriminators
+
+        with torch.random.fork_rng(devices=[]):  # a seeded initialization that leaves the global RNG alone
+            torch.manual_seed(derive_seed(self.seed, "discriminator-init"))
+            disc = discriminators.make(
+                d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config["discriminator_options"]
+            )
+        return disc.to(self.device)
+
+    def _build_trainer(self, disc: Any) -> Any:
+        """A DiscriminatorTrainer for torch-module discriminators; None (a fixed scorer) otherwise."""
+        if not isinstance(disc, torch.nn.Module):
+            return None
+        import discriminators
+
+        return discriminators.DiscriminatorTrainer(
+            disc, lr=self.config["d_lr"], batch_size=self.config["d_batch_size"], seed=self._d_seed()
+        )
+
+    def _d_seed(self) -> int:
+        return derive_seed(self.seed, "discriminator")
+
+    def check_scorer(self) -> None:
+        """Subclasses refuse scorers that cannot give their reward (ValueError)."""
+
+    @property
+    def trains_discriminator(self) -> bool:
+        return self.d_trainer is not None
+
+    def real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n training sequences drawn without replacement (with, if n exceeds the set) by ``data_rng``."""
+        M = self.train_tokens.shape[0]
+        if n <= M:
+            idx = torch.randperm(M, generator=self.data_rng)[:n]
+        else:
+            idx = torch.randint(M, (n,), generator=self.data_rng)
+        idx = idx.to(self.device)
+        return self.train_tokens[idx], self.train_lengths[idx]
+
+    @torch.no_grad()
+    def fake_batch(self, n: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generator samples at temperature 1 (chunks of ``chunk`` rows to bound memory)."""
+        parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=self.sample_rng) for i in range(0, n, chunk)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def discriminator_round(self) -> Dict[str, float]:
+        """One round: ``d_samples`` fresh negatives and as many real sequences, ``d_epochs`` epochs."""
+        n = int(self.config["d_samples"])
+        fake, fake_len = self.fake_batch(n)
+        real, real_len = self.real_batch(n)
+        # Dropout inside the discriminator draws from the global RNG: fork it and seed it from
+        # this agent's own stream so that discriminator training is reproducible and resumable.
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.d_rng))
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = self.d_trainer.step(real, real_len, fake, fake_len, k=int(self.config["d_epochs"]))
+        return {f"d_{k}": check_finite(torch.as_tensor(float(out[k])), f"d_{k}", self.iteration)
+                for k in ("loss", "acc_real", "acc_fake") if k in out}
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def n_mle(self) -> int:
+        return int(self.config["mle_epochs"])
+
+    @property
+    def n_d_pretrain(self) -> int:
+        return int(self.config["d_pretrain_steps"]) if self.trains_discriminator else 0
+
+    @property
+    def adv_start(self) -> int:
+        """The iteration at which adversarial training starts."""
+        return self.n_mle + self.n_d_pretrain
+
+    @property
+    def total_iterations(self) -> int:
+        """``mle_epochs + d_pretrain_steps + adv_steps`` (no D pretraining in oracle mode)."""
+        return self.adv_start + int(self.config["adv_steps"])
+
+    def phase(self) -> str:
+        if self.iteration < self.n_mle:
+            return "mle"
+        if self.iteration < self.adv_start:
+            return "d_pretrain"
+        return "adv"
+
+    def train_iteration(self) -> Dict[str, Any]:
+        phase = self.phase()
+        if phase == "mle":
+            stats = self.mle_epoch()
+        elif phase == "d_pretrain":
+            stats = self.discriminator_round()
+        else:
+            stats = self.adversarial_step()
+        self.iteration += 1
+        return {"phase": phase, **stats}
+
+    def adversarial_step(self) -> Dict[str, float]:
+        g_stats: List[Dict[str, float]] = [self.generator_step() for _ in range(int(self.config["g_steps"]))]
+        stats = {k: sum(s[k] for s in g_stats) / len(g_stats) for k in g_stats[0]}
+        if self.trains_discriminator:
+            for _ in range(int(self.config["d_steps"])):
+                stats.update(self.discriminator_round())  # d_loss, d_acc_real, d_acc_fake of the last round
+        return stats
+
+    def generator_step(self) -> Dict[str, float]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state["gen_opt"] = self.gen_opt.state_dict()
+        state["d_rng"] = self.d_rng.get_state()
+        if self.discriminator is not None and hasattr(self.discriminator, "state_dict"):
+            state["discriminator"] = self.discriminator.state_dict()
+        if self.d_trainer is not None:
+            state["d_trainer"] = self.d_trainer.state_dict()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.gen_opt.load_state_dict(state["gen_opt"])
+        self.d_rng.set_state(state["d_rng"])
+        if "discriminator" in state and self.discriminator is not None:
+            self.discriminator.load_state_dict(state["discriminator"])
+        if "d_trainer" in state and self.d_trainer is not None:
+            self.d_trainer.load_state_dict(state["d_trainer"])

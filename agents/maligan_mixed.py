@@ -1,0 +1,125 @@
+"""MaliGAN's sequential algorithm with mixed MLE training (Che et al. 2017, Algorithm 2).
+
+:class:`MixedMaliGANAgent` clamps the first N tokens of real sequences, samples m completions
+of each prefix, takes the MLE gradient on the clamped part and the MaliGAN gradient
+(normalized over the m samples of a prefix) on the rest, and lowers N from T by K during
+training (:func:`clamp_length`). The schedule and discriminator are :mod:`agents.adversarial`'s.
+Config keys read here, on top of those:
+
+
+====================== ============ ===========================================================
+key                    default      meaning
+====================== ============ ===========================================================
+``mixed_K``            2            maligan-mixed: N decreases by K ...
+``mixed_every``        10           ... every ``mixed_every`` adversarial iterations
+``mixed_m``            8            maligan-mixed: completions per real prefix
+====================== ============ ===========================================================
+``baseline`` (``none`` or ``mean``, default ``mean``) is b below.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Dict
+
+import torch
+
+from agents.adversarial import AdversarialAgent, maligan_scorer
+from agents.mle import POSITIVE_INT, Spec, length_mask, one_of
+from textgym import scorers
+from textgym.rewards import finish_sequences, maligan_weights
+
+
+def clamp_length(iteration: int, T: int, K: int, every: int) -> int:
+    """MaliGAN-mixed schedule: N = max(0, T - K · ⌊iteration / every⌋) real tokens clamped.
+
+    ``iteration`` counts adversarial iterations from 0: N = T for the first ``every`` of them
+    (pure MLE), then T - K, T - 2K, ... down to 0 (pure MaliGAN).
+    """
+    if iteration < 0 or T < 0 or K < 1 or every < 1:
+        raise ValueError(f"clamp_length needs iteration >= 0, T >= 0, K >= 1, every >= 1; got {iteration}, {T}, {K}, {every}")
+    return max(0, T - K * (iteration // every))
+
+
+class MixedMaliGANAgent(AdversarialAgent):
+    """MaliGAN's sequential algorithm with mixed MLE training (Che et al. 2017, Algorithm 2).
+
+    With N = :func:`clamp_length` (adversarial iteration, T, ``mixed_K``, ``mixed_every``), per
+    generator step:
+
+    1. draw B = ``batch_size`` real sequences x_i; clamp their first N tokens;
+    2. draw m = ``mixed_m`` completions per prefix, x^{ij}_{N+1:T} ~ p_θ(· | x^i_{1:N}), with
+       the current generator's batched :meth:`~agents.generator.Generator.rollout`
+       (:meth:`mixed_batch`; a real sequence shorter than N is clamped whole);
+    3. weights normalized over the m samples of each prefix:
+       w_ij = m · r_D(x^{ij}) / Σ_k r_D(x^{ik}) (``maligan_weights`` per row), minus b = mean_j w_ij = 1
+       (``baseline="mean"``; ``"none"``: b = 0);
+    4. update θ by descending
+
+           L(θ) = - 1/(B·m·T) Σ_{i,j} [ Σ_{t≤N} log p_θ(x^i_t | x^i_{<t})                (MLE on the clamped part)
+                                       + (w_ij - b) Σ_{t>N} log p_θ(x^{ij}_t | x^{ij}_{<t}) ]  (MaliGAN on the rest)
+
+       (each prefix appears m times, so the first term is the MLE loss of the real prefixes;
+       1/T makes the scale that of a per-token mean).
+
+    N = T is pure MLE on real data; N = 0 is MaliGAN with m samples per group. The
+    discriminator is trained on real sequences against free generator samples.
+    No public code base implements this algorithm; this follows the paper's description.
+    """
+
+    name = "maligan-mixed"
+    DEFAULTS: ClassVar[Dict[str, Any]] = {"mixed_K": 2, "mixed_every": 10, "mixed_m": 8, "baseline": "mean"}
+    SPECS: ClassVar[Dict[str, Spec]] = {
+        "mixed_K": POSITIVE_INT,
+        "mixed_every": POSITIVE_INT,
+        "mixed_m": POSITIVE_INT,
+        "baseline": one_of("none", "mean"),
+    }
+
+    def check_scorer(self) -> None:
+        self.scorer = maligan_scorer(self)
+
+    def clamp_length(self) -> int:
+        """N for the current iteration (adversarial iterations count from 0)."""
+        c = self.config
+        return clamp_length(max(0, self.iteration - self.adv_start), self.data.max_length, c["mixed_K"], c["mixed_every"])
+
+    @torch.no_grad()
+    def mixed_batch(self, real: torch.Tensor, real_lengths: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clamp the first N tokens of each real row and sample m completions of each.
+
+        real (B, T), real_lengths (B,) -> tokens (B·m, T) (row i·m + j: prefix i, sample j;
+        padded after EOS), lengths (B·m,), clamped (B·m, T) bool (True on the real tokens).
+        """
+        m = int(self.config["mixed_m"])
+        rows = real.repeat_interleave(m, dim=0)
+        plen = real_lengths.repeat_interleave(m).clamp(max=N)
+        full = self._generator.rollout(rows, plen, temperature=float(self.config["temperature"]), generator=self.sample_rng)
+        tokens, lengths = finish_sequences(full, self.data.eos_id, self.data.pad_id)
+        return tokens, lengths, length_mask(plen, real.shape[1])
+
+    def generator_step(self) -> Dict[str, float]:
+        gen, T = self._generator, self.data.max_length
+        B, m = int(self.config["batch_size"]), int(self.config["mixed_m"])
+        N = self.clamp_length()
+        real, real_len = self.real_batch(B)
+        if N >= T:  # nothing generated: MLE on the real batch
+            loss = self.mle_loss(real, real_len)
+            return {"g_loss": self.optimizer_step(self.gen_opt, loss, "g_loss"), "clamp_length": float(N),
+                    "mle_loss": float(loss.detach())}
+        tokens, lengths, clamped = self.mixed_batch(real, real_len, N)
+        valid = length_mask(lengths, T)
+        mle_part, gen_part = clamped & valid, ~clamped & valid
+        logits = scorers.score(self.scorer, tokens, lengths).to(self.device).view(B, m)
+        w = torch.stack([maligan_weights(row) for row in logits])          # (B, m), each row mean 1
+        b = w.mean(1, keepdim=True) if self.config["baseline"] == "mean" else torch.zeros_like(w[:, :1])
+        adv = (w - b).reshape(B * m)                                        # w_ij - b
+        lp = gen.log_probs(tokens)                                          # (B·m, T)
+        mle_sum = (lp * mle_part).sum()
+        mali_sum = (adv * (lp * gen_part).sum(1)).sum()
+        loss = -(mle_sum + mali_sum) / (B * m * T)
+        g_loss = self.optimizer_step(self.gen_opt, loss, "g_loss")
+        return {
+            "g_loss": g_loss,
+            "clamp_length": float(N),
+            "mle_loss": float(-(mle_sum / mle_part.sum().clamp(min=1)).detach()),
+            "weight_max": float(w.max()),
+        }
