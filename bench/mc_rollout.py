@@ -12,7 +12,7 @@ rollout policy and as scorer (its log-likelihood). Compared in the same process:
 - ``loop_same_kernels``: the same loop built from our own kernels (inverse-CDF sampling,
   the oracle's rollout), to separate the effect of batching from that of the sampler;
 - ``roofline``: the bare matrix products of the batched computation (the output projection of
-  every sampled position and of every scored position, in blocks of its chunk size), timed
+  every sampled position and of every scored position, in blocks of the row count they have), timed
   alone: the batched reward cannot be faster than that. ``roofline_ratio`` = roofline time /
   batched time (1 would mean nothing but the products costs time).
 
@@ -28,6 +28,7 @@ import torch
 from common import emit, interleaved, log, parser
 from textgym.oracle import OracleLSTM
 from textgym.rewards import MCReward
+from textgym.sampling import row_chunk
 from textgym.scorers import OracleScorer
 
 
@@ -66,7 +67,7 @@ def loop_same_kernels(oracle: OracleLSTM, scorer: OracleScorer, tokens: torch.Te
 
 def roofline(oracle: OracleLSTM, N: int, T: int, n: int, device: torch.device, chunk: int):
     """The output projections of the batched computation alone: as many (rows, H) x (H, V)
-    products, in blocks of the reward's chunk size, as it computes logits (one per sampled
+    products, in blocks of the row count the oracle uses, as it computes logits (one per sampled
     position, one per scored position), written into a preallocated output."""
     H, V = oracle.hidden_dim, oracle.vocab_size
     sample_rows = sum(N * n * min(t, T - 1) for t in range(T))  # rows past their prefix at step t
@@ -92,7 +93,8 @@ def main() -> None:
     g = torch.Generator(device=device).manual_seed(0)
     tokens = oracle.sample(N, generator=g)
     reward = MCReward(scorer, rollout_policy=oracle, n_rollouts=n).bind(oracle.vocab_size, None, oracle.vocab_size)
-    chunk = reward.chunk_rows or (256 if device.type == "cpu" else 16384)
+    # the products' real row count: the reward's chunks, split again to cache size by the oracle
+    chunk = min(reward.rows_per_chunk(device), row_chunk(oracle.vocab_size, device) or reward.rows_per_chunk(device))
     repeats = 1 if args.quick else args.repeats
 
     t = interleaved({
