@@ -9,7 +9,7 @@ bit-for-bit on CPU.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-import textgym
 from textgym import OracleScorer, TokenEnv, TokenVecEnv
 from textgym.data import Corpus
 

@@ -13,7 +13,7 @@ numpy observations, for ``gym.make`` and checkers.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import gymnasium as gym
 import numpy as np

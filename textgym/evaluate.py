@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from textgym.data import OracleData, TextData, Vocab, pack, read_sentences, resolve_data
+from textgym.data import OracleData, Vocab, pack, read_sentences, resolve_data
 from textgym.metrics import (
     corpus_frontier, masked_nll, nll_test, oracle_frontier, points_as_dicts, sample_sequences, sequence_log_probs,
 )

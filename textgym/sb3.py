@@ -12,9 +12,8 @@ per step.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
