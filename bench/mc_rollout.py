@@ -5,21 +5,24 @@ rollout policy and as scorer (its log-likelihood). Compared in the same process:
 
 - ``batched``: ``MCReward.sequence_rewards``: all 64·19 prefixes × 16 rollouts are one
   lock-step generation (projection and sampling only for rows past their prefix) and one
-  scoring pass;
+  scoring pass, in which the log-likelihood of each shared prefix is computed once per
+  group of 16 rollouts (log p(x) = log p(x_<p) + log p(x_≥p | x_<p)) rather than 16 times;
 - ``public_loop``: the loop of public SeqGAN code: for each rollout, for each prefix length,
   run the LSTM over the prefix, sample the rest with ``torch.multinomial`` and score the
   64 completions; the finished sequences are scored once per rollout;
 - ``loop_same_kernels``: the same loop built from our own kernels (inverse-CDF sampling,
   the oracle's rollout), to separate the effect of batching from that of the sampler;
 - ``roofline``: the bare matrix products of the batched computation (the output projection of
-  every sampled position and of every scored position, in blocks of the row count they have), timed
-  alone: the batched reward cannot be faster than that. ``roofline_ratio`` = roofline time /
-  batched time (1 would mean nothing but the products costs time).
+  every sampled position and of every scored position, in 128-row blocks), timed alone: the
+  batched reward cannot be faster than that. ``roofline_ratio`` = roofline time / batched time
+  (1 would mean nothing but the products costs time).
 
-Both the batched reward and the loops compute the same number of logits: batching removes
-per-call overhead and the prefix re-runs, it cannot remove arithmetic. On a CPU, where each of
-the loop's (64, 5000) products is already large, the gain is bounded by ``roofline_ratio``;
-on a GPU the loop's thousands of small kernel launches dominate instead.
+Per sequence the loops compute 19·16·20 scored logit rows plus 16·190 sampled ones; the batched
+reward computes the same sampled rows but only 16·190 + 190 scored ones. Batching removes
+per-call overhead and the prefix re-runs; sharing the prefixes' scores removes a third of the
+arithmetic. On a CPU, where each of the loop's (64, 5000) products is already large, the rest
+of the gain is bounded by ``roofline_ratio``; on a GPU the loop's thousands of small kernel
+launches dominate instead.
 """
 from __future__ import annotations
 
@@ -67,11 +70,12 @@ def loop_same_kernels(oracle: OracleLSTM, scorer: OracleScorer, tokens: torch.Te
 
 def roofline(oracle: OracleLSTM, N: int, T: int, n: int, device: torch.device, chunk: int):
     """The output projections of the batched computation alone: as many (rows, H) x (H, V)
-    products, in blocks of the row count the oracle uses, as it computes logits (one per sampled
-    position, one per scored position), written into a preallocated output."""
+    products, in blocks of ``chunk`` rows, as it computes logits (one per sampled position, one
+    per scored position: the T - p positions after a prefix of length p in each of its n
+    completions, and its p prefix positions once), written into a preallocated output."""
     H, V = oracle.hidden_dim, oracle.vocab_size
-    sample_rows = sum(N * n * min(t, T - 1) for t in range(T))  # rows past their prefix at step t
-    score_rows = N * (T - 1) * n * T
+    sample_rows = N * n * sum(T - p for p in range(1, T))
+    score_rows = N * sum(n * (T - p) + p for p in range(1, T)) + N * T  # + the finished sequences
     blocks = -(-(sample_rows + score_rows) // chunk)
     h = torch.randn(chunk, H, device=device)
     out = torch.empty(chunk, V, device=device)
@@ -93,8 +97,8 @@ def main() -> None:
     g = torch.Generator(device=device).manual_seed(0)
     tokens = oracle.sample(N, generator=g)
     reward = MCReward(scorer, rollout_policy=oracle, n_rollouts=n).bind(oracle.vocab_size, None, oracle.vocab_size)
-    # the products' real row count: the reward's chunks, split again to cache size by the oracle
-    chunk = min(reward.rows_per_chunk(device), row_chunk(oracle.vocab_size, device) or reward.rows_per_chunk(device))
+    # cache-sized blocks on CPU (the sampler's row count), the reward's chunks elsewhere
+    chunk = row_chunk(oracle.vocab_size, device) or reward.rows_per_chunk(device)
     repeats = 1 if args.quick else args.repeats
 
     t = interleaved({
@@ -109,7 +113,7 @@ def main() -> None:
     emit({
         "benchmark": "mc_rollout",
         "device": str(device),
-        "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size, "chunk_rows": chunk,
+        "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size, "chunk_rows": reward.rows_per_chunk(device), "roofline_block_rows": chunk,
                     "threads": torch.get_num_threads()},
         "seconds": {"batched": t_batched, "public_loop": t_public, "loop_same_kernels": t_same,
                     "roofline_matmuls": t_roof},

@@ -163,14 +163,15 @@ def test_resolve_data_errors():
 
 
 def test_oracle_row_chunking_changes_no_draw_and_no_score(monkeypatch):
-    """On CPU the oracle samples and scores in cache-sized row chunks; the chunk size must not
-    change a single draw (one uniform per row per step, drawn for the whole batch) or score."""
-    import textgym.oracle as oracle_module
+    """On CPU the oracle samples and scores in row chunks; the chunk size must not change a
+    single draw (one uniform per row per step, drawn for the whole batch) or score."""
+    import textgym.sampling as sampling_module
 
     oracle = OracleLSTM(vocab_size=60, max_length=7, seed=2)
     results = []
     for chunk in (None, 7, 16):
-        monkeypatch.setattr(oracle_module, "row_chunk", lambda n_cols, device, c=chunk: c)
+        monkeypatch.setattr(sampling_module, "row_chunk", lambda n_cols, device, c=chunk: c)
+        monkeypatch.setattr(OracleLSTM, "LOG_PROB_ROWS", 7 * (chunk or 1000))
         tokens = oracle.sample(50, generator=torch.Generator().manual_seed(4))
         prefix = oracle.rollout(tokens, torch.arange(50) % 7, generator=torch.Generator().manual_seed(5))
         results.append((tokens, prefix, oracle.log_probs(tokens)))

@@ -109,6 +109,45 @@ def test_mc_estimates_converge_to_each_other(small_oracle_data):
     assert (a - b).abs().max() < 0.15
 
 
+def test_oracle_scores_completions_with_each_shared_prefix_once(small_oracle_data):
+    """score_completions (prefix scored once per group) equals scoring every row in full, with
+    and without sequences that end early, and refuses groups that do not share the prefix."""
+    from textgym import scorers
+
+    oracle = small_oracle_data.oracle
+    scorer = OracleScorer(oracle)
+    M, n, T = 12, 5, 6
+    g = torch.Generator().manual_seed(2)
+    prefixes = small_oracle_data.test[:M]
+    plen = torch.randint(0, T + 1, (M,), generator=g)
+    full = oracle.rollout(prefixes.repeat_interleave(n, 0), plen.repeat_interleave(n), generator=g)
+    for lengths in (None, torch.randint(1, T + 1, (M,), generator=g).repeat_interleave(n)):
+        if lengths is not None:  # rows that end inside their prefix end at the same place
+            lengths = torch.where(lengths > plen.repeat_interleave(n), lengths,
+                                  lengths.view(M, n)[:, :1].expand(M, n).reshape(-1))
+        want = scorer.score(full, lengths)
+        got = scorers.score_completions(scorer, full, lengths, plen, n)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    broken = full.clone()
+    broken[1, 0] = (broken[0, 0] + 1) % 50
+    with pytest.raises(ValueError, match="do not share their prefix"):
+        scorers.score_completions(scorer, broken, None, torch.full((M,), 2), n)
+    with pytest.raises(ValueError, match="groups of"):
+        scorers.score_completions(scorer, full[:-1], None, plen, n)
+
+
+def test_oracle_log_probs_score_only_the_asked_positions(small_oracle_data):
+    oracle = small_oracle_data.oracle
+    tokens = small_oracle_data.test[:40]
+    g = torch.Generator().manual_seed(0)
+    start, stop = torch.randint(0, 7, (40,), generator=g), torch.randint(0, 7, (40,), generator=g)
+    part = oracle.log_probs(tokens, start=start, stop=stop)
+    pos = torch.arange(6)
+    inside = (pos >= start[:, None]) & (pos < stop[:, None])
+    assert torch.equal(part[~inside], torch.zeros(int((~inside).sum())))
+    torch.testing.assert_close(part[inside], oracle.log_probs(tokens)[inside], rtol=0, atol=1e-5)
+
+
 def test_mc_rollouts_stop_at_eos():
     class EosPolicy:
         def rollout(self, tokens, prefix_lengths, *, temperature=1.0, generator=None):

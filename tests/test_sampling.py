@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from textgym.oracle import OracleLSTM
-from textgym.sampling import exp_safe_bound, sample_logits
+from textgym.sampling import exp_safe_bound, linear_log_softmax, sample_logits
 
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
@@ -51,3 +51,26 @@ def test_oracle_logit_bound_holds_at_the_corners_of_the_hidden_cube():
     with torch.no_grad():
         oracle.bo.add_(1000.0)  # in-place change: the cached bound follows
     assert oracle.logit_bound() > 1000.0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_log_softmax_matches_a_float64_log_softmax(monkeypatch, temperature, with_bias):
+    import textgym.sampling as sampling_module
+
+    g = torch.Generator().manual_seed(3)
+    h = torch.rand(300, 32, generator=g) * 2 - 1
+    w = torch.randn(5000, 32, generator=g)
+    b = torch.randn(5000, generator=g) if with_bias else None
+    y = torch.randint(0, 5000, (300,), generator=g)
+    logits = h.double() @ w.double().t() + (b.double() if with_bias else 0)
+    ref = torch.log_softmax(logits / temperature, 1).gather(1, y[:, None]).squeeze(1)
+    fused = linear_log_softmax(h, w, b, y, temperature)
+    monkeypatch.setattr(sampling_module, "_flash_log_normalizer", lambda h, w, b, t: None)  # the fallback path
+    plain = linear_log_softmax(h, w, b, y, temperature)
+    for out in (fused, plain):
+        assert out.shape == (300,) and out.dtype == torch.float32
+        torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-4)
+    assert linear_log_softmax(h[:0], w, b, y[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="temperature"):
+        linear_log_softmax(h, w, b, y, 0.0)

@@ -201,10 +201,10 @@ class MCReward(Reward):
         n_rollouts: n, completions per prefix (16 in SeqGAN).
         temperature: sampling temperature of the rollouts.
         chunk_rows: at most this many rollout rows are generated and scored at once, which
-            bounds memory at ``chunk_rows × V`` floats. Default (None): 256 on CPU, where
-            small chunks keep a scorer's or policy's (rows, V) logits in cache (the oracle and
-            the LSTM generator also split their own work to cache size), and 16384 on
-            accelerators, where fewer, larger kernels win.
+            bounds memory at about ``chunk_rows × V`` floats for a policy or scorer that makes
+            all its logits at once. Default (None): 1024 on CPU (the oracle and the LSTM
+            generator split their own work further to cache size; smaller chunks cost Python
+            overhead per chunk) and 16384 on accelerators, where fewer, larger kernels win.
     """
 
     mode = "mc"
@@ -223,7 +223,7 @@ class MCReward(Reward):
 
     def rows_per_chunk(self, device: torch.device) -> int:
         """Rollout rows generated and scored at once on ``device`` (``chunk_rows`` or its default)."""
-        return self.chunk_rows or (256 if torch.device(device).type == "cpu" else 16384)
+        return self.chunk_rows or (1024 if torch.device(device).type == "cpu" else 16384)
 
     def set_rollout_policy(self, policy: Any) -> None:
         self.rollout_policy = policy
@@ -232,8 +232,10 @@ class MCReward(Reward):
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Q(Y_{1:p}) for M prefixes: tokens (M, T), prefix_lengths (M,) -> (M,).
 
-        One batched rollout of M·n rows and one scoring pass. A prefix that is already a
-        finished sequence is completed by nothing and so scores f(D(Y)) exactly.
+        One batched rollout of M·n rows and one scoring pass, in which a scorer that can
+        (:func:`textgym.scorers.score_completions`, e.g. the oracle's log-likelihood) scores
+        each shared prefix once instead of n times. A prefix that is already a finished
+        sequence is completed by nothing and so scores f(D(Y)) exactly.
         """
         if self.rollout_policy is None:
             raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
@@ -245,7 +247,8 @@ class MCReward(Reward):
             plen = prefix_lengths[i : i + step].repeat_interleave(n)
             full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)
             full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
-            out.append(self._final(full, flen).view(-1, n).mean(1))
+            s = scorers.score_completions(self.scorer, full, flen, prefix_lengths[i : i + step], n)
+            out.append(self.transform(s.to(tokens.device)).view(-1, n).mean(1))
         return torch.cat(out) if out else torch.zeros(0, device=tokens.device)
 
     def step(self, tokens, lengths, done, active, generator=None):

@@ -44,6 +44,24 @@ class OracleScorer:
 
     __call__ = score
 
+    def score_completions(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
+                          n: int) -> torch.Tensor:
+        """``score(tokens, lengths)`` of M groups of n completions of a shared prefix, with the
+        prefix scored once per group: (M·n, T), (M·n,), prefix_lengths (M,) -> (M·n,).
+
+        log p(x) = log p(x_<p) + log p(x_≥p | x_<p): the first term is the same for the n rows of
+        a group, so only ``T - p`` positions of each row need the output layer, not ``T``.
+        """
+        T = tokens.shape[1]
+        if lengths is None:
+            lengths = torch.full((tokens.shape[0],), T, dtype=torch.long, device=tokens.device)
+        tokens = _strip(tokens, lengths, self.vocab_size)
+        first = tokens[::n]
+        # a prefix that holds the end of its sequence gives all n rows that same length
+        head = self.oracle.log_probs(first, stop=torch.minimum(prefix_lengths, lengths[::n])).sum(1)
+        tail = self.oracle.log_probs(tokens, start=prefix_lengths.repeat_interleave(n), stop=lengths).sum(1)
+        return (head.repeat_interleave(n) + tail) / lengths.clamp(min=1)
+
 
 def supports_prefixes(scorer: Any) -> bool:
     """Whether ``scorer`` scores every prefix in one pass (needed by dense rewards)."""
@@ -79,7 +97,12 @@ def _call(scorer: Any, method: str, fallback: str, tokens: torch.Tensor, lengths
         finally:
             if was_training:
                 scorer.train()
-    out = out.float()
+    return out.float()
+
+
+def _checked(scorer: Any, out: torch.Tensor, shape: tuple) -> torch.Tensor:
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"the scorer {type(scorer).__name__} returned shape {tuple(out.shape)}, expected {tuple(shape)}")
     if not torch.isfinite(out).all():
         bad = int((~torch.isfinite(out)).sum())
         raise ValueError(f"the scorer {type(scorer).__name__} returned {bad} non-finite scores; scores must be finite")
@@ -88,15 +111,32 @@ def _call(scorer: Any, method: str, fallback: str, tokens: torch.Tensor, lengths
 
 def score(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(N, T)`` tokens -> ``(N,)`` scores (logits for probabilistic scorers), eval mode, no grad."""
-    out = _call(scorer, "score", "forward", tokens, lengths)
-    if out.shape != (tokens.shape[0],):
-        raise ValueError(f"scorer returned shape {tuple(out.shape)}, expected ({tokens.shape[0]},)")
-    return out
+    return _checked(scorer, _call(scorer, "score", "forward", tokens, lengths), (tokens.shape[0],))
+
+
+def score_completions(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
+                      n: int) -> torch.Tensor:
+    """Scores of M groups of n rows that share their first ``prefix_lengths[i]`` tokens (the
+    Monte-Carlo reward's completions): (M·n, T), (M·n,), (M,) -> (M·n,), equal to
+    ``score(scorer, tokens, lengths)``. A scorer with a ``score_completions`` method (such as
+    :class:`OracleScorer`) scores each shared prefix once; any other is scored row by row.
+    """
+    M, T = prefix_lengths.shape[0], tokens.shape[1]
+    if tokens.shape[0] != M * n:
+        raise ValueError(f"{tokens.shape[0]} completions do not make {M} groups of {n}")
+    if not hasattr(scorer, "score_completions"):
+        return score(scorer, tokens, lengths)
+    groups = tokens.view(M, n, T)
+    in_prefix = torch.arange(T, device=tokens.device) < prefix_lengths.to(tokens.device)[:, None]
+    if not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
+        raise ValueError("the completions of a group do not share their prefix")
+    device = _device_of(scorer) or tokens.device
+    with torch.no_grad():
+        out = scorer.score_completions(tokens.to(device), None if lengths is None else lengths.to(device),
+                                       prefix_lengths.to(device), n).float()
+    return _checked(scorer, out, (tokens.shape[0],))
 
 
 def score_prefixes(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(N, T)`` tokens -> ``(N, T)`` per-prefix scores, eval mode, no grad."""
-    out = _call(scorer, "score_prefixes", "forward_prefixes", tokens, lengths)
-    if out.shape != tuple(tokens.shape):
-        raise ValueError(f"scorer returned prefix scores of shape {tuple(out.shape)}, expected {tuple(tokens.shape)}")
-    return out
+    return _checked(scorer, _call(scorer, "score_prefixes", "forward_prefixes", tokens, lengths), tuple(tokens.shape))
