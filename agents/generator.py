@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.rewards import finish_sequences
-from textgym.sampling import linear_logit_bound, sample_rows
+from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_rows
 
 INITS = ("seqgan", "default")
 
@@ -113,7 +113,8 @@ class Generator(nn.Module):
         return self.out(hidden), hidden
 
     def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        """Teacher-forced ``log p(x_t | x_<t)``: tokens (N, T) int64 -> (N, T) float, differentiable.
+        """Teacher-forced ``log p(x_t | x_<t)``: tokens (N, T) int64 -> (N, T) float, differentiable
+        (under ``torch.no_grad()`` computed without materializing the logits).
 
         At ``temperature`` τ the distribution is softmax(logits / τ), the one :meth:`sample`
         draws from at τ (NLL-test along the quality-diversity frontier). Padding (id V) as a
@@ -121,6 +122,14 @@ class Generator(nn.Module):
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not torch.is_grad_enabled():  # evaluation: no (N, T, V) logits in memory
+            self._check_tokens(tokens)
+            tokens = tokens.to(self.device).long()
+            hidden, _ = self.lstm(self.embedding(self._inputs(tokens)))
+            N, T = tokens.shape
+            targets = tokens.clamp(max=self.vocab_size - 1).reshape(-1)
+            return linear_log_softmax(hidden.reshape(N * T, -1), self.out.weight, self.out.bias, targets,
+                                      temperature).view(N, T)
         logits, _ = self.forward(tokens)
         return self.token_log_probs(logits if temperature == 1.0 else logits / temperature, tokens)
 

@@ -79,6 +79,9 @@ def test_generator_log_probs_match_slow_reference_and_are_differentiable():
     for tau in (0.5, 1.5):  # the distribution sampled at temperature tau
         torch.testing.assert_close(g.log_probs(tokens, temperature=tau).detach(), slow_log_probs(g, tokens, tau),
                                    rtol=1e-5, atol=1e-5)
+        with torch.no_grad():  # the evaluation path, which makes no (N, T, V) logits
+            torch.testing.assert_close(g.log_probs(tokens, temperature=tau), slow_log_probs(g, tokens, tau),
+                                       rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="temperature"):
         g.log_probs(tokens, temperature=0.0)
 

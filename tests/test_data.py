@@ -178,3 +178,18 @@ def test_oracle_row_chunking_changes_no_draw_and_no_score(monkeypatch):
     for tokens, prefix, lp in results[1:]:
         assert torch.equal(tokens, results[0][0]) and torch.equal(prefix, results[0][1])
         torch.testing.assert_close(lp, results[0][2], rtol=1e-6, atol=1e-5)  # GEMM blocking rounds differently
+
+
+def test_oracle_fused_hidden_states_follow_the_cell():
+    """log_probs reads the hidden states from torch's fused LSTM; sampling steps ``cell``: the
+    two must be the same recurrence (gate order included)."""
+    oracle = OracleLSTM(vocab_size=30, max_length=9, seed=4)
+    tokens = torch.randint(0, 30, (16, 9), generator=torch.Generator().manual_seed(0))
+    h, c = oracle._zeros(16)
+    prev = torch.zeros(16, dtype=torch.long)
+    expected = []
+    for t in range(9):
+        h, c = oracle.cell(oracle.embedding[prev], h, c)
+        expected.append(h)
+        prev = tokens[:, t]
+    torch.testing.assert_close(oracle.hidden_states(tokens), torch.stack(expected, 1), rtol=0, atol=1e-5)

@@ -186,6 +186,24 @@ class OracleLSTM(nn.Module):
             )
 
     @torch.no_grad()
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tokens (N, T) -> (N, T, H), ``[:, t]`` the state in which x_t is chosen.
+
+        One call of torch's fused LSTM (the gates reordered to its i, f, c̃, o), not a Python loop
+        over :meth:`cell`: the same recurrence, equal to float32 rounding (tested).
+        """
+        N, T = tokens.shape
+        H = self.hidden_dim
+        inputs = torch.cat([torch.full((N, 1), START_TOKEN, dtype=torch.long, device=tokens.device), tokens[:, :-1]], 1)
+
+        def reorder(m: torch.Tensor) -> torch.Tensor:  # gate blocks i, f, o, c̃ -> i, f, c̃, o
+            return torch.cat([m[..., : 2 * H], m[..., 3 * H :], m[..., 2 * H : 3 * H]], -1)
+
+        params = [reorder(self.W).t().contiguous(), reorder(self.U).t().contiguous(), reorder(self.b), torch.zeros_like(self.b)]
+        h0 = self.Wo.new_zeros(1, N, H)
+        return torch.lstm(self.embedding[inputs], (h0, h0), params, True, 1, 0.0, False, False, True)[0]
+
+    @torch.no_grad()
     def log_probs(
         self, tokens: torch.Tensor, temperature: float = 1.0,
         start: Optional[torch.Tensor] = None, stop: Optional[torch.Tensor] = None,
@@ -203,14 +221,7 @@ class OracleLSTM(nn.Module):
             part = lambda x, i: None if x is None else x[i : i + step]  # noqa: E731
             return torch.cat([self.log_probs(tokens[i : i + step], temperature, part(start, i), part(stop, i))
                               for i in range(0, N, step)])
-        h, c = self._zeros(N)
-        prev = torch.full((N,), START_TOKEN, dtype=torch.long, device=tokens.device)
-        hs = torch.empty(N, T, self.hidden_dim, device=tokens.device)
-        for t in range(T):
-            h, c = self.cell(self.embedding[prev], h, c)
-            hs[:, t] = h
-            prev = tokens[:, t]
-        hs, targets = hs.view(N * T, -1), tokens.reshape(-1)
+        hs, targets = self.hidden_states(tokens).reshape(N * T, -1), tokens.reshape(-1)
         pos = torch.arange(T, device=tokens.device)
         scored = None
         if start is not None:

@@ -18,7 +18,10 @@ class Discriminator(Protocol):
     ``forward(tokens (N, T) int64, lengths (N,) int64 | None) -> (N,)`` float: logits of
     P(real) when ``is_probabilistic`` is True, otherwise a plain score (higher = more real).
     Optional: ``score_prefixes(tokens, lengths) -> (N, T)``: the score of every prefix
-    ``tokens[:, :t+1]`` (needed by dense rewards); ``features(tokens, lengths) -> (N, F)``.
+    ``tokens[:, :t+1]`` (needed by dense rewards); ``features(tokens, lengths) -> (N, F)``;
+    ``score_completions(tokens (M·n, T), lengths, prefix_lengths (M,), n) -> (M·n,)``: the same
+    scores as ``score`` for M groups of n rows that share a prefix, used by the Monte-Carlo
+    reward to score each shared prefix once (the oracle's log-likelihood has one).
     """
 
     vocab_size: int

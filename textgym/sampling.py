@@ -133,9 +133,10 @@ def _flash_log_normalizer(h: torch.Tensor, weight: torch.Tensor, bias: Optional[
     k = weight.detach().contiguous().view(1, 1, V, H)
     mask = None if bias is None else (bias.detach() / temperature).view(1, 1, 1, V).expand(1, 1, N, V)
     try:
-        return op(h.contiguous().view(1, 1, N, H), k, k, 0.0, False, attn_mask=mask, scale=1.0 / temperature)[1].view(N)
-    except (RuntimeError, NotImplementedError):  # a build or shape the kernel refuses
+        lse = op(h.contiguous().view(1, 1, N, H), k, k, 0.0, False, attn_mask=mask, scale=1.0 / temperature)[1]
+    except (RuntimeError, NotImplementedError, TypeError):  # a build, signature or shape the kernel refuses
         return None
+    return lse.reshape(N) if lse.numel() == N else None
 
 
 def linear_log_softmax(

@@ -4,8 +4,9 @@
 own log-likelihood. It is a plain score (``is_probabilistic = False``), so transforms that need
 a probability refuse it.
 
-:func:`score` / :func:`score_prefixes` call a scorer the way rewards must: in eval mode
-(no dropout), without gradient, on the scorer's device, and check that the result is finite.
+:func:`score` / :func:`score_prefixes` / :func:`score_completions` call a scorer the way
+rewards must: in eval mode (no dropout), without gradient, on the scorer's device, and check
+that the result is finite.
 """
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def score_completions(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch
         raise ValueError(f"{tokens.shape[0]} completions do not make {M} groups of {n}")
     if not hasattr(scorer, "score_completions"):
         return score(scorer, tokens, lengths)
-    groups = tokens.view(M, n, T)
+    groups = tokens.reshape(M, n, T)
     in_prefix = torch.arange(T, device=tokens.device) < prefix_lengths.to(tokens.device)[:, None]
     if not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
         raise ValueError("the completions of a group do not share their prefix")
