@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Optional, Union
 
 import numpy as np
@@ -201,7 +202,9 @@ class OracleLSTM(nn.Module):
 
         params = [reorder(self.W).t().contiguous(), reorder(self.U).t().contiguous(), reorder(self.b), torch.zeros_like(self.b)]
         h0 = self.Wo.new_zeros(1, N, H)
-        return torch.lstm(self.embedding[inputs], (h0, h0), params, True, 1, 0.0, False, False, True)[0]
+        with warnings.catch_warnings():  # cuDNN packs these small weights at each call, and says so
+            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
+            return torch.lstm(self.embedding[inputs], (h0, h0), params, True, 1, 0.0, False, False, True)[0]
 
     @torch.no_grad()
     def log_probs(
