@@ -5,9 +5,9 @@ actions drawn beforehand, whole episodes of 20 tokens. For each N, both vector e
 same number of episodes in the same process, in interleaved rounds (medians of ``--repeats``);
 the headline ratio is at N = 256.
 
-Both sides compute the same reward arithmetic: each finished sequence is scored by the oracle
-(20 products with the (5000, 32) output layer and 20 log-softmaxes over 5000 ids), which
-bounds the batched env on a CPU. ``machinery`` repeats the comparison with a scorer that costs
+Both sides compute the same reward arithmetic with the same scorer: each finished sequence is
+scored by the oracle (a log-sum-exp over 5000 logits at each of its 20 positions), which
+bounds the batched env on a CPU; a faster scorer speeds up both sides. ``machinery`` repeats the comparison with a scorer that costs
 nothing (the sequence length as an identity-transformed score), so it measures the env itself:
 stepping, bookkeeping, autoreset and the vector-env API.
 """
