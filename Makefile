@@ -15,7 +15,7 @@ $(BIN)/textgym-ready: pyproject.toml constraints.txt
 setup: $(BIN)/textgym-ready
 
 quickstart: setup
-	$(BIN)/python train.py --agent seqgan --budget default --out runs/quickstart
+	$(BIN)/python train.py --agent seqgan --budget default --out runs/quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(BIN)/python -m pytest tests
