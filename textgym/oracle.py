@@ -44,7 +44,8 @@ class OracleLSTM(nn.Module):
         seed: seed of the N(0, 1) initialization used when no weights are loaded.
     """
 
-    #: Rows × positions per piece of :meth:`log_probs` (bounds its hidden states at 2.6 MB).
+    #: Rows × positions per piece of :meth:`log_probs`: bounds its hidden states (2.6 MB) and, on
+    #: devices without the fused CPU kernel, its logits (20,480 × V floats).
     LOG_PROB_ROWS = 20_480
 
     def __init__(
@@ -219,7 +220,9 @@ class OracleLSTM(nn.Module):
         self._check_tokens(tokens)
         tokens = tokens.to(self.Wo.device)
         N, T = tokens.shape
-        step = max(1, self.LOG_PROB_ROWS // max(1, T))
+        if N == 0 or T == 0:
+            return torch.zeros(N, T, device=tokens.device)
+        step = max(1, self.LOG_PROB_ROWS // T)
         if N > step:  # rows are independent; this bounds the (rows, T, H) hidden states kept
             part = lambda x, i: None if x is None else x[i : i + step]  # noqa: E731
             return torch.cat([self.log_probs(tokens[i : i + step], temperature, part(start, i), part(stop, i))
