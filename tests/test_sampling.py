@@ -74,3 +74,16 @@ def test_linear_log_softmax_matches_a_float64_log_softmax(monkeypatch, temperatu
     assert linear_log_softmax(h[:0], w, b, y[:0]).shape == (0,)
     with pytest.raises(ValueError, match="temperature"):
         linear_log_softmax(h, w, b, y, 0.0)
+
+
+def test_this_torch_build_takes_the_fused_kernel():
+    """The CPU scoring path checks the private flash-attention op once against a float64
+    log-sum-exp; in the pinned torch it must pass (else scoring silently loses its speed)."""
+    import textgym.sampling as sampling_module
+
+    if getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None) is None:
+        pytest.skip("this torch build has no CPU flash-attention kernel")
+    h, w, b = torch.rand(5, 32), torch.randn(100, 32), torch.randn(100)
+    lse = sampling_module._flash_log_normalizer(h, w, b, 1.0)
+    assert sampling_module._FLASH_CHECKED is True and lse is not None
+    torch.testing.assert_close(lse, torch.logsumexp(h @ w.t() + b, 1), rtol=0, atol=1e-4)

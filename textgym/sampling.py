@@ -119,16 +119,11 @@ def sample_rows(
     ])
 
 
-def _flash_log_normalizer(h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                          temperature: float) -> Optional[torch.Tensor]:
-    """``log Σ_v exp((h_i·weight_v + bias_v) / τ)`` for rows h (N, H), from the CPU flash-attention
-    kernel: queries h, keys weight, the bias as an additive mask broadcast over the rows, and
-    its log-sum-exp output (the values, the keys again, are unused: a contiguous tensor is 2x
-    faster there than expanded zeros). The kernel walks the keys in blocks with an online max,
-    so the (N, V) logits never reach memory. None where this torch build lacks the kernel."""
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is None:
-        return None
+_FLASH_CHECKED: Optional[bool] = None  # None: not yet compared with a float64 log-sum-exp
+
+
+def _flash_lse(op, h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+               temperature: float) -> Optional[torch.Tensor]:
     (N, H), V = h.shape, weight.shape[0]
     k = weight.detach().contiguous().view(1, 1, V, H)
     mask = None if bias is None else (bias.detach() / temperature).view(1, 1, 1, V).expand(1, 1, N, V)
@@ -137,6 +132,27 @@ def _flash_log_normalizer(h: torch.Tensor, weight: torch.Tensor, bias: Optional[
     except (RuntimeError, NotImplementedError, TypeError):  # a build, signature or shape the kernel refuses
         return None
     return lse.reshape(N) if lse.numel() == N else None
+
+
+def _flash_log_normalizer(h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                          temperature: float) -> Optional[torch.Tensor]:
+    """``log Σ_v exp((h_i·weight_v + bias_v) / τ)`` for rows h (N, H), from the CPU flash-attention
+    kernel: queries h, keys weight, the bias as an additive mask broadcast over the rows, and
+    its log-sum-exp output (the values, the keys again, are unused: a contiguous tensor is 2x
+    faster there than expanded zeros). The kernel walks the keys in blocks with an online max,
+    so the (N, V) logits never reach memory. None where this torch build lacks the kernel or
+    where, on first use, it disagrees with a float64 log-sum-exp (it is a private op)."""
+    global _FLASH_CHECKED
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None:
+        return None
+    if _FLASH_CHECKED is None:
+        g = torch.Generator().manual_seed(0)
+        hp, wp, bp = torch.randn(8, 16, generator=g), torch.randn(300, 16, generator=g), torch.randn(300, generator=g)
+        got = _flash_lse(op, hp, wp, bp, 0.7)
+        want = torch.logsumexp((hp.double() @ wp.double().t() + bp.double()) / 0.7, 1)
+        _FLASH_CHECKED = got is not None and bool(torch.allclose(got.double(), want, rtol=0, atol=1e-4))
+    return _flash_lse(op, h, weight, bias, temperature) if _FLASH_CHECKED else None
 
 
 def linear_log_softmax(
