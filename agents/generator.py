@@ -107,10 +107,14 @@ class Generator(nn.Module):
         ``hidden[:, t]`` is h_t, the state after reading x_<t (the state in which x_t is
         chosen); ``logits[:, t]`` parameterize p(x_t | x_<t).
         """
-        self._check_tokens(tokens)
-        tokens = tokens.to(self.device).long()
-        hidden, _ = self.lstm(self.embedding(self._inputs(tokens)))
+        hidden = self._hidden(tokens)
         return self.out(hidden), hidden
+
+    def _hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: tokens (N, T) -> hidden (N, T, H) (see :meth:`forward`)."""
+        self._check_tokens(tokens)
+        hidden, _ = self.lstm(self.embedding(self._inputs(tokens.to(self.device).long())))
+        return hidden
 
     def log_probs(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """Teacher-forced ``log p(x_t | x_<t)``: tokens (N, T) int64 -> (N, T) float, differentiable
@@ -123,13 +127,10 @@ class Generator(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not torch.is_grad_enabled():  # evaluation: no (N, T, V) logits in memory
-            self._check_tokens(tokens)
-            tokens = tokens.to(self.device).long()
-            hidden, _ = self.lstm(self.embedding(self._inputs(tokens)))
             N, T = tokens.shape
-            targets = tokens.clamp(max=self.vocab_size - 1).reshape(-1)
-            return linear_log_softmax(hidden.reshape(N * T, -1), self.out.weight, self.out.bias, targets,
-                                      temperature).view(N, T)
+            targets = tokens.to(self.device).long().clamp(max=self.vocab_size - 1).reshape(-1)
+            return linear_log_softmax(self._hidden(tokens).reshape(N * T, -1), self.out.weight, self.out.bias,
+                                      targets, temperature).view(N, T)
         logits, _ = self.forward(tokens)
         return self.token_log_probs(logits if temperature == 1.0 else logits / temperature, tokens)
 
