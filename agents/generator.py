@@ -129,8 +129,9 @@ class Generator(nn.Module):
         if not torch.is_grad_enabled():  # evaluation: no (N, T, V) logits in memory
             N, T = tokens.shape
             targets = tokens.to(self.device).long().clamp(max=self.vocab_size - 1).reshape(-1)
+            bound = linear_logit_bound(self.out.weight, self.out.bias)  # |h| <= 1: h = o · tanh(c)
             return linear_log_softmax(self._hidden(tokens).reshape(N * T, -1), self.out.weight, self.out.bias,
-                                      targets, temperature).view(N, T)
+                                      targets, temperature, bound=bound).view(N, T)
         logits, _ = self.forward(tokens)
         return self.token_log_probs(logits if temperature == 1.0 else logits / temperature, tokens)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from textgym.oracle import OracleLSTM
-from textgym.sampling import exp_safe_bound, linear_log_softmax, sample_logits
+from textgym.sampling import exp_safe_bound, linear_log_softmax, linear_logit_bound, sample_logits
 
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
@@ -55,9 +55,8 @@ def test_oracle_logit_bound_holds_at_the_corners_of_the_hidden_cube():
 
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_log_softmax_matches_a_float64_log_softmax(monkeypatch, temperature, with_bias):
-    import textgym.sampling as sampling_module
-
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_linear_log_softmax_matches_a_float64_log_softmax(temperature, with_bias, dtype):
     g = torch.Generator().manual_seed(3)
     h = torch.rand(300, 32, generator=g) * 2 - 1
     w = torch.randn(5000, 32, generator=g)
@@ -65,25 +64,27 @@ def test_linear_log_softmax_matches_a_float64_log_softmax(monkeypatch, temperatu
     y = torch.randint(0, 5000, (300,), generator=g)
     logits = h.double() @ w.double().t() + (b.double() if with_bias else 0)
     ref = torch.log_softmax(logits / temperature, 1).gather(1, y[:, None]).squeeze(1)
-    fused = linear_log_softmax(h, w, b, y, temperature)
-    monkeypatch.setattr(sampling_module, "_flash_log_normalizer", lambda h, w, b, t: None)  # the fallback path
-    plain = linear_log_softmax(h, w, b, y, temperature)
-    for out in (fused, plain):
-        assert out.shape == (300,) and out.dtype == torch.float32
-        torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-4)
+    bound = linear_logit_bound(w, b)
+    assert bound / temperature < exp_safe_bound(5000)  # so bound= takes the unshifted path
+    h, w, b = h.to(dtype), w.to(dtype), None if b is None else b.to(dtype)
+    shifted = linear_log_softmax(h, w, b, y, temperature)
+    unshifted = linear_log_softmax(h, w, b, y, temperature, bound=bound)
+    for out in (shifted, unshifted):
+        assert out.shape == (300,) and out.dtype == dtype
+        torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-4 if dtype == torch.float32 else 1e-9)
     assert linear_log_softmax(h[:0], w, b, y[:0]).shape == (0,)
     with pytest.raises(ValueError, match="temperature"):
         linear_log_softmax(h, w, b, y, 0.0)
 
 
-def test_this_torch_build_takes_the_fused_kernel():
-    """The CPU scoring path checks the private flash-attention op once against a float64
-    log-sum-exp; in the pinned torch it must pass (else scoring silently loses its speed)."""
-    import textgym.sampling as sampling_module
-
-    if getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None) is None:
-        pytest.skip("this torch build has no CPU flash-attention kernel")
-    h, w, b = torch.rand(5, 32), torch.randn(100, 32), torch.randn(100)
-    lse = sampling_module._flash_log_normalizer(h, w, b, 1.0)
-    assert sampling_module._FLASH_CHECKED is True and lse is not None
-    torch.testing.assert_close(lse, torch.logsumexp(h @ w.t() + b, 1), rtol=0, atol=1e-4)
+def test_linear_log_softmax_shifts_when_the_bound_is_too_large_for_exp():
+    """Logits of ±200 overflow exp in float32: a bound that says so (or none) must take the
+    max-shifted path and stay finite and exact."""
+    h = torch.tensor([[1.0], [-1.0], [0.5]])
+    w = torch.tensor([[200.0], [-200.0], [0.0]])
+    y = torch.tensor([0, 1, 2])
+    ref = torch.log_softmax(h.double() @ w.double().t(), 1)[torch.arange(3), y]
+    for bound in (None, 200.0):
+        out = linear_log_softmax(h, w, None, y, bound=bound)
+        assert bool(torch.isfinite(out).all())
+        torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)

@@ -236,10 +236,10 @@ class OracleLSTM(nn.Module):
             before = pos < stop.to(tokens.device)[:, None]
             scored = before if scored is None else scored & before
         if scored is None:
-            return linear_log_softmax(hs, self.Wo, self.bo, targets, temperature).view(N, T)
+            return linear_log_softmax(hs, self.Wo, self.bo, targets, temperature, bound=self.logit_bound()).view(N, T)
         out = torch.zeros(N * T, device=tokens.device)
         idx = scored.reshape(-1).nonzero().squeeze(1)
-        out[idx] = linear_log_softmax(hs[idx], self.Wo, self.bo, targets[idx], temperature)
+        out[idx] = linear_log_softmax(hs[idx], self.Wo, self.bo, targets[idx], temperature, bound=self.logit_bound())
         return out.view(N, T)
 
     def nll(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> float:
