@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from textgym.oracle import OracleLSTM
-from textgym.sampling import exp_safe_bound, linear_log_softmax, linear_logit_bound, sample_logits
+from textgym.sampling import CDF_BLOCK, exp_safe_bound, inverse_cdf, linear_log_softmax, linear_logit_bound, sample_logits
 
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
@@ -20,6 +20,38 @@ def test_draws_follow_the_tempered_softmax(temperature, use_bound):
     p = torch.softmax(logits.double() / temperature, 0)
     sigma = (p * (1 - p) / n).sqrt()
     assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all()), (freq, p)
+
+
+@pytest.mark.parametrize("V", [CDF_BLOCK * 3 + 8, CDF_BLOCK * 2, 5])
+def test_two_level_inverse_cdf_follows_the_probabilities(V):
+    """Blocks, a short last block, and fewer ids than one block: frequencies within 5 sigma."""
+    g = torch.Generator().manual_seed(V)
+    p = torch.softmax(torch.randn(V, generator=g, dtype=torch.float64) * 2, 0)
+    n = 400_000
+    ids = inverse_cdf(p.float().expand(n, -1).contiguous(), torch.rand(n, 1, generator=g))
+    freq = torch.bincount(ids, minlength=V).double() / n
+    sigma = (p * (1 - p) / n).sqrt()
+    assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all())
+
+
+def test_two_level_inverse_cdf_is_the_one_level_search_and_never_draws_a_zero():
+    """Against the obvious float64 cumsum + searchsorted; ids of probability 0 (whole blocks,
+    the short last block, the very last id) are never drawn, not even at u = 0 or u -> 1."""
+    g = torch.Generator().manual_seed(7)
+    V = CDF_BLOCK * 5 + 3
+    p = torch.rand(4096, V, generator=g) * (torch.rand(4096, V, generator=g) < 0.3)
+    p[:, CDF_BLOCK : 2 * CDF_BLOCK] = 0  # a block of mass 0
+    p[:, -3:] = 0  # the short last block
+    p[::2, : 4 * CDF_BLOCK] = 0  # half the rows: all mass in one block
+    p[::2, 4 * CDF_BLOCK + 5] = 1.0
+    u = torch.rand(4096, 1, generator=g)
+    u[:64] = 0.0
+    u[64:128] = 1.0 - 2.0**-24  # the largest float below 1
+    ids = inverse_cdf(p, u)
+    assert bool((p.gather(1, ids[:, None]) > 0).all())
+    cdf = p.double().cumsum(1)
+    ref = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True).squeeze(1).clamp(max=V - 1)
+    assert float((ids == ref).float().mean()) >= 0.999  # float rounding at a bin edge only
 
 
 def test_unshifted_path_draws_what_the_softmax_path_draws():

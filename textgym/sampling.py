@@ -1,10 +1,10 @@
 """Fast kernels for a softmax over a large output layer: sampling and log-likelihoods.
 
 ``torch.multinomial`` over 5000 classes is about 25x slower on CPU than inverse-CDF sampling
-(a ``cumsum`` and a ``searchsorted`` of one uniform draw per row), and sampling dominates
-generation time when done naively. Every sampler in the project goes through this function.
-Data sets cached on disk record :data:`SAMPLER_VERSION`: change it whenever a change here can
-change a draw.
+(one uniform draw per row, located in the cumulative probabilities: :func:`inverse_cdf`), and
+sampling dominates generation time when done naively. Every sampler in the project goes
+through :func:`sample_logits` or :func:`sample_rows`. Data sets cached on disk record
+:data:`SAMPLER_VERSION`: change it whenever a change here can change a draw.
 
 Scoring (:func:`linear_log_softmax`) needs ``log Σ_v exp(logit_v)`` of every row: it is made
 in cache-sized row chunks in base 2 (``exp2`` is 3x faster than ``exp`` on CPU), with no max
@@ -19,15 +19,16 @@ from typing import Iterator, Optional
 import torch
 import torch.nn.functional as F
 
-#: Bumped whenever a change of :func:`sample_logits` can change its draws for the same seed.
-SAMPLER_VERSION = 3
+#: Bumped whenever a change here can change a draw for the same seed (4: base-2 probabilities
+#: and the two-level search of :func:`inverse_cdf`).
+SAMPLER_VERSION = 4
 
 _LOG2E = 1.0 / math.log(2.0)
 
 
 def row_chunk(n_cols: int, device: torch.device) -> Optional[int]:
     """Rows per chunk for row-wise work on ``(rows, n_cols)`` float tensors: the logits that
-    :func:`sample_rows` and the fallback of :func:`linear_log_softmax` make.
+    :func:`sample_rows` and :func:`linear_log_softmax` make.
 
     On CPU, about 128 rows at V = 5000 (a 2.5 MB tensor, near the size of a core's L2 cache):
     logits + log-softmax of 256 oracle sequences in chunks of 128 rows were measured 2.2x
@@ -64,30 +65,79 @@ def sample_logits(
             used): a caller that samples a batch in row chunks draws ``u`` for the whole batch
             once, so the draws do not depend on the chunk size.
         bound: a proven bound on ``|logits|`` (at temperature 1). When ``bound / temperature``
-            is below :func:`exp_safe_bound`, the CDF is ``exp(logits)`` summed in place with no
-            max shift, about 2x faster on CPU than the softmax; ``logits`` (a float32 tensor
-            the caller no longer needs) is then overwritten. The synthetic oracle knows such a
-            bound; models with unbounded hidden states must not pass one.
+            is below :func:`exp_safe_bound`, the probabilities are ``2^(logits · log2(e) / τ)``
+            made in place with no max shift, about 2x faster on CPU than the softmax; ``logits``
+            (a float32 tensor the caller no longer needs) is then overwritten. The synthetic
+            oracle knows such a bound; models with unbounded hidden states must not pass one.
 
     Returns:
-        ``(N,)`` int64 ids in ``[0, V)``.
+        ``(N,)`` int64 ids in ``[0, V)``; an id of probability 0 is never drawn.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if bound is not None and logits.dtype == torch.float32 and bound / temperature < exp_safe_bound(logits.shape[-1]):
-        cdf = (logits if temperature == 1.0 else logits.div_(temperature)).exp_().cumsum_(dim=-1)
+    if _unshifted(bound, temperature, logits.dtype, logits.shape[-1]):
+        probs = logits.mul_(_LOG2E / temperature).exp2_()
     else:
         if temperature != 1.0:
             logits = logits / temperature
         # The fused softmax kernel: about 2x faster on CPU than exp(logits - max) as separate ops.
-        cdf = torch.softmax(logits.float(), dim=-1).cumsum_(dim=-1)
-    # Inverse CDF: the uniform draw is scaled by the last value of the (possibly unnormalized)
-    # CDF, so rounding in the sum cannot push the draw past it.
+        probs = torch.softmax(logits.float(), dim=-1)
     if u is None:
         u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
-    u = u * cdf[:, -1:]
-    ids = torch.searchsorted(cdf, u, right=True).squeeze(1)
-    return ids.clamp_(max=logits.shape[-1] - 1)
+    return inverse_cdf(probs, u)
+
+
+def _unshifted(bound: Optional[float], temperature: float, dtype: torch.dtype, n_cols: int) -> bool:
+    """Whether ``n_cols`` logits bounded by ``bound`` (at temperature 1) may be exponentiated
+    unshifted at ``temperature`` in ``dtype``."""
+    return (bound is not None and dtype in (torch.float32, torch.float64)
+            and bound / temperature < exp_safe_bound(n_cols))
+
+
+#: Entries per block of :func:`inverse_cdf`'s two-level search (about sqrt(5000)).
+CDF_BLOCK = 64
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The inverse-CDF draw of each row: the first id whose cumulative probability exceeds
+    ``u · Σ probs``, found in two levels instead of one ``cumsum`` over all V entries.
+
+    Args:
+        probs: ``(N, V)`` unnormalized probabilities (finite, >= 0, each row's sum > 0).
+        u: ``(N, 1)`` uniforms in [0, 1).
+
+    Returns:
+        ``(N,)`` int64 ids; never one of probability 0.
+
+    The V entries are cut into blocks of :data:`CDF_BLOCK` (the last may be shorter). Level
+    one: the cumulative block sums and the block k whose range holds the target. Level two:
+    the target's fraction of block k's mass, located in the cumulative sum of that block's
+    entries alone. ``torch.cumsum`` runs element by element along a row, about 0.5 ns per
+    entry on CPU; the block sums are vectorized, and in all the two levels measured 2.6x
+    faster than cumsum + searchsorted over 5000 entries. The draws are those of the one-level
+    search but for float rounding at a bin edge (about 1 draw in 4,000 at V = 5000).
+    """
+    N, V = probs.shape
+    B = CDF_BLOCK
+    nb, tail = divmod(V, B)
+    sums = probs[:, : nb * B].unflatten(1, (nb, B)).sum(-1)
+    if tail:
+        sums = torch.cat([sums, probs[:, nb * B :].sum(1, keepdim=True)], 1)
+    cdf = sums.cumsum_(1)  # (N, blocks)
+    total = cdf[:, -1:]
+    below = lambda x: torch.nextafter(x, torch.zeros_like(x))  # noqa: E731  (largest float < x)
+    # Kept strictly below the total, the target lands in a block of positive mass.
+    target = torch.minimum(u * total, below(total))
+    k = torch.searchsorted(cdf, target, right=True)  # (N, 1)
+    lo = torch.where(k > 0, cdf.gather(1, (k - 1).clamp_(min=0)), torch.zeros_like(target))
+    cols = k * B + torch.arange(B, device=probs.device)  # (N, B): block k's ids
+    inner = probs.gather(1, cols.clamp(max=V - 1))
+    if tail:
+        inner.masked_fill_(cols >= V, 0.0)
+    icdf = inner.cumsum_(1)
+    itotal = icdf[:, -1:]
+    t = torch.minimum((target - lo) / (cdf.gather(1, k) - lo) * itotal, below(itotal))
+    return (cols.gather(1, torch.searchsorted(icdf, t, right=True))).squeeze(1)
 
 
 def linear_logit_bound(weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> float:
@@ -118,8 +168,14 @@ def sample_rows(
     u = torch.rand(n, 1, device=h.device, generator=generator)
     ids = torch.empty(n, dtype=torch.long, device=h.device)
     with torch.no_grad():
-        for i, z in _logit_chunks(h, weight, bias):
-            ids[i : i + z.shape[0]] = sample_logits(z, temperature, u=u[i : i + z.shape[0]], bound=bound)
+        if _unshifted(bound, temperature, h.dtype, weight.shape[0]):  # base-2 logits straight from scaled weights
+            scale = _LOG2E / temperature
+            weight, bias = weight * scale, None if bias is None else bias * scale
+            for i, z in _logit_chunks(h, weight, bias):
+                ids[i : i + z.shape[0]] = inverse_cdf(z.exp2_(), u[i : i + z.shape[0]])
+        else:
+            for i, z in _logit_chunks(h, weight, bias):
+                ids[i : i + z.shape[0]] = sample_logits(z, temperature, u=u[i : i + z.shape[0]])
     return ids
 
 
@@ -193,7 +249,7 @@ def linear_log_softmax(
     if N == 0:
         return h.new_zeros(0)
     with torch.no_grad():
-        shift = bound is None or h.dtype not in (torch.float32, torch.float64) or bound / temperature >= exp_safe_bound(V)
+        shift = not _unshifted(bound, temperature, h.dtype, V)
         scale = _LOG2E / temperature
         w2 = weight * scale
         b2 = None if bias is None else bias * scale
