@@ -112,10 +112,11 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     The V entries are cut into blocks of :data:`CDF_BLOCK` (the last may be shorter). Level
     one: the cumulative block sums and the block k whose range holds the target. Level two:
     the target's fraction of block k's mass, located in the cumulative sum of that block's
-    entries alone. ``torch.cumsum`` runs element by element along a row, about 0.5 ns per
-    entry on CPU; the block sums are vectorized, and in all the two levels measured 2.6x
-    faster than cumsum + searchsorted over 5000 entries. The draws are those of the one-level
-    search but for float rounding at a bin edge (about 1 draw in 4,000 at V = 5000).
+    entries alone. ``torch.cumsum`` runs element by element along a row (about 0.5 ns per
+    entry on CPU, as much as ``exp``), while the block sums are vectorized. Together with
+    ``exp2`` for ``exp`` (:func:`sample_rows`), this took sampling a (4096, 5000) oracle batch
+    from 9.5 to 6.8 µs per row (the matrix product alone: 3.2). The draws are those of the
+    one-level search but for float rounding at a bin edge (about 1 draw in 4,000 at V = 5000).
     """
     N, V = probs.shape
     B = CDF_BLOCK
