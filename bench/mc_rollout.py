@@ -13,7 +13,7 @@ rollout policy and as scorer (its log-likelihood). Compared in the same process:
 - ``loop_same_kernels``: the same loop built from our own kernels (inverse-CDF sampling,
   the oracle's rollout), to separate the effect of batching from that of the sampler;
 - ``roofline``: the bare matrix products of the batched computation (the output projection of
-  every sampled position and of every scored position, in 128-row blocks), timed alone: the
+  every sampled position and of every scored position, in the row blocks of `row_chunk`), timed alone: the
   batched reward cannot be faster than that. ``roofline_ratio`` = roofline time / batched time
   (1 would mean nothing but the products costs time).
 
