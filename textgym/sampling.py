@@ -17,7 +17,6 @@ import threading
 from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 
 #: Bumped whenever a change here can change a draw for the same seed (4: base-2 probabilities
 #: and the two-level search of :func:`inverse_cdf`).
