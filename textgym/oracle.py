@@ -45,7 +45,7 @@ class OracleLSTM(nn.Module):
     """
 
     #: Rows × positions per piece of :meth:`log_probs`: bounds its hidden states (2.6 MB) and, on
-    #: devices without the fused CPU kernel, its logits (20,480 × V floats).
+    #: accelerators, where the logits are not made in row chunks, its logits (20,480 × V floats).
     LOG_PROB_ROWS = 20_480
 
     def __init__(
@@ -235,11 +235,12 @@ class OracleLSTM(nn.Module):
         if stop is not None:
             before = pos < stop.to(tokens.device)[:, None]
             scored = before if scored is None else scored & before
+        bound = self.logit_bound()
         if scored is None:
-            return linear_log_softmax(hs, self.Wo, self.bo, targets, temperature, bound=self.logit_bound()).view(N, T)
+            return linear_log_softmax(hs, self.Wo, self.bo, targets, temperature, bound=bound).view(N, T)
         out = torch.zeros(N * T, device=tokens.device)
         idx = scored.reshape(-1).nonzero().squeeze(1)
-        out[idx] = linear_log_softmax(hs[idx], self.Wo, self.bo, targets[idx], temperature, bound=self.logit_bound())
+        out[idx] = linear_log_softmax(hs[idx], self.Wo, self.bo, targets[idx], temperature, bound=bound)
         return out.view(N, T)
 
     def nll(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> float:
