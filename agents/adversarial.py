@@ -16,7 +16,6 @@ is the optimal discriminator's logit log D*/(1 - D*) = log p_oracle(x) - log p_Î
 Config keys read here, on top of :mod:`agents.mle`'s (defaults in ``DEFAULTS``, presets
 override them):
 
-
 ====================== ============ ===========================================================
 key                    default      meaning
 ====================== ============ ===========================================================
@@ -70,7 +69,6 @@ def resolve_transform(name: Optional[str]) -> Any:
     if name in EXTRA_TRANSFORMS:
         return EXTRA_TRANSFORMS[name]
     raise ValueError(f"unknown reward transform {name!r}; valid: {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}")
-
 
 
 def discounted_returns(rewards: torch.Tensor, lengths: torch.Tensor, gamma: float) -> torch.Tensor:

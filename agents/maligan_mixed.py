@@ -6,7 +6,6 @@ of each prefix, takes the MLE gradient on the clamped part and the MaliGAN gradi
 training (:func:`clamp_length`). The schedule and discriminator are :mod:`agents.adversarial`'s.
 Config keys read here, on top of those:
 
-
 ====================== ============ ===========================================================
 key                    default      meaning
 ====================== ============ ===========================================================

@@ -37,7 +37,6 @@ The schedule (MLE, discriminator pretraining, adversarial steps), the discrimina
 ``reward_scorer="oracle"`` mode and their config keys are :mod:`agents.adversarial`'s. Config
 keys read here (defaults in ``ReinforceAgent.DEFAULTS``, presets override them):
 
-
 ====================== ============ ===========================================================
 key                    default      meaning
 ====================== ============ ===========================================================

@@ -19,7 +19,6 @@ device; ``cnn_gflops`` is the CNN's achieved rate of conv and highway matrix ari
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -7,9 +7,9 @@ the headline ratio is at N = 256.
 
 Both sides compute the same reward arithmetic with the same scorer: each finished sequence is
 scored by the oracle (a log-sum-exp over 5000 logits at each of its 20 positions), which
-bounds the batched env on a CPU; a faster scorer speeds up both sides. ``machinery`` repeats the comparison with a scorer that costs
-nothing (the sequence length as an identity-transformed score), so it measures the env itself:
-stepping, bookkeeping, autoreset and the vector-env API.
+bounds the batched env on a CPU; a faster scorer speeds up both sides. ``machinery`` repeats
+the comparison with a scorer that costs nothing (the sequence length as an identity-transformed
+score), so it measures the env itself: stepping, bookkeeping, autoreset and the vector-env API.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ rollout policy and as scorer (its log-likelihood). Compared in the same process:
 - ``loop_same_kernels``: the same loop built from our own kernels (inverse-CDF sampling,
   the oracle's rollout), to separate the effect of batching from that of the sampler;
 - ``roofline``: the bare matrix products of the batched computation (the output projection of
-  every sampled position and of every scored position, in the row blocks of `row_chunk`), timed alone: the
-  batched reward cannot be faster than that. ``roofline_ratio`` = roofline time / batched time
+  every sampled position and of every scored position, in the row blocks of ``row_chunk``),
+  timed alone: the batched reward cannot be faster than that. ``roofline_ratio`` = roofline time / batched time
   (1 would mean nothing but the products costs time).
 
 Per sequence the loops compute 19·16·20 scored logit rows plus 16·190 sampled ones; the batched
@@ -113,7 +113,8 @@ def main() -> None:
     emit({
         "benchmark": "mc_rollout",
         "device": str(device),
-        "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size, "chunk_rows": reward.rows_per_chunk(device), "roofline_block_rows": chunk,
+        "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size,
+                    "chunk_rows": reward.rows_per_chunk(device), "roofline_block_rows": chunk,
                     "threads": torch.get_num_threads()},
         "seconds": {"batched": t_batched, "public_loop": t_public, "loop_same_kernels": t_same,
                     "roofline_matmuls": t_roof},
