@@ -1,4 +1,7 @@
-"""Data: where the shared data lives, vocabularies, text corpora and the oracle data set.
+"""Data: vocabularies, text corpora and the oracle data set.
+
+Where the shared data lives and where caches go is :mod:`textgym.paths` (``data_dir``,
+``data_path`` and ``cache_dir`` are re-exported here).
 
 Token conventions used everywhere in the project: a vocabulary of V ids ``0 .. V-1``, every
 one a valid action; the id ``V`` (``pad_id``) pads observations and sequence tensors beyond
@@ -15,32 +18,21 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 
+from textgym.oracle import OracleLSTM
+from textgym.paths import cache_dir, data_dir, data_path
 from textgym.sampling import SAMPLER_VERSION
 
 EOS, UNK = "<eos>", "<unk>"
 EOS_ID, UNK_ID = 0, 1
 
-
-def data_dir() -> Optional[Path]:
-    """The data directory: ``$TEXTGYM_DATA``, else ``../shared/data`` beside the checkout; None if absent."""
-    env = os.environ.get("TEXTGYM_DATA")
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
-def data_path(*parts: str) -> Optional[Path]:
-    """``data_dir()/parts`` if that file exists, else None."""
-    root = data_dir()
-    if root is None:
-        return None
-    p = root.joinpath(*parts)
-    return p if p.exists() else None
+__all__ = [
+    "EOS", "EOS_ID", "UNK", "UNK_ID", "Corpus", "OracleData", "TextData", "Vocab", "cache_dir", "cached_samples",
+    "data_dir", "data_path", "pack", "read_sentences", "resolve_data",
+]
 
 
 class Vocab:
@@ -56,7 +48,7 @@ class Vocab:
         self.stoi = {w: i for i, w in enumerate(words)}
 
     @classmethod
-    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: Optional[int] = None) -> "Vocab":
+    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: Optional[int] = None) -> Vocab:
         """Words seen at least ``min_count`` times, most frequent first (ties alphabetical)."""
         counts = Counter(w for s in sentences for w in s)
         words = sorted((w for w, c in counts.items() if c >= min_count and w not in (EOS, UNK)),
@@ -205,15 +197,13 @@ class OracleData(TextData):
 
     def __init__(
         self,
-        oracle=None,
+        oracle: Union[OracleLSTM, str, os.PathLike, None] = None,
         *,
         max_length: int = 20,
         n_train: int = 10_000,
         n_test: int = 5_000,
         seed: int = 88,
     ) -> None:
-        from textgym.oracle import OracleLSTM
-
         if oracle is None:
             oracle = OracleLSTM.load(max_length=max_length)
         elif isinstance(oracle, (str, os.PathLike)):
@@ -226,15 +216,10 @@ class OracleData(TextData):
         super().__init__(oracle.vocab_size, max_length, None, tr, full(tr), te, full(te), name="oracle")
 
 
-_ORACLE_CACHE: dict = {}
+_ORACLE_CACHE: Dict[int, OracleData] = {}
 
 
-def cache_dir() -> Path:
-    """Where deterministic artifacts are cached: ``$TEXTGYM_CACHE``, else ``~/.cache/textgym``."""
-    return Path(os.environ.get("TEXTGYM_CACHE") or Path.home() / ".cache" / "textgym")
-
-
-def cached_samples(oracle, n: int, seed: int) -> torch.Tensor:
+def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     """``oracle.sample_dataset(n, seed)`` on CPU, cached on disk under a key of the oracle's
     weights, n, seed, length, torch version and sampler version (a damaged cache file is
     regenerated)."""

@@ -13,6 +13,7 @@ numpy observations, for ``gym.make`` and checkers.
 """
 from __future__ import annotations
 
+import secrets
 from typing import Any, Optional, Union
 
 import gymnasium as gym
@@ -23,11 +24,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.data import OracleData, TextData, pack, resolve_data
-from textgym.rewards import MCReward, Reward, make_reward
+from textgym.masks import length_mask, pad_after
+from textgym.protocols import Discriminator, RolloutPolicy
+from textgym.rewards import MCReward, Reward, Transform, make_reward
 from textgym.scorers import OracleScorer
 
 
-def resolve_scorer(discriminator: Any, data: TextData, device: Union[str, torch.device]) -> Any:
+def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextData,
+                   device: Union[str, torch.device]) -> Discriminator:
     """``None``/``"oracle"`` (oracle data only), a registered discriminator name, or a scorer object."""
     if discriminator is None:
         discriminator = "oracle" if isinstance(data, OracleData) else "rnn"
@@ -77,9 +81,9 @@ class TokenVecEnv(VectorEnv):
         data: Union[str, TextData] = "oracle",
         max_length: Optional[int] = None,
         reward: Union[str, Reward] = "terminal",
-        discriminator: Any = None,
-        transform: Any = None,
-        rollout_policy: Any = None,
+        discriminator: Union[str, Discriminator, None] = None,
+        transform: Union[str, Transform, None] = None,
+        rollout_policy: Optional[RolloutPolicy] = None,
         n_rollouts: int = 16,
         device: Union[str, torch.device] = "cpu",
         seed: Optional[int] = None,
@@ -126,14 +130,15 @@ class TokenVecEnv(VectorEnv):
         self._finished = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         self._started = False
         self.rng = torch.Generator(device=self.device)
-        self.rng.manual_seed(np.random.SeedSequence(seed).entropy % (2**63) if seed is None else seed)
+        # unseeded: 63 bits of OS entropy (what numpy's SeedSequence() draws, less its top bits)
+        self.rng.manual_seed(secrets.randbits(63) if seed is None else seed)
 
     # ------------------------------------------------------------------ helpers
     @property
-    def scorer(self) -> Any:
+    def scorer(self) -> Discriminator:
         return self.reward_fn.scorer
 
-    def set_rollout_policy(self, policy: Any) -> None:
+    def set_rollout_policy(self, policy: RolloutPolicy) -> None:
         """Replace the MC reward's rollout policy (e.g. by the generator's delayed copy)."""
         if not isinstance(self.reward_fn, MCReward):
             raise ValueError(f"the env's reward is {self.reward_fn.mode!r}; only reward='mc' has a rollout policy")
@@ -183,9 +188,8 @@ class TokenVecEnv(VectorEnv):
                 raise ValueError(f"prefix_lengths must be (N,) values in [0, min(P, max_length-1)], got {lens.tolist()}")
             tok = torch.full((N, L), self.pad_id, dtype=torch.long, device=self.device)
             P = min(t.shape[1], L)
-            mask = torch.arange(P, device=self.device) < lens[:, None]
-            tok[:, :P] = torch.where(mask, t[:, :P].long(), torch.full_like(t[:, :P].long(), self.pad_id))
-        valid = tok[torch.arange(L, device=self.device) < lens[:, None]]
+            tok[:, :P] = pad_after(t[:, :P].long(), lens, self.pad_id)
+        valid = tok[length_mask(lens, L)]
         self._check_ids(valid, "options['prefix']")
         if self.eos_id is not None and bool((valid == self.eos_id).any()):
             raise ValueError(f"options['prefix'] contains <eos> (id {self.eos_id}); a prefix must not end the sequence")

@@ -20,21 +20,29 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+from textgym.masks import length_mask, strip_padding
+from textgym.protocols import SequenceModel, Trainable
 from textgym.rewards import finish_sequences
 
 
-def _eos_pad(model: Any) -> tuple[Optional[int], int]:
+def _eos_pad(model: SequenceModel) -> tuple[Optional[int], int]:
     return getattr(model, "eos_id", None), getattr(model, "pad_id", model.vocab_size)
+
+
+def _device(model: object, default: torch.device) -> torch.device:
+    """The device of ``model``'s first parameter; ``default`` for a model without ``parameters``."""
+    parameters = getattr(model, "parameters", None)
+    return default if parameters is None else next(iter(parameters())).device
 
 
 @torch.no_grad()
 def sample_sequences(
-    model: Any, n: int, *, temperature: float = 1.0, seed: int = 0, batch_size: int = 1000
+    model: SequenceModel, n: int, *, temperature: float = 1.0, seed: int = 0, batch_size: int = 1000
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """n samples of ``model`` as ``(tokens (n, T) padded, lengths (n,))``, reproducible from ``seed``."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else torch.device("cpu")
+    device = _device(model, torch.device("cpu"))
     g = torch.Generator(device=device).manual_seed(seed)
     chunks = [model.sample(min(batch_size, n - i), temperature=temperature, generator=g) for i in range(0, n, batch_size)]
     eos, pad = _eos_pad(model)
@@ -43,35 +51,37 @@ def sample_sequences(
 
 def masked_nll(log_probs: torch.Tensor, lengths: torch.Tensor) -> float:
     """Mean of ``-log_probs`` (N, T) over positions < lengths (N,)."""
-    mask = torch.arange(log_probs.shape[1], device=log_probs.device) < lengths.to(log_probs.device)[:, None]
+    mask = length_mask(lengths.to(log_probs.device), log_probs.shape[1])
     return float(-(log_probs * mask).sum() / mask.sum().clamp(min=1))
 
 
 @torch.no_grad()
-def sequence_log_probs(model: Any, tokens: torch.Tensor, lengths: torch.Tensor, *, temperature: float = 1.0,
+def sequence_log_probs(model: SequenceModel, tokens: torch.Tensor, lengths: torch.Tensor, *, temperature: float = 1.0,
                        batch_size: int = 1000) -> torch.Tensor:
     """Teacher-forced ``log p(x_t | x_<t)`` of tokens (N, T) under ``model`` (at a sampling
     temperature: the model's ``log_probs(tokens, temperature=τ)``), padding replaced by 0."""
     kw = {} if temperature == 1.0 else {"temperature": temperature}
-    valid = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
-    safe = torch.where(valid, tokens, torch.zeros_like(tokens))
-    was = getattr(model, "training", False)
-    if was:
-        model.eval()
+    safe = strip_padding(tokens, lengths)
+    switched = model if isinstance(model, Trainable) and model.training else None
+    if switched is not None:
+        switched.eval()
     try:
         return torch.cat([model.log_probs(safe[i : i + batch_size], **kw).float().cpu() for i in range(0, len(safe), batch_size)])
     finally:
-        if was:
-            model.train()
+        if switched is not None:
+            switched.train()
 
 
-def nll_oracle(model: Any, oracle: Any, n: int = 5000, *, temperature: float = 1.0, seed: int = 0) -> float:
+def nll_oracle(model: SequenceModel, oracle: SequenceModel, n: int = 5000, *, temperature: float = 1.0,
+               seed: int = 0) -> float:
     """NLL-oracle: the oracle's mean per-token NLL of ``n`` samples of ``model`` (nats)."""
     tokens, lengths = sample_sequences(model, n, temperature=temperature, seed=seed)
-    return masked_nll(sequence_log_probs(oracle, tokens.to(oracle.Wo.device), lengths.to(oracle.Wo.device)), lengths)
+    device = _device(oracle, tokens.device)
+    return masked_nll(sequence_log_probs(oracle, tokens.to(device), lengths.to(device)), lengths)
 
 
-def nll_test(model: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None, *, temperature: float = 1.0) -> float:
+def nll_test(model: SequenceModel, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None, *,
+             temperature: float = 1.0) -> float:
     """NLL-test: ``model``'s mean per-token NLL (nats) of held-out ``tokens`` (N, T) at a temperature.
 
     At temperature τ the model's distribution is softmax(logits / τ) (τ ≠ 1 calls
@@ -81,7 +91,7 @@ def nll_test(model: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] =
         raise ValueError("nll_test needs at least one held-out sequence")
     if lengths is None:
         lengths = torch.full((len(tokens),), tokens.shape[1], dtype=torch.long)
-    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else tokens.device
+    device = _device(model, tokens.device)
     tokens, lengths = tokens.to(device), lengths.to(device)
     return masked_nll(sequence_log_probs(model, tokens, lengths, temperature=temperature), lengths)
 
@@ -99,7 +109,8 @@ class FrontierPoint:
 
 
 def oracle_frontier(
-    models: Dict[str, Any], oracle: Any, test_tokens: torch.Tensor, test_lengths: Optional[torch.Tensor] = None,
+    models: Dict[str, SequenceModel], oracle: SequenceModel, test_tokens: torch.Tensor,
+    test_lengths: Optional[torch.Tensor] = None,
     temperatures: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), n: int = 2000, seed: int = 0,
 ) -> List[FrontierPoint]:
     """NLL-oracle (quality) against NLL-test (diversity) over sampling temperatures, for each model."""
@@ -113,7 +124,7 @@ def oracle_frontier(
 
 
 def corpus_frontier(
-    models: Dict[str, Any], references: List[List[Any]], decode: Any,
+    models: Dict[str, SequenceModel], references: List[List[Any]], decode: Any,
     temperatures: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), n: int = 500, order: int = 4, seed: int = 0,
 ) -> List[FrontierPoint]:
     """BLEU-``order`` against the references (quality) and Self-BLEU-``order`` (diversity) over temperatures.
@@ -126,7 +137,7 @@ def corpus_frontier(
     for name, model in models.items():
         for tau in temperatures:
             tokens, lengths = sample_sequences(model, n, temperature=tau, seed=seed)
-            hyps = [decode(row[: int(L)].tolist()) for row, L in zip(tokens, lengths)]
+            hyps = [decode(row[: int(L)].tolist()) for row, L in zip(tokens, lengths, strict=True)]
             points.append(FrontierPoint(name, float(tau), bleu(hyps, references, order), self_bleu(hyps, order),
                                         f"bleu{order}", f"self_bleu{order}"))
     return points

@@ -1,7 +1,8 @@
 """The synthetic oracle of SeqGAN: a fixed random LSTM that defines the "real" data.
 
 The exact oracle of the original experiments (vocab 5000, embedding 32, hidden 32) is loaded
-from ``target_params.npz`` (see ``data/oracle_lstm/SOURCE.md``). Semantics, row-vector
+from ``oracle_lstm/target_params.npz`` in the data directory (:func:`textgym.paths.data_dir`;
+where the weights come from is told in the ``SOURCE.md`` beside that file). Semantics, row-vector
 convention, with x the embedding of the previous token (token 0 at the first step):
 
     i = σ(x·Wi + h·Ui + bi)     f = σ(x·Wf + h·Uf + bf)     o = σ(x·Wog + h·Uog + bog)
@@ -25,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textgym.masks import length_mask, strip_padding
+from textgym.paths import data_path
 from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_rows
 
 ORACLE_KEYS = (
@@ -77,7 +80,7 @@ class OracleLSTM(nn.Module):
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_npz(cls, path: Union[str, os.PathLike], max_length: int = 20) -> "OracleLSTM":
+    def from_npz(cls, path: Union[str, os.PathLike], max_length: int = 20) -> OracleLSTM:
         """Load the oracle from an ``.npz`` with the 15 arrays ``00_g_embeddings`` … ``14_bo``."""
         path = os.fspath(path)
         if not os.path.exists(path):
@@ -127,7 +130,7 @@ class OracleLSTM(nn.Module):
     def load(
         cls, path: Optional[Union[str, os.PathLike]] = None, max_length: int = 20, seed: int = 0,
         quiet: bool = False,
-    ) -> "OracleLSTM":
+    ) -> OracleLSTM:
         """The published oracle from ``path`` (default: ``<data dir>/oracle_lstm/target_params.npz``).
 
         When no path is given and the default file is absent, falls back to a freshly
@@ -136,8 +139,6 @@ class OracleLSTM(nn.Module):
         """
         if path is not None:
             return cls.from_npz(path, max_length=max_length)
-        from textgym.data import data_path
-
         default = data_path("oracle_lstm", "target_params.npz")
         if default is not None:
             return cls.from_npz(default, max_length=max_length)
@@ -228,12 +229,11 @@ class OracleLSTM(nn.Module):
             return torch.cat([self.log_probs(tokens[i : i + step], temperature, part(start, i), part(stop, i))
                               for i in range(0, N, step)])
         hs, targets = self.hidden_states(tokens).reshape(N * T, -1), tokens.reshape(-1)
-        pos = torch.arange(T, device=tokens.device)
         scored = None
         if start is not None:
-            scored = pos >= start.to(tokens.device)[:, None]
+            scored = ~length_mask(start.to(tokens.device), T)
         if stop is not None:
-            before = pos < stop.to(tokens.device)[:, None]
+            before = length_mask(stop.to(tokens.device), T)
             scored = before if scored is None else scored & before
         bound = self.logit_bound()
         if scored is None:
@@ -245,10 +245,10 @@ class OracleLSTM(nn.Module):
 
     def nll(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> float:
         """Mean per-token negative log-likelihood (nats) of tokens (N, T) over valid positions."""
-        lp = self.log_probs(_strip(tokens, lengths, self.vocab_size))
+        lp = self.log_probs(strip_padding(tokens, lengths))
         if lengths is None:
             return float(-lp.mean())
-        mask = torch.arange(lp.shape[1], device=lp.device) < lengths.to(lp.device)[:, None]
+        mask = length_mask(lengths.to(lp.device), lp.shape[1])
         return float(-(lp * mask).sum() / mask.sum())
 
     @torch.no_grad()
@@ -297,8 +297,6 @@ class OracleLSTM(nn.Module):
 
 
 def _strip(tokens: torch.Tensor, lengths: Optional[torch.Tensor], pad_id: int) -> torch.Tensor:
-    """Replace padding beyond ``lengths`` by a valid id (0) so that it can be scored and masked."""
-    if lengths is None:
-        return tokens
-    mask = torch.arange(tokens.shape[1], device=tokens.device) < lengths.to(tokens.device)[:, None]
-    return torch.where(mask, tokens, torch.zeros_like(tokens))
+    """The former name of :func:`textgym.masks.strip_padding`, kept for its importers; ``pad_id``
+    is ignored (the padding always becomes id 0)."""
+    return strip_padding(tokens, lengths)

@@ -1,12 +1,14 @@
 """The small protocols that keep ``discriminators``, ``textgym`` and ``agents`` apart.
 
-``textgym`` never imports ``agents`` or a concrete discriminator: rewards consume any object
-that follows :class:`Discriminator`, the Monte-Carlo reward any :class:`RolloutPolicy`, and
-the metrics any :class:`SequenceModel`. The synthetic oracle implements all three roles.
+``textgym`` never imports ``agents`` or a concrete discriminator, and its generic machinery
+never imports the concrete oracle (:mod:`textgym.oracle`): rewards consume any object that
+follows :class:`Discriminator`, the Monte-Carlo reward any :class:`RolloutPolicy`, the metrics
+any :class:`SequenceModel`, and :class:`textgym.scorers.OracleScorer` any
+:class:`LikelihoodModel`. The synthetic oracle implements all of these roles.
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 
@@ -66,3 +68,34 @@ class SequenceModel(Protocol):
     ) -> torch.Tensor: ...
 
     def log_probs(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LikelihoodModel(Protocol):
+    """A model that scores token sequences by teacher-forced log-likelihood, in position windows.
+
+    ``log_probs(tokens (N, T) int64, temperature, start (N,) | None, stop (N,) | None) -> (N, T)``
+    float: ``log p(x_t | x_<t)`` at positions ``start[i] <= t < stop[i]`` of row i (all of them
+    when both are None) and 0 elsewhere. Every id in ``[0, vocab_size)`` is a valid input;
+    padding must be replaced by a valid id first (:func:`textgym.masks.strip_padding`).
+    """
+
+    vocab_size: int
+
+    def log_probs(
+        self, tokens: torch.Tensor, temperature: float = 1.0,
+        start: Optional[torch.Tensor] = None, stop: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """An object with torch's training and evaluation modes (``nn.Module`` and the generators):
+    what scorers and metrics switch to eval mode while they score, and back."""
+
+    @property
+    def training(self) -> bool: ...
+
+    def train(self, mode: bool = True) -> Any: ...
+
+    def eval(self) -> Any: ...

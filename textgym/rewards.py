@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from textgym import scorers
+from textgym.masks import length_mask, pad_after
+from textgym.protocols import Discriminator, RolloutPolicy
 
 MALIGAN_LOGIT_CLAMP = 30.0
 
@@ -72,7 +74,7 @@ TRANSFORMS: Dict[str, Transform] = {
 }
 
 
-def make_transform(transform: Union[str, Transform, None], scorer: Any) -> Transform:
+def make_transform(transform: Union[str, Transform, None], scorer: Discriminator) -> Transform:
     """Resolve a transform name (None: ``prob`` for probabilistic scorers, else ``identity``)."""
     probabilistic = bool(getattr(scorer, "is_probabilistic", True))
     if transform is None:
@@ -89,16 +91,21 @@ def make_transform(transform: Union[str, Transform, None], scorer: Any) -> Trans
     return transform
 
 
-def finish_sequences(tokens: torch.Tensor, eos_id: Optional[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut sampled sequences at their first ``eos_id``: (M, T) -> (tokens padded after EOS, lengths (M,))."""
+def finish_sequences(tokens: torch.Tensor, eos_id: Optional[int],
+                     pad_id: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut sampled sequences at their first ``eos_id``: (M, T) -> (tokens padded after EOS, lengths (M,)).
+
+    Without an ``eos_id`` every sequence is whole and ``pad_id`` is not used (it may be None).
+    """
     M, T = tokens.shape
     if eos_id is None:
         return tokens, torch.full((M,), T, dtype=torch.long, device=tokens.device)
+    if pad_id is None:
+        raise ValueError("cutting sequences at <eos> needs the pad id (bind() the reward to the env's vocabulary)")
     is_eos = tokens == eos_id
     first = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full((M,), T - 1, device=tokens.device))
     lengths = first + 1
-    pos = torch.arange(T, device=tokens.device)
-    return tokens.masked_fill(pos >= lengths[:, None], pad_id), lengths
+    return pad_after(tokens, lengths, pad_id), lengths
 
 
 class Reward:
@@ -111,7 +118,7 @@ class Reward:
 
     mode = "base"
 
-    def __init__(self, scorer: Any, transform: Union[str, Transform, None] = None) -> None:
+    def __init__(self, scorer: Discriminator, transform: Union[str, Transform, None] = None) -> None:
         self.scorer = scorer
         self.transform = make_transform(transform, scorer)
         if self.transform.batch and self.mode != "terminal":
@@ -119,11 +126,11 @@ class Reward:
                 f"the {self.transform.name!r} transform normalizes over a synchronous batch of finished "
                 f"sequences and works with reward='terminal' only, not {self.mode!r}"
             )
-        self.vocab_size = None
+        self.vocab_size: Optional[int] = None
         self.eos_id: Optional[int] = None
         self.pad_id: Optional[int] = None
 
-    def bind(self, vocab_size: int, eos_id: Optional[int], pad_id: int) -> "Reward":
+    def bind(self, vocab_size: int, eos_id: Optional[int], pad_id: int) -> Reward:
         """Check that the scorer's vocabulary is the env's and remember the special ids."""
         sv = getattr(self.scorer, "vocab_size", None)
         if sv is not None and sv != vocab_size:
@@ -167,7 +174,7 @@ class DenseReward(Reward):
 
     mode = "dense"
 
-    def __init__(self, scorer: Any, transform: Union[str, Transform, None] = None) -> None:
+    def __init__(self, scorer: Discriminator, transform: Union[str, Transform, None] = None) -> None:
         super().__init__(scorer, transform)
         if not scorers.supports_prefixes(scorer):
             raise ValueError(
@@ -187,8 +194,7 @@ class DenseReward(Reward):
     def sequence_rewards(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Rewards of every step of finished sequences at once: (N, T) (0 beyond each length)."""
         s = self.transform(scorers.score_prefixes(self.scorer, tokens, lengths).to(tokens.device))
-        mask = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
-        return s * mask
+        return s * length_mask(lengths, tokens.shape[1])
 
 
 class MCReward(Reward):
@@ -210,7 +216,8 @@ class MCReward(Reward):
 
     mode = "mc"
 
-    def __init__(self, scorer: Any, transform=None, rollout_policy: Any = None, n_rollouts: int = 16,
+    def __init__(self, scorer: Discriminator, transform: Union[str, Transform, None] = None,
+                 rollout_policy: Optional[RolloutPolicy] = None, n_rollouts: int = 16,
                  temperature: float = 1.0, chunk_rows: Optional[int] = None) -> None:
         super().__init__(scorer, transform)
         if n_rollouts < 1:
@@ -226,7 +233,7 @@ class MCReward(Reward):
         """Rollout rows generated and scored at once on ``device`` (``chunk_rows`` or its default)."""
         return self.chunk_rows or (4096 if torch.device(device).type == "cpu" else 16384)
 
-    def set_rollout_policy(self, policy: Any) -> None:
+    def set_rollout_policy(self, policy: RolloutPolicy) -> None:
         self.rollout_policy = policy
 
     def values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
@@ -276,18 +283,21 @@ class MCReward(Reward):
         r = torch.zeros(N, T, device=tokens.device)
         r[:, : T - 1] = q
         r.scatter_(1, (lengths - 1)[:, None], self._final(tokens, lengths)[:, None])
-        return r * (torch.arange(T, device=tokens.device) < lengths[:, None])
+        return r * length_mask(lengths, T)
 
 
 REWARDS = {"terminal": TerminalReward, "mc": MCReward, "dense": DenseReward}
 
 
-def make_reward(reward: Union[str, Reward], scorer: Any = None, transform=None, **kwargs) -> Reward:
+def make_reward(reward: Union[str, Reward], scorer: Optional[Discriminator] = None,
+                transform: Union[str, Transform, None] = None, **kwargs: Any) -> Reward:
     """Resolve a reward mode name (``terminal``, ``mc``, ``dense``) or pass a Reward object through."""
     if isinstance(reward, Reward):
         return reward
     if reward not in REWARDS:
         raise ValueError(f"unknown reward {reward!r}; valid: {sorted(REWARDS)} or a Reward object")
+    if scorer is None:
+        raise ValueError(f"reward={reward!r} needs a scorer (a discriminator or the oracle's OracleScorer)")
     if reward != "mc" and kwargs:
         raise ValueError(f"options {sorted(kwargs)} apply to reward='mc' only")
     return REWARDS[reward](scorer, transform, **kwargs)

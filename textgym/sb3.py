@@ -24,6 +24,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from textgym.env import TokenVecEnv
+from textgym.rewards import MCReward
+from textgym.sampling import sample_logits
 
 
 def unwrap_token_env(env: Any) -> TokenVecEnv:
@@ -32,7 +34,8 @@ def unwrap_token_env(env: Any) -> TokenVecEnv:
     while not isinstance(seen, TokenVecEnv):
         inner = getattr(seen, "token_env", None) or getattr(seen, "venv", None) or getattr(seen, "env", None)
         if inner is None or inner is seen:
-            raise TypeError(f"expected a textgym TokenVecEnv (e.g. from gym.make_vec('textgym/TokenGen-v0')), got {type(env).__name__}")
+            raise TypeError("expected a textgym TokenVecEnv (e.g. from gym.make_vec('textgym/TokenGen-v0')), "
+                            f"got {type(env).__name__}")
         seen = inner
     return seen
 
@@ -166,11 +169,11 @@ class SB3PolicyGenerator:
     def training(self) -> bool:
         return self.policy.training
 
-    def eval(self) -> "SB3PolicyGenerator":
+    def eval(self) -> SB3PolicyGenerator:
         self.policy.set_training_mode(False)
         return self
 
-    def train(self, mode: bool = True) -> "SB3PolicyGenerator":
+    def train(self, mode: bool = True) -> SB3PolicyGenerator:
         self.policy.set_training_mode(mode)
         return self
 
@@ -185,8 +188,6 @@ class SB3PolicyGenerator:
     @torch.no_grad()
     def rollout(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor, *, temperature: float = 1.0,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        from textgym.sampling import sample_logits
-
         device = self.policy.device
         tokens, prefix_lengths = tokens.to(device).clone(), prefix_lengths.to(device)
         T = tokens.shape[1]
@@ -249,7 +250,7 @@ class DiscriminatorCallback(BaseCallback):
         self.last_stats: Dict[str, float] = {}
 
     def _on_step(self) -> bool:
-        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
             if done and "terminal_observation" in info:
                 self.fake.append(info["terminal_observation"])
         return True
@@ -269,5 +270,5 @@ class DiscriminatorCallback(BaseCallback):
         for k, v in self.last_stats.items():
             self.logger.record(f"discriminator/{k}", v)
         reward = env.reward_fn
-        if self.update_rollout_policy and getattr(reward, "mode", None) == "mc":
+        if self.update_rollout_policy and isinstance(reward, MCReward):
             reward.set_rollout_policy(SB3PolicyGenerator(self.model.policy, env.vocab_size, env.max_length, env.eos_id))

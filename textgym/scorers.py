@@ -1,8 +1,9 @@
 """Built-in scorers and the one place where any scorer is called.
 
 :class:`OracleScorer` is the "perfect discriminator" of the synthetic benchmark: the oracle's
-own log-likelihood. It is a plain score (``is_probabilistic = False``), so transforms that need
-a probability refuse it.
+own log-likelihood. It wraps any :class:`~textgym.protocols.LikelihoodModel` (this module does
+not import the oracle). It is a plain score (``is_probabilistic = False``), so transforms that
+need a probability refuse it.
 
 :func:`score` / :func:`score_prefixes` / :func:`score_completions` call a scorer the way
 rewards must: in eval mode (no dropout), without gradient, on the scorer's device, and check
@@ -10,15 +11,16 @@ that the result is finite.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
-from textgym.oracle import OracleLSTM, _strip
+from textgym.masks import length_mask, strip_padding
+from textgym.protocols import Discriminator, LikelihoodModel, Trainable
 
 
 class OracleScorer:
-    """Scores sequences by the oracle's log-likelihood.
+    """Scores sequences by the oracle's log-likelihood (or that of any :class:`LikelihoodModel`).
 
     ``score(tokens (N, T), lengths (N,)) -> (N,)``: mean per-token ``log p_oracle`` over the
     valid positions. ``score_prefixes -> (N, T)``: ``log p_oracle(x_t | x_<t)`` of each token,
@@ -28,19 +30,26 @@ class OracleScorer:
     is_probabilistic = False
     supports_prefixes = True
 
-    def __init__(self, oracle: OracleLSTM) -> None:
+    def __init__(self, oracle: LikelihoodModel) -> None:
         self.oracle = oracle
         self.vocab_size = oracle.vocab_size
 
+    @property
+    def device(self) -> Optional[torch.device]:
+        """The device of the wrapped model's parameters; None for a model that has none."""
+        parameters = getattr(self.oracle, "parameters", None)
+        p = None if parameters is None else next(iter(parameters()), None)
+        return None if p is None else p.device
+
     def score_prefixes(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.oracle.log_probs(_strip(tokens, lengths, self.vocab_size))
+        return self.oracle.log_probs(strip_padding(tokens, lengths))
 
     def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         lp = self.score_prefixes(tokens, lengths)
         if lengths is None:
             return lp.mean(1)
         lengths = lengths.to(lp.device)
-        mask = torch.arange(lp.shape[1], device=lp.device) < lengths[:, None]
+        mask = length_mask(lengths, lp.shape[1])
         return (lp * mask).sum(1) / lengths.clamp(min=1)
 
     __call__ = score
@@ -56,7 +65,7 @@ class OracleScorer:
         T = tokens.shape[1]
         if lengths is None:
             lengths = torch.full((tokens.shape[0],), T, dtype=torch.long, device=tokens.device)
-        tokens = _strip(tokens, lengths, self.vocab_size)
+        tokens = strip_padding(tokens, lengths)
         first = tokens[::n]
         # a prefix that holds the end of its sequence gives all n rows that same length
         head = self.oracle.log_probs(first, stop=torch.minimum(prefix_lengths, lengths[::n])).sum(1)
@@ -64,21 +73,22 @@ class OracleScorer:
         return (head.repeat_interleave(n) + tail) / lengths.clamp(min=1)
 
 
-def supports_prefixes(scorer: Any) -> bool:
+def supports_prefixes(scorer: Discriminator) -> bool:
     """Whether ``scorer`` scores every prefix in one pass (needed by dense rewards)."""
     return bool(getattr(scorer, "supports_prefixes", hasattr(scorer, "score_prefixes")))
 
 
-def _device_of(scorer: Any) -> Optional[torch.device]:
+def _device_of(scorer: Discriminator) -> Optional[torch.device]:
     if isinstance(scorer, torch.nn.Module):
         p = next(scorer.parameters(), None)
         return None if p is None else p.device
     if isinstance(scorer, OracleScorer):
-        return scorer.oracle.Wo.device
+        return scorer.device
     return None
 
 
-def _call(scorer: Any, method: str, fallback: str, tokens: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+def _call(scorer: Discriminator, method: str, fallback: str, tokens: torch.Tensor,
+          lengths: Optional[torch.Tensor]) -> torch.Tensor:
     device = _device_of(scorer)
     if device is not None:
         tokens = tokens.to(device)
@@ -88,20 +98,20 @@ def _call(scorer: Any, method: str, fallback: str, tokens: torch.Tensor, lengths
         with torch.no_grad():
             out = fn(tokens, lengths)
     else:
-        was_training = getattr(scorer, "training", False)
-        if was_training:
-            scorer.eval()
+        switched = scorer if isinstance(scorer, Trainable) and scorer.training else None
+        if switched is not None:
+            switched.eval()
         try:
             with torch.no_grad():
                 # modules and plain callables (the protocol's ``__call__``) alike
                 out = (getattr(scorer, fallback, None) or scorer)(tokens, lengths)
         finally:
-            if was_training:
-                scorer.train()
+            if switched is not None:
+                switched.train()
     return out.float()
 
 
-def _checked(scorer: Any, out: torch.Tensor, shape: tuple) -> torch.Tensor:
+def _checked(scorer: Discriminator, out: torch.Tensor, shape: tuple) -> torch.Tensor:
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"the scorer {type(scorer).__name__} returned shape {tuple(out.shape)}, expected {tuple(shape)}")
     if not torch.isfinite(out).all():
@@ -110,12 +120,12 @@ def _checked(scorer: Any, out: torch.Tensor, shape: tuple) -> torch.Tensor:
     return out
 
 
-def score(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+def score(scorer: Discriminator, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(N, T)`` tokens -> ``(N,)`` scores (logits for probabilistic scorers), eval mode, no grad."""
     return _checked(scorer, _call(scorer, "score", "forward", tokens, lengths), (tokens.shape[0],))
 
 
-def score_completions(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
+def score_completions(scorer: Discriminator, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
                       n: int) -> torch.Tensor:
     """Scores of M groups of n rows that share their first ``prefix_lengths[i]`` tokens (the
     Monte-Carlo reward's completions): (M·n, T), (M·n,), (M,) -> (M·n,), equal to
@@ -128,7 +138,7 @@ def score_completions(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch
     if not hasattr(scorer, "score_completions"):
         return score(scorer, tokens, lengths)
     groups = tokens.reshape(M, n, T)
-    in_prefix = torch.arange(T, device=tokens.device) < prefix_lengths.to(tokens.device)[:, None]
+    in_prefix = length_mask(prefix_lengths.to(tokens.device), T)
     if not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
         raise ValueError("the completions of a group do not share their prefix")
     device = _device_of(scorer) or tokens.device
@@ -138,6 +148,6 @@ def score_completions(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch
     return _checked(scorer, out, (tokens.shape[0],))
 
 
-def score_prefixes(scorer: Any, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+def score_prefixes(scorer: Discriminator, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(N, T)`` tokens -> ``(N, T)`` per-prefix scores, eval mode, no grad."""
     return _checked(scorer, _call(scorer, "score_prefixes", "forward_prefixes", tokens, lengths), tuple(tokens.shape))
