@@ -23,7 +23,7 @@ This model has no per-prefix scores: ``supports_prefixes`` is False and it has n
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +31,18 @@ from torch import nn
 
 from discriminators.base import BaseDiscriminator
 
+
+class Preset(TypedDict):
+    """A size preset: the embedding size, the window widths with their filter counts, the dropout."""
+
+    emb_dim: int
+    widths: Tuple[int, ...]
+    filters: Tuple[int, ...]
+    dropout: float
+
+
 #: Size presets. ``seqgan`` is the original discriminator; ``small`` is for tests and quick runs.
-SIZES: Dict[str, Dict[str, object]] = {
+SIZES: Dict[str, Preset] = {
     "seqgan": {
         "emb_dim": 64,
         "widths": (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20),
@@ -100,12 +110,12 @@ class CNNDiscriminator(BaseDiscriminator):
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r}; valid sizes: {sorted(SIZES)}")
         preset = SIZES[size]
-        emb_dim = int(preset["emb_dim"] if emb_dim is None else emb_dim)  # type: ignore[arg-type]
-        widths = tuple(int(w) for w in (preset["widths"] if widths is None else widths))  # type: ignore[union-attr]
+        emb_dim = int(preset["emb_dim"] if emb_dim is None else emb_dim)
+        widths = tuple(int(w) for w in (preset["widths"] if widths is None else widths))
         if filters is None:
-            filters = preset["filters"] if len(widths) == len(preset["widths"]) else (preset["filters"][0],) * len(widths)  # type: ignore[index, arg-type]
-        filters = tuple(int(f) for f in filters)  # type: ignore[union-attr]
-        dropout = float(preset["dropout"] if dropout is None else dropout)  # type: ignore[arg-type]
+            filters = preset["filters"] if len(widths) == len(preset["widths"]) else (preset["filters"][0],) * len(widths)
+        filters = tuple(int(f) for f in filters)
+        dropout = float(preset["dropout"] if dropout is None else dropout)
         if not widths or len(widths) != len(filters):
             raise ValueError(
                 f"widths and filters must be non-empty and of equal length, got {len(widths)} widths and {len(filters)} filters"
@@ -120,7 +130,7 @@ class CNNDiscriminator(BaseDiscriminator):
         self.feature_dim = sum(filters)
 
         self.embedding = nn.Embedding(vocab_size + 1, emb_dim, padding_idx=vocab_size)
-        self.convs = nn.ModuleList(nn.Conv1d(emb_dim, f, kernel_size=w) for w, f in zip(widths, filters))
+        self.convs = nn.ModuleList(nn.Conv1d(emb_dim, f, kernel_size=w) for w, f in zip(widths, filters, strict=True))
         self.highway = Highway(self.feature_dim) if highway else None
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(self.feature_dim, 1)
@@ -131,9 +141,11 @@ class CNNDiscriminator(BaseDiscriminator):
         with torch.no_grad():
             nn.init.uniform_(self.embedding.weight, -1.0, 1.0)
             self.embedding.weight[self.pad_id].zero_()
-            for conv in self.convs:
+            for module in self.convs:
+                conv = cast(nn.Conv1d, module)  # ModuleList yields plain Modules to a type checker
                 nn.init.trunc_normal_(conv.weight, std=0.1, a=-0.2, b=0.2)
-                nn.init.constant_(conv.bias, 0.1)
+                if conv.bias is not None:  # always: the convolutions are built with biases
+                    nn.init.constant_(conv.bias, 0.1)
             nn.init.trunc_normal_(self.out.weight, std=0.1, a=-0.2, b=0.2)
             nn.init.constant_(self.out.bias, 0.1)
 
@@ -146,7 +158,7 @@ class CNNDiscriminator(BaseDiscriminator):
         e = self.embedding(tokens).transpose(1, 2)  # (N, E, width)
         starts = torch.arange(width, device=tokens.device)
         pooled = []
-        for w, conv in zip(self.widths, self.convs):
+        for w, conv in zip(self.widths, self.convs, strict=True):
             c = F.relu(conv(e))  # (N, f, width - w + 1)
             j = starts[: c.shape[2]]
             ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)  # (N, width - w + 1)

@@ -92,8 +92,9 @@ class DiscriminatorTrainer:
         self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
         self.total_steps = 0
-        self.pad_id = int(getattr(discriminator, "vocab_size"))
-        width = int(getattr(discriminator, "max_length"))
+        # getattr: nn.Module's __getattr__ types other attributes as Tensor | Module, not int
+        self.pad_id = int(getattr(discriminator, "vocab_size"))  # noqa: B009
+        width = int(getattr(discriminator, "max_length"))  # noqa: B009
         self.replay_tokens = torch.full((0, width), self.pad_id, dtype=torch.long, device=self.device)
         self.replay_lengths = torch.zeros(0, dtype=torch.long, device=self.device)
 

@@ -89,7 +89,7 @@ def _as_corpus(sentences: Iterable[Tokens], name: str, minimum: int = 1) -> List
 
 def _ngrams(sentence: Tuple[Hashable, ...], k: int) -> List[NGram]:
     """The k-grams of ``sentence`` in order (empty when it is shorter than k), as nltk's ``ngrams``."""
-    return list(zip(*[sentence[j:] for j in range(k)]))
+    return list(zip(*[sentence[j:] for j in range(k)], strict=False))  # as long as the shortest slice
 
 
 def _count(grams: List[NGram]) -> Dict[NGram, int]:
@@ -124,7 +124,7 @@ class BleuScorer:
         self._lengths = sorted(self._len_counts)  # distinct reference lengths, ascending
 
     @classmethod
-    def from_samples(cls, samples: Iterable[Tokens], max_n: int = 4) -> "BleuScorer":
+    def from_samples(cls, samples: Iterable[Tokens], max_n: int = 4) -> BleuScorer:
         """A scorer whose references are ``samples``, ready for ``exclude=i`` (Self-BLEU)."""
         return cls(samples, max_n, track_owners=True)
 
@@ -215,11 +215,13 @@ class BleuScorer:
         return _bleu_from_stats(*self.sentence_stats(hypothesis, _check_order(n), exclude), n)
 
     def corpus_scores(
-        self, hypotheses: Iterable[Tokens], ns: Sequence[int], *, self_exclude: bool = False,
+        self, hypotheses: Optional[Iterable[Tokens]], ns: Sequence[int], *, self_exclude: bool = False,
         progress: bool = False, desc: str = "BLEU",
     ) -> Dict[int, List[float]]:
         """Sentence scores of every hypothesis for every order in ``ns``, counting n-grams once.
 
+        :param hypotheses: the token sequences to score; None with ``self_exclude`` (then the
+            references themselves are scored)
         :param self_exclude: hypothesis ``i`` is scored without reference ``i`` (Self-BLEU; the
             hypotheses must then be this scorer's references, in order)
         :return: ``{n: [score of each hypothesis]}``
@@ -228,7 +230,12 @@ class BleuScorer:
         top = max(orders)
         if self_exclude and not self.track_owners:
             raise ValueError("self_exclude needs a scorer built with BleuScorer.from_samples")
-        hyps = self.references if self_exclude else _as_corpus(hypotheses, "hypotheses")
+        if self_exclude:
+            hyps = self.references
+        elif hypotheses is None:
+            raise ValueError("corpus_scores needs hypotheses (None is for self_exclude=True only)")
+        else:
+            hyps = _as_corpus(hypotheses, "hypotheses")
         iterator: Iterable = enumerate(hyps)
         if progress:
             from tqdm.auto import tqdm

@@ -60,7 +60,7 @@ def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, 
     if not present:
         raise ValueError(f"none of the metrics {list(keys)} appear in {list(runs)}")
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], present):
+    for ax, key in zip(axes[0], present, strict=True):
         for name, rows in runs.items():
             xs = [r["iteration"] for r in rows if isinstance(r.get(key), (int, float))]
             ys = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
