@@ -1,120 +1,135 @@
-"""Generator-training agents and their registry.
+"""Generator-training agents, their typed configs and the registry of named presets.
 
 ``agents.make(name, data, config, device, seed)`` builds an :class:`agents.base.Agent` from a
-registered name: the agent class with its preset config, overridden by ``config``.
+registered preset: the agent class with the preset's config, updated by ``config`` (a dict of
+field overrides, or a config instance). Each preset is a :class:`agents.config.Preset`: the
+class, its config values and the paper they reproduce.
 
-====================== ====================================== ===================================
-name                   class                                  algorithm
-====================== ====================================== ===================================
-``mle``                :class:`agents.mle.MLEAgent`            teacher-forced maximum likelihood
-``seqgan``             :class:`agents.reinforce.ReinforceAgent` SeqGAN: MC-rollout policy gradient
-``maligan``            :class:`agents.reinforce.MaliGANAgent`   MaliGAN-basic
-``maligan-mixed``      :class:`agents.maligan_mixed.MixedMaliGANAgent` MaliGAN with mixed MLE training
-``scratchgan``         :class:`agents.reinforce.ReinforceAgent` ScratchGAN: dense rewards, no pretraining
-``reinforce``          :class:`agents.reinforce.ReinforceAgent` plain REINFORCE, terminal reward
-``maskgan``            :class:`agents.actor_critic.ActorCriticAgent` MaskGAN-style actor-critic
-====================== ====================================== ===================================
+====================== =============================================== ===================================
+name                   class                                           algorithm
+====================== =============================================== ===================================
+``mle``                :class:`agents.mle.MLEAgent`                    teacher-forced maximum likelihood
+``seqgan``             :class:`agents.reinforce.ReinforceAgent`        SeqGAN: MC-rollout policy gradient
+``maligan``            :class:`agents.reinforce.MaliGANAgent`          MaliGAN-basic (Algorithm 1)
+``maligan-mixed``      :class:`agents.maligan_mixed.MixedMaliGANAgent` MaliGAN with mixed MLE training (Algorithm 2)
+``scratchgan``         :class:`agents.reinforce.ReinforceAgent`        ScratchGAN: dense rewards, no pretraining
+``reinforce``          :class:`agents.reinforce.ReinforceAgent`        plain REINFORCE, terminal reward
+``maskgan``            :class:`agents.actor_critic.ActorCriticAgent`   MaskGAN-style actor-critic
+``ppo``, ``a2c``       :mod:`agents.sb3_agents`                        Stable-Baselines3 through the env
+====================== =============================================== ===================================
 
-``ppo`` and ``a2c`` (Stable-Baselines3, ``agents.sb3_agents``) are registered when that module
-imports; other packages add agents with :func:`register`.
-Every config key, its default and meaning is documented in the agent's module docstring.
+``ppo`` and ``a2c`` are registered when Stable-Baselines3 imports; other packages add presets
+with :func:`register`. Every field, its default and meaning is its config class's
+(``train.py --agent NAME --help`` lists them).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from agents.actor_critic import ActorCriticAgent
+from agents.actor_critic import ActorCriticAgent, ActorCriticConfig
+from agents.adversarial import AdversarialConfig
 from agents.base import Agent
+from agents.config import MALIGAN, MASKGAN, SB3, SCRATCHGAN, SEQGAN, ConfigError, Preset
 from agents.generator import Generator, RolloutCopy
-from agents.mle import MLEAgent
-from agents.maligan_mixed import MixedMaliGANAgent, clamp_length
-from agents.reinforce import MaliGANAgent, ReinforceAgent
+from agents.maligan_mixed import MixedMaliGANAgent, MixedMaliGANConfig, clamp_length
+from agents.mle import MLEAgent, MLEConfig
+from agents.reinforce import MaliGANAgent, ReinforceAgent, ReinforceConfig
 from textgym.data import TextData
 
-_SEQGAN_D = {"discriminator": "cnn", "d_pretrain_steps": 50, "d_steps": 5, "d_epochs": 3, "d_samples": 10_000, "d_lr": 1e-4}
+# SeqGAN's schedule, which the MaliGAN presets borrow: MLE 120 epochs, 50 D pretraining
+# rounds, 200 adversarial steps of 1 G update and 5 D rounds × 3 epochs over 10,000 + 10,000
+# sequences, CNN discriminator at lr 1e-4.
+_SEQGAN_SCHEDULE: Dict[str, Any] = dict(
+    mle_epochs=120, adv_steps=200, g_steps=1, batch_size=64, gen_lr=0.01, discriminator="cnn", d_pretrain_steps=50,
+    d_steps=5, d_epochs=3, d_samples=10_000, d_lr=1e-4,
+)
 
-AGENTS: Dict[str, Tuple[Type[Agent], Dict[str, Any]]] = {
-    "mle": (MLEAgent, {"mle_epochs": 120, "batch_size": 64, "mle_lr": 0.01}),
-    "seqgan": (ReinforceAgent, {
-        "mle_epochs": 120, "adv_steps": 200, "g_steps": 1, "batch_size": 64, "gen_lr": 0.01,
-        "reward": "mc", "transform": "prob", "n_rollouts": 16, "gamma": 1.0, "baseline": "none",
-        "rollout_rate": 0.8, "rollout_update": "mix", **_SEQGAN_D,
-    }),
-    "maligan": (MaliGANAgent, {
-        "mle_epochs": 120, "adv_steps": 200, "g_steps": 1, "batch_size": 64, "gen_lr": 0.01,
-        "reward": "terminal", "transform": "maligan", "gamma": 1.0, "baseline": "mean", **_SEQGAN_D,
-    }),
-    "maligan-mixed": (MixedMaliGANAgent, {
-        "mle_epochs": 120, "adv_steps": 200, "g_steps": 1, "batch_size": 64, "gen_lr": 0.01,
-        "mixed_K": 2, "mixed_every": 10, "mixed_m": 8, "baseline": "mean", **_SEQGAN_D,
-    }),
-    "scratchgan": (ReinforceAgent, {
-        "mle_epochs": 0, "adv_steps": 2000, "g_steps": 1, "batch_size": 512, "gen_lr": 9.59e-5, "adam_beta1": 0.5,
-        "reward": "dense", "transform": "centered_prob", "gamma": 0.23, "baseline": "ema", "baseline_decay": 0.08,
-        "discriminator": "rnn", "d_pretrain_steps": 0, "d_steps": 1, "d_epochs": 1, "d_samples": 512,
-        "d_batch_size": 512, "d_lr": 9.38e-3,
-    }),
-    "reinforce": (ReinforceAgent, {
-        "mle_epochs": 120, "adv_steps": 200, "g_steps": 1, "batch_size": 64, "gen_lr": 0.01,
-        "reward": "terminal", "transform": None, "gamma": 1.0, "baseline": "mean", **_SEQGAN_D,
-    }),
-    "maskgan": (ActorCriticAgent, {
-        "mle_epochs": 120, "adv_steps": 200, "g_steps": 1, "batch_size": 64, "gen_lr": 5e-4,
-        "gamma": 0.89, "adv_clip": 5.0, "critic_lr": 5e-3, "transform": "log",
-        "discriminator": "rnn", "d_pretrain_steps": 50, "d_steps": 5, "d_epochs": 3, "d_samples": 10_000, "d_lr": 1e-4,
-    }),
-}
+PRESETS: Dict[str, Preset] = {p.name: p for p in [
+    Preset("mle", MLEAgent, dict(mle_epochs=120, batch_size=64, mle_lr=0.01), SEQGAN,
+           "SeqGAN's generator pretraining on its own."),
+    Preset("seqgan", ReinforceAgent, dict(
+        **_SEQGAN_SCHEDULE, reward="mc", transform="prob", n_rollouts=16, gamma=1.0, baseline="none",
+        rollout_rate=0.8, rollout_update="mix"), SEQGAN,
+        "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline."),
+    Preset("maligan", MaliGANAgent, dict(
+        **_SEQGAN_SCHEDULE, reward="terminal", transform="maligan", gamma=1.0, baseline="mean"), MALIGAN,
+        "Algorithm 1. The paper gives no schedule for its sequence experiments: SeqGAN's is used."),
+    Preset("maligan-mixed", MixedMaliGANAgent, dict(
+        **_SEQGAN_SCHEDULE, mixed_K=2, mixed_every=10, mixed_m=8, baseline="mean"), MALIGAN,
+        "Algorithm 2 with K = 2, m = 8 completions per prefix; SeqGAN's schedule (the paper gives none)."),
+    Preset("scratchgan", ReinforceAgent, dict(
+        mle_epochs=0, adv_steps=2000, g_steps=1, batch_size=512, gen_lr=9.59e-5, adam_beta1=0.5, reward="dense",
+        transform="centered_prob", gamma=0.23, baseline="ema", baseline_decay=0.08, discriminator="rnn",
+        d_pretrain_steps=0, d_steps=1, d_epochs=1, d_samples=512, d_batch_size=512, d_lr=9.38e-3), SCRATCHGAN,
+        "No pretraining; one D update on each generator batch; reward 2 D(x_<=t) - 1, discount 0.23."),
+    Preset("reinforce", ReinforceAgent, dict(
+        **_SEQGAN_SCHEDULE, reward="terminal", transform=None, gamma=1.0, baseline="mean"), SEQGAN,
+        "Plain REINFORCE on the terminal D(Y) with a batch-mean baseline, in SeqGAN's schedule."),
+    Preset("maskgan", ActorCriticAgent, dict(
+        mle_epochs=120, adv_steps=200, g_steps=1, batch_size=64, gen_lr=5e-4, gamma=0.89, adv_clip=5.0,
+        critic_lr=5e-3, transform="log", discriminator="rnn", d_pretrain_steps=50, d_steps=5, d_epochs=3,
+        d_samples=10_000, d_lr=1e-4), MASKGAN,
+        "Unconditional: every token is generated (no in-filling mask); SeqGAN's D schedule."),
+]}
 
 
-def register(name: str, cls: Type[Any], preset: Optional[Dict[str, Any]] = None, *, overwrite: bool = False) -> None:
-    """Register an agent class (constructor ``cls(data, config, device, seed)``) under ``name``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"an agent name must be a non-empty string, got {name!r}")
-    if name in AGENTS and not overwrite:
-        raise ValueError(f"agent {name!r} is already registered (pass overwrite=True to replace it)")
-    AGENTS[name] = (cls, dict(preset or {}))
+def register(preset: Preset, *, overwrite: bool = False) -> None:
+    """Register a preset (an agent class with ``Config`` and constructor ``cls(data, config, device, seed)``)."""
+    if not isinstance(preset, Preset) or not preset.name:
+        raise ValueError(f"register takes a Preset with a non-empty name, got {preset!r}")
+    if preset.name in PRESETS and not overwrite:
+        raise ValueError(f"agent {preset.name!r} is already registered (pass overwrite=True to replace it)")
+    preset.config()  # refuses unknown keys and bad values now, not at the first run
+    PRESETS[preset.name] = preset
 
 
 def available() -> List[str]:
     """The registered agent names, sorted."""
-    return sorted(AGENTS)
+    return sorted(PRESETS)
 
 
-def preset(name: str) -> Dict[str, Any]:
-    """A copy of the preset config of a registered agent (class defaults fill the other keys)."""
-    _check_name(name)
-    return dict(AGENTS[name][1])
+def preset(name: str) -> Preset:
+    """The registered preset ``name`` (ValueError with the valid names otherwise)."""
+    if name not in PRESETS:
+        import difflib
 
-
-def _check_name(name: str) -> None:
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; valid: {available()}")
+        close = difflib.get_close_matches(name, PRESETS, n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown agent {name!r}{hint}; valid agents: {', '.join(available())}")
+    return PRESETS[name]
 
 
 def make(
     name: str,
     data: Union[str, TextData] = "oracle",
-    config: Optional[Dict[str, Any]] = None,
+    config: Union[None, Mapping[str, Any], Any] = None,
     device: Union[str, torch.device] = "cpu",
     seed: int = 0,
 ) -> Agent:
-    """Build a registered agent: its preset config overridden by ``config``.
+    """Build a registered agent: its preset's config updated by ``config``.
 
     Args:
         name: one of :func:`available`.
         data: ``"oracle"``, a path to a text file, or a TextData.
-        config: overrides of the preset (keys an agent does not read are ignored).
+        config: a dict of field overrides of the preset (unknown keys are refused), or a
+            complete config instance of the agent's ``Config`` class.
         device: where the agent's tensors live.
         seed: seeds every random draw of the agent.
 
     Raises:
-        ValueError: unknown name, or a config value the agent refuses.
+        ValueError: unknown name, unknown field, or a value the agent refuses
+            (:class:`agents.config.ConfigError` is a ValueError).
     """
-    _check_name(name)
-    cls, base = AGENTS[name]
-    agent = cls(data, {**base, **(config or {})}, device=device, seed=seed)
+    p = preset(name)
+    if config is None or isinstance(config, Mapping):
+        from agents.config import replace
+
+        cfg = replace(p.config(), **dict(config or {}))
+    else:
+        cfg = config
+    agent = p.agent(data, cfg, device=device, seed=seed)
     agent.name = name  # the registry name (several presets share a class)
     return agent
 
@@ -125,15 +140,16 @@ def _register_optional() -> None:
         from agents import sb3_agents
     except ImportError:  # the module or its dependencies are absent: those agents are not offered
         return
-    for name, cls_name in (("ppo", "PPOAgent"), ("a2c", "A2CAgent")):
-        cls = getattr(sb3_agents, cls_name, None)
-        if cls is not None and name not in AGENTS:
-            register(name, cls, {})
+    for p in (Preset("ppo", sb3_agents.PPOAgent, dict(learning_rate=3e-4), SB3, "PPO with SB3's defaults (lr 3e-4)."),
+              Preset("a2c", sb3_agents.A2CAgent, dict(learning_rate=7e-4), SB3, "A2C with SB3's defaults (lr 7e-4).")):
+        if p.name not in PRESETS:
+            register(p)
 
 
 _register_optional()
 
 __all__ = [
-    "AGENTS", "ActorCriticAgent", "Agent", "Generator", "MLEAgent", "MaliGANAgent", "MixedMaliGANAgent",
-    "ReinforceAgent", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
+    "PRESETS", "ActorCriticAgent", "ActorCriticConfig", "AdversarialConfig", "Agent", "ConfigError", "Generator",
+    "MLEAgent", "MLEConfig", "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
+    "ReinforceConfig", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
 ]

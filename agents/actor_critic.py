@@ -15,31 +15,22 @@ token is generated), per generator step with N = ``batch_size`` samples x ~ p_θ
     L_V(φ) =   Σ_{i,t<L_i} (R_{i,t} - V_{i,t})² / Σ_i L_i
     θ ← Adam_θ(∇L_G) (``gen_lr``),  φ ← Adam_φ(∇L_V) (``critic_lr``), both every step (joint).
 
-``reward_scorer="oracle"``: r_t = log p_oracle(x_t | x_<t), so R_0 (γ = 1) is the sequence's
+``discriminator="oracle"``: r_t = log p_oracle(x_t | x_<t), so R_0 (γ = 1) is the sequence's
 oracle log-likelihood.
 
-Config keys, on top of :mod:`agents.adversarial`'s keys (``adv_steps``, ``g_steps``,
-``gen_lr``, ``d_*``, ``discriminator``, ``reward_scorer``, ``temperature``, ``batch_size``...):
-
-================= ========= ==========================================================
-key               default   meaning
-================= ========= ==========================================================
-``gamma``         0.89      discount (MaskGAN's tuned ``rl_discount_rate`` 0.89)
-``adv_clip``      5.0       advantage clipping c (0: none)
-``critic_lr``     5e-3      Adam learning rate of the critic (MaskGAN's critic_learning_rate)
-``critic_hidden`` 64        hidden units of the critic's MLP
-``transform``     log       reward transform of the discriminator's prefix logits
-================= ========= ==========================================================
+The fields added to :mod:`agents.adversarial`'s are :class:`ActorCriticConfig`'s.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Optional
 
 import torch
 from torch import nn
 
-from agents.mle import NONNEG_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_FLOAT, Spec, check_finite, derive_seed, length_mask, masked_mean
-from agents.adversarial import AdversarialAgent, discounted_returns, resolve_transform
+from agents.adversarial import AdversarialAgent, AdversarialConfig, check_transform, discounted_returns, resolve_transform
+from agents.config import MASKGAN, at_least, nonnegative, param, positive, unit
+from agents.mle import check_finite, derive_seed, length_mask, masked_mean
 from textgym.rewards import DenseReward
 
 
@@ -56,49 +47,52 @@ class Critic(nn.Module):
         return self.net(h).squeeze(-1)
 
 
+@dataclass
+class ActorCriticConfig(AdversarialConfig):
+    """Fields of the MaskGAN-style actor-critic."""
+
+    discriminator: Any = param("rnn", "a discriminators registry name with per-prefix scores, 'oracle', or an object of "
+                                      "the Discriminator protocol", source=MASKGAN)
+    transform: Optional[str] = param("log", "reward transform of the discriminator's prefix logits (log: log D)",
+                                     check=check_transform, source=MASKGAN)
+    gamma: float = param(0.89, "discount (rl_discount_rate)", check=unit, source=MASKGAN)
+    adv_clip: float = param(5.0, "advantage clipping c (0: none)", check=nonnegative, source=MASKGAN)
+    critic_lr: float = param(5e-3, "Adam learning rate of the critic (critic_learning_rate)", check=positive,
+                             source=MASKGAN)
+    critic_hidden: int = param(64, "hidden units of the critic's MLP", check=at_least(1))
+
+
 class ActorCriticAgent(AdversarialAgent):
     """MaskGAN-style actor-critic (the update rule is in the module docstring)."""
 
     name = "maskgan"
-    DEFAULTS: ClassVar[Dict[str, Any]] = {
-        "discriminator": "rnn",
-        "transform": "log",
-        "gamma": 0.89,
-        "adv_clip": 5.0,
-        "critic_lr": 5e-3,
-        "critic_hidden": 64,
-    }
-    SPECS: ClassVar[Dict[str, Spec]] = {
-        "gamma": UNIT_FLOAT,
-        "adv_clip": NONNEG_FLOAT,
-        "critic_lr": POSITIVE_FLOAT,
-        "critic_hidden": POSITIVE_INT,
-    }
+    Config: ClassVar[type] = ActorCriticConfig
+    config: ActorCriticConfig
 
     def __init__(self, data, config=None, device="cpu", seed=0) -> None:
         super().__init__(data, config, device, seed)
         c = self.config
-        self.critic = Critic(c["hidden_dim"], c["critic_hidden"], seed=derive_seed(seed, "critic-init")).to(self.device)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c["critic_lr"])
+        self.critic = Critic(c.hidden_dim, c.critic_hidden, seed=derive_seed(seed, "critic-init")).to(self.device)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr)
 
     def check_scorer(self) -> None:
-        transform = "identity" if self.config["reward_scorer"] == "oracle" else resolve_transform(self.config["transform"])
+        transform = "identity" if self.config.oracle_reward else resolve_transform(self.config.transform)
         # DenseReward refuses scorers without per-prefix scores and bad transforms.
         self.reward = DenseReward(self.scorer, transform).bind(self.data.vocab_size, self.data.eos_id, self.data.pad_id)
 
     def generator_step(self) -> Dict[str, float]:
         gen, T, c = self._generator, self.data.max_length, self.config
-        tokens, lengths = gen.sample_with_lengths(int(c["batch_size"]), temperature=float(c["temperature"]), generator=self.sample_rng)
+        tokens, lengths = gen.sample_with_lengths(c.batch_size, temperature=c.temperature, generator=self.sample_rng)
         mask = length_mask(lengths, T)
         with torch.no_grad():
             r = self.reward.sequence_rewards(tokens, lengths)                  # r_t = log D(x_{≤t})
-            R = discounted_returns(r, lengths, float(c["gamma"]))             # R_t
+            R = discounted_returns(r, lengths, c.gamma)             # R_t
         logits, hidden = gen(tokens)
         lp = gen.token_log_probs(logits, tokens)                              # log p_θ(x_t | x_<t)
         V = self.critic(hidden.detach())                                      # V_φ(h_t)
         A = (R - V).detach()
-        if float(c["adv_clip"]) > 0:
-            A = A.clamp(-float(c["adv_clip"]), float(c["adv_clip"]))          # clip(R_t - V_t, -c, c)
+        if c.adv_clip > 0:
+            A = A.clamp(-c.adv_clip, c.adv_clip)          # clip(R_t - V_t, -c, c)
         g_loss = -masked_mean(A * lp, mask)
         v_loss = masked_mean((R - V) ** 2, mask)
         g_value = self.optimizer_step(self.gen_opt, g_loss, "g_loss")

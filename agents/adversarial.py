@@ -7,51 +7,28 @@ generator samples against real sequences, and checkpoints all of it. Subclasses 
 :meth:`AdversarialAgent.generator_step`: :mod:`agents.reinforce` (SeqGAN, MaliGAN, ScratchGAN,
 REINFORCE), :mod:`agents.maligan_mixed` and :mod:`agents.actor_critic` (MaskGAN-style).
 
-``reward_scorer="oracle"`` (oracle data only) replaces the discriminator by the oracle's
+``discriminator="oracle"`` (oracle data only) replaces the discriminator by the oracle's
 log-likelihood (the "perfect discriminator"; no discriminator is built or trained, the
-``transform`` key is ignored and the reward is the plain log-likelihood: mean per token for
+``transform`` field is ignored and the reward is the plain log-likelihood: mean per token for
 terminal and MC rewards, log p_oracle(x_t | x_<t) per token for dense rewards). For MaliGAN it
 is the optimal discriminator's logit log D*/(1 - D*) = log p_oracle(x) - log p_θ(x).
 
-Config keys read here, on top of :mod:`agents.mle`'s (defaults in ``DEFAULTS``, presets
-override them):
-
-====================== ============ ===========================================================
-key                    default      meaning
-====================== ============ ===========================================================
-``adv_steps``          200          adversarial steps (SeqGAN's TOTAL_BATCH)
-``g_steps``            1            generator PG steps per adversarial step
-``gen_lr``             0.01         Adam learning rate of adversarial generator updates
-``adam_beta1``         0.9          Adam β1 of the adversarial generator optimizer
-``batch_size``         64           sequences per PG step (and per MLE minibatch)
-``temperature``        1.0          sampling temperature of training samples and rollouts
-``discriminator``      cnn          a ``discriminators`` registry name, or an object of the
-                                    Discriminator protocol (trained if it is a torch module,
-                                    else used as a fixed scorer)
-``discriminator_options`` {}        keyword options of ``discriminators.make``
-``d_lr``               1e-4         discriminator learning rate (DiscriminatorTrainer)
-``d_batch_size``       64           discriminator minibatch size
-``d_steps``            5            per adversarial step: rounds of fresh negatives
-``d_epochs``           3            epochs over each round's real + fake set (trainer's ``k``)
-``d_samples``          10000        negatives (and as many real sequences) per round
-``d_pretrain_steps``   50           discriminator pretraining rounds (one per iteration)
-``reward_scorer``      discriminator ``discriminator`` or ``oracle`` (oracle data only)
-====================== ============ ===========================================================
+The fields are :class:`AdversarialConfig`'s, on top of :class:`agents.mle.MLEConfig`.
 
 Iterations: ``total_iterations = mle_epochs + d_pretrain_steps + adv_steps`` (the middle term
-is 0 with ``reward_scorer="oracle"``); ``train_iteration()`` reports ``phase`` = ``"mle"``,
+is 0 when no discriminator is trained); ``train_iteration()`` reports ``phase`` = ``"mle"``,
 ``"d_pretrain"`` or ``"adv"``. Non-finite losses raise FloatingPointError naming the quantity
 and the iteration.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from agents.mle import (
-    NONNEG_INT, POSITIVE_FLOAT, POSITIVE_INT, MLEAgent, Spec, check_finite, derive_seed, length_mask, one_of,
-)
+from agents.config import SEQGAN, SIZE, at_least, param, positive, unit_open
+from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed, length_mask
 from textgym import scorers
 from textgym.data import OracleData
 from textgym.oracle import _strip
@@ -112,9 +89,9 @@ class OracleRatioScorer:
 
 def maligan_scorer(agent: "AdversarialAgent") -> Any:
     """The scorer MaliGAN's weights r_D = D/(1-D) come from: the optimal discriminator
-    :class:`OracleRatioScorer` with ``reward_scorer="oracle"``, else the agent's own, which
+    :class:`OracleRatioScorer` with ``discriminator="oracle"``, else the agent's own, which
     must give logits of P(real) (ValueError otherwise)."""
-    if agent.config["reward_scorer"] == "oracle":
+    if agent.config.oracle_reward:
         return OracleRatioScorer(agent.data.oracle, agent._generator)
     if not getattr(agent.scorer, "is_probabilistic", True):
         raise ValueError(
@@ -124,59 +101,63 @@ def maligan_scorer(agent: "AdversarialAgent") -> Any:
     return agent.scorer
 
 
+def check_transform(v: Any) -> Optional[str]:
+    return None if v is None or v in TRANSFORMS or v in EXTRA_TRANSFORMS else \
+        f"None or one of {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}"
+
+
+@dataclass
+class AdversarialConfig(MLEConfig):
+    """Fields of the adversarial schedule and its discriminator (every adversarial agent)."""
+
+    adv_steps: int = param(200, "adversarial steps (TOTAL_BATCH)", kind=SIZE, check=at_least(0), source=SEQGAN)
+    g_steps: int = param(1, "generator updates per adversarial step", check=at_least(1), source=SEQGAN)
+    gen_lr: float = param(0.01, "Adam learning rate of adversarial generator updates", check=positive, source=SEQGAN)
+    adam_beta1: float = param(0.9, "Adam beta1 of the adversarial generator optimizer", check=unit_open)
+    temperature: float = param(1.0, "sampling temperature of training samples and rollouts", check=positive)
+    discriminator: Any = param("cnn", "a discriminators registry name, 'oracle' (the oracle's log-likelihood, oracle "
+                                      "data only), or an object of the Discriminator protocol", source=SEQGAN)
+    discriminator_options: Dict[str, Any] = param({}, "keyword options of discriminators.make")
+    d_lr: float = param(1e-4, "discriminator learning rate", check=positive, source=SEQGAN)
+    d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1), source=SEQGAN)
+    d_steps: int = param(5, "discriminator rounds of fresh negatives per adversarial step", kind=SIZE,
+                         check=at_least(0), source=SEQGAN)
+    d_epochs: int = param(3, "epochs over each round's real + fake set", kind=SIZE, check=at_least(1), source=SEQGAN)
+    d_samples: int = param(10_000, "negatives (and as many real sequences) per discriminator round", kind=SIZE,
+                           check=at_least(1), source=SEQGAN)
+    d_pretrain_steps: int = param(50, "discriminator pretraining rounds (one per iteration)", kind=SIZE,
+                                  check=at_least(0), source=SEQGAN)
+    transform: Optional[str] = param(None, "reward transform (textgym.rewards.TRANSFORMS or centered_prob); None: "
+                                           "the agent's own", check=check_transform)
+
+    @property
+    def oracle_reward(self) -> bool:
+        """True when the oracle's log-likelihood replaces the discriminator."""
+        return isinstance(self.discriminator, str) and self.discriminator == "oracle"
+
+
 class AdversarialAgent(MLEAgent):
     """MLE pretraining, discriminator pretraining, then adversarial steps.
 
     Subclasses implement :meth:`generator_step` (one generator update; returns stats).
     An adversarial step is ``g_steps`` generator steps followed by ``d_steps`` discriminator
-    rounds (skipped with ``reward_scorer="oracle"``).
+    rounds (skipped when no discriminator is trained).
     """
 
     name = "adversarial"
-    DEFAULTS: ClassVar[Dict[str, Any]] = {
-        "adv_steps": 200,
-        "g_steps": 1,
-        "gen_lr": 0.01,
-        "adam_beta1": 0.9,
-        "temperature": 1.0,
-        "discriminator": "cnn",
-        "discriminator_options": {},
-        "d_lr": 1e-4,
-        "d_batch_size": 64,
-        "d_steps": 5,
-        "d_epochs": 3,
-        "d_samples": 10_000,
-        "d_pretrain_steps": 50,
-        "reward_scorer": "discriminator",
-    }
-    SPECS: ClassVar[Dict[str, Spec]] = {
-        "adv_steps": NONNEG_INT,
-        "g_steps": POSITIVE_INT,
-        "gen_lr": POSITIVE_FLOAT,
-        "adam_beta1": ((int, float), lambda v: 0 <= v < 1, "a number in [0, 1)"),
-        "temperature": POSITIVE_FLOAT,
-        "discriminator_options": (dict, lambda v: True, "a dict of keyword options"),
-        "d_lr": POSITIVE_FLOAT,
-        "d_batch_size": POSITIVE_INT,
-        "d_steps": NONNEG_INT,
-        "d_epochs": POSITIVE_INT,
-        "d_samples": POSITIVE_INT,
-        "d_pretrain_steps": NONNEG_INT,
-        "reward_scorer": one_of("discriminator", "oracle"),
-        "transform": (object, lambda v: v is None or v in TRANSFORMS or v in EXTRA_TRANSFORMS,
-                      f"None or one of {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}"),
-    }
+    Config: ClassVar[type] = AdversarialConfig
+    config: AdversarialConfig
 
     def __init__(self, data, config=None, device="cpu", seed=0) -> None:
         super().__init__(data, config, device, seed)
         c = self.config
-        self.gen_opt = torch.optim.Adam(self._generator.parameters(), lr=c["gen_lr"], betas=(c["adam_beta1"], 0.999))
+        self.gen_opt = torch.optim.Adam(self._generator.parameters(), lr=c.gen_lr, betas=(c.adam_beta1, 0.999))
         self.discriminator: Any = None
         self.d_trainer: Any = None
-        if c["reward_scorer"] == "oracle":
+        if c.oracle_reward:
             if not isinstance(self.data, OracleData):
                 raise ValueError(
-                    f"reward_scorer='oracle' needs the synthetic oracle data (data='oracle'), not {self.data.name!r}"
+                    f"discriminator='oracle' needs the synthetic oracle data (data='oracle'), not {self.data.name!r}"
                 )
             self.scorer: Any = scorers.OracleScorer(self.data.oracle)
         else:
@@ -188,7 +169,7 @@ class AdversarialAgent(MLEAgent):
 
     # ------------------------------------------------------------------ discriminator
     def _build_discriminator(self) -> Any:
-        d = self.config["discriminator"]
+        d = self.config.discriminator
         if not isinstance(d, str):
             return d  # an object of the Discriminator protocol
         import discriminators
@@ -196,7 +177,7 @@ class AdversarialAgent(MLEAgent):
         with torch.random.fork_rng(devices=[]):  # a seeded initialization that leaves the global RNG alone
             torch.manual_seed(derive_seed(self.seed, "discriminator-init"))
             disc = discriminators.make(
-                d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config["discriminator_options"]
+                d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config.discriminator_options
             )
         return disc.to(self.device)
 
@@ -207,7 +188,7 @@ class AdversarialAgent(MLEAgent):
         import discriminators
 
         return discriminators.DiscriminatorTrainer(
-            disc, lr=self.config["d_lr"], batch_size=self.config["d_batch_size"], seed=self._d_seed()
+            disc, lr=self.config.d_lr, batch_size=self.config.d_batch_size, seed=self._d_seed()
         )
 
     def _d_seed(self) -> int:
@@ -238,7 +219,7 @@ class AdversarialAgent(MLEAgent):
 
     def discriminator_round(self) -> Dict[str, float]:
         """One round: ``d_samples`` fresh negatives and as many real sequences, ``d_epochs`` epochs."""
-        n = int(self.config["d_samples"])
+        n = self.config.d_samples
         fake, fake_len = self.fake_batch(n)
         real, real_len = self.real_batch(n)
         # Dropout inside the discriminator draws from the global RNG: fork it and seed it from
@@ -247,18 +228,18 @@ class AdversarialAgent(MLEAgent):
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            out = self.d_trainer.step(real, real_len, fake, fake_len, k=int(self.config["d_epochs"]))
+            out = self.d_trainer.step(real, real_len, fake, fake_len, k=self.config.d_epochs)
         return {f"d_{k}": check_finite(torch.as_tensor(float(out[k])), f"d_{k}", self.iteration)
                 for k in ("loss", "acc_real", "acc_fake") if k in out}
 
     # ------------------------------------------------------------------ schedule
     @property
     def n_mle(self) -> int:
-        return int(self.config["mle_epochs"])
+        return self.config.mle_epochs
 
     @property
     def n_d_pretrain(self) -> int:
-        return int(self.config["d_pretrain_steps"]) if self.trains_discriminator else 0
+        return self.config.d_pretrain_steps if self.trains_discriminator else 0
 
     @property
     def adv_start(self) -> int:
@@ -267,8 +248,8 @@ class AdversarialAgent(MLEAgent):
 
     @property
     def total_iterations(self) -> int:
-        """``mle_epochs + d_pretrain_steps + adv_steps`` (no D pretraining in oracle mode)."""
-        return self.adv_start + int(self.config["adv_steps"])
+        """``mle_epochs + d_pretrain_steps + adv_steps`` (no D pretraining without a trained discriminator)."""
+        return self.adv_start + self.config.adv_steps
 
     def phase(self) -> str:
         if self.iteration < self.n_mle:
@@ -289,10 +270,10 @@ class AdversarialAgent(MLEAgent):
         return {"phase": phase, **stats}
 
     def adversarial_step(self) -> Dict[str, float]:
-        g_stats: List[Dict[str, float]] = [self.generator_step() for _ in range(int(self.config["g_steps"]))]
+        g_stats: List[Dict[str, float]] = [self.generator_step() for _ in range(self.config.g_steps)]
         stats = {k: sum(s[k] for s in g_stats) / len(g_stats) for k in g_stats[0]}
         if self.trains_discriminator:
-            for _ in range(int(self.config["d_steps"])):
+            for _ in range(self.config.d_steps):
                 stats.update(self.discriminator_round())  # d_loss, d_acc_real, d_acc_fake of the last round
         return stats
 
@@ -318,3 +299,16 @@ class AdversarialAgent(MLEAgent):
             self.discriminator.load_state_dict(state["discriminator"])
         if "d_trainer" in state and self.d_trainer is not None:
             self.d_trainer.load_state_dict(state["d_trainer"])
+
+    def _warm_start_part(self, state: Dict[str, Any], part: str) -> None:
+        if part != "discriminator":
+            super()._warm_start_part(state, part)
+            return
+        if self.discriminator is None or not hasattr(self.discriminator, "load_state_dict"):
+            raise ValueError(f"agent {self.name!r} trains no discriminator module to warm start")
+        if "discriminator" not in state:
+            raise ValueError("the source run has no trained discriminator")
+        try:
+            self.discriminator.load_state_dict(state["discriminator"])
+        except RuntimeError as exc:
+            raise ValueError(f"the source run's discriminator does not fit this one: {str(exc).splitlines()[0]}") from None

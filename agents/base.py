@@ -1,15 +1,15 @@
 """The interface between training algorithms and ``train.py``.
 
-``train.py`` builds an agent with ``agents.make(name, data, config, device=..., seed=...)``
-and drives it one iteration at a time; it owns the progress bar, evaluation, logging,
-checkpoints and ``--resume``. An agent owns its generator, optimizers, discriminator and
+The driver (:func:`agents.driver.train`, behind ``train.py`` and the benchmarks) builds an agent
+with ``agents.make(name, data, config, device=..., seed=...)`` and drives it one iteration at a
+time; it owns the progress bar, evaluation, logging, checkpoints, ``--resume`` and warm starts. An agent owns its generator, optimizers, discriminator and
 random state, all of which go into ``state_dict()`` so that a resumed run continues
 bit-for-bit on CPU.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict
+from typing import Any, ClassVar, Dict, Sequence
 
 import torch
 
@@ -21,16 +21,17 @@ class Agent(ABC):
 
     Args:
         data: the training data (``TextData``: vocab_size, max_length, eos_id, train/test tensors).
-        config: a dict of hyperparameters (the budget preset merged with CLI overrides);
-            each agent documents the keys it reads and ignores the others.
+        config: the agent's typed config (an instance of its ``Config`` dataclass, see
+            :mod:`agents.config`).
         device: where all tensors live.
         seed: seeds every random draw of the agent (torch.Generator objects, not global state).
     """
 
     name: str = "base"
+    Config: ClassVar[type]
 
-    def __init__(self, data: TextData, config: Dict[str, Any], device: torch.device, seed: int) -> None:
-        self.data, self.config, self.device, self.seed = data, dict(config), torch.device(device), seed
+    def __init__(self, data: TextData, config: Any, device: torch.device | str, seed: int) -> None:
+        self.data, self.config, self.device, self.seed = data, config, torch.device(device), seed
         self.iteration = 0
 
     @property
@@ -54,3 +55,11 @@ class Agent(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: Dict[str, Any]) -> None: ...
+
+    def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
+        """Take ``parts`` (``"generator"``, ``"discriminator"``) of another run's ``state_dict()``.
+
+        Only weights are taken: optimizers, random streams and the iteration count stay this
+        agent's own. ValueError when a part is missing or its shapes differ.
+        """
+        raise ValueError(f"agent {self.name!r} cannot be warm started")

@@ -271,6 +271,11 @@ class RolloutCopy:
         self.updates = 0
 
     @torch.no_grad()
+    def sync(self, generator: Generator) -> None:
+        """β ← θ (SeqGAN's Algorithm 1, line 3: after pretraining, before the first adversarial step)."""
+        self.policy.load_state_dict(generator.state_dict())
+
+    @torch.no_grad()
     def update(self, generator: Generator) -> None:
         """Apply the rule once with the current generator parameters θ."""
         self.updates += 1

@@ -3,26 +3,19 @@
 :class:`MixedMaliGANAgent` clamps the first N tokens of real sequences, samples m completions
 of each prefix, takes the MLE gradient on the clamped part and the MaliGAN gradient
 (normalized over the m samples of a prefix) on the rest, and lowers N from T by K during
-training (:func:`clamp_length`). The schedule and discriminator are :mod:`agents.adversarial`'s.
-Config keys read here, on top of those:
-
-====================== ============ ===========================================================
-key                    default      meaning
-====================== ============ ===========================================================
-``mixed_K``            2            maligan-mixed: N decreases by K ...
-``mixed_every``        10           ... every ``mixed_every`` adversarial iterations
-``mixed_m``            8            maligan-mixed: completions per real prefix
-====================== ============ ===========================================================
-``baseline`` (``none`` or ``mean``, default ``mean``) is b below.
+training (:func:`clamp_length`). The schedule and discriminator are :mod:`agents.adversarial`'s;
+the fields added here are :class:`MixedMaliGANConfig`'s.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict
+from dataclasses import dataclass
+from typing import ClassVar, Dict, Literal
 
 import torch
 
-from agents.adversarial import AdversarialAgent, maligan_scorer
-from agents.mle import POSITIVE_INT, Spec, length_mask, one_of
+from agents.adversarial import AdversarialAgent, AdversarialConfig, maligan_scorer
+from agents.config import MALIGAN, at_least, param
+from agents.mle import length_mask
 from textgym import scorers
 from textgym.rewards import finish_sequences, maligan_weights
 
@@ -36,6 +29,18 @@ def clamp_length(iteration: int, T: int, K: int, every: int) -> int:
     if iteration < 0 or T < 0 or K < 1 or every < 1:
         raise ValueError(f"clamp_length needs iteration >= 0, T >= 0, K >= 1, every >= 1; got {iteration}, {T}, {K}, {every}")
     return max(0, T - K * (iteration // every))
+
+
+@dataclass
+class MixedMaliGANConfig(AdversarialConfig):
+    """Fields of MaliGAN's Algorithm 2 (the clamp schedule and the samples per real prefix)."""
+
+    mixed_K: int = param(2, "N (clamped real tokens) decreases by K ...", check=at_least(1), source=MALIGAN)
+    mixed_every: int = param(10, "... every this many adversarial steps (scaled with adv_steps under a budget)",
+                             check=at_least(1), scale_with="adv_steps")
+    mixed_m: int = param(8, "generator completions per real prefix", check=at_least(1), source=MALIGAN)
+    baseline: Literal["none", "mean"] = param("mean", "b: none (0) or the mean weight of a prefix's group (1)",
+                                              source=MALIGAN)
 
 
 class MixedMaliGANAgent(AdversarialAgent):
@@ -65,13 +70,8 @@ class MixedMaliGANAgent(AdversarialAgent):
     """
 
     name = "maligan-mixed"
-    DEFAULTS: ClassVar[Dict[str, Any]] = {"mixed_K": 2, "mixed_every": 10, "mixed_m": 8, "baseline": "mean"}
-    SPECS: ClassVar[Dict[str, Spec]] = {
-        "mixed_K": POSITIVE_INT,
-        "mixed_every": POSITIVE_INT,
-        "mixed_m": POSITIVE_INT,
-        "baseline": one_of("none", "mean"),
-    }
+    Config: ClassVar[type] = MixedMaliGANConfig
+    config: MixedMaliGANConfig
 
     def check_scorer(self) -> None:
         self.scorer = maligan_scorer(self)
@@ -79,7 +79,7 @@ class MixedMaliGANAgent(AdversarialAgent):
     def clamp_length(self) -> int:
         """N for the current iteration (adversarial iterations count from 0)."""
         c = self.config
-        return clamp_length(max(0, self.iteration - self.adv_start), self.data.max_length, c["mixed_K"], c["mixed_every"])
+        return clamp_length(max(0, self.iteration - self.adv_start), self.data.max_length, c.mixed_K, c.mixed_every)
 
     @torch.no_grad()
     def mixed_batch(self, real: torch.Tensor, real_lengths: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -88,16 +88,16 @@ class MixedMaliGANAgent(AdversarialAgent):
         real (B, T), real_lengths (B,) -> tokens (B·m, T) (row i·m + j: prefix i, sample j;
         padded after EOS), lengths (B·m,), clamped (B·m, T) bool (True on the real tokens).
         """
-        m = int(self.config["mixed_m"])
+        m = self.config.mixed_m
         rows = real.repeat_interleave(m, dim=0)
         plen = real_lengths.repeat_interleave(m).clamp(max=N)
-        full = self._generator.rollout(rows, plen, temperature=float(self.config["temperature"]), generator=self.sample_rng)
+        full = self._generator.rollout(rows, plen, temperature=self.config.temperature, generator=self.sample_rng)
         tokens, lengths = finish_sequences(full, self.data.eos_id, self.data.pad_id)
         return tokens, lengths, length_mask(plen, real.shape[1])
 
     def generator_step(self) -> Dict[str, float]:
         gen, T = self._generator, self.data.max_length
-        B, m = int(self.config["batch_size"]), int(self.config["mixed_m"])
+        B, m = self.config.batch_size, self.config.mixed_m
         N = self.clamp_length()
         real, real_len = self.real_batch(B)
         if N >= T:  # nothing generated: MLE on the real batch
@@ -109,7 +109,7 @@ class MixedMaliGANAgent(AdversarialAgent):
         mle_part, gen_part = clamped & valid, ~clamped & valid
         logits = scorers.score(self.scorer, tokens, lengths).to(self.device).view(B, m)
         w = torch.stack([maligan_weights(row) for row in logits])          # (B, m), each row mean 1
-        b = w.mean(1, keepdim=True) if self.config["baseline"] == "mean" else torch.zeros_like(w[:, :1])
+        b = w.mean(1, keepdim=True) if self.config.baseline == "mean" else torch.zeros_like(w[:, :1])
         adv = (w - b).reshape(B * m)                                        # w_ij - b
         lp = gen.log_probs(tokens)                                          # (B·m, T)
         mle_sum = (lp * mle_part).sum()

@@ -7,21 +7,8 @@ Update rule (one step on a minibatch B of real sequences x with lengths L_i):
 
 One iteration is one epoch over ``data.train`` in a fresh seeded shuffle (SeqGAN's
 pretraining: batch 64, Adam lr 0.01, grad clip 5.0). :class:`MLEAgent` is also the base of
-the adversarial agents, which start with ``mle_epochs`` of it.
-
-Config keys (defaults in ``MLEAgent.DEFAULTS``):
-
-=============== ======== =============================================================
-key             default  meaning
-=============== ======== =============================================================
-``mle_epochs``  120      MLE epochs (SeqGAN's ``PRE_EPOCH_NUM``); the agent's iterations
-``batch_size``  64       sequences per minibatch
-``mle_lr``      0.01     Adam learning rate of MLE
-``grad_clip``   5.0      global gradient-norm clip of generator updates (0: none)
-``emb_dim``     32       generator embedding size
-``hidden_dim``  32       generator LSTM size
-``init``        seqgan   ``seqgan`` (all parameters ~ N(0, 0.1)) or ``default`` (PyTorch)
-=============== ======== =============================================================
+the adversarial agents, which start with ``mle_epochs`` of it. The fields, their defaults and
+help are :class:`MLEConfig`'s.
 
 Stats of an iteration: ``phase="mle"``, ``g_loss`` and ``nll_train`` (the epoch's mean
 teacher-forced NLL per token on the training set; the same number).
@@ -29,29 +16,16 @@ teacher-forced NLL per token on the training set; the same number).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar, Dict, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Literal, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from agents.base import Agent
-from agents.generator import INITS, Generator
+from agents.config import RECIPE, SEQGAN, SIZE, at_least, nonnegative, param, positive, replace
+from agents.generator import Generator
 from textgym.data import TextData, resolve_data
-
-# (type(s), predicate, what is accepted) per config key; subclasses extend this table.
-Spec = Tuple[Union[type, Tuple[type, ...]], Callable[[Any], bool], str]
-
-
-POSITIVE_INT: Spec = (int, lambda v: v >= 1, "an integer >= 1")
-NONNEG_INT: Spec = (int, lambda v: v >= 0, "an integer >= 0")
-POSITIVE_FLOAT: Spec = ((int, float), lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
-NONNEG_FLOAT: Spec = ((int, float), lambda v: v >= 0 and math.isfinite(v), "a finite number >= 0")
-UNIT_FLOAT: Spec = ((int, float), lambda v: 0 <= v <= 1, "a number in [0, 1]")
-
-
-def one_of(*choices: Any) -> Spec:
-    return (object, lambda v: v in choices, f"one of {list(choices)}")
-
 
 def derive_seed(seed: int, stream: str) -> int:
     """An independent 63-bit seed for the named random stream of an agent seeded with ``seed``."""
@@ -77,74 +51,60 @@ def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.arange(T, device=lengths.device) < lengths[:, None]
 
 
+@dataclass
+class MLEConfig:
+    """Fields of :class:`MLEAgent` (and the MLE phase of every adversarial agent)."""
+
+    mle_epochs: int = param(120, "MLE (pre)training epochs (PRE_EPOCH_NUM)", kind=SIZE, check=at_least(0), source=SEQGAN)
+    batch_size: int = param(64, "sequences per minibatch (MLE and generator updates)", kind=RECIPE, check=at_least(1),
+                            source=SEQGAN)
+    mle_lr: float = param(0.01, "Adam learning rate of MLE", check=positive, source=SEQGAN)
+    grad_clip: float = param(5.0, "global gradient-norm clip of generator updates (0: none)", check=nonnegative,
+                             source=SEQGAN)
+    emb_dim: int = param(32, "generator embedding size", check=at_least(1), source=SEQGAN)
+    hidden_dim: int = param(32, "generator LSTM size", check=at_least(1), source=SEQGAN)
+    init: Literal["seqgan", "default"] = param("seqgan", "generator init: seqgan (all parameters ~ N(0, 0.1)) or "
+                                                         "default (PyTorch's)", source=SEQGAN)
+
+
 class MLEAgent(Agent):
-    """Teacher-forced maximum likelihood (see the module docstring for the update and config)."""
+    """Teacher-forced maximum likelihood (see the module docstring for the update)."""
 
     name = "mle"
-    DEFAULTS: ClassVar[Dict[str, Any]] = {
-        "mle_epochs": 120,
-        "batch_size": 64,
-        "mle_lr": 0.01,
-        "grad_clip": 5.0,
-        "emb_dim": 32,
-        "hidden_dim": 32,
-        "init": "seqgan",
-    }
-    SPECS: ClassVar[Dict[str, Spec]] = {
-        "mle_epochs": NONNEG_INT,
-        "batch_size": POSITIVE_INT,
-        "mle_lr": POSITIVE_FLOAT,
-        "grad_clip": NONNEG_FLOAT,
-        "emb_dim": POSITIVE_INT,
-        "hidden_dim": POSITIVE_INT,
-        "init": one_of(*INITS),
-    }
+    Config: ClassVar[type] = MLEConfig
+    config: MLEConfig
 
     def __init__(
         self,
         data: Union[str, TextData],
-        config: Optional[Dict[str, Any]] = None,
+        config: Optional[Any] = None,
         device: Union[str, torch.device] = "cpu",
         seed: int = 0,
     ) -> None:
         if not isinstance(data, TextData):
             data = resolve_data(data)
-        defaults: Dict[str, Any] = {}
-        for cls in reversed(type(self).__mro__):  # base defaults first, subclasses override
-            defaults.update(getattr(cls, "DEFAULTS", {}))
-        super().__init__(data, {**defaults, **(config or {})}, device, seed)
-        self.validate_config()
+        super().__init__(data, self.make_config(config), device, seed)
         c = self.config
         self._generator = Generator(
-            data.vocab_size, data.max_length, eos_id=data.eos_id, emb_dim=c["emb_dim"],
-            hidden_dim=c["hidden_dim"], init=c["init"], seed=derive_seed(seed, "generator-init"),
+            data.vocab_size, data.max_length, eos_id=data.eos_id, emb_dim=c.emb_dim,
+            hidden_dim=c.hidden_dim, init=c.init, seed=derive_seed(seed, "generator-init"),
         ).to(self.device)
         # Every random draw comes from these generators (never the global RNG).
         self.sample_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sample"))
         self.data_rng = torch.Generator().manual_seed(derive_seed(seed, "data"))
-        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c["mle_lr"])
+        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c.mle_lr)
         self.train_tokens = data.train.to(self.device)
         self.train_lengths = data.train_lengths.to(self.device)
 
-    # ------------------------------------------------------------------ config
     @classmethod
-    def specs(cls) -> Dict[str, Spec]:
-        out: Dict[str, Spec] = {}
-        for k in reversed(cls.__mro__):
-            out.update(getattr(k, "SPECS", {}))
-        return out
-
-    def validate_config(self) -> None:
-        """ValueError for a known key with a bad value (unknown keys are ignored: budgets are shared)."""
-        for key, (types, ok, accepted) in self.specs().items():
-            if key not in self.config:
-                continue
-            v = self.config[key]
-            if types is int and isinstance(v, float) and v.is_integer():
-                v = self.config[key] = int(v)
-            bad_type = types is not object and (not isinstance(v, types) or isinstance(v, bool))
-            if bad_type or not ok(v):
-                raise ValueError(f"config[{key!r}] = {v!r} is invalid for agent {self.name!r}: expected {accepted}")
+    def make_config(cls, config: Optional[Any]) -> Any:
+        """An instance of ``cls.Config``: as given, or the class defaults updated by a dict
+        (unknown keys and bad values raise ConfigError naming the field)."""
+        if isinstance(config, cls.Config):
+            return replace(config)
+        if config is not None and not isinstance(config, dict):
+            raise TypeError(f"config must be a {cls.Config.__name__} or a dict, got {type(config).__name__}")
+        return replace(cls.Config(), **(config or {}))
 
     # ------------------------------------------------------------------ the Agent interface
     @property
@@ -154,7 +114,7 @@ class MLEAgent(Agent):
     @property
     def total_iterations(self) -> int:
         """``mle_epochs``: one iteration is one epoch."""
-        return int(self.config["mle_epochs"])
+        return int(self.config.mle_epochs)
 
     def train_iteration(self) -> Dict[str, Any]:
         stats = {"phase": "mle", **self.mle_epoch()}
@@ -172,7 +132,7 @@ class MLEAgent(Agent):
         value = check_finite(loss.detach(), name, self.iteration)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        clip = float(self.config.get("grad_clip", 0.0))
+        clip = self.config.grad_clip
         params = [p for g in opt.param_groups for p in g["params"]]
         if clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, clip)
@@ -183,7 +143,7 @@ class MLEAgent(Agent):
     def mle_epoch(self) -> Dict[str, float]:
         """One epoch of teacher forcing over ``data.train`` in a seeded shuffle."""
         self._generator.train()
-        n, bs = self.train_tokens.shape[0], int(self.config["batch_size"])
+        n, bs = self.train_tokens.shape[0], self.config.batch_size
         perm = torch.randperm(n, generator=self.data_rng).to(self.device)
         total, count = 0.0, 0
         for i in range(0, n, bs):
@@ -201,7 +161,6 @@ class MLEAgent(Agent):
         return {
             "agent": self.name,
             "iteration": self.iteration,
-            "config": dict(self.config),
             "generator": self._generator.state_dict(),
             "mle_opt": self.mle_opt.state_dict(),
             "sample_rng": self.sample_rng.get_state(),
@@ -216,3 +175,19 @@ class MLEAgent(Agent):
         self.mle_opt.load_state_dict(state["mle_opt"])
         self.sample_rng.set_state(state["sample_rng"])
         self.data_rng.set_state(state["data_rng"])
+
+    def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
+        for part in parts:
+            if part != "generator":
+                self._warm_start_part(state, part)
+                continue
+            if "generator" not in state:
+                raise ValueError(f"the source run (agent {state.get('agent')!r}) has no LSTM generator to start from")
+            try:
+                self._generator.load_state_dict(state["generator"])
+            except RuntimeError as exc:
+                raise ValueError(f"the source run's generator does not fit this one (vocabulary, emb_dim or "
+                                 f"hidden_dim differ): {str(exc).splitlines()[0]}") from None
+
+    def _warm_start_part(self, state: Dict[str, Any], part: str) -> None:
+        raise ValueError(f"agent {self.name!r} has no {part} to warm start")

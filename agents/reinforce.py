@@ -16,7 +16,7 @@ there is one implementation of each reward mode, and takes one policy-gradient s
     L(θ)     = - Σ_{i,t<L_i} A_{i,t} log p_θ(x_{i,t} | x_{i,<t}) / Σ_i L_i
     θ ← Adam(θ, ∇L(θ)), gradient norm clipped to ``grad_clip``
 
-Presets (``agents.AGENTS``) and what they mean:
+Presets (``agents.PRESETS``) and what they mean:
 
 - ``seqgan`` (Yu et al. 2017): MLE pretraining, D pretraining, then per adversarial step
   ``g_steps`` PG steps with MC rewards (16 rollouts by the delayed rollout policy β,
@@ -33,34 +33,20 @@ Presets (``agents.AGENTS``) and what they mean:
   γ = 0.23, EMA baseline (decay 0.08), batch 512, Adam β1 = 0.5, no pretraining.
 - ``reinforce``: plain REINFORCE with a terminal reward and a batch-mean baseline.
 
-The schedule (MLE, discriminator pretraining, adversarial steps), the discriminator, the
-``reward_scorer="oracle"`` mode and their config keys are :mod:`agents.adversarial`'s. Config
-keys read here (defaults in ``ReinforceAgent.DEFAULTS``, presets override them):
-
-====================== ============ ===========================================================
-key                    default      meaning
-====================== ============ ===========================================================
-``reward``             mc           ``mc``, ``terminal`` or ``dense``
-``transform``          None         reward transform name (``textgym.rewards.TRANSFORMS`` or
-                                    ``centered_prob``); None: ``prob`` for probabilistic scorers
-``n_rollouts``         16           MC completions per prefix
-``gamma``              1.0          discount of dense/terminal returns
-``baseline``           none         ``none``, ``mean`` or ``ema``
-``baseline_decay``     0.9          EMA decay d
-``rollout_rate``       0.8          β ← rate·β + (1-rate)·θ
-``rollout_update``     mix          ``mix`` or ``hard`` (β ← θ every ``rollout_every`` updates)
-``rollout_every``      1            see above
-====================== ============ ===========================================================
+The schedule (MLE, discriminator pretraining, adversarial steps) and the discriminator are
+:mod:`agents.adversarial`'s; the fields added here are :class:`ReinforceConfig`'s.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Literal, Optional
 
 import torch
 
-from agents.adversarial import AdversarialAgent, discounted_returns, maligan_scorer, resolve_transform
+from agents.adversarial import AdversarialAgent, AdversarialConfig, discounted_returns, maligan_scorer, resolve_transform
+from agents.config import SCRATCHGAN, SEQGAN, SIZE, at_least, param, unit
 from agents.generator import RolloutCopy
-from agents.mle import POSITIVE_INT, UNIT_FLOAT, Spec, check_finite, length_mask, masked_mean, one_of
+from agents.mle import check_finite, length_mask, masked_mean
 from textgym import scorers
 from textgym.rewards import make_reward
 
@@ -72,54 +58,54 @@ def terminal_rewards(final: torch.Tensor, lengths: torch.Tensor, T: int) -> torc
 
 
 # ---------------------------------------------------------------------- REINFORCE (SeqGAN, ScratchGAN)
+@dataclass
+class ReinforceConfig(AdversarialConfig):
+    """Fields of the REINFORCE family (SeqGAN, MaliGAN-basic, ScratchGAN, plain REINFORCE)."""
+
+    reward: Literal["mc", "terminal", "dense"] = param("mc", "reward mode: mc (SeqGAN's rollouts), terminal or dense",
+                                                      source=SEQGAN)
+    n_rollouts: int = param(16, "Monte-Carlo completions per prefix (reward='mc')", kind=SIZE, check=at_least(1),
+                            source=SEQGAN)
+    gamma: float = param(1.0, "discount of dense and terminal returns", check=unit)
+    baseline: Literal["none", "mean", "ema"] = param("none", "baseline b: none, the batch mean of R, or an EMA of it",
+                                                      source=SEQGAN)
+    baseline_decay: float = param(0.9, "EMA decay d of baseline='ema' (b <- d b + (1 - d) mean R)", check=unit)
+    rollout_rate: float = param(0.8, "delayed rollout policy: beta <- rate beta + (1 - rate) theta", check=unit,
+                                source=SEQGAN)
+    rollout_update: Literal["mix", "hard"] = param("mix", "rollout policy rule: mix (above) or hard (beta <- theta "
+                                                          "every rollout_every updates)", source=SEQGAN)
+    rollout_every: int = param(1, "period of rollout_update='hard'", check=at_least(1))
+
+
 class ReinforceAgent(AdversarialAgent):
     """REINFORCE with MC, dense or terminal rewards (the update rule is in the module docstring)."""
 
     name = "reinforce"
-    DEFAULTS: ClassVar[Dict[str, Any]] = {
-        "reward": "mc",
-        "transform": None,
-        "n_rollouts": 16,
-        "gamma": 1.0,
-        "baseline": "none",
-        "baseline_decay": 0.9,
-        "rollout_rate": 0.8,
-        "rollout_update": "mix",
-        "rollout_every": 1,
-    }
-    SPECS: ClassVar[Dict[str, Spec]] = {
-        "reward": one_of("mc", "terminal", "dense"),
-        "n_rollouts": POSITIVE_INT,
-        "gamma": UNIT_FLOAT,
-        "baseline": one_of("none", "mean", "ema"),
-        "baseline_decay": UNIT_FLOAT,
-        "rollout_rate": UNIT_FLOAT,
-        "rollout_update": one_of(*RolloutCopy.RULES),
-        "rollout_every": POSITIVE_INT,
-    }
+    Config: ClassVar[type] = ReinforceConfig
+    config: ReinforceConfig
 
     def __init__(self, data, config=None, device="cpu", seed=0) -> None:
         super().__init__(data, config, device, seed)
         c = self.config
         self.ema_baseline = 0.0
         self.rollout_copy: Optional[RolloutCopy] = None
-        if c["reward"] == "mc":
-            self.rollout_copy = RolloutCopy(self._generator, c["rollout_rate"], c["rollout_update"], c["rollout_every"])
+        if c.reward == "mc":
+            self.rollout_copy = RolloutCopy(self._generator, c.rollout_rate, c.rollout_update, c.rollout_every)
 
     def reward_transform(self) -> Any:
         """The transform applied to scorer outputs (identity in oracle mode)."""
-        if self.config["reward_scorer"] == "oracle":
+        if self.config.oracle_reward:
             return "identity"
-        return resolve_transform(self.config["transform"])
+        return resolve_transform(self.config.transform)
 
     def check_scorer(self) -> None:
         c = self.config
         kwargs = {}
-        if c["reward"] == "mc":
-            kwargs = {"n_rollouts": c["n_rollouts"], "temperature": c["temperature"]}
+        if c.reward == "mc":
+            kwargs = {"n_rollouts": c.n_rollouts, "temperature": c.temperature}
         # textgym refuses bad combinations (a probability transform on a plain score, dense
         # rewards without per-prefix scores, a batch transform outside terminal rewards).
-        self.reward = make_reward(c["reward"], self.scorer, self.reward_transform(), **kwargs)
+        self.reward = make_reward(c.reward, self.scorer, self.reward_transform(), **kwargs)
         self.reward.bind(self.data.vocab_size, self.data.eos_id, self.data.pad_id)
 
     # ------------------------------------------------------------------ returns and baseline
@@ -127,7 +113,7 @@ class ReinforceAgent(AdversarialAgent):
     def returns(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """R (N, T) of finished sequences, 0 beyond each length (see the module docstring)."""
         T = tokens.shape[1]
-        mode = self.config["reward"]
+        mode = self.config.reward
         if mode == "mc":
             self.reward.set_rollout_policy(self.rollout_copy)
             return self.reward.sequence_rewards(tokens, lengths, generator=self.sample_rng)
@@ -136,25 +122,30 @@ class ReinforceAgent(AdversarialAgent):
         else:
             final = self.reward.transform(scorers.score(self.reward.scorer, tokens, lengths).to(tokens.device))
             r = terminal_rewards(final, lengths, T)
-        return discounted_returns(r, lengths, float(self.config["gamma"]))
+        return discounted_returns(r, lengths, self.config.gamma)
 
     def baseline(self, returns: torch.Tensor, mask: torch.Tensor) -> float:
         """b for this batch: 0, the batch mean of R, or the EMA updated with it first."""
-        kind = self.config["baseline"]
+        kind = self.config.baseline
         if kind == "none":
             return 0.0
         mean = float(masked_mean(returns, mask))
         if kind == "mean":
             return mean
-        d = float(self.config["baseline_decay"])
+        d = self.config.baseline_decay
         self.ema_baseline = d * self.ema_baseline + (1.0 - d) * mean
         return self.ema_baseline
 
     # ------------------------------------------------------------------ one update
+    def adversarial_step(self) -> Dict[str, float]:
+        if self.rollout_copy is not None and self.iteration == self.adv_start:
+            self.rollout_copy.sync(self._generator)             # Algorithm 1, line 3: β ← θ after pretraining
+        return super().adversarial_step()
+
     def generator_step(self) -> Dict[str, float]:
         gen, T = self._generator, self.data.max_length
         tokens, lengths = gen.sample_with_lengths(
-            int(self.config["batch_size"]), temperature=float(self.config["temperature"]), generator=self.sample_rng
+            self.config.batch_size, temperature=self.config.temperature, generator=self.sample_rng
         )
         mask = length_mask(lengths, T)
         R = self.returns(tokens, lengths)                       # (N, T)
@@ -197,21 +188,20 @@ class MaliGANAgent(ReinforceAgent):
 
     implemented as the REINFORCE loss with the terminal reward w_i, γ = 1 (every token of x_i
     gets R = w_i) and a batch-mean baseline: -Σ_{i,t} (w_i - b) log p_θ(x_{i,t}|x_{i,<t}) / Σ_i L_i.
-    ``reward_scorer="oracle"`` uses the optimal discriminator :class:`OracleRatioScorer`.
+    ``discriminator="oracle"`` uses the optimal discriminator :class:`OracleRatioScorer`.
     """
 
     name = "maligan"
-    DEFAULTS: ClassVar[Dict[str, Any]] = {"reward": "terminal", "transform": "maligan", "gamma": 1.0, "baseline": "mean"}
 
     def reward_transform(self) -> Any:
         return "maligan"
 
     def check_scorer(self) -> None:
         c = self.config
-        if c["reward"] != "terminal" or c["transform"] not in (None, "maligan") or float(c["gamma"]) != 1.0:
+        if c.reward != "terminal" or c.transform not in (None, "maligan") or c.gamma != 1.0:
             raise ValueError(
-                f"maligan uses reward='terminal', transform='maligan', gamma=1 (got reward={c['reward']!r}, "
-                f"transform={c['transform']!r}, gamma={c['gamma']}); use agent 'reinforce' for other rewards"
+                f"maligan uses reward='terminal', transform='maligan', gamma=1 (got reward={c.reward!r}, "
+                f"transform={c.transform!r}, gamma={c.gamma}); use agent 'reinforce' for other rewards"
             )
         self.scorer = maligan_scorer(self)
         super().check_scorer()

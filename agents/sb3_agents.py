@@ -3,100 +3,103 @@
 The policy acts in :class:`textgym.TokenVecEnv` through :class:`textgym.sb3.SB3VecEnv`, with
 :class:`textgym.sb3.TokenFeaturesExtractor` encoding the prefix, and a learned discriminator
 retrained during training by :class:`textgym.sb3.DiscriminatorCallback` (unless
-``reward_scorer="oracle"``: the oracle's log-likelihood as the reward). One iteration is one
-SB3 rollout of ``n_steps`` × ``num_envs`` tokens followed by SB3's update.
-
-Config keys (on top of the budget's):
-
-========================== ========= ==========================================================
-key                        default   meaning
-========================== ========= ==========================================================
-``adv_steps``              200       iterations (rollout + update)
-``num_envs``               64        parallel sequences
-``n_steps``                max_len   env steps per rollout (per env)
-``reward``                 terminal  terminal, mc or dense
-``transform``              None      reward transform (None: prob, or identity for the oracle)
-``n_rollouts``             16        MC rollouts (reward='mc')
-``reward_scorer``          discr.    ``discriminator`` or ``oracle``
-``discriminator``          cnn       a ``discriminators`` name (rnn for dense rewards)
-``discriminator_options``  {}        its options
-``d_lr``                   1e-4      discriminator learning rate
-``d_batch_size``           64        discriminator minibatch
-``d_epochs``               1         trainer ``k`` per retraining
-``d_every``                1         retrain every this many rollouts
-``learning_rate``          3e-4      SB3 learning rate
-``features_dim``           64        GRU size of the features extractor
-``sb3_kwargs``             {}        any other keyword argument of the SB3 algorithm
-========================== ========= ==========================================================
+``discriminator="oracle"``: the oracle's log-likelihood as the reward). One iteration is one
+SB3 rollout of ``n_steps`` × ``num_envs`` tokens followed by SB3's update. The fields are
+:class:`SB3Config`'s; the PPO and A2C presets use SB3's own defaults for the algorithm.
 """
 from __future__ import annotations
 
 import io
-from typing import Any, Dict
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Literal, Optional
 
 import numpy as np
 import torch
 
+from agents.adversarial import check_transform
 from agents.base import Agent
+from agents.config import SB3, SIZE, at_least, param, positive, replace
 from textgym.data import OracleData, TextData, resolve_data
+
+
+@dataclass
+class SB3Config:
+    """Fields of the Stable-Baselines3 agents (``ppo``, ``a2c``)."""
+
+    adv_steps: int = param(200, "iterations (one SB3 rollout and update each)", kind=SIZE, check=at_least(0))
+    num_envs: int = param(64, "parallel sequences of the env", check=at_least(1))
+    n_steps: Optional[int] = param(None, "env steps per rollout and env (None: max_length)", check=at_least(1))
+    reward: Literal["terminal", "mc", "dense"] = param("terminal", "reward mode of the env")
+    transform: Optional[str] = param(None, "reward transform (None: prob, or identity for the oracle)",
+                                     check=check_transform)
+    n_rollouts: int = param(16, "Monte-Carlo rollouts (reward='mc')", kind=SIZE, check=at_least(1))
+    discriminator: Any = param("cnn", "a discriminators registry name (rnn for dense rewards) or 'oracle'")
+    discriminator_options: Dict[str, Any] = param({}, "keyword options of discriminators.make")
+    d_lr: float = param(1e-4, "discriminator learning rate", check=positive)
+    d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1))
+    d_epochs: int = param(1, "epochs of each discriminator retraining", kind=SIZE, check=at_least(1))
+    d_every: int = param(1, "retrain the discriminator every this many rollouts", check=at_least(1))
+    learning_rate: float = param(3e-4, "SB3 learning rate", check=positive, source=SB3)
+    features_dim: int = param(64, "GRU size of the features extractor", check=at_least(1))
+    sb3_kwargs: Dict[str, Any] = param({}, "any other keyword argument of the SB3 algorithm")
+
+    @property
+    def oracle_reward(self) -> bool:
+        return isinstance(self.discriminator, str) and self.discriminator == "oracle"
 
 
 class SB3Agent(Agent):
     """Trains a Stable-Baselines3 algorithm on the token env (see the module docstring)."""
 
     ALGO = "ppo"
-    DEFAULTS: Dict[str, Any] = {
-        "adv_steps": 200, "num_envs": 64, "n_steps": None, "reward": "terminal", "transform": None,
-        "n_rollouts": 16, "reward_scorer": "discriminator", "discriminator": "cnn", "discriminator_options": {},
-        "d_lr": 1e-4, "d_batch_size": 64, "d_epochs": 1, "d_every": 1, "learning_rate": 3e-4, "features_dim": 64,
-        "sb3_kwargs": {},
-    }
+    Config: ClassVar[type] = SB3Config
+    config: SB3Config
 
-    def __init__(self, data: Any, config: Dict[str, Any], device: Any = "cpu", seed: int = 0) -> None:
+    def __init__(self, data: Any, config: Any = None, device: Any = "cpu", seed: int = 0) -> None:
         from stable_baselines3 import A2C, PPO
 
         from textgym.env import TokenVecEnv
         from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator, SB3VecEnv, TokenFeaturesExtractor
 
         data = data if isinstance(data, TextData) else resolve_data(data)
-        super().__init__(data, {**self.DEFAULTS, **config}, device, seed)
+        if not isinstance(config, SB3Config):
+            config = replace(SB3Config(), **(config or {}))
+        super().__init__(data, config, device, seed)
         c = self.config
-        if c["reward_scorer"] not in ("discriminator", "oracle"):
-            raise ValueError(f"reward_scorer must be 'discriminator' or 'oracle', got {c['reward_scorer']!r}")
         # SB3 draws actions (and dropout) from torch's global RNG and seeds it itself in the
         # algorithm's constructor; seed it here first so the discriminator's initialization is
         # reproducible too. The checkpoint stores the global RNG state, so resuming is exact.
         torch.manual_seed(seed)
-        if c["reward_scorer"] == "oracle":
+        if c.oracle_reward:
             if not isinstance(data, OracleData):
-                raise ValueError("reward_scorer='oracle' needs data='oracle'")
+                raise ValueError("discriminator='oracle' needs data='oracle'")
             scorer, self.discriminator = "oracle", None
         else:
             import discriminators
 
-            name = c["discriminator"]
-            self.discriminator = discriminators.make(name, vocab_size=data.vocab_size, max_length=data.max_length,
-                                                     **c["discriminator_options"]).to(self.device)
+            self.discriminator = discriminators.make(c.discriminator, vocab_size=data.vocab_size,
+                                                     max_length=data.max_length, **c.discriminator_options).to(self.device)
             scorer = self.discriminator
-        self.env = TokenVecEnv(int(c["num_envs"]), data=data, reward=c["reward"], discriminator=scorer,
-                               transform=c["transform"], n_rollouts=int(c["n_rollouts"]), device=self.device, seed=seed)
+        self.env = TokenVecEnv(c.num_envs, data=data, reward=c.reward, discriminator=scorer,
+                               transform=c.transform, n_rollouts=c.n_rollouts, device=self.device, seed=seed)
         algo = {"ppo": PPO, "a2c": A2C}[self.ALGO]
-        n_steps = int(c["n_steps"] or data.max_length)
-        kw = dict(n_steps=n_steps, learning_rate=c["learning_rate"], seed=seed, device=self.device, verbose=0,
+        n_steps = c.n_steps or data.max_length
+        kw: Dict[str, Any] = dict(n_steps=n_steps, learning_rate=c.learning_rate, seed=seed, device=self.device, verbose=0,
                   policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor,
-                                     features_extractor_kwargs=dict(features_dim=int(c["features_dim"]))))
+                                     features_extractor_kwargs=dict(features_dim=c.features_dim)))
         if self.ALGO == "ppo":
-            size = n_steps * int(c["num_envs"])  # minibatch: the largest divisor of the rollout <= 256
+            size = n_steps * c.num_envs  # minibatch: the largest divisor of the rollout <= 256
             kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
-        kw.update(c["sb3_kwargs"])
+        kw.update(c.sb3_kwargs)
         self.model = algo("MlpPolicy", SB3VecEnv(self.env), **kw)
         self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
         self.callback = None
         if self.discriminator is not None:
-            self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, lr=c["d_lr"], batch_size=c["d_batch_size"], seed=seed)
-            self.callback = DiscriminatorCallback(self.trainer, data.train, data.train_lengths, train_every=int(c["d_every"]),
-                                                  k=int(c["d_epochs"]), seed=seed)
-        self.rollout_steps = n_steps * int(c["num_envs"])
+            self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, lr=c.d_lr, batch_size=c.d_batch_size,
+                                                               seed=seed)
+            self.callback = DiscriminatorCallback(self.trainer, data.train, data.train_lengths, train_every=c.d_every,
+                                                  k=c.d_epochs, seed=seed)
+        self.rollout_steps = n_steps * c.num_envs
 
     @property
     def generator(self) -> Any:
@@ -104,7 +107,7 @@ class SB3Agent(Agent):
 
     @property
     def total_iterations(self) -> int:
-        return int(self.config["adv_steps"])
+        return self.config.adv_steps
 
     def train_iteration(self) -> Dict[str, Any]:
         if self.model.ep_info_buffer is not None:

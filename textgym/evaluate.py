@@ -18,12 +18,13 @@ import argparse
 import importlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from textgym.data import OracleData, Vocab, pack, read_sentences, resolve_data
+from textgym.data import OracleData, TextData, Vocab, pack, read_sentences, resolve_data
 from textgym.metrics import (
     corpus_frontier, masked_nll, nll_test, oracle_frontier, points_as_dicts, sample_sequences, sequence_log_probs,
 )
@@ -57,6 +58,53 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Op
 
 
 # ---------------------------------------------------------------------------- evaluation
+@dataclass
+class Evaluation:
+    """The metrics of one evaluation and the samples they were computed on."""
+
+    metrics: Dict[str, float]
+    tokens: torch.Tensor   # (n, T) int64, padded after each length
+    lengths: torch.Tensor  # (n,)
+
+
+def evaluate_generator(
+    generator: Any, data: TextData, *, n_samples: int = 5000, seed: int = 0, temperature: float = 1.0,
+    test_size: Optional[int] = None, bleu_samples: int = 500, bleu_orders: Sequence[int] = (4,),
+) -> Evaluation:
+    """The metrics every caller reports, from ``n_samples`` samples of ``generator`` (seeded).
+
+    - ``nll_oracle`` (oracle data): the oracle's mean per-token NLL of the samples;
+    - ``nll_test`` (when ``data`` has a test set): the generator's mean per-token NLL of the
+      first ``test_size`` held-out sequences (all when None), at ``temperature``;
+    - ``entropy``: the generator's own mean per-token NLL of its samples, -E[log p(x_t|x_<t)],
+      the Monte-Carlo estimate of its per-token entropy (a collapsing generator's falls);
+    - ``bleu{n}`` and ``self_bleu{n}`` (corpora) of the first ``bleu_samples`` samples, with
+      every test sentence (the training set without a test set) as references.
+    """
+    tokens, lengths = sample_sequences(generator, n_samples, seed=seed, temperature=temperature)
+    out: Dict[str, float] = {}
+    if isinstance(data, OracleData):
+        out["nll_oracle"] = oracle_nll(data.oracle, tokens, lengths)
+    if data.test is not None:
+        k = test_size or len(data.test)
+        out["nll_test"] = nll_test(generator, data.test[:k], data.test_lengths[:k], temperature=temperature)
+    device = tokens.device
+    gen_lp = sequence_log_probs(generator, tokens, lengths, temperature=temperature)
+    out["entropy"] = masked_nll(gen_lp.to(device), lengths)
+    if not isinstance(data, OracleData):
+        hyps = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(tokens[:bleu_samples], lengths[:bleu_samples])]
+        ref_t, ref_l = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
+        refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(ref_t, ref_l)]
+        out.update(bleu_table(hyps, refs, bleu_orders, ("bleu", "self_bleu")))
+    return Evaluation(out, tokens, lengths)
+
+
+def oracle_nll(oracle: Any, tokens: torch.Tensor, lengths: torch.Tensor) -> float:
+    """NLL-oracle of given samples: the oracle's mean per-token NLL of tokens (N, T) over positions < lengths."""
+    device = next(iter(oracle.parameters())).device if hasattr(oracle, "parameters") else tokens.device
+    return masked_nll(sequence_log_probs(oracle, tokens.to(device), lengths.to(device)), lengths)
+
+
 def bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: Sequence[int], metrics: Sequence[str]) -> Dict[str, float]:
     from textgym.bleu import bleu, self_bleu
 
@@ -89,19 +137,18 @@ def oracle_nll_of_ids(hyps: List[List[str]], data: OracleData) -> float:
         raise SystemExit(f"error: a sample holds a token id outside the oracle's vocabulary [0, {data.vocab_size})")
     L = max(len(s) for s in ids)
     tokens, lengths = pack(ids, L, data.pad_id)
-    return masked_nll(sequence_log_probs(data.oracle, tokens, lengths), lengths)
+    return oracle_nll(data.oracle, tokens, lengths)
 
 
-def evaluate_generator(args: argparse.Namespace) -> Dict[str, Any]:
+def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
+    """The ``--generator`` command: a generator file's metrics (and frontier)."""
     gen, vocab = load_generator(Path(args.generator), args.device)
     result: Dict[str, Any] = {}
     if vocab is None:  # an oracle-benchmark generator
         data = resolve_data("oracle", gen.max_length)
         if data.vocab_size != gen.vocab_size:
             raise SystemExit(f"error: the generator has {gen.vocab_size} tokens but the oracle has {data.vocab_size}")
-        tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
-        result["nll_oracle"] = masked_nll(sequence_log_probs(data.oracle, tokens, lengths), lengths)
-        result["nll_test"] = nll_test(gen, data.test, data.test_lengths)
+        result.update(evaluate_generator(gen, data, n_samples=args.n_samples, seed=args.seed).metrics)
         if args.frontier:
             pts = oracle_frontier({Path(args.generator).parent.name: gen}, data.oracle, data.test, data.test_lengths,
                                   args.temperatures, n=args.n_samples, seed=args.seed)
@@ -164,7 +211,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.generator:
         if samples_file:
             parser.error("give either a samples file or --generator, not both")
-        result = evaluate_generator(args)
+        result = evaluate_generator_file(args)
     elif samples_file:
         hyps = read_samples(samples_file)
         result = {"samples": len(hyps)}

@@ -1,0 +1,330 @@
+"""The one training driver: data, agent, warm start, evaluation, run folder, checkpoints, resume.
+
+``train.py``, ``bench/oracle.py`` and any later study call :func:`train` with a
+:class:`agents.config.Resolved` configuration::
+
+    from agents import preset
+    from agents.config import resolve
+    from agents.driver import train
+
+    summary = train(resolve(preset("seqgan"), "smoke", explicit={"seed": 1}), "runs/seqgan-s1")
+
+A run folder holds ``config.json`` (every resolved value and its source; ``train.py --config``
+reruns it), ``metrics.jsonl`` and ``metrics.csv`` (one row per iteration, evaluation rows carry
+the metrics), ``tb/`` (TensorBoard), ``checkpoint.pt`` (written atomically after every
+iteration), ``samples/`` (generated text at each evaluation), ``generator.pt`` (for
+``python -m textgym.evaluate --generator``) and, once finished, ``summary.json`` (the final
+metrics under ``"metrics"``).
+
+Warm start (``init_from``, a run folder): the parts named by ``init_parts`` (``generator``,
+``discriminator``) are read from that run's ``checkpoint.pt`` through
+:meth:`agents.base.Agent.warm_start`; optimizers, random streams and the iteration count start
+fresh, and MLE pretraining is skipped unless ``mle_epochs`` is set explicitly.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import torch
+
+from agents.base import Agent
+from agents.config import CONFIG_FORMAT, Resolved, RunConfig
+from textgym.data import Corpus, OracleData, TextData, resolve_data
+
+CHECKPOINT_FORMAT = "textgym-checkpoint-v1"
+
+
+class RunError(Exception):
+    """A run that cannot start or go on; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------- data and agent
+def load_data(run: RunConfig) -> TextData:
+    """The run's data: the oracle benchmark or a corpus, cut to ``train_size`` sequences."""
+    if run.data == "oracle":
+        if run.test_data:
+            raise RunError("test_data applies to text corpora; the oracle benchmark has its own test set")
+        data = resolve_data("oracle", run.max_length)
+    else:
+        try:
+            data = Corpus(run.data, run.test_data, max_length=run.max_length)
+        except FileNotFoundError as exc:
+            raise RunError(str(exc)) from None
+    n = run.train_size
+    if n is not None and n < len(data.train):
+        data = copy.copy(data)
+        data.train, data.train_lengths = data.train[:n], data.train_lengths[:n]
+    return data
+
+
+def build_agent(resolved: Resolved, data: TextData, device: Union[str, torch.device]) -> Agent:
+    """The agent of a resolved config (RunError for a config the agent refuses)."""
+    import agents
+
+    try:
+        return agents.make(resolved.agent, data, resolved.config, device=device, seed=resolved.run.seed)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise RunError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------- files
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def run_values(resolved: Resolved) -> Dict[str, Any]:
+    """The values that define a run (JSON-normalized): a checkpoint resumes only under the same."""
+    return json.loads(json.dumps(resolved.to_json()["values"], sort_keys=True, default=str))
+
+
+def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: int) -> None:
+    buf = io.BytesIO()
+    torch.save({"agent": agent.state_dict()}, buf)
+    body = buf.getvalue()
+    header = {"format": CHECKPOINT_FORMAT, "agent": resolved.agent, "config": run_values(resolved),
+              "iteration": agent.iteration, "metrics_rows": metrics_rows, "sha256": hashlib.sha256(body).hexdigest()}
+    out = io.BytesIO()
+    torch.save({"header": header, "body": body}, out)
+    atomic_write_bytes(path, out.getvalue())
+
+
+def read_checkpoint(path: Path, device: Union[str, torch.device] = "cpu") -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(header, agent state) of a checkpoint; RunError for a missing, corrupt or foreign file."""
+    if not path.is_file():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        outer = torch.load(path, map_location=device, weights_only=False)
+        header, body = outer["header"], outer["body"]
+    except Exception as exc:  # truncated zip, pickle errors, wrong structure
+        raise RunError(f"checkpoint {path} is corrupt or not a textgym checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        fmt = header.get("format") if isinstance(header, dict) else None
+        raise RunError(f"checkpoint {path} has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise RunError(f"checkpoint {path} is corrupt (its checksum does not match)")
+    state = torch.load(io.BytesIO(body), map_location=device, weights_only=False)["agent"]
+    return header, state
+
+
+def _check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
+    theirs, ours = header["config"], run_values(resolved)
+    diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    if header.get("agent", resolved.agent) != resolved.agent:
+        diff.insert(0, "agent")
+        theirs, ours = {**theirs, "agent": header.get("agent")}, {**ours, "agent": resolved.agent}
+    if diff:
+        detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs now {ours.get(k)!r}" for k in diff)
+        raise RunError(f"checkpoint {path} belongs to another configuration ({detail})")
+
+
+class MetricsLog:
+    """metrics.jsonl (source of truth, append-only), metrics.csv and TensorBoard."""
+
+    def __init__(self, folder: Path, keep_rows: Optional[int], purge_step: Optional[int]) -> None:
+        self.jsonl = folder / "metrics.jsonl"
+        self.csv = folder / "metrics.csv"
+        rows: List[dict] = []
+        if keep_rows is not None and self.jsonl.exists():
+            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines()[:keep_rows]]
+        self.rows = rows
+        atomic_write_bytes(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(folder / "tb"), purge_step=purge_step)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and k != "iteration":
+                self.tb.add_scalar(k, v, row["iteration"])
+
+    def close(self) -> None:
+        keys: List[str] = []
+        for r in self.rows:
+            keys += [k for k in r if k not in keys]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_bytes(self.csv, buf.getvalue().encode())
+        self.tb.close()
+
+
+# ---------------------------------------------------------------------------- evaluation
+def evaluate(agent: Agent, data: TextData, run: RunConfig, folder: Path) -> Dict[str, float]:
+    """:func:`textgym.evaluate.evaluate_generator` of the agent's generator, seeded by (seed,
+    iteration) through its own generator (evaluation never perturbs training); writes 50
+    samples to ``samples/`` and ``generator.pt``."""
+    from textgym.evaluate import evaluate_generator
+
+    ev = evaluate_generator(agent.generator, data, n_samples=run.eval_samples, seed=run.seed * 100_003 + agent.iteration,
+                            test_size=run.eval_test_size, bleu_samples=run.bleu_samples)
+    samples = folder / "samples"
+    samples.mkdir(exist_ok=True)
+    text = "".join(data.decode(r[: int(n)].tolist()) + "\n" for r, n in zip(ev.tokens[:50], ev.lengths[:50]))
+    atomic_write_bytes(samples / f"iter_{agent.iteration:05d}.txt", text.encode())
+    export_generator_file(agent, data, folder)
+    return ev.metrics
+
+
+def export_generator_file(agent: Agent, data: TextData, folder: Path) -> None:
+    """``generator.pt`` for ``python -m textgym.evaluate --generator`` (our LSTM generator only)."""
+    from agents.generator import Generator
+    from textgym.evaluate import export_generator
+
+    gen = agent.generator
+    if isinstance(gen, Generator):
+        kwargs = dict(vocab_size=gen.vocab_size, max_length=gen.max_length, eos_id=gen.eos_id,
+                      emb_dim=gen.emb_dim, hidden_dim=gen.hidden_dim)
+        buf = io.BytesIO()
+        torch.save(export_generator(gen, kwargs, getattr(data, "vocab", None)), buf)
+        atomic_write_bytes(folder / "generator.pt", buf.getvalue())
+
+
+# ---------------------------------------------------------------------------- the loop
+def _is_run_folder(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("format") == CONFIG_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def warm_start(agent: Agent, run: RunConfig, device: Union[str, torch.device]) -> Dict[str, Any]:
+    """Load ``run.init_parts`` of the run folder ``run.init_from`` into ``agent``; returns what was taken."""
+    assert run.init_from is not None
+    source = Path(run.init_from)
+    path = source / "checkpoint.pt" if source.is_dir() else source
+    header, state = read_checkpoint(path, device)
+    try:
+        agent.warm_start(state, run.init_parts)
+    except ValueError as exc:
+        raise RunError(f"init_from {source}: {exc}") from None
+    return {"init_from": str(source), "init_parts": list(run.init_parts), "source_agent": header.get("agent"),
+            "source_iteration": header.get("iteration")}
+
+
+def train(
+    resolved: Resolved,
+    out: Union[str, Path],
+    *,
+    device: Union[str, torch.device] = "cpu",
+    resume: bool = False,
+    stop_after: Optional[int] = None,
+    quiet: bool = False,
+    on_iteration: Optional[Callable[[Agent, Dict[str, Any], float], None]] = None,
+) -> Dict[str, Any]:
+    """Run (or resume) a resolved configuration in the run folder ``out``; returns the summary.
+
+    Args:
+        resolved: from :func:`agents.config.resolve`.
+        out: the run folder (created; a folder that holds something else is refused).
+        device: where the agent's tensors live.
+        resume: continue from ``out/checkpoint.pt`` (its config must equal ``resolved``); a
+            finished run is reported as finished and left untouched.
+        stop_after: stop after this many iterations (resumable later); the summary then has
+            ``"finished": False``.
+        quiet: no progress bar.
+        on_iteration: called after every iteration with (agent, stats, seconds of training).
+
+    Raises:
+        RunError: anything that keeps the run from starting or going on (the message says
+            why); FloatingPointError when training diverges (the last good checkpoint stays).
+    """
+    from tqdm import tqdm
+
+    folder = Path(out)
+    run = resolved.run
+    ckpt = folder / "checkpoint.pt"
+    if resume:
+        if not ckpt.is_file():
+            raise RunError(f"--resume: no checkpoint at {ckpt}")
+        summary_path = folder / "summary.json"
+        if summary_path.is_file():
+            header, _ = read_checkpoint(ckpt, "cpu")
+            _check_same_config(ckpt, header, resolved)
+            summary = json.loads(summary_path.read_text())
+            if summary.get("finished", True):
+                return {**summary, "already_finished": True}
+    elif folder.exists() and any(folder.iterdir()):
+        if ckpt.exists():
+            raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --out")
+        if not _is_run_folder(folder):
+            raise RunError(f"{folder} is not empty and holds no textgym run; choose another --out")
+    data = load_data(run)
+    agent = build_agent(resolved, data, device)
+    header = None
+    warm: Dict[str, Any] = {}
+    if resume:
+        header, state = read_checkpoint(ckpt, device)
+        _check_same_config(ckpt, header, resolved)
+        agent.load_state_dict(state)
+    elif run.init_from:
+        warm = warm_start(agent, run, device)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "config.json", resolved.to_json())
+    log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration if header else None)
+
+    total = agent.total_iterations
+    every = run.eval_every
+    stop = total if stop_after is None else min(total, agent.iteration + stop_after)
+    started = time.time()
+    train_seconds = 0.0
+    bar = tqdm(total=total, initial=agent.iteration, desc=resolved.agent, disable=quiet, dynamic_ncols=True)
+    last_eval: Dict[str, float] = {}
+    if agent.iteration == 0:  # metrics of the starting generator, the curves' first point
+        last_eval = evaluate(agent, data, run, folder)
+        log.add({"iteration": 0, "phase": "init", **last_eval})
+    try:
+        while agent.iteration < stop:
+            t0 = time.perf_counter()
+            stats = agent.train_iteration()
+            dt = time.perf_counter() - t0
+            train_seconds += dt
+            for k, v in stats.items():
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise FloatingPointError(f"{k} became {v} at iteration {agent.iteration}")
+            row = {"iteration": agent.iteration, **stats, "time": round(time.time() - started, 3)}
+            if agent.iteration % every == 0 or agent.iteration == total:
+                last_eval = evaluate(agent, data, run, folder)
+                row.update(last_eval)
+            log.add(row)
+            save_checkpoint(ckpt, resolved, agent, len(log.rows))
+            if on_iteration is not None:
+                on_iteration(agent, stats, dt)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in {**stats, **last_eval}.items() if isinstance(v, float)},
+                            refresh=False)
+    finally:
+        bar.close()
+        log.close()
+    summary: Dict[str, Any] = {
+        "agent": resolved.agent, "data": run.data, "seed": run.seed, "iterations": agent.iteration,
+        "total_iterations": total, "finished": agent.iteration >= total, "device": str(device),
+        "metrics": last_eval, "train_seconds": round(train_seconds, 3), "config": run_values(resolved), **warm,
+    }
+    if isinstance(data, OracleData):
+        summary["oracle"] = str(data.oracle.source)
+    if summary["finished"]:
+        atomic_write_json(folder / "summary.json", summary)
+    return summary
