@@ -1,6 +1,6 @@
 """Exact, fast BLEU-n and Self-BLEU-n as the text-GAN literature defines them.
 
-Definition (Texygen, RelGAN, TextGAN-PyTorch; DESIGN.md "Metrics"): for each hypothesis, nltk's
+Definition (Texygen, RelGAN, TextGAN-PyTorch): for each hypothesis, nltk's
 
 .. code-block:: python
 

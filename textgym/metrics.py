@@ -1,6 +1,6 @@
 """Likelihood metrics and the quality-diversity frontier.
 
-Definitions (as the literature uses them; see DESIGN.md):
+Definitions (as the literature uses them):
 
 - NLL-oracle: mean per-token negative log-likelihood, under the oracle, of samples drawn from
   the generator (quality; lower is better). Lowering the temperature lowers it: it rewards

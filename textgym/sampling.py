@@ -1,14 +1,16 @@
 """Fast kernels for a softmax over a large output layer: sampling and log-likelihoods.
 
-``torch.multinomial`` over 5000 classes is about 25x slower on CPU than inverse-CDF sampling
-(one uniform draw per row, located in the cumulative probabilities: :func:`inverse_cdf`), and
+``torch.multinomial`` over 5000 classes is much slower on CPU than inverse-CDF sampling (one
+uniform draw per row, located in the cumulative probabilities: :func:`inverse_cdf`), and
 sampling dominates generation time when done naively. Every sampler in the project goes
 through :func:`sample_logits` or :func:`sample_rows`. Data sets cached on disk record
 :data:`SAMPLER_VERSION`: change it whenever a change here can change a draw.
 
 Scoring (:func:`linear_log_softmax`) needs ``log Σ_v exp(logit_v)`` of every row: it is made
-in cache-sized row chunks in base 2 (``exp2`` is 3x faster than ``exp`` on CPU), with no max
+in cache-sized row chunks in base 2 (``exp2`` is cheaper than ``exp`` on CPU), with no max
 shift where the logits are known to be bounded.
+
+The timings behind these choices are in ``bench/results/NOTES.md``.
 """
 from __future__ import annotations
 
@@ -29,11 +31,11 @@ def row_chunk(n_cols: int, device: torch.device) -> Optional[int]:
     """Rows per chunk for row-wise work on ``(rows, n_cols)`` float tensors: the logits that
     :func:`sample_rows` and :func:`linear_log_softmax` make.
 
-    On CPU, 256 rows at V = 5000 (a 5 MB tensor): logits + log-softmax of 256 oracle sequences
-    in chunks of 128 rows were measured 2.2x faster than all at once, and 1024 rows 1.5x
-    faster; 256 rows, in the scratch buffer of :func:`_logit_chunks`, were 1.1x faster than
-    128 for scoring and sampling alike (64 rows: 1.4x slower). The chunking changes no draw
-    and no score. None (no chunking) on accelerators, where fewer, larger kernels win.
+    On CPU, 256 rows at V = 5000 (a 5 MB tensor): chunks that stay in cache beat making all
+    the logits at once, and of the sizes timed (64 to 1024 rows, in the scratch buffer of
+    :func:`_logit_chunks`) 256 rows were the fastest for scoring and sampling alike. The
+    chunking changes no draw and no score. None (no chunking) on accelerators, where fewer,
+    larger kernels win.
     """
     if torch.device(device).type != "cpu":
         return None
@@ -80,7 +82,7 @@ def sample_logits(
     else:
         if temperature != 1.0:
             logits = logits / temperature
-        # The fused softmax kernel: about 2x faster on CPU than exp(logits - max) as separate ops.
+        # The fused softmax kernel: one pass over the row, faster on CPU than exp(logits - max) as separate ops.
         probs = torch.softmax(logits.float(), dim=-1)
     if u is None:
         u = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
@@ -112,10 +114,9 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     The V entries are cut into blocks of :data:`CDF_BLOCK` (the last may be shorter). Level
     one: the cumulative block sums and the block k whose range holds the target. Level two:
     the target's fraction of block k's mass, located in the cumulative sum of that block's
-    entries alone. ``torch.cumsum`` runs element by element along a row (about 0.5 ns per
-    entry on CPU, as much as ``exp``), while the block sums are vectorized. Together with
-    ``exp2`` for ``exp`` (:func:`sample_rows`), this took sampling a (4096, 5000) oracle batch
-    from 9.5 to 6.8 µs per row (the matrix product alone: 3.2). The draws are those of the
+    entries alone. ``torch.cumsum`` runs element by element along a row (on CPU each entry
+    costs about as much as its ``exp``), while the block sums are vectorized, so the search
+    costs O(V / B + B) sequential steps per row instead of O(V). The draws are those of the
     one-level search but for float rounding at a bin edge (about 1 draw in 4,000 at V = 5000).
     """
     N, V = probs.shape
@@ -192,8 +193,8 @@ def _logit_chunks(h: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Te
 
     On CPU every chunk is written into one scratch buffer per thread and dtype, kept between
     calls and overwritten by the next chunk: use each chunk before asking for the next. A new
-    tensor per chunk costs page faults on first touch: on the 2-core test machine ~5 ms per
-    2.5 MB chunk (128 rows at V = 5000), as long as the matrix product itself.
+    tensor per chunk would cost page faults on first touch, about as long as the matrix
+    product itself.
     """
     N, V = h.shape[0], weight.shape[0]
     step = row_chunk(V, h.device) or max(N, 1)
@@ -241,12 +242,10 @@ def linear_log_softmax(
 
     The normalizer is made from the logits in base 2 (weight and bias scaled by log2(e)/τ), in
     cache-sized row chunks (:func:`row_chunk`): ``log Σ_v 2^(z_v·log2 e) · ln 2``. On CPU
-    ``exp2`` is 3x faster than ``exp``, and without the shift (``bound`` given and small enough)
-    each chunk is one matrix product, one in-place ``exp2`` and one sum. Scoring 256 × 20 oracle
-    positions (V = 5000, 2 cores) that measured 1.45x faster than torch's fused CPU
-    flash-attention kernel used as a log-sum-exp (21 vs 30.5 ms, medians of interleaved rounds);
-    on random rows 1.9x faster than ``torch.logsumexp`` of the same chunks, and with the shift
-    (no bound) 1.2x faster than the flash kernel.
+    ``exp2`` is cheaper than ``exp``, and without the shift (``bound`` given and small enough)
+    each chunk is one matrix product, one in-place ``exp2`` and one sum: faster than
+    ``torch.logsumexp`` of the same chunks and than torch's fused CPU flash-attention kernel
+    used as a log-sum-exp, with or without the shift.
     Both paths agree with a float64 log-softmax to float32 rounding (tested).
     """
     if temperature <= 0:
