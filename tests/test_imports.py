@@ -131,7 +131,7 @@ def find_cycle(graph: Dict[str, Dict[str, int]]) -> Optional[List[str]]:
 
 def _describe(graph: Dict[str, Dict[str, int]], cycle: List[str]) -> str:
     files = module_files()
-    steps = [f"{a} -> {b} ({files[a].relative_to(ROOT)}:{graph[a][b]})" for a, b in zip(cycle, cycle[1:])]
+    steps = [f"{a} -> {b} ({files[a].relative_to(ROOT)}:{graph[a][b]})" for a, b in zip(cycle[:-1], cycle[1:], strict=True)]
     return "import cycle: " + " -> ".join(cycle) + "\n  " + "\n  ".join(steps)
 
 

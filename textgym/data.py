@@ -18,7 +18,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Literal, Optional, Sequence, Union, overload
 
 import torch
 
@@ -195,6 +195,10 @@ class OracleData(TextData):
     ``seed``; ``test``: ``n_test`` held-out samples from ``seed + 1``.
     """
 
+    oracle: OracleLSTM
+    test: torch.Tensor  # never None here, unlike a corpus without a test file
+    test_lengths: torch.Tensor
+
     def __init__(
         self,
         oracle: Union[OracleLSTM, str, os.PathLike, None] = None,
@@ -246,6 +250,14 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     except OSError:
         pass  # a read-only home: no cache
     return x
+
+
+@overload
+def resolve_data(data: Literal["oracle"] = "oracle", max_length: Optional[int] = None) -> OracleData: ...
+
+
+@overload
+def resolve_data(data: Union[str, os.PathLike, TextData], max_length: Optional[int] = None) -> TextData: ...
 
 
 def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length: Optional[int] = None) -> TextData:
