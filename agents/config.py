@@ -274,9 +274,8 @@ class Preset:
         return self.agent.Config  # type: ignore[attr-defined,no-any-return]
 
     def config(self) -> Any:
-        cfg = self.config_class(**dict(self.values))
-        validate(cfg)
-        return cfg
+        """A fresh, validated config instance of this recipe."""
+        return replace(self.config_class(), **dict(self.values))
 
 
 BUDGETS: Dict[str, Dict[str, Optional[int]]] = {

@@ -14,7 +14,7 @@ from typing import ClassVar, Dict, Literal
 import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, maligan_scorer
-from agents.config import MALIGAN, at_least, param
+from agents.config import MALIGAN, SIZE, at_least, param
 from agents.mle import length_mask
 from textgym import scorers
 from textgym.rewards import finish_sequences, maligan_weights
@@ -37,7 +37,7 @@ class MixedMaliGANConfig(AdversarialConfig):
 
     mixed_K: int = param(2, "N (clamped real tokens) decreases by K ...", check=at_least(1), source=MALIGAN)
     mixed_every: int = param(10, "... every this many adversarial steps (scaled with adv_steps under a budget)",
-                             check=at_least(1), scale_with="adv_steps")
+                             kind=SIZE, check=at_least(1), scale_with="adv_steps")
     mixed_m: int = param(8, "generator completions per real prefix", check=at_least(1), source=MALIGAN)
     baseline: Literal["none", "mean"] = param("mean", "b: none (0) or the mean weight of a prefix's group (1)",
                                               source=MALIGAN)

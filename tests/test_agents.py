@@ -12,6 +12,7 @@ import torch
 import agents
 from agents.generator import Generator, RolloutCopy
 from agents.adversarial import discounted_returns
+from agents.config import fields_of
 from agents.maligan_mixed import clamp_length
 from textgym.data import OracleData, TextData
 from textgym.oracle import OracleLSTM
@@ -41,6 +42,13 @@ def tiny_config(**over):
                d_samples=64, mixed_every=1, mixed_K=3, mixed_m=2)
     cfg.update(over)
     return cfg
+
+
+def make(name, data, cfg, seed=0):
+    """agents.make with the shared tiny settings cut to the fields this agent has (agents.make
+    itself refuses a field the agent lacks)."""
+    fields = fields_of(agents.preset(name).config_class)
+    return agents.make(name, data, {k: v for k, v in cfg.items() if k in fields}, seed=seed)
 
 
 def gen_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -179,7 +187,7 @@ def test_maligan_weights_equal_hand_computation(tiny):
     D = [1 / (1 + math.exp(-s)) for s in logits.tolist()]
     r = [d / (1 - d) for d in D]  # r_D = D / (1 - D)
     w = [3 * x / sum(r) for x in r]  # normalized over the batch, scaled to mean 1
-    a = agents.make("maligan", tiny, tiny_config(discriminator=TableScorer(logits)), seed=0)
+    a = make("maligan", tiny, tiny_config(discriminator=TableScorer(logits)), seed=0)
     tokens = torch.randint(0, V, (3, L), generator=torch.Generator().manual_seed(0))
     lengths = torch.full((3,), L)
     R = a.returns(tokens, lengths)  # every token of x_i gets w_i (terminal reward, γ = 1)
@@ -210,7 +218,7 @@ def test_discounted_returns_against_loop():
 
 # ---------------------------------------------------------------------- maligan-mixed
 def test_mixed_batch_clamps_exactly_n_real_tokens_and_n_moves(tiny):
-    agent = agents.make("maligan-mixed", tiny, tiny_config(reward_scorer="oracle", mle_epochs=0, adv_steps=4, mixed_m=3), seed=0)
+    agent = make("maligan-mixed", tiny, tiny_config(discriminator="oracle", mle_epochs=0, adv_steps=4, mixed_m=3), seed=0)
     real, real_len = agent.real_batch(10)
     for N in (0, 3, 7):
         tokens, lengths, clamped = agent.mixed_batch(real, real_len, N)
@@ -232,9 +240,9 @@ SMALL_D = {"cnn": {"size": "small"}, "rnn": {"emb_dim": 16, "hidden": 16}}
 def test_agent_runs_and_resumes_identically(name, scorer, tiny):
     if name == "mle" and scorer == "discriminator":
         pytest.skip("mle has no discriminator")
-    d = agents.preset(name).get("discriminator", "cnn")
-    cfg = tiny_config(reward_scorer=scorer, mle_epochs=1, discriminator_options=SMALL_D[d])
-    a = agents.make(name, tiny, cfg, seed=7)
+    d = getattr(agents.preset(name).config(), "discriminator", "cnn")
+    cfg = tiny_config(mle_epochs=1, discriminator_options=SMALL_D[d], **({"discriminator": "oracle"} if scorer == "oracle" else {}))
+    a = make(name, tiny, cfg, seed=7)
     # mle_epochs + d_pretrain_steps (a learned discriminator only) + adv_steps
     assert a.total_iterations == (1 if name == "mle" else 4 if scorer == "oracle" else 5)
     first = [a.train_iteration() for _ in range(2)]
@@ -245,7 +253,7 @@ def test_agent_runs_and_resumes_identically(name, scorer, tiny):
     cont = [a.train_iteration() for _ in range(2)]
     if scorer == "discriminator" and name != "mle":
         assert "d_loss" in cont[-1] and cont[-1]["phase"] == "adv"
-    b = agents.make(name, tiny, cfg, seed=7)
+    b = make(name, tiny, cfg, seed=7)
     b.load_state_dict(state)
     assert b.iteration == 2
     assert [b.train_iteration() for _ in range(2)] == cont
@@ -255,7 +263,7 @@ def test_agent_runs_and_resumes_identically(name, scorer, tiny):
 def test_same_seed_same_run_other_seed_other_run(tiny):
     runs = []
     for seed in (1, 1, 2):
-        a = agents.make("seqgan", tiny, tiny_config(reward_scorer="oracle"), seed=seed)
+        a = make("seqgan", tiny, tiny_config(discriminator="oracle"), seed=seed)
         runs.append([a.train_iteration() for _ in range(3)])
     assert runs[0] == runs[1] and runs[0] != runs[2]
 
@@ -271,8 +279,8 @@ def test_policy_gradient_lowers_nll_oracle(name, steps, margin, tiny):
     lowers NLL-oracle of an MLE-pretrained generator by a clear margin (over seeds 0-4 the drops
     were >= 2.8, 0.7, 2.1, 0.6 nats)."""
     # gen_lr 0.01 for all (maskgan's preset 5e-4 is tuned for a learned discriminator)
-    cfg = tiny_config(reward_scorer="oracle", mle_epochs=4, adv_steps=steps, batch_size=64, n_rollouts=4, gen_lr=0.01)
-    agent = agents.make(name, tiny, cfg, seed=0)
+    cfg = tiny_config(discriminator="oracle", mle_epochs=4, adv_steps=steps, batch_size=64, n_rollouts=4, gen_lr=0.01)
+    agent = make(name, tiny, cfg, seed=0)
     for _ in range(4):
         agent.train_iteration()
     before = nll_oracle(agent, tiny)
@@ -297,7 +305,7 @@ class ProbScorer(PlainScorer):
     is_probabilistic = True
 
 
-def test_registry_lists_presets_and_registers():
+def test_registry_lists_presets_and_registers(tiny):
     names = agents.available()
     assert set(ALL) <= set(names) and names == sorted(names)
     with pytest.raises(ValueError, match="seqgan"):
@@ -306,13 +314,17 @@ def test_registry_lists_presets_and_registers():
     class Dummy(agents.MLEAgent):
         pass
 
-    agents.register("dummy-test", Dummy, {"mle_epochs": 2})
+    p = agents.Preset("dummy-test", Dummy, {"mle_epochs": 2}, "none")
+    agents.register(p)
     try:
         assert "dummy-test" in agents.available()
+        assert agents.make("dummy-test", tiny).config.mle_epochs == 2
         with pytest.raises(ValueError, match="already registered"):
-            agents.register("dummy-test", Dummy)
+            agents.register(p)
     finally:
-        agents.AGENTS.pop("dummy-test")
+        agents.PRESETS.pop("dummy-test")
+    with pytest.raises(ValueError, match="mle_epocs.*did you mean mle_epochs"):
+        agents.register(agents.Preset("typo", Dummy, {"mle_epocs": 2}, "none"))
 
 
 @pytest.mark.parametrize("name,over,match", [
@@ -323,14 +335,14 @@ def test_registry_lists_presets_and_registers():
     ("seqgan", {"reward": "bogus"}, "reward"),
     ("seqgan", {"gamma": 1.5}, "gamma"),
     ("seqgan", {"transform": "cube"}, "transform"),
-    ("seqgan", {"reward_scorer": "human"}, "reward_scorer"),
+    ("seqgan", {"discriminator": "human"}, "human"),
     ("maligan", {"reward": "mc"}, "maligan"),
     ("maskgan", {"adv_clip": -1.0}, "adv_clip"),
     ("maligan-mixed", {"mixed_K": 0}, "mixed_K"),
 ])
 def test_bad_config_values_are_refused(name, over, match, tiny):
     with pytest.raises(ValueError, match=match):
-        agents.make(name, tiny, tiny_config(**{"reward_scorer": "oracle", **over}))
+        make(name, tiny, tiny_config(**{"discriminator": "oracle", **over}))
 
 
 @pytest.mark.parametrize("name,scorer,match", [
@@ -344,11 +356,11 @@ def test_bad_config_values_are_refused(name, over, match, tiny):
 ])
 def test_scorers_that_cannot_give_the_reward_are_refused(name, scorer, match, tiny):
     with pytest.raises(ValueError, match=match):
-        agents.make(name, tiny, tiny_config(discriminator=scorer, discriminator_options={}))
+        make(name, tiny, tiny_config(discriminator=scorer, discriminator_options={}))
 
 
 def test_fixed_scorer_object_is_used_without_training(tiny):
-    a = agents.make("reinforce", tiny, tiny_config(discriminator=ProbScorer()), seed=0)
+    a = make("reinforce", tiny, tiny_config(discriminator=ProbScorer()), seed=0)
     assert a.d_trainer is None and a.total_iterations == 1 + 3
     stats = [a.train_iteration() for _ in range(2)]
     assert stats[1]["phase"] == "adv" and math.isfinite(stats[1]["g_loss"])
@@ -358,15 +370,15 @@ def test_oracle_scorer_needs_oracle_data():
     tokens = torch.randint(1, 10, (16, 5))
     data = TextData(vocab_size=10, max_length=5, eos_id=0, train=tokens, train_lengths=torch.full((16,), 5), name="toy")
     with pytest.raises(ValueError, match="oracle"):
-        agents.make("seqgan", data, {"reward_scorer": "oracle"})
+        agents.make("seqgan", data, {"discriminator": "oracle"})
 
 
 def test_non_finite_losses_name_the_quantity_and_iteration(tiny):
-    a = agents.make("mle", tiny, tiny_config())
+    a = make("mle", tiny, tiny_config())
     a.mle_loss = lambda tokens, lengths: torch.tensor(float("nan"), requires_grad=True)
     with pytest.raises(FloatingPointError, match="g_loss became nan at iteration 0"):
         a.train_iteration()
-    b = agents.make("reinforce", tiny, tiny_config(reward_scorer="oracle"))
+    b = make("reinforce", tiny, tiny_config(discriminator="oracle"))
     b.train_iteration()
     b.returns = lambda tokens, lengths: torch.full(tokens.shape, float("inf"))
     with pytest.raises(FloatingPointError, match="at iteration 1"):
@@ -388,7 +400,7 @@ def toy_corpus(n: int = 200, V_: int = 12, T: int = 7, seed: int = 0) -> TextDat
 @pytest.mark.parametrize("name", ALL)
 def test_agents_run_on_a_corpus_with_eos(name, toy_scorer):
     data = toy_corpus()
-    a = agents.make(name, data, tiny_config(discriminator=toy_scorer(12), batch_size=16), seed=0)
+    a = make(name, data, tiny_config(discriminator=toy_scorer(12), batch_size=16), seed=0)
     for _ in range(3):
         s = a.train_iteration()
         assert all(math.isfinite(v) for v in s.values() if isinstance(v, float)), s
@@ -398,7 +410,7 @@ def test_agents_run_on_a_corpus_with_eos(name, toy_scorer):
 
 def test_mixed_batch_clamps_short_real_sentences_whole(toy_scorer):
     data = toy_corpus()
-    a = agents.make("maligan-mixed", data, tiny_config(discriminator=toy_scorer(12), mixed_m=2), seed=0)
+    a = make("maligan-mixed", data, tiny_config(discriminator=toy_scorer(12), mixed_m=2), seed=0)
     real, real_len = a.real_batch(40)
     N = 4
     tokens, lengths, clamped = a.mixed_batch(real, real_len, N)

@@ -1,0 +1,183 @@
+"""Typed configs: presets equal their papers' recipes, budgets cap sizes and never touch a
+recipe, explicit values win, and every unknown key, typo, wrong type or senseless value is
+refused with the field's name (and the closest valid names)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+import agents
+import train
+from agents.config import BUDGETS, RECIPE, RUN, SIZE, ConfigError, RunConfig, fields_of, resolve
+from agents.maligan_mixed import clamp_length
+
+# The recipes, written out independently of agents/__init__.py, with where each comes from.
+SEQGAN_RECIPE = dict(  # Yu et al. 2017 and its code: generator Adam 0.01, batch 64, grad clip 5.0, LSTM 32/32,
+    batch_size=64, mle_lr=0.01, gen_lr=0.01, grad_clip=5.0, emb_dim=32, hidden_dim=32, g_steps=1,
+    discriminator="cnn", d_lr=1e-4,  # CNN discriminator, Adam 1e-4
+)
+SEQGAN_SIZES = dict(mle_epochs=120, adv_steps=200, d_pretrain_steps=50, d_steps=5, d_epochs=3, d_samples=10_000)
+RECIPES = {
+    # SeqGAN (Yu et al. 2017, Algorithm 1 and the authors' code): 16 rollouts by the delayed
+    # policy beta <- 0.8 beta + 0.2 theta, reward D(Y), no baseline.
+    "seqgan": {**SEQGAN_RECIPE, **SEQGAN_SIZES, "reward": "mc", "transform": "prob", "n_rollouts": 16, "gamma": 1.0,
+               "baseline": "none", "rollout_rate": 0.8, "rollout_update": "mix"},
+    # MaliGAN-basic (Che et al. 2017, Algorithm 1): normalized r_D = D/(1-D) as a terminal
+    # reward with the mean baseline; SeqGAN's schedule (the paper gives none).
+    "maligan": {**SEQGAN_RECIPE, **SEQGAN_SIZES, "reward": "terminal", "transform": "maligan", "gamma": 1.0,
+                "baseline": "mean"},
+    # MaliGAN Algorithm 2 (Che et al. 2017): N decreases by K = 2, m = 8 samples per prefix.
+    "maligan-mixed": {**SEQGAN_RECIPE, **SEQGAN_SIZES, "mixed_K": 2, "mixed_m": 8, "mixed_every": 10,
+                      "baseline": "mean"},
+    # ScratchGAN (de Masson d'Autume et al. 2019): no pretraining, batch 512, generator Adam
+    # 9.59e-5 with beta1 0.5, discount 0.23, EMA baseline 0.08, reward 2D - 1 per prefix from an
+    # LSTM discriminator trained at 9.38e-3 once per generator batch.
+    "scratchgan": {"mle_epochs": 0, "d_pretrain_steps": 0, "batch_size": 512, "gen_lr": 9.59e-5, "adam_beta1": 0.5,
+                   "reward": "dense", "transform": "centered_prob", "gamma": 0.23, "baseline": "ema",
+                   "baseline_decay": 0.08, "discriminator": "rnn", "d_lr": 9.38e-3, "d_batch_size": 512,
+                   "d_steps": 1, "d_epochs": 1, "g_steps": 1},
+    # MaskGAN (Fedus et al. 2018, its code): generator lr 5e-4, critic lr 5e-3, discount 0.89,
+    # advantage clipping 5, reward log D per token from a per-prefix discriminator.
+    "maskgan": {"gen_lr": 5e-4, "critic_lr": 5e-3, "gamma": 0.89, "adv_clip": 5.0, "transform": "log",
+                "discriminator": "rnn", "batch_size": 64},
+    "mle": {"batch_size": 64, "mle_lr": 0.01, "grad_clip": 5.0, "mle_epochs": 120},
+    # Stable-Baselines3's own defaults: PPO lr 3e-4, A2C lr 7e-4.
+    "ppo": {"learning_rate": 3e-4},
+    "a2c": {"learning_rate": 7e-4},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_each_preset_is_its_paper_recipe(name):
+    preset = agents.preset(name)
+    assert preset.paper
+    cfg = resolve(preset, "paper").config
+    for k, want in RECIPES[name].items():
+        assert getattr(cfg, k) == want, (name, k, getattr(cfg, k), want)
+
+
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_a_budget_never_changes_a_recipe_field_and_only_lowers_sizes(name, budget):
+    preset = agents.preset(name)
+    paper, capped = resolve(preset, "paper"), resolve(preset, budget)
+    for f in dataclasses.fields(paper.config):
+        a, b = getattr(paper.config, f.name), getattr(capped.config, f.name)
+        if f.metadata["kind"] == RECIPE:
+            assert a == b, (name, budget, f.name)
+        elif f.metadata["kind"] == SIZE and isinstance(a, int):
+            assert b <= a and (a > 0 or b == 0), (name, budget, f.name, a, b)
+            if f.metadata.get("scale_with") is None and f.name in BUDGETS[budget]:
+                assert b == min(a, BUDGETS[budget][f.name]) or a == 0
+
+
+def test_scratchgan_default_budget_keeps_its_recipe():
+    """The old driver merged the budget over the preset: batch 64, 12 MLE epochs, 2 D pretraining rounds."""
+    r = resolve(agents.preset("scratchgan"), "default")
+    c = r.config
+    assert (c.batch_size, c.mle_epochs, c.d_pretrain_steps, c.d_steps, c.d_epochs) == (512, 0, 0, 1, 1)
+    assert c.adv_steps == BUDGETS["default"]["adv_steps"] and r.sources["adv_steps"] == "budget"
+    assert r.sources["batch_size"] == "preset"
+
+
+def test_maligan_mixed_schedule_is_scaled_to_the_budget():
+    """The clamp period follows adv_steps, so the whole schedule (N = T ... 0) fits any run of at
+    least T / K steps (the old driver ran 10 pure-MLE steps of 15 under the default budget)."""
+    T = 20
+    for budget in ("default", "paper"):
+        c = resolve(agents.preset("maligan-mixed"), budget).config
+        assert c.adv_steps >= T // c.mixed_K
+        assert clamp_length(c.adv_steps - 1, T, c.mixed_K, c.mixed_every) == 0, (budget, c)
+        assert clamp_length(0, T, c.mixed_K, c.mixed_every) == T
+    c = resolve(agents.preset("maligan-mixed"), "smoke").config
+    assert c.mixed_every == 1  # as fast as the schedule goes
+    explicit = resolve(agents.preset("maligan-mixed"), "default", explicit={"mixed_every": 4})
+    assert explicit.config.mixed_every == 4 and explicit.sources["mixed_every"] == "flag"
+
+
+def test_explicit_values_win_and_sources_say_where_each_value_came_from():
+    r = resolve(agents.preset("seqgan"), "default", file_values={"gen_lr": 0.002, "seed": 3},
+                explicit={"batch_size": 32, "adv_steps": 500, "seed": 4})
+    assert r.config.batch_size == 32 and r.sources["batch_size"] == "flag"      # a recipe field, set explicitly
+    assert r.config.adv_steps == 500 and r.sources["adv_steps"] == "flag"       # above the budget's cap
+    assert r.config.gen_lr == 0.002 and r.sources["gen_lr"] == "config"
+    assert r.run.seed == 4 and r.sources["seed"] == "flag"
+    assert r.sources["mle_epochs"] == "budget" and r.sources["rollout_rate"] == "preset"
+    assert r.sources["temperature"] == "default"
+    blob = r.to_json()
+    assert set(blob["values"]) == set(blob["sources"]) == set(fields_of(RunConfig)) | set(fields_of(r.config))
+    assert json.loads(json.dumps(blob)) == blob
+
+
+def test_warm_start_skips_mle_unless_asked():
+    r = resolve(agents.preset("seqgan"), "smoke", explicit={"init_from": "runs/x"})
+    assert r.config.mle_epochs == 0 and r.sources["mle_epochs"] == "init_from"
+    r = resolve(agents.preset("seqgan"), "smoke", explicit={"init_from": "runs/x", "mle_epochs": 2})
+    assert r.config.mle_epochs == 2
+
+
+@pytest.mark.parametrize("explicit,match", [
+    ({"gen_lrr": 0.001}, r"unknown config key 'gen_lrr'.*did you mean gen_lr"),
+    ({"batchsize": 3}, r"did you mean batch_size"),
+    ({"gen_lr": "fast"}, r"gen_lr: expected float"),
+    ({"batch_size": 2.5}, r"batch_size: expected int"),
+    ({"batch_size": True}, r"batch_size: expected int"),
+    ({"batch_size": 0}, r"batch_size = 0 is invalid"),
+    ({"mle_epochs": -1}, r"mle_epochs = -1 is invalid"),
+    ({"d_samples": 0}, r"d_samples = 0 is invalid"),
+    ({"gamma": 1.5}, r"gamma = 1.5 is invalid.*\[0, 1\]"),
+    ({"rollout_rate": -0.1}, r"rollout_rate = -0.1 is invalid"),
+    ({"adam_beta1": 1.0}, r"adam_beta1 = 1.0 is invalid"),
+    ({"baseline": "median"}, r"baseline: expected one of .*did you mean mean"),
+    ({"reward": "sparse"}, r"reward: expected one of"),
+    ({"transform": "cube"}, r"transform = 'cube' is invalid"),
+    ({"eval_samples": 0}, r"eval_samples = 0 is invalid"),
+    ({"init_parts": ["optimizer"]}, r"init_parts"),
+])
+def test_bad_keys_types_and_values_are_refused_naming_the_field(explicit, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve(agents.preset("seqgan"), "default", explicit=explicit)
+
+
+def test_unknown_keys_are_refused_by_agents_make_too(tmp_path):
+    with pytest.raises(ValueError, match="mle_lrr.*did you mean mle_lr"):
+        agents.make("mle", "oracle", {"mle_lrr": 0.1})
+    with pytest.raises(ValueError, match="unknown agent 'seqgn' \\(did you mean seqgan"):
+        agents.preset("seqgn")
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--agent", "seqgan", "--set", "gen_lrr=0.001"], "unknown config key 'gen_lrr' for agent 'seqgan' (did you mean gen_lr"),
+    (["--agent", "mle", "--gen-lr", "0.001"], "unknown option '--gen-lr' for agent 'mle'"),
+    (["--agent", "seqgan", "--gen-lrr", "0.001"], "did you mean --gen-lr"),
+    (["--agent", "seqgan", "--batch-size", "many"], "batch_size: expected int, got 'many'"),
+    (["--agent", "seqgan", "--gamma", "2"], "gamma = 2.0 is invalid"),
+    (["--agent", "seqgan", "--budget", "huge"], "unknown budget 'huge'"),
+    (["--agent", "seqgan", "--set", "oops"], "KEY=VALUE"),
+    (["--agent", "gan9000"], "valid agents"),
+])
+def test_the_command_line_refuses_before_anything_runs(tmp_path, capsys, args, match):
+    assert train.main([*args, "--out", str(tmp_path / "run")]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_the_agents_fields_with_help_and_values(capsys):
+    with pytest.raises(SystemExit) as exc:
+        train.main(["--agent", "scratchgan", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--batch-size", "--gen-lr", "--baseline-decay", "--d-pretrain-steps", "--init-from", "--eval-samples"):
+        assert flag in out, flag
+    assert "512 from the scratchgan preset" in out
+    assert "--mixed-k" not in out  # another agent's field
+
+
+def test_every_field_is_documented_and_typed():
+    classes = {p.config_class for p in agents.PRESETS.values()} | {RunConfig}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), (cls.__name__, f.name)
+            assert f.metadata.get("kind") in (RECIPE, SIZE, RUN), (cls.__name__, f.name)
