@@ -7,9 +7,9 @@ from typing import List, Sequence
 
 import numpy as np
 import pytest
+from conftest import need_data
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from tests.conftest import need_data
 from textgym.bleu import BleuScorer, bleu, bleu_multi, self_bleu, self_bleu_multi
 from textgym.data import read_sentences
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import need_data
 
-from tests.conftest import need_data
 from textgym.data import EOS_ID, UNK_ID, Corpus, OracleData, Vocab, resolve_data
 from textgym.oracle import ORACLE_KEYS, OracleLSTM
 
