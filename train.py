@@ -57,7 +57,8 @@ def build_parser(agent: str, budget: str) -> argparse.ArgumentParser:
         epilog=f"agents: {', '.join(agents.available())} (train.py --agent NAME --help lists NAME's fields)",
     )
     g = p.add_argument_group("run")
-    g.add_argument("--agent", default=DEFAULT_AGENT, help=f"the algorithm (default {DEFAULT_AGENT}): {', '.join(agents.available())}")
+    g.add_argument("--agent", default=DEFAULT_AGENT,
+                   help=f"the algorithm (default {DEFAULT_AGENT}): {', '.join(agents.available())}")
     g.add_argument("--budget", default="default", help=f"caps on size fields: {', '.join(sorted(BUDGETS))} (default 'default'; "
                    "'paper' caps nothing)")
     g.add_argument("--config", default=None, help="a run's config.json: its values, then this command's flags over them")

@@ -24,7 +24,7 @@ with :func:`register`. Every field, its default and meaning is its config class'
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Union
 
 import torch
 

@@ -30,7 +30,8 @@ from torch import nn
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, check_transform, discounted_returns, resolve_transform
 from agents.config import MASKGAN, at_least, nonnegative, param, positive, unit
-from agents.mle import check_finite, derive_seed, length_mask, masked_mean
+from agents.mle import check_finite, derive_seed
+from textgym.masks import length_mask, masked_mean
 from textgym.rewards import DenseReward
 
 
@@ -78,7 +79,8 @@ class ActorCriticAgent(AdversarialAgent):
     def check_scorer(self) -> None:
         transform = "identity" if self.config.oracle_reward else resolve_transform(self.config.transform)
         # DenseReward refuses scorers without per-prefix scores and bad transforms.
-        self.reward = DenseReward(self.scorer, transform).bind(self.data.vocab_size, self.data.eos_id, self.data.pad_id)
+        self.reward = DenseReward(self.scorer, transform)
+        self.reward.bind(self.data.vocab_size, self.data.eos_id, self.data.pad_id)
 
     def generator_step(self) -> Dict[str, float]:
         gen, T, c = self._generator, self.data.max_length, self.config

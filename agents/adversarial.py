@@ -23,15 +23,15 @@ and the iteration.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import Any, ClassVar, Dict, List, Optional
 
 import torch
 
 from agents.config import SEQGAN, SIZE, at_least, param, positive, unit_open
-from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed, length_mask
+from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
 from textgym import scorers
 from textgym.data import OracleData
-from textgym.oracle import _strip
+from textgym.masks import length_mask, strip_padding
 from textgym.rewards import TRANSFORMS, Transform
 
 # ScratchGAN's reward 2·D - 1 ("MaskGAN uses log(D), but this is more stable empirically").
@@ -80,18 +80,19 @@ class OracleRatioScorer:
     def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         T = tokens.shape[1]
         mask = torch.ones_like(tokens, dtype=torch.bool) if lengths is None else length_mask(lengths, T)
-        lo = self.oracle.log_probs(_strip(tokens, lengths, self.vocab_size)).to(tokens.device)
+        lo = self.oracle.log_probs(strip_padding(tokens, lengths)).to(tokens.device)
         lg = self.generator.log_probs(tokens).to(tokens.device)
         return ((lo - lg) * mask).sum(1)
 
     __call__ = score
 
 
-def maligan_scorer(agent: "AdversarialAgent") -> Any:
+def maligan_scorer(agent: AdversarialAgent) -> Any:
     """The scorer MaliGAN's weights r_D = D/(1-D) come from: the optimal discriminator
     :class:`OracleRatioScorer` with ``discriminator="oracle"``, else the agent's own, which
     must give logits of P(real) (ValueError otherwise)."""
     if agent.config.oracle_reward:
+        assert isinstance(agent.data, OracleData)  # checked when the agent was built
         return OracleRatioScorer(agent.data.oracle, agent._generator)
     if not getattr(agent.scorer, "is_probabilistic", True):
         raise ValueError(

@@ -2,7 +2,8 @@
 
 The driver (:func:`agents.driver.train`, behind ``train.py`` and the benchmarks) builds an agent
 with ``agents.make(name, data, config, device=..., seed=...)`` and drives it one iteration at a
-time; it owns the progress bar, evaluation, logging, checkpoints, ``--resume`` and warm starts. An agent owns its generator, optimizers, discriminator and
+time; it owns the progress bar, evaluation, logging, checkpoints, ``--resume`` and warm
+starts. An agent owns its generator, optimizers, discriminator and
 random state, all of which go into ``state_dict()`` so that a resumed run continues
 bit-for-bit on CPU.
 """

@@ -86,7 +86,7 @@ def field_types(cls: type) -> Dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def fields_of(cls: type) -> Dict[str, dataclasses.Field]:
+def fields_of(cls: Any) -> Dict[str, dataclasses.Field]:
     """The config fields of a config class (or instance), by name, in declaration order."""
     return {f.name: f for f in dataclasses.fields(cls)}
 
@@ -227,7 +227,8 @@ def describe(cls: type) -> List[Tuple[str, str, str, Any, str, Optional[str]]]:
     hints = field_types(cls)
     rows = []
     for name, f in fields_of(cls).items():
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory() if callable(factory) else None
         src = f.metadata.get("source")
         rows.append((name, f.metadata["kind"], type_name(hints[name]), default, f.metadata["help"], src))
     return rows
@@ -271,7 +272,7 @@ class Preset:
 
     @property
     def config_class(self) -> type:
-        return self.agent.Config  # type: ignore[attr-defined,no-any-return]
+        return self.agent.Config  # type: ignore[attr-defined]
 
     def config(self) -> Any:
         """A fresh, validated config instance of this recipe."""
@@ -304,7 +305,8 @@ class Resolved:
     def to_json(self) -> Dict[str, Any]:
         """The content of ``config.json``: every resolved value and its source."""
         vals = {k: (v if _jsonable(v) else repr(v)) for k, v in self.values().items()}
-        return {"format": CONFIG_FORMAT, "agent": self.agent, "budget": self.budget, "values": vals, "sources": dict(self.sources)}
+        return {"format": CONFIG_FORMAT, "agent": self.agent, "budget": self.budget, "values": vals,
+                "sources": dict(self.sources)}
 
 
 CONFIG_FORMAT = "textgym-config-v1"

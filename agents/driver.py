@@ -50,6 +50,7 @@ class RunError(Exception):
 # ---------------------------------------------------------------------------- data and agent
 def load_data(run: RunConfig) -> TextData:
     """The run's data: the oracle benchmark or a corpus, cut to ``train_size`` sequences."""
+    data: TextData
     if run.data == "oracle":
         if run.test_data:
             raise RunError("test_data applies to text corpora; the oracle benchmark has its own test set")
@@ -182,7 +183,7 @@ def evaluate(agent: Agent, data: TextData, run: RunConfig, folder: Path) -> Dict
                             test_size=run.eval_test_size, bleu_samples=run.bleu_samples)
     samples = folder / "samples"
     samples.mkdir(exist_ok=True)
-    text = "".join(data.decode(r[: int(n)].tolist()) + "\n" for r, n in zip(ev.tokens[:50], ev.lengths[:50]))
+    text = "".join(data.decode(r[: int(n)].tolist()) + "\n" for r, n in zip(ev.tokens[:50], ev.lengths[:50], strict=True))
     atomic_write_bytes(samples / f"iter_{agent.iteration:05d}.txt", text.encode())
     export_generator_file(agent, data, folder)
     return ev.metrics
@@ -261,11 +262,11 @@ def train(
             raise RunError(f"--resume: no checkpoint at {ckpt}")
         summary_path = folder / "summary.json"
         if summary_path.is_file():
-            header, _ = read_checkpoint(ckpt, "cpu")
-            _check_same_config(ckpt, header, resolved)
-            summary = json.loads(summary_path.read_text())
-            if summary.get("finished", True):
-                return {**summary, "already_finished": True}
+            finished_header, _ = read_checkpoint(ckpt, "cpu")
+            _check_same_config(ckpt, finished_header, resolved)
+            done = json.loads(summary_path.read_text())
+            if done.get("finished", True):
+                return {**done, "already_finished": True}
     elif folder.exists() and any(folder.iterdir()):
         if ckpt.exists():
             raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --out")
@@ -273,7 +274,7 @@ def train(
             raise RunError(f"{folder} is not empty and holds no textgym run; choose another --out")
     data = load_data(run)
     agent = build_agent(resolved, data, device)
-    header = None
+    header: Optional[Dict[str, Any]] = None
     warm: Dict[str, Any] = {}
     if resume:
         header, state = read_checkpoint(ckpt, device)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
 from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_rows
 
@@ -154,7 +155,7 @@ class Generator(nn.Module):
                 if lengths is None:
                     mask = torch.ones_like(lp, dtype=torch.bool)
                 else:
-                    mask = torch.arange(lp.shape[1], device=lp.device) < lengths[i : i + batch_size].to(lp.device)[:, None]
+                    mask = length_mask(lengths[i : i + batch_size].to(lp.device), lp.shape[1])
                 total += float(-(lp * mask).sum())
                 count += int(mask.sum())
             return total / max(count, 1)
@@ -164,8 +165,9 @@ class Generator(nn.Module):
     # ------------------------------------------------------------------ step-by-step generation
     def _step_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Input projection table (V+1, 4H) = emb @ W_ih^T + b_ih + b_hh, and W_hh^T (H, 4H)."""
-        table = self.embedding.weight @ self.lstm.weight_ih_l0.t() + self.lstm.bias_ih_l0 + self.lstm.bias_hh_l0
-        return table, self.lstm.weight_hh_l0.t()
+        p = dict(self.lstm.named_parameters())
+        table = self.embedding.weight @ p["weight_ih_l0"].t() + p["bias_ih_l0"] + p["bias_hh_l0"]
+        return table, p["weight_hh_l0"].t()
 
     @staticmethod
     def _cell(gates_x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_hh: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +282,7 @@ class RolloutCopy:
         """Apply the rule once with the current generator parameters θ."""
         self.updates += 1
         if self.rule == "mix":
-            for beta, theta in zip(self.policy.parameters(), generator.parameters()):
+            for beta, theta in zip(self.policy.parameters(), generator.parameters(), strict=True):
                 beta.mul_(self.rate).add_(theta.detach() * (1.0 - self.rate))
         elif self.updates % self.every == 0:
             self.policy.load_state_dict(generator.state_dict())

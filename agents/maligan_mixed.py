@@ -15,8 +15,8 @@ import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, maligan_scorer
 from agents.config import MALIGAN, SIZE, at_least, param
-from agents.mle import length_mask
 from textgym import scorers
+from textgym.masks import length_mask
 from textgym.rewards import finish_sequences, maligan_weights
 
 
@@ -82,7 +82,8 @@ class MixedMaliGANAgent(AdversarialAgent):
         return clamp_length(max(0, self.iteration - self.adv_start), self.data.max_length, c.mixed_K, c.mixed_every)
 
     @torch.no_grad()
-    def mixed_batch(self, real: torch.Tensor, real_lengths: torch.Tensor, N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def mixed_batch(self, real: torch.Tensor, real_lengths: torch.Tensor,
+                    N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clamp the first N tokens of each real row and sample m completions of each.
 
         real (B, T), real_lengths (B,) -> tokens (B·m, T) (row i·m + j: prefix i, sample j;

@@ -26,6 +26,8 @@ from agents.base import Agent
 from agents.config import RECIPE, SEQGAN, SIZE, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
 from textgym.data import TextData, resolve_data
+from textgym.masks import length_mask, masked_mean
+
 
 def derive_seed(seed: int, stream: str) -> int:
     """An independent 63-bit seed for the named random stream of an agent seeded with ``seed``."""
@@ -39,16 +41,6 @@ def check_finite(value: torch.Tensor, name: str, iteration: int) -> float:
     if not math.isfinite(v):
         raise FloatingPointError(f"{name} became {v} at iteration {iteration}")
     return v
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x (N, T) over the True entries of mask (N, T)."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """lengths (N,) -> (N, T) bool, True at positions < length."""
-    return torch.arange(T, device=lengths.device) < lengths[:, None]
 
 
 @dataclass

@@ -44,11 +44,12 @@ from typing import Any, ClassVar, Dict, Literal, Optional
 import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, discounted_returns, maligan_scorer, resolve_transform
-from agents.config import SCRATCHGAN, SEQGAN, SIZE, at_least, param, unit
+from agents.config import SEQGAN, SIZE, at_least, param, unit
 from agents.generator import RolloutCopy
-from agents.mle import check_finite, length_mask, masked_mean
+from agents.mle import check_finite
 from textgym import scorers
-from textgym.rewards import make_reward
+from textgym.masks import length_mask, masked_mean
+from textgym.rewards import DenseReward, MCReward, make_reward
 
 
 def terminal_rewards(final: torch.Tensor, lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -113,11 +114,11 @@ class ReinforceAgent(AdversarialAgent):
     def returns(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """R (N, T) of finished sequences, 0 beyond each length (see the module docstring)."""
         T = tokens.shape[1]
-        mode = self.config.reward
-        if mode == "mc":
+        if isinstance(self.reward, MCReward):
+            assert self.rollout_copy is not None  # made with the MC reward
             self.reward.set_rollout_policy(self.rollout_copy)
             return self.reward.sequence_rewards(tokens, lengths, generator=self.sample_rng)
-        if mode == "dense":
+        if isinstance(self.reward, DenseReward):
             r = self.reward.sequence_rewards(tokens, lengths)
         else:
             final = self.reward.transform(scorers.score(self.reward.scorer, tokens, lengths).to(tokens.device))

@@ -70,6 +70,7 @@ class SB3Agent(Agent):
         # algorithm's constructor; seed it here first so the discriminator's initialization is
         # reproducible too. The checkpoint stores the global RNG state, so resuming is exact.
         torch.manual_seed(seed)
+        scorer: Any
         if c.oracle_reward:
             if not isinstance(data, OracleData):
                 raise ValueError("discriminator='oracle' needs data='oracle'")
@@ -155,6 +156,7 @@ class SB3Agent(Agent):
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.trainer.load_state_dict(state["trainer"])
+            assert self.callback is not None
             self.callback.rng.set_state(state["callback_rng"])
 
 

@@ -26,7 +26,14 @@ import torch
 
 from textgym.data import OracleData, TextData, Vocab, pack, read_sentences, resolve_data
 from textgym.metrics import (
-    corpus_frontier, masked_nll, nll_test, oracle_frontier, points_as_dicts, sample_sequences, sequence_log_probs,
+    corpus_frontier,
+    masked_nll,
+    nll_test,
+    oracle_frontier,
+    oracle_nll,
+    points_as_dicts,
+    sample_sequences,
+    sequence_log_probs,
 )
 
 GENERATOR_FORMAT = "textgym-generator-v1"
@@ -40,7 +47,7 @@ def export_generator(generator: torch.nn.Module, init_kwargs: Dict[str, Any], vo
             "state_dict": generator.state_dict(), "vocab": None if vocab is None else vocab.itos}
 
 
-def load_generator(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Optional[Vocab]]:
+def load_generator(path: Path, device: str = "cpu") -> tuple[Any, Optional[Vocab]]:
     """A generator saved by ``train.py`` (``generator.pt``) and its vocabulary (None for the oracle)."""
     try:
         blob = torch.load(path, map_location=device, weights_only=False)
@@ -51,9 +58,9 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Op
         gen = cls(**blob["kwargs"])
         gen.load_state_dict(blob["state_dict"])
     except FileNotFoundError:
-        raise SystemExit(f"error: no generator file at {path}")
+        raise SystemExit(f"error: no generator file at {path}") from None
     except Exception as exc:
-        raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})")
+        raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})") from None
     return gen.to(device).eval(), (None if blob["vocab"] is None else Vocab(blob["vocab"]))
 
 
@@ -87,25 +94,23 @@ def evaluate_generator(
         out["nll_oracle"] = oracle_nll(data.oracle, tokens, lengths)
     if data.test is not None:
         k = test_size or len(data.test)
+        assert data.test_lengths is not None
         out["nll_test"] = nll_test(generator, data.test[:k], data.test_lengths[:k], temperature=temperature)
     device = tokens.device
     gen_lp = sequence_log_probs(generator, tokens, lengths, temperature=temperature)
     out["entropy"] = masked_nll(gen_lp.to(device), lengths)
     if not isinstance(data, OracleData):
-        hyps = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(tokens[:bleu_samples], lengths[:bleu_samples])]
+        hyps = [data.decode(r[: int(n)].tolist()).split()
+                for r, n in zip(tokens[:bleu_samples], lengths[:bleu_samples], strict=True)]
         ref_t, ref_l = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
-        refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(ref_t, ref_l)]
+        assert ref_l is not None
+        refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(ref_t, ref_l, strict=True)]
         out.update(bleu_table(hyps, refs, bleu_orders, ("bleu", "self_bleu")))
     return Evaluation(out, tokens, lengths)
 
 
-def oracle_nll(oracle: Any, tokens: torch.Tensor, lengths: torch.Tensor) -> float:
-    """NLL-oracle of given samples: the oracle's mean per-token NLL of tokens (N, T) over positions < lengths."""
-    device = next(iter(oracle.parameters())).device if hasattr(oracle, "parameters") else tokens.device
-    return masked_nll(sequence_log_probs(oracle, tokens.to(device), lengths.to(device)), lengths)
-
-
-def bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: Sequence[int], metrics: Sequence[str]) -> Dict[str, float]:
+def bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: Sequence[int],
+               metrics: Sequence[str]) -> Dict[str, float]:
     from textgym.bleu import bleu, self_bleu
 
     out: Dict[str, float] = {}
@@ -132,7 +137,7 @@ def oracle_nll_of_ids(hyps: List[List[str]], data: OracleData) -> float:
     try:
         ids = [[int(w) for w in h] for h in hyps if h]
     except ValueError:
-        raise SystemExit("error: --oracle needs samples written as token ids (integers), one sequence per line")
+        raise SystemExit("error: --oracle needs samples written as token ids (integers), one sequence per line") from None
     if any(i < 0 or i >= data.vocab_size for s in ids for i in s):
         raise SystemExit(f"error: a sample holds a token id outside the oracle's vocabulary [0, {data.vocab_size})")
     L = max(len(s) for s in ids)
@@ -165,7 +170,7 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     ref_t, ref_l = pack([r[: gen.max_length] for r in ref_ids], gen.max_length, vocab.pad_id)
     result["nll_test"] = nll_test(gen, ref_t, ref_l)
     tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
-    hyps = [vocab.decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths)]
+    hyps = [vocab.decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths, strict=True)]
     result.update(bleu_table(hyps, refs, args.orders, args.metrics))
     if args.frontier:
         pts = corpus_frontier({Path(args.generator).parent.name: gen}, refs, vocab.decode, args.temperatures,

@@ -37,3 +37,8 @@ def strip_padding(tokens: torch.Tensor, lengths: Optional[torch.Tensor]) -> torc
     nothing and must be masked (:func:`length_mask`). ``lengths`` None: ``tokens`` itself.
     """
     return pad_after(tokens, lengths, 0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` ``(N, T)`` over the True entries of ``mask`` ``(N, T)`` (0 when there are none)."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)

@@ -76,6 +76,12 @@ def nll_oracle(model: SequenceModel, oracle: SequenceModel, n: int = 5000, *, te
                seed: int = 0) -> float:
     """NLL-oracle: the oracle's mean per-token NLL of ``n`` samples of ``model`` (nats)."""
     tokens, lengths = sample_sequences(model, n, temperature=temperature, seed=seed)
+    return oracle_nll(oracle, tokens, lengths)
+
+
+def oracle_nll(oracle: SequenceModel, tokens: torch.Tensor, lengths: torch.Tensor) -> float:
+    """The oracle's mean per-token NLL of given samples ``tokens`` (N, T) over positions < ``lengths``:
+    NLL-oracle when the samples are a generator's. Every NLL-oracle of the project is computed here."""
     device = _device(oracle, tokens.device)
     return masked_nll(sequence_log_probs(oracle, tokens.to(device), lengths.to(device)), lengths)
 

@@ -295,8 +295,3 @@ class OracleLSTM(nn.Module):
         g = torch.Generator(device=self.Wo.device).manual_seed(seed)
         return torch.cat([self.sample(min(batch_size, n - i), generator=g) for i in range(0, n, batch_size)])
 
-
-def _strip(tokens: torch.Tensor, lengths: Optional[torch.Tensor], pad_id: int) -> torch.Tensor:
-    """The former name of :func:`textgym.masks.strip_padding`, kept for its importers; ``pad_id``
-    is ignored (the padding always becomes id 0)."""
-    return strip_padding(tokens, lengths)
