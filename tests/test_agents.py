@@ -167,6 +167,23 @@ def test_rollout_copy_hard_rule_copies_every_k():
     assert gen_state_equal(beta.policy, g)
 
 
+def test_seqgan_rollout_policy_starts_from_the_pretrained_generator(tiny):
+    """SeqGAN's Algorithm 1, line 3: β ← θ after pretraining. The copy was made when the agent
+    was built (the random init), so without the sync the first rollouts came from it."""
+    agent = make("seqgan", tiny, tiny_config(discriminator="oracle", mle_epochs=2, adv_steps=2), seed=0)
+    init = copy.deepcopy(agent.generator.state_dict())
+    agent.train_iteration()
+    agent.train_iteration()  # MLE done: θ_pre
+    pretrained = copy.deepcopy(agent.generator.state_dict())
+    assert not torch.equal(pretrained["out.weight"], init["out.weight"])
+    agent.train_iteration()  # the first adversarial step: β ← θ_pre, one update to θ_1, β ← 0.8 β + 0.2 θ_1
+    theta1 = agent.generator.state_dict()
+    beta = agent.rollout_copy.policy.state_dict()
+    for k in pretrained:
+        want = 0.8 * pretrained[k] + 0.2 * theta1[k]
+        torch.testing.assert_close(beta[k], want, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------- pure pieces
 class TableScorer:
     """A fixed probabilistic scorer: the logit of row i is ``logits[i]``."""
