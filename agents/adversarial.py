@@ -32,6 +32,7 @@ from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
 from textgym import scorers
 from textgym.data import OracleData
 from textgym.masks import length_mask, strip_padding
+from textgym.protocols import Discriminator, LikelihoodModel, SequenceModel
 from textgym.rewards import TRANSFORMS, Transform
 
 # ScratchGAN's reward 2·D - 1 ("MaskGAN uses log(D), but this is more stable empirically").
@@ -72,7 +73,7 @@ class OracleRatioScorer:
     is_probabilistic = True
     supports_prefixes = False
 
-    def __init__(self, oracle: Any, generator: Any) -> None:
+    def __init__(self, oracle: LikelihoodModel, generator: SequenceModel) -> None:
         self.oracle, self.generator = oracle, generator
         self.vocab_size = oracle.vocab_size
 
@@ -87,7 +88,7 @@ class OracleRatioScorer:
     __call__ = score
 
 
-def maligan_scorer(agent: AdversarialAgent) -> Any:
+def maligan_scorer(agent: AdversarialAgent) -> Discriminator:
     """The scorer MaliGAN's weights r_D = D/(1-D) come from: the optimal discriminator
     :class:`OracleRatioScorer` with ``discriminator="oracle"``, else the agent's own, which
     must give logits of P(real) (ValueError otherwise)."""
@@ -153,14 +154,14 @@ class AdversarialAgent(MLEAgent):
         super().__init__(data, config, device, seed)
         c = self.config
         self.gen_opt = torch.optim.Adam(self._generator.parameters(), lr=c.gen_lr, betas=(c.adam_beta1, 0.999))
-        self.discriminator: Any = None
+        self.discriminator: Optional[Discriminator] = None
         self.d_trainer: Any = None
         if c.oracle_reward:
             if not isinstance(self.data, OracleData):
                 raise ValueError(
                     f"discriminator='oracle' needs the synthetic oracle data (data='oracle'), not {self.data.name!r}"
                 )
-            self.scorer: Any = scorers.OracleScorer(self.data.oracle)
+            self.scorer: Discriminator = scorers.OracleScorer(self.data.oracle)
         else:
             self.scorer = self.discriminator = self._build_discriminator()
         self.check_scorer()
@@ -169,7 +170,7 @@ class AdversarialAgent(MLEAgent):
             self.d_trainer = self._build_trainer(self.discriminator)
 
     # ------------------------------------------------------------------ discriminator
-    def _build_discriminator(self) -> Any:
+    def _build_discriminator(self) -> Discriminator:
         d = self.config.discriminator
         if not isinstance(d, str):
             return d  # an object of the Discriminator protocol
@@ -296,7 +297,7 @@ class AdversarialAgent(MLEAgent):
         super().load_state_dict(state)
         self.gen_opt.load_state_dict(state["gen_opt"])
         self.d_rng.set_state(state["d_rng"])
-        if "discriminator" in state and self.discriminator is not None:
+        if "discriminator" in state and isinstance(self.discriminator, torch.nn.Module):
             self.discriminator.load_state_dict(state["discriminator"])
         if "d_trainer" in state and self.d_trainer is not None:
             self.d_trainer.load_state_dict(state["d_trainer"])

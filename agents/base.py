@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Dict, Sequence
 import torch
 
 from textgym.data import TextData
+from textgym.protocols import SequenceModel
 
 
 class Agent(ABC):
@@ -47,7 +48,7 @@ class Agent(ABC):
 
     @property
     @abstractmethod
-    def generator(self) -> Any:
+    def generator(self) -> SequenceModel:
         """The generator policy (``agents.generator.Generator``): sample / log_probs / rollout."""
 
     @abstractmethod
