@@ -23,13 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 DEFAULT_AGENT = "seqgan"
-CONTROL = ("agent", "budget", "config", "set", "device", "out", "resume", "stop_after", "quiet", "help")
-DEPRECATED = {"reward_scorer": "discriminator"}  # old key -> its replacement (reward_scorer=oracle -> discriminator=oracle)
 
 
 def _pre_parse(argv: List[str]) -> argparse.Namespace:
@@ -91,7 +88,17 @@ def _suggest(word: str, options: List[str]) -> str:
 def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
     """(resolved config, control options) from the command line; ConfigError / SystemExit on bad input."""
     import agents
-    from agents.config import ConfigError, RunConfig, all_field_names, field_types, from_json, parse_text, resolve
+    from agents.config import (
+        DEPRECATED_KEYS,
+        ConfigError,
+        RunConfig,
+        all_field_names,
+        field_types,
+        from_json,
+        parse_text,
+        resolve,
+        translate_deprecated,
+    )
 
     pre = _pre_parse(argv)
     file_values: Dict[str, Any] = {}
@@ -127,13 +134,11 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         k = k.strip().replace("-", "_")
-        if k in DEPRECATED:
-            warnings.warn(f"--set {k}=... is deprecated; use --{DEPRECATED[k].replace('_', '-')}", DeprecationWarning,
-                          stacklevel=2)
-            if k == "reward_scorer":
-                if v.strip() != "oracle":
-                    continue  # reward_scorer=discriminator: the discriminator field says which
-                k = "discriminator"
+        if k in DEPRECATED_KEYS:
+            print(f"warning: --set {k}=... is deprecated; use --{DEPRECATED_KEYS[k].replace('_', '-')}", file=sys.stderr)
+            for k2, v2 in translate_deprecated({k: v.strip()}).items():
+                texts.append((k2, v2))
+            continue
         if k not in valid:
             raise ConfigError(f"unknown config key {k!r} for agent {agent!r}{_suggest(k, valid)}")
         texts.append((k, v))

@@ -124,14 +124,24 @@ def make(
     """
     p = preset(name)
     if config is None or isinstance(config, Mapping):
-        from agents.config import replace
+        from agents.config import replace, translate_deprecated
 
-        cfg = replace(p.config(), **dict(config or {}))
+        cfg = replace(p.config(), **translate_deprecated(config or {}))
     else:
         cfg = config
     agent = p.agent(data, cfg, device=device, seed=seed)
     agent.name = name  # the registry name (several presets share a class)
     return agent
+
+
+def __getattr__(name: str) -> Any:
+    """``agents.AGENTS``, the registry of an earlier release: {name: (class, preset values)}."""
+    if name == "AGENTS":
+        import warnings
+
+        warnings.warn("agents.AGENTS is deprecated: use agents.PRESETS (name -> Preset)", DeprecationWarning, stacklevel=2)
+        return {n: (p.agent, dict(p.values)) for n, p in PRESETS.items()}
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
 
 
 def _register_optional() -> None:

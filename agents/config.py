@@ -27,6 +27,7 @@ import json
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple, TypeVar, Union
 
@@ -399,6 +400,22 @@ def resolve(preset: Preset, budget: Union[str, Mapping[str, Optional[int]]] = "p
     return Resolved(preset.name, budget_name, run, cfg, sources)
 
 
+DEPRECATED_KEYS = {"reward_scorer": "discriminator"}
+
+
+def translate_deprecated(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``values`` with the keys of an earlier release renamed (a DeprecationWarning each):
+    ``reward_scorer="oracle"`` is ``discriminator="oracle"``; ``reward_scorer="discriminator"``
+    is the default and is dropped."""
+    out = dict(values)
+    if "reward_scorer" in out:
+        warnings.warn("the config key 'reward_scorer' is deprecated: use discriminator='oracle' for the oracle's "
+                      "likelihood", DeprecationWarning, stacklevel=3)
+        if out.pop("reward_scorer") == "oracle":
+            out["discriminator"] = "oracle"
+    return out
+
+
 def from_json(blob: Mapping[str, Any], path: str = "config.json") -> Tuple[str, str, Dict[str, Any]]:
     """(agent, budget, values) of a ``config.json``; ConfigError for anything else."""
     if not isinstance(blob, Mapping) or blob.get("format") != CONFIG_FORMAT:
@@ -410,7 +427,7 @@ def from_json(blob: Mapping[str, Any], path: str = "config.json") -> Tuple[str, 
 
 
 __all__ = [
-    "BUDGETS", "CONFIG_FORMAT", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError", "Preset", "Resolved", "RunConfig",
-    "all_field_names", "as_dict", "coerce", "describe", "field_types", "fields_of", "from_json", "param", "parse_text", "replace",
-    "resolve", "validate",
+    "BUDGETS", "CONFIG_FORMAT", "DEPRECATED_KEYS", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError", "Preset",
+    "Resolved", "RunConfig", "all_field_names", "as_dict", "coerce", "describe", "field_types", "fields_of", "from_json",
+    "param", "parse_text", "replace", "resolve", "translate_deprecated", "validate",
 ]

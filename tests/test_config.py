@@ -181,3 +181,12 @@ def test_every_field_is_documented_and_typed():
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), (cls.__name__, f.name)
             assert f.metadata.get("kind") in (RECIPE, SIZE, RUN), (cls.__name__, f.name)
+
+
+def test_names_of_the_earlier_release_still_work_with_a_warning(small_oracle_data):
+    with pytest.warns(DeprecationWarning, match="reward_scorer"):
+        a = agents.make("seqgan", small_oracle_data, {"reward_scorer": "oracle", "mle_epochs": 0})
+    assert a.config.discriminator == "oracle" and a.discriminator is None
+    with pytest.warns(DeprecationWarning, match="PRESETS"):
+        old = agents.AGENTS
+    assert old["seqgan"][0] is agents.ReinforceAgent and old["seqgan"][1]["n_rollouts"] == 16
