@@ -182,10 +182,38 @@ def test_transforms_match_hand_computation():
     torch.testing.assert_close(TRANSFORMS["identity"](s), s)
 
 
-def test_maligan_weights_are_stable_for_confident_discriminators():
-    w = maligan_weights(torch.tensor([80.0, 80.0, -5.0, 1000.0]))
-    assert torch.isfinite(w).all() and w.sum().item() == pytest.approx(4.0)
-    assert w[3] >= w[0] == w[1] > w[2]
+def _maligan_reference(logits: torch.Tensor) -> torch.Tensor:
+    """m · exp(s - max) / Σ exp(s - max) in float64, one row at a time (the slow obvious way)."""
+    s = [float(v) for v in logits.double()]
+    top = max(s)
+    e = [math.exp(v - top) for v in s]
+    return torch.tensor([len(s) * v / sum(e) for v in e], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("logits", [
+    [-102.0, 84.0, 80.0, 83.5, 0.0, -30.0, 30.0, 31.0],   # the optimal discriminator's range
+    [-102.0, -95.0, -60.0, -31.0, -40.0],                  # every logit below -30
+    [5.0, 5.0, 5.0],                                       # equal logits: weights 1
+])
+def test_maligan_weights_are_exact_for_any_finite_logits(logits):
+    s = torch.tensor(logits)
+    w = maligan_weights(s)
+    ref = _maligan_reference(s)
+    assert w.dtype == s.dtype and torch.isfinite(w).all()
+    torch.testing.assert_close(w.double(), ref, rtol=1e-5, atol=1e-12)
+    assert w.sum().item() == pytest.approx(len(logits), rel=1e-5)
+    if max(logits) < -30:
+        assert not torch.allclose(w, torch.ones_like(w))  # no clamp flattens them to 1
+
+
+def test_maligan_weights_normalize_each_row_of_a_batch():
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(5, 7, generator=g) * 60 - 20
+    w = maligan_weights(s)
+    assert w.shape == (5, 7)
+    for i in range(5):
+        torch.testing.assert_close(w[i], maligan_weights(s[i]), rtol=0, atol=0)
+        torch.testing.assert_close(w[i].double(), _maligan_reference(s[i]), rtol=1e-5, atol=1e-12)
 
 
 def test_terminal_maligan_normalizes_over_the_finished_batch(small_oracle_data, toy_scorer):

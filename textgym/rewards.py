@@ -12,7 +12,7 @@ name        reward from a scorer output s                           needs
 ``logit``   s                                                       a probabilistic scorer
 ``maligan`` m · r_D(x_i) / Σ_j r_D(x_j), r_D = D/(1-D) = exp(s),     probabilistic, terminal
             over the m sequences that finish in the same step
-            (computed as m · softmax(s) in log space; mean 1)
+            (computed exactly as m · softmax(s); mean 1)
 ``identity``s unchanged                                             any scorer
 =========== ======================================================= ============================
 
@@ -36,9 +36,6 @@ from textgym import scorers
 from textgym.masks import length_mask, pad_after
 from textgym.protocols import Discriminator, RolloutPolicy
 
-MALIGAN_LOGIT_CLAMP = 30.0
-
-
 class Transform:
     """A named reward transform ``f``; ``batch`` transforms normalize over the rows scored together."""
 
@@ -55,11 +52,13 @@ class Transform:
 def maligan_weights(logits: torch.Tensor) -> torch.Tensor:
     """MaliGAN's self-normalized weights ``m · r_D(x_i) / Σ_j r_D(x_j)`` with r_D = exp(logit).
 
-    logits (m,) -> (m,) weights with mean 1. r_D = D/(1-D) explodes as D → 1, so the
-    normalization is done in log space (a softmax) on logits clamped to ±30.
+    logits (m,) -> (m,) weights with mean 1, or (B, m) -> (B, m), each row normalized over its
+    m entries (the last dim). r_D = D/(1-D) overflows as D → 1, so the ratio is computed as
+    ``m · softmax(s)``: exp(s_i - max_j s_j) / Σ_j exp(s_j - max_j s_j), which is the same
+    number exactly (the shift cancels) and finite for any finite logits, however large or small.
     """
-    m = logits.shape[0]
-    return m * torch.softmax(logits.clamp(-MALIGAN_LOGIT_CLAMP, MALIGAN_LOGIT_CLAMP), dim=0)
+    m = logits.shape[-1]
+    return m * torch.softmax(logits, dim=-1)
 
 
 TRANSFORMS: Dict[str, Transform] = {
