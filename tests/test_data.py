@@ -193,3 +193,36 @@ def test_oracle_fused_hidden_states_follow_the_cell():
         expected.append(h)
         prev = tokens[:, t]
     torch.testing.assert_close(oracle.hidden_states(tokens), torch.stack(expected, 1), rtol=0, atol=1e-5)
+
+
+def test_oracle_on_gives_each_device_its_own_copy():
+    data = OracleData(OracleLSTM(vocab_size=20, max_length=4, seed=1), max_length=4, n_train=8, n_test=8)
+    shared = data.oracle
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+    assert data.oracle_on("cpu") is shared and data.oracle_on(torch.device("cpu")) is shared
+    meta = data.oracle_on("meta")
+    assert meta is not shared and all(p.device.type == "meta" for p in meta.parameters())
+    assert data.oracle_on(torch.device("meta")) is meta  # one copy per device, reused
+    assert (meta.vocab_size, meta.max_length) == (20, 4)
+    after = shared.state_dict()
+    assert all(v.device.type == "cpu" and torch.equal(v, before[k]) for k, v in after.items())
+
+
+def test_cached_samples_never_move_the_oracle(monkeypatch, tmp_path):
+    from textgym.data import cached_samples
+
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))  # a cache miss: the oracle samples
+    oracle = OracleLSTM(vocab_size=20, max_length=4, seed=2)
+    moves: list = []
+    original = torch.nn.Module._apply
+
+    def spy(self, fn, *args, **kwargs):
+        if self is oracle:
+            moves.append(fn)
+        return original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "_apply", spy)
+    x = cached_samples(oracle, 16, seed=5)
+    assert moves == []
+    assert torch.equal(x, oracle.sample_dataset(16, 5))
+    assert torch.equal(cached_samples(oracle, 16, seed=5), x)  # from the disk cache now

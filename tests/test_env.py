@@ -216,3 +216,34 @@ def test_render_ansi(corpus, toy_scorer):
     env.step(corpus.vocab.stoi["a"])
     env.step(corpus.vocab.stoi["b"])
     assert env.render() == "a b"
+
+
+def _record_moves(monkeypatch, target: torch.nn.Module) -> list:
+    """Every ``nn.Module._apply`` (what ``.to``, ``.cuda``, ``.cpu``, ``.float`` run) on ``target``."""
+    calls: list = []
+    original = torch.nn.Module._apply
+
+    def spy(self, fn, *args, **kwargs):
+        if self is target:
+            calls.append(fn)
+        return original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "_apply", spy)
+    return calls
+
+
+@pytest.mark.parametrize("reward", ["terminal", "mc", "dense"])
+def test_envs_never_move_the_shared_oracle(small_oracle_data, monkeypatch, reward):
+    # The oracle of a (cached, shared) OracleData serves every env in the process: an env on
+    # another device must get its own copy, never move the shared one under the others' feet.
+    shared = small_oracle_data.oracle
+    moves = _record_moves(monkeypatch, shared)
+    for _ in range(2):
+        venv = TokenVecEnv(2, data=small_oracle_data, reward=reward, device="cpu", seed=0)
+        venv.reset()
+        venv.step(torch.tensor([1, 2]))
+    assert moves == [] and small_oracle_data.oracle is shared
+    assert venv.oracle is shared  # on the oracle's own device no copy is needed
+    assert venv.scorer.oracle is shared
+    if reward == "mc":
+        assert venv.reward_fn.rollout_policy is shared

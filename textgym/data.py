@@ -14,6 +14,7 @@ and test sets as ``(M, T)`` int64 tensors padded with ``pad_id`` plus ``(M,)`` l
 """
 from __future__ import annotations
 
+import copy
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -214,10 +215,42 @@ class OracleData(TextData):
             oracle = OracleLSTM.load(oracle, max_length=max_length)
         oracle.max_length = max_length
         self.oracle = oracle
+        self._device_copies: Dict[torch.device, OracleLSTM] = {}
         tr = cached_samples(oracle, n_train, seed)
         te = cached_samples(oracle, n_test, seed + 1)
         full = lambda x: torch.full((len(x),), max_length, dtype=torch.long)  # noqa: E731
         super().__init__(oracle.vocab_size, max_length, None, tr, full(tr), te, full(te), name="oracle")
+
+    def oracle_on(self, device: Union[str, torch.device]) -> OracleLSTM:
+        """The oracle on ``device``, never moving the shared :attr:`oracle` there.
+
+        An OracleData is shared (:func:`resolve_data` caches it), and ``Module.to`` moves a
+        module in place, so users on different devices would move the one oracle under each
+        other. This returns :attr:`oracle` itself when it already lives on ``device``, else a
+        copy on ``device``, made once per device and reused (the oracle is fixed: its weights
+        never change, so the copies stay equal to it).
+        """
+        device = _canonical(device)
+        if _device_of(self.oracle) == device:
+            return self.oracle
+        copies = self.__dict__.setdefault("_device_copies", {})
+        if device not in copies:
+            copies[device] = copy.deepcopy(self.oracle).to(device)
+        return copies[device]
+
+
+def _canonical(device: Union[str, torch.device]) -> torch.device:
+    """``torch.device`` with the current index filled in for an indexless accelerator ("cuda")."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (CPU for one without parameters)."""
+    p = next(module.parameters(), None)
+    return torch.device("cpu") if p is None else p.device
 
 
 _ORACLE_CACHE: Dict[int, OracleData] = {}
@@ -241,7 +274,10 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
                 return x
         except Exception:
             pass
-    x = oracle.to("cpu").sample_dataset(n, seed).cpu()
+    # sample on CPU (the draws are device-specific); a copy if needed: ``.to`` would move the
+    # caller's oracle in place
+    on_cpu = oracle if _device_of(oracle).type == "cpu" else copy.deepcopy(oracle).to("cpu")
+    x = on_cpu.sample_dataset(n, seed).cpu()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

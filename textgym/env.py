@@ -32,14 +32,18 @@ from textgym.scorers import OracleScorer
 
 def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextData,
                    device: Union[str, torch.device]) -> Discriminator:
-    """``None``/``"oracle"`` (oracle data only), a registered discriminator name, or a scorer object."""
+    """``None``/``"oracle"`` (oracle data only), a registered discriminator name, or a scorer object.
+
+    The oracle scorer uses the oracle's copy on ``device`` (:meth:`OracleData.oracle_on`): the
+    shared oracle is never moved.
+    """
     if discriminator is None:
         discriminator = "oracle" if isinstance(data, OracleData) else "rnn"
     if isinstance(discriminator, str):
         if discriminator == "oracle":
             if not isinstance(data, OracleData):
                 raise ValueError("discriminator='oracle' needs data='oracle' (the synthetic benchmark)")
-            return OracleScorer(data.oracle)
+            return OracleScorer(data.oracle_on(device))
         import discriminators
 
         return discriminators.make(discriminator, vocab_size=data.vocab_size, max_length=data.max_length).to(device)
@@ -57,11 +61,15 @@ class TokenVecEnv(VectorEnv):
         discriminator: the scorer: ``"oracle"`` (the oracle's log-likelihood; default on oracle
             data), a registered discriminator name (default ``"rnn"`` on corpora), or an object.
         transform: reward shaping, a name from ``textgym.rewards.TRANSFORMS``.
-        rollout_policy: the MC reward's rollout policy (default: the oracle on oracle data).
+        rollout_policy: the MC reward's rollout policy (default: the oracle on oracle data,
+            :attr:`oracle`).
         n_rollouts: MC completions per prefix.
         device: where every tensor lives.
         seed: seeds the env's generator (MC rollouts); ``reset(seed=...)`` reseeds.
         autoreset_mode: NEXT_STEP (default), SAME_STEP or DISABLED (gymnasium semantics).
+
+    ``oracle``: on oracle data, the oracle on ``device`` (``data.oracle`` itself if it lives
+    there, else a per-device copy: a shared data set's oracle is never moved); None otherwise.
 
     Observations, rewards, terminations, truncations are torch tensors on ``device``:
     (N, L) int64, (N,) float32, (N,) bool, (N,) bool. Numpy users can wrap with
@@ -106,19 +114,20 @@ class TokenVecEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = render_mode
 
+        # The oracle on this env's device: the data set (and its oracle) may be shared with envs
+        # on other devices, so never move it in place.
+        self.oracle = self.data.oracle_on(self.device) if isinstance(self.data, OracleData) else None
         if isinstance(reward, Reward):
             self.reward_fn = reward
         else:
             scorer = resolve_scorer(discriminator, self.data, self.device)
             kw = {}
             if reward == "mc":
-                if rollout_policy is None and isinstance(self.data, OracleData):
-                    rollout_policy = self.data.oracle
+                if rollout_policy is None and self.oracle is not None:
+                    rollout_policy = self.oracle
                 kw = dict(rollout_policy=rollout_policy, n_rollouts=n_rollouts)
             self.reward_fn = make_reward(reward, scorer, transform, **kw)
         self.reward_fn.bind(V, self.eos_id, self.pad_id)
-        if isinstance(self.data, OracleData):
-            self.data.oracle.to(self.device)
 
         self.single_observation_space = spaces.Box(0, V, shape=(L,), dtype=np.int64)
         self.single_action_space = spaces.Discrete(V)

@@ -36,6 +36,7 @@ from textgym import scorers
 from textgym.masks import length_mask, pad_after
 from textgym.protocols import Discriminator, RolloutPolicy
 
+
 class Transform:
     """A named reward transform ``f``; ``batch`` transforms normalize over the rows scored together."""
 
