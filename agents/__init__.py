@@ -54,24 +54,30 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         rollout_rate=0.8, rollout_update="mix"), SEQGAN,
         "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline."),
     Preset("maligan", MaliGANAgent, dict(
-        **_SEQGAN_SCHEDULE, reward="terminal", transform="maligan", gamma=1.0, baseline="mean"), MALIGAN,
-        "Algorithm 1. The paper gives no schedule for its sequence experiments: SeqGAN's is used."),
+        **_SEQGAN_SCHEDULE, reward="terminal", transform="maligan", gamma=1.0, baseline="rise", baseline_rise=100),
+        MALIGAN, "Algorithm 1 with the baseline rising from 0 to 1 (linearly over half the steps: our choice). The "
+                 "paper gives no schedule for its sequence experiments: SeqGAN's is used."),
     Preset("maligan-mixed", MixedMaliGANAgent, dict(
         **_SEQGAN_SCHEDULE, mixed_K=2, mixed_every=10, mixed_m=8, baseline="mean"), MALIGAN,
         "Algorithm 2 with K = 2, m = 8 completions per prefix; SeqGAN's schedule (the paper gives none)."),
     Preset("scratchgan", ReinforceAgent, dict(
         mle_epochs=0, adv_steps=2000, g_steps=1, batch_size=512, gen_lr=9.59e-5, adam_beta1=0.5, reward="dense",
         transform="centered_prob", gamma=0.23, baseline="ema", baseline_decay=0.08, discriminator="rnn",
-        d_pretrain_steps=0, d_steps=1, d_epochs=1, d_samples=512, d_batch_size=512, d_lr=9.38e-3), SCRATCHGAN,
-        "No pretraining; one D update on each generator batch; reward 2 D(x_<=t) - 1, discount 0.23."),
+        d_pretrain_steps=0, d_steps=1, d_epochs=1, d_samples=512, d_batch_size=1024, d_lr=9.38e-3, d_adam_beta1=0.5,
+        d_weight_decay=1e-6), SCRATCHGAN,
+        "No pretraining; one D update (512 real + 512 fake, Adam beta1 0.5, L2 1e-6) per generator update; reward "
+        "2 D(x_<=t) - 1, discount 0.23. Deviation: fresh samples for D, where the code reuses the generator's batch."),
     Preset("reinforce", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform=None, gamma=1.0, baseline="mean"), SEQGAN,
         "Plain REINFORCE on the terminal D(Y) with a batch-mean baseline, in SeqGAN's schedule."),
     Preset("maskgan", ActorCriticAgent, dict(
-        mle_epochs=120, adv_steps=200, g_steps=1, batch_size=64, gen_lr=5e-4, gamma=0.89, adv_clip=5.0,
-        critic_lr=5e-3, transform="log", discriminator="rnn", d_pretrain_steps=50, d_steps=5, d_epochs=3,
-        d_samples=10_000, d_lr=1e-4), MASKGAN,
-        "Unconditional: every token is generated (no in-filling mask); SeqGAN's D schedule."),
+        mle_epochs=120, adv_steps=200, g_steps=1, batch_size=128, gen_lr=3.8877e-5, gamma=0.89072, adv_clip=5.0,
+        critic_lr=5e-3, critic_warmup=50, transform="log", discriminator="rnn", d_pretrain_steps=50, d_steps=2,
+        d_epochs=1, d_samples=128, d_batch_size=256, d_lr=5e-4), MASKGAN,
+        "The GAN-mode values of the authors' PTB command (batch 128, generator lr 3.89e-5, discount 0.89072, "
+        "discriminator lr 5e-4, 2 discriminator updates per generator update). Deviations: unconditional (every "
+        "token is generated, no in-filling mask); an MLP critic on the generator's state with lr 5e-3 and 50 "
+        "warm-up updates (their RNN critic uses 5.18e-7); SeqGAN's schedule for MLE and D pretraining."),
 ]}
 
 

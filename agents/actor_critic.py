@@ -61,6 +61,8 @@ class ActorCriticConfig(AdversarialConfig):
     critic_lr: float = param(5e-3, "Adam learning rate of the critic (critic_learning_rate)", check=positive,
                              source=MASKGAN)
     critic_hidden: int = param(64, "hidden units of the critic's MLP", check=at_least(1))
+    critic_warmup: int = param(50, "critic-only updates before the first actor update (a calibrated baseline from the "
+                                   "start; our choice, not the paper's)", check=at_least(0))
 
 
 class ActorCriticAgent(AdversarialAgent):
@@ -82,22 +84,28 @@ class ActorCriticAgent(AdversarialAgent):
         self.reward = DenseReward(self.scorer, transform)
         self.reward.bind(self.data.vocab_size, self.data.eos_id, self.data.pad_id)
 
-    def generator_step(self) -> Dict[str, float]:
+    def adversarial_step(self) -> Dict[str, float]:
+        if self.iteration == self.adv_start:  # the critic learns V before the actor follows its advantages
+            for _ in range(self.config.critic_warmup):
+                self.generator_step(actor=False)
+        return super().adversarial_step()
+
+    def generator_step(self, actor: bool = True) -> Dict[str, float]:
         gen, T, c = self._generator, self.data.max_length, self.config
         tokens, lengths = gen.sample_with_lengths(c.batch_size, temperature=c.temperature, generator=self.sample_rng)
         mask = length_mask(lengths, T)
         with torch.no_grad():
             r = self.reward.sequence_rewards(tokens, lengths)                  # r_t = log D(x_{≤t})
-            R = discounted_returns(r, lengths, c.gamma)             # R_t
+            R = discounted_returns(r, lengths, c.gamma)                       # R_t
         logits, hidden = gen(tokens)
         lp = gen.token_log_probs(logits, tokens)                              # log p_θ(x_t | x_<t)
         V = self.critic(hidden.detach())                                      # V_φ(h_t)
         A = (R - V).detach()
         if c.adv_clip > 0:
-            A = A.clamp(-c.adv_clip, c.adv_clip)          # clip(R_t - V_t, -c, c)
+            A = A.clamp(-c.adv_clip, c.adv_clip)                              # clip(R_t - V_t, -c, c)
         g_loss = -masked_mean(A * lp, mask)
         v_loss = masked_mean((R - V) ** 2, mask)
-        g_value = self.optimizer_step(self.gen_opt, g_loss, "g_loss")
+        g_value = self.optimizer_step(self.gen_opt, g_loss, "g_loss") if actor else float(g_loss.detach())
         v_value = check_finite(v_loss.detach(), "critic_loss", self.iteration)
         self.critic_opt.zero_grad(set_to_none=True)
         v_loss.backward()

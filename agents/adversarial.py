@@ -22,12 +22,13 @@ and the iteration.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, List, Optional
 
 import torch
 
-from agents.config import SEQGAN, SIZE, at_least, param, positive, unit_open
+from agents.config import SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
 from textgym import scorers
 from textgym.data import OracleData
@@ -47,6 +48,9 @@ def resolve_transform(name: Optional[str]) -> Any:
     if name in EXTRA_TRANSFORMS:
         return EXTRA_TRANSFORMS[name]
     raise ValueError(f"unknown reward transform {name!r}; valid: {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}")
+
+
+WEAK_MARGIN, WEAK_ROUNDS = 0.05, 3  # held-out accuracy this close to chance this many times in a row: a warning
 
 
 def discounted_returns(rewards: torch.Tensor, lengths: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -129,6 +133,11 @@ class AdversarialConfig(MLEConfig):
                            check=at_least(1), source=SEQGAN)
     d_pretrain_steps: int = param(50, "discriminator pretraining rounds (one per iteration)", kind=SIZE,
                                   check=at_least(0), source=SEQGAN)
+    d_adam_beta1: float = param(0.9, "Adam beta1 of the discriminator", check=unit_open)
+    d_weight_decay: float = param(0.0, "L2 of every discriminator weight: lambda sum(w^2) / 2, as Adam's weight decay",
+                                  check=nonnegative)
+    d_heldout: int = param(1000, "real sequences held out from discriminator training, scored with as many fresh "
+                                 "samples for the held-out accuracy d_heldout_acc", kind=SIZE, check=at_least(1))
     transform: Optional[str] = param(None, "reward transform (textgym.rewards.TRANSFORMS or centered_prob); None: "
                                            "the agent's own", check=check_transform)
 
@@ -168,6 +177,13 @@ class AdversarialAgent(MLEAgent):
         self.d_rng = torch.Generator().manual_seed(derive_seed(seed, "discriminator-dropout"))
         if self.discriminator is not None:
             self.d_trainer = self._build_trainer(self.discriminator)
+        # The discriminator's held-out set: the last real sequences, never trained on by it, and
+        # fresh samples from a stream of their own (the training streams are not touched).
+        self.heldout_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "discriminator-heldout"))
+        M = self.train_tokens.shape[0]
+        self.n_heldout = 0 if c.oracle_reward else min(c.d_heldout, M // 5)
+        self.d_pool = M - self.n_heldout
+        self.weak_rounds = 0
 
     # ------------------------------------------------------------------ discriminator
     def _build_discriminator(self) -> Discriminator:
@@ -189,8 +205,10 @@ class AdversarialAgent(MLEAgent):
             return None
         import discriminators
 
+        c = self.config
         return discriminators.DiscriminatorTrainer(
-            disc, lr=self.config.d_lr, batch_size=self.config.d_batch_size, seed=self._d_seed()
+            disc, lr=c.d_lr, batch_size=c.d_batch_size, betas=(c.d_adam_beta1, 0.999), weight_decay=c.d_weight_decay,
+            seed=self._d_seed(),
         )
 
     def _d_seed(self) -> int:
@@ -204,8 +222,9 @@ class AdversarialAgent(MLEAgent):
         return self.d_trainer is not None
 
     def real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n training sequences drawn without replacement (with, if n exceeds the set) by ``data_rng``."""
-        M = self.train_tokens.shape[0]
+        """n training sequences outside the held-out set, drawn without replacement (with, if n
+        exceeds the set) by ``data_rng``."""
+        M = self.d_pool
         if n <= M:
             idx = torch.randperm(M, generator=self.data_rng)[:n]
         else:
@@ -219,10 +238,14 @@ class AdversarialAgent(MLEAgent):
         parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=self.sample_rng) for i in range(0, n, chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
+    def discriminator_fakes(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The negatives of a discriminator round: n free generator samples (subclasses may differ)."""
+        return self.fake_batch(n)
+
     def discriminator_round(self) -> Dict[str, float]:
         """One round: ``d_samples`` fresh negatives and as many real sequences, ``d_epochs`` epochs."""
         n = self.config.d_samples
-        fake, fake_len = self.fake_batch(n)
+        fake, fake_len = self.discriminator_fakes(n)
         real, real_len = self.real_batch(n)
         # Dropout inside the discriminator draws from the global RNG: fork it and seed it from
         # this agent's own stream so that discriminator training is reproducible and resumable.
@@ -233,6 +256,37 @@ class AdversarialAgent(MLEAgent):
             out = self.d_trainer.step(real, real_len, fake, fake_len, k=self.config.d_epochs)
         return {f"d_{k}": check_finite(torch.as_tensor(float(out[k])), f"d_{k}", self.iteration)
                 for k in ("loss", "acc_real", "acc_fake") if k in out}
+
+    @torch.no_grad()
+    def heldout_stats(self) -> Dict[str, float]:
+        """The scorer on the held-out real sequences and as many fresh samples (eval mode):
+
+            d_heldout_acc  = (acc_real + acc_fake) / 2,  acc_real = P(logit > 0) + P(logit = 0) / 2 on real,
+                             acc_fake = P(logit < 0) + P(logit = 0) / 2 on samples (0.5: no information)
+            d_heldout_loss = mean binary cross-entropy of σ(logit) on both sets
+
+        Warns once when the accuracy stays within ``WEAK_MARGIN`` of chance for ``WEAK_ROUNDS``
+        evaluations in a row: the rewards then carry no information. {} in oracle mode.
+        """
+        n = self.n_heldout
+        if n == 0 or not getattr(self.scorer, "is_probabilistic", True):
+            return {}
+        real = self.train_tokens[self.d_pool :], self.train_lengths[self.d_pool :]
+        parts = [self._generator.sample_with_lengths(min(2048, n - i), generator=self.heldout_rng) for i in range(0, n, 2048)]
+        fake = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        s_real = scorers.score(self.scorer, *real).float().to(self.device)
+        s_fake = scorers.score(self.scorer, *fake).float().to(self.device)
+        acc_real = float((s_real > 0).float().mean() + 0.5 * (s_real == 0).float().mean())
+        acc_fake = float((s_fake < 0).float().mean() + 0.5 * (s_fake == 0).float().mean())
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        loss = 0.5 * float(bce(s_real, torch.ones_like(s_real)) + bce(s_fake, torch.zeros_like(s_fake)))
+        acc = 0.5 * (acc_real + acc_fake)
+        self.weak_rounds = self.weak_rounds + 1 if abs(acc - 0.5) < WEAK_MARGIN else 0
+        if self.weak_rounds == WEAK_ROUNDS:
+            warnings.warn(
+                f"{self.name}: the discriminator's held-out accuracy has stayed within {WEAK_MARGIN} of chance for "
+                f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning, stacklevel=2)
+        return {"d_heldout_acc": acc, "d_heldout_loss": loss}
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -265,7 +319,7 @@ class AdversarialAgent(MLEAgent):
         if phase == "mle":
             stats = self.mle_epoch()
         elif phase == "d_pretrain":
-            stats = self.discriminator_round()
+            stats = {**self.discriminator_round(), **self.heldout_stats()}
         else:
             stats = self.adversarial_step()
         self.iteration += 1
@@ -277,6 +331,7 @@ class AdversarialAgent(MLEAgent):
         if self.trains_discriminator:
             for _ in range(self.config.d_steps):
                 stats.update(self.discriminator_round())  # d_loss, d_acc_real, d_acc_fake of the last round
+        stats.update(self.heldout_stats())
         return stats
 
     def generator_step(self) -> Dict[str, float]:
@@ -287,6 +342,8 @@ class AdversarialAgent(MLEAgent):
         state = super().state_dict()
         state["gen_opt"] = self.gen_opt.state_dict()
         state["d_rng"] = self.d_rng.get_state()
+        state["heldout_rng"] = self.heldout_rng.get_state()
+        state["weak_rounds"] = self.weak_rounds
         if self.discriminator is not None and hasattr(self.discriminator, "state_dict"):
             state["discriminator"] = self.discriminator.state_dict()
         if self.d_trainer is not None:
@@ -297,6 +354,8 @@ class AdversarialAgent(MLEAgent):
         super().load_state_dict(state)
         self.gen_opt.load_state_dict(state["gen_opt"])
         self.d_rng.set_state(state["d_rng"])
+        self.heldout_rng.set_state(state["heldout_rng"])
+        self.weak_rounds = int(state["weak_rounds"])
         if "discriminator" in state and isinstance(self.discriminator, torch.nn.Module):
             self.discriminator.load_state_dict(state["discriminator"])
         if "d_trainer" in state and self.d_trainer is not None:

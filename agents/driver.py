@@ -108,12 +108,16 @@ def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: 
     atomic_write_bytes(path, out.getvalue())
 
 
-def read_checkpoint(path: Path, device: Union[str, torch.device] = "cpu") -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(header, agent state) of a checkpoint; RunError for a missing, corrupt or foreign file."""
+def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(header, agent state) of a checkpoint, every tensor on the CPU; RunError for a missing,
+    corrupt or foreign file.
+
+    The CPU, whatever the run's device: ``torch.Generator.set_state`` takes CPU byte tensors
+    only, and ``load_state_dict`` of modules and optimizers copies to their own device."""
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
     try:
-        outer = torch.load(path, map_location=device, weights_only=False)
+        outer = torch.load(path, map_location="cpu", weights_only=False)
         header, body = outer["header"], outer["body"]
     except Exception as exc:  # truncated zip, pickle errors, wrong structure
         raise RunError(f"checkpoint {path} is corrupt or not a textgym checkpoint ({type(exc).__name__}: {exc})") from None
@@ -122,7 +126,7 @@ def read_checkpoint(path: Path, device: Union[str, torch.device] = "cpu") -> Tup
         raise RunError(f"checkpoint {path} has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
     if hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise RunError(f"checkpoint {path} is corrupt (its checksum does not match)")
-    state = torch.load(io.BytesIO(body), map_location=device, weights_only=False)["agent"]
+    state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)["agent"]
     return header, state
 
 
@@ -211,12 +215,12 @@ def _is_run_folder(folder: Path) -> bool:
         return False
 
 
-def warm_start(agent: Agent, run: RunConfig, device: Union[str, torch.device]) -> Dict[str, Any]:
+def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     """Load ``run.init_parts`` of the run folder ``run.init_from`` into ``agent``; returns what was taken."""
     assert run.init_from is not None
     source = Path(run.init_from)
     path = source / "checkpoint.pt" if source.is_dir() else source
-    header, state = read_checkpoint(path, device)
+    header, state = read_checkpoint(path)
     try:
         agent.warm_start(state, run.init_parts)
     except ValueError as exc:
@@ -262,7 +266,7 @@ def train(
             raise RunError(f"--resume: no checkpoint at {ckpt}")
         summary_path = folder / "summary.json"
         if summary_path.is_file():
-            finished_header, _ = read_checkpoint(ckpt, "cpu")
+            finished_header, _ = read_checkpoint(ckpt)
             _check_same_config(ckpt, finished_header, resolved)
             done = json.loads(summary_path.read_text())
             if done.get("finished", True):
@@ -277,11 +281,11 @@ def train(
     header: Optional[Dict[str, Any]] = None
     warm: Dict[str, Any] = {}
     if resume:
-        header, state = read_checkpoint(ckpt, device)
+        header, state = read_checkpoint(ckpt)
         _check_same_config(ckpt, header, resolved)
         agent.load_state_dict(state)
     elif run.init_from:
-        warm = warm_start(agent, run, device)
+        warm = warm_start(agent, run)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "config.json", resolved.to_json())
     log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration if header else None)
@@ -293,6 +297,9 @@ def train(
     train_seconds = 0.0
     bar = tqdm(total=total, initial=agent.iteration, desc=resolved.agent, disable=quiet, dynamic_ncols=True)
     last_eval: Dict[str, float] = {}
+    last_d: Dict[str, float] = {}  # the discriminator's last held-out figures (d_heldout_acc, d_heldout_loss)
+    if header is not None:
+        last_d = {k: v for r in log.rows for k, v in r.items() if k.startswith("d_heldout")}
     if agent.iteration == 0:  # metrics of the starting generator, the curves' first point
         last_eval = evaluate(agent, data, run, folder)
         log.add({"iteration": 0, "phase": "init", **last_eval})
@@ -305,6 +312,7 @@ def train(
             for k, v in stats.items():
                 if isinstance(v, float) and not math.isfinite(v):
                     raise FloatingPointError(f"{k} became {v} at iteration {agent.iteration}")
+            last_d.update({k: v for k, v in stats.items() if k.startswith("d_heldout")})
             row = {"iteration": agent.iteration, **stats, "time": round(time.time() - started, 3)}
             if agent.iteration % every == 0 or agent.iteration == total:
                 last_eval = evaluate(agent, data, run, folder)
@@ -322,7 +330,7 @@ def train(
     summary: Dict[str, Any] = {
         "agent": resolved.agent, "data": run.data, "seed": run.seed, "iterations": agent.iteration,
         "total_iterations": total, "finished": agent.iteration >= total, "device": str(device),
-        "metrics": last_eval, "train_seconds": round(train_seconds, 3), "config": run_values(resolved), **warm,
+        "metrics": {**last_eval, **last_d}, "train_seconds": round(train_seconds, 3), "config": run_values(resolved), **warm,
     }
     if isinstance(data, OracleData):
         summary["oracle"] = str(data.oracle.source)

@@ -9,7 +9,7 @@ the fields added here are :class:`MixedMaliGANConfig`'s.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Dict, Literal
+from typing import ClassVar, Dict, Literal, Optional
 
 import torch
 
@@ -82,19 +82,35 @@ class MixedMaliGANAgent(AdversarialAgent):
         return clamp_length(max(0, self.iteration - self.adv_start), self.data.max_length, c.mixed_K, c.mixed_every)
 
     @torch.no_grad()
-    def mixed_batch(self, real: torch.Tensor, real_lengths: torch.Tensor,
-                    N: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Clamp the first N tokens of each real row and sample m completions of each.
+    def mixed_batch(self, real: torch.Tensor, real_lengths: torch.Tensor, N: int,
+                    m: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clamp the first N tokens of each real row and sample m (default ``mixed_m``) completions of each.
 
         real (B, T), real_lengths (B,) -> tokens (B·m, T) (row i·m + j: prefix i, sample j;
         padded after EOS), lengths (B·m,), clamped (B·m, T) bool (True on the real tokens).
         """
-        m = self.config.mixed_m
+        m = self.config.mixed_m if m is None else m
         rows = real.repeat_interleave(m, dim=0)
         plen = real_lengths.repeat_interleave(m).clamp(max=N)
         full = self._generator.rollout(rows, plen, temperature=self.config.temperature, generator=self.sample_rng)
         tokens, lengths = finish_sequences(full, self.data.eos_id, self.data.pad_id)
         return tokens, lengths, length_mask(plen, real.shape[1])
+
+    def discriminator_fakes(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Algorithm 2, lines 6-8: the discriminator's negatives are mixed samples, the first N
+        tokens of real sequences completed by p_θ. While N = T (discriminator pretraining, the
+        pure-MLE start) a mixed sample would be a real sequence, so free samples are used; a real
+        sequence no longer than N (corpora) is replaced by a free sample for the same reason."""
+        N, T = self.clamp_length(), self.data.max_length
+        if self.phase() != "adv" or N >= T:
+            return self.fake_batch(n)
+        real, real_len = self.real_batch(n)
+        tokens, lengths, _ = self.mixed_batch(real, real_len, N, m=1)
+        whole = real_len <= N
+        if bool(whole.any()):
+            free, free_len = self.fake_batch(int(whole.sum()))
+            tokens[whole], lengths[whole] = free, free_len
+        return tokens, lengths
 
     def generator_step(self) -> Dict[str, float]:
         gen, T = self._generator, self.data.max_length
@@ -109,7 +125,7 @@ class MixedMaliGANAgent(AdversarialAgent):
         valid = length_mask(lengths, T)
         mle_part, gen_part = clamped & valid, ~clamped & valid
         logits = scorers.score(self.scorer, tokens, lengths).to(self.device).view(B, m)
-        w = torch.stack([maligan_weights(row) for row in logits])          # (B, m), each row mean 1
+        w = maligan_weights(logits)                                         # (B, m), each row mean 1
         b = w.mean(1, keepdim=True) if self.config.baseline == "mean" else torch.zeros_like(w[:, :1])
         adv = (w - b).reshape(B * m)                                        # w_ij - b
         lp = gen.log_probs(tokens)                                          # (B·m, T)

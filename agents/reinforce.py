@@ -68,8 +68,11 @@ class ReinforceConfig(AdversarialConfig):
     n_rollouts: int = param(16, "Monte-Carlo completions per prefix (reward='mc')", kind=SIZE, check=at_least(1),
                             source=SEQGAN)
     gamma: float = param(1.0, "discount of dense and terminal returns", check=unit)
-    baseline: Literal["none", "mean", "ema"] = param("none", "baseline b: none, the batch mean of R, or an EMA of it",
-                                                      source=SEQGAN)
+    baseline: Literal["none", "mean", "ema", "rise"] = param(
+        "none", "baseline b: none, the batch mean of R (over tokens), an EMA of it, or rise (b = min(1, k / "
+                "baseline_rise) at the k-th generator update, for weights of mean 1)", source=SEQGAN)
+    baseline_rise: int = param(100, "generator updates over which baseline='rise' goes from 0 to 1", kind=SIZE,
+                               check=at_least(1), scale_with="adv_steps")
     baseline_decay: float = param(0.9, "EMA decay d of baseline='ema' (b <- d b + (1 - d) mean R)", check=unit)
     rollout_rate: float = param(0.8, "delayed rollout policy: beta <- rate beta + (1 - rate) theta", check=unit,
                                 source=SEQGAN)
@@ -89,6 +92,7 @@ class ReinforceAgent(AdversarialAgent):
         super().__init__(data, config, device, seed)
         c = self.config
         self.ema_baseline = 0.0
+        self.g_updates = 0
         self.rollout_copy: Optional[RolloutCopy] = None
         if c.reward == "mc":
             self.rollout_copy = RolloutCopy(self._generator, c.rollout_rate, c.rollout_update, c.rollout_every)
@@ -126,10 +130,13 @@ class ReinforceAgent(AdversarialAgent):
         return discounted_returns(r, lengths, self.config.gamma)
 
     def baseline(self, returns: torch.Tensor, mask: torch.Tensor) -> float:
-        """b for this batch: 0, the batch mean of R, or the EMA updated with it first."""
+        """b for this batch: 0, the batch mean of R over valid tokens, the EMA updated with it
+        first, or the rising baseline min(1, k / baseline_rise) (k: generator updates so far)."""
         kind = self.config.baseline
         if kind == "none":
             return 0.0
+        if kind == "rise":
+            return min(1.0, self.g_updates / self.config.baseline_rise)
         mean = float(masked_mean(returns, mask))
         if kind == "mean":
             return mean
@@ -155,6 +162,7 @@ class ReinforceAgent(AdversarialAgent):
         lp = gen.log_probs(tokens)                              # log p_θ(x_{i,t} | x_{i,<t})
         loss = -masked_mean(A * lp, mask)                       # - Σ A log p / Σ L_i
         g_loss = self.optimizer_step(self.gen_opt, loss, "g_loss")
+        self.g_updates += 1
         if self.rollout_copy is not None:
             self.rollout_copy.update(gen)                       # β ← rate·β + (1-rate)·θ
         return {
@@ -167,6 +175,7 @@ class ReinforceAgent(AdversarialAgent):
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
         state["ema_baseline"] = self.ema_baseline
+        state["g_updates"] = self.g_updates
         if self.rollout_copy is not None:
             state["rollout_copy"] = self.rollout_copy.state_dict()
         return state
@@ -174,6 +183,7 @@ class ReinforceAgent(AdversarialAgent):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.ema_baseline = float(state["ema_baseline"])
+        self.g_updates = int(state["g_updates"])
         if self.rollout_copy is not None:
             self.rollout_copy.load_state_dict(state["rollout_copy"])
 
@@ -185,10 +195,15 @@ class MaliGANAgent(ReinforceAgent):
     Per step, m = ``batch_size`` samples x_i ~ p_θ, logits s_i of D(x_i), and
 
         w_i = r_D(x_i) / Σ_j r_D(x_j) · m,   r_D = D/(1-D) = exp(s_i)   (maligan_weights, mean 1)
-        ∇θ ≈ (1/m) Σ_i (w_i - b) ∇θ log p_θ(x_i),   b = mean_i w_i = 1 (``baseline="mean"``)
+        ∇θ ≈ (1/m) Σ_i (w_i - b) ∇θ log p_θ(x_i)
 
-    implemented as the REINFORCE loss with the terminal reward w_i, γ = 1 (every token of x_i
-    gets R = w_i) and a batch-mean baseline: -Σ_{i,t} (w_i - b) log p_θ(x_{i,t}|x_{i,<t}) / Σ_i L_i.
+    with the paper's baseline b that rises slowly from 0 towards 1 (``baseline="rise"``: b =
+    min(1, k / ``baseline_rise``) at the k-th update; the paper says only that b rises slowly,
+    the linear ramp over half of the adversarial steps is our choice), or the zero-sum
+    ``baseline="mean"``, b = mean_i w_i = 1 (a mean over sequences, not tokens). Implemented as
+    the REINFORCE loss with the terminal reward w_i and γ = 1 (every token of x_i gets R = w_i):
+    -Σ_{i,t} (w_i - b) log p_θ(x_{i,t}|x_{i,<t}) / Σ_i L_i, i.e. the paper's gradient divided by
+    the mean length.
     ``discriminator="oracle"`` uses the optimal discriminator :class:`OracleRatioScorer`.
     """
 
@@ -196,6 +211,11 @@ class MaliGANAgent(ReinforceAgent):
 
     def reward_transform(self) -> Any:
         return "maligan"
+
+    def baseline(self, returns: torch.Tensor, mask: torch.Tensor) -> float:
+        if self.config.baseline == "mean":
+            return float(returns[:, 0].mean())  # mean_i w_i over sequences (R_{i,0} = w_i)
+        return super().baseline(returns, mask)
 
     def check_scorer(self) -> None:
         c = self.config

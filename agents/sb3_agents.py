@@ -135,9 +135,13 @@ class SB3Agent(Agent):
             "last_obs": self.model._last_obs, "last_episode_starts": self.model._last_episode_starts,
             "env": {"tokens": env.tokens, "lengths": env.lengths, "rng": env.rng.get_state()},
             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "discriminator": None if self.discriminator is None else self.discriminator.state_dict(),
             "trainer": None if self.discriminator is None else self.trainer.state_dict(),
             "callback_rng": None if self.callback is None else self.callback.rng.get_state(),
+            # sequences collected since the last retraining (d_every > 1) and the rollout count
+            "callback_pending": None if self.callback is None else {
+                "fake": [np.array(x) for x in self.callback.fake], "rollouts": self.callback.rollouts},
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -148,16 +152,22 @@ class SB3Agent(Agent):
         self.model.set_parameters(params, exact_match=True, device=self.device)
         self.model.num_timesteps = state["num_timesteps"]
         self.model._last_obs, self.model._last_episode_starts = state["last_obs"], state["last_episode_starts"]
-        self.env.tokens, self.env.lengths = state["env"]["tokens"], state["env"]["lengths"]
+        self.env.tokens = state["env"]["tokens"].to(self.env.device)
+        self.env.lengths = state["env"]["lengths"].to(self.env.device)
         self.env.rng.set_state(state["env"]["rng"])
         self.env._started = True
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.trainer.load_state_dict(state["trainer"])
             assert self.callback is not None
             self.callback.rng.set_state(state["callback_rng"])
+            pending = state["callback_pending"]
+            self.callback.fake = list(pending["fake"])
+            self.callback.rollouts = int(pending["rollouts"])
 
 
 class PPOAgent(SB3Agent):

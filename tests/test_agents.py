@@ -204,12 +204,23 @@ def test_maligan_weights_equal_hand_computation(tiny):
     D = [1 / (1 + math.exp(-s)) for s in logits.tolist()]
     r = [d / (1 - d) for d in D]  # r_D = D / (1 - D)
     w = [3 * x / sum(r) for x in r]  # normalized over the batch, scaled to mean 1
-    a = make("maligan", tiny, tiny_config(discriminator=TableScorer(logits)), seed=0)
+    a = make("maligan", tiny, tiny_config(discriminator=TableScorer(logits), baseline="mean"), seed=0)
     tokens = torch.randint(0, V, (3, L), generator=torch.Generator().manual_seed(0))
     lengths = torch.full((3,), L)
     R = a.returns(tokens, lengths)  # every token of x_i gets w_i (terminal reward, γ = 1)
     torch.testing.assert_close(R, torch.tensor(w)[:, None].expand(3, L))
     assert a.baseline(R, torch.ones(3, L, dtype=torch.bool)) == pytest.approx(sum(w) / 3)  # b = mean w = 1
+    # a mean over sequences, not tokens: longer sequences do not weigh more
+    short = torch.tensor([L, 2, 5])
+    R2 = a.returns(tokens, short)
+    assert a.baseline(R2, torch.arange(L)[None, :] < short[:, None]) == pytest.approx(1.0)
+    # the paper's baseline rises from 0 towards 1: min(1, k / baseline_rise) after k updates
+    b = make("maligan", tiny, tiny_config(discriminator=TableScorer(logits), baseline="rise", baseline_rise=4), seed=0)
+    assert b.baseline(R, torch.ones(3, L, dtype=torch.bool)) == 0.0
+    b.g_updates = 2
+    assert b.baseline(R, torch.ones(3, L, dtype=torch.bool)) == 0.5
+    b.g_updates = 9
+    assert b.baseline(R, torch.ones(3, L, dtype=torch.bool)) == 1.0
     # huge logits do not overflow (normalized in log space)
     a.reward.scorer.logits = torch.tensor([500.0, 0.0, -500.0])
     assert torch.isfinite(a.returns(tokens, lengths)).all()

@@ -27,21 +27,24 @@ RECIPES = {
     # MaliGAN-basic (Che et al. 2017, Algorithm 1): normalized r_D = D/(1-D) as a terminal
     # reward with the mean baseline; SeqGAN's schedule (the paper gives none).
     "maligan": {**SEQGAN_RECIPE, **SEQGAN_SIZES, "reward": "terminal", "transform": "maligan", "gamma": 1.0,
-                "baseline": "mean"},
+                "baseline": "rise"},  # "b rises slowly from 0 towards 1"
     # MaliGAN Algorithm 2 (Che et al. 2017): N decreases by K = 2, m = 8 samples per prefix.
     "maligan-mixed": {**SEQGAN_RECIPE, **SEQGAN_SIZES, "mixed_K": 2, "mixed_m": 8, "mixed_every": 10,
                       "baseline": "mean"},
     # ScratchGAN (de Masson d'Autume et al. 2019): no pretraining, batch 512, generator Adam
     # 9.59e-5 with beta1 0.5, discount 0.23, EMA baseline 0.08, reward 2D - 1 per prefix from an
-    # LSTM discriminator trained at 9.38e-3 once per generator batch.
+    # LSTM discriminator trained at 9.38e-3 (Adam beta1 0.5, L2 1e-6) once per generator update
+    # on 512 real + 512 generated sequences (the code's flags: num_disc_updates 1, l2_disc 1e-6).
     "scratchgan": {"mle_epochs": 0, "d_pretrain_steps": 0, "batch_size": 512, "gen_lr": 9.59e-5, "adam_beta1": 0.5,
                    "reward": "dense", "transform": "centered_prob", "gamma": 0.23, "baseline": "ema",
-                   "baseline_decay": 0.08, "discriminator": "rnn", "d_lr": 9.38e-3, "d_batch_size": 512,
-                   "d_steps": 1, "d_epochs": 1, "g_steps": 1},
-    # MaskGAN (Fedus et al. 2018, its code): generator lr 5e-4, critic lr 5e-3, discount 0.89,
-    # advantage clipping 5, reward log D per token from a per-prefix discriminator.
-    "maskgan": {"gen_lr": 5e-4, "critic_lr": 5e-3, "gamma": 0.89, "adv_clip": 5.0, "transform": "log",
-                "discriminator": "rnn", "batch_size": 64},
+                   "baseline_decay": 0.08, "discriminator": "rnn", "d_lr": 9.38e-3, "d_adam_beta1": 0.5,
+                   "d_weight_decay": 1e-6, "d_samples": 512, "d_batch_size": 1024, "d_steps": 1, "d_epochs": 1,
+                   "g_steps": 1},
+    # MaskGAN (Fedus et al. 2018; the GAN-mode command of the authors' code): batch 128, generator
+    # lr 3.8877e-5, discount 0.89072, discriminator lr 5e-4 with 2 updates per generator update,
+    # reward log D per token from a per-prefix discriminator.
+    "maskgan": {"gen_lr": 3.8877e-5, "gamma": 0.89072, "d_lr": 5e-4, "d_steps": 2, "transform": "log",
+                "discriminator": "rnn", "batch_size": 128, "adv_clip": 5.0},
     "mle": {"batch_size": 64, "mle_lr": 0.01, "grad_clip": 5.0, "mle_epochs": 120},
     # Stable-Baselines3's own defaults: PPO lr 3e-4, A2C lr 7e-4.
     "ppo": {"learning_rate": 3e-4},
