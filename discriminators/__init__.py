@@ -14,22 +14,38 @@ reward_logits = d.score(tokens, lengths)                     # eval mode, no gra
 dense_logits = r.score_prefixes(tokens, lengths)             # (N, T), only if r.supports_prefixes
 ```
 
-Registry names: ``cnn`` (:class:`CNNDiscriminator`), ``rnn`` (:class:`RNNDiscriminator`).
+Registry names: ``cnn`` (:class:`CNNDiscriminator`), ``rnn`` (:class:`RNNDiscriminator`),
+and the no-information controls ``constant`` (:class:`ConstantDiscriminator`: logit 0 for every
+sequence and prefix) and ``random`` (:class:`RandomDiscriminator`: i.i.d. N(0, 1) logits
+independent of the input, from its own generator seeded by its ``seed`` option). The controls
+score like the models (``score``, ``score_prefixes``, ``is_probabilistic``, the same input
+checks) but are not ``torch.nn.Module`` objects: they have no parameters and are never trained
+(no :class:`DiscriminatorTrainer` takes them). They tell what an algorithm does with a
+discriminator that carries no information about real vs generated text.
+
+Held-out evaluation of any of them: :func:`evaluate` (``balanced_acc`` 0.5 at chance), or
+``trainer.evaluate`` for the trainer's own model.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Dict, List, Type
+from typing import Callable, Dict, List, Union
 
 from discriminators.base import BaseDiscriminator, DivergenceError
 from discriminators.cnn import CNNDiscriminator
+from discriminators.controls import ConstantDiscriminator, NoInformationDiscriminator, RandomDiscriminator
 from discriminators.rnn import RNNDiscriminator
-from discriminators.trainer import DiscriminatorTrainer
+from discriminators.trainer import DiscriminatorTrainer, evaluate
+
+#: what :func:`make` builds: a trainable model or a no-information control
+AnyDiscriminator = Union[BaseDiscriminator, NoInformationDiscriminator]
 
 #: name -> class; ``make`` resolves names here (the CLI and the env kwargs go through it).
-REGISTRY: Dict[str, Type[BaseDiscriminator]] = {
+REGISTRY: Dict[str, Callable[..., AnyDiscriminator]] = {
     "cnn": CNNDiscriminator,
     "rnn": RNNDiscriminator,
+    "constant": ConstantDiscriminator,
+    "random": RandomDiscriminator,
 }
 
 
@@ -38,13 +54,14 @@ def available() -> List[str]:
     return sorted(REGISTRY)
 
 
-def make(name: str, vocab_size: int, **options: object) -> BaseDiscriminator:
+def make(name: str, vocab_size: int, **options: object) -> AnyDiscriminator:
     """Build a registered discriminator.
 
     Args:
-        name: a key of :data:`REGISTRY` (``"cnn"``, ``"rnn"``).
+        name: a key of :data:`REGISTRY` (``"cnn"``, ``"rnn"``, ``"constant"``, ``"random"``).
         vocab_size: ``V``; the pad id is ``V``.
-        **options: keyword options of the class (``max_length``, ``size``, ``hidden`` ...).
+        **options: keyword options of the class (``max_length``, ``size``, ``hidden``,
+            ``seed`` of ``random`` ...).
 
     Raises:
         ValueError: an unknown name (listing the valid ones) or an unknown option (listing
@@ -53,21 +70,26 @@ def make(name: str, vocab_size: int, **options: object) -> BaseDiscriminator:
     if name not in REGISTRY:
         raise ValueError(f"unknown discriminator {name!r}; valid names: {available()}")
     cls = REGISTRY[name]
-    params = inspect.signature(cls.__init__).parameters
-    accepted = [p for p in params if p not in ("self", "vocab_size")]
+    params = inspect.signature(cls).parameters
+    accepted = [p for p in params if p != "vocab_size"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for discriminator {name!r}; accepted options: {accepted}")
-    return cls(vocab_size, **options)  # type: ignore[arg-type]
+    return cls(vocab_size, **options)
 
 
 __all__ = [
     "REGISTRY",
     "available",
     "make",
+    "evaluate",
+    "AnyDiscriminator",
     "BaseDiscriminator",
     "CNNDiscriminator",
     "RNNDiscriminator",
+    "ConstantDiscriminator",
+    "RandomDiscriminator",
+    "NoInformationDiscriminator",
     "DiscriminatorTrainer",
     "DivergenceError",
 ]

@@ -25,7 +25,7 @@ attribute at all, so both ``d.supports_prefixes`` and ``hasattr(d, "score_prefix
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -33,6 +33,79 @@ from torch import nn
 
 class DivergenceError(RuntimeError):
     """A discriminator produced non-finite logits, or its training loss became non-finite."""
+
+
+def check_inputs(
+    tokens: torch.Tensor,
+    lengths: Optional[torch.Tensor],
+    *,
+    vocab_size: int,
+    max_length: int,
+    device: Union[str, torch.device, None] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate the inputs of a discriminator of ``vocab_size`` ids and bring them to ``device``.
+
+    Args:
+        tokens: ``(N, T)`` integer ids in ``[0, V]``, ``1 <= T <= max_length``.
+        lengths: ``(N,)`` integers in ``[1, T]`` or None (all positions valid).
+        vocab_size: ``V``; the pad id is ``V``.
+        max_length: the longest ``T`` accepted.
+        device: where the results go (default: the device of ``tokens``).
+
+    Returns:
+        ``tokens`` ``(N, T)`` int64 with positions ``>= lengths`` set to the pad id,
+        ``lengths`` ``(N,)`` int64 and ``valid`` ``(N, T)`` bool, all on ``device``.
+
+    Raises:
+        ValueError: wrong shape or dtype, an empty batch, ``T > max_length``, an id outside
+            ``[0, V]``, or a length outside ``[1, T]``.
+    """
+    V = vocab_size
+    if not torch.is_tensor(tokens):
+        tokens = torch.as_tensor(tokens)
+    if tokens.dim() != 2:
+        raise ValueError(f"tokens must be a (N, T) tensor of token ids, got shape {tuple(tokens.shape)}")
+    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+        raise ValueError(f"tokens must be an integer tensor (int64 ids), got dtype {tokens.dtype}")
+    N, T = tokens.shape
+    if N == 0:
+        raise ValueError("empty batch: tokens has 0 rows; a discriminator needs at least one sequence")
+    if T == 0:
+        raise ValueError("tokens has 0 positions (shape (N, 0)); sequences need at least one token")
+    if T > max_length:
+        raise ValueError(
+            f"sequence length {T} exceeds the discriminator's max_length {max_length}; "
+            f"build it with max_length >= {T}"
+        )
+    if device is None:
+        device = tokens.device
+    tokens = tokens.to(device=device, dtype=torch.long)
+    bad = (tokens < 0) | (tokens > V)
+    if bool(bad.any()):
+        value = int(tokens[bad][0])
+        raise ValueError(
+            f"token id {value} is out of range for a discriminator with a vocabulary of {V} tokens "
+            f"(pad id {V}); ids must lie in [0, {V}]"
+        )
+    positions = torch.arange(T, device=device)
+    if lengths is None:
+        lengths = torch.full((N,), T, dtype=torch.long, device=device)
+        valid = torch.ones(N, T, dtype=torch.bool, device=device)
+        return tokens, lengths, valid
+    if not torch.is_tensor(lengths):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
+    if tuple(lengths.shape) != (N,):
+        raise ValueError(f"lengths must have shape ({N},) to match tokens {tuple(tokens.shape)}, got {tuple(lengths.shape)}")
+    lengths = lengths.to(device=device, dtype=torch.long)
+    bad_len = (lengths < 1) | (lengths > T)
+    if bool(bad_len.any()):
+        value = int(lengths[bad_len][0])
+        raise ValueError(f"length {value} is out of range: lengths must lie in [1, {T}] for tokens of {T} positions")
+    valid = positions[None, :] < lengths[:, None]
+    tokens = tokens.masked_fill(~valid, V)
+    return tokens, lengths, valid
 
 
 class BaseDiscriminator(nn.Module):
@@ -86,65 +159,20 @@ class BaseDiscriminator(nn.Module):
     def check_inputs(
         self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Validate inputs and bring them to the module's device.
-
-        Args:
-            tokens: ``(N, T)`` integer ids in ``[0, V]``.
-            lengths: ``(N,)`` integers in ``[1, T]`` or None.
+        """Validate inputs and bring them to the module's device (:func:`check_inputs`).
 
         Returns:
             ``tokens`` ``(N, T)`` int64 with positions ``>= lengths`` set to the pad id,
             ``lengths`` ``(N,)`` int64 and ``valid`` ``(N, T)`` bool, all on the module's device.
 
         Raises:
-            ValueError: wrong shape or dtype, an empty batch, ``T > max_length``, an id outside
-                ``[0, V]``, or a length outside ``[1, T]``.
+            ValueError: see :func:`check_inputs`.
         """
-        V = self.vocab_size
-        if not torch.is_tensor(tokens):
-            tokens = torch.as_tensor(tokens)
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be a (N, T) tensor of token ids, got shape {tuple(tokens.shape)}")
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise ValueError(f"tokens must be an integer tensor (int64 ids), got dtype {tokens.dtype}")
-        N, T = tokens.shape
-        if N == 0:
-            raise ValueError("empty batch: tokens has 0 rows; a discriminator needs at least one sequence")
-        if T == 0:
-            raise ValueError("tokens has 0 positions (shape (N, 0)); sequences need at least one token")
-        if T > self.max_length:
-            raise ValueError(
-                f"sequence length {T} exceeds the discriminator's max_length {self.max_length}; "
-                f"build it with max_length >= {T}"
-            )
-        device = self.device
-        tokens = tokens.to(device=device, dtype=torch.long)
-        bad = (tokens < 0) | (tokens > V)
-        if bool(bad.any()):
-            value = int(tokens[bad][0])
-            raise ValueError(
-                f"token id {value} is out of range for a discriminator with a vocabulary of {V} tokens "
-                f"(pad id {V}); ids must lie in [0, {V}]"
-            )
-        positions = torch.arange(T, device=device)
-        if lengths is None:
-            lengths = torch.full((N,), T, dtype=torch.long, device=device)
-            valid = torch.ones(N, T, dtype=torch.bool, device=device)
-            return tokens, lengths, valid
-        if not torch.is_tensor(lengths):
-            lengths = torch.as_tensor(lengths)
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise ValueError(f"lengths must be an integer tensor, got dtype {lengths.dtype}")
-        if tuple(lengths.shape) != (N,):
-            raise ValueError(f"lengths must have shape ({N},) to match tokens {tuple(tokens.shape)}, got {tuple(lengths.shape)}")
-        lengths = lengths.to(device=device, dtype=torch.long)
-        bad_len = (lengths < 1) | (lengths > T)
-        if bool(bad_len.any()):
-            value = int(lengths[bad_len][0])
-            raise ValueError(f"length {value} is out of range: lengths must lie in [1, {T}] for tokens of {T} positions")
-        valid = positions[None, :] < lengths[:, None]
-        tokens = tokens.masked_fill(~valid, self.pad_id)
-        return tokens, lengths, valid
+        return check_inputs(tokens, lengths, vocab_size=self.vocab_size, max_length=self.max_length, device=self.device)
+
+    def regularization(self) -> torch.Tensor:
+        """The penalty the trainer adds to the loss: a scalar tensor (0 here; see the CNN's)."""
+        return torch.zeros((), device=self.device)
 
     def check_output(self, logits: torch.Tensor) -> torch.Tensor:
         """Raise :class:`DivergenceError` if any logit is NaN or infinite; return ``logits``."""

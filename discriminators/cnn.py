@@ -13,6 +13,13 @@ filters (F = 1720), dropout 0.25 (keep probability 0.75), uniform(-1, 1) embeddi
 weights from a truncated normal of std 0.1 and biases 0.1, highway gate bias 0. The original
 has a two-class softmax output; one logit is the same model with one fewer redundant row.
 
+Regularization: like the original, the trainer adds ``l2_reg · (‖W_o‖² + ‖b_o‖²) / 2`` of the
+output layer to the loss (:meth:`CNNDiscriminator.regularization`, ``l2_reg`` = 0.2 =
+``l2_reg_lambda``). With one logit this is not the same penalty as on the original's two rows:
+the logit's weights are their difference d = w_1 - w_0, and two rows ±d/2 (the least-norm
+pair, where the penalty drives the redundant sum w_0 + w_1) carry ‖d‖²/2, so the original's
+λ = 0.2 on two rows matches ``l2_reg = 0.1`` here.
+
 Windows and lengths: a window starting at position j of width w is valid when
 ``j + w <= lengths[i]``. A sequence shorter than a width has no such window; for it the window
 at j = 0 (which then covers the sequence and zero padding embeddings) is used, so every width
@@ -88,6 +95,7 @@ class CNNDiscriminator(BaseDiscriminator):
             sequences of the same length (one Conv over time per width); ``widths`` given
             alone get the preset's filters if the counts match, else its first count each.
         highway: whether to apply the highway layer (True in SeqGAN).
+        l2_reg: λ of the L2 penalty on the output layer, :meth:`regularization` (SeqGAN: 0.2).
 
     ``forward(tokens (N, T), lengths (N,) | None) -> (N,)`` logits; ``features -> (N, Σ filters)``.
     """
@@ -105,6 +113,7 @@ class CNNDiscriminator(BaseDiscriminator):
         filters: Optional[Sequence[int]] = None,
         dropout: Optional[float] = None,
         highway: bool = True,
+        l2_reg: float = 0.2,
     ) -> None:
         super().__init__(vocab_size, max_length)
         if size not in SIZES:
@@ -126,6 +135,10 @@ class CNNDiscriminator(BaseDiscriminator):
             raise ValueError(f"emb_dim must be >= 1, got {emb_dim}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        l2_reg = float(l2_reg)
+        if not l2_reg >= 0.0:  # also refuses NaN
+            raise ValueError(f"l2_reg must be >= 0, got {l2_reg}")
+        self.l2_reg = l2_reg
         self.emb_dim, self.widths, self.filters, self.dropout_p = emb_dim, widths, filters, dropout
         self.feature_dim = sum(filters)
 
@@ -169,8 +182,17 @@ class CNNDiscriminator(BaseDiscriminator):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return self.out(self.dropout(features)).squeeze(-1)
 
+    def regularization(self) -> torch.Tensor:
+        """SeqGAN's penalty on the output layer only: ``l2_reg · (‖W_o‖² + ‖b_o‖²) / 2``.
+
+        The original adds ``l2_reg_lambda · (l2_loss(W) + l2_loss(b))`` of its output layer,
+        with ``tf.nn.l2_loss(x) = Σ x² / 2``, to the mean cross-entropy. A scalar tensor,
+        differentiable; the trainer adds it to the loss of each update.
+        """
+        return self.l2_reg * 0.5 * (self.out.weight.pow(2).sum() + self.out.bias.pow(2).sum())
+
     def extra_repr(self) -> str:
         return (
             f"vocab_size={self.vocab_size}, max_length={self.max_length}, emb_dim={self.emb_dim}, "
-            f"widths={list(self.widths)}, filters={list(self.filters)}, dropout={self.dropout_p}"
+            f"widths={list(self.widths)}, filters={list(self.filters)}, dropout={self.dropout_p}, l2_reg={self.l2_reg}"
         )

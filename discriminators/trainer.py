@@ -5,8 +5,21 @@ sequences (target ``1 - label_smoothing``) and fake sequences (target 0), shuffl
 trainer's seeded ``torch.Generator`` and makes ``k`` passes (epochs) over it in minibatches of
 ``batch_size`` mixed sequences, one Adam update per minibatch:
 
-    L(θ) = -1/B Σ_i [ y_i log σ(D_θ(x_i)) + (1 - y_i) log(1 - σ(D_θ(x_i))) ]
+    L(θ) = -1/B Σ_i [ y_i log σ(D_θ(x_i)) + (1 - y_i) log(1 - σ(D_θ(x_i))) ] + R(θ)
     θ ← Adam(θ, ∇L)
+
+``R(θ)`` is the discriminator's own ``regularization()`` (0 for most; SeqGAN's L2 penalty on
+the CNN's output layer).
+
+Positions (``positions``): ``"last"`` trains the logit of the whole sequence, D(x_{≤L}).
+``"all"`` (the default for discriminators with per-prefix scores, ``supports_prefixes``, such
+as ``rnn``, whose per-prefix logits are what dense rewards read; ScratchGAN sums its loss over
+positions) trains the logit of every prefix: with ``D_t`` the training-mode logit of
+``x_{≤t}`` (``forward_prefixes``) and weights ``w_t`` (``position_weights``, default 1),
+
+    L(θ) = Σ_i Σ_{t < L_i} w_t BCE(D_t(x_i), y_i) / Σ_i Σ_{t < L_i} w_t + R(θ)
+
+the (weighted) mean over every valid prefix position of the minibatch.
 
 This is SeqGAN's schedule: each round trains ``k = 3`` epochs over 10,000 real and 10,000
 fresh generated sequences with batch 64. When the set fits in one minibatch (``N_real +
@@ -18,14 +31,23 @@ drawn from it (so the two classes stay balanced); after the call all of this cal
 the buffer (random replacement when full, the image history of Shrivastava et al. 2017).
 
 Statistics (on the minibatches used, measured by the training-mode forward pass that precedes
-each update): ``loss`` (mean BCE), ``acc_real`` / ``acc_fake`` (fraction with logit > 0 /
-< 0), ``steps`` (updates in this call), ``total_steps``, ``n_real``, ``n_fake``, ``n_replayed``.
-A non-finite loss or logit raises :class:`~discriminators.base.DivergenceError` naming the
-update number, before that update is applied.
+each update): ``loss`` (the mean BCE term of the objective, without ``R``), ``reg`` (mean
+``R``), ``acc_real`` / ``acc_fake`` (fraction of real with logit > 0 / fake with logit < 0 at
+the last valid position, a logit of exactly 0 counting one half for either class),
+``acc_by_position`` (with ``positions="all"``: per position t, the balanced accuracy over the
+rows with t < length; NaN where a class has no such row), ``steps`` (updates in this call),
+``total_steps``, ``n_real``, ``n_fake``, ``n_replayed``. A non-finite loss or logit raises
+:class:`~discriminators.base.DivergenceError` naming the update number, before that update is
+applied.
+
+Held-out evaluation: :func:`evaluate` (any discriminator) and
+:meth:`DiscriminatorTrainer.evaluate` (the trainer's): eval mode, no gradient, no update, no
+draw from any RNG of the trainer or torch's global one.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+import math
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,12 +55,158 @@ from torch import nn
 
 from discriminators.base import DivergenceError
 
+POSITIONS = ("last", "all")
+
+
+def correct(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
+    """1 for a right call (real with logit > 0, fake with logit < 0), 0 for a wrong one and 1/2
+    for a logit of exactly 0, which calls neither class: a discriminator that always answers 0
+    (the ``constant`` control) is at chance, 1/2 on each class. Same shape as ``logits``."""
+    right = torch.where(is_real, logits > 0, logits < 0).float()
+    return right + 0.5 * (logits == 0).float()
+
+
+def _balanced_by_position(right: torch.Tensor, seen: torch.Tensor) -> List[float]:
+    """``right``, ``seen``: (2, T) sums for (real, fake) at each position -> per-position balanced
+    accuracy (NaN where a class has no row)."""
+    out = []
+    for t in range(right.shape[1]):
+        if float(seen[0, t]) == 0 or float(seen[1, t]) == 0:
+            out.append(math.nan)
+        else:
+            out.append(0.5 * (float(right[0, t]) / float(seen[0, t]) + float(right[1, t]) / float(seen[1, t])))
+    return out
+
+
+def _per_position(right: torch.Tensor, valid: torch.Tensor, is_real: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(N, T) right calls and validity, (N,) classes -> (2, T) sums of right calls and of valid rows."""
+    v = valid.float()
+    real = is_real.float()[:, None]
+    r = torch.stack([(right * v * real).sum(0), (right * v * (1 - real)).sum(0)])
+    s = torch.stack([(v * real).sum(0), (v * (1 - real)).sum(0)])
+    return r, s
+
+
+def _device_of(discriminator: Any) -> Optional[torch.device]:
+    if isinstance(discriminator, nn.Module):
+        p = next(discriminator.parameters(), None)
+        return None if p is None else p.device
+    return None
+
+
+@torch.no_grad()
+def _scores(discriminator: Any, tokens: torch.Tensor, lengths: torch.Tensor, prefixes: bool) -> torch.Tensor:
+    """Eval-mode, no-grad scores: (N, T) per prefix if ``prefixes`` else (N,), float32."""
+    name = "score_prefixes" if prefixes else "score"
+    fn = getattr(discriminator, name, None)
+    if fn is None and not prefixes:
+        fn = discriminator  # a plain callable of the Discriminator protocol
+    if fn is None:
+        raise ValueError(f"{type(discriminator).__name__} has no score_prefixes")
+    module = discriminator if isinstance(discriminator, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        return fn(tokens, lengths).float()
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+def evaluate(
+    discriminator: Any,
+    real_tokens: torch.Tensor,
+    real_lengths: Optional[torch.Tensor],
+    fake_tokens: torch.Tensor,
+    fake_lengths: Optional[torch.Tensor],
+    *,
+    batch_size: int = 1024,
+) -> Dict[str, Any]:
+    """Held-out evaluation of any discriminator: eval mode, no gradient, nothing updated.
+
+    Scores the sequences with ``score`` (``score_prefixes`` for per-prefix discriminators) in
+    chunks of ``batch_size`` rows; draws from no RNG of torch's (a ``random`` control draws
+    from its own generator, as each of its calls does).
+
+    Args:
+        discriminator: a registry discriminator, a control, or any object with ``score``.
+        real_tokens, fake_tokens: ``(N, T)`` int64 (pad id ``V`` past the lengths).
+        real_lengths, fake_lengths: ``(N,)`` int64 or None (all positions valid).
+        batch_size: rows scored at once.
+
+    Returns:
+        dict: ``loss`` (mean BCE of the whole sequence's logit against the hard labels 1/0,
+        over all ``n_real + n_fake`` sequences), ``acc_real`` / ``acc_fake`` (see
+        :func:`correct`: a logit of 0 counts 1/2), ``balanced_acc`` = (acc_real + acc_fake) / 2,
+        ``n_real``, ``n_fake`` and, for a discriminator with per-prefix scores,
+        ``acc_by_position``: the balanced accuracy of the prefix logit at each position t over
+        the rows with t < length (NaN where a class has no such row).
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prefixes = bool(getattr(discriminator, "supports_prefixes", False)) and hasattr(discriminator, "score_prefixes")
+    device = _device_of(discriminator)
+    loss_sum = 0.0
+    right_sum = [0.0, 0.0]
+    counts = [0, 0]
+    pos_right: Optional[torch.Tensor] = None
+    pos_seen: Optional[torch.Tensor] = None
+    for c, (side, tokens, lengths) in enumerate((("real", real_tokens, real_lengths), ("fake", fake_tokens, fake_lengths))):
+        tokens = torch.as_tensor(tokens)
+        if tokens.dim() != 2 or tokens.shape[0] == 0:
+            raise ValueError(f"{side}_tokens must be a non-empty (N, T) tensor, got shape {tuple(tokens.shape)}")
+        N, T = tokens.shape
+        lengths = torch.full((N,), T, dtype=torch.long) if lengths is None else torch.as_tensor(lengths)
+        if tuple(lengths.shape) != (N,):
+            raise ValueError(f"{side}_lengths must have shape ({N},), got {tuple(lengths.shape)}")
+        if device is not None:
+            tokens, lengths = tokens.to(device), lengths.to(device)
+        counts[c] = N
+        for start in range(0, N, int(batch_size)):
+            tok, ln = tokens[start : start + batch_size], lengths[start : start + batch_size].long()
+            is_real = torch.full((tok.shape[0],), c == 0, dtype=torch.bool)
+            try:
+                s = _scores(discriminator, tok, ln, prefixes)
+            except ValueError as exc:
+                raise ValueError(f"{side} sequences: {exc}") from exc
+            is_real = is_real.to(s.device)
+            ln = ln.to(s.device)
+            if prefixes:
+                valid = torch.arange(s.shape[1], device=s.device)[None, :] < ln[:, None]
+                r, n = _per_position(correct(s, is_real[:, None].expand_as(s)), valid, is_real)
+                width = max(T, 0 if pos_right is None else pos_right.shape[1])
+                r, n = F.pad(r.cpu(), (0, width - r.shape[1])), F.pad(n.cpu(), (0, width - n.shape[1]))
+                if pos_right is None or pos_seen is None:
+                    pos_right, pos_seen = r, n
+                else:
+                    pos_right = F.pad(pos_right, (0, width - pos_right.shape[1])) + r
+                    pos_seen = F.pad(pos_seen, (0, width - pos_seen.shape[1])) + n
+                s = s.gather(1, (ln - 1)[:, None]).squeeze(1)
+            target = is_real.float()
+            loss_sum += float(F.binary_cross_entropy_with_logits(s, target, reduction="sum"))
+            right_sum[c] += float(correct(s, is_real).sum())
+    acc_real, acc_fake = right_sum[0] / counts[0], right_sum[1] / counts[1]
+    out: Dict[str, Any] = {
+        "loss": loss_sum / (counts[0] + counts[1]),
+        "acc_real": acc_real,
+        "acc_fake": acc_fake,
+        "balanced_acc": 0.5 * (acc_real + acc_fake),
+        "n_real": counts[0],
+        "n_fake": counts[1],
+    }
+    if pos_right is not None and pos_seen is not None:
+        out["acc_by_position"] = _balanced_by_position(pos_right, pos_seen)
+    return out
+
 
 class DiscriminatorTrainer:
     """Trains any discriminator of this package (a module mapping ``(N, T), (N,) -> (N,)`` logits).
 
     Args:
-        discriminator: the model; moved to ``device`` if one is given.
+        discriminator: the model, a ``torch.nn.Module``; moved to ``device`` if one is given.
+            Anything else (a no-information control of :mod:`discriminators.controls`, a fixed
+            scorer) has nothing to train and is refused with ValueError.
         lr: Adam learning rate (SeqGAN: 1e-4).
         weight_decay: Adam's L2 weight decay.
         betas: Adam's betas.
@@ -50,11 +218,16 @@ class DiscriminatorTrainer:
         device: where to train; default: the discriminator's device.
         generator: a CPU ``torch.Generator`` for shuffling and replay draws.
         seed: seeds a fresh generator when ``generator`` is None (default 0).
+        positions: ``"last"`` (train the whole sequence's logit) or ``"all"`` (train every
+            prefix's logit; needs ``supports_prefixes`` and ``forward_prefixes``). Default:
+            ``"all"`` for a discriminator with per-prefix scores, else ``"last"``.
+        position_weights: with ``positions="all"``, ``(max_length,)`` non-negative weights
+            ``w_t`` of the positions (None: uniform over the valid positions).
     """
 
     def __init__(
         self,
-        discriminator: nn.Module,
+        discriminator: object,
         *,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
@@ -67,9 +240,14 @@ class DiscriminatorTrainer:
         device: Union[str, torch.device, None] = None,
         generator: Optional[torch.Generator] = None,
         seed: Optional[int] = None,
+        positions: Optional[str] = None,
+        position_weights: Optional[torch.Tensor] = None,
     ) -> None:
         if not isinstance(discriminator, nn.Module):
-            raise ValueError(f"the discriminator must be a torch nn.Module, got {type(discriminator).__name__}")
+            raise ValueError(
+                f"the discriminator must be a torch nn.Module, got {type(discriminator).__name__}: a fixed scorer "
+                "(such as the 'constant' and 'random' controls) has no parameters and is never trained"
+            )
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not 0.0 <= label_smoothing < 1.0:
@@ -97,6 +275,29 @@ class DiscriminatorTrainer:
         width = int(getattr(discriminator, "max_length"))  # noqa: B009
         self.replay_tokens = torch.full((0, width), self.pad_id, dtype=torch.long, device=self.device)
         self.replay_lengths = torch.zeros(0, dtype=torch.long, device=self.device)
+        per_prefix = bool(getattr(discriminator, "supports_prefixes", False)) and callable(
+            getattr(discriminator, "forward_prefixes", None))
+        if positions is None:
+            positions = "all" if per_prefix else "last"
+        if positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {list(POSITIONS)}, got {positions!r}")
+        if positions == "all" and not per_prefix:
+            raise ValueError(
+                f"positions='all' trains the logit of every prefix and needs a discriminator with per-prefix "
+                f"scores (supports_prefixes and forward_prefixes); {type(discriminator).__name__} has none: "
+                "use positions='last'"
+            )
+        self.positions = positions
+        self.position_weights: Optional[torch.Tensor] = None
+        if position_weights is not None:
+            if positions != "all":
+                raise ValueError("position_weights apply to positions='all' only")
+            w = torch.as_tensor(position_weights, dtype=torch.float32)
+            if tuple(w.shape) != (width,):
+                raise ValueError(f"position_weights must have shape (max_length,) = ({width},), got {tuple(w.shape)}")
+            if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+                raise ValueError("position_weights must be finite, >= 0 and not all 0")
+            self.position_weights = w.to(self.device)
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], side: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +354,31 @@ class DiscriminatorTrainer:
         return mixed, mixed_len, n_replayed
 
     # ------------------------------------------------------------------ training
+    def _objective(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """The BCE term of one minibatch in the current mode: (loss, last-position logits (B,),
+        per-prefix logits (B, T) or None)."""
+        disc = self.discriminator
+        if self.positions == "last":
+            logits = disc(tokens, lengths)
+            return F.binary_cross_entropy_with_logits(logits, targets), logits, None
+        forward_prefixes = getattr(disc, "forward_prefixes")  # noqa: B009 (checked in __init__)
+        prefix_logits = forward_prefixes(tokens, lengths)  # (B, T), columns >= length repeat the last
+        T = prefix_logits.shape[1]
+        weights = (torch.arange(T, device=self.device)[None, :] < lengths[:, None]).float()
+        if self.position_weights is not None:
+            weights = weights * self.position_weights[:T]
+        bce = F.binary_cross_entropy_with_logits(prefix_logits, targets[:, None].expand(-1, T), reduction="none")
+        # a minibatch whose valid positions all weigh 0 contributes 0 (and no gradient)
+        loss = (bce * weights).sum() / weights.sum().clamp(min=torch.finfo(weights.dtype).tiny)
+        logits = prefix_logits.gather(1, (lengths - 1)[:, None]).squeeze(1)
+        return loss, logits, prefix_logits
+
+    def _regularization(self) -> torch.Tensor:
+        reg = getattr(self.discriminator, "regularization", None)
+        return torch.zeros((), device=self.device) if reg is None else reg().to(self.device)
+
     def step(
         self,
         real_tokens: torch.Tensor,
@@ -160,7 +386,7 @@ class DiscriminatorTrainer:
         fake_tokens: torch.Tensor,
         fake_lengths: Optional[torch.Tensor],
         k: int = 1,
-    ) -> Dict[str, float]:
+    ) -> Dict[str, Any]:
         """``k`` passes of minibatch BCE updates over the given real and fake sequences.
 
         Args:
@@ -171,8 +397,9 @@ class DiscriminatorTrainer:
             k: number of passes (epochs) over the set; ``k`` updates when it fits in one batch.
 
         Returns:
-            dict of floats: ``loss``, ``acc_real``, ``acc_fake``, ``steps``, ``total_steps``,
-            ``n_real``, ``n_fake``, ``n_replayed``.
+            dict: floats ``loss`` (the BCE term), ``reg``, ``acc_real``, ``acc_fake``,
+            ``steps``, ``total_steps``, ``n_real``, ``n_fake``, ``n_replayed``; with
+            ``positions="all"`` also ``acc_by_position`` (a list of floats, one per position).
 
         Raises:
             ValueError: bad inputs (also those the discriminator rejects).
@@ -199,8 +426,10 @@ class DiscriminatorTrainer:
         was_training = disc.training
         disc.train()
         loss_sum = torch.zeros((), device=self.device)
-        right_real = torch.zeros((), device=self.device)
-        right_fake = torch.zeros((), device=self.device)
+        reg_sum = torch.zeros((), device=self.device)
+        right = torch.zeros(2, device=self.device)  # real, fake
+        pos_right = torch.zeros(2, width, device=self.device)
+        pos_seen = torch.zeros(2, width, device=self.device)
         seen_real = seen_fake = 0
         steps = 0
         try:
@@ -210,17 +439,18 @@ class DiscriminatorTrainer:
                     idx = perm[start : start + self.batch_size]
                     update = self.total_steps + 1
                     try:
-                        logits = disc(tokens[idx], lengths[idx])
+                        loss, logits, prefix_logits = self._objective(tokens[idx], lengths[idx], targets[idx])
                     except DivergenceError as exc:
                         raise DivergenceError(f"discriminator update {update}: {exc}") from exc
-                    loss = F.binary_cross_entropy_with_logits(logits, targets[idx])
-                    if not bool(torch.isfinite(loss)):
+                    reg = self._regularization()
+                    total = loss + reg
+                    if not bool(torch.isfinite(total)):
                         raise DivergenceError(
-                            f"discriminator loss is {float(loss)} at update {update} (call's step {steps + 1}); "
-                            "lower the learning rate or restore a checkpoint"
+                            f"discriminator loss is {float(loss)} (regularization {float(reg)}) at update {update} "
+                            f"(call's step {steps + 1}); lower the learning rate or restore a checkpoint"
                         )
                     self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    total.backward()
                     if self.max_grad_norm is not None:
                         nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
                     self.optimizer.step()
@@ -229,23 +459,54 @@ class DiscriminatorTrainer:
                     with torch.no_grad():
                         r = is_real[idx]
                         loss_sum += loss.detach() * idx.numel()
-                        right_real += ((logits > 0) & r).sum()
-                        right_fake += ((logits < 0) & ~r).sum()
+                        reg_sum += reg.detach()
+                        ok = correct(logits.detach(), r)
+                        right += torch.stack([(ok * r).sum(), (ok * ~r).sum()])
                         n_r = int(r.sum())
                         seen_real += n_r
                         seen_fake += idx.numel() - n_r
+                        if prefix_logits is not None:
+                            valid = torch.arange(width, device=self.device)[None, :] < lengths[idx][:, None]
+                            ok_t = correct(prefix_logits.detach(), r[:, None].expand(-1, width))
+                            pr, ps = _per_position(ok_t, valid, r)
+                            pos_right += pr
+                            pos_seen += ps
         finally:
             disc.train(was_training)
-        return {
+        stats: Dict[str, Any] = {
             "loss": float(loss_sum) / max(seen_real + seen_fake, 1),
-            "acc_real": float(right_real) / max(seen_real, 1),
-            "acc_fake": float(right_fake) / max(seen_fake, 1),
+            "reg": float(reg_sum) / max(steps, 1),
+            "acc_real": float(right[0]) / max(seen_real, 1),
+            "acc_fake": float(right[1]) / max(seen_fake, 1),
             "steps": steps,
             "total_steps": self.total_steps,
             "n_real": int(real.shape[0]),
             "n_fake": int(fake.shape[0]),
             "n_replayed": n_replayed,
         }
+        if self.positions == "all":
+            stats["acc_by_position"] = _balanced_by_position(pos_right.cpu(), pos_seen.cpu())
+        return stats
+
+    def evaluate(
+        self,
+        real_tokens: torch.Tensor,
+        real_lengths: Optional[torch.Tensor],
+        fake_tokens: torch.Tensor,
+        fake_lengths: Optional[torch.Tensor],
+        *,
+        batch_size: int = 1024,
+    ) -> Dict[str, Any]:
+        """Held-out evaluation of the trainer's discriminator (:func:`evaluate`): eval mode, no
+        gradient, no update, no draw from the trainer's generator or the global RNG; the
+        discriminator's mode is restored.
+
+        Returns:
+            dict: ``loss`` (mean BCE at the last position, hard labels), ``acc_real``,
+            ``acc_fake``, ``balanced_acc``, ``n_real``, ``n_fake`` and, for a per-prefix
+            discriminator, ``acc_by_position``.
+        """
+        return evaluate(self.discriminator, real_tokens, real_lengths, fake_tokens, fake_lengths, batch_size=batch_size)
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict[str, Any]:
