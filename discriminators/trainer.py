@@ -97,12 +97,8 @@ def _device_of(discriminator: Any) -> Optional[torch.device]:
 @torch.no_grad()
 def _scores(discriminator: Any, tokens: torch.Tensor, lengths: torch.Tensor, prefixes: bool) -> torch.Tensor:
     """Eval-mode, no-grad scores: (N, T) per prefix if ``prefixes`` else (N,), float32."""
-    name = "score_prefixes" if prefixes else "score"
-    fn = getattr(discriminator, name, None)
-    if fn is None and not prefixes:
-        fn = discriminator  # a plain callable of the Discriminator protocol
-    if fn is None:
-        raise ValueError(f"{type(discriminator).__name__} has no score_prefixes")
+    # a plain callable of the Discriminator protocol when it has no ``score``
+    fn = getattr(discriminator, "score_prefixes") if prefixes else getattr(discriminator, "score", discriminator)  # noqa: B009
     module = discriminator if isinstance(discriminator, nn.Module) else None
     was_training = module.training if module is not None else False
     if module is not None:
@@ -136,8 +132,9 @@ def evaluate(
         batch_size: rows scored at once.
 
     Returns:
-        dict: ``loss`` (mean BCE of the whole sequence's logit against the hard labels 1/0,
-        over all ``n_real + n_fake`` sequences), ``acc_real`` / ``acc_fake`` (see
+        dict: ``loss`` (BCE of the whole sequence's logit against the hard labels 1/0: the mean
+        of the real and the fake sequences' means, like ``balanced_acc``; the plain mean when
+        ``n_real == n_fake``), ``acc_real`` / ``acc_fake`` (see
         :func:`correct`: a logit of 0 counts 1/2), ``balanced_acc`` = (acc_real + acc_fake) / 2,
         ``n_real``, ``n_fake`` and, for a discriminator with per-prefix scores,
         ``acc_by_position``: the balanced accuracy of the prefix logit at each position t over
@@ -147,7 +144,7 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     prefixes = bool(getattr(discriminator, "supports_prefixes", False)) and hasattr(discriminator, "score_prefixes")
     device = _device_of(discriminator)
-    loss_sum = 0.0
+    loss_sum = [0.0, 0.0]
     right_sum = [0.0, 0.0]
     counts = [0, 0]
     pos_right: Optional[torch.Tensor] = None
@@ -184,11 +181,11 @@ def evaluate(
                     pos_seen = F.pad(pos_seen, (0, width - pos_seen.shape[1])) + n
                 s = s.gather(1, (ln - 1)[:, None]).squeeze(1)
             target = is_real.float()
-            loss_sum += float(F.binary_cross_entropy_with_logits(s, target, reduction="sum"))
+            loss_sum[c] += float(F.binary_cross_entropy_with_logits(s, target, reduction="sum"))
             right_sum[c] += float(correct(s, is_real).sum())
     acc_real, acc_fake = right_sum[0] / counts[0], right_sum[1] / counts[1]
     out: Dict[str, Any] = {
-        "loss": loss_sum / (counts[0] + counts[1]),
+        "loss": 0.5 * (loss_sum[0] / counts[0] + loss_sum[1] / counts[1]),
         "acc_real": acc_real,
         "acc_fake": acc_fake,
         "balanced_acc": 0.5 * (acc_real + acc_fake),
@@ -502,7 +499,7 @@ class DiscriminatorTrainer:
         discriminator's mode is restored.
 
         Returns:
-            dict: ``loss`` (mean BCE at the last position, hard labels), ``acc_real``,
+            dict: ``loss`` (BCE at the last position, hard labels, class-balanced), ``acc_real``,
             ``acc_fake``, ``balanced_acc``, ``n_real``, ``n_fake`` and, for a per-prefix
             discriminator, ``acc_by_position``.
         """

@@ -508,7 +508,7 @@ def test_evaluate_matches_a_hand_computation():
     assert out["acc_real"] == pytest.approx(2 / 3) and out["acc_fake"] == pytest.approx(0.75)
     assert out["balanced_acc"] == pytest.approx((2 / 3 + 0.75) / 2)
     sp = lambda z: math.log1p(math.exp(z))  # noqa: E731  BCE(z, 1) = sp(-z), BCE(z, 0) = sp(z)
-    assert out["loss"] == pytest.approx((sp(-4) + sp(2) + sp(-1) + sp(-3) + sp(0)) / 5)
+    assert out["loss"] == pytest.approx(((sp(-4) + sp(2) + sp(-1)) / 3 + (sp(-3) + sp(0)) / 2) / 2)
     # t = 0: real 2, 0, 1 -> 2.5/3, fake -1, 0 -> 1.5/2; t = 1: real 0, -2 -> 0.25, fake 3, 0 -> 0.25;
     # t = 2: real 4, fake -3 -> 1.
     assert out["acc_by_position"] == pytest.approx([(2.5 / 3 + 0.75) / 2, 0.25, 1.0])
