@@ -114,7 +114,7 @@ def test_warm_start_takes_the_source_runs_generator(tmp_path, oracle_data):
     assert resolved.config.mle_epochs == 0
     data = load_data(resolved.run)
     agent = build_agent(resolved, data, "cpu")
-    taken = warm_start(agent, resolved.run, "cpu")
+    taken = warm_start(agent, resolved.run)
     assert taken["source_agent"] == "mle" and taken["init_parts"] == ["generator"]
     for k, v in agent.generator.state_dict().items():
         assert torch.equal(v, source["generator"][k]), k
@@ -165,3 +165,19 @@ def test_corpus_run_reports_bleu_and_self_bleu(tmp_path):
     assert math.isfinite(metrics["nll_test"]) and "nll_oracle" not in metrics
     samples = sorted((tmp_path / "run" / "samples").iterdir())[-1].read_text(encoding="utf-8").splitlines()
     assert samples and all(line.strip() for line in samples)  # decoded words, no empty sentences
+
+
+def test_resume_reads_the_checkpoint_on_the_cpu_whatever_the_runs_device(tmp_path, oracle_data, monkeypatch):
+    """torch.Generator.set_state takes CPU byte tensors only, so a checkpoint mapped onto the run's
+    device could not be resumed on a GPU. Without one, a load that lands on another device is
+    simulated: whatever torch.load is asked to map onto a torch.device goes to 'meta' instead."""
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--stop-after", "3") == 0
+    real_load = torch.load
+
+    def load(f, *args, map_location=None, **kwargs):
+        if isinstance(map_location, torch.device):
+            map_location = "meta"
+        return real_load(f, *args, map_location=map_location, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--resume") == 0
