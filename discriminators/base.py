@@ -18,6 +18,10 @@ Two ways to call a discriminator:
   must never score with ``forward`` in training mode: dropout makes them noisy (a known bug of
   public SeqGAN code).
 
+``regularization()`` is a penalty the trainer adds to the loss (a scalar tensor, 0 by
+default; the CNN's is SeqGAN's L2 penalty on its output layer). :func:`check_inputs` is the
+input check every discriminator shares, the no-information controls included.
+
 ``supports_prefixes`` says whether a model scores every prefix in one pass
 (``score_prefixes``, needed by dense rewards). Models without it have no ``score_prefixes``
 attribute at all, so both ``d.supports_prefixes`` and ``hasattr(d, "score_prefixes")`` are False.
