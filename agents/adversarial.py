@@ -98,7 +98,7 @@ def maligan_scorer(agent: AdversarialAgent) -> Discriminator:
     must give logits of P(real) (ValueError otherwise)."""
     if agent.config.oracle_reward:
         assert isinstance(agent.data, OracleData)  # checked when the agent was built
-        return OracleRatioScorer(agent.data.oracle, agent._generator)
+        return OracleRatioScorer(agent.data.oracle_on(agent.device), agent._generator)
     if not getattr(agent.scorer, "is_probabilistic", True):
         raise ValueError(
             f"{agent.name} needs a probabilistic discriminator (logits of P(real)) for r_D = D/(1-D); "
@@ -170,7 +170,7 @@ class AdversarialAgent(MLEAgent):
                 raise ValueError(
                     f"discriminator='oracle' needs the synthetic oracle data (data='oracle'), not {self.data.name!r}"
                 )
-            self.scorer: Discriminator = scorers.OracleScorer(self.data.oracle)
+            self.scorer: Discriminator = scorers.OracleScorer(self.data.oracle_on(self.device))
         else:
             self.scorer = self.discriminator = self._build_discriminator()
         self.check_scorer()
@@ -258,12 +258,14 @@ class AdversarialAgent(MLEAgent):
                 for k in ("loss", "acc_real", "acc_fake") if k in out}
 
     @torch.no_grad()
-    def heldout_stats(self) -> Dict[str, float]:
-        """The scorer on the held-out real sequences and as many fresh samples (eval mode):
+    def heldout_stats(self) -> Dict[str, Any]:
+        """The scorer on the held-out real sequences and as many fresh samples
+        (:func:`discriminators.evaluate`: eval mode, no gradient):
 
             d_heldout_acc  = (acc_real + acc_fake) / 2,  acc_real = P(logit > 0) + P(logit = 0) / 2 on real,
                              acc_fake = P(logit < 0) + P(logit = 0) / 2 on samples (0.5: no information)
-            d_heldout_loss = mean binary cross-entropy of σ(logit) on both sets
+            d_heldout_loss = binary cross-entropy of σ(logit), the mean of the two sets' means
+            d_heldout_acc_by_position: per-prefix discriminators, the balanced accuracy at each t
 
         Warns once when the accuracy stays within ``WEAK_MARGIN`` of chance for ``WEAK_ROUNDS``
         evaluations in a row: the rewards then carry no information. {} in oracle mode.
@@ -271,22 +273,21 @@ class AdversarialAgent(MLEAgent):
         n = self.n_heldout
         if n == 0 or not getattr(self.scorer, "is_probabilistic", True):
             return {}
-        real = self.train_tokens[self.d_pool :], self.train_lengths[self.d_pool :]
+        import discriminators
+
         parts = [self._generator.sample_with_lengths(min(2048, n - i), generator=self.heldout_rng) for i in range(0, n, 2048)]
-        fake = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        s_real = scorers.score(self.scorer, *real).float().to(self.device)
-        s_fake = scorers.score(self.scorer, *fake).float().to(self.device)
-        acc_real = float((s_real > 0).float().mean() + 0.5 * (s_real == 0).float().mean())
-        acc_fake = float((s_fake < 0).float().mean() + 0.5 * (s_fake == 0).float().mean())
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-        loss = 0.5 * float(bce(s_real, torch.ones_like(s_real)) + bce(s_fake, torch.zeros_like(s_fake)))
-        acc = 0.5 * (acc_real + acc_fake)
+        out = discriminators.evaluate(self.scorer, self.train_tokens[self.d_pool :], self.train_lengths[self.d_pool :],
+                                      torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+        acc = float(out["balanced_acc"])
         self.weak_rounds = self.weak_rounds + 1 if abs(acc - 0.5) < WEAK_MARGIN else 0
         if self.weak_rounds == WEAK_ROUNDS:
             warnings.warn(
                 f"{self.name}: the discriminator's held-out accuracy has stayed within {WEAK_MARGIN} of chance for "
                 f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning, stacklevel=2)
-        return {"d_heldout_acc": acc, "d_heldout_loss": loss}
+        stats: Dict[str, Any] = {"d_heldout_acc": acc, "d_heldout_loss": float(out["loss"])}
+        if "acc_by_position" in out:
+            stats["d_heldout_acc_by_position"] = [round(float(a), 4) for a in out["acc_by_position"]]
+        return stats
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -356,8 +357,8 @@ class AdversarialAgent(MLEAgent):
         self.d_rng.set_state(state["d_rng"])
         self.heldout_rng.set_state(state["heldout_rng"])
         self.weak_rounds = int(state["weak_rounds"])
-        if "discriminator" in state and isinstance(self.discriminator, torch.nn.Module):
-            self.discriminator.load_state_dict(state["discriminator"])
+        if "discriminator" in state and hasattr(self.discriminator, "load_state_dict"):
+            self.discriminator.load_state_dict(state["discriminator"])  # type: ignore[union-attr]
         if "d_trainer" in state and self.d_trainer is not None:
             self.d_trainer.load_state_dict(state["d_trainer"])
 

@@ -299,7 +299,7 @@ def train(
     last_eval: Dict[str, float] = {}
     last_d: Dict[str, float] = {}  # the discriminator's last held-out figures (d_heldout_acc, d_heldout_loss)
     if header is not None:
-        last_d = {k: v for r in log.rows for k, v in r.items() if k.startswith("d_heldout")}
+        last_d = {k: v for r in log.rows for k, v in r.items() if k.startswith("d_heldout") and isinstance(v, float)}
     if agent.iteration == 0:  # metrics of the starting generator, the curves' first point
         last_eval = evaluate(agent, data, run, folder)
         log.add({"iteration": 0, "phase": "init", **last_eval})
@@ -312,7 +312,7 @@ def train(
             for k, v in stats.items():
                 if isinstance(v, float) and not math.isfinite(v):
                     raise FloatingPointError(f"{k} became {v} at iteration {agent.iteration}")
-            last_d.update({k: v for k, v in stats.items() if k.startswith("d_heldout")})
+            last_d.update({k: v for k, v in stats.items() if k.startswith("d_heldout") and isinstance(v, float)})
             row = {"iteration": agent.iteration, **stats, "time": round(time.time() - started, 3)}
             if agent.iteration % every == 0 or agent.iteration == total:
                 last_eval = evaluate(agent, data, run, folder)

@@ -95,7 +95,7 @@ class SB3Agent(Agent):
         self.model = algo("MlpPolicy", SB3VecEnv(self.env), **kw)
         self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
         self.callback = None
-        if self.discriminator is not None:
+        if isinstance(self.discriminator, torch.nn.Module):  # the no-information controls are never trained
             self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, lr=c.d_lr, batch_size=c.d_batch_size,
                                                                seed=seed)
             self.callback = DiscriminatorCallback(self.trainer, data.train, data.train_lengths, train_every=c.d_every,
@@ -137,7 +137,7 @@ class SB3Agent(Agent):
             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "discriminator": None if self.discriminator is None else self.discriminator.state_dict(),
-            "trainer": None if self.discriminator is None else self.trainer.state_dict(),
+            "trainer": None if self.callback is None else self.trainer.state_dict(),
             "callback_rng": None if self.callback is None else self.callback.rng.get_state(),
             # sequences collected since the last retraining (d_every > 1) and the rollout count
             "callback_pending": None if self.callback is None else {
@@ -162,8 +162,8 @@ class SB3Agent(Agent):
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
+        if self.callback is not None:
             self.trainer.load_state_dict(state["trainer"])
-            assert self.callback is not None
             self.callback.rng.set_state(state["callback_rng"])
             pending = state["callback_pending"]
             self.callback.fake = list(pending["fake"])

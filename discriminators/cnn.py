@@ -14,11 +14,11 @@ weights from a truncated normal of std 0.1 and biases 0.1, highway gate bias 0. 
 has a two-class softmax output; one logit is the same model with one fewer redundant row.
 
 Regularization: like the original, the trainer adds ``l2_reg · (‖W_o‖² + ‖b_o‖²) / 2`` of the
-output layer to the loss (:meth:`CNNDiscriminator.regularization`, ``l2_reg`` = 0.2 =
-``l2_reg_lambda``). With one logit this is not the same penalty as on the original's two rows:
-the logit's weights are their difference d = w_1 - w_0, and two rows ±d/2 (the least-norm
-pair, where the penalty drives the redundant sum w_0 + w_1) carry ‖d‖²/2, so the original's
-λ = 0.2 on two rows matches ``l2_reg = 0.1`` here.
+output layer to the loss (:meth:`CNNDiscriminator.regularization`). The original's
+``l2_reg_lambda`` is 0.2 on its two rows; with one logit the weights are their difference
+d = w_1 - w_0, and two rows ±d/2 (the least-norm pair, where the penalty drives the redundant
+sum w_0 + w_1) carry ‖d‖²/2, so the original's λ = 0.2 on two rows is ``l2_reg = 0.1`` here,
+the default.
 
 Windows and lengths: a window starting at position j of width w is valid when
 ``j + w <= lengths[i]``. A sequence shorter than a width has no such window; for it the window
@@ -95,7 +95,8 @@ class CNNDiscriminator(BaseDiscriminator):
             sequences of the same length (one Conv over time per width); ``widths`` given
             alone get the preset's filters if the counts match, else its first count each.
         highway: whether to apply the highway layer (True in SeqGAN).
-        l2_reg: λ of the L2 penalty on the output layer, :meth:`regularization` (SeqGAN: 0.2).
+        l2_reg: λ of the L2 penalty on the output layer, :meth:`regularization` (0.1: SeqGAN's 0.2 on
+            its two output rows).
 
     ``forward(tokens (N, T), lengths (N,) | None) -> (N,)`` logits; ``features -> (N, Σ filters)``.
     """
@@ -113,7 +114,7 @@ class CNNDiscriminator(BaseDiscriminator):
         filters: Optional[Sequence[int]] = None,
         dropout: Optional[float] = None,
         highway: bool = True,
-        l2_reg: float = 0.2,
+        l2_reg: float = 0.1,
     ) -> None:
         super().__init__(vocab_size, max_length)
         if size not in SIZES:

@@ -122,7 +122,7 @@ def test_registry_and_seqgan_defaults():
         discriminators.make("rnn", vocab_size=10, hiden=3)
     d = discriminators.make("cnn", vocab_size=V)
     assert isinstance(d, CNNDiscriminator) and d.max_length == 20 and d.is_probabilistic
-    assert d.emb_dim == 64 and d.dropout_p == 0.25 and d.l2_reg == 0.2  # keep probability 0.75, λ = 0.2
+    assert d.emb_dim == 64 and d.dropout_p == 0.25 and d.l2_reg == 0.1  # keep probability 0.75; λ = 0.2 on two rows
     assert d.widths == (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20)
     assert d.filters == (100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160) and d.feature_dim == 1720
     assert d.embedding.num_embeddings == V + 1 and d.embedding.padding_idx == V
@@ -542,8 +542,12 @@ def test_cnn_regularization_is_seqgans_l2_penalty_on_the_output_layer():
     torch.manual_seed(0)
     d = small("cnn", vocab_size=50, max_length=8)
     W, b = d.out.weight.detach().double(), d.out.bias.detach().double()
-    # tf.nn.l2_loss(x) = Σ x² / 2, times l2_reg_lambda = 0.2
-    assert float(d.regularization().detach()) == pytest.approx(0.2 * (float((W**2).sum()) / 2 + float((b**2).sum()) / 2), rel=1e-6)
+    # SeqGAN: l2_reg_lambda = 0.2 times tf.nn.l2_loss(x) = Σ x² / 2 of a two-row output layer. One
+    # logit is the difference of the rows, d = w_1 - w_0; the least-norm rows ±d/2 carry the penalty
+    # 0.2 · (2 · ‖d/2‖²) / 2, which is 0.1 · ‖d‖² / 2: the default l2_reg here.
+    two_rows = 0.2 * (float(((W / 2) ** 2).sum()) * 2 / 2 + float(((b / 2) ** 2).sum()) * 2 / 2)
+    assert float(d.regularization().detach()) == pytest.approx(two_rows, rel=1e-6)
+    assert float(d.regularization().detach()) == pytest.approx(0.1 * (float((W**2).sum()) / 2 + float((b**2).sum()) / 2), rel=1e-6)
     assert d.regularization().requires_grad
     assert float(small("cnn", vocab_size=50, max_length=8, l2_reg=0.0).regularization().detach()) == 0.0
     assert float(small("rnn", vocab_size=50, max_length=8).regularization()) == 0.0
