@@ -448,3 +448,48 @@ def test_mixed_batch_clamps_short_real_sentences_whole(toy_scorer):
     assert torch.equal(tokens[short], rows[short]) and torch.equal(lengths[short], rlen[short])
     assert torch.equal(tokens[~short, :N], rows[~short, :N])
     assert torch.equal(clamped.sum(1), rlen.clamp(max=N))
+
+
+# ---------------------------------------------------------------------- the discriminator's information
+def test_heldout_accuracy_is_chance_for_a_constant_discriminator_and_warns(tiny):
+    a = make("seqgan", tiny, tiny_config(discriminator="constant", mle_epochs=0, adv_steps=4, n_rollouts=2), seed=0)
+    assert a.d_trainer is None and a.n_heldout == len(tiny.train) // 5
+    with pytest.warns(RuntimeWarning, match="within 0.05 of chance for 3 rounds"):
+        stats = [a.train_iteration() for _ in range(3)]
+    assert all(s["d_heldout_acc"] == 0.5 for s in stats)
+
+
+def test_heldout_reals_are_never_trained_on(tiny):
+    a = make("seqgan", tiny, tiny_config(discriminator_options=SMALL_D["cnn"]), seed=0)
+    pool = {tuple(r.tolist()) for r in a.train_tokens[: a.d_pool]}
+    held = {tuple(r.tolist()) for r in a.train_tokens[a.d_pool :]} - pool  # the small oracle repeats a few rows
+    assert len(held) > 90
+    for _ in range(20):
+        real, _ = a.real_batch(64)
+        assert not held & {tuple(r.tolist()) for r in real}
+    learned = [a.train_iteration() for _ in range(a.total_iterations)]
+    accs = [s["d_heldout_acc"] for s in learned if "d_heldout_acc" in s]
+    assert len(accs) == 1 + 3 and all(0.0 <= x <= 1.0 for x in accs)  # after the pretraining round and each step
+
+
+def test_mixed_maligan_trains_its_discriminator_on_mixed_samples(tiny):
+    """Algorithm 2, lines 6-8: negatives keep the first N tokens of a real sequence."""
+    a = make("maligan-mixed", tiny, tiny_config(discriminator_options=SMALL_D["cnn"], mle_epochs=0, d_pretrain_steps=0,
+                                                mixed_K=3, mixed_every=1, adv_steps=3), seed=0)
+    a.train_iteration()  # adversarial step 0: N = T, pure MLE
+    N = a.clamp_length()
+    assert 0 < N < L
+    fake, _ = a.discriminator_fakes(50)
+    prefixes = {tuple(r[:N].tolist()) for r in a.train_tokens[: a.d_pool]}
+    assert all(tuple(r[:N].tolist()) in prefixes for r in fake)
+    free, _ = a.fake_batch(50)
+    assert sum(tuple(r[:N].tolist()) in prefixes for r in free) < 10  # free samples rarely share a whole real prefix
+
+
+def test_maskgan_warms_up_its_critic_before_the_first_actor_update(tiny):
+    a = make("maskgan", tiny, tiny_config(discriminator="oracle", mle_epochs=0, critic_warmup=5, gen_lr=0.01), seed=0)
+    before = copy.deepcopy(a.generator.state_dict())
+    a.train_iteration()
+    steps = lambda opt: max(int(s["step"]) for s in opt.state.values())
+    assert steps(a.critic_opt) == 6 and steps(a.gen_opt) == 1
+    assert any(not torch.equal(v, before[k]) for k, v in a.generator.state_dict().items())  # one actor update
