@@ -176,6 +176,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"continue with --resume --out {folder}")
         return 0
     print(json.dumps({"agent": resolved.agent, "iterations": summary["iterations"], **summary["metrics"]}))
+    acc = summary["metrics"].get("d_heldout_acc")
+    if isinstance(acc, float) and abs(acc - 0.5) < 0.05:
+        print(f"notice: the discriminator's held-out accuracy ended at {acc:.3f} (chance: 0.5), so its rewards carried "
+              "little information; compare with the same run under --discriminator constant before reading gains into it")
     print(f"run folder: {folder}")
     return 0
 
