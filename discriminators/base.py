@@ -112,6 +112,13 @@ def check_inputs(
     return tokens, lengths, valid
 
 
+def check_sizes(vocab_size: int, max_length: int) -> None:
+    """ValueError unless ``vocab_size`` and ``max_length`` are positive ints."""
+    for name, v in (("vocab_size", vocab_size), ("max_length", max_length)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
 class BaseDiscriminator(nn.Module):
     """Scores ``(N, T)`` token sequences with one logit of P(real) each.
 
@@ -128,10 +135,7 @@ class BaseDiscriminator(nn.Module):
 
     def __init__(self, vocab_size: int, max_length: int) -> None:
         super().__init__()
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        check_sizes(vocab_size, max_length)
         self.vocab_size = vocab_size
         self.max_length = max_length
         self.pad_id = vocab_size

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from discriminators.base import check_inputs
+from discriminators.base import check_inputs, check_sizes
 
 
 class NoInformationDiscriminator:
@@ -38,10 +38,7 @@ class NoInformationDiscriminator:
     training: bool = False
 
     def __init__(self, vocab_size: int, max_length: int = 20) -> None:
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
-            raise ValueError(f"vocab_size must be a positive int, got {vocab_size!r}")
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
-            raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        check_sizes(vocab_size, max_length)
         self.vocab_size = vocab_size
         self.max_length = max_length
         self.pad_id = vocab_size
