@@ -136,8 +136,9 @@ class AdversarialConfig(MLEConfig):
     d_adam_beta1: float = param(0.9, "Adam beta1 of the discriminator", check=unit_open)
     d_weight_decay: float = param(0.0, "L2 of every discriminator weight: lambda sum(w^2) / 2, as Adam's weight decay",
                                   check=nonnegative)
-    d_heldout: int = param(1000, "real sequences held out from discriminator training, scored with as many fresh "
-                                 "samples for the held-out accuracy d_heldout_acc", kind=SIZE, check=at_least(1))
+    d_heldout: int = param(1000, "held-out real sequences (the test set's, else split from training) scored with as "
+                                 "many fresh samples for the held-out accuracy d_heldout_acc", kind=SIZE,
+                           check=at_least(1))
     transform: Optional[str] = param(None, "reward transform (textgym.rewards.TRANSFORMS or centered_prob); None: "
                                            "the agent's own", check=check_transform)
 
@@ -177,12 +178,22 @@ class AdversarialAgent(MLEAgent):
         self.d_rng = torch.Generator().manual_seed(derive_seed(seed, "discriminator-dropout"))
         if self.discriminator is not None:
             self.d_trainer = self._build_trainer(self.discriminator)
-        # The discriminator's held-out set: the last real sequences, never trained on by it, and
-        # fresh samples from a stream of their own (the training streams are not touched).
+        # The discriminator's held-out reals: the data's test set, which neither model trains on;
+        # without one, the last training sequences, which the discriminator never trains on (the
+        # generator's MLE does, so a generator that memorized them makes them look "fake" or
+        # "real" for reasons of its own). Fresh samples come from a stream of their own.
         self.heldout_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "discriminator-heldout"))
         M = self.train_tokens.shape[0]
-        self.n_heldout = 0 if c.oracle_reward else min(c.d_heldout, M // 5)
-        self.d_pool = M - self.n_heldout
+        test = self.data.test
+        if c.oracle_reward:
+            self.n_heldout, self.d_pool = 0, M
+        elif test is not None and self.data.test_lengths is not None and len(test) > 0:
+            self.n_heldout, self.d_pool = min(c.d_heldout, len(test)), M
+            self.heldout_real = test[: self.n_heldout].to(self.device), self.data.test_lengths[: self.n_heldout].to(self.device)
+        else:
+            self.n_heldout = min(c.d_heldout, M // 5)
+            self.d_pool = M - self.n_heldout
+            self.heldout_real = self.train_tokens[self.d_pool :], self.train_lengths[self.d_pool :]
         self.weak_rounds = 0
 
     # ------------------------------------------------------------------ discriminator
@@ -222,8 +233,8 @@ class AdversarialAgent(MLEAgent):
         return self.d_trainer is not None
 
     def real_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n training sequences outside the held-out set, drawn without replacement (with, if n
-        exceeds the set) by ``data_rng``."""
+        """n training sequences (outside the discriminator's held-out split, when the data has no
+        test set), drawn without replacement (with, if n exceeds the set) by ``data_rng``."""
         M = self.d_pool
         if n <= M:
             idx = torch.randperm(M, generator=self.data_rng)[:n]
@@ -276,8 +287,8 @@ class AdversarialAgent(MLEAgent):
         import discriminators
 
         parts = [self._generator.sample_with_lengths(min(2048, n - i), generator=self.heldout_rng) for i in range(0, n, 2048)]
-        out = discriminators.evaluate(self.scorer, self.train_tokens[self.d_pool :], self.train_lengths[self.d_pool :],
-                                      torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+        out = discriminators.evaluate(self.scorer, *self.heldout_real, torch.cat([p[0] for p in parts]),
+                                      torch.cat([p[1] for p in parts]))
         acc = float(out["balanced_acc"])
         self.weak_rounds = self.weak_rounds + 1 if abs(acc - 0.5) < WEAK_MARGIN else 0
         if self.weak_rounds == WEAK_ROUNDS:

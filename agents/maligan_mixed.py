@@ -61,11 +61,15 @@ class MixedMaliGANAgent(AdversarialAgent):
            L(θ) = - 1/(B·m·T) Σ_{i,j} [ Σ_{t≤N} log p_θ(x^i_t | x^i_{<t})                (MLE on the clamped part)
                                        + (w_ij - b) Σ_{t>N} log p_θ(x^{ij}_t | x^{ij}_{<t}) ]  (MaliGAN on the rest)
 
-       (each prefix appears m times, so the first term is the MLE loss of the real prefixes;
-       1/T makes the scale that of a per-token mean).
+       The paper's estimator is Σ_i [ Σ_{t≤N} ∇log p_θ(x^i_t|·) + Σ_j (r_D(x^{ij}) / Σ_k r_D(x^{ik}) - b')
+       Σ_{t>N} ∇log p_θ(x^{ij}_t|·) ]; with w_ij = m · r_D / Σ_k r_D and b = m·b', the gradient of
+       L is that estimator times m / (B·m·T) = 1 / (B·T): the same weighting of the two terms,
+       scaled to a per-token mean (each prefix appears m times, so the first term of L is m
+       times the MLE loss of the real prefixes, as the second is m times the weighted sum).
 
     N = T is pure MLE on real data; N = 0 is MaliGAN with m samples per group. The
-    discriminator is trained on real sequences against free generator samples.
+    discriminator is trained on real sequences against mixed samples
+    (:meth:`discriminator_fakes`, the paper's lines 6-8).
     No public code base implements this algorithm; this follows the paper's description.
     """
 

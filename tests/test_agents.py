@@ -453,19 +453,26 @@ def test_mixed_batch_clamps_short_real_sentences_whole(toy_scorer):
 # ---------------------------------------------------------------------- the discriminator's information
 def test_heldout_accuracy_is_chance_for_a_constant_discriminator_and_warns(tiny):
     a = make("seqgan", tiny, tiny_config(discriminator="constant", mle_epochs=0, adv_steps=4, n_rollouts=2), seed=0)
-    assert a.d_trainer is None and a.n_heldout == len(tiny.train) // 5
+    assert a.d_trainer is None and a.n_heldout == len(tiny.test)
     with pytest.warns(RuntimeWarning, match="within 0.05 of chance for 3 rounds"):
         stats = [a.train_iteration() for _ in range(3)]
     assert all(s["d_heldout_acc"] == 0.5 for s in stats)
 
 
 def test_heldout_reals_are_never_trained_on(tiny):
+    # with a test set: its sequences, which neither the generator nor the discriminator trains on
     a = make("seqgan", tiny, tiny_config(discriminator_options=SMALL_D["cnn"]), seed=0)
-    pool = {tuple(r.tolist()) for r in a.train_tokens[: a.d_pool]}
-    held = {tuple(r.tolist()) for r in a.train_tokens[a.d_pool :]} - pool  # the small oracle repeats a few rows
-    assert len(held) > 90
+    assert a.n_heldout == len(tiny.test) and a.d_pool == len(tiny.train)
+    assert torch.equal(a.heldout_real[0], tiny.test[: a.n_heldout])
+    # without one: the last training sequences, outside every draw of the discriminator's reals
+    no_test = TextData(vocab_size=V, max_length=L, eos_id=None, train=tiny.train, train_lengths=tiny.train_lengths,
+                       name="no-test")
+    b = make("seqgan", no_test, tiny_config(discriminator_options=SMALL_D["cnn"]), seed=0)
+    pool = {tuple(r.tolist()) for r in b.train_tokens[: b.d_pool]}
+    held = {tuple(r.tolist()) for r in b.heldout_real[0]} - pool  # the small oracle repeats a few rows
+    assert b.n_heldout == len(tiny.train) // 5 and len(held) > 90
     for _ in range(20):
-        real, _ = a.real_batch(64)
+        real, _ = b.real_batch(64)
         assert not held & {tuple(r.tolist()) for r in real}
     learned = [a.train_iteration() for _ in range(a.total_iterations)]
     accs = [s["d_heldout_acc"] for s in learned if "d_heldout_acc" in s]
@@ -480,7 +487,7 @@ def test_mixed_maligan_trains_its_discriminator_on_mixed_samples(tiny):
     N = a.clamp_length()
     assert 0 < N < L
     fake, _ = a.discriminator_fakes(50)
-    prefixes = {tuple(r[:N].tolist()) for r in a.train_tokens[: a.d_pool]}
+    prefixes = {tuple(r[:N].tolist()) for r in a.train_tokens}
     assert all(tuple(r[:N].tolist()) in prefixes for r in fake)
     free, _ = a.fake_batch(50)
     assert sum(tuple(r[:N].tolist()) in prefixes for r in free) < 10  # free samples rarely share a whole real prefix
