@@ -34,12 +34,16 @@ def test_every_agent_runs_with_the_smoke_budget(tmp_path, agent, oracle_data):
     assert len(rows(folder)) == summary["iterations"] + 1  # + the untrained generator's row
 
 
-@pytest.mark.parametrize("agent,cut", [("seqgan", 3), ("ppo", 1)])  # seqgan: cut between adversarial steps
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, agent, cut, oracle_data):
-    assert run(tmp_path, "--agent", agent, "--budget", "smoke", name="full") == 0
-    assert run(tmp_path, "--agent", agent, "--budget", "smoke", "--stop-after", str(cut), name="cut") == 0
+@pytest.mark.parametrize("agent,cut,extra", [
+    ("seqgan", 3, []),                                   # cut between adversarial steps
+    ("ppo", 1, []),
+    ("ppo", 1, ["--d-every", "2", "--adv-steps", "3"]),  # cut while sequences wait for the next D retraining
+])
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, agent, cut, extra, oracle_data):
+    assert run(tmp_path, "--agent", agent, "--budget", "smoke", *extra, name="full") == 0
+    assert run(tmp_path, "--agent", agent, "--budget", "smoke", *extra, "--stop-after", str(cut), name="cut") == 0
     assert not (tmp_path / "cut" / "summary.json").exists()
-    assert run(tmp_path, "--agent", agent, "--budget", "smoke", "--resume", name="cut") == 0
+    assert run(tmp_path, "--agent", agent, "--budget", "smoke", *extra, "--resume", name="cut") == 0
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
     cut = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert full["metrics"] == cut["metrics"]
