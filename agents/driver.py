@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import pickle
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
@@ -116,17 +117,24 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     only, and ``load_state_dict`` of modules and optimizers copies to their own device."""
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
-    try:
-        outer = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # weights_only: tensors and plain data only, never an object whose unpickling runs code
+        outer = torch.load(path, map_location="cpu", weights_only=True)
         header, body = outer["header"], outer["body"]
-    except Exception as exc:  # truncated zip, pickle errors, wrong structure
+    except pickle.UnpicklingError as exc:
+        raise RunError(f"checkpoint {path} holds objects other than tensors and plain data; refused without "
+                       f"loading them ({str(exc).splitlines()[0]})") from None
+    except Exception as exc:  # truncated zip, wrong structure
         raise RunError(f"checkpoint {path} is corrupt or not a textgym checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
         fmt = header.get("format") if isinstance(header, dict) else None
         raise RunError(f"checkpoint {path} has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
-    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+    if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise RunError(f"checkpoint {path} is corrupt (its checksum does not match)")
-    state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)["agent"]
+    try:
+        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)["agent"]
+    except pickle.UnpicklingError as exc:
+        raise RunError(f"checkpoint {path} holds objects other than tensors and plain data; refused without "
+                       f"loading them ({str(exc).splitlines()[0]})") from None
     return header, state
 
 

@@ -9,7 +9,6 @@ SB3 rollout of ``n_steps`` × ``num_envs`` tokens followed by SB3's update. The 
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Literal, Optional
 
@@ -127,37 +126,43 @@ class SB3Agent(Agent):
         return stats
 
     def state_dict(self) -> Dict[str, Any]:
-        buf = io.BytesIO()
-        self.model.save(buf)
+        """Tensors and plain data only (checkpoints are read with ``weights_only=True``): the
+        policy's and its optimizer's state dicts rather than SB3's zip (whose data section
+        unpickles classes), numpy arrays as tensors."""
         env = self.env
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
         return {
-            "iteration": self.iteration, "model": buf.getvalue(), "num_timesteps": self.model.num_timesteps,
-            "last_obs": self.model._last_obs, "last_episode_starts": self.model._last_episode_starts,
+            "iteration": self.iteration, "num_timesteps": self.model.num_timesteps,
+            "policy": self.model.policy.state_dict(), "policy_optimizer": self.model.policy.optimizer.state_dict(),
+            "last_obs": torch.from_numpy(np.asarray(self.model._last_obs)).clone(),
+            "last_episode_starts": torch.from_numpy(np.asarray(self.model._last_episode_starts)).clone(),
             "env": {"tokens": env.tokens, "lengths": env.lengths, "rng": env.rng.get_state()},
-            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "gauss": float(gauss)},
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "discriminator": None if self.discriminator is None else self.discriminator.state_dict(),
             "trainer": None if self.callback is None else self.trainer.state_dict(),
             "callback_rng": None if self.callback is None else self.callback.rng.get_state(),
             # sequences collected since the last retraining (d_every > 1) and the rollout count
             "callback_pending": None if self.callback is None else {
-                "fake": [np.array(x) for x in self.callback.fake], "rollouts": self.callback.rollouts},
+                "fake": [torch.from_numpy(np.array(x)) for x in self.callback.fake], "rollouts": self.callback.rollouts},
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        from stable_baselines3.common.save_util import load_from_zip_file
-
         self.iteration = state["iteration"]
-        _, params, _ = load_from_zip_file(io.BytesIO(state["model"]), device=self.device)
-        self.model.set_parameters(params, exact_match=True, device=self.device)
+        self.model.policy.load_state_dict(state["policy"])
+        self.model.policy.optimizer.load_state_dict(state["policy_optimizer"])
         self.model.num_timesteps = state["num_timesteps"]
-        self.model._last_obs, self.model._last_episode_starts = state["last_obs"], state["last_episode_starts"]
+        self.model._last_obs = state["last_obs"].numpy()
+        self.model._last_episode_starts = state["last_episode_starts"].numpy()
         self.env.tokens = state["env"]["tokens"].to(self.env.device)
         self.env.lengths = state["env"]["lengths"].to(self.env.device)
         self.env.rng.set_state(state["env"]["rng"])
         self.env._started = True
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
+        r = state["numpy_rng"]
+        np.random.set_state((r["name"], r["keys"].numpy().astype(np.uint32), r["pos"], r["has_gauss"], r["gauss"]))
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.discriminator is not None:
@@ -166,7 +171,7 @@ class SB3Agent(Agent):
             self.trainer.load_state_dict(state["trainer"])
             self.callback.rng.set_state(state["callback_rng"])
             pending = state["callback_pending"]
-            self.callback.fake = list(pending["fake"])
+            self.callback.fake = [x.numpy() for x in pending["fake"]]
             self.callback.rollouts = int(pending["rollouts"])
 
 

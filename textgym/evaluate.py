@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,21 +48,57 @@ def export_generator(generator: torch.nn.Module, init_kwargs: Dict[str, Any], vo
             "state_dict": generator.state_dict(), "vocab": None if vocab is None else vocab.itos}
 
 
+#: The generator classes a generator file may name, and the arguments each takes (all ints; eos_id
+#: may be None). A file naming anything else is refused: nothing named in a file is imported.
+GENERATOR_CLASSES: Dict[str, Dict[str, bool]] = {
+    "agents.generator:Generator": {"vocab_size": False, "max_length": False, "eos_id": True, "emb_dim": False,
+                                   "hidden_dim": False},
+}
+
+
+def _check_generator_kwargs(name: str, kwargs: Any) -> Dict[str, Any]:
+    spec = GENERATOR_CLASSES[name]
+    if not isinstance(kwargs, dict) or set(kwargs) != set(spec):
+        raise ValueError(f"arguments {sorted(kwargs) if isinstance(kwargs, dict) else kwargs!r} are not {sorted(spec)}")
+    for k, v in kwargs.items():
+        ok = (v is None and spec[k]) or (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10_000_000)
+        if not ok:
+            raise ValueError(f"argument {k}={v!r} is not a non-negative int" + (" or None" if spec[k] else ""))
+    return dict(kwargs)
+
+
 def load_generator(path: Path, device: str = "cpu") -> tuple[Any, Optional[Vocab]]:
-    """A generator saved by ``train.py`` (``generator.pt``) and its vocabulary (None for the oracle)."""
+    """A generator saved by ``train.py`` (``generator.pt``) and its vocabulary (None for the oracle).
+
+    The file is read with ``weights_only=True`` (tensors and plain data; an object whose
+    unpickling would run code is refused unread), and the class it names must be one of
+    :data:`GENERATOR_CLASSES`, built with validated arguments.
+    """
     try:
-        blob = torch.load(path, map_location=device, weights_only=False)
-        if blob.get("format") != GENERATOR_FORMAT:
-            raise ValueError(f"format {blob.get('format')!r}")
-        module, _, name = blob["class"].partition(":")
-        cls = getattr(importlib.import_module(module), name)
-        gen = cls(**blob["kwargs"])
-        gen.load_state_dict(blob["state_dict"])
+        blob = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise SystemExit(f"error: no generator file at {path}") from None
+    except pickle.UnpicklingError as exc:
+        raise SystemExit(f"error: {path} holds objects other than tensors and plain data; refused without loading "
+                         f"them ({str(exc).splitlines()[0]})") from None
     except Exception as exc:
         raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})") from None
-    return gen.to(device).eval(), (None if blob["vocab"] is None else Vocab(blob["vocab"]))
+    try:
+        if not isinstance(blob, dict) or blob.get("format") != GENERATOR_FORMAT:
+            raise ValueError(f"format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}")
+        name = blob.get("class")
+        if name not in GENERATOR_CLASSES:
+            raise ValueError(f"unknown generator class {name!r}; known: {sorted(GENERATOR_CLASSES)}")
+        kwargs = _check_generator_kwargs(name, blob.get("kwargs"))
+        vocab = blob.get("vocab")
+        if vocab is not None and not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab)):
+            raise ValueError("its vocabulary is not a list of strings")
+        module, _, cls_name = name.partition(":")
+        gen = getattr(importlib.import_module(module), cls_name)(**kwargs)  # a class of the allowlist only
+        gen.load_state_dict(blob["state_dict"])
+    except Exception as exc:
+        raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})") from None
+    return gen.to(device).eval(), (None if vocab is None else Vocab(vocab))
 
 
 # ---------------------------------------------------------------------------- evaluation
