@@ -68,6 +68,28 @@ def load_data(run: RunConfig) -> TextData:
     return data
 
 
+def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
+    """SHA-256 of the training tokens (as used, after ``train_size``) and of the vocabulary (corpora):
+    a checkpoint resumes, and a run warm starts from another, only on the same data and ids."""
+    vocab = getattr(data, "vocab", None)
+    return {
+        "train_sha256": hashlib.sha256(data.train.cpu().numpy().tobytes()).hexdigest(),
+        "vocab_sha256": None if vocab is None else hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest(),
+    }
+
+
+def _check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str) -> None:
+    theirs, ours = header.get("data"), data_fingerprint(data)
+    if theirs is None:
+        return  # a checkpoint of an earlier release: nothing recorded to compare
+    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256")
+    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data"}
+    changed = [names[k] for k in keys if theirs.get(k) != ours.get(k)]
+    if changed:
+        raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} differ from those recorded in "
+                       f"{path}; token ids would mean other words. Use the original data file, or start a new run")
+
+
 def build_agent(resolved: Resolved, data: TextData, device: Union[str, torch.device]) -> Agent:
     """The agent of a resolved config (RunError for a config the agent refuses)."""
     import agents
@@ -98,12 +120,13 @@ def run_values(resolved: Resolved) -> Dict[str, Any]:
     return json.loads(json.dumps(resolved.to_json()["values"], sort_keys=True, default=str))
 
 
-def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: int) -> None:
+def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData) -> None:
     buf = io.BytesIO()
     torch.save({"agent": agent.state_dict()}, buf)
     body = buf.getvalue()
     header = {"format": CHECKPOINT_FORMAT, "agent": resolved.agent, "config": run_values(resolved),
-              "iteration": agent.iteration, "metrics_rows": metrics_rows, "sha256": hashlib.sha256(body).hexdigest()}
+              "data": data_fingerprint(data), "iteration": agent.iteration, "metrics_rows": metrics_rows,
+              "sha256": hashlib.sha256(body).hexdigest()}
     out = io.BytesIO()
     torch.save({"header": header, "body": body}, out)
     atomic_write_bytes(path, out.getvalue())
@@ -224,11 +247,13 @@ def _is_run_folder(folder: Path) -> bool:
 
 
 def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
-    """Load ``run.init_parts`` of the run folder ``run.init_from`` into ``agent``; returns what was taken."""
+    """Load ``run.init_parts`` of the run folder ``run.init_from`` into ``agent`` (its vocabulary
+    must be this run's); returns what was taken."""
     assert run.init_from is not None
     source = Path(run.init_from)
     path = source / "checkpoint.pt" if source.is_dir() else source
     header, state = read_checkpoint(path)
+    _check_same_data(path, header, agent.data, run, "warm start")
     try:
         agent.warm_start(state, run.init_parts)
     except ValueError as exc:
@@ -291,6 +316,7 @@ def train(
     if resume:
         header, state = read_checkpoint(ckpt)
         _check_same_config(ckpt, header, resolved)
+        _check_same_data(ckpt, header, data, run, "resume")
         agent.load_state_dict(state)
     elif run.init_from:
         warm = warm_start(agent, run)
@@ -326,7 +352,7 @@ def train(
                 last_eval = evaluate(agent, data, run, folder)
                 row.update(last_eval)
             log.add(row)
-            save_checkpoint(ckpt, resolved, agent, len(log.rows))
+            save_checkpoint(ckpt, resolved, agent, len(log.rows), data)
             if on_iteration is not None:
                 on_iteration(agent, stats, dt)
             bar.update(1)

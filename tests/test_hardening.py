@@ -70,3 +70,26 @@ def test_a_generator_file_that_would_run_code_or_name_any_class_is_refused(tmp_p
                                       "hidden_dim": 32}, "state_dict": {}, "vocab": None}))
     with pytest.raises(SystemExit, match="vocab_size"):
         evaluate_main(["--generator", str(bad)])
+
+
+def test_resume_and_warm_start_refuse_a_corpus_that_changed(tmp_path, capsys):
+    """The checkpoint records hashes of the training data and vocabulary: the same path with other
+    content would silently give every token id another word."""
+    lines = [f"the {w} sat on the mat number {i % 7}" for i, w in enumerate(["cat", "dog", "bird", "fox"] * 40)]
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    args = ["--agent", "mle", "--budget", "smoke", "--data", str(corpus), "--mle-epochs", "2"]
+    assert run(tmp_path, *args, "--stop-after", "1") == 0
+    corpus.write_text("\n".join(line.replace("cat", "cow") for line in lines) + "\n")  # same size, other words
+    capsys.readouterr()
+    assert run(tmp_path, *args, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "resume refused" in err and "vocabulary" in err and str(corpus) in err
+    corpus.write_text("\n".join(lines) + "\n")  # the original content resumes
+    assert run(tmp_path, *args, "--resume") == 0
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(line.replace("dog", "ant") for line in lines) + "\n")
+    capsys.readouterr()
+    assert train.main(["--agent", "seqgan", "--budget", "smoke", "--data", str(other), "--init-from",
+                       str(tmp_path / "run"), "--out", str(tmp_path / "warm"), "--quiet"]) == 2
+    assert "warm start refused" in capsys.readouterr().err
