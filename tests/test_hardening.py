@@ -93,3 +93,18 @@ def test_resume_and_warm_start_refuse_a_corpus_that_changed(tmp_path, capsys):
     assert train.main(["--agent", "seqgan", "--budget", "smoke", "--data", str(other), "--init-from",
                        str(tmp_path / "run"), "--out", str(tmp_path / "warm"), "--quiet"]) == 2
     assert "warm start refused" in capsys.readouterr().err
+
+
+def test_envs_with_the_same_seed_score_a_corpus_alike(tmp_path):
+    """The default discriminator of a corpus env is initialized from the env's seed, not the global RNG."""
+    from textgym.env import TokenVecEnv
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"a b c {w} d" for w in ["x", "y", "z", "w"] * 10) + "\n")
+    tokens = torch.tensor([[2, 3, 4, 0, 5, 5, 5]])
+
+    def logits(seed):
+        env = TokenVecEnv(2, data=str(corpus), seed=seed)
+        return env.scorer.score(tokens[:, : env.max_length], torch.tensor([4]))
+
+    assert torch.equal(logits(7), logits(7)) and not torch.equal(logits(7), logits(8))

@@ -31,11 +31,13 @@ from textgym.scorers import OracleScorer
 
 
 def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextData,
-                   device: Union[str, torch.device]) -> Discriminator:
+                   device: Union[str, torch.device], seed: Optional[int] = None) -> Discriminator:
     """``None``/``"oracle"`` (oracle data only), a registered discriminator name, or a scorer object.
 
     The oracle scorer uses the oracle's copy on ``device`` (:meth:`OracleData.oracle_on`): the
-    shared oracle is never moved.
+    shared oracle is never moved. A discriminator built by name is initialized from ``seed``
+    (the global RNG is left as it was), so that envs with the same seed give the same rewards;
+    without a seed it draws from the global RNG.
     """
     if discriminator is None:
         discriminator = "oracle" if isinstance(data, OracleData) else "rnn"
@@ -46,7 +48,11 @@ def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextDat
             return OracleScorer(data.oracle_on(device))
         import discriminators
 
-        return discriminators.make(discriminator, vocab_size=data.vocab_size, max_length=data.max_length).to(device)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            disc = discriminators.make(discriminator, vocab_size=data.vocab_size, max_length=data.max_length)
+        return disc.to(device)
     return discriminator
 
 
@@ -120,7 +126,7 @@ class TokenVecEnv(VectorEnv):
         if isinstance(reward, Reward):
             self.reward_fn = reward
         else:
-            scorer = resolve_scorer(discriminator, self.data, self.device)
+            scorer = resolve_scorer(discriminator, self.data, self.device, seed)
             kw = {}
             if reward == "mc":
                 if rollout_policy is None and self.oracle is not None:
