@@ -159,6 +159,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     run = resolved.run
+    if args.stop_after is not None and args.stop_after < 1:
+        print(f"error: --stop-after must be >= 1 (iterations to run before stopping), got {args.stop_after}", file=sys.stderr)
+        return 2
     folder = Path(args.out or f"runs/{resolved.agent}-{Path(str(run.data)).stem}-s{run.seed}")
     try:
         summary = train(resolved, folder, device=args.device, resume=args.resume, stop_after=args.stop_after,

@@ -311,6 +311,8 @@ def train(
             raise RunError(f"{folder} is not empty and holds no textgym run; choose another --out")
     data = load_data(run)
     agent = build_agent(resolved, data, device)
+    for stale in folder.glob(".*.tmp-*") if folder.is_dir() else []:  # left by a kill during an atomic write
+        stale.unlink(missing_ok=True)
     header: Optional[Dict[str, Any]] = None
     warm: Dict[str, Any] = {}
     if resume:

@@ -108,3 +108,13 @@ def test_envs_with_the_same_seed_score_a_corpus_alike(tmp_path):
         return env.scorer.score(tokens[:, : env.max_length], torch.tensor([4]))
 
     assert torch.equal(logits(7), logits(7)) and not torch.equal(logits(7), logits(8))
+
+
+def test_stale_partial_writes_are_removed_and_stop_after_zero_is_refused(tmp_path, oracle_data, capsys):
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--stop-after", "0") == 2
+    assert "--stop-after must be >= 1" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2", "--stop-after", "1") == 0
+    stale = tmp_path / "run" / ".checkpoint.pt.tmp-99999"  # what a kill -9 during a checkpoint write leaves
+    stale.write_bytes(b"\0" * 1000)
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2", "--resume") == 0
+    assert not stale.exists()
