@@ -118,3 +118,64 @@ def test_stale_partial_writes_are_removed_and_stop_after_zero_is_refused(tmp_pat
     stale.write_bytes(b"\0" * 1000)
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2", "--resume") == 0
     assert not stale.exists()
+
+
+# ---------------------------------------------------------------------- env inputs
+@pytest.fixture(scope="module")
+def small_env_data():
+    from textgym.data import OracleData
+    from textgym.oracle import OracleLSTM
+
+    return OracleData(OracleLSTM(vocab_size=20, max_length=5, seed=0), max_length=5, n_train=64, n_test=32)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"autoreset_mode": None}, "autoreset_mode must be one of"),
+    ({"autoreset_mode": 123}, "autoreset_mode must be one of"),
+    ({"autoreset_mode": "sometimes"}, "autoreset_mode must be one of"),
+    ({"num_envs": 1.5}, "num_envs must be an integer >= 1, got 1.5"),
+    ({"num_envs": "3"}, "num_envs must be an integer >= 1, got '3'"),
+    ({"max_length": 0}, "max_length must be an integer >= 1"),
+    ({"seed": 2**64}, r"seed must be an integer in \[0, 2\*\*64\)"),
+])
+def test_bad_env_arguments_are_named(small_env_data, kwargs, match):
+    from textgym.env import TokenVecEnv
+
+    with pytest.raises(ValueError, match=match):
+        TokenVecEnv(**{"num_envs": 2, "data": small_env_data, **kwargs})
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"prefix": [[1.0, 3.7], [2, 2]]}, r"options\['prefix'\]\[0\] must hold integer token ids, got 1.0"),
+    ({"prefix": [[True], [2]]}, "must hold integer token ids, got True"),
+    ({"prefix": [[None], [2]]}, "must hold integer token ids, got None"),
+    ({"prefix": [[1], [2]], "prefix_lengths": [1, 1]}, "applies to a padded"),
+    ({"prefix": torch.tensor([[1.0, 3.7], [2.0, 2.0]])}, r"options\['prefix'\] must be integers"),
+    ({"prefix": torch.tensor([[1, 3], [2, 2]]), "prefix_lengths": [2.5, 1]}, r"prefix_lengths'\] must be integers"),
+    ({"reset_mask": [2, 1]}, r"reset_mask'\] must be booleans"),
+    ({"reset_mask": [0.5, 1.0]}, r"reset_mask'\] must be booleans"),
+])
+def test_reset_options_are_checked_as_strictly_as_step(small_env_data, options, match):
+    from textgym.env import TokenVecEnv
+
+    env = TokenVecEnv(2, data=small_env_data, seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.reset(options=options)
+    with pytest.raises(ValueError, match=r"seed must be an integer"):
+        env.reset(seed=2**64)
+
+
+def test_actions_of_any_integer_dtype_work_and_infinite_ones_are_named(small_env_data):
+    import numpy as np
+
+    from textgym.env import TokenVecEnv
+
+    env = TokenVecEnv(2, data=small_env_data, seed=0)
+    env.reset()
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64, np.int32):
+        env.step(np.array([3, 4], dtype=dtype))
+    env.reset()
+    with pytest.raises(ValueError, match="non-finite"):
+        env.step(np.array([np.inf, 1.0]))
+    env.reset(options={"reset_mask": [True, False]})
+    env.reset(options={"reset_mask": np.array([1, 0])})

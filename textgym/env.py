@@ -56,6 +56,16 @@ def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextDat
     return discriminator
 
 
+def _is_int(v: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_seed(seed: Any) -> None:
+    if not _is_int(seed) or not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+
+
 class TokenVecEnv(VectorEnv):
     """N token-generation episodes stepped as one batched tensor operation.
 
@@ -105,8 +115,19 @@ class TokenVecEnv(VectorEnv):
         max_episode_steps: Optional[int] = None,
         render_mode: Optional[str] = None,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not _is_int(num_envs) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        if max_length is not None and (not _is_int(max_length) or max_length < 1):
+            raise ValueError(f"max_length must be an integer >= 1 (tokens per episode), got {max_length!r}")
+        if seed is not None:
+            _check_seed(seed)
+        modes = {m.value: m for m in AutoresetMode}
+        if isinstance(autoreset_mode, str):
+            if autoreset_mode not in modes:
+                raise ValueError(f"autoreset_mode must be one of {sorted(modes)} or an AutoresetMode, got {autoreset_mode!r}")
+            autoreset_mode = modes[autoreset_mode]
+        elif not isinstance(autoreset_mode, AutoresetMode):
+            raise ValueError(f"autoreset_mode must be one of {sorted(modes)} or an AutoresetMode, got {autoreset_mode!r}")
         self.data = resolve_data(data, max_length)
         self.device = torch.device(device)
         self.num_envs = num_envs
@@ -116,7 +137,7 @@ class TokenVecEnv(VectorEnv):
             raise ValueError(f"max_episode_steps={max_episode_steps} is shorter than max_length={L}; set max_length instead")
         self.pad_id = V
         self.eos_id = self.data.eos_id
-        self.autoreset_mode = AutoresetMode(autoreset_mode) if isinstance(autoreset_mode, str) else autoreset_mode
+        self.autoreset_mode = autoreset_mode
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = render_mode
 
@@ -161,12 +182,22 @@ class TokenVecEnv(VectorEnv):
 
     def _as_tensor(self, x: Any, name: str) -> torch.Tensor:
         try:
-            return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, device=self.device)
-        except (TypeError, ValueError) as exc:
+            if not torch.is_tensor(x):
+                x = np.asarray(x)
+                if x.dtype == object:
+                    raise ValueError("it holds values that are not numbers (None?)")
+                if x.dtype.kind == "u":  # torch lacks min/max for uint16/32/64: go through int64
+                    if x.size and int(x.max()) > np.iinfo(np.int64).max:
+                        raise ValueError("a value exceeds the int64 range")
+                    x = x.astype(np.int64)
+            return torch.as_tensor(x, device=self.device)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"{name} must be an integer array, got {type(x).__name__}: {exc}") from None
 
     def _check_ids(self, ids: torch.Tensor, name: str) -> None:
         if ids.dtype.is_floating_point:
+            if not bool(torch.isfinite(ids).all()):
+                raise ValueError(f"{name} must be integer token ids, got a non-finite value (inf or nan)")
             if not torch.equal(ids, ids.round()):
                 raise ValueError(f"{name} must be integer token ids, got non-integral values")
         elif ids.dtype == torch.bool or ids.is_complex():
@@ -185,9 +216,15 @@ class TokenVecEnv(VectorEnv):
         if isinstance(prefix, (list, tuple)) and (len(prefix) == 0 or not np.isscalar(prefix[0])):
             if len(prefix) != N:
                 raise ValueError(f"options['prefix'] holds {len(prefix)} sequences, expected one per env ({N})")
+            if prefix_lengths is not None:
+                raise ValueError("options['prefix_lengths'] applies to a padded (N, P) prefix, not to a list of sequences")
             if any(len(p) >= L for p in prefix):
                 raise ValueError(f"a prefix must be shorter than max_length={L} (at least one token is generated)")
-            tok, lens = pack([list(map(int, p)) for p in prefix], L, self.pad_id)
+            for i, p in enumerate(prefix):
+                bad = [v for v in p if not _is_int(v)]
+                if bad:
+                    raise ValueError(f"options['prefix'][{i}] must hold integer token ids, got {bad[0]!r}")
+            tok, lens = pack([[int(v) for v in p] for p in prefix], L, self.pad_id)
             tok, lens = tok.to(self.device), lens.to(self.device)
         else:
             t = self._as_tensor(prefix, "options['prefix']")
@@ -197,8 +234,13 @@ class TokenVecEnv(VectorEnv):
                 raise ValueError(f"options['prefix'] must have shape (num_envs={N}, P), got {tuple(t.shape)}")
             if t.shape[1] >= L and prefix_lengths is None:
                 raise ValueError(f"a prefix must be shorter than max_length={L} (at least one token is generated)")
-            lens = (torch.full((N,), t.shape[1], device=self.device) if prefix_lengths is None
-                    else self._as_tensor(prefix_lengths, "options['prefix_lengths']").long().view(-1))
+            if prefix_lengths is None:
+                lens = torch.full((N,), t.shape[1], device=self.device)
+            else:
+                lens = self._as_tensor(prefix_lengths, "options['prefix_lengths']").view(-1)
+                self._check_integral(lens, "options['prefix_lengths']")
+                lens = lens.long()
+            self._check_integral(t, "options['prefix']")
             if lens.shape != (N,) or int(lens.min()) < 0 or int(lens.max()) >= L or int(lens.max()) > t.shape[1]:
                 raise ValueError(f"prefix_lengths must be (N,) values in [0, min(P, max_length-1)], got {lens.tolist()}")
             tok = torch.full((N, L), self.pad_id, dtype=torch.long, device=self.device)
@@ -210,9 +252,18 @@ class TokenVecEnv(VectorEnv):
             raise ValueError(f"options['prefix'] contains <eos> (id {self.eos_id}); a prefix must not end the sequence")
         return tok, lens.long()
 
+    def _check_integral(self, x: torch.Tensor, name: str) -> None:
+        """ValueError for bool, non-finite or non-integral values (which ``.long()`` would coerce)."""
+        if x.dtype == torch.bool or x.is_complex():
+            raise ValueError(f"{name} must be integers, got dtype {x.dtype}")
+        if x.dtype.is_floating_point and not (bool(torch.isfinite(x).all()) and torch.equal(x, x.round())):
+            raise ValueError(f"{name} must be integers, got {x.flatten()[:8].tolist()}")
+
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         """Start new episodes. Returns ``(obs (N, L) int64 tensor, infos dict)``."""
+        if seed is not None:
+            _check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
             self.rng.manual_seed(int(seed))
@@ -224,7 +275,10 @@ class TokenVecEnv(VectorEnv):
         if mask is None:
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         else:
-            mask = self._as_tensor(mask, "options['reset_mask']").bool().view(-1)
+            m = self._as_tensor(mask, "options['reset_mask']").view(-1)
+            if m.dtype != torch.bool and not (m.numel() and bool(((m == 0) | (m == 1)).all()) and not m.is_complex()):
+                raise ValueError(f"options['reset_mask'] must be booleans (or 0/1), got {m.tolist()}")
+            mask = m.bool()
             if mask.shape != (self.num_envs,):
                 raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {tuple(mask.shape)}")
         if "prefix" in options and options["prefix"] is not None:
