@@ -268,8 +268,13 @@ class DiscriminatorTrainer:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
         self.total_steps = 0
         # getattr: nn.Module's __getattr__ types other attributes as Tensor | Module, not int
-        self.pad_id = int(getattr(discriminator, "vocab_size"))  # noqa: B009
-        width = int(getattr(discriminator, "max_length"))  # noqa: B009
+        sizes = {k: getattr(discriminator, k, None) for k in ("vocab_size", "max_length")}
+        missing = [k for k, v in sizes.items() if not isinstance(v, int)]
+        if missing:
+            raise ValueError(f"a trained discriminator needs the int attributes vocab_size and max_length (its pad id and "
+                             f"width); {type(discriminator).__name__} lacks {missing}")
+        self.pad_id = int(sizes["vocab_size"])  # type: ignore[arg-type]
+        width = int(sizes["max_length"])  # type: ignore[arg-type]
         self.replay_tokens = torch.full((0, width), self.pad_id, dtype=torch.long, device=self.device)
         self.replay_lengths = torch.zeros(0, dtype=torch.long, device=self.device)
         per_prefix = bool(getattr(discriminator, "supports_prefixes", False)) and callable(

@@ -179,3 +179,44 @@ def test_actions_of_any_integer_dtype_work_and_infinite_ones_are_named(small_env
         env.step(np.array([np.inf, 1.0]))
     env.reset(options={"reset_mask": [True, False]})
     env.reset(options={"reset_mask": np.array([1, 0])})
+
+
+# ---------------------------------------------------------------------- small ones
+def test_a_samples_file_that_is_not_utf8_is_named(tmp_path):
+    from textgym.evaluate import main as evaluate_main
+
+    bad = tmp_path / "samples.txt"
+    bad.write_bytes(b"a good line\n\xff\xfe broken\n")
+    with pytest.raises(SystemExit, match="is not UTF-8 text"):
+        evaluate_main([str(bad)])
+
+
+def test_an_oracle_file_with_an_object_array_is_named(tmp_path):
+    import numpy as np
+
+    from textgym.oracle import ORACLE_KEYS, OracleLSTM
+
+    path = tmp_path / "oracle.npz"
+    arrays = {k: np.zeros((2, 2), dtype=np.float32) for k in ORACLE_KEYS}
+    arrays[ORACLE_KEYS[0]] = np.array(["not", "numbers"])
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=f"oracle file '{path}' holds an array that is not numeric"):
+        OracleLSTM.from_npz(path)
+
+
+def test_a_module_discriminator_without_sizes_gets_a_clear_error(small_env_data):
+    import agents
+
+    class Bare(torch.nn.Module):
+        is_probabilistic = True
+        vocab_size = 20
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, tokens, lengths=None):
+            return self.w.expand(tokens.shape[0])
+
+    with pytest.raises(ValueError, match=r"lacks \['max_length'\]"):
+        agents.make("seqgan", small_env_data, {"discriminator": Bare(), "mle_epochs": 0})

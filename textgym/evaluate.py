@@ -163,7 +163,10 @@ def read_samples(path: str) -> List[List[str]]:
     p = Path(path)
     if not p.is_file():
         raise SystemExit(f"error: samples file {path} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"error: samples file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise SystemExit(f"error: samples file {path} is empty")

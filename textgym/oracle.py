@@ -95,7 +95,10 @@ class OracleLSTM(nn.Module):
                 raise ValueError(
                     f"oracle file {path!r} lacks arrays {missing}; expected the 15 arrays {list(ORACLE_KEYS)}"
                 )
-            a = {k: np.asarray(arrays[k], dtype=np.float32) for k in ORACLE_KEYS}
+            try:  # an object array cannot be read without unpickling, which allow_pickle=False refuses
+                a = {k: np.asarray(arrays[k], dtype=np.float32) for k in ORACLE_KEYS}
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"oracle file {path!r} holds an array that is not numeric: {exc}") from None
         V, E = a["00_g_embeddings"].shape if a["00_g_embeddings"].ndim == 2 else (0, 0)
         H = a["02_Ui"].shape[0] if a["02_Ui"].ndim == 2 else 0
         expected = {
