@@ -32,6 +32,7 @@ import math
 import os
 import pickle
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
@@ -216,6 +217,12 @@ def evaluate(agent: Agent, data: TextData, run: RunConfig, folder: Path) -> Dict
 
     ev = evaluate_generator(agent.generator, data, n_samples=run.eval_samples, seed=run.seed * 100_003 + agent.iteration,
                             test_size=run.eval_test_size, bleu_samples=run.bleu_samples)
+    uniform = math.log(data.vocab_size)  # the per-token NLL of a uniform model
+    for k in ("nll_test", "nll_oracle"):
+        v = ev.metrics.get(k)
+        if v is not None and not v < 3 * uniform:
+            warnings.warn(f"{k} is {v:.4g} at iteration {agent.iteration}, far above a uniform model's {uniform:.2f}: "
+                          "training has probably diverged (lower the learning rates)", RuntimeWarning, stacklevel=2)
     samples = folder / "samples"
     samples.mkdir(exist_ok=True)
     text = "".join(data.decode(r[: int(n)].tolist()) + "\n" for r, n in zip(ev.tokens[:50], ev.lengths[:50], strict=True))

@@ -112,8 +112,16 @@ class SB3Agent(Agent):
     def train_iteration(self) -> Dict[str, Any]:
         if self.model.ep_info_buffer is not None:
             self.model.ep_info_buffer.clear()  # episode statistics of this iteration only
-        self.model.learn(self.rollout_steps, callback=self.callback, reset_num_timesteps=self.iteration == 0,
-                         progress_bar=False)
+        try:
+            self.model.learn(self.rollout_steps, callback=self.callback, reset_num_timesteps=self.iteration == 0,
+                             progress_bar=False)
+        except ValueError as exc:  # torch.distributions refusing NaN logits of a diverged policy
+            if "nan" in str(exc).lower() or "constraint" in str(exc):
+                raise FloatingPointError(f"the {self.ALGO} policy diverged at iteration {self.iteration}: "
+                                         f"{str(exc).splitlines()[0]}") from None
+            raise
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.policy.parameters()):
+            raise FloatingPointError(f"the {self.ALGO} policy's parameters became non-finite at iteration {self.iteration}")
         self.iteration += 1
         eps = [e["r"] for e in self.model.ep_info_buffer]
         stats: Dict[str, Any] = {"phase": "rl", "episode_reward": float(np.mean(eps)) if eps else float("nan")}

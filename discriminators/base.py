@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(FloatingPointError):
     """A discriminator produced non-finite logits, or its training loss became non-finite."""
 
 

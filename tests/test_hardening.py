@@ -220,3 +220,14 @@ def test_a_module_discriminator_without_sizes_gets_a_clear_error(small_env_data)
 
     with pytest.raises(ValueError, match=r"lacks \['max_length'\]"):
         agents.make("seqgan", small_env_data, {"discriminator": Bare(), "mle_epochs": 0})
+
+
+@pytest.mark.parametrize("args", [
+    ["--agent", "seqgan", "--d-lr", "1e30"],                 # the discriminator diverges
+    ["--agent", "ppo", "--learning-rate", "1e30"],           # the SB3 policy diverges
+])
+def test_divergence_anywhere_ends_cleanly_with_the_metrics_so_far(tmp_path, oracle_data, capsys, args):
+    assert run(tmp_path, *args, "--budget", "smoke") == 3
+    assert "training diverged" in capsys.readouterr().err
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert rows and (tmp_path / "run" / "metrics.csv").is_file()
