@@ -231,3 +231,17 @@ def test_divergence_anywhere_ends_cleanly_with_the_metrics_so_far(tmp_path, orac
     assert "training diverged" in capsys.readouterr().err
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert rows and (tmp_path / "run" / "metrics.csv").is_file()
+
+
+def test_one_huge_line_does_not_set_the_width_of_a_corpus(tmp_path):
+    from textgym.data import Corpus
+
+    path = tmp_path / "c.txt"
+    normal = [" ".join(["w"] * (5 + i % 7)) for i in range(80)]
+    path.write_text("\n".join(normal + [" ".join(["x"] * 200_000)]) + "\n")
+    with pytest.warns(UserWarning, match="1 of 81 sentences .* have more than max_length - 1 = 63 words .*truncated"):
+        c = Corpus(path)
+    assert c.max_length == 64 and c.n_long == 1 and c.train.shape == (81, 64)
+    with pytest.warns(UserWarning, match="dropped"):
+        d = Corpus(path, max_length=20, long_sentences="drop")
+    assert d.train.shape == (80, 20)

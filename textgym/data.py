@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from textgym.paths import cache_dir, data_dir, data_path
 from textgym.sampling import SAMPLER_VERSION
 
 EOS, UNK = "<eos>", "<unk>"
+DEFAULT_LENGTH_CAP = 64  # a corpus's default max_length is at most max(this, 4 × median + 1)
 EOS_ID, UNK_ID = 0, 1
 
 __all__ = [
@@ -137,7 +139,9 @@ class Corpus(TextData):
         train: path of the training file; the vocabulary is built from it.
         test: optional path of a held-out file (encoded with the training vocabulary).
         max_length: sequence length including ``<eos>``; default the longest training
-            sentence + 1.
+            sentence + 1, capped at max(64, 4 × the median sentence + 1) so that a few outlier
+            lines cannot set the width of every tensor (they are truncated or dropped, counted
+            in ``n_long`` and reported by a warning).
         long_sentences: what to do with sentences that do not fit ``max_length`` with their
             ``<eos>``: ``"truncate"`` (keep the first ``max_length`` words, no ``<eos>``) or
             ``"drop"``.
@@ -161,11 +165,19 @@ class Corpus(TextData):
             raise ValueError(f"long_sentences must be 'truncate' or 'drop', got {long_sentences!r}")
         sents = read_sentences(train, lowercase)
         self.vocab = Vocab.build(sents, min_count=min_count, max_size=max_vocab)
+        lengths = sorted(len(s) for s in sents)
+        longest = lengths[-1] if lengths else 0
         if max_length is None:
-            max_length = max(len(s) for s in sents) + 1
+            max_length = min(longest + 1, max(DEFAULT_LENGTH_CAP, 4 * lengths[len(lengths) // 2] + 1) if lengths else 1)
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.long_sentences = long_sentences
+        self.n_long = sum(1 for n in lengths if n + 1 > max_length)
+        if self.n_long:
+            warnings.warn(f"{self.n_long} of {len(sents)} sentences of {train} have more than max_length - 1 = "
+                          f"{max_length - 1} words (the longest has {longest}): "
+                          f"{'truncated' if long_sentences == 'truncate' else 'dropped'}. Set max_length "
+                          "(train.py --max-length) to change it", stacklevel=2)
         tr, trl = self._encode(sents, max_length)
         if len(tr) == 0:
             raise ValueError(f"no sentence of {str(train)!r} fits max_length={max_length} with long_sentences='drop'")
