@@ -193,3 +193,17 @@ def test_names_of_the_earlier_release_still_work_with_a_warning(small_oracle_dat
     with pytest.warns(DeprecationWarning, match="PRESETS"):
         old = agents.AGENTS
     assert old["seqgan"][0] is agents.ReinforceAgent and old["seqgan"][1]["n_rollouts"] == 16
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--train-size", "-5"], "train_size = -5 is invalid"),
+    (["--train-size", "0"], "train_size = 0 is invalid"),
+    (["--eval-samples", "0"], "eval_samples = 0 is invalid"),
+    (["--eval-every", "-3"], "eval_every = -3 is invalid"),
+    (["--max-length", "-3"], "max_length = -3 is invalid"),
+    (["--set", "eval_every=abc"], "eval_every: expected int, got 'abc'"),
+])
+def test_run_sizes_are_checked_before_anything_runs(tmp_path, capsys, args, match):
+    assert train.main(["--agent", "mle", "--budget", "smoke", *args, "--out", str(tmp_path / "run")]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
