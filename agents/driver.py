@@ -30,7 +30,6 @@ import io
 import json
 import math
 import os
-import pickle
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from agents.base import Agent
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.data import Corpus, OracleData, TextData, resolve_data
+from textgym.safeload import UnsafeFileError, load_data_only
 
 CHECKPOINT_FORMAT = "textgym-checkpoint-v1"
 
@@ -141,12 +141,11 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     only, and ``load_state_dict`` of modules and optimizers copies to their own device."""
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
-    try:  # weights_only: tensors and plain data only, never an object whose unpickling runs code
-        outer = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # tensors and plain data only, never an object whose unpickling runs code
+        outer = load_data_only(path, f"checkpoint {path}")
         header, body = outer["header"], outer["body"]
-    except pickle.UnpicklingError as exc:
-        raise RunError(f"checkpoint {path} holds objects other than tensors and plain data; refused without "
-                       f"loading them ({str(exc).splitlines()[0]})") from None
+    except UnsafeFileError as exc:
+        raise RunError(str(exc)) from None
     except Exception as exc:  # truncated zip, wrong structure
         raise RunError(f"checkpoint {path} is corrupt or not a textgym checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
@@ -155,10 +154,9 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise RunError(f"checkpoint {path} is corrupt (its checksum does not match)")
     try:
-        state = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)["agent"]
-    except pickle.UnpicklingError as exc:
-        raise RunError(f"checkpoint {path} holds objects other than tensors and plain data; refused without "
-                       f"loading them ({str(exc).splitlines()[0]})") from None
+        state = load_data_only(io.BytesIO(body), f"checkpoint {path}")["agent"]
+    except UnsafeFileError as exc:
+        raise RunError(str(exc)) from None
     return header, state
 
 

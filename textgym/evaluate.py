@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from textgym.metrics import (
     sample_sequences,
     sequence_log_probs,
 )
+from textgym.safeload import UnsafeFileError, load_data_only
 
 GENERATOR_FORMAT = "textgym-generator-v1"
 
@@ -75,12 +75,11 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[Any, Optional[Vocab
     :data:`GENERATOR_CLASSES`, built with validated arguments.
     """
     try:
-        blob = torch.load(path, map_location=device, weights_only=True)
+        blob = load_data_only(path, str(path))
     except FileNotFoundError:
         raise SystemExit(f"error: no generator file at {path}") from None
-    except pickle.UnpicklingError as exc:
-        raise SystemExit(f"error: {path} holds objects other than tensors and plain data; refused without loading "
-                         f"them ({str(exc).splitlines()[0]})") from None
+    except UnsafeFileError as exc:
+        raise SystemExit(f"error: {exc}") from None
     except Exception as exc:
         raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})") from None
     try:
