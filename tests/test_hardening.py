@@ -245,3 +245,53 @@ def test_one_huge_line_does_not_set_the_width_of_a_corpus(tmp_path):
     with pytest.warns(UserWarning, match="dropped"):
         d = Corpus(path, max_length=20, long_sentences="drop")
     assert d.train.shape == (80, 20)
+
+
+# ---------------------------------------------------------------------- the env against a reference model
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_random_action_and_reset_sequences_match_a_reference_model(tmp_path, mode):
+    """A seeded property test: random actions (every integer dtype the API takes), random partial
+    resets with random prefixes, on a corpus with <eos>; the env's observations, terminations and
+    zero rewards before the end must match a plain-Python model of the episode rules."""
+    import numpy as np
+
+    from textgym.env import TokenVecEnv
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(f"a b c d {w}" for w in "pqrstu") + "\n")
+    rng = np.random.default_rng(0)
+    for trial in range(4):
+        N = int(rng.integers(1, 6))
+        env = TokenVecEnv(N, data=str(corpus), discriminator="constant", autoreset_mode=mode, seed=trial)
+        V, L, eos, pad = env.vocab_size, env.max_length, env.eos_id, env.pad_id
+        seqs: list = [[] for _ in range(N)]
+        done = [False] * N
+        obs, _ = env.reset()
+        for _ in range(150):
+            if rng.random() < 0.1:  # a partial reset, some envs from a prefix
+                mask = rng.random(N) < 0.5
+                prefixes = [[int(x) for x in rng.integers(1, V, size=int(rng.integers(0, L - 1)))] for _ in range(N)]
+                obs, _ = env.reset(options={"reset_mask": mask, "prefix": prefixes})
+                for i in range(N):
+                    if mask[i]:
+                        seqs[i], done[i] = list(prefixes[i]), False
+            else:
+                actions = rng.integers(0, V, size=N).astype(rng.choice([np.int64, np.int32, np.uint16]))
+                obs, rewards, term, trunc, infos = env.step(actions)
+                for i in range(N):
+                    if done[i] and mode == "next_step":  # this step only resets env i
+                        seqs[i], done[i] = [], False
+                        assert not term[i] and float(rewards[i]) == 0.0
+                        continue
+                    seqs[i].append(int(actions[i]))
+                    ended = len(seqs[i]) >= L or int(actions[i]) == eos
+                    assert bool(term[i]) == ended and not bool(trunc[i])
+                    if not ended:
+                        assert float(rewards[i]) == 0.0
+                    if ended and mode == "same_step":
+                        final = [*seqs[i], *[pad] * (L - len(seqs[i]))]
+                        assert infos["final_obs"][i].tolist() == final
+                        seqs[i] = []
+                    done[i] = ended
+            for i in range(N):
+                assert obs[i].tolist() == [*seqs[i], *[pad] * (L - len(seqs[i]))], (trial, i)

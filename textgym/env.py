@@ -121,7 +121,7 @@ class TokenVecEnv(VectorEnv):
             raise ValueError(f"max_length must be an integer >= 1 (tokens per episode), got {max_length!r}")
         if seed is not None:
             _check_seed(seed)
-        modes = {m.value: m for m in AutoresetMode}
+        modes = {**{m.value: m for m in AutoresetMode}, **{m.name.lower(): m for m in AutoresetMode}}
         if isinstance(autoreset_mode, str):
             if autoreset_mode not in modes:
                 raise ValueError(f"autoreset_mode must be one of {sorted(modes)} or an AutoresetMode, got {autoreset_mode!r}")
