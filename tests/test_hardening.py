@@ -295,3 +295,9 @@ def test_random_action_and_reset_sequences_match_a_reference_model(tmp_path, mod
                     done[i] = ended
             for i in range(N):
                 assert obs[i].tolist() == [*seqs[i], *[pad] * (L - len(seqs[i]))], (trial, i)
+
+
+def test_exploding_metrics_warn(tmp_path, oracle_data):
+    with pytest.warns(RuntimeWarning, match="far above a uniform model's .* probably diverged"):
+        rc = run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-lr", "1e6")
+    assert rc in (0, 3)
