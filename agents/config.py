@@ -166,8 +166,8 @@ def coerce(name: str, tp: Any, value: Any) -> Any:
 
 
 def parse_text(name: str, tp: Any, text: str) -> Any:
-    """A command-line string as a value of type ``tp`` (JSON for numbers, lists and objects;
-    ``none``/``null`` for None; plain text for strings), then :func:`coerce`."""
+    """A command-line string as a value of type ``tp`` (JSON for numbers, lists and objects, or
+    ``a,b`` for a list; ``none``/``null`` for None; plain text for strings), then :func:`coerce`."""
     args = _union_args(tp) or (tp,)
     if type(None) in args and text.strip().lower() in ("none", "null"):
         return None
@@ -182,6 +182,8 @@ def parse_text(name: str, tp: Any, text: str) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
+        if typing.get_origin(tp) in (list, List):  # a,b,c for a list of strings
+            return coerce(name, tp, [part.strip() for part in text.split(",") if part.strip()])
         raise ConfigError(f"{name}: expected {type_name(tp)}, got {text!r}") from None
     return coerce(name, tp, value)
 

@@ -207,3 +207,18 @@ def test_run_sizes_are_checked_before_anything_runs(tmp_path, capsys, args, matc
     assert train.main(["--agent", "mle", "--budget", "smoke", *args, "--out", str(tmp_path / "run")]) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_command_line_values_parse_by_field_type():
+    from typing import Any, Dict, List, Optional
+
+    from agents.config import parse_text
+
+    assert parse_text("init_parts", List[str], "generator,discriminator") == ["generator", "discriminator"]
+    assert parse_text("init_parts", List[str], '["generator"]') == ["generator"]
+    assert parse_text("test_data", Optional[str], "none") is None
+    assert parse_text("data", str, "123") == "123"
+    assert parse_text("gen_lr", float, "1e-3") == 0.001 and parse_text("batch_size", int, "64.0") == 64
+    assert parse_text("opts", Dict[str, Any], '{"size": "small"}') == {"size": "small"}
+    with pytest.raises(ConfigError, match="batch_size: expected int"):
+        parse_text("batch_size", int, "6.5")
