@@ -1,0 +1,154 @@
+"""Held-out evaluation of any discriminator, and the accuracy rule shared with its training.
+
+:func:`evaluate` scores real and generated sequences in eval mode, without gradient, updates or
+draws from any RNG of torch's; :func:`correct` is the one definition of a right call (a logit of
+exactly 0 counts one half, so the ``constant`` control is at chance), which the trainer's
+statistics use too.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def correct(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
+    """1 for a right call (real with logit > 0, fake with logit < 0), 0 for a wrong one and 1/2
+    for a logit of exactly 0, which calls neither class: a discriminator that always answers 0
+    (the ``constant`` control) is at chance, 1/2 on each class. Same shape as ``logits``."""
+    right = torch.where(is_real, logits > 0, logits < 0).float()
+    return right + 0.5 * (logits == 0).float()
+
+
+def balanced_by_position(right: torch.Tensor, seen: torch.Tensor) -> List[float]:
+    """``right``, ``seen``: (2, T) sums for (real, fake) at each position -> per-position balanced
+    accuracy (NaN where a class has no row)."""
+    out = []
+    for t in range(right.shape[1]):
+        if float(seen[0, t]) == 0 or float(seen[1, t]) == 0:
+            out.append(math.nan)
+        else:
+            out.append(0.5 * (float(right[0, t]) / float(seen[0, t]) + float(right[1, t]) / float(seen[1, t])))
+    return out
+
+
+def per_position_sums(right: torch.Tensor, valid: torch.Tensor, is_real: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(N, T) right calls and validity, (N,) classes -> (2, T) sums of right calls and of valid rows."""
+    v = valid.float()
+    real = is_real.float()[:, None]
+    r = torch.stack([(right * v * real).sum(0), (right * v * (1 - real)).sum(0)])
+    s = torch.stack([(v * real).sum(0), (v * (1 - real)).sum(0)])
+    return r, s
+
+
+def _device_of(discriminator: Any) -> Optional[torch.device]:
+    if isinstance(discriminator, nn.Module):
+        p = next(discriminator.parameters(), None)
+        return None if p is None else p.device
+    return None
+
+
+@torch.no_grad()
+def _scores(discriminator: Any, tokens: torch.Tensor, lengths: torch.Tensor, prefixes: bool) -> torch.Tensor:
+    """Eval-mode, no-grad scores: (N, T) per prefix if ``prefixes`` else (N,), float32."""
+    # a plain callable of the Discriminator protocol when it has no ``score``
+    fn = getattr(discriminator, "score_prefixes") if prefixes else getattr(discriminator, "score", discriminator)  # noqa: B009
+    module = discriminator if isinstance(discriminator, nn.Module) else None
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        return fn(tokens, lengths).float()
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+def evaluate(
+    discriminator: Any,
+    real_tokens: torch.Tensor,
+    real_lengths: Optional[torch.Tensor],
+    fake_tokens: torch.Tensor,
+    fake_lengths: Optional[torch.Tensor],
+    *,
+    batch_size: int = 1024,
+) -> Dict[str, Any]:
+    """Held-out evaluation of any discriminator: eval mode, no gradient, nothing updated.
+
+    Scores the sequences with ``score`` (``score_prefixes`` for per-prefix discriminators) in
+    chunks of ``batch_size`` rows; draws from no RNG of torch's (a ``random`` control draws
+    from its own generator, as each of its calls does).
+
+    Args:
+        discriminator: a registry discriminator, a control, or any object with ``score``.
+        real_tokens, fake_tokens: ``(N, T)`` int64 (pad id ``V`` past the lengths).
+        real_lengths, fake_lengths: ``(N,)`` int64 or None (all positions valid).
+        batch_size: rows scored at once.
+
+    Returns:
+        dict: ``loss`` (BCE of the whole sequence's logit against the hard labels 1/0: the mean
+        of the real and the fake sequences' means, like ``balanced_acc``; the plain mean when
+        ``n_real == n_fake``), ``acc_real`` / ``acc_fake`` (see
+        :func:`correct`: a logit of 0 counts 1/2), ``balanced_acc`` = (acc_real + acc_fake) / 2,
+        ``n_real``, ``n_fake`` and, for a discriminator with per-prefix scores,
+        ``acc_by_position``: the balanced accuracy of the prefix logit at each position t over
+        the rows with t < length (NaN where a class has no such row).
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prefixes = bool(getattr(discriminator, "supports_prefixes", False)) and hasattr(discriminator, "score_prefixes")
+    device = _device_of(discriminator)
+    loss_sum = [0.0, 0.0]
+    right_sum = [0.0, 0.0]
+    counts = [0, 0]
+    pos_right: Optional[torch.Tensor] = None
+    pos_seen: Optional[torch.Tensor] = None
+    for c, (side, tokens, lengths) in enumerate((("real", real_tokens, real_lengths), ("fake", fake_tokens, fake_lengths))):
+        tokens = torch.as_tensor(tokens)
+        if tokens.dim() != 2 or tokens.shape[0] == 0:
+            raise ValueError(f"{side}_tokens must be a non-empty (N, T) tensor, got shape {tuple(tokens.shape)}")
+        N, T = tokens.shape
+        lengths = torch.full((N,), T, dtype=torch.long) if lengths is None else torch.as_tensor(lengths)
+        if tuple(lengths.shape) != (N,):
+            raise ValueError(f"{side}_lengths must have shape ({N},), got {tuple(lengths.shape)}")
+        if device is not None:
+            tokens, lengths = tokens.to(device), lengths.to(device)
+        counts[c] = N
+        for start in range(0, N, int(batch_size)):
+            tok, ln = tokens[start : start + batch_size], lengths[start : start + batch_size].long()
+            is_real = torch.full((tok.shape[0],), c == 0, dtype=torch.bool)
+            try:
+                s = _scores(discriminator, tok, ln, prefixes)
+            except ValueError as exc:
+                raise ValueError(f"{side} sequences: {exc}") from exc
+            is_real = is_real.to(s.device)
+            ln = ln.to(s.device)
+            if prefixes:
+                valid = torch.arange(s.shape[1], device=s.device)[None, :] < ln[:, None]
+                r, n = per_position_sums(correct(s, is_real[:, None].expand_as(s)), valid, is_real)
+                width = max(T, 0 if pos_right is None else pos_right.shape[1])
+                r, n = F.pad(r.cpu(), (0, width - r.shape[1])), F.pad(n.cpu(), (0, width - n.shape[1]))
+                if pos_right is None or pos_seen is None:
+                    pos_right, pos_seen = r, n
+                else:
+                    pos_right = F.pad(pos_right, (0, width - pos_right.shape[1])) + r
+                    pos_seen = F.pad(pos_seen, (0, width - pos_seen.shape[1])) + n
+                s = s.gather(1, (ln - 1)[:, None]).squeeze(1)
+            target = is_real.float()
+            loss_sum[c] += float(F.binary_cross_entropy_with_logits(s, target, reduction="sum"))
+            right_sum[c] += float(correct(s, is_real).sum())
+    acc_real, acc_fake = right_sum[0] / counts[0], right_sum[1] / counts[1]
+    out: Dict[str, Any] = {
+        "loss": 0.5 * (loss_sum[0] / counts[0] + loss_sum[1] / counts[1]),
+        "acc_real": acc_real,
+        "acc_fake": acc_fake,
+        "balanced_acc": 0.5 * (acc_real + acc_fake),
+        "n_real": counts[0],
+        "n_fake": counts[1],
+    }
+    if pos_right is not None and pos_seen is not None:
+        out["acc_by_position"] = balanced_by_position(pos_right, pos_seen)
+    return out
