@@ -26,6 +26,7 @@ import torch
 
 from textgym.oracle import OracleLSTM
 from textgym.paths import cache_dir, data_dir, data_path
+from textgym.protocols import device_of
 from textgym.sampling import SAMPLER_VERSION
 
 EOS, UNK = "<eos>", "<unk>"
@@ -243,7 +244,7 @@ class OracleData(TextData):
         never change, so the copies stay equal to it).
         """
         device = _canonical(device)
-        if _device_of(self.oracle) == device:
+        if device_of(self.oracle, torch.device("cpu")) == device:
             return self.oracle
         copies = self.__dict__.setdefault("_device_copies", {})
         if device not in copies:
@@ -257,12 +258,6 @@ def _canonical(device: Union[str, torch.device]) -> torch.device:
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return device
-
-
-def _device_of(module: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter (CPU for one without parameters)."""
-    p = next(module.parameters(), None)
-    return torch.device("cpu") if p is None else p.device
 
 
 _ORACLE_CACHE: Dict[int, OracleData] = {}
@@ -288,7 +283,8 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
             pass
     # sample on CPU (the draws are device-specific); a copy if needed: ``.to`` would move the
     # caller's oracle in place
-    on_cpu = oracle if _device_of(oracle).type == "cpu" else copy.deepcopy(oracle).to("cpu")
+    where = device_of(oracle)
+    on_cpu = oracle if where is None or where.type == "cpu" else copy.deepcopy(oracle).to("cpu")
     x = on_cpu.sample_dataset(n, seed).cpu()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,18 +21,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 
 from textgym.masks import length_mask, strip_padding
-from textgym.protocols import SequenceModel, Trainable
+from textgym.protocols import SequenceModel, Trainable, device_of
 from textgym.rewards import finish_sequences
 
 
 def _eos_pad(model: SequenceModel) -> tuple[Optional[int], int]:
     return getattr(model, "eos_id", None), getattr(model, "pad_id", model.vocab_size)
-
-
-def _device(model: object, default: torch.device) -> torch.device:
-    """The device of ``model``'s first parameter; ``default`` for a model without ``parameters``."""
-    parameters = getattr(model, "parameters", None)
-    return default if parameters is None else next(iter(parameters())).device
 
 
 @torch.no_grad()
@@ -42,7 +36,7 @@ def sample_sequences(
     """n samples of ``model`` as ``(tokens (n, T) padded, lengths (n,))``, reproducible from ``seed``."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    device = _device(model, torch.device("cpu"))
+    device = device_of(model, torch.device("cpu"))
     g = torch.Generator(device=device).manual_seed(seed)
     chunks = [model.sample(min(batch_size, n - i), temperature=temperature, generator=g) for i in range(0, n, batch_size)]
     eos, pad = _eos_pad(model)
@@ -82,7 +76,7 @@ def nll_oracle(model: SequenceModel, oracle: SequenceModel, n: int = 5000, *, te
 def oracle_nll(oracle: SequenceModel, tokens: torch.Tensor, lengths: torch.Tensor) -> float:
     """The oracle's mean per-token NLL of given samples ``tokens`` (N, T) over positions < ``lengths``:
     NLL-oracle when the samples are a generator's. Every NLL-oracle of the project is computed here."""
-    device = _device(oracle, tokens.device)
+    device = device_of(oracle, tokens.device)
     return masked_nll(sequence_log_probs(oracle, tokens.to(device), lengths.to(device)), lengths)
 
 
@@ -97,7 +91,7 @@ def nll_test(model: SequenceModel, tokens: torch.Tensor, lengths: Optional[torch
         raise ValueError("nll_test needs at least one held-out sequence")
     if lengths is None:
         lengths = torch.full((len(tokens),), tokens.shape[1], dtype=torch.long)
-    device = _device(model, tokens.device)
+    device = device_of(model, tokens.device)
     tokens, lengths = tokens.to(device), lengths.to(device)
     return masked_nll(sequence_log_probs(model, tokens, lengths, temperature=temperature), lengths)
 

@@ -99,3 +99,14 @@ class Trainable(Protocol):
     def train(self, mode: bool = True) -> Any: ...
 
     def eval(self) -> Any: ...
+
+
+def device_of(obj: object, default: Optional[torch.device] = None) -> Optional[torch.device]:
+    """Where ``obj`` computes: its ``device`` attribute when that is a torch.device, else the
+    device of its first parameter; ``default`` for an object with neither (a fixed scorer)."""
+    d = getattr(obj, "device", None)
+    if isinstance(d, torch.device):
+        return d
+    parameters = getattr(obj, "parameters", None)
+    p = next(iter(parameters()), None) if callable(parameters) else None
+    return default if p is None else p.device

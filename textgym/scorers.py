@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from textgym.masks import length_mask, strip_padding
-from textgym.protocols import Discriminator, LikelihoodModel, Trainable
+from textgym.protocols import Discriminator, LikelihoodModel, Trainable, device_of
 
 
 class OracleScorer:
@@ -37,9 +37,7 @@ class OracleScorer:
     @property
     def device(self) -> Optional[torch.device]:
         """The device of the wrapped model's parameters; None for a model that has none."""
-        parameters = getattr(self.oracle, "parameters", None)
-        p = None if parameters is None else next(iter(parameters()), None)
-        return None if p is None else p.device
+        return device_of(self.oracle)
 
     def score_prefixes(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.oracle.log_probs(strip_padding(tokens, lengths))
@@ -78,18 +76,9 @@ def supports_prefixes(scorer: Discriminator) -> bool:
     return bool(getattr(scorer, "supports_prefixes", hasattr(scorer, "score_prefixes")))
 
 
-def _device_of(scorer: Discriminator) -> Optional[torch.device]:
-    if isinstance(scorer, torch.nn.Module):
-        p = next(scorer.parameters(), None)
-        return None if p is None else p.device
-    if isinstance(scorer, OracleScorer):
-        return scorer.device
-    return None
-
-
 def _call(scorer: Discriminator, method: str, fallback: str, tokens: torch.Tensor,
           lengths: Optional[torch.Tensor]) -> torch.Tensor:
-    device = _device_of(scorer)
+    device = device_of(scorer)
     if device is not None:
         tokens = tokens.to(device)
         lengths = None if lengths is None else lengths.to(device)
@@ -141,7 +130,7 @@ def score_completions(scorer: Discriminator, tokens: torch.Tensor, lengths: Opti
     in_prefix = length_mask(prefix_lengths.to(tokens.device), T)
     if not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
         raise ValueError("the completions of a group do not share their prefix")
-    device = _device_of(scorer) or tokens.device
+    device = device_of(scorer) or tokens.device
     with torch.no_grad():
         out = scorer.score_completions(tokens.to(device), None if lengths is None else lengths.to(device),
                                        prefix_lengths.to(device), n).float()
