@@ -22,7 +22,7 @@ error of one figure is about 0.011 at n = 1,000 + 1,000).
 
 ``seconds`` is the wall time of discriminator training alone (updates, and for the log-prob
 models the generator's teacher-forced pass over the training sequences), one thread, not
-counting fake sampling (about 0.2 ms per sequence, the same for every model) or evaluation.
+counting fake sampling (the same for every model) or evaluation.
 
 Models: the registry's ``cnn`` (SeqGAN's CNN: ``seqgan`` and ``small`` sizes) and ``rnn``
 through :class:`discriminators.DiscriminatorTrainer`, and prototypes that also read the
