@@ -6,7 +6,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -66,3 +66,20 @@ def log(*args: Any) -> None:
 def emit(result: Dict[str, Any]) -> None:
     """Print the benchmark's one JSON line (last line of stdout)."""
     print(json.dumps(result, sort_keys=True), flush=True)
+
+
+def run_or_reuse(name: str, budget: Any, explicit: Dict[str, Any], folder: Any, device: torch.device,
+                 on_iteration: Optional[Callable[..., None]] = None) -> Dict[str, Any]:
+    """The preset ``name`` under ``budget`` and ``explicit`` values, through the training driver into
+    the run folder ``folder``: a finished run with the same config is reused, an interrupted one
+    resumed. Returns the driver's summary."""
+    from pathlib import Path
+
+    import agents
+    from agents.config import resolve
+    from agents.driver import train
+
+    folder = Path(folder)
+    resolved = resolve(agents.preset(name), budget, explicit=explicit)
+    return train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True,
+                 on_iteration=on_iteration)

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from common import emit, log, parser
+from common import emit, log, parser, run_or_reuse
 
 AGENTS = ["seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan"]
 METRICS = ("nll_oracle", "nll_test", "entropy", "d_heldout_acc")
@@ -45,13 +45,8 @@ def build_parser():
 
 
 def run(name: str, budget: str, explicit: Dict[str, Any], folder: Path, device: torch.device) -> Dict[str, Any]:
-    import agents
-    from agents.config import resolve
-    from agents.driver import train
-
-    resolved = resolve(agents.preset(name), budget, explicit=explicit)
     t0 = time.perf_counter()
-    summary = train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True)
+    summary = run_or_reuse(name, budget, explicit, folder, device)
     m = summary["metrics"]
     log(f"[{folder.parent.name}/{folder.name}] " + " ".join(f"{k}={m[k]:.3f}" for k in METRICS if k in m)
         + f" ({time.perf_counter() - t0:.0f} s)")

@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from common import emit, log, parser
+from common import emit, log, parser, run_or_reuse
 
 ADVERSARIAL = ["seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan"]
 DEFAULT_AGENTS = [*ADVERSARIAL, "ppo"]
@@ -80,20 +80,13 @@ def build_parser():
 def run_one(label: str, name: str, budget: Dict[str, Optional[int]], explicit: Dict[str, Any], folder: Path,
             device: torch.device) -> Dict[str, Any]:
     """One run through the driver (a finished run with the same config is reused); its result row."""
-    import agents
-    from agents.config import resolve
-    from agents.driver import train
-
-    resolved = resolve(agents.preset(name), budget, explicit=explicit)
-
     def progress(agent: Any, stats: Dict[str, Any], dt: float) -> None:
         keys = ("g_loss", "nll_train", "reward", "d_loss", "d_acc_real", "d_acc_fake", "clamp_length", "critic_loss",
                 "episode_reward")
         text = " ".join(f"{k}={stats[k]:.3f}" for k in keys if isinstance(stats.get(k), float))
         log(f"[{label}] {stats.get('phase', '')} {agent.iteration}/{agent.total_iterations} {text} ({dt:.1f} s)")
 
-    summary = train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True,
-                    on_iteration=progress)
+    summary = run_or_reuse(name, budget, explicit, folder, device, on_iteration=progress)
     if summary.get("already_finished"):
         log(f"[{label}] reused the finished run in {folder}")
     m = summary["metrics"]
