@@ -78,13 +78,6 @@ def build_parser(agent: str, budget: str) -> argparse.ArgumentParser:
     return p
 
 
-def _suggest(word: str, options: List[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(close)}?)" if close else ""
-
-
 def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
     """(resolved config, control options) from the command line; ConfigError / SystemExit on bad input."""
     import agents
@@ -97,6 +90,7 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         from_json,
         parse_text,
         resolve,
+        suggest,
         translate_deprecated,
     )
 
@@ -122,7 +116,7 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         options = [a.option_strings[0] for a in parser._actions if a.option_strings]
         bad = next((e for e in extra if e.startswith("-")), extra[0])
         key = bad.split("=", 1)[0]
-        raise ConfigError(f"unknown option {key!r} for agent {agent!r}{_suggest(key, options)}; "
+        raise ConfigError(f"unknown option {key!r} for agent {agent!r}{suggest(key, options)}; "
                           f"train.py --agent {agent} --help lists them")
     preset = agents.preset(agent)
     hints = {**field_types(RunConfig), **field_types(preset.config_class)}
@@ -140,7 +134,7 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
                 texts.append((k2, v2))
             continue
         if k not in valid:
-            raise ConfigError(f"unknown config key {k!r} for agent {agent!r}{_suggest(k, valid)}")
+            raise ConfigError(f"unknown config key {k!r} for agent {agent!r}{suggest(k, valid)}")
         texts.append((k, v))
     for k, text in texts:
         explicit[k] = parse_text(k, hints[k], text)

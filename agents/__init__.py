@@ -99,11 +99,9 @@ def available() -> List[str]:
 def preset(name: str) -> Preset:
     """The registered preset ``name`` (ValueError with the valid names otherwise)."""
     if name not in PRESETS:
-        import difflib
+        from agents.config import suggest
 
-        close = difflib.get_close_matches(name, PRESETS, n=3)
-        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown agent {name!r}{hint}; valid agents: {', '.join(available())}")
+        raise ValueError(f"unknown agent {name!r}{suggest(name, PRESETS)}; valid agents: {', '.join(available())}")
     return PRESETS[name]
 
 

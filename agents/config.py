@@ -136,7 +136,7 @@ def coerce(name: str, tp: Any, value: Any) -> Any:
     if origin is Literal:
         if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{name}: expected {type_name(tp)}, got {value!r}{_suggest(value, typing.get_args(tp))}")
+        raise ConfigError(f"{name}: expected {type_name(tp)}, got {value!r}{suggest(value, typing.get_args(tp))}")
     if origin in (dict, Dict):
         if isinstance(value, dict):
             return dict(value)
@@ -188,7 +188,8 @@ def parse_text(name: str, tp: Any, text: str) -> Any:
     return coerce(name, tp, value)
 
 
-def _suggest(key: Any, valid: Any) -> str:
+def suggest(key: Any, valid: Any) -> str:
+    """The hint " (did you mean a or b?)" with the valid names closest to ``key``, or an empty string."""
     close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=3, cutoff=0.6)
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
@@ -214,7 +215,7 @@ def replace(cfg: C, **values: Any) -> C:
     known = fields_of(cfg)
     for k in values:
         if k not in known:
-            raise ConfigError(f"unknown config key {k!r} for {type(cfg).__name__}{_suggest(k, known)}")
+            raise ConfigError(f"unknown config key {k!r} for {type(cfg).__name__}{suggest(k, known)}")
     out = dataclasses.replace(cfg, **values)  # type: ignore[type-var]
     validate(out)
     return out
@@ -352,14 +353,14 @@ def resolve(preset: Preset, budget: Union[str, Mapping[str, Optional[int]]] = "p
     valid = [*run_fields, *agent_fields]
     if isinstance(budget, str):
         if budget not in BUDGETS:
-            raise ConfigError(f"unknown budget {budget!r}; valid: {sorted(BUDGETS)}{_suggest(budget, BUDGETS)}")
+            raise ConfigError(f"unknown budget {budget!r}; valid: {sorted(BUDGETS)}{suggest(budget, BUDGETS)}")
         budget_name, caps = budget, BUDGETS[budget]
     else:
         budget_name, caps = "custom", dict(budget)
     for layer in (file_values or {}, explicit or {}):  # budget caps may name fields this agent lacks
         for k in layer:
             if k not in valid:
-                raise ConfigError(f"unknown config key {k!r} for agent {preset.name!r}{_suggest(k, valid)}")
+                raise ConfigError(f"unknown config key {k!r} for agent {preset.name!r}{suggest(k, valid)}")
     sources: Dict[str, str] = {k: "default" for k in valid}
     run_vals: Dict[str, Any] = {k: getattr(RunConfig(), k) for k in run_fields}
     agent_default = cls()
@@ -431,5 +432,5 @@ def from_json(blob: Mapping[str, Any], path: str = "config.json") -> Tuple[str, 
 __all__ = [
     "BUDGETS", "CONFIG_FORMAT", "DEPRECATED_KEYS", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError", "Preset",
     "Resolved", "RunConfig", "all_field_names", "as_dict", "coerce", "describe", "field_types", "fields_of", "from_json",
-    "param", "parse_text", "replace", "resolve", "translate_deprecated", "validate",
+    "param", "parse_text", "replace", "resolve", "suggest", "translate_deprecated", "validate",
 ]
