@@ -144,6 +144,7 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from agents.config import ConfigError
+    from agents.adversarial import INFORMATIVE_ACC
     from agents.driver import RunError, train
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -174,9 +175,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     print(json.dumps({"agent": resolved.agent, "iterations": summary["iterations"], **summary["metrics"]}))
     acc = summary["metrics"].get("d_heldout_acc")
-    if isinstance(acc, float) and abs(acc - 0.5) < 0.05:
-        print(f"notice: the discriminator's held-out accuracy ended at {acc:.3f} (chance: 0.5), so its rewards carried "
-              "little information; compare with the same run under --discriminator constant before reading gains into it")
+    if isinstance(acc, float) and acc < INFORMATIVE_ACC:
+        print(f"notice: the discriminator is weak: its held-out accuracy ended at {acc:.3f} (chance 0.5, informative "
+              f">= {INFORMATIVE_ACC}), so its rewards carry little information; compare with the same run under "
+              "--discriminator constant before reading gains into it (bench/results/discriminator_info.md)")
     print(f"run folder: {folder}")
     return 0
 

@@ -51,6 +51,7 @@ def resolve_transform(name: Optional[str]) -> Any:
 
 
 WEAK_MARGIN, WEAK_ROUNDS = 0.05, 3  # held-out accuracy this close to chance this many times in a row: a warning
+INFORMATIVE_ACC = 0.65  # held-out balanced accuracy below which a finished run calls its discriminator weak
 
 
 def discounted_returns(rewards: torch.Tensor, lengths: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -185,3 +185,12 @@ def test_resume_reads_the_checkpoint_on_the_cpu_whatever_the_runs_device(tmp_pat
 
     monkeypatch.setattr(torch, "load", load)
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--resume") == 0
+
+
+@pytest.mark.parametrize("discriminator,weak", [("constant", True), ("oracle", False)])
+def test_a_finished_run_says_when_its_discriminator_was_weak(tmp_path, oracle_data, capsys, discriminator, weak):
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--discriminator", discriminator) == 0
+    acc = json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"].get("d_heldout_acc")
+    out = capsys.readouterr().out
+    assert ("notice: the discriminator is weak" in out) == weak, (acc, out)
+    assert acc == 0.5 if weak else acc is None  # the oracle needs no held-out check
