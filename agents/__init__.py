@@ -34,7 +34,7 @@ from agents.base import Agent
 from agents.config import MALIGAN, MASKGAN, SB3, SCRATCHGAN, SEQGAN, ConfigError, Preset
 from agents.generator import Generator, RolloutCopy
 from agents.maligan_mixed import MixedMaliGANAgent, MixedMaliGANConfig, clamp_length
-from agents.mle import MLEAgent, MLEConfig
+from agents.mle import MLEAgent, MLEAgentConfig, MLEConfig
 from agents.reinforce import MaliGANAgent, ReinforceAgent, ReinforceConfig
 from textgym.data import TextData
 
@@ -164,6 +164,6 @@ _register_optional()
 
 __all__ = [
     "PRESETS", "ActorCriticAgent", "ActorCriticConfig", "AdversarialConfig", "Agent", "ConfigError", "Generator",
-    "MLEAgent", "MLEConfig", "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
+    "MLEAgent", "MLEAgentConfig", "MLEConfig", "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
     "ReinforceConfig", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
 ]

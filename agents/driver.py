@@ -345,7 +345,7 @@ def train(
         last_eval = evaluate(agent, data, run, folder)
         log.add({"iteration": 0, "phase": "init", **last_eval})
     try:
-        while agent.iteration < stop:
+        while agent.iteration < min(stop, agent.total_iterations):  # early stopping may lower the total
             t0 = time.perf_counter()
             stats = agent.train_iteration()
             dt = time.perf_counter() - t0
@@ -355,6 +355,7 @@ def train(
                     raise FloatingPointError(f"{k} became {v} at iteration {agent.iteration}")
             last_d.update({k: v for k, v in stats.items() if k.startswith("d_heldout") and isinstance(v, float)})
             row = {"iteration": agent.iteration, **stats, "time": round(time.time() - started, 3)}
+            total = agent.total_iterations
             if agent.iteration % every == 0 or agent.iteration == total:
                 last_eval = evaluate(agent, data, run, folder)
                 row.update(last_eval)

@@ -6,12 +6,20 @@ Update rule (one step on a minibatch B of real sequences x with lengths L_i):
     θ ← Adam(θ, ∇L(θ)),  gradients clipped to a global norm of ``grad_clip``
 
 One iteration is one epoch over ``data.train`` in a fresh seeded shuffle (SeqGAN's
-pretraining: batch 64, Adam lr 0.01, grad clip 5.0). :class:`MLEAgent` is also the base of
+pretraining: batch 64, Adam lr 0.01, grad clip 5.0), or ``iteration_updates`` minibatches.
+
+Early stopping (the ``mle`` agent on its own, :class:`MLEAgentConfig`): the last ``val_size``
+training sequences become a validation split that is never trained on; after each iteration
+``nll_val`` is their mean per-token NLL; after ``patience`` iterations without a lower
+``nll_val`` the run stops, and the generator of the best iteration is restored (also when the
+epochs run out first). MLE on the 10,000 oracle sequences over-fits within a few epochs (NLL-test
+rises while the training NLL still falls), so a start for adversarial training is chosen this way. :class:`MLEAgent` is also the base of
 the adversarial agents, which start with ``mle_epochs`` of it. The fields, their defaults and
 help are :class:`MLEConfig`'s.
 
 Stats of an iteration: ``phase="mle"``, ``g_loss`` and ``nll_train`` (the epoch's mean
-teacher-forced NLL per token on the training set; the same number).
+teacher-forced NLL per token on the training set; the same number), and with a validation split
+``nll_val`` and ``best_iteration``.
 """
 from __future__ import annotations
 
@@ -23,10 +31,11 @@ import numpy as np
 import torch
 
 from agents.base import Agent
-from agents.config import RECIPE, SEQGAN, SIZE, at_least, nonnegative, param, positive, replace
+from agents.config import RECIPE, SEQGAN, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask, masked_mean
+from textgym.metrics import masked_nll, sequence_log_probs
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -59,11 +68,23 @@ class MLEConfig:
                                                          "default (PyTorch's)", source=SEQGAN)
 
 
+@dataclass
+class MLEAgentConfig(MLEConfig):
+    """Fields of the ``mle`` agent on its own: :class:`MLEConfig`, early stopping, short iterations."""
+
+    val_size: int = param(0, "last training sequences held out as a validation split, never trained on (0: none)",
+                          check=at_least(0))
+    patience: int = param(0, "stop after this many iterations without a lower validation NLL and keep the best "
+                             "iteration's generator (0: off; needs val_size)", check=at_least(0))
+    iteration_updates: int = param(0, "minibatch updates per iteration (0: one whole epoch); the study's MLE control "
+                                      "matches an adversarial phase's generator updates with it", check=at_least(0))
+
+
 class MLEAgent(Agent):
     """Teacher-forced maximum likelihood (see the module docstring for the update)."""
 
     name = "mle"
-    Config: ClassVar[type] = MLEConfig
+    Config: ClassVar[type] = MLEAgentConfig
     config: MLEConfig
 
     def __init__(
@@ -87,6 +108,18 @@ class MLEAgent(Agent):
         self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c.mle_lr)
         self.train_tokens = data.train.to(self.device)
         self.train_lengths = data.train_lengths.to(self.device)
+        self.val_size, self.patience = int(getattr(c, "val_size", 0)), int(getattr(c, "patience", 0))
+        if self.patience and not self.val_size:
+            raise ConfigError("patience needs a validation split: set val_size > 0")
+        if self.val_size:
+            M = self.train_tokens.shape[0]
+            if self.val_size >= M:
+                raise ConfigError(f"val_size = {self.val_size} leaves no training sequences (the data has {M})")
+            self.val_tokens, self.val_lengths = self.train_tokens[M - self.val_size :], self.train_lengths[M - self.val_size :]
+            self.train_tokens, self.train_lengths = self.train_tokens[: M - self.val_size], self.train_lengths[: M - self.val_size]
+        # early stopping: the best validation NLL, its iteration and generator, iterations since
+        self.best_val, self.best_iteration, self.bad_iterations, self.stopped = math.inf, 0, 0, False
+        self.best_generator: Optional[Dict[str, torch.Tensor]] = None
 
     @classmethod
     def make_config(cls, config: Optional[Any]) -> Any:
@@ -105,13 +138,33 @@ class MLEAgent(Agent):
 
     @property
     def total_iterations(self) -> int:
-        """``mle_epochs``: one iteration is one epoch."""
-        return int(self.config.mle_epochs)
+        """``mle_epochs``, or the iteration where early stopping stopped."""
+        return self.iteration if self.stopped else int(self.config.mle_epochs)
 
     def train_iteration(self) -> Dict[str, Any]:
-        stats = {"phase": "mle", **self.mle_epoch()}
+        k = int(getattr(self.config, "iteration_updates", 0))
+        stats: Dict[str, Any] = {"phase": "mle", **(self.mle_updates(k) if k else self.mle_epoch())}
         self.iteration += 1
+        if self.val_size:
+            stats.update(self.validate())
         return stats
+
+    def validate(self) -> Dict[str, Any]:
+        """``nll_val`` on the validation split; keeps the best generator and, with ``patience``,
+        stops (restoring it) after ``patience`` iterations without improvement or at the last."""
+        self._generator.eval()
+        nll = masked_nll(sequence_log_probs(self._generator, self.val_tokens, self.val_lengths), self.val_lengths)
+        self._generator.train()
+        if nll < self.best_val:
+            self.best_val, self.best_iteration, self.bad_iterations = nll, self.iteration, 0
+            self.best_generator = {k: v.detach().clone() for k, v in self._generator.state_dict().items()}
+        else:
+            self.bad_iterations += 1
+        if self.patience and (self.bad_iterations >= self.patience or self.iteration >= self.config.mle_epochs):
+            assert self.best_generator is not None
+            self._generator.load_state_dict(self.best_generator)
+            self.stopped = True
+        return {"nll_val": nll, "best_iteration": float(self.best_iteration)}
 
     # ------------------------------------------------------------------ MLE
     def mle_loss(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -148,6 +201,21 @@ class MLEAgent(Agent):
         nll = total / max(count, 1)
         return {"g_loss": nll, "nll_train": nll}
 
+    def mle_updates(self, k: int) -> Dict[str, float]:
+        """``k`` minibatch updates on sequences drawn without replacement (reshuffled when used up)."""
+        self._generator.train()
+        n, bs = self.train_tokens.shape[0], self.config.batch_size
+        perms = [torch.randperm(n, generator=self.data_rng) for _ in range(-(-k * bs // n))]
+        order = torch.cat(perms).to(self.device)
+        total, count = 0.0, 0
+        for i in range(k):
+            idx = order[i * bs : (i + 1) * bs]
+            tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
+            value = self.optimizer_step(self.mle_opt, self.mle_loss(tokens, lengths), "g_loss")
+            total, count = total + value * int(lengths.sum()), count + int(lengths.sum())
+        nll = total / max(count, 1)
+        return {"g_loss": nll, "nll_train": nll}
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> Dict[str, Any]:
         return {
@@ -157,6 +225,9 @@ class MLEAgent(Agent):
             "mle_opt": self.mle_opt.state_dict(),
             "sample_rng": self.sample_rng.get_state(),
             "data_rng": self.data_rng.get_state(),
+            "early_stopping": {"best_val": self.best_val, "best_iteration": self.best_iteration,
+                               "bad_iterations": self.bad_iterations, "stopped": self.stopped,
+                               "best_generator": self.best_generator},
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -167,6 +238,10 @@ class MLEAgent(Agent):
         self.mle_opt.load_state_dict(state["mle_opt"])
         self.sample_rng.set_state(state["sample_rng"])
         self.data_rng.set_state(state["data_rng"])
+        es = state.get("early_stopping")
+        if es is not None:
+            self.best_val, self.best_iteration = float(es["best_val"]), int(es["best_iteration"])
+            self.bad_iterations, self.stopped, self.best_generator = int(es["bad_iterations"]), bool(es["stopped"]), es["best_generator"]
 
     def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
         for part in parts:

@@ -145,3 +145,65 @@ def corpus_frontier(
 
 def points_as_dicts(points: Iterable[FrontierPoint]) -> List[Dict[str, Any]]:
     return [asdict(p) for p in points]
+
+
+def _lower_is_better(points: Sequence[FrontierPoint]) -> List[tuple[float, float]]:
+    """(x, y) with both axes oriented so that lower is better (BLEU is negated)."""
+    sign = -1.0 if points[0].quality_name.startswith("bleu") else 1.0
+    return [(p.diversity, sign * p.quality) for p in points]
+
+
+def pareto_front(xy: Sequence[tuple[float, float]]) -> List[tuple[float, float]]:
+    """The points no other point beats on both axes (lower is better), sorted by x (y then falls)."""
+    front: List[tuple[float, float]] = []
+    for x, y in sorted(xy):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def _interp(front: Sequence[tuple[float, float]], x: float) -> float:
+    for (x0, y0), (x1, y1) in zip(front, front[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return front[0][1] if x <= front[0][0] else front[-1][1]
+
+
+@dataclass
+class FrontierComparison:
+    """How curve A's frontier lies against curve B's (both over the same kind of axes).
+
+    ``verdict``: "dominates" (A's frontier is at or below B's over their common diversity range,
+    and below somewhere), "dominated" (the reverse), "crosses", "equal", or "disjoint" (no common
+    range). ``area``: ∫ (y_B - y_A) dx over the common range, with both axes oriented lower-is-
+    better (BLEU negated): positive when A is better. ``overlap``: the common x range.
+    """
+
+    verdict: str
+    area: float
+    overlap: tuple[float, float]
+
+
+def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], grid: int = 512,
+                      tol: float = 1e-9) -> FrontierComparison:
+    """Compare the Pareto frontiers of two temperature sweeps (see :class:`FrontierComparison`).
+
+    Each frontier is the piecewise-linear curve through a sweep's Pareto-efficient points (the
+    high-temperature points where both metrics get worse drop out); the two are compared at
+    ``grid`` points of the x range they share.
+    """
+    if not a or not b:
+        raise ValueError("compare_frontiers needs points on both curves")
+    if (a[0].quality_name, a[0].diversity_name) != (b[0].quality_name, b[0].diversity_name):
+        raise ValueError(f"the curves measure different things: {a[0].quality_name}/{a[0].diversity_name} against "
+                         f"{b[0].quality_name}/{b[0].diversity_name}")
+    fa, fb = pareto_front(_lower_is_better(a)), pareto_front(_lower_is_better(b))
+    lo, hi = max(fa[0][0], fb[0][0]), min(fa[-1][0], fb[-1][0])
+    if lo > hi or (lo == hi and (len(fa) > 1 or len(fb) > 1)):
+        return FrontierComparison("disjoint", 0.0, (lo, hi))
+    xs = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if hi > lo else [lo]
+    diff = [_interp(fb, x) - _interp(fa, x) for x in xs]
+    area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(xs, xs[1:], diff, diff[1:]))
+    better, worse = max(diff) > tol, min(diff) < -tol
+    verdict = "crosses" if better and worse else "dominates" if better else "dominated" if worse else "equal"
+    return FrontierComparison(verdict, area, (lo, hi))
