@@ -13,6 +13,8 @@ Rules:
 - no cycle among the modules;
 - ``discriminators`` imports nothing from ``textgym``, ``agents`` or ``train``;
 - ``textgym`` imports nothing from ``agents`` or ``train``; ``agents`` nothing from ``train``;
+  except the application layer ``APPLICATIONS`` (``textgym.study``, which drives ``agents`` like
+  ``train.py`` does), which no module of the packages may import;
 - the generic machinery of ``textgym`` (rewards, scorers, sampling, masks, protocols, env,
   metrics, the SB3 bridge) does not import the concrete benchmark oracle ``textgym.oracle``:
   a scorer that wraps the oracle takes any object of a protocol of ``textgym.protocols``.
@@ -30,6 +32,9 @@ SCRIPTS = ("train.py",)
 #: textgym modules that must work with any model and so must not import the concrete oracle.
 GENERIC = ("textgym.rewards", "textgym.scorers", "textgym.sampling", "textgym.masks", "textgym.protocols",
            "textgym.env", "textgym.metrics", "textgym.sb3")
+
+#: modules above agents (run as ``python -m``): exempt from FORBIDDEN, imported by none of the packages.
+APPLICATIONS = ("textgym.study",)
 
 #: package -> the packages (and scripts) it must never import.
 FORBIDDEN = {
@@ -165,7 +170,9 @@ def test_dependency_direction():
     files = module_files()
     bad = [f"{files[m].relative_to(ROOT)}:{line} ({m}) imports {t}"
            for m, edges in graph.items() for t, line in edges.items()
-           if _top(t) in FORBIDDEN.get(_top(m), ())]
+           if _top(t) in FORBIDDEN.get(_top(m), ()) and m not in APPLICATIONS]
+    bad += [f"{files[m].relative_to(ROOT)}:{line} ({m}) imports the application {t}"
+            for m, edges in graph.items() for t, line in edges.items() if t in APPLICATIONS and m not in APPLICATIONS]
     assert not bad, "imports against the dependency direction (discriminators <- textgym <- agents <- train):\n  " + \
         "\n  ".join(bad)
 

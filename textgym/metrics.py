@@ -174,8 +174,9 @@ class FrontierComparison:
     """How curve A's frontier lies against curve B's (both over the same kind of axes).
 
     ``verdict``: "dominates" (A's frontier is at or below B's over their common diversity range,
-    and below somewhere), "dominated" (the reverse), "crosses", "equal", or "disjoint" (no common
-    range). ``area``: ∫ (y_B - y_A) dx over the common range, with both axes oriented lower-is-
+    and below somewhere), "dominated" (the reverse), "crosses", "equal", or "disjoint". Without a
+    common range, A dominates when each of B's frontier points is matched or beaten on both axes by
+    one of A's, and "disjoint" remains when neither covers the other. ``area``: ∫ (y_B - y_A) dx over the common range, with both axes oriented lower-is-
     better (BLEU negated): positive when A is better. ``overlap``: the common x range.
     """
 
@@ -199,8 +200,11 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], gr
                          f"{b[0].quality_name}/{b[0].diversity_name}")
     fa, fb = pareto_front(_lower_is_better(a)), pareto_front(_lower_is_better(b))
     lo, hi = max(fa[0][0], fb[0][0]), min(fa[-1][0], fb[-1][0])
-    if lo > hi or (lo == hi and (len(fa) > 1 or len(fb) > 1)):
-        return FrontierComparison("disjoint", 0.0, (lo, hi))
+    if lo >= hi and (lo > hi or len(fa) > 1 or len(fb) > 1):  # no common range: compare the points themselves
+        a_covers = all(any(xa <= xb and ya <= yb for xa, ya in fa) for xb, yb in fb)
+        b_covers = all(any(xb <= xa and yb <= ya for xb, yb in fb) for xa, ya in fa)
+        verdict = "equal" if a_covers and b_covers else "dominates" if a_covers else "dominated" if b_covers else "disjoint"
+        return FrontierComparison(verdict, 0.0, (lo, hi))
     xs = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if hi > lo else [lo]
     diff = [_interp(fb, x) - _interp(fa, x) for x in xs]
     area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(xs, xs[1:], diff, diff[1:]))

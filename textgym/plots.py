@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from textgym.metrics import FrontierPoint
 
@@ -52,10 +52,15 @@ def read_metrics(run_dir: Union[str, Path]) -> List[Dict]:
 
 
 def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, Path],
-                         keys: Sequence[str] = ("nll_oracle", "nll_test", "bleu4", "self_bleu4", "g_loss", "d_loss")) -> Path:
-    """One panel per metric present in the runs' metrics, one line per run, against iteration."""
+                         keys: Sequence[str] = ("nll_oracle", "nll_test", "bleu4", "self_bleu4", "g_loss", "d_loss"),
+                         labels: Optional[Sequence[str]] = None) -> Path:
+    """One panel per metric present in the runs' metrics, one line per run (named by ``labels``,
+    else by the folder's name), against iteration."""
     plt = _pyplot()
-    runs = {Path(r).name: read_metrics(r) for r in run_dirs}
+    names = list(labels) if labels is not None else [Path(r).name for r in run_dirs]
+    if len(names) != len(run_dirs) or len(set(names)) != len(names):
+        raise ValueError(f"need one distinct label per run folder, got {names}")
+    runs = {name: read_metrics(r) for name, r in zip(names, run_dirs, strict=True)}
     present = [k for k in keys if any(k in row for rows in runs.values() for row in rows)]
     if not present:
         raise ValueError(f"none of the metrics {list(keys)} appear in {list(runs)}")
