@@ -133,9 +133,8 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
             *({"agent": [a], "discriminator": [agents.preset(a).values.get("discriminator", "cnn"), "oracle"]}
               for a in SHAPING_AGENTS),
             # REINFORCE: the reward modes and transforms of a probabilistic discriminator
-            {"agent": ["reinforce"], "reward": ["terminal", "mc"], "transform": ["prob", "log", "logit"],
+            {"agent": ["reinforce"], "reward": ["terminal", "mc", "dense"], "transform": ["prob", "log"],
              "discriminator": ["rnn"]},
-            {"agent": ["reinforce"], "reward": ["dense"], "transform": ["prob", "log"], "discriminator": ["rnn"]},
         ],
     },
     "coco-shaping": {
@@ -419,14 +418,19 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
     started = time.perf_counter()
     threads = max(1, (torch.get_num_threads() if workers == 1 else (torch.get_num_threads() // workers)))
     records: List[Dict[str, Any]] = []
+    failures: List[str] = []
     bar = tqdm(total=len(todo), desc=f"study {spec.name}", disable=quiet, dynamic_ncols=True, unit="run")
     try:
         for phase in (("start",), ("mle", "control", "cell")):
-            jobs = [c for c in todo if c.role in phase]
+            failed_seeds = {int(f.split()[0][1:]) for f in failures}
+            jobs = [c for c in todo if c.role in phase and c.seed not in failed_seeds]  # a failed start stops its seed
             if workers <= 1 or len(jobs) <= 1:
                 for c in jobs:
                     bar.set_postfix_str(f"s{c.seed} {c.key}")
-                    records.append(run_cell(c, spec, root, device))
+                    try:
+                        records.append(run_cell(c, spec, root, device))
+                    except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
+                        failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
                     bar.update(1)
                 continue
             import multiprocessing as mp
@@ -435,11 +439,17 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
                 futures = {pool.submit(_worker, (c, spec.to_dict(), str(root), device, threads)): c for c in jobs}
                 for fut in as_completed(futures):
                     c = futures[fut]
-                    records.append(fut.result())
+                    try:
+                        records.append(fut.result())
+                    except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
+                        failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
                     bar.set_postfix_str(f"done s{c.seed} {c.key}")
                     bar.update(1)
     finally:
         bar.close()
+    if failures:
+        raise StudyError(f"{len(failures)} run(s) failed; the others are kept, and rerunning the command retries "
+                         "these:\n  " + "\n  ".join(failures))
     seconds = time.perf_counter() - started
     report = write_outputs(out, spec, collect(out, spec)) if shard is None else None
     return {"runs": records, "seconds": seconds, "report": report}
