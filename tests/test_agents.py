@@ -500,3 +500,38 @@ def test_maskgan_warms_up_its_critic_before_the_first_actor_update(tiny):
     steps = lambda opt: max(int(s["step"]) for s in opt.state.values())
     assert steps(a.critic_opt) == 6 and steps(a.gen_opt) == 1
     assert any(not torch.equal(v, before[k]) for k, v in a.generator.state_dict().items())  # one actor update
+
+
+# ---------------------------------------------------------------------- MLE early stopping
+def test_mle_early_stopping_keeps_the_best_validation_generator_and_resumes(tiny):
+    cfg = dict(mle_epochs=30, batch_size=16, mle_lr=0.05, hidden_dim=64, val_size=100, patience=2)
+    a = agents.make("mle", tiny, cfg, seed=0)
+    assert a.train_tokens.shape[0] == 400  # the validation split is never trained on
+    stats, snapshots = [], []
+    while a.iteration < a.total_iterations:
+        stats.append(a.train_iteration())
+        snapshots.append(copy.deepcopy(a.generator.state_dict()))
+        if a.iteration == 3:
+            state = copy.deepcopy(a.state_dict())
+    vals = [s["nll_val"] for s in stats]
+    best = min(range(len(vals)), key=vals.__getitem__)
+    assert a.iteration < 30, "this over-fitting configuration should stop early"
+    assert a.total_iterations == a.iteration == best + 1 + 2  # stopped `patience` iterations after the best
+    assert all(v >= vals[best] for v in vals[best + 1 :])
+    assert all(torch.equal(x, snapshots[best][k]) for k, x in a.generator.state_dict().items())
+    b = agents.make("mle", tiny, cfg, seed=0)
+    b.load_state_dict(state)
+    while b.iteration < b.total_iterations:
+        b.train_iteration()
+    assert b.iteration == a.iteration and gen_state_equal(a.generator, b.generator)
+
+
+def test_mle_iteration_updates_and_early_stopping_refusals(tiny):
+    a = agents.make("mle", tiny, dict(mle_epochs=3, iteration_updates=2, batch_size=16), seed=0)
+    before = copy.deepcopy(a.mle_opt.state_dict())
+    a.train_iteration()
+    assert a.mle_opt.state_dict()["state"][0]["step"] == 2 and not before["state"]
+    with pytest.raises(agents.ConfigError, match="patience needs a validation split"):
+        agents.make("mle", tiny, dict(patience=2), seed=0)
+    with pytest.raises(agents.ConfigError, match="leaves no training sequences"):
+        agents.make("mle", tiny, dict(val_size=500, patience=1), seed=0)

@@ -173,11 +173,14 @@ def _interp(front: Sequence[tuple[float, float]], x: float) -> float:
 class FrontierComparison:
     """How curve A's frontier lies against curve B's (both over the same kind of axes).
 
-    ``verdict``: "dominates" (A's frontier is at or below B's over their common diversity range,
-    and below somewhere), "dominated" (the reverse), "crosses", "equal", or "disjoint". Without a
-    common range, A dominates when each of B's frontier points is matched or beaten on both axes by
-    one of A's, and "disjoint" remains when neither covers the other. ``area``: ∫ (y_B - y_A) dx over the common range, with both axes oriented lower-is-
-    better (BLEU negated): positive when A is better. ``overlap``: the common x range.
+    Both axes are oriented lower-is-better (BLEU negated). A frontier attains, at a diversity x,
+    the quality y of the piecewise-linear curve through its Pareto-efficient points, and beyond
+    its last point (worse diversity) its best quality; it attains nothing left of its first point.
+
+    ``verdict``: "dominates" (A attains at least B's quality wherever B attains any, and reaches
+    at least as far in diversity, strictly better somewhere), "dominated" (the reverse), "equal",
+    or "crosses" (each is better somewhere). ``area``: ∫ (y_B - y_A) dx over ``overlap``, the x
+    range where both attain something: positive when A is better.
     """
 
     verdict: str
@@ -189,9 +192,8 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], gr
                       tol: float = 1e-9) -> FrontierComparison:
     """Compare the Pareto frontiers of two temperature sweeps (see :class:`FrontierComparison`).
 
-    Each frontier is the piecewise-linear curve through a sweep's Pareto-efficient points (the
-    high-temperature points where both metrics get worse drop out); the two are compared at
-    ``grid`` points of the x range they share.
+    The high-temperature points where both metrics get worse are not on a frontier; the two
+    frontiers are compared at ``grid`` points of their common range.
     """
     if not a or not b:
         raise ValueError("compare_frontiers needs points on both curves")
@@ -199,15 +201,11 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], gr
         raise ValueError(f"the curves measure different things: {a[0].quality_name}/{a[0].diversity_name} against "
                          f"{b[0].quality_name}/{b[0].diversity_name}")
     fa, fb = pareto_front(_lower_is_better(a)), pareto_front(_lower_is_better(b))
-    lo, hi = max(fa[0][0], fb[0][0]), min(fa[-1][0], fb[-1][0])
-    if lo >= hi and (lo > hi or len(fa) > 1 or len(fb) > 1):  # no common range: compare the points themselves
-        a_covers = all(any(xa <= xb and ya <= yb for xa, ya in fa) for xb, yb in fb)
-        b_covers = all(any(xb <= xa and yb <= ya for xb, yb in fb) for xa, ya in fa)
-        verdict = "equal" if a_covers and b_covers else "dominates" if a_covers else "dominated" if b_covers else "disjoint"
-        return FrontierComparison(verdict, 0.0, (lo, hi))
+    lo, hi = max(fa[0][0], fb[0][0]), max(fa[-1][0], fb[-1][0])
     xs = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if hi > lo else [lo]
     diff = [_interp(fb, x) - _interp(fa, x) for x in xs]
     area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(xs, xs[1:], diff, diff[1:]))
-    better, worse = max(diff) > tol, min(diff) < -tol
+    better = max(diff) > tol or fa[0][0] < fb[0][0] - tol  # A is better somewhere, or reaches diversity B cannot
+    worse = min(diff) < -tol or fb[0][0] < fa[0][0] - tol
     verdict = "crosses" if better and worse else "dominates" if better else "dominated" if worse else "equal"
     return FrontierComparison(verdict, area, (lo, hi))

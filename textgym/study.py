@@ -606,7 +606,7 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
                          + f" | {fr.get('verdict', '–')} | {_fmt_ci(fr.get('area'))} |")
     axes = "NLL-oracle against NLL-test" if oracle else "BLEU-4 against Self-BLEU-4"
     lines += ["", f"Frontier: the Pareto frontiers of the temperature sweeps {spec.temperatures} ({axes}), averaged "
-              "over seeds: *dominates* (better over the common range), *dominated*, *crosses*, *equal* or *disjoint*. "
+              "over seeds: *dominates* (at least as good wherever the reference attains a diversity, and reaching as far), *dominated*, *crosses* or *equal*. "
               "Area: ∫ (reference − cell) over the common range with lower-is-better axes, per seed [95% interval]; "
               "positive means the cell is better.", ""]
     lines += ["## Reading", ""] + reading(analysis, oracle)

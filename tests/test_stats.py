@@ -1,0 +1,102 @@
+"""textgym.stats against closed forms and coverage, and the frontier verdicts on hand-made curves."""
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import pytest
+
+from textgym.metrics import FrontierPoint, compare_frontiers, pareto_front
+from textgym.stats import paired_interval, t_cdf, t_quantile, welch_interval
+
+
+@pytest.mark.parametrize("p", [0.6, 0.9, 0.975, 0.995])
+def test_t_quantiles_match_the_closed_forms_of_one_and_two_degrees_of_freedom(p):
+    assert t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)      # Cauchy
+    assert t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+    assert t_quantile(1 - p, 2) == pytest.approx(-t_quantile(p, 2), rel=1e-12)
+
+
+def test_t_distribution_tends_to_the_normal_and_its_cdf_inverts_its_quantile():
+    assert t_quantile(0.975, 1e7) == pytest.approx(1.959964, abs=1e-5)
+    for df in (1, 2.5, 7, 30):
+        for p in (0.55, 0.8, 0.99):
+            assert t_cdf(t_quantile(p, df), df) == pytest.approx(p, abs=1e-10)
+    with pytest.raises(ValueError, match="p must be"):
+        t_quantile(1.0, 3)
+
+
+def test_paired_interval_of_three_seeds_is_the_closed_form():
+    a, b = [9.0, 9.3, 8.7], [9.5, 9.4, 9.4]
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    half = (2 * 0.975 - 1) / math.sqrt(2 * 0.975 * 0.025) * statistics.stdev(d) / math.sqrt(3)  # t(0.975, 2) closed form
+    ci = paired_interval(a, b)
+    assert ci is not None and ci.df == 2
+    assert (ci.estimate, ci.low, ci.high) == pytest.approx((statistics.fmean(d), statistics.fmean(d) - half,
+                                                            statistics.fmean(d) + half), rel=1e-9)
+    assert paired_interval([1.0], [2.0]) is None
+
+
+def test_welch_interval_with_equal_variances_and_sizes_has_2n_minus_2_degrees_of_freedom():
+    a, b = [1.0, 2.0, 3.0], [3.0, 4.0, 5.0]        # equal variances (1) and sizes: df = 2 (n - 1) = 4
+    ci = welch_interval(a, b)
+    assert ci is not None and ci.df == pytest.approx(4.0)
+    half = 2.7764451051977987 * math.sqrt(1 / 3 + 1 / 3)  # t(0.975, 4)
+    assert (ci.low, ci.high) == pytest.approx((-2 - half, -2 + half), rel=1e-9)
+    assert not ci.excludes_zero  # |estimate| 2 < half-width 2.27
+    same = welch_interval([2.0, 2.0], [1.0, 1.0])
+    assert same is not None and (same.low, same.high) == (1.0, 1.0)
+
+
+def test_intervals_cover_the_true_difference_95_percent_of_the_time():
+    rng = random.Random(0)
+    n_trials, hits_p, hits_w = 4000, 0, 0
+    for _ in range(n_trials):
+        a = [rng.gauss(1.0, 1.0) for _ in range(3)]
+        b = [rng.gauss(0.0, 2.0) for _ in range(4)]
+        cp = paired_interval(a, b[:3])
+        cw = welch_interval(a, b)
+        assert cp is not None and cw is not None
+        hits_p += cp.low <= 1.0 <= cp.high
+        hits_w += cw.low <= 1.0 <= cw.high
+    assert abs(hits_p / n_trials - 0.95) < 0.012        # exact for normal differences (sd of the rate: 0.0034)
+    assert 0.94 < hits_w / n_trials < 0.975              # Welch is approximate and slightly conservative here
+
+
+def curve(name, pts, q="nll_oracle", d="nll_test"):
+    return [FrontierPoint(name, t, qv, dv, q, d) for t, (dv, qv) in pts]
+
+
+def test_frontier_verdicts_on_hand_made_curves():
+    # B: the line y = 10 - x over x in [8, 9]; A the same line shifted down by 0.5 (better everywhere)
+    b = curve("b", [(0.5, (9.0, 1.0)), (1.0, (8.0, 2.0))])
+    a = curve("a", [(0.5, (9.0, 0.5)), (1.0, (8.0, 1.5))])
+    comp = compare_frontiers(a, b)
+    assert comp.verdict == "dominates" and comp.area == pytest.approx(0.5) and comp.overlap == (8.0, 9.0)
+    assert compare_frontiers(b, a).verdict == "dominated" and compare_frontiers(b, a).area == pytest.approx(-0.5)
+    assert compare_frontiers(a, a).verdict == "equal"
+    # C crosses B: below it at x = 8, above at x = 9; the areas cancel
+    c = curve("c", [(0.5, (9.0, 1.4999999)), (1.0, (8.0, 1.5))])
+    comp = compare_frontiers(c, b)
+    assert comp.verdict == "crosses" and comp.area == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frontier_ignores_points_that_are_worse_on_both_axes_and_orients_bleu():
+    # the high-temperature point (9.5, 3.0) is worse than (8.0, 2.0) on both axes: not on the frontier
+    pts = [(9.0, 1.0), (8.0, 2.0), (9.5, 3.0)]
+    assert pareto_front(pts) == [(8.0, 2.0), (9.0, 1.0)]
+    # BLEU: higher is better, Self-BLEU lower; A has more BLEU at every Self-BLEU
+    a = curve("a", [(0.5, (0.9, 0.6)), (1.0, (0.7, 0.4))], "bleu4", "self_bleu4")
+    b = curve("b", [(0.5, (0.9, 0.5)), (1.0, (0.7, 0.3))], "bleu4", "self_bleu4")
+    assert compare_frontiers(a, b).verdict == "dominates"
+    with pytest.raises(ValueError, match="different things"):
+        compare_frontiers(a, curve("b", [(1.0, (8.0, 2.0))]))
+
+
+def test_a_frontier_attains_its_best_quality_at_worse_diversity_but_nothing_at_better():
+    a = curve("a", [(1.0, (8.0, 9.0))])
+    assert compare_frontiers(a, curve("b", [(1.0, (8.5, 9.5))])).verdict == "dominates"
+    # B reaches diversity 7.5 that A cannot, A has the better quality from 8 on: each is better somewhere
+    comp = compare_frontiers(a, curve("b", [(1.0, (7.5, 9.5))]))
+    assert comp.verdict == "crosses" and comp.overlap == (8.0, 8.0)

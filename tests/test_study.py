@@ -1,0 +1,158 @@
+"""The reward-shaping study end to end: a tiny study (two cells, two seeds, the smoke budget)
+writes every output; rerunning skips finished runs and resumes interrupted ones; two shards
+merged equal the unsharded study; bad specs are refused before any training."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+
+from agents.driver import train
+from textgym import study
+from textgym.study import Cell, StudyError, StudySpec, expand, resolved_for, run_study
+
+SPEC = dict(
+    name="tiny", budget="smoke", seeds=[0, 1], mle={"mle_epochs": 2, "val_size": 100, "patience": 1},
+    temperatures=[0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2.0], eval_samples=100, eval_test_size=200,
+    grid=[{"agent": ["seqgan", "maligan"], "discriminator": ["rnn"]}],
+)
+CELLS = ["maligan discriminator=rnn", "seqgan discriminator=rnn"]
+TIMES = ("seconds", "train_seconds")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, oracle_data):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("study")
+    result = run_study(StudySpec.from_dict(SPEC), out, quiet=True)
+    return out, result
+
+
+def rows(out):
+    with open(out / "results.csv") as f:
+        return [{k: v for k, v in r.items() if k not in TIMES} for r in csv.DictReader(f)]
+
+
+def test_tiny_study_writes_every_output(finished):
+    out, result = finished
+    runs = expand(StudySpec.from_dict(SPEC))
+    # per seed: the shared start, the MLE control, two cells and their two no-information controls
+    assert len(runs) == 12 and len(result["runs"]) == 12
+    assert {(c.role, c.key) for c in runs if c.seed == 0} == {
+        ("start", "mle start"), ("mle", "mle +2 updates"), *(("cell", k) for k in CELLS),
+        *(("control", k.replace("rnn", "constant")) for k in CELLS)}
+    for name in ("spec.json", "results.csv", "results.jsonl", "report.md", "analysis.json"):
+        assert (out / name).is_file(), name
+    assert len(rows(out)) == 12 and len((out / "results.jsonl").read_text().splitlines()) == 12
+    report = (out / "report.md").read_text()
+    for key in CELLS:
+        assert f"| {key} | {key.replace('rnn', 'constant')} |" in report and f"| {key} | mle +2 updates |" in report
+    assert "## Reading" in report
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert plots == sorted([f"{kind}-{Cell(k, 'cell', '', (), 0).folder_name}.png" for k in CELLS for kind in ("curves", "frontier")])
+    analysis = json.loads((out / "analysis.json").read_text())
+    for comp in analysis["comparisons"]:
+        assert comp["control"]["seeds"] == [0, 1] and comp["control"]["frontier"]["verdict"] in (
+            "dominates", "dominated", "crosses", "equal")
+        assert set(comp["control"]["differences"]) >= {"nll_oracle", "nll_test", "entropy"}
+
+
+def test_every_run_starts_from_its_seeds_early_stopped_mle_and_the_controls_match(finished):
+    out, _ = finished
+    for seed in (0, 1):
+        start = out / "cells" / f"s{seed}" / "mle+start"
+        assert json.loads((start / "summary.json").read_text())["iterations"] <= 2
+        for folder in (out / "cells" / f"s{seed}").iterdir():
+            if folder.name == "mle+start":
+                continue
+            summary = json.loads((folder / "summary.json").read_text())
+            assert summary["init_from"] == str(start) and summary["seed"] == seed
+        mle = json.loads((Cell("mle +2 updates", "mle", "mle", (), seed).folder(out) / "config.json").read_text())
+        seqgan = json.loads((out / "cells" / f"s{seed}" / "seqgan+discriminator=rnn" / "config.json").read_text())
+        ctrl = json.loads((out / "cells" / f"s{seed}" / "seqgan+discriminator=constant" / "config.json").read_text())
+        # the MLE control makes as many generator updates as the adversarial phase
+        assert mle["values"]["mle_epochs"] * mle["values"]["iteration_updates"] == \
+            seqgan["values"]["adv_steps"] * seqgan["values"]["g_steps"]
+        assert ctrl["values"]["discriminator"] == "constant"
+        assert {k: v for k, v in ctrl["values"].items() if k != "discriminator"} == \
+            {k: v for k, v in seqgan["values"].items() if k != "discriminator"}
+
+
+def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(finished, tmp_path):
+    out, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    spec = StudySpec.from_dict(SPEC)
+    stamps = {p: p.stat().st_mtime_ns for p in copy.glob("cells/*/*/checkpoint.pt")}
+    # interrupt one run after its first iteration: its folder holds a checkpoint and no summary
+    cell = next(c for c in expand(spec) if c.seed == 1 and c.key == CELLS[1])
+    folder = cell.folder(copy)
+    shutil.rmtree(folder)
+    summary = train(resolved_for(cell, spec, copy), folder, stop_after=1, quiet=True)
+    assert not summary["finished"] and not (folder / "record.json").exists()
+    run_study(spec, copy, quiet=True)
+    assert rows(copy) == rows(out)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents)
+
+
+def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys):
+    out, _ = finished
+    sharded = tmp_path / "sharded"
+    spec = StudySpec.from_dict(SPEC)
+    first = run_study(spec, sharded, shard=(1, 2), quiet=True)
+    assert first["report"] is None and not (sharded / "report.md").exists()
+    assert study.main(["merge", str(sharded)]) == 2  # the second shard is missing
+    assert "runs have no results yet" in capsys.readouterr().err
+    run_study(spec, sharded, shard=(2, 2), quiet=True)
+    assert study.main(["merge", str(sharded)]) == 0
+    assert rows(sharded) == rows(out)
+    strip = lambda t: t.split("## Every configuration")[1]  # the header states the summed run time
+    assert strip((sharded / "report.md").read_text()) == strip((out / "report.md").read_text())
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"grid": []}, "grid is empty"),
+    ({"grid": [{"agent": ["seqgn"]}]}, "unknown agent 'seqgn'.*did you mean seqgan"),
+    ({"grid": [{"agent": ["seqgan"], "gen_lrr": [0.1]}]}, "unknown config key 'gen_lrr'"),
+    ({"grid": [{"agent": ["seqgan"], "discriminator": []}]}, "empty list"),
+    ({"grid": [{"agent": ["mle"]}]}, "not a grid cell"),
+    ({"data": "../shared/data/coco/image_coco.txt", "grid": [{"agent": ["seqgan"], "discriminator": ["oracle"]}]},
+     "needs data 'oracle'"),
+    ({"seeds": []}, "at least one seed"),
+    ({"temperatures": [0.5, 0.8]}, "must include 1.0"),
+    ({"budget": "huge"}, "unknown budget"),
+    ({"controls": "constant"}, "unknown study spec field 'controls'.*did you mean control"),
+])
+def test_bad_specs_are_refused_before_any_training(tmp_path, capsys, change, match):
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({**SPEC, **change}))
+    assert study.main(["run", str(spec_file), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and __import__("re").search(match, err), err
+    assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_a_folder_of_another_study_and_bad_shards_are_refused(finished, tmp_path):
+    out, _ = finished
+    with pytest.raises(StudyError, match="another spec.*seeds"):
+        run_study(StudySpec.from_dict({**SPEC, "seeds": [0, 1, 2]}), out, quiet=True)
+    for bad in ("3/2", "0/2", "1-2"):
+        with pytest.raises(StudyError, match="--shard must be i/n"):
+            study.parse_shard(bad)
+
+
+def test_specs_load_from_json_and_toml_and_builtins_expand(tmp_path):
+    (tmp_path / "s.toml").write_text('name = "t"\nseeds = [3]\n[[grid]]\nagent = ["maskgan"]\n')
+    spec = study.load_spec(str(tmp_path / "s.toml"))
+    assert spec.seeds == [3] and spec.grid == [{"agent": ["maskgan"]}]
+    with pytest.raises(StudyError, match="no built-in study 'oracle-shapng'.*did you mean oracle-shaping"):
+        study.load_spec("oracle-shapng")
+    oracle = expand(study.load_spec("oracle-shaping"))
+    keys = {c.key for c in oracle}
+    # each recipe with its learned and its optimal discriminator, beside its no-information control
+    for agent in ("seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan"):
+        assert f"{agent} discriminator=oracle" in keys and f"{agent} discriminator=constant" in keys
+    assert {c.seed for c in oracle} == {0, 1, 2}
