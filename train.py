@@ -143,8 +143,8 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from agents.config import ConfigError
     from agents.adversarial import INFORMATIVE_ACC
+    from agents.config import ConfigError
     from agents.driver import RunError, train
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -164,6 +164,7 @@ _register_optional()
 
 __all__ = [
     "PRESETS", "ActorCriticAgent", "ActorCriticConfig", "AdversarialConfig", "Agent", "ConfigError", "Generator",
-    "MLEAgent", "MLEAgentConfig", "MLEConfig", "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
+    "MLEAgent", "MLEAgentConfig", "MLEConfig",
+    "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
     "ReinforceConfig", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
 ]

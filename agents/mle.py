@@ -13,9 +13,10 @@ training sequences become a validation split that is never trained on; after eac
 ``nll_val`` is their mean per-token NLL; after ``patience`` iterations without a lower
 ``nll_val`` the run stops, and the generator of the best iteration is restored (also when the
 epochs run out first). MLE on the 10,000 oracle sequences over-fits within a few epochs (NLL-test
-rises while the training NLL still falls), so a start for adversarial training is chosen this way. :class:`MLEAgent` is also the base of
-the adversarial agents, which start with ``mle_epochs`` of it. The fields, their defaults and
-help are :class:`MLEConfig`'s.
+rises while the training NLL still falls), so a start for adversarial training is chosen this way.
+
+:class:`MLEAgent` is also the base of the adversarial agents, which start with ``mle_epochs`` of
+it (without early stopping). The fields, their defaults and help are :class:`MLEConfig`'s.
 
 Stats of an iteration: ``phase="mle"``, ``g_loss`` and ``nll_train`` (the epoch's mean
 teacher-forced NLL per token on the training set; the same number), and with a validation split
@@ -116,7 +117,8 @@ class MLEAgent(Agent):
             if self.val_size >= M:
                 raise ConfigError(f"val_size = {self.val_size} leaves no training sequences (the data has {M})")
             self.val_tokens, self.val_lengths = self.train_tokens[M - self.val_size :], self.train_lengths[M - self.val_size :]
-            self.train_tokens, self.train_lengths = self.train_tokens[: M - self.val_size], self.train_lengths[: M - self.val_size]
+            keep = M - self.val_size
+            self.train_tokens, self.train_lengths = self.train_tokens[:keep], self.train_lengths[:keep]
         # early stopping: the best validation NLL, its iteration and generator, iterations since
         self.best_val, self.best_iteration, self.bad_iterations, self.stopped = math.inf, 0, 0, False
         self.best_generator: Optional[Dict[str, torch.Tensor]] = None
@@ -241,7 +243,8 @@ class MLEAgent(Agent):
         es = state.get("early_stopping")
         if es is not None:
             self.best_val, self.best_iteration = float(es["best_val"]), int(es["best_iteration"])
-            self.bad_iterations, self.stopped, self.best_generator = int(es["bad_iterations"]), bool(es["stopped"]), es["best_generator"]
+            self.bad_iterations, self.stopped = int(es["bad_iterations"]), bool(es["stopped"])
+            self.best_generator = es["best_generator"]
 
     def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
         for part in parts:

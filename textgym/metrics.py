@@ -163,7 +163,7 @@ def pareto_front(xy: Sequence[tuple[float, float]]) -> List[tuple[float, float]]
 
 
 def _interp(front: Sequence[tuple[float, float]], x: float) -> float:
-    for (x0, y0), (x1, y1) in zip(front, front[1:]):
+    for (x0, y0), (x1, y1) in zip(front, front[1:], strict=False):
         if x0 <= x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return front[0][1] if x <= front[0][0] else front[-1][1]
@@ -204,7 +204,7 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], gr
     lo, hi = max(fa[0][0], fb[0][0]), max(fa[-1][0], fb[-1][0])
     xs = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if hi > lo else [lo]
     diff = [_interp(fb, x) - _interp(fa, x) for x in xs]
-    area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(xs, xs[1:], diff, diff[1:]))
+    area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(xs, xs[1:], diff, diff[1:], strict=False))
     better = max(diff) > tol or fa[0][0] < fb[0][0] - tol  # A is better somewhere, or reaches diversity B cannot
     worse = min(diff) < -tol or fb[0][0] < fa[0][0] - tol
     verdict = "crosses" if better and worse else "dominates" if better else "dominated" if worse else "equal"

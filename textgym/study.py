@@ -54,7 +54,6 @@ import csv
 import io
 import itertools
 import json
-import math
 import re
 import statistics
 import sys
@@ -63,7 +62,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -294,7 +293,8 @@ def expand(spec: StudySpec) -> List[Cell]:
             raise StudyError(f"cell {key!r}: agent {agent!r} has no discriminator and adversarial steps to study")
         updates = int(c.adv_steps) * int(c.g_steps)
         mle_key = f"mle +{updates} updates"
-        by_seed.append(Cell(mle_key, "mle", "mle", _freeze({"mle_epochs": int(c.adv_steps), "iteration_updates": int(c.g_steps)}), 0))
+        matched = {"mle_epochs": int(c.adv_steps), "iteration_updates": int(c.g_steps)}
+        by_seed.append(Cell(mle_key, "mle", "mle", _freeze(matched), 0))
         if c.discriminator in NO_INFORMATION:
             by_seed.append(Cell(key, "control", agent, _freeze(values), 0, mle_control=mle_key))
             continue
@@ -388,10 +388,11 @@ def _worker(job: Tuple[Cell, Dict[str, Any], str, str, int]) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------- the study
 def _check_folder_spec(out: Path, spec: StudySpec) -> None:
     path = out / "spec.json"
+    new = json.loads(json.dumps(spec.to_dict()))
     if path.is_file():
         old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(spec.to_dict())):
-            diff = sorted(k for k in set(old) | set(spec.to_dict()) if old.get(k) != json.loads(json.dumps(spec.to_dict())).get(k))
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise StudyError(f"{out} holds a study with another spec (fields {diff} differ); choose another --out")
     elif out.exists() and any(out.iterdir()):
         raise StudyError(f"{out} is not empty and holds no study; choose another --out")
@@ -532,9 +533,8 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
             seeds = sorted(set(runs) & set(ref))
             diffs: Dict[str, Any] = {}
             for m in METRICS:
-                pairs = [(_at(runs[s]).get(m), _at(ref[s]).get(m)) for s in seeds]
-                pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-                ci = paired_interval([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
+                both = [s for s in seeds if _at(runs[s]).get(m) is not None and _at(ref[s]).get(m) is not None]
+                ci = paired_interval([_at(runs[s])[m] for s in both], [_at(ref[s])[m] for s in both]) if both else None
                 if ci is not None:
                     diffs[m] = ci.as_dict()
             areas = []
@@ -606,7 +606,8 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
                          + f" | {fr.get('verdict', '–')} | {_fmt_ci(fr.get('area'))} |")
     axes = "NLL-oracle against NLL-test" if oracle else "BLEU-4 against Self-BLEU-4"
     lines += ["", f"Frontier: the Pareto frontiers of the temperature sweeps {spec.temperatures} ({axes}), averaged "
-              "over seeds: *dominates* (at least as good wherever the reference attains a diversity, and reaching as far), *dominated*, *crosses* or *equal*. "
+              "over seeds: *dominates* (at least as good wherever the reference attains a diversity, and reaching as "
+              "far), *dominated*, *crosses* or *equal*. "
               "Area: ∫ (reference − cell) over the common range with lower-is-better axes, per seed [95% interval]; "
               "positive means the cell is better.", ""]
     lines += ["## Reading", ""] + reading(analysis, oracle)
