@@ -156,3 +156,22 @@ def test_specs_load_from_json_and_toml_and_builtins_expand(tmp_path):
     for agent in ("seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan"):
         assert f"{agent} discriminator=oracle" in keys and f"{agent} discriminator=constant" in keys
     assert {c.seed for c in oracle} == {0, 1, 2}
+
+
+def test_a_corpus_study_reports_bleu_and_self_bleu_and_compares_their_frontiers(tmp_path):
+    from conftest import need_data
+
+    for name, src, n in (("train.txt", "image_coco.txt", 600), ("test.txt", "test_coco.txt", 200)):
+        lines = need_data("coco", src).read_text(encoding="utf-8").splitlines()[:n]
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = StudySpec.from_dict({**SPEC, "data": str(tmp_path / "train.txt"), "test_data": str(tmp_path / "test.txt"),
+                                "seeds": [0], "bleu_samples": 40, "grid": [{"agent": ["maskgan"]}]})
+    run_study(spec, tmp_path / "out", quiet=True)
+    report = (tmp_path / "out" / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| configuration"))
+    assert all(f"| {m}{n} |" in header for m in ("bleu", "self-bleu") for n in (2, 3, 4, 5))
+    assert "nll-oracle" not in header
+    record = json.loads(next((tmp_path / "out").glob("cells/s0/maskgan/record.json")).read_text())
+    assert [r["temperature"] for r in record["sweep"]] == SPEC["temperatures"]
+    assert all(0 <= r["bleu4"] <= 1 and 0 <= r["self_bleu4"] <= 1 for r in record["sweep"])
+    assert "BLEU-4 against Self-BLEU-4" in report
