@@ -1,23 +1,28 @@
 """Stable-Baselines3 algorithms (``ppo``, ``a2c``) as agents of ``train.py``.
 
-The policy acts in :class:`textgym.TokenVecEnv` through :class:`textgym.sb3.SB3VecEnv`, with
-:class:`textgym.sb3.TokenFeaturesExtractor` encoding the prefix, and a learned discriminator
-retrained during training by :class:`textgym.sb3.DiscriminatorCallback` (unless
-``discriminator="oracle"``: the oracle's log-likelihood as the reward). One iteration is one
-SB3 rollout of ``n_steps`` × ``num_envs`` tokens followed by SB3's update. The fields are
-:class:`SB3Config`'s; the PPO and A2C presets use SB3's own defaults for the algorithm.
+The policy acts in :class:`textgym.TokenVecEnv` through :class:`textgym.sb3.SB3VecEnv`. With
+``policy="generator"`` (the default) it is :class:`agents.sb3_policy.GeneratorPolicy`, textgym's
+LSTM generator with a value head, which ``--init-from`` loads from an MLE run; with
+``policy="gru"`` it is SB3's MLP policy over :class:`textgym.sb3.TokenFeaturesExtractor`. A
+learned discriminator is retrained during training by :class:`textgym.sb3.DiscriminatorCallback`
+(unless ``discriminator="oracle"``: the oracle's log-likelihood as the reward, or a
+no-information control). ``kl_beta > 0`` subtracts β · (log π - log π_ref) from every reward
+(:class:`agents.sb3_policy.KLRewardCallback`), π_ref being the generator at the start (the warm
+start's); ``kl_target`` adapts β toward a per-token KL. One iteration is one SB3 rollout of
+``n_steps`` × ``num_envs`` tokens followed by SB3's update. The fields are :class:`SB3Config`'s;
+the PPO and A2C presets use SB3's own defaults for the algorithm.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Literal, Optional
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Sequence
 
 import numpy as np
 import torch
 
 from agents.adversarial import check_transform
 from agents.base import Agent
-from agents.config import SB3, SIZE, at_least, param, positive, replace
+from agents.config import SB3, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
 from textgym.data import OracleData, TextData, resolve_data
 
 
@@ -39,7 +44,16 @@ class SB3Config:
     d_epochs: int = param(1, "epochs of each discriminator retraining", kind=SIZE, check=at_least(1))
     d_every: int = param(1, "retrain the discriminator every this many rollouts", check=at_least(1))
     learning_rate: float = param(3e-4, "SB3 learning rate", check=positive, source=SB3)
-    features_dim: int = param(64, "GRU size of the features extractor", check=at_least(1))
+    policy: Literal["generator", "gru"] = param("generator", "the policy: textgym's LSTM generator with a value head "
+                                                             "(warm-startable from an MLE run) or SB3's MLP on a GRU "
+                                                             "features extractor")
+    emb_dim: int = param(32, "generator embedding size (policy='generator')", check=at_least(1))
+    hidden_dim: int = param(32, "generator LSTM size (policy='generator')", check=at_least(1))
+    features_dim: int = param(64, "GRU size of the features extractor (policy='gru')", check=at_least(1))
+    kl_beta: float = param(0.0, "β of the per-token KL penalty to the starting generator (0: none)", check=nonnegative)
+    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds (None: β stays kl_beta)",
+                                       check=at_least(1e-12))
+    kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
     sb3_kwargs: Dict[str, Any] = param({}, "any other keyword argument of the SB3 algorithm")
 
     @property
@@ -58,7 +72,7 @@ class SB3Agent(Agent):
         from stable_baselines3 import A2C, PPO
 
         from textgym.env import TokenVecEnv
-        from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator, SB3VecEnv, TokenFeaturesExtractor
+        from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator, SB3VecEnv, TokenFeaturesExtractor, unwrap_token_env
 
         data = data if isinstance(data, TextData) else resolve_data(data)
         if not isinstance(config, SB3Config):
@@ -84,21 +98,45 @@ class SB3Agent(Agent):
                                transform=c.transform, n_rollouts=c.n_rollouts, device=self.device, seed=seed)
         algo = {"ppo": PPO, "a2c": A2C}[self.ALGO]
         n_steps = c.n_steps or data.max_length
+        if c.policy == "generator":
+            from agents.sb3_policy import GeneratorPolicy
+
+            policy: Any = GeneratorPolicy
+            policy_kwargs: Dict[str, Any] = dict(emb_dim=c.emb_dim, hidden_dim=c.hidden_dim, eos_id=data.eos_id)
+        else:
+            policy, policy_kwargs = "MlpPolicy", dict(features_extractor_class=TokenFeaturesExtractor,
+                                                      features_extractor_kwargs=dict(features_dim=c.features_dim))
         kw: Dict[str, Any] = dict(n_steps=n_steps, learning_rate=c.learning_rate, seed=seed, device=self.device, verbose=0,
-                  policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor,
-                                     features_extractor_kwargs=dict(features_dim=c.features_dim)))
+                                  policy_kwargs=policy_kwargs)
         if self.ALGO == "ppo":
             size = n_steps * c.num_envs  # minibatch: the largest divisor of the rollout <= 256
             kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
         kw.update(c.sb3_kwargs)
-        self.model = algo("MlpPolicy", SB3VecEnv(self.env), **kw)
-        self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
+        self.model = algo(policy, SB3VecEnv(self.env), **kw)
+        self.env = unwrap_token_env(self.model.get_env())  # the same-step view SB3 steps
+        if c.policy == "generator":
+            self._generator: Any = self.model.policy.generator
+        else:
+            self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
+        self.callbacks: List[Any] = []
         self.callback = None
         if isinstance(self.discriminator, torch.nn.Module):  # the no-information controls are never trained
             self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, lr=c.d_lr, batch_size=c.d_batch_size,
                                                                seed=seed)
-            self.callback = DiscriminatorCallback(self.trainer, data.train, data.train_lengths, train_every=c.d_every,
-                                                  k=c.d_epochs, seed=seed)
+            self.callback = DiscriminatorCallback(self.discriminator, trainer=self.trainer, real_tokens=data.train,
+                                                  real_lengths=data.train_lengths, train_every=c.d_every, k=c.d_epochs,
+                                                  seed=seed)
+            self.callback.setup(self.env)
+            self.callbacks.append(self.callback)
+        self.kl = None
+        if c.kl_beta > 0 or c.kl_target is not None:
+            if c.policy != "generator":
+                raise ConfigError("kl_beta and kl_target need policy='generator' (a reference generator to compare with)")
+            from agents.sb3_policy import KLRewardCallback
+            from textgym.rewards import KLController
+
+            self.kl = KLRewardCallback(self._generator, KLController(c.kl_beta, c.kl_target, c.kl_horizon))
+            self.callbacks.append(self.kl)
         self.rollout_steps = n_steps * c.num_envs
 
     @property
@@ -113,7 +151,7 @@ class SB3Agent(Agent):
         if self.model.ep_info_buffer is not None:
             self.model.ep_info_buffer.clear()  # episode statistics of this iteration only
         try:
-            self.model.learn(self.rollout_steps, callback=self.callback, reset_num_timesteps=self.iteration == 0,
+            self.model.learn(self.rollout_steps, callback=self.callbacks, reset_num_timesteps=self.iteration == 0,
                              progress_bar=False)
         except ValueError as exc:  # torch.distributions refusing NaN logits of a diverged policy
             if "nan" in str(exc).lower() or "constraint" in str(exc):
@@ -131,7 +169,35 @@ class SB3Agent(Agent):
                 stats[k.split("/")[1]] = float(v)
         if self.callback is not None:
             stats.update({f"d_{k}": v for k, v in self.callback.last_stats.items()})
+            if "heldout_acc" in self.callback.last_stats:  # the name every adversarial agent logs
+                stats["d_heldout_acc"] = self.callback.last_stats["heldout_acc"]
+                stats["d_heldout_loss"] = self.callback.last_stats["heldout_loss"]
+        if self.kl is not None and self.kl.last_kl is not None:
+            stats.update(kl=self.kl.last_kl, kl_beta=self.kl.controller.beta)
         return stats
+
+    def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
+        """``generator``: an MLE (or adversarial) run's LSTM generator becomes the policy's actor
+        and the KL reference; ``discriminator``: the source run's discriminator weights."""
+        for part in parts:
+            if part == "generator":
+                if self.config.policy != "generator":
+                    raise ValueError("policy='gru' has no generator to warm start; use policy='generator'")
+                if "generator" not in state:
+                    raise ValueError(f"the source run (agent {state.get('agent')!r}) has no LSTM generator to start from")
+                from agents.sb3_policy import load_generator_state
+
+                load_generator_state(self._generator, state["generator"])
+                self.model.policy.encoder.reset()
+                if self.kl is not None:
+                    load_generator_state(self.kl.reference, state["generator"])
+                    self.kl.encoder.reset()
+            elif part == "discriminator":
+                if self.discriminator is None or state.get("discriminator") is None:
+                    raise ValueError("the discriminator cannot be warm started here (no learned discriminator on one side)")
+                self.discriminator.load_state_dict(state["discriminator"])
+            else:
+                raise ValueError(f"unknown part {part!r}; valid: generator, discriminator")
 
     def state_dict(self) -> Dict[str, Any]:
         """Tensors and plain data only (checkpoints are read with ``weights_only=True``): the
@@ -155,6 +221,8 @@ class SB3Agent(Agent):
             # sequences collected since the last retraining (d_every > 1) and the rollout count
             "callback_pending": None if self.callback is None else {
                 "fake": [torch.from_numpy(np.array(x)) for x in self.callback.fake], "rollouts": self.callback.rollouts},
+            "kl": None if self.kl is None else {"reference": self.kl.reference.state_dict(),
+                                                "controller": self.kl.controller.state_dict()},
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -181,6 +249,12 @@ class SB3Agent(Agent):
             pending = state["callback_pending"]
             self.callback.fake = [x.numpy() for x in pending["fake"]]
             self.callback.rollouts = int(pending["rollouts"])
+        if self.kl is not None:
+            self.kl.reference.load_state_dict(state["kl"]["reference"])
+            self.kl.controller.load_state_dict(state["kl"]["controller"])
+            self.kl.encoder.reset()
+        if hasattr(self.model.policy, "encoder"):
+            self.model.policy.encoder.reset()
 
 
 class PPOAgent(SB3Agent):

@@ -108,7 +108,7 @@ def test_discriminator_callback_retrains_and_changes_rewards(small_oracle_data, 
     disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8)
     venv = TokenVecEnv(16, data=small_oracle_data, discriminator=disc, seed=0)
     trainer = discriminators.DiscriminatorTrainer(disc, lr=1e-2, batch_size=32, seed=0)
-    cb = DiscriminatorCallback(trainer, small_oracle_data.train, small_oracle_data.train_lengths, k=2)
+    cb = DiscriminatorCallback(trainer=trainer, real_tokens=small_oracle_data.train, real_lengths=small_oracle_data.train_lengths, k=2)
     probe = small_oracle_data.test[:8]
     before_params = [p.detach().clone() for p in disc.parameters()]
     reward_before = venv.reward_fn._final(probe, torch.full((8,), 6))
@@ -132,7 +132,7 @@ def test_callback_updates_the_mc_rollout_policy(small_oracle_data):
     venv = TokenVecEnv(8, data=small_oracle_data, discriminator=disc, reward="mc", n_rollouts=2, seed=0)
     assert venv.reward_fn.rollout_policy is small_oracle_data.oracle
     trainer = discriminators.DiscriminatorTrainer(disc, batch_size=16, seed=0)
-    cb = DiscriminatorCallback(trainer, small_oracle_data.train, small_oracle_data.train_lengths)
+    cb = DiscriminatorCallback(trainer=trainer, real_tokens=small_oracle_data.train, real_lengths=small_oracle_data.train_lengths)
     model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS)
     model.learn(48, callback=cb)
     policy = venv.reward_fn.rollout_policy

@@ -301,3 +301,55 @@ def make_reward(reward: Union[str, Reward], scorer: Optional[Discriminator] = No
     if reward != "mc" and kwargs:
         raise ValueError(f"options {sorted(kwargs)} apply to reward='mc' only")
     return REWARDS[reward](scorer, transform, **kwargs)
+
+
+# ---------------------------------------------------------------------------- KL shaping
+def kl_shaped(rewards: torch.Tensor, log_probs: torch.Tensor, ref_log_probs: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-token rewards minus the KL penalty to a reference policy:
+
+        r'_t = r_t - β · (log π(x_t | x_<t) - log π_ref(x_t | x_<t))
+
+    rewards, log_probs, ref_log_probs: (N, T) at the sampled tokens (log_probs of the policy
+    that sampled them, so the penalty's mean over samples estimates β · KL(π || π_ref) per token).
+    The penalty is 0 wherever π = π_ref.
+    """
+    if rewards.shape != log_probs.shape or log_probs.shape != ref_log_probs.shape:
+        raise ValueError(f"rewards {tuple(rewards.shape)}, log_probs {tuple(log_probs.shape)} and ref_log_probs "
+                         f"{tuple(ref_log_probs.shape)} must have one shape")
+    return rewards - beta * (log_probs - ref_log_probs)
+
+
+class KLController:
+    """β of a KL penalty: fixed, or adapted toward a target KL as RL4LMs' adaptive controller does.
+
+    With ``target`` set, after each batch of ``n`` tokens whose mean per-token KL estimate is
+    ``kl``: e = clip(kl / target - 1, -0.2, 0.2) and β ← β · (1 + e · n / horizon), so β grows
+    while the policy drifts further than the target and shrinks while it stays closer.
+
+    Args:
+        beta: the (initial) coefficient, >= 0.
+        target: the per-token KL to hold (None: β stays fixed).
+        horizon: tokens over which a 20% error changes β by about 20%.
+    """
+
+    def __init__(self, beta: float, target: Optional[float] = None, horizon: int = 10_000) -> None:
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        if target is not None and target <= 0:
+            raise ValueError(f"target KL must be > 0, got {target}")
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.beta, self.target, self.horizon = float(beta), target, horizon
+
+    def update(self, kl: float, n: int) -> float:
+        """Adapt β after ``n`` tokens of mean KL ``kl``; returns the new β."""
+        if self.target is not None:
+            error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+            self.beta *= 1.0 + error * n / self.horizon
+        return self.beta
+
+    def state_dict(self) -> Dict[str, float]:
+        return {"beta": self.beta}
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        self.beta = float(state["beta"])

@@ -11,7 +11,9 @@ per step.
 """
 from __future__ import annotations
 
+import copy
 import time
+import warnings
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -40,20 +42,37 @@ def unwrap_token_env(env: Any) -> TokenVecEnv:
     return seen
 
 
+def same_step_view(env: TokenVecEnv) -> TokenVecEnv:
+    """A same-step-autoreset copy of ``env`` sharing its data and reward, with its own state."""
+    view = copy.copy(env)
+    view.autoreset_mode = AutoresetMode.SAME_STEP
+    view.metadata = {**env.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+    view.tokens, view.lengths, view._finished = env.tokens.clone(), env.lengths.clone(), env._finished.clone()
+    view.rng = torch.Generator(device=env.device)
+    view.rng.set_state(env.rng.get_state())
+    return view
+
+
 class SB3VecEnv(VecEnv):
     """Stable-Baselines3 ``VecEnv`` over a :class:`TokenVecEnv`.
 
-    SB3 semantics: same-step autoreset (the wrapped env is switched to SAME_STEP), the
-    finished sequence in ``infos[i]["terminal_observation"]``, episode statistics in
-    ``infos[i]["episode"] = {"r", "l", "t"}`` (do not add a VecMonitor as well),
-    ``dones = terminated | truncated``, and ``action_masks()`` for MaskablePPO.
-    Observations are ``(N, max_length)`` int64 numpy arrays padded with ``vocab_size``.
+    SB3 semantics: same-step autoreset, the finished sequence in
+    ``infos[i]["terminal_observation"]``, episode statistics in ``infos[i]["episode"] = {"r",
+    "l", "t"}`` (do not add a VecMonitor as well), ``dones = terminated | truncated``, and
+    ``action_masks()`` for MaskablePPO. Observations are ``(N, max_length)`` int64 numpy arrays
+    padded with ``vocab_size``.
+
+    The env given is never modified: an env already in same-step mode is used as it is; any
+    other gets a same-step *view* (``self.token_env``), a shallow copy that shares its data,
+    reward and discriminator but has its own sequences and random stream (a copy of the env's
+    current one), so other holders of the env see neither a mode change nor these steps.
     """
 
     def __init__(self, vector_env: Any) -> None:
-        self.token_env = env = unwrap_token_env(vector_env)
-        env.autoreset_mode = AutoresetMode.SAME_STEP
-        env.metadata = {**env.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+        env = unwrap_token_env(vector_env)
+        if env.autoreset_mode != AutoresetMode.SAME_STEP:
+            env = same_step_view(env)
+        self.token_env = env
         self.render_mode = None
         self._actions: Optional[np.ndarray] = None
         self._returns = torch.zeros(env.num_envs, device=env.device)
@@ -217,37 +236,90 @@ class SB3PolicyGenerator:
 
 
 class DiscriminatorCallback(BaseCallback):
-    """Retrains the env's discriminator during Stable-Baselines3 training.
+    """Retrains the env's discriminator during Stable-Baselines3 training; no wiring needed.
 
-    During each rollout it collects the sequences that finish (``terminal_observation``);
-    every ``train_every`` rollouts it trains the discriminator with ``trainer`` on them
-    (fake) against as many real sequences sampled from ``real_tokens``, logs the trainer's
-    statistics under ``discriminator/`` (so to TensorBoard when SB3 logs there) and, since the
-    env's reward holds the same discriminator object, the next rollout's rewards change.
-    With an MC reward, ``rollout_policy`` (default: the SB3 policy itself, through
-    :class:`SB3PolicyGenerator`) replaces the reward's rollout policy after each retraining.
+    ``DiscriminatorCallback()`` takes, when training starts, the discriminator of the env's
+    reward, a ``discriminators.DiscriminatorTrainer`` with its defaults and the env's real
+    training sequences; each can be given instead. During each rollout the callback collects
+    the sequences that finish (``terminal_observation``); every ``train_every`` rollouts it
+
+    1. scores them (fresh samples of the current policy, never trained on) against
+       ``heldout`` real sequences the discriminator never trains on (the data's test set, else
+       the last training sequences, then kept out of training): ``heldout_acc`` (balanced
+       accuracy, 0.5 = no information) and ``heldout_loss``;
+    2. trains the discriminator on them (fake) against as many real sequences;
+
+    and logs both under ``discriminator/`` (to TensorBoard when SB3 logs there). The env's
+    reward holds the same discriminator object, so the next rollout's rewards change. With an
+    MC reward, the SB3 policy (through :class:`SB3PolicyGenerator`) becomes the reward's
+    rollout policy after each retraining (``update_rollout_policy``).
 
     Args:
-        trainer: a ``discriminators.DiscriminatorTrainer`` (``step(real, real_len, fake, fake_len, k)``).
-        real_tokens, real_lengths: (M, T) real sequences padded with the pad id, (M,).
+        discriminator: the model to train (default: the env's; it must be the one the reward uses
+            for the rewards to change).
+        trainer: a ``DiscriminatorTrainer`` (``step(real, real_len, fake, fake_len, k)``; default:
+            one for ``discriminator`` with the trainer's defaults, seeded by ``seed``).
+        real_tokens, real_lengths: (M, T) real sequences padded with the pad id, (M,) (default:
+            the env data's training set, less the held-out ones).
         train_every: retrain every this many rollouts.
         k: the trainer's ``k`` per retraining.
         min_fake: skip retraining while fewer finished sequences were collected.
-        seed: seeds the draw of real sequences.
+        heldout: held-out real sequences for ``heldout_acc`` (0: no held-out evaluation).
+        seed: seeds the default trainer and the draw of real sequences.
     """
 
-    def __init__(self, trainer: Any, real_tokens: torch.Tensor, real_lengths: torch.Tensor, *, train_every: int = 1,
-                 k: int = 1, min_fake: int = 1, update_rollout_policy: bool = True, seed: int = 0, verbose: int = 0) -> None:
+    def __init__(self, discriminator: Any = None, *, trainer: Any = None, real_tokens: Optional[torch.Tensor] = None,
+                 real_lengths: Optional[torch.Tensor] = None, train_every: int = 1, k: int = 1, min_fake: int = 1,
+                 update_rollout_policy: bool = True, heldout: int = 1000, seed: int = 0, verbose: int = 0) -> None:
         super().__init__(verbose)
         if train_every < 1:
             raise ValueError(f"train_every must be >= 1, got {train_every}")
-        self.trainer, self.real_tokens, self.real_lengths = trainer, real_tokens, real_lengths
-        self.train_every, self.k, self.min_fake = train_every, k, min_fake
+        if (real_tokens is None) != (real_lengths is None):
+            raise ValueError("give real_tokens and real_lengths together (or neither: the env's training data)")
+        if heldout < 0:
+            raise ValueError(f"heldout must be >= 0, got {heldout}")
+        self.discriminator, self.trainer = discriminator, trainer
+        self.real_tokens, self.real_lengths = real_tokens, real_lengths
+        self.train_every, self.k, self.min_fake, self.n_heldout = train_every, k, min_fake, heldout
         self.update_rollout_policy = update_rollout_policy
+        self.seed = seed
         self.rng = torch.Generator().manual_seed(seed)
+        self.heldout_real: Optional[tuple] = None
         self.fake: List[np.ndarray] = []
         self.rollouts = 0
         self.last_stats: Dict[str, float] = {}
+
+    def _init_callback(self) -> None:
+        self.setup(unwrap_token_env(self.training_env))
+
+    def setup(self, env: TokenVecEnv) -> None:
+        """Fill in the defaults from ``env`` (called when training starts; idempotent)."""
+        if self.discriminator is None:
+            self.discriminator = self.trainer.discriminator if self.trainer is not None else env.scorer
+        if not isinstance(self.discriminator, nn.Module):
+            raise ValueError(f"the env's reward scores with {type(self.discriminator).__name__}, which is not a "
+                             "trainable discriminator; make the env with a discriminators registry name or model")
+        if self.discriminator is not env.scorer:
+            warnings.warn("DiscriminatorCallback trains a discriminator that is not the env's: the rewards will not "
+                          "change", RuntimeWarning, stacklevel=2)
+        if self.trainer is None:
+            import discriminators
+
+            self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, seed=self.seed)
+        if self.real_tokens is None or self.heldout_real is None:
+            data = env.data
+            test = getattr(data, "test", None)
+            train_t, train_l = data.train, data.train_lengths
+            if self.n_heldout and test is not None:
+                n = min(self.n_heldout, len(test))
+                assert data.test_lengths is not None
+                self.heldout_real = (test[:n], data.test_lengths[:n])
+            elif self.n_heldout and self.real_tokens is None:
+                n = min(self.n_heldout, len(train_t) // 5)
+                self.heldout_real = (train_t[len(train_t) - n :], train_l[len(train_t) - n :])
+                train_t, train_l = train_t[: len(train_t) - n], train_l[: len(train_t) - n]
+            if self.real_tokens is None:
+                self.real_tokens, self.real_lengths = train_t, train_l
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
@@ -260,14 +332,23 @@ class DiscriminatorCallback(BaseCallback):
         if self.rollouts % self.train_every or len(self.fake) < self.min_fake:
             return
         env = unwrap_token_env(self.training_env)
+        assert self.real_tokens is not None and self.real_lengths is not None
         fake = torch.as_tensor(np.stack(self.fake), device=env.device)
         self.fake = []
         fake_len = (fake != env.pad_id).sum(1)
+        stats: Dict[str, float] = {}
+        if self.heldout_real is not None:
+            from discriminators import evaluate
+
+            real, real_len = self.heldout_real
+            out = evaluate(self.discriminator, real.to(env.device), real_len.to(env.device), fake, fake_len)
+            stats.update(heldout_acc=float(out["balanced_acc"]), heldout_loss=float(out["loss"]))
         idx = torch.randint(len(self.real_tokens), (len(fake),), generator=self.rng)
-        stats = self.trainer.step(self.real_tokens[idx].to(env.device), self.real_lengths[idx].to(env.device),
-                                  fake, fake_len, k=self.k)
-        self.last_stats = {k: float(v) for k, v in dict(stats).items() if isinstance(v, (int, float)) or torch.is_tensor(v)}
-        for k, v in self.last_stats.items():
+        trained = self.trainer.step(self.real_tokens[idx].to(env.device), self.real_lengths[idx].to(env.device),
+                                    fake, fake_len, k=self.k)
+        stats.update({k: float(v) for k, v in dict(trained).items() if isinstance(v, (int, float)) or torch.is_tensor(v)})
+        self.last_stats = stats
+        for k, v in stats.items():
             self.logger.record(f"discriminator/{k}", v)
         reward = env.reward_fn
         if self.update_rollout_policy and isinstance(reward, MCReward):

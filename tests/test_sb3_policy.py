@@ -1,0 +1,262 @@
+"""textgym's generator as an SB3 policy, the KL-shaped reward, the discriminator callback with
+defaults, and SB3VecEnv leaving the env it wraps untouched."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+import agents
+from agents.generator import Generator
+from agents.sb3_policy import GeneratorPolicy, KLRewardCallback, PrefixEncoder, generator_policy_kwargs, grouped_hidden
+from textgym import TokenVecEnv
+from textgym.rewards import KLController, kl_shaped
+from textgym.sb3 import DiscriminatorCallback, SB3VecEnv
+
+V, L = 50, 6
+
+
+def trained_generator(data, seed=0) -> Generator:
+    """A generator with a few MLE steps (not the init), so that its probabilities are distinct."""
+    g = Generator(V, L, seed=seed)
+    opt = torch.optim.Adam(g.parameters(), lr=0.05)
+    for _ in range(20):
+        loss = -g.log_probs(data.train[:128]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return g
+
+
+def prefixes_of(seqs: torch.Tensor):
+    """Every (prefix, next token) pair of complete sequences (N, L): obs (N·L, L) padded, actions (N·L,)."""
+    obs, actions = [], []
+    for row in seqs:
+        for t in range(L):
+            p = torch.full((L,), V)
+            p[:t] = row[:t]
+            obs.append(p)
+            actions.append(row[t])
+    return torch.stack(obs), torch.stack(actions)
+
+
+def make_policy(data, gen):
+    env = SB3VecEnv(TokenVecEnv(4, data=data, discriminator="oracle", seed=0))
+    model = PPO(GeneratorPolicy, env, n_steps=L, batch_size=24, seed=0,
+                policy_kwargs=generator_policy_kwargs(gen.state_dict()))
+    return model
+
+
+def test_policy_log_probs_equal_the_generators_on_every_path(small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    policy = make_policy(small_oracle_data, gen).policy
+    seqs = small_oracle_data.test[:8]
+    obs, actions = prefixes_of(seqs)
+    expected = gen.log_probs(seqs).detach().reshape(-1)
+    perm = torch.randperm(len(obs), generator=torch.Generator().manual_seed(0))  # a shuffled minibatch, as PPO's
+    _, lp, ent = policy.evaluate_actions(obs[perm].float(), actions[perm])  # grouped teacher forcing, with gradient
+    torch.testing.assert_close(lp.detach(), expected[perm], rtol=1e-5, atol=1e-5)
+    assert lp.requires_grad and torch.all(ent > 0)
+    with torch.no_grad():  # acting: the cached, step-by-step path, one prefix length per call
+        for t in range(L):
+            rows = torch.arange(t, len(obs), L)
+            _, _, lp_t = policy(obs[rows].float())
+            dist = policy.get_distribution(obs[rows].float())
+            torch.testing.assert_close(dist.log_prob(actions[rows]), expected[rows], rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_and_cached_states_equal_a_fresh_encoding(small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    seqs = small_oracle_data.test[:5]
+    obs, _ = prefixes_of(seqs)
+    obs = torch.cat([obs, obs[:7]])  # duplicates share a representative too
+    lengths = (obs != V).sum(1)
+    fresh = torch.stack([gen._hidden(o[None])[0, n] for o, n in zip(obs, lengths, strict=True)])
+    torch.testing.assert_close(grouped_hidden(gen, obs, lengths).detach(), fresh.detach(), rtol=1e-5, atol=1e-6)
+    enc = PrefixEncoder(gen)
+    for t in range(L):  # an episode step by step (incremental), then a jump (fresh encoding)
+        rows = torch.arange(t, 5 * L, L)
+        h, _ = enc.encode(obs[rows], lengths[rows])
+        torch.testing.assert_close(h, fresh[rows].detach(), rtol=1e-5, atol=1e-6)
+    h, _ = enc.encode(obs[:5], lengths[:5])
+    torch.testing.assert_close(h, fresh[:5].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_policy_loaded_from_an_mle_run_samples_that_generators_distribution(tmp_path, small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    state = {"agent": "mle", "iteration": 1, "generator": gen.state_dict()}
+    policy = make_policy(small_oracle_data, Generator(V, L)).policy  # a fresh policy, then loaded
+    kwargs = generator_policy_kwargs(state)
+    assert kwargs["emb_dim"] == 32 and kwargs["hidden_dim"] == 32
+    policy.generator.load_state_dict(kwargs["generator_state"])
+    empty = torch.full((20000, L), float(V))
+    with torch.no_grad():
+        dist = policy.get_distribution(empty[:1])
+        probs = dist.log_p.exp()[0]
+        torch.testing.assert_close(probs, torch.softmax(gen(torch.zeros(1, L, dtype=torch.long))[0][0, 0], -1),
+                                   rtol=1e-5, atol=1e-7)
+        torch.manual_seed(0)
+        first = policy.get_distribution(empty).sample()
+    freq = torch.bincount(first, minlength=V).float() / len(first)
+    assert (freq - probs).abs().max() < 4 * math.sqrt(probs.max() / len(first)) + 1e-3
+
+
+def test_kl_shaped_reward_is_the_hand_computation_and_zero_for_the_reference():
+    r = torch.tensor([[1.0, 0.0], [0.5, 2.0]])
+    lp = torch.tensor([[-1.0, -2.0], [-0.5, -3.0]])
+    ref = torch.tensor([[-1.5, -2.0], [-0.1, -1.0]])
+    torch.testing.assert_close(kl_shaped(r, lp, ref, 0.2), torch.tensor([[0.9, 0.0], [0.58, 2.4]]))
+    torch.testing.assert_close(kl_shaped(r, lp, lp, 0.7), r)
+    with pytest.raises(ValueError, match="one shape"):
+        kl_shaped(r, lp[:1], ref, 0.1)
+
+
+def test_adaptive_controller_moves_beta_toward_its_target():
+    c = KLController(0.1, target=0.05, horizon=1000)
+    betas = [c.update(0.2, 100) for _ in range(5)]  # KL above target: β grows by at most 2% per 100 tokens
+    assert betas[0] == pytest.approx(0.1 * 1.02) and all(b2 > b1 for b1, b2 in zip(betas, betas[1:], strict=False))
+    c2 = KLController(0.1, target=0.05, horizon=1000)
+    assert c2.update(0.01, 100) < 0.1 and c2.update(0.05, 100) == pytest.approx(c2.beta)
+    fixed = KLController(0.3)
+    assert fixed.update(10.0, 10**6) == 0.3
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        KLController(-1.0)
+
+
+class Recorder(BaseCallback):
+    """Copies of each step's rewards, actions, log-probs and observations as SB3 holds them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list = []
+
+    def _on_step(self) -> bool:
+        loc = self.locals
+        self.steps.append((loc["rewards"].copy(), loc["actions"].copy(), loc["log_probs"].clone(), loc["obs_tensor"].clone()))
+        return True
+
+
+def test_kl_callback_shapes_each_reward_by_the_hand_computation(small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    model = make_policy(small_oracle_data, gen)
+    reference = copy.deepcopy(gen)
+    kl = KLRewardCallback(model.policy.generator, KLController(0.5))
+    raw, shaped = Recorder(), Recorder()
+    model.learn(4 * L, callback=CallbackList([raw, kl, shaped]))  # collected before any update: π = π_ref
+    assert kl.last_kl == pytest.approx(0.0, abs=1e-6)
+    for (r0, *_), (r1, *_) in zip(raw.steps, shaped.steps, strict=True):
+        np.testing.assert_allclose(r1, r0, atol=1e-6)
+    raw.steps, shaped.steps = [], []
+    model.learn(4 * L * 4, callback=CallbackList([raw, kl, shaped]), reset_num_timesteps=False)
+    for (r0, actions, lp, obs), (r1, *_) in zip(raw.steps, shaped.steps, strict=True):
+        tokens = obs.round().long()
+        lengths = (tokens != V).sum(1)
+        ref_lp = torch.log_softmax(reference(tokens)[0], -1)[torch.arange(4), lengths, torch.as_tensor(actions).long()]
+        np.testing.assert_allclose(r1, r0 - 0.5 * (lp - ref_lp).detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert any(not np.allclose(a[0], b[0]) for a, b in zip(raw.steps, shaped.steps, strict=True))
+
+
+def test_ppo_and_a2c_train_the_generator_policy(small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    env = SB3VecEnv(TokenVecEnv(16, data=small_oracle_data, discriminator="oracle", seed=0))
+    for algo in (PPO, A2C):
+        model = algo(GeneratorPolicy, env, n_steps=L, seed=0, policy_kwargs=generator_policy_kwargs(gen.state_dict()))
+        before = copy.deepcopy(model.policy.generator.state_dict())
+        model.learn(16 * L * 2)
+        assert any(not torch.equal(before[k], v) for k, v in model.policy.generator.state_dict().items())
+
+
+def test_discriminator_callback_with_defaults_trains_the_envs_discriminator(small_oracle_data, tmp_path):
+    import discriminators
+    from stable_baselines3.common.logger import configure
+
+    torch.manual_seed(0)
+    disc = discriminators.make("rnn", vocab_size=V, max_length=L, hidden=16, emb_dim=8)
+    venv = TokenVecEnv(16, data=small_oracle_data, discriminator=disc, seed=0)
+    probe = small_oracle_data.test[:8]
+    before = venv.reward_fn._final(probe, torch.full((8,), L)).clone()
+    model = PPO(GeneratorPolicy, SB3VecEnv(venv), n_steps=L, batch_size=48, seed=0)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    cb = DiscriminatorCallback()
+    model.learn(16 * L * 2, callback=cb)
+    assert cb.discriminator is disc and cb.rollouts == 2
+    assert 0.0 <= cb.last_stats["heldout_acc"] <= 1.0 and math.isfinite(cb.last_stats["heldout_loss"])
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"discriminator/heldout_acc", "discriminator/loss"} <= set(header)
+    assert not torch.allclose(before, venv.reward_fn._final(probe, torch.full((8,), L)))
+    with pytest.raises(ValueError, match="not a trainable discriminator"):
+        PPO(GeneratorPolicy, SB3VecEnv(TokenVecEnv(4, data=small_oracle_data, discriminator="oracle")),
+            n_steps=L, batch_size=24).learn(4 * L, callback=DiscriminatorCallback())
+
+
+def test_wrapping_leaves_the_env_unchanged(small_oracle_data):
+    env = TokenVecEnv(3, data=small_oracle_data, seed=0)
+    env.reset(seed=0)
+    env.step(np.array([1, 2, 3]))
+    tokens = env.tokens.clone()
+    wrapped = SB3VecEnv(env)
+    assert env.autoreset_mode == AutoresetMode.NEXT_STEP and env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert wrapped.token_env is not env and wrapped.token_env.autoreset_mode == AutoresetMode.SAME_STEP
+    assert wrapped.token_env.scorer is env.scorer  # the same reward and discriminator
+    wrapped.reset()
+    for _ in range(L):
+        wrapped.step(np.array([4, 5, 6]))
+    assert torch.equal(env.tokens, tokens)  # the original's sequences did not move
+    same = TokenVecEnv(2, data=small_oracle_data, autoreset_mode="same_step")
+    assert SB3VecEnv(same).token_env is same
+
+
+def test_train_py_ppo_starts_from_an_mle_run(tmp_path, small_oracle_data, oracle_data):
+    import train
+
+    assert train.main(["--agent", "mle", "--budget", "smoke", "--out", str(tmp_path / "mle"), "--quiet"]) == 0
+    assert train.main(["--agent", "ppo", "--budget", "smoke", "--discriminator", "oracle", "--kl-beta", "0.1",
+                       "--init-from", str(tmp_path / "mle"), "--stop-after", "1", "--out", str(tmp_path / "ppo"),
+                       "--quiet"]) == 0
+    first = json.loads((tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()[0])
+    mle = json.loads((tmp_path / "mle" / "summary.json").read_text())["metrics"]
+    assert first["nll_test"] == pytest.approx(mle["nll_test"], rel=1e-6)  # the policy is the MLE generator
+    rows = [json.loads(x) for x in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[1]["kl_beta"] == 0.1
+    a = agents.make("ppo", oracle_data, {"discriminator": "oracle", "policy": "gru"})
+    with pytest.raises(ValueError, match="policy='gru' has no generator"):
+        a.warm_start({"generator": {}})
+
+
+def test_cached_states_do_not_outlive_an_update(small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    model = make_policy(small_oracle_data, gen)
+    policy = model.policy
+    obs, actions = prefixes_of(small_oracle_data.test[:4])
+    rows = torch.arange(3, len(obs), L)
+    with torch.no_grad():
+        policy.get_distribution(obs[rows].float())  # fills the cache
+    policy.set_training_mode(True)  # an update, as PPO.train makes it
+    _, lp, _ = policy.evaluate_actions(obs.float(), actions)
+    policy.optimizer.zero_grad()
+    (-lp.mean()).backward()
+    policy.optimizer.step()
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        after = policy.get_distribution(obs[rows].float()).log_prob(actions[rows])
+    expected = policy.generator.log_probs(small_oracle_data.test[:4]).detach()[:, 3]
+    torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_policy_kwargs_from_an_mle_run_folder(tmp_path, oracle_data):
+    import train
+
+    assert train.main(["--agent", "mle", "--budget", "smoke", "--out", str(tmp_path / "mle"), "--quiet"]) == 0
+    kwargs = generator_policy_kwargs(tmp_path / "mle")
+    mle = agents.make("mle", oracle_data)
+    mle.generator.load_state_dict(kwargs["generator_state"])  # the run's generator, with its sizes
+    assert kwargs["emb_dim"] == mle.config.emb_dim and kwargs["hidden_dim"] == mle.config.hidden_dim
+    with pytest.raises(ValueError, match="no generator file"):
+        generator_policy_kwargs(tmp_path / "nothing")
