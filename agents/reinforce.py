@@ -10,6 +10,11 @@ there is one implementation of each reward mode, and takes one policy-gradient s
                                                               rollout estimate is the return)
     R_{i,t}  = Σ_{s=t}^{L_i-1} γ^{s-t} r_{i,s}               reward='dense' or 'terminal'
                                                               (terminal: r only at s = L_i - 1)
+    R_{i,t} -= β Σ_{s=t}^{L_i-1} γ^{s-t} k_{i,s}             KL shaping (kl_beta > 0): k = log p_θ -
+                                                              log p_ref at the sampled tokens, p_ref
+                                                              the generator when adversarial steps
+                                                              begin (textgym.rewards.kl_shaped per
+                                                              token, then discounted)
     A_{i,t}  = R_{i,t} - b                                    baseline b: none (0), mean (batch
                                                               mean of R), ema (b ← d·b + (1-d)·mean R,
                                                               updated before use, as ScratchGAN)
@@ -38,18 +43,19 @@ The schedule (MLE, discriminator pretraining, adversarial steps) and the discrim
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Literal, Optional
 
 import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, discounted_returns, maligan_scorer, resolve_transform
-from agents.config import SEQGAN, SIZE, at_least, param, unit
+from agents.config import SEQGAN, SIZE, at_least, nonnegative, param, unit
 from agents.generator import RolloutCopy
 from agents.mle import check_finite
 from textgym import scorers
 from textgym.masks import length_mask, masked_mean
-from textgym.rewards import DenseReward, MCReward, make_reward
+from textgym.rewards import DenseReward, KLController, MCReward, kl_shaped, make_reward
 
 
 def terminal_rewards(final: torch.Tensor, lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -79,6 +85,11 @@ class ReinforceConfig(AdversarialConfig):
     rollout_update: Literal["mix", "hard"] = param("mix", "rollout policy rule: mix (above) or hard (beta <- theta "
                                                           "every rollout_every updates)", source=SEQGAN)
     rollout_every: int = param(1, "period of rollout_update='hard'", check=at_least(1))
+    kl_beta: float = param(0.0, "β of the per-token KL penalty to the generator at the adversarial start (0: none)",
+                           check=nonnegative)
+    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds (None: β stays kl_beta)",
+                                       check=at_least(1e-12))
+    kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
 
 
 class ReinforceAgent(AdversarialAgent):
@@ -96,6 +107,10 @@ class ReinforceAgent(AdversarialAgent):
         self.rollout_copy: Optional[RolloutCopy] = None
         if c.reward == "mc":
             self.rollout_copy = RolloutCopy(self._generator, c.rollout_rate, c.rollout_update, c.rollout_every)
+        self.kl: Optional[KLController] = None
+        self.kl_reference: Optional[torch.nn.Module] = None  # a frozen copy of the generator, set when adversarial steps begin
+        if c.kl_beta > 0 or c.kl_target is not None:
+            self.kl = KLController(c.kl_beta, c.kl_target, c.kl_horizon)
 
     def reward_transform(self) -> Any:
         """The transform applied to scorer outputs (identity in oracle mode)."""
@@ -146,8 +161,11 @@ class ReinforceAgent(AdversarialAgent):
 
     # ------------------------------------------------------------------ one update
     def adversarial_step(self) -> Dict[str, float]:
-        if self.rollout_copy is not None and self.iteration == self.adv_start:
-            self.rollout_copy.sync(self._generator)             # Algorithm 1, line 3: β ← θ after pretraining
+        if self.iteration == self.adv_start:
+            if self.rollout_copy is not None:
+                self.rollout_copy.sync(self._generator)         # Algorithm 1, line 3: β ← θ after pretraining
+            if self.kl is not None:
+                self.kl_reference = copy.deepcopy(self._generator).requires_grad_(False)
         return super().adversarial_step()
 
     def generator_step(self) -> Dict[str, float]:
@@ -157,9 +175,19 @@ class ReinforceAgent(AdversarialAgent):
         )
         mask = length_mask(lengths, T)
         R = self.returns(tokens, lengths)                       # (N, T)
+        lp = gen.log_probs(tokens)                              # log p_θ(x_{i,t} | x_{i,<t})
+        kl_stats: Dict[str, float] = {}
+        if self.kl is not None and self.kl_reference is not None:
+            with torch.no_grad():
+                ref = self.kl_reference.log_probs(tokens)
+            zero = torch.zeros_like(R)
+            penalty = kl_shaped(zero, lp.detach(), ref, self.kl.beta) * mask   # -β k_{i,t}
+            R = R + discounted_returns(penalty, lengths, self.config.gamma)
+            kl = float(masked_mean(lp.detach() - ref, mask))
+            kl_stats = {"kl": kl, "kl_beta": self.kl.beta}
+            self.kl.update(kl, int(mask.sum()))
         b = self.baseline(R, mask)
         A = R - b                                               # A_{i,t} = R_{i,t} - b
-        lp = gen.log_probs(tokens)                              # log p_θ(x_{i,t} | x_{i,<t})
         loss = -masked_mean(A * lp, mask)                       # - Σ A log p / Σ L_i
         g_loss = self.optimizer_step(self.gen_opt, loss, "g_loss")
         self.g_updates += 1
@@ -170,6 +198,7 @@ class ReinforceAgent(AdversarialAgent):
             "reward": check_finite(masked_mean(R, mask), "reward", self.iteration),
             "baseline": b,
             "sample_length": float(lengths.float().mean()),
+            **kl_stats,
         }
 
     def state_dict(self) -> Dict[str, Any]:
@@ -178,6 +207,9 @@ class ReinforceAgent(AdversarialAgent):
         state["g_updates"] = self.g_updates
         if self.rollout_copy is not None:
             state["rollout_copy"] = self.rollout_copy.state_dict()
+        if self.kl is not None:
+            state["kl"] = {"controller": self.kl.state_dict(),
+                           "reference": None if self.kl_reference is None else self.kl_reference.state_dict()}
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -186,6 +218,11 @@ class ReinforceAgent(AdversarialAgent):
         self.g_updates = int(state["g_updates"])
         if self.rollout_copy is not None:
             self.rollout_copy.load_state_dict(state["rollout_copy"])
+        if self.kl is not None:
+            self.kl.load_state_dict(state["kl"]["controller"])
+            if state["kl"]["reference"] is not None:
+                self.kl_reference = copy.deepcopy(self._generator).requires_grad_(False)
+                self.kl_reference.load_state_dict(state["kl"]["reference"])
 
 
 # ---------------------------------------------------------------------- MaliGAN-basic

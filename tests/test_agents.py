@@ -535,3 +535,22 @@ def test_mle_iteration_updates_and_early_stopping_refusals(tiny):
         agents.make("mle", tiny, dict(patience=2), seed=0)
     with pytest.raises(agents.ConfigError, match="leaves no training sequences"):
         agents.make("mle", tiny, dict(val_size=500, patience=1), seed=0)
+
+
+def test_kl_shaping_starts_at_zero_and_resumes_exactly(tiny):
+    cfg = tiny_config(discriminator="oracle", adv_steps=6, kl_beta=0.5, kl_target=0.01, kl_horizon=100, gen_lr=0.05,
+                      reward="terminal", baseline="mean")
+    a = make("reinforce", tiny, cfg, seed=3)
+    while a.iteration < a.adv_start:
+        a.train_iteration()
+    first = a.train_iteration()
+    assert first["kl"] == pytest.approx(0.0, abs=1e-6) and first["kl_beta"] == 0.5  # π = π_ref at the start
+    assert gen_state_equal(a.kl_reference, make("reinforce", tiny, cfg, seed=3).generator) is False
+    state = copy.deepcopy(a.state_dict())
+    rest = [a.train_iteration() for _ in range(3)]
+    assert rest[-1]["kl"] != 0 and rest[-1]["kl_beta"] != 0.5  # the adaptive β moved
+    b = make("reinforce", tiny, cfg, seed=3)
+    b.load_state_dict(state)
+    assert [b.train_iteration() for _ in range(3)] == rest
+    with pytest.raises(agents.ConfigError, match="kl_beta"):
+        make("reinforce", tiny, tiny_config(kl_beta=-1.0))
