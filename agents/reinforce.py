@@ -51,7 +51,7 @@ import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, discounted_returns, maligan_scorer, resolve_transform
 from agents.config import SEQGAN, SIZE, at_least, nonnegative, param, unit
-from agents.generator import RolloutCopy
+from agents.generator import Generator, RolloutCopy
 from agents.mle import check_finite
 from textgym import scorers
 from textgym.masks import length_mask, masked_mean
@@ -108,7 +108,7 @@ class ReinforceAgent(AdversarialAgent):
         if c.reward == "mc":
             self.rollout_copy = RolloutCopy(self._generator, c.rollout_rate, c.rollout_update, c.rollout_every)
         self.kl: Optional[KLController] = None
-        self.kl_reference: Optional[torch.nn.Module] = None  # a frozen copy of the generator, set when adversarial steps begin
+        self.kl_reference: Optional[Generator] = None  # a frozen copy of the generator, set when adversarial steps begin
         if c.kl_beta > 0 or c.kl_target is not None:
             self.kl = KLController(c.kl_beta, c.kl_target, c.kl_horizon)
 
