@@ -50,6 +50,7 @@ def test_tiny_study_writes_every_output(finished):
     report = (out / "report.md").read_text()
     for key in CELLS:
         assert f"| {key} | {key.replace('rnn', 'constant')} |" in report and f"| {key} | mle +2 updates |" in report
+        assert f"| {key} | mle start |" in report
     assert "## Reading" in report
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert plots == sorted([f"{kind}-{Cell(k, 'cell', '', (), 0).folder_name}.png" for k in CELLS for kind in ("curves", "frontier")])

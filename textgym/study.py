@@ -34,7 +34,7 @@ frontier (NLL-oracle against NLL-test on the oracle, BLEU-4 against Self-BLEU-4 
 compared with :func:`textgym.metrics.compare_frontiers`.
 
 Statistics over seeds (:mod:`textgym.stats`): mean ± sd, and each cell's difference from its
-control and from the MLE control as the mean paired difference (cells and controls of a seed
+control, from the MLE control and from the MLE start as the mean paired difference (runs of a seed
 share the start and the evaluation samples) with a 95% t-interval; an interval that excludes 0
 is marked as distinguishable from noise.
 
@@ -528,7 +528,7 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
         if first["role"] != "cell":
             continue
         entry: Dict[str, Any] = {"key": key}
-        for label, ref_key in (("control", first["control"]), ("mle", first["mle_control"])):
+        for label, ref_key in (("control", first["control"]), ("mle", first["mle_control"]), ("start", START_KEY)):
             ref = by_key.get(ref_key, {})
             seeds = sorted(set(runs) & set(ref))
             diffs: Dict[str, Any] = {}
@@ -599,7 +599,7 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
     lines += ["| cell | against | " + " | ".join(m.replace("_", "-") for m in compared) + " | frontier | frontier area |",
               "|---|---|" + "---:|" * len(compared) + "---|---:|"]
     for comp in analysis["comparisons"]:
-        for label in ("control", "mle"):
+        for label in ("control", "mle", "start"):
             c = comp[label]
             fr = c["frontier"] or {}
             lines.append(f"| {comp['key']} | {c['key']} | " + " | ".join(_fmt_ci(c["differences"].get(m)) for m in compared)
@@ -620,25 +620,28 @@ def reading(analysis: Dict[str, Any], oracle: bool) -> List[str]:
     out: List[str] = []
     winners = []
     for comp in analysis["comparisons"]:
-        ctrl, mle = comp["control"], comp["mle"]
+        ctrl = comp["control"]
         vs_ctrl = _better(q, ctrl["differences"].get(q, {}))
-        vs_mle_frontier = (mle["frontier"] or {}).get("verdict")
-        area = (mle["frontier"] or {}).get("area") or {}
-        ctrl_area = (ctrl["frontier"] or {}).get("area") or {}
-        desc = (f"`{comp['key']}`: {q.replace('_', '-')} vs its no-information control {_fmt_ci(ctrl['differences'].get(q))}, "
-                f"frontier vs control {(ctrl['frontier'] or {}).get('verdict', '–')} (area {_fmt_ci(ctrl_area)}), "
-                f"frontier vs MLE {vs_mle_frontier or '–'} (area {_fmt_ci(area)})")
-        if vs_ctrl and vs_mle_frontier == "dominates" and area.get("low", 0) > 0:
+        fronts = {label: comp[label]["frontier"] or {} for label in ("control", "mle", "start")}
+        names = (("control", "control"), ("mle", "MLE control"), ("start", "MLE start"))
+        verdicts = ", ".join(f"{name} {fronts[label].get('verdict', '–')} (area {_fmt_ci(fronts[label].get('area'))})"
+                             for label, name in names)
+        desc = (f"`{comp['key']}`: {q.replace('_', '-')} vs its no-information control "
+                f"{_fmt_ci(ctrl['differences'].get(q))}; frontier vs {verdicts}")
+        beats_mle = all(fronts[label].get("verdict") == "dominates" and (fronts[label].get("area") or {}).get("low", 0) > 0
+                        for label in ("mle", "start"))
+        if vs_ctrl and beats_mle:
             winners.append(desc)
         elif vs_ctrl:
             out.append(f"- Beats its control but not MLE's frontier: {desc}.")
         elif vs_ctrl is False:
             out.append(f"- Worse than its own no-information control: {desc}.")
     if winners:
-        out = [f"- **Beats its no-information control and MLE's frontier:** {w}." for w in winners] + out
+        out = [f"- **Beats its no-information control and MLE's frontier** (both the MLE control and the MLE "
+               f"start): {w}." for w in winners] + out
     else:
-        out.insert(0, "- **No cell beats both its no-information control and MLE's frontier** with intervals that "
-                      "exclude 0.")
+        out.insert(0, "- **No cell beats both its no-information control and MLE's frontier** (the MLE control's and "
+                      "the MLE start's) with intervals that exclude 0.")
     unclear = [c["key"] for c in analysis["comparisons"] if _better(q, c["control"]["differences"].get(q, {})) is None]
     if unclear:
         out.append(f"- Indistinguishable from their no-information control on {q.replace('_', '-')}: "
@@ -647,6 +650,11 @@ def reading(analysis: Dict[str, Any], oracle: bool) -> List[str]:
     if dominated:
         out.append("- Frontier dominated by the MLE control's (the same updates spent on MLE do better at every "
                    "diversity): " + ", ".join(f"`{k}`" for k in dominated) + ".")
+    moved = [c["key"] for c in analysis["comparisons"] if (c["start"]["frontier"] or {}).get("verdict") == "equal"
+             or all(not d.get("excludes_zero") for d in c["start"]["differences"].values())]
+    if moved:
+        out.append("- Not distinguishable from the MLE start on any metric (the updates did not move the generator "
+                   "measurably): " + ", ".join(f"`{k}`" for k in moved) + ".")
     return out
 
 
@@ -671,7 +679,7 @@ def write_outputs(out: Path, spec: StudySpec, records: List[Dict[str, Any]]) -> 
 
 
 def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analysis: Dict[str, Any]) -> List[Path]:
-    """plots/frontier-<cell>.png (the cell, its control, the MLE control and the start, seed means)
+    """plots/frontier-<cell>.png (the cell, its control, the MLE control and the MLE start, seed means)
     and plots/curves-<cell>.png (NLL-oracle or NLL-test and held-out D accuracy per seed)."""
     from textgym.plots import plot_frontier, plot_training_curves
 
@@ -687,7 +695,7 @@ def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analy
         name = Cell(key, "cell", "", (), 0).folder_name
         points: List[FrontierPoint] = []
         for label, k in ((key, key), (f"control: {comp['control']['key']}", comp["control"]["key"]),
-                         (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"])):
+                         (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"]), ("MLE start", START_KEY)):
             if by_key.get(k):
                 points += frontier_points(_mean_sweep(by_key[k]), label, oracle)
         written.append(plot_frontier(points, plots / f"frontier-{name}.png",
