@@ -178,12 +178,13 @@ class ReinforceAgent(AdversarialAgent):
         lp = gen.log_probs(tokens)                              # log p_θ(x_{i,t} | x_{i,<t})
         kl_stats: Dict[str, float] = {}
         if self.kl is not None and self.kl_reference is not None:
-            with torch.no_grad():
-                ref = self.kl_reference.log_probs(tokens)
+            with torch.no_grad():  # both through one code path, so that k is exactly 0 while θ = θ_ref (Adam
+                ours = gen.token_log_probs(gen(tokens)[0], tokens)  # would turn rounding noise into full steps)
+                ref = self.kl_reference.token_log_probs(self.kl_reference(tokens)[0], tokens)
             zero = torch.zeros_like(R)
-            penalty = kl_shaped(zero, lp.detach(), ref, self.kl.beta) * mask   # -β k_{i,t}
+            penalty = kl_shaped(zero, ours, ref, self.kl.beta) * mask   # -β k_{i,t}
             R = R + discounted_returns(penalty, lengths, self.config.gamma)
-            kl = float(masked_mean(lp.detach() - ref, mask))
+            kl = float(masked_mean(ours - ref, mask))
             kl_stats = {"kl": kl, "kl_beta": self.kl.beta}
             self.kl.update(kl, int(mask.sum()))
         b = self.baseline(R, mask)

@@ -554,3 +554,18 @@ def test_kl_shaping_starts_at_zero_and_resumes_exactly(tiny):
     assert [b.train_iteration() for _ in range(3)] == rest
     with pytest.raises(agents.ConfigError, match="kl_beta"):
         make("reinforce", tiny, tiny_config(kl_beta=-1.0))
+
+
+def test_kl_shaping_alone_leaves_the_generator_exactly_where_it_started(tiny):
+    # a constant reward with a batch-mean baseline carries no signal, and k = log p - log p_ref is
+    # exactly 0 while θ = θ_ref: the generator must not move (Adam would turn rounding noise in k
+    # into full-size steps)
+    cfg = tiny_config(discriminator="constant", adv_steps=4, kl_beta=1.0, reward="terminal", baseline="mean",
+                      d_pretrain_steps=0)
+    a = make("reinforce", tiny, cfg, seed=0)
+    while a.iteration < a.adv_start:
+        a.train_iteration()
+    start = copy.deepcopy(a.generator)
+    for _ in range(4):
+        assert a.train_iteration()["kl"] == 0.0
+    assert gen_state_equal(a.generator, start)
