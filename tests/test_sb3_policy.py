@@ -260,3 +260,13 @@ def test_policy_kwargs_from_an_mle_run_folder(tmp_path, oracle_data):
     assert kwargs["emb_dim"] == mle.config.emb_dim and kwargs["hidden_dim"] == mle.config.hidden_dim
     with pytest.raises(ValueError, match="no generator file"):
         generator_policy_kwargs(tmp_path / "nothing")
+
+
+def test_the_mc_reward_completes_prefixes_with_the_policys_generator(small_oracle_data):
+    import discriminators
+
+    disc = discriminators.make("rnn", vocab_size=V, max_length=L, hidden=16, emb_dim=8)
+    venv = TokenVecEnv(8, data=small_oracle_data, discriminator=disc, reward="mc", n_rollouts=2, seed=0)
+    model = PPO(GeneratorPolicy, SB3VecEnv(venv), n_steps=L, batch_size=48, seed=0)
+    model.learn(8 * L, callback=DiscriminatorCallback())
+    assert venv.reward_fn.rollout_policy is model.policy.generator

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from textgym.env import TokenVecEnv
+from textgym.protocols import RolloutPolicy
 from textgym.rewards import MCReward
 from textgym.sampling import sample_logits
 
@@ -251,8 +252,9 @@ class DiscriminatorCallback(BaseCallback):
 
     and logs both under ``discriminator/`` (to TensorBoard when SB3 logs there). The env's
     reward holds the same discriminator object, so the next rollout's rewards change. With an
-    MC reward, the SB3 policy (through :class:`SB3PolicyGenerator`) becomes the reward's
-    rollout policy after each retraining (``update_rollout_policy``).
+    MC reward, the SB3 policy becomes the reward's rollout policy after each retraining
+    (``update_rollout_policy``): its ``generator`` when it has one (``GeneratorPolicy``), else the
+    policy through :class:`SB3PolicyGenerator`.
 
     Args:
         discriminator: the model to train (default: the env's; it must be the one the reward uses
@@ -352,4 +354,8 @@ class DiscriminatorCallback(BaseCallback):
             self.logger.record(f"discriminator/{k}", v)
         reward = env.reward_fn
         if self.update_rollout_policy and isinstance(reward, MCReward):
-            reward.set_rollout_policy(SB3PolicyGenerator(self.model.policy, env.vocab_size, env.max_length, env.eos_id))
+            # a policy that is a generator (GeneratorPolicy) completes prefixes itself, in one batched pass
+            rollout = getattr(self.model.policy, "generator", None)
+            if not isinstance(rollout, RolloutPolicy):
+                rollout = SB3PolicyGenerator(self.model.policy, env.vocab_size, env.max_length, env.eos_id)
+            reward.set_rollout_policy(rollout)
