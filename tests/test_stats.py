@@ -100,3 +100,15 @@ def test_a_frontier_attains_its_best_quality_at_worse_diversity_but_nothing_at_b
     # B reaches diversity 7.5 that A cannot, A has the better quality from 8 on: each is better somewhere
     comp = compare_frontiers(a, curve("b", [(1.0, (7.5, 9.5))]))
     assert comp.verdict == "crosses" and comp.overlap == (8.0, 8.0)
+
+
+def test_the_area_counts_only_the_range_both_sweeps_cover():
+    # A collapsed generator: excellent quality, but only at diversities far beyond B's sweep
+    b = curve("b", [(0.6, (8.4, 7.7)), (1.0, (7.6, 9.7))])
+    collapsed = curve("a", [(0.6, (16.0, 0.9)), (1.0, (12.0, 1.0))])
+    comp = compare_frontiers(collapsed, b)
+    assert comp.verdict == "crosses" and comp.area == 0.0  # B reaches diversity A cannot; no shared range
+    partial = curve("a", [(0.6, (9.0, 6.5)), (1.0, (8.0, 8.0))])
+    comp = compare_frontiers(partial, b)  # shared range [8.0, 8.4]: A lies 0.7 then 0.3 below B
+    assert comp.overlap == (8.0, 8.4) and comp.area == pytest.approx(0.2, abs=1e-6)
+    assert comp.verdict == "crosses"  # B still reaches diversities below 8.0 that A cannot

@@ -180,7 +180,9 @@ class FrontierComparison:
     ``verdict``: "dominates" (A attains at least B's quality wherever B attains any, and reaches
     at least as far in diversity, strictly better somewhere), "dominated" (the reverse), "equal",
     or "crosses" (each is better somewhere). ``area``: ∫ (y_B - y_A) dx over ``overlap``, the x
-    range where both attain something: positive when A is better.
+    range that both sweeps cover with their own points (0 when they share none): positive when A
+    is better. The area leaves out the flat extensions, so that a collapsed generator whose
+    sweep lies far to the right does not collect area where the other curve has no points.
     """
 
     verdict: str
@@ -204,8 +206,11 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], gr
     lo, hi = max(fa[0][0], fb[0][0]), max(fa[-1][0], fb[-1][0])
     xs = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if hi > lo else [lo]
     diff = [_interp(fb, x) - _interp(fa, x) for x in xs]
-    area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(xs, xs[1:], diff, diff[1:], strict=False))
+    common = min(fa[-1][0], fb[-1][0])  # the area: only where both sweeps have points
+    cx = [lo + (common - lo) * i / (grid - 1) for i in range(grid)] if common > lo else []
+    cd = [_interp(fb, x) - _interp(fa, x) for x in cx]
+    area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(cx, cx[1:], cd, cd[1:], strict=False))
     better = max(diff) > tol or fa[0][0] < fb[0][0] - tol  # A is better somewhere, or reaches diversity B cannot
     worse = min(diff) < -tol or fb[0][0] < fa[0][0] - tol
     verdict = "crosses" if better and worse else "dominates" if better else "dominated" if worse else "equal"
-    return FrontierComparison(verdict, area, (lo, hi))
+    return FrontierComparison(verdict, area, (lo, max(lo, common)))
