@@ -157,6 +157,8 @@ def test_specs_load_from_json_and_toml_and_builtins_expand(tmp_path):
     for agent in ("seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan"):
         assert f"{agent} discriminator=oracle" in keys and f"{agent} discriminator=constant" in keys
     assert {c.seed for c in oracle} == {0, 1, 2}
+    ppo = expand(StudySpec.from_dict({**SPEC, "grid": [{"agent": ["ppo"], "discriminator": ["oracle"], "kl_beta": [0, 1]}]}))
+    assert {c.key for c in ppo if c.role == "cell"} == {"ppo discriminator=oracle kl_beta=0", "ppo discriminator=oracle kl_beta=1"}
 
 
 def test_a_corpus_study_reports_bleu_and_self_bleu_and_compares_their_frontiers(tmp_path):

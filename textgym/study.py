@@ -291,9 +291,10 @@ def expand(spec: StudySpec) -> List[Cell]:
         adversarial = hasattr(c, "discriminator") and hasattr(c, "adv_steps")
         if not adversarial:
             raise StudyError(f"cell {key!r}: agent {agent!r} has no discriminator and adversarial steps to study")
-        updates = int(c.adv_steps) * int(c.g_steps)
+        g_steps = int(getattr(c, "g_steps", 1))  # SB3 agents: one update phase per iteration
+        updates = int(c.adv_steps) * g_steps
         mle_key = f"mle +{updates} updates"
-        matched = {"mle_epochs": int(c.adv_steps), "iteration_updates": int(c.g_steps)}
+        matched = {"mle_epochs": int(c.adv_steps), "iteration_updates": g_steps}
         by_seed.append(Cell(mle_key, "mle", "mle", _freeze(matched), 0))
         if c.discriminator in NO_INFORMATION:
             by_seed.append(Cell(key, "control", agent, _freeze(values), 0, mle_control=mle_key))
