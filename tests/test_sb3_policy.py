@@ -270,3 +270,16 @@ def test_the_mc_reward_completes_prefixes_with_the_policys_generator(small_oracl
     model = PPO(GeneratorPolicy, SB3VecEnv(venv), n_steps=L, batch_size=48, seed=0)
     model.learn(8 * L, callback=DiscriminatorCallback())
     assert venv.reward_fn.rollout_policy is model.policy.generator
+
+
+def test_a_model_with_the_generator_policy_saves_and_loads(tmp_path, small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    model = make_policy(small_oracle_data, gen)
+    model.save(tmp_path / "ppo.zip")
+    loaded = PPO.load(tmp_path / "ppo.zip", env=model.get_env())
+    assert isinstance(loaded.policy, GeneratorPolicy)
+    assert gen_state_equal(loaded.policy.generator, gen)
+
+
+def gen_state_equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
