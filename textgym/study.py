@@ -303,12 +303,9 @@ def expand(spec: StudySpec) -> List[Cell]:
         ctrl_key = _key(agent, ctrl_values)
         by_seed.append(Cell(ctrl_key, "control", agent, _freeze(ctrl_values), 0, mle_control=mle_key))
         by_seed.append(Cell(key, "cell", agent, _freeze(values), 0, control=ctrl_key, mle_control=mle_key))
-    unique: Dict[str, Cell] = {}
+    unique: Dict[str, Cell] = {}  # controls shared by several cells appear once
     for c0 in sorted(by_seed, key=lambda c: ({"mle": 0, "control": 1, "cell": 2}[c.role], c.key)):
-        if c0.key in unique and unique[c0.key].role == "cell" and c0.role == "control":
-            continue
-        if c0.key not in unique or c0.role == "cell":
-            unique[c0.key] = c0
+        unique.setdefault(c0.key, c0)
     for seed in spec.seeds:
         cells.extend(Cell(c.key, c.role, c.agent, c.values, seed, c.control, c.mle_control) for c in unique.values())
     return cells
