@@ -32,6 +32,7 @@ with π_ref a frozen reference generator (the MLE start) and β fixed or adapted
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -48,6 +49,8 @@ from torch.distributions import Categorical
 from agents.generator import Generator
 from textgym.rewards import KLController
 from textgym.sampling import sample_logits
+
+_LOG2E = 1.0 / math.log(2.0)
 
 #: minibatches up to this many rows look for shared prefixes (a B x B x L comparison)
 GROUP_LIMIT = 4096
@@ -86,6 +89,59 @@ class _Categorical(CategoricalDistribution):
 
     def mode(self) -> torch.Tensor:
         return self.log_p.argmax(-1)
+
+
+class _HeadLogProbEntropy(torch.autograd.Function):
+    """``log π(a | h)`` and ``H(π(· | h))`` of the output layer ``π = softmax(h Wᵀ + b)`` with a
+    hand-written backward: h (B, H), weight (V, H), bias (V,), actions (B,) -> ((B,), (B,)).
+
+    With z the logits, p = softmax(z) and g_a, g_H the incoming gradients,
+
+        ∂ log p_a / ∂z = onehot(a) - p,      ∂H / ∂z = -p ⊙ (log p + H),
+
+    so ``grad_z = g_a (onehot(a) - p) - g_H p ⊙ (log p + H)``, then ``grad_h = grad_z W``,
+    ``grad_W = grad_zᵀ h``, ``grad_b = Σ_rows grad_z``. PPO's update spends most of its time on
+    these (B, V) tensors; autograd's graph of ``log_softmax``, ``exp``, ``mul`` and ``sum`` makes
+    several more passes over them, and the entropy term is skipped when its gradient is zero
+    (SB3's default ``ent_coef = 0`` still backpropagates ``0 · entropy``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        z = torch.addmm(bias, h, weight.t())
+        log_p = torch.log_softmax(z, -1)
+        p = torch.mul(log_p, _LOG2E, out=z).exp2_()  # in z's buffer; exp2 is much cheaper than exp on CPU
+        entropy = -torch.linalg.vecdot(p, log_p)
+        ctx.save_for_backward(h, weight, log_p, p, entropy, actions)
+        ctx.spent = False
+        return log_p.gather(1, actions[:, None]).squeeze(1), entropy
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, g_a: torch.Tensor, g_h: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
+        if ctx.spent:  # the (B, V) buffers were overwritten by the first backward
+            raise RuntimeError("the generator policy's log-probabilities can be backpropagated once "
+                               "(backward(retain_graph=True) twice is not supported)")
+        ctx.spent = True
+        h, weight, log_p, p, entropy, actions = ctx.saved_tensors
+        # in the saved buffers: fresh (B, V) allocations cost about as much as the arithmetic
+        entropy_term = log_p.add_(entropy[:, None]).mul_(p).mul_(g_h[:, None]) if bool(g_h.any()) else None
+        grad = p.mul_(-g_a[:, None])
+        grad.scatter_add_(1, actions[:, None], g_a[:, None])
+        if entropy_term is not None:
+            grad.sub_(entropy_term)
+        grad_h = grad @ weight if ctx.needs_input_grad[0] else None
+        grad_w = grad.t() @ h if ctx.needs_input_grad[1] else None
+        grad_b = grad.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_h, grad_w, grad_b, None
+
+
+def head_log_prob_entropy(h: torch.Tensor, out: nn.Linear, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(log π(a | h), H(π(· | h))) of the linear softmax layer ``out``, each (B,); see
+    :class:`_HeadLogProbEntropy`."""
+    result: Tuple[torch.Tensor, torch.Tensor] = _HeadLogProbEntropy.apply(h, out.weight, out.bias, actions.long().view(-1))
+    return result
 
 
 class PrefixEncoder:
@@ -187,6 +243,9 @@ class GeneratorPolicy(ActorCriticPolicy):
         self.value_hidden = value_hidden
         self._initial_state = generator_state
         kwargs.setdefault("ortho_init", False)
+        if kwargs.get("optimizer_class", torch.optim.Adam) is torch.optim.Adam:
+            # SB3's own default (eps 1e-5) plus the fused kernel: one pass over all parameters
+            kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": True, **(kwargs.get("optimizer_kwargs") or {})}
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
         self.action_dist = _Categorical(int(action_space.n))
 
@@ -234,8 +293,8 @@ class GeneratorPolicy(ActorCriticPolicy):
     def evaluate_actions(self, obs: PyTorchObs,
                          actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
         h = self._hidden(obs)
-        dist = self.action_dist.proba_distribution(self.generator.out(h))
-        return self.value_head(h.detach()), dist.log_prob(actions), dist.entropy()
+        log_prob, entropy = head_log_prob_entropy(h, self.generator.out, actions)
+        return self.value_head(h.detach()), log_prob, entropy
 
     def get_distribution(self, obs: PyTorchObs) -> Distribution:
         return self.action_dist.proba_distribution(self.generator.out(self._hidden(obs)))

@@ -1,4 +1,4 @@
-"""SB3 PPO throughput: env tokens per second of PPO with textgym's generator policy against
+"""SB3 PPO throughput (oracle scorer): env tokens per second of PPO with textgym's generator policy against
 SB3's MLP policy over the GRU features extractor (the previous default), N = 64, L = 20.
 
 Both agents are ``agents.make("ppo", "oracle", ...)`` with the oracle's log-likelihood as the

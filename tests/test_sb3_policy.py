@@ -15,7 +15,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 import agents
 from agents.generator import Generator
-from agents.sb3_policy import GeneratorPolicy, KLRewardCallback, PrefixEncoder, generator_policy_kwargs, grouped_hidden
+from agents.sb3_policy import (GeneratorPolicy, KLRewardCallback, PrefixEncoder, generator_policy_kwargs, grouped_hidden,
+                               head_log_prob_entropy)
 from textgym import TokenVecEnv
 from textgym.rewards import KLController, kl_shaped
 from textgym.sb3 import DiscriminatorCallback, SB3VecEnv
@@ -70,6 +71,33 @@ def test_policy_log_probs_equal_the_generators_on_every_path(small_oracle_data):
             _, _, lp_t = policy(obs[rows].float())
             dist = policy.get_distribution(obs[rows].float())
             torch.testing.assert_close(dist.log_prob(actions[rows]), expected[rows], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("entropy_grad", [True, False])
+def test_the_fused_head_gives_autograds_values_and_gradients(entropy_grad):
+    torch.manual_seed(0)
+    out = torch.nn.Linear(5, 11).double()
+    h = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    actions = torch.randint(11, (7,))
+    g_a, g_h = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64) * entropy_grad
+    params = [h, out.weight, out.bias]
+    lp, ent = head_log_prob_entropy(h, out, actions)
+    fused = torch.autograd.grad((lp * g_a).sum() + (ent * g_h).sum(), params)
+    log_p = torch.log_softmax(out(h), -1)  # the straightforward graph
+    ref_lp, ref_ent = log_p.gather(1, actions[:, None]).squeeze(1), -(log_p.exp() * log_p).sum(-1)
+    ref = torch.autograd.grad((ref_lp * g_a).sum() + (ref_ent * g_h).sum(), params)
+    torch.testing.assert_close(lp, ref_lp)
+    torch.testing.assert_close(ent, ref_ent)
+    for a, b in zip(fused, ref, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_fused_head_refuses_a_second_backward():
+    out = torch.nn.Linear(4, 9)
+    lp, _ = head_log_prob_entropy(torch.randn(3, 4), out, torch.tensor([0, 1, 2]))
+    lp.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backpropagated once"):
+        lp.sum().backward()
 
 
 def test_grouped_and_cached_states_equal_a_fresh_encoding(small_oracle_data):
