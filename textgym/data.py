@@ -35,7 +35,7 @@ EOS_ID, UNK_ID = 0, 1
 
 __all__ = [
     "EOS", "EOS_ID", "UNK", "UNK_ID", "Corpus", "OracleData", "TextData", "Vocab", "cache_dir", "cached_samples",
-    "data_dir", "data_path", "pack", "read_sentences", "resolve_data",
+    "data_dir", "data_path", "pack", "read_lines", "read_sentences", "resolve_data",
 ]
 
 
@@ -82,8 +82,8 @@ class Vocab:
         return out
 
 
-def read_sentences(path: Union[str, os.PathLike], lowercase: bool = False) -> List[List[str]]:
-    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines skipped)."""
+def read_lines(path: Union[str, os.PathLike]) -> List[str]:
+    """The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not UTF-8)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {str(path)!r} does not exist or is not a file")
@@ -95,7 +95,12 @@ def read_sentences(path: Union[str, os.PathLike], lowercase: bool = False) -> Li
             f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}): "
             "textgym reads UTF-8 text with one sentence per line"
         ) from None
-    sentences = [(line.lower() if lowercase else line).split() for line in text.splitlines()]
+    return text.splitlines()
+
+
+def read_sentences(path: Union[str, os.PathLike], lowercase: bool = False) -> List[List[str]]:
+    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines skipped)."""
+    sentences = [(line.lower() if lowercase else line).split() for line in read_lines(path)]
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError(f"corpus file {str(path)!r} holds no sentences (it is empty or blank)")
@@ -164,7 +169,7 @@ class Corpus(TextData):
     ) -> None:
         if long_sentences not in ("truncate", "drop"):
             raise ValueError(f"long_sentences must be 'truncate' or 'drop', got {long_sentences!r}")
-        sents = read_sentences(train, lowercase)
+        sents = self._read(train, lowercase)
         self.vocab = Vocab.build(sents, min_count=min_count, max_size=max_vocab)
         lengths = sorted(len(s) for s in sents)
         longest = lengths[-1] if lengths else 0
@@ -184,18 +189,29 @@ class Corpus(TextData):
             raise ValueError(f"no sentence of {str(train)!r} fits max_length={max_length} with long_sentences='drop'")
         te = tel = None
         if test is not None:
-            te, tel = self._encode(read_sentences(test, lowercase), max_length)
+            te, tel = self._encode(self._read(test, lowercase), max_length)
         super().__init__(len(self.vocab), max_length, EOS_ID, tr, trl, te, tel, name=Path(train).name)
 
-    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seqs = []
-        for s in sents:
+    def _read(self, path: Union[str, os.PathLike], lowercase: bool) -> List[List[str]]:
+        """The sentences of a file (:func:`read_sentences`); a subclass may read more from its lines."""
+        return read_sentences(path, lowercase)
+
+    def _encode_ids(self, sents: List[List[str]], max_length: int) -> tuple[List[List[int]], List[int]]:
+        """Sentences -> id lists ending in ``<eos>`` (truncated or dropped by ``long_sentences``),
+        and the indices in ``sents`` of the sentences kept."""
+        seqs, kept = [], []
+        for i, s in enumerate(sents):
             ids = self.vocab.encode(s) + [EOS_ID]
             if len(ids) > max_length:
                 if self.long_sentences == "drop":
                     continue
                 ids = ids[:max_length]
             seqs.append(ids)
+            kept.append(i)
+        return seqs, kept
+
+    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seqs, _ = self._encode_ids(sents, max_length)
         return pack(seqs, max_length, len(self.vocab))
 
     def decode(self, ids: Iterable[int]) -> str:
