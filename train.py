@@ -34,6 +34,7 @@ def _pre_parse(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--agent", default=None)
     p.add_argument("--budget", default=None)
     p.add_argument("--config", default=None)
+    p.add_argument("--task", default=None)
     ns, _ = p.parse_known_args(argv)
     return ns
 
@@ -58,6 +59,8 @@ def build_parser(agent: str, budget: str) -> argparse.ArgumentParser:
                    help=f"the algorithm (default {DEFAULT_AGENT}): {', '.join(agents.available())}")
     g.add_argument("--budget", default="default", help=f"caps on size fields: {', '.join(sorted(BUDGETS))} (default 'default'; "
                    "'paper' caps nothing)")
+    g.add_argument("--task", default=None, help=f"another task than free generation: {', '.join(agents.TASKS)} "
+                   "(--agent maskgan --task infill is the maskgan-infill agent)")
     g.add_argument("--config", default=None, help="a run's config.json: its values, then this command's flags over them")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set any field (same as --key value)")
     g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ...")
@@ -109,6 +112,14 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         agent, budget = file_agent, budget or file_budget
     agent = agent or DEFAULT_AGENT
     budget = budget or "default"
+    if pre.task is not None:
+        if pre.task not in agents.TASKS:
+            raise ConfigError(f"unknown task {pre.task!r}; valid: {', '.join(agents.TASKS)}")
+        by_agent = agents.TASKS[pre.task]
+        if agent in by_agent:
+            agent = by_agent[agent]
+        elif agent not in by_agent.values():
+            raise ConfigError(f"agent {agent!r} has no {pre.task!r} task; agents with one: {', '.join(by_agent)}")
     agents.preset(agent)  # ValueError naming the valid agents
     parser = build_parser(agent, budget)
     args, extra = parser.parse_known_args(argv)

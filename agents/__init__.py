@@ -15,6 +15,8 @@ name                   class                                           algorithm
 ``scratchgan``         :class:`agents.reinforce.ReinforceAgent`        ScratchGAN: dense rewards, no pretraining
 ``reinforce``          :class:`agents.reinforce.ReinforceAgent`        plain REINFORCE, terminal reward
 ``maskgan``            :class:`agents.actor_critic.ActorCriticAgent`   MaskGAN-style actor-critic
+``mle-infill``         :class:`agents.infill.InfillAgent`              MLE of a seq2seq in-filling generator
+``maskgan-infill``     :class:`agents.infill.MaskGANInfillAgent`       MaskGAN on the in-filling task
 ``ppo``, ``a2c``       :mod:`agents.sb3_agents`                        Stable-Baselines3 through the env
 ====================== =============================================== ===================================
 
@@ -33,6 +35,7 @@ from agents.adversarial import AdversarialConfig
 from agents.base import Agent
 from agents.config import MALIGAN, MASKGAN, SB3, SCRATCHGAN, SEQGAN, ConfigError, Preset
 from agents.generator import Generator, RolloutCopy
+from agents.infill import InfillAgent, MaskGANInfillAgent
 from agents.maligan_mixed import MixedMaliGANAgent, MixedMaliGANConfig, clamp_length
 from agents.mle import MLEAgent, MLEAgentConfig, MLEConfig
 from agents.reinforce import MaliGANAgent, ReinforceAgent, ReinforceConfig
@@ -78,7 +81,19 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "discriminator lr 5e-4, 2 discriminator updates per generator update). Deviations: unconditional (every "
         "token is generated, no in-filling mask); an MLP critic on the generator's state with lr 5e-3 and 50 "
         "warm-up updates (their RNN critic uses 5.18e-7); SeqGAN's schedule for MLE and D pretraining."),
+    Preset("mle-infill", InfillAgent, dict(mle_epochs=120, batch_size=64, mle_lr=7.4876e-4, mask_rate=0.5,
+                                           mask_mode="contiguous"), MASKGAN,
+           "MLE of the seq2seq in-filling generator on the blanks (lr of the authors' pretraining command)."),
+    Preset("maskgan-infill", MaskGANInfillAgent, dict(
+        mle_epochs=120, batch_size=128, mle_lr=7.4876e-4, mask_rate=0.5, mask_mode="contiguous", adv_steps=200,
+        gen_lr=3.8877e-5, gamma=0.89072, adv_clip=5.0, d_lr=5e-4, d_steps=2, d_pretrain_steps=50), MASKGAN,
+        "The authors' GAN-mode command (contiguous blanks at present rate 0.5, batch 128, generator lr 3.89e-5, "
+        "discount 0.89072, D lr 5e-4, 2 D updates per step). Deviations: one-layer 32-unit LSTMs without attention "
+        "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates)."),
 ]}
+
+#: ``train.py --task infill``: agent name -> its in-filling preset
+TASKS: Dict[str, Dict[str, str]] = {"infill": {"mle": "mle-infill", "maskgan": "maskgan-infill"}}
 
 
 def register(preset: Preset, *, overwrite: bool = False) -> None:
@@ -164,7 +179,7 @@ _register_optional()
 
 __all__ = [
     "PRESETS", "ActorCriticAgent", "ActorCriticConfig", "AdversarialConfig", "Agent", "ConfigError", "Generator",
-    "MLEAgent", "MLEAgentConfig", "MLEConfig",
+    "InfillAgent", "MLEAgent", "MLEAgentConfig", "MLEConfig", "MaskGANInfillAgent", "TASKS",
     "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
     "ReinforceConfig", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
 ]

@@ -210,10 +210,19 @@ class MetricsLog:
 def evaluate(agent: Agent, data: TextData, run: RunConfig, folder: Path) -> Dict[str, float]:
     """:func:`textgym.evaluate.evaluate_generator` of the agent's generator, seeded by (seed,
     iteration) through its own generator (evaluation never perturbs training); writes 50
-    samples to ``samples/`` and ``generator.pt``."""
+    samples to ``samples/`` and ``generator.pt``. An agent with an ``evaluate_task(n_samples,
+    test_size, seed) -> (metrics, lines)`` method (the in-filling agents) is evaluated by it."""
     from textgym.evaluate import evaluate_generator
 
-    ev = evaluate_generator(agent.generator, data, n_samples=run.eval_samples, seed=run.seed * 100_003 + agent.iteration,
+    samples = folder / "samples"
+    samples.mkdir(exist_ok=True)
+    seed = run.seed * 100_003 + agent.iteration
+    task = getattr(agent, "evaluate_task", None)
+    if task is not None:  # an agent with a task of its own (in-filling) reports that task's metrics
+        metrics, lines = task(run.eval_samples, run.eval_test_size, seed)
+        atomic_write_bytes(samples / f"iter_{agent.iteration:05d}.txt", "".join(f"{x}\n" for x in lines).encode())
+        return metrics
+    ev = evaluate_generator(agent.generator, data, n_samples=run.eval_samples, seed=seed,
                             test_size=run.eval_test_size, bleu_samples=run.bleu_samples)
     uniform = math.log(data.vocab_size)  # the per-token NLL of a uniform model
     for k in ("nll_test", "nll_oracle"):
@@ -221,8 +230,6 @@ def evaluate(agent: Agent, data: TextData, run: RunConfig, folder: Path) -> Dict
         if v is not None and not v < 3 * uniform:
             warnings.warn(f"{k} is {v:.4g} at iteration {agent.iteration}, far above a uniform model's {uniform:.2f}: "
                           "training has probably diverged (lower the learning rates)", RuntimeWarning, stacklevel=2)
-    samples = folder / "samples"
-    samples.mkdir(exist_ok=True)
     text = "".join(data.decode(r[: int(n)].tolist()) + "\n" for r, n in zip(ev.tokens[:50], ev.lengths[:50], strict=True))
     atomic_write_bytes(samples / f"iter_{agent.iteration:05d}.txt", text.encode())
     export_generator_file(agent, data, folder)

@@ -99,10 +99,7 @@ class MLEAgent(Agent):
             data = resolve_data(data)
         super().__init__(data, self.make_config(config), device, seed)
         c = self.config
-        self._generator = Generator(
-            data.vocab_size, data.max_length, eos_id=data.eos_id, emb_dim=c.emb_dim,
-            hidden_dim=c.hidden_dim, init=c.init, seed=derive_seed(seed, "generator-init"),
-        ).to(self.device)
+        self._generator = self.build_generator().to(self.device)
         # Every random draw comes from these generators (never the global RNG).
         self.sample_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sample"))
         self.data_rng = torch.Generator().manual_seed(derive_seed(seed, "data"))
@@ -133,6 +130,12 @@ class MLEAgent(Agent):
             raise TypeError(f"config must be a {cls.Config.__name__} or a dict, got {type(config).__name__}")
         return replace(cls.Config(), **(config or {}))
 
+    def build_generator(self) -> Any:
+        """The model this agent trains (subclasses with another model override it)."""
+        c, data = self.config, self.data
+        return Generator(data.vocab_size, data.max_length, eos_id=data.eos_id, emb_dim=c.emb_dim,
+                         hidden_dim=c.hidden_dim, init=c.init, seed=derive_seed(self.seed, "generator-init"))
+
     # ------------------------------------------------------------------ the Agent interface
     @property
     def generator(self) -> Generator:
@@ -154,9 +157,7 @@ class MLEAgent(Agent):
     def validate(self) -> Dict[str, Any]:
         """``nll_val`` on the validation split; keeps the best generator and, with ``patience``,
         stops (restoring it) after ``patience`` iterations without improvement or at the last."""
-        self._generator.eval()
-        nll = masked_nll(sequence_log_probs(self._generator, self.val_tokens, self.val_lengths), self.val_lengths)
-        self._generator.train()
+        nll = self.validation_nll()
         if nll < self.best_val:
             self.best_val, self.best_iteration, self.bad_iterations = nll, self.iteration, 0
             self.best_generator = {k: v.detach().clone() for k, v in self._generator.state_dict().items()}
@@ -167,6 +168,13 @@ class MLEAgent(Agent):
             self._generator.load_state_dict(self.best_generator)
             self.stopped = True
         return {"nll_val": nll, "best_iteration": float(self.best_iteration)}
+
+    def validation_nll(self) -> float:
+        """Mean per-token NLL of the validation split (the early-stopping criterion)."""
+        self._generator.eval()
+        nll = masked_nll(sequence_log_probs(self._generator, self.val_tokens, self.val_lengths), self.val_lengths)
+        self._generator.train()
+        return nll
 
     # ------------------------------------------------------------------ MLE
     def mle_loss(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
