@@ -109,8 +109,9 @@ class InfillConfig(MLEConfig):
     """Fields of the in-filling agents: :class:`agents.mle.MLEConfig` and the blanks."""
 
     mask_rate: float = param(0.5, "share of each sequence's tokens blanked out, in (0, 1) (1 - is_present_rate)",
-                             source=MASKGAN)
-    mask_mode: str = param("contiguous", f"how blanks are placed: one of {MASK_MODES}", source=MASKGAN)
+                             check=lambda v: None if 0 < v < 1 else "a value in (0, 1)", source=MASKGAN)
+    mask_mode: str = param("contiguous", f"how blanks are placed: one of {MASK_MODES}",
+                           check=lambda v: None if v in MASK_MODES else f"one of {MASK_MODES}", source=MASKGAN)
     mask_span: Optional[int] = param(None, "contiguous mode: a fixed span length instead of mask_rate", check=at_least(1))
     temperature: float = param(1.0, "sampling temperature of the fills in training and evaluation", check=positive)
 

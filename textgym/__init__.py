@@ -1,7 +1,8 @@
 """textgym: token-by-token text generation as a batched Gymnasium environment.
 
 Importing the package registers ``textgym/TokenGen-v0`` (single env: :class:`TokenEnv`;
-vector entry point: :class:`TokenVecEnv`).
+vector entry point: :class:`TokenVecEnv`) and ``textgym/Infill-v0`` (MaskGAN's in-filling task,
+:mod:`textgym.infill`).
 """
 import gymnasium as gym
 
@@ -13,12 +14,15 @@ from textgym.scorers import OracleScorer
 
 __version__ = "0.1.0"
 ENV_ID = "textgym/TokenGen-v0"
+INFILL_ENV_ID = "textgym/Infill-v0"
 
 if ENV_ID not in gym.registry:
     gym.register(ENV_ID, entry_point="textgym.env:TokenEnv", vector_entry_point="textgym.env:TokenVecEnv")
+if INFILL_ENV_ID not in gym.registry:
+    gym.register(INFILL_ENV_ID, entry_point="textgym.infill:InfillEnv", vector_entry_point="textgym.infill:InfillVecEnv")
 
 __all__ = [
-    "ENV_ID", "Corpus", "DenseReward", "MCReward", "OracleData", "OracleLSTM", "OracleScorer", "Reward",
+    "ENV_ID", "INFILL_ENV_ID", "Corpus", "DenseReward", "MCReward", "OracleData", "OracleLSTM", "OracleScorer", "Reward",
     "TRANSFORMS", "TerminalReward", "TextData", "TokenEnv", "TokenVecEnv", "Vocab", "data_dir",
     "make_reward", "resolve_data",
 ]

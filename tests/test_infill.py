@@ -1,0 +1,284 @@
+"""In-filling: blanks, the Infill env's invariants and rewards, the context-conditioned
+discriminator against a hand-written LSTM, and the in-filling agents through the driver."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+import agents
+import textgym
+from discriminators.infill import Seq2SeqDiscriminator
+from textgym.data import Corpus
+from textgym.infill import InfillVecEnv, make_blanks, unique_ngram_share
+from textgym.masks import length_mask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_contiguous_blanks_are_one_span_of_the_rate_inside_the_maskable_tokens():
+    lengths = torch.tensor([20, 10, 7, 2])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        b = make_blanks(lengths, 20, 0.5, "contiguous", eos_id=0, generator=g)  # the last token is <eos>
+        for row, n in zip(b, lengths.tolist(), strict=True):
+            pos = row.nonzero().squeeze(1)
+            m = n - 1
+            assert len(pos) == max(1, round(0.5 * m))
+            assert int(pos.max()) < m and bool((pos.diff() == 1).all())  # one span, never the <eos>
+    span = make_blanks(torch.tensor([6, 6]), 6, 0.5, "contiguous", span=4, generator=g)
+    assert span.sum(1).tolist() == [4, 4]
+
+
+def test_random_blanks_hit_the_rate_and_never_leave_a_row_without_one():
+    lengths = torch.full((4000,), 20)
+    b = make_blanks(lengths, 20, 0.3, "random", generator=torch.Generator().manual_seed(1))
+    assert abs(b.float().mean().item() - 0.3) < 0.01
+    short = make_blanks(torch.full((500,), 3), 6, 0.01, "random", generator=torch.Generator().manual_seed(2))
+    assert bool(short.any(1).all()) and not bool(short[:, 3:].any())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rate=0.0), "mask_rate must lie in"), (dict(rate=1.0), "mask_rate must lie in"),
+    (dict(rate=1.5), "mask_rate must lie in"), (dict(mode="spans"), "mask_mode must be one of"),
+    (dict(span=7), "longer than the sequences"), (dict(mode="random", span=2), "applies to mask_mode='contiguous'"),
+])
+def test_bad_mask_options_are_refused(kwargs, message):
+    args = {"rate": 0.5, "mode": "contiguous", "span": None, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        make_blanks(torch.tensor([6]), 6, args["rate"], args["mode"], args["span"])
+
+
+def test_a_span_longer_than_the_shortest_sequence_is_refused_before_any_episode(tmp_path):
+    (tmp_path / "c.txt").write_text("a b c d e f\na b\n")
+    with pytest.raises(ValueError, match="longer than the shortest train sequence"):
+        InfillVecEnv(2, data=Corpus(tmp_path / "c.txt"), mask_span=3, discriminator="constant")
+
+
+def run_random_episodes(env: InfillVecEnv, steps: int, seed: int = 0):
+    """Step with random actions, checking the invariants at every step; returns the finished
+    episodes as (context, final filled, rewards list, blanks)."""
+    V, L = env.vocab_size, env.max_length
+    obs, info = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    rewards = [[] for _ in range(env.num_envs)]
+    done_eps = []
+    prev_done = torch.zeros(env.num_envs, dtype=torch.bool)
+    for _ in range(steps):
+        context, filled = obs[:, :L], obs[:, L:]
+        assert obs.shape == (env.num_envs, 2 * L)
+        blanks = info["blanks"]
+        assert torch.equal(context == env.mask_id, blanks)  # the context shows exactly the blanks
+        assert torch.equal(filled[~blanks], context[~blanks])  # given tokens are never changed
+        open_ = filled == env.mask_id
+        assert bool((open_ <= blanks).all())
+        a = torch.as_tensor(rng.integers(0, V, env.num_envs))
+        obs, r, term, trunc, info = env.step(a)
+        assert not bool(trunc.any())
+        for i in range(env.num_envs):
+            if prev_done[i]:  # NEXT_STEP: this step started a new episode
+                rewards[i] = []
+                continue
+            rewards[i].append(float(r[i]))
+            if term[i]:
+                done_eps.append((context[i].clone(), obs[i, L:].clone(), list(rewards[i]), blanks[i].clone()))
+                assert len(rewards[i]) == int(blanks[i].sum())  # one step per blank
+                assert not bool((obs[i, L:] == env.mask_id).any())  # every blank filled
+        prev_done = term.clone()
+    return done_eps
+
+
+def test_env_invariants_under_random_actions_and_the_oracles_dense_reward_telescopes(small_oracle_data):
+    env = InfillVecEnv(8, data=small_oracle_data, mask_rate=0.5, mask_mode="random", seed=0)
+    episodes = run_random_episodes(env, 60)
+    assert len(episodes) > 20
+    oracle = small_oracle_data.oracle
+    for context, filled, rewards, blanks in episodes:
+        lp = oracle.log_probs(filled[None])[0]
+        first = int(blanks.nonzero()[0])
+        # the rewards add up to log p(x̂) - log p(x_<first blank)
+        assert sum(rewards) == pytest.approx(float(lp.sum() - lp[:first].sum()), abs=1e-4)
+
+
+def test_terminal_oracle_reward_is_the_completed_sequences_mean_log_likelihood(small_oracle_data):
+    env = InfillVecEnv(6, data=small_oracle_data, reward="terminal", seed=1)
+    episodes = run_random_episodes(env, 30, seed=1)
+    for _, filled, rewards, _ in episodes:
+        assert all(r == 0 for r in rewards[:-1])
+        assert rewards[-1] == pytest.approx(float(small_oracle_data.oracle.log_probs(filled[None]).mean()), abs=1e-5)
+
+
+def lstm_ref(lstm: torch.nn.LSTM, xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+    """One sequence through an LSTM, written out: gates i, f, g, o."""
+    W, U = lstm.weight_ih_l0, lstm.weight_hh_l0
+    b = lstm.bias_ih_l0 + lstm.bias_hh_l0
+    outs = []
+    for x in xs:
+        i, f, g, o = (W @ x + U @ h + b).chunk(4)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs), h, c
+
+
+def test_discriminator_per_token_scores_equal_a_slow_reference_and_env_dense_rewards_use_them(small_oracle_data):
+    V, L = small_oracle_data.vocab_size, small_oracle_data.max_length
+    d = Seq2SeqDiscriminator(V, L, emb_dim=8, hidden_dim=12, seed=3)
+    env = InfillVecEnv(5, data=small_oracle_data, discriminator=d, transform="log", seed=2,
+                       autoreset_mode=AutoresetMode.SAME_STEP)
+    obs, info = env.reset(seed=2)
+    rewards = torch.zeros(5, L)
+    cursors, finals = [], {}
+    for _ in range(L):
+        cursors.append(info["cursor"].clone())
+        obs, r, term, _, info = env.step(torch.randint(V, (5,), generator=torch.Generator().manual_seed(len(cursors))))
+        for i in range(5):
+            if i in finals:
+                continue
+            rewards[i, int(cursors[-1][i])] = r[i]
+            if term[i]:
+                finals[i] = info["final_obs"][i]
+    assert len(finals) == 5
+    with torch.no_grad():
+        for i, final in finals.items():
+            context, filled = final[:L], final[L:]
+            E = d.embedding.weight
+            zero = torch.zeros(d.hidden_dim)
+            _, h, c = lstm_ref(d.encoder, E[context], zero, zero)
+            states, _, _ = lstm_ref(d.decoder, torch.cat([E[filled], E[context]], -1), h, c)
+            ref = (states @ d.head.weight[0] + d.head.bias[0])
+            torch.testing.assert_close(d.score_filled(context[None], filled[None])[0], ref, rtol=1e-5, atol=1e-5)
+            blanks = context == env.mask_id
+            # the env paid log D at each blank when it was filled (later fills cannot change it: causal)
+            torch.testing.assert_close(rewards[i][blanks], torch.nn.functional.logsigmoid(ref)[blanks],
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_env_reset_takes_given_sequences_and_blanks_and_refuses_bad_ones(small_oracle_data):
+    V, L = small_oracle_data.vocab_size, small_oracle_data.max_length
+    env = InfillVecEnv(2, data=small_oracle_data, discriminator="constant")
+    tok = small_oracle_data.test[:2]
+    blanks = torch.zeros(2, L, dtype=torch.bool)
+    blanks[0, 1] = blanks[1, 4] = True
+    obs, info = env.reset(options={"tokens": tok, "blanks": blanks})
+    assert torch.equal(obs[:, :L][~blanks], tok[~blanks]) and info["cursor"].tolist() == [1, 4]
+    _, r, term, _, _ = env.step(torch.tensor([3, 3]))
+    assert term.tolist() == [True, True] and torch.allclose(r, torch.full((2,), float(np.log(0.5))))
+    with pytest.raises(ValueError, match="at least one position"):
+        env.reset(options={"tokens": tok, "blanks": torch.zeros(2, L, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="unknown reset options"):
+        env.reset(options={"prefix": tok})
+    with pytest.raises(ValueError, match="token ids in"):
+        env.step(torch.tensor([V, 0]))
+    with pytest.raises(ValueError, match="context-conditioned discriminator"):
+        InfillVecEnv(2, data=small_oracle_data, discriminator="cnn")
+
+
+def test_gym_make_gives_the_single_infill_env(small_oracle_data):
+    env = gym.make(textgym.INFILL_ENV_ID, data=small_oracle_data, discriminator="constant")
+    obs, info = env.reset(seed=0)
+    L = small_oracle_data.max_length
+    assert obs.shape == (2 * L,) and env.observation_space.contains(obs)
+    steps, term = 0, False
+    while not term:
+        obs, r, term, trunc, _ = env.step(env.action_space.sample())
+        steps += 1
+    assert steps == int(info["blanks"].sum()) and not (obs[L:] == small_oracle_data.vocab_size + 1).any()
+
+
+def test_unique_ngram_share_counts_ngrams_that_touch_a_fill():
+    tokens = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 5]])
+    blanks = torch.tensor([[False, True, False, False], [False, True, False, False]])
+    # bigrams touching position 1: (1,2), (2,3) in both rows -> 2 distinct of 4
+    assert unique_ngram_share(tokens, torch.tensor([4, 4]), blanks, 2) == 0.5
+    assert np.isnan(unique_ngram_share(tokens, torch.tensor([4, 4]), torch.zeros(2, 4, dtype=torch.bool), 2))
+
+
+def test_generator_fills_only_the_blanks_and_its_teacher_forcing_matches_sampling(small_oracle_data):
+    agent = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1}, seed=0)
+    gen = agent.generator
+    tok, lens = small_oracle_data.test[:64], small_oracle_data.test_lengths[:64]
+    blanks = agent.blanks_for(lens)
+    context = agent.context_of(tok, lens, blanks)
+    filled = gen.sample(context, lens, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(filled[~blanks], tok[~blanks])
+    assert bool((filled[blanks] < small_oracle_data.vocab_size).all())
+    # at the first blank of the context, the draws follow the teacher-forced distribution
+    ctx = context[:1].expand(4000, -1)
+    draws = gen.sample(ctx, lens[:1].expand(4000), generator=torch.Generator().manual_seed(1))
+    t = int(blanks[0].nonzero()[0])
+    with torch.no_grad():
+        p = torch.softmax(gen(ctx[:1], draws[:1])[0][0, t], -1)
+    freq = torch.bincount(draws[:, t], minlength=small_oracle_data.vocab_size).float() / 4000
+    assert float((freq - p).abs().sum()) < 0.15  # total variation of 4000 draws over 50 tokens
+
+
+def test_mle_infill_learns_the_blanks(small_oracle_data):
+    agent = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 8, "mle_lr": 0.01}, seed=0)
+    before, _ = agent.evaluate_task(256, 256, seed=0)
+    while agent.iteration < agent.total_iterations:
+        agent.train_iteration()
+    after, lines = agent.evaluate_task(256, 256, seed=0)
+    assert after["nll_infill"] < before["nll_infill"] - 0.3
+    assert {"nll_oracle", "nll_oracle_true", "unique2", "unique3", "unique4"} <= set(after)
+    assert "[" in lines[0]
+
+
+@pytest.mark.parametrize("discriminator", ["seq2seq", "constant", "oracle"])
+def test_maskgan_infill_runs_its_schedule_and_resumes_bit_for_bit(small_oracle_data, discriminator):
+    cfg = {"mle_epochs": 1, "d_pretrain_steps": 1, "adv_steps": 2, "critic_warmup": 2, "batch_size": 32,
+           "discriminator": discriminator}
+    a = agents.make("maskgan-infill", small_oracle_data, cfg, seed=1)
+    phases = [a.train_iteration()["phase"] for _ in range(2)]
+    state = copy.deepcopy(a.state_dict())  # as through a checkpoint file (optimizers keep their tensors)
+    b = agents.make("maskgan-infill", small_oracle_data, cfg, seed=1)
+    b.load_state_dict(state)
+    rest_a = [a.train_iteration() for _ in range(a.total_iterations - a.iteration)]
+    rest_b = [b.train_iteration() for _ in range(b.total_iterations - b.iteration)]
+    assert rest_a == rest_b
+    assert phases[0] == "mle" and rest_a[-1]["phase"] == "adv"
+    assert ("d_acc" in rest_a[-1]) == (discriminator == "seq2seq")
+
+
+def test_maskgan_oracle_rewards_equal_the_envs_dense_oracle_rewards(small_oracle_data):
+    agent = agents.make("maskgan-infill", small_oracle_data, {"discriminator": "oracle", "mask_mode": "random"}, seed=0)
+    env = InfillVecEnv(16, data=small_oracle_data, mask_mode="random", seed=0, autoreset_mode=AutoresetMode.SAME_STEP)
+    obs, info = env.reset(seed=0)
+    L = env.max_length
+    context, blanks, lens = obs[:, :L].clone(), info["blanks"].clone(), env.lengths.clone()
+    filled = agent.generator.sample(context, lens, generator=torch.Generator().manual_seed(0))
+    paid = torch.zeros(16, L)
+    done = torch.zeros(16, dtype=torch.bool)
+    for _ in range(L):
+        cur = info["cursor"].clone()
+        obs, r, term, _, info = env.step(filled[torch.arange(16), cur.clamp(max=L - 1)])
+        live = ~done
+        paid[live.nonzero().squeeze(1), cur[live]] = r[live]
+        done |= term
+    assert bool(done.all())
+    torch.testing.assert_close(agent.rewards(context, filled, lens, blanks), paid * length_mask(lens, L),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_train_py_runs_maskgan_on_the_infill_task_and_refuses_bad_tasks(tmp_path, oracle_data):
+    cmd = [sys.executable, str(ROOT / "train.py"), "--agent", "maskgan", "--task", "infill", "--budget", "smoke",
+           "--quiet", "--out", str(tmp_path / "run")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["agent"] == "maskgan-infill" and "nll_infill" in summary["metrics"]
+    for args, message in ((["--agent", "seqgan", "--task", "infill"], "has no 'infill' task"),
+                          (["--agent", "maskgan", "--task", "poems"], "unknown task"),
+                          (["--agent", "maskgan", "--task", "infill", "--mask-rate", "1.2"], "mask_rate")):
+        bad = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, "--budget", "smoke", "--out",
+                              str(tmp_path / "bad")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert bad.returncode != 0 and message in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad" / "checkpoint.pt").exists()
