@@ -10,6 +10,13 @@ truncated: SB3 would bootstrap a value past the end).
 :class:`TokenVecEnv` holds all state as tensors on ``device`` and steps N sequences as one
 batched operation (no Python loop over envs). :class:`TokenEnv` is its single-env face with
 numpy observations, for ``gym.make`` and checkers.
+
+Class-conditional episodes (the ``classes`` option): on data with class labels
+(``data.num_classes = k``, :mod:`textgym.classes`) or with ``classes=k``, each episode is
+conditioned on a class id in ``0 .. k-1`` and the observation grows by one entry: it is the
+``(max_length + 1,)`` int64 array ``[tokens (padded as above) ..., class id]``, the class id in
+the LAST entry (``Box`` with high ``vocab_size`` for the tokens and ``k - 1`` for the class), so
+that the first ``max_length`` entries are the usual tokens and SB3 consumes it unchanged.
 """
 from __future__ import annotations
 
@@ -83,6 +90,8 @@ class TokenVecEnv(VectorEnv):
         device: where every tensor lives.
         seed: seeds the env's generator (MC rollouts); ``reset(seed=...)`` reseeds.
         autoreset_mode: NEXT_STEP (default), SAME_STEP or DISABLED (gymnasium semantics).
+        classes: k, the number of classes of class-conditional episodes (see below). Default:
+            the data's ``num_classes`` if it has one (a labelled data set), else no classes.
 
     ``oracle``: on oracle data, the oracle on ``device`` (``data.oracle`` itself if it lives
     there, else a per-device copy: a shared data set's oracle is never moved); None otherwise.
@@ -95,6 +104,15 @@ class TokenVecEnv(VectorEnv):
     ``reset(options=...)`` accepts ``"prefix"``: an (N, P) int tensor/array or a list of N
     id lists that each episode starts from (with ``"prefix_lengths"`` (N,) for a padded
     tensor), and ``"reset_mask"``: (N,) bool, the envs to reset (the others keep their state).
+
+    Classes: with k classes (``num_classes``; None without), every episode has a class id,
+    constant until it ends. ``reset`` draws one per reset env uniformly from the env's seeded
+    generator, or takes them from ``options["classes"]`` ((N,) ints in ``[0, k)``, or one int
+    for all); an autoreset draws the new episode's class the same way. :attr:`classes` holds
+    the current (N,) int64 classes, and observations are (N, L + 1): the tokens, then the class
+    id in the last column (a SAME_STEP ``final_obs`` carries the finished episode's class).
+    Rewards come from the reward object as without classes; class-aware rewards read
+    :attr:`classes`.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -114,6 +132,7 @@ class TokenVecEnv(VectorEnv):
         autoreset_mode: Union[str, AutoresetMode] = AutoresetMode.NEXT_STEP,
         max_episode_steps: Optional[int] = None,
         render_mode: Optional[str] = None,
+        classes: Optional[int] = None,
     ) -> None:
         if not _is_int(num_envs) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
@@ -137,6 +156,19 @@ class TokenVecEnv(VectorEnv):
             raise ValueError(f"max_episode_steps={max_episode_steps} is shorter than max_length={L}; set max_length instead")
         self.pad_id = V
         self.eos_id = self.data.eos_id
+        data_classes = getattr(self.data, "num_classes", None)
+        if classes is not None:
+            if not _is_int(classes) or classes < 1:
+                raise ValueError(f"classes must be an integer >= 1 (the number of classes), got {classes!r}")
+            if data_classes is not None and int(classes) != int(data_classes):
+                raise ValueError(f"classes={classes} disagrees with the data, which has {data_classes} classes; "
+                                 "leave classes=None to use the data's")
+        #: k, the number of classes of class-conditional episodes; None without classes
+        self.num_classes: Optional[int] = None
+        if classes is not None:
+            self.num_classes = int(classes)
+        elif data_classes is not None:
+            self.num_classes = int(data_classes)
         self.autoreset_mode = autoreset_mode
         self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = render_mode
@@ -156,7 +188,12 @@ class TokenVecEnv(VectorEnv):
             self.reward_fn = make_reward(reward, scorer, transform, **kw)
         self.reward_fn.bind(V, self.eos_id, self.pad_id)
 
-        self.single_observation_space = spaces.Box(0, V, shape=(L,), dtype=np.int64)
+        if self.num_classes is None:
+            self.single_observation_space = spaces.Box(0, V, shape=(L,), dtype=np.int64)
+        else:  # the tokens, then the class id
+            high = np.full(L + 1, V, dtype=np.int64)
+            high[L] = self.num_classes - 1
+            self.single_observation_space = spaces.Box(np.zeros(L + 1, dtype=np.int64), high, dtype=np.int64)
         self.single_action_space = spaces.Discrete(V)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -165,6 +202,10 @@ class TokenVecEnv(VectorEnv):
         self.lengths = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._finished = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         self._started = False
+        #: (N,) int64, the class of each env's episode; None without classes
+        self.classes: Optional[torch.Tensor] = None
+        if self.num_classes is not None:
+            self.classes = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.rng = torch.Generator(device=self.device)
         # unseeded: 63 bits of OS entropy (what numpy's SeedSequence() draws, less its top bits)
         self.rng.manual_seed(secrets.randbits(63) if seed is None else seed)
@@ -252,6 +293,35 @@ class TokenVecEnv(VectorEnv):
             raise ValueError(f"options['prefix'] contains <eos> (id {self.eos_id}); a prefix must not end the sequence")
         return tok, lens.long()
 
+    def _obs(self) -> torch.Tensor:
+        """A fresh copy of the observation: (N, L) tokens, or (N, L + 1) with the classes last."""
+        if self.classes is None:
+            return self.tokens.clone()
+        return torch.cat([self.tokens, self.classes[:, None]], 1)
+
+    def _draw_classes(self) -> torch.Tensor:
+        """(N,) uniform class ids from the env's generator."""
+        assert self.num_classes is not None
+        return torch.randint(self.num_classes, (self.num_envs,), generator=self.rng, device=self.device)
+
+    def _parse_classes(self, classes: Any) -> torch.Tensor:
+        """options['classes']: (N,) integer class ids (or one for all envs) in [0, k) -> (N,) int64."""
+        assert self.num_classes is not None
+        name = "options['classes']"
+        c = self._as_tensor(classes, name)
+        if c.dim() == 0:
+            c = c.expand(self.num_envs)
+        if c.shape != (self.num_envs,):
+            raise ValueError(f"{name} must have shape ({self.num_envs},) (one class id per env), got {tuple(c.shape)}")
+        self._check_integral(c, name)
+        c = c.long()
+        lo, hi = int(c.min()), int(c.max())
+        if lo < 0 or hi >= self.num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name}: class id {bad} is out of range for {self.num_classes} classes "
+                             f"(valid ids: 0..{self.num_classes - 1})")
+        return c
+
     def _check_integral(self, x: torch.Tensor, name: str) -> None:
         """ValueError for bool, non-finite or non-integral values (which ``.long()`` would coerce)."""
         if x.dtype == torch.bool or x.is_complex():
@@ -261,16 +331,25 @@ class TokenVecEnv(VectorEnv):
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        """Start new episodes. Returns ``(obs (N, L) int64 tensor, infos dict)``."""
+        """Start new episodes. Returns ``(obs (N, L) int64 tensor, infos dict)`` (``(N, L + 1)`` with classes)."""
         if seed is not None:
             _check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
             self.rng.manual_seed(int(seed))
         options = options or {}
-        unknown = set(options) - {"prefix", "prefix_lengths", "reset_mask"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: prefix, prefix_lengths, reset_mask")
+        if self.num_classes is None:
+            if "classes" in options:
+                raise ValueError("options['classes'] was given, but this env has no classes: build it with "
+                                 "classes=k or on labelled data (textgym.classes)")
+            unknown = set(options) - {"prefix", "prefix_lengths", "reset_mask"}
+            if unknown:
+                raise ValueError(f"unknown reset options {sorted(unknown)}; valid: prefix, prefix_lengths, reset_mask")
+        else:
+            unknown = set(options) - {"prefix", "prefix_lengths", "reset_mask", "classes"}
+            if unknown:
+                raise ValueError(f"unknown reset options {sorted(unknown)}; valid: prefix, prefix_lengths, "
+                                 "reset_mask, classes")
         mask = options.get("reset_mask")
         if mask is None:
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -286,11 +365,15 @@ class TokenVecEnv(VectorEnv):
         else:
             tok = torch.full_like(self.tokens, self.pad_id)
             lens = torch.zeros_like(self.lengths)
+        if self.classes is not None:
+            given = options.get("classes")
+            new = self._draw_classes() if given is None else self._parse_classes(given)
+            self.classes = torch.where(mask, new, self.classes)
         self.tokens = torch.where(mask[:, None], tok, self.tokens)
         self.lengths = torch.where(mask, lens, self.lengths)
         self._finished = self._finished & ~mask
         self._started = True
-        return self.tokens.clone(), {}
+        return self._obs(), {}
 
     def step(self, actions: Any):
         """Append one token per env. Returns ``(obs, rewards, terminations, truncations, infos)``."""
@@ -309,6 +392,8 @@ class TokenVecEnv(VectorEnv):
             if bool(resetting.any()):
                 self.tokens[resetting] = self.pad_id
                 self.lengths[resetting] = 0
+                if self.classes is not None:
+                    self.classes = torch.where(resetting, self._draw_classes(), self.classes)
             active = ~resetting
         else:
             if self.autoreset_mode == AutoresetMode.DISABLED and bool(self._finished.any()):
@@ -331,14 +416,16 @@ class TokenVecEnv(VectorEnv):
         truncated = torch.zeros(N, dtype=torch.bool, device=self.device)
 
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            infos["final_obs"] = self.tokens.clone()
+            infos["final_obs"] = self._obs()
             infos["_final_obs"] = done.clone()
             self.tokens[done] = self.pad_id
             self.lengths[done] = 0
+            if self.classes is not None and bool(done.any()):
+                self.classes = torch.where(done, self._draw_classes(), self.classes)
             self._finished = torch.zeros_like(done)
         else:
             self._finished = done
-        return self.tokens.clone(), rewards, terminated, truncated, infos
+        return self._obs(), rewards, terminated, truncated, infos
 
     def action_masks(self) -> torch.Tensor:
         """(N, V) bool: the actions allowed now; ``<eos>`` is refused as a first token (empty sentence)."""
@@ -355,7 +442,8 @@ class TokenEnv(gym.Env):
     """The single-env face of :class:`TokenVecEnv` (numpy observations, Python rewards).
 
     Takes the same keyword arguments (without ``num_envs``). ``observation_space`` is
-    ``Box(0, vocab_size, (max_length,), int64)`` with ``vocab_size`` as the padding id;
+    ``Box(0, vocab_size, (max_length,), int64)`` with ``vocab_size`` as the padding id
+    (``(max_length + 1,)``, the class id last, with classes: see :class:`TokenVecEnv`);
     ``action_space`` is ``Discrete(vocab_size)``.
     """
 
