@@ -23,6 +23,10 @@ checks) but are not ``torch.nn.Module`` objects: they have no parameters and are
 (no :class:`DiscriminatorTrainer` takes them). They tell what an algorithm does with a
 discriminator that carries no information about real vs generated text.
 
+Multi-class discriminators (k real classes + fake, for class-conditional generation) are built
+by :func:`make_multiclass` (``"multiclass-rnn"``, ``"multiclass-cnn"``; see
+:mod:`discriminators.multiclass`), not by :func:`make`: :data:`REGISTRY` holds the binary ones.
+
 Held-out evaluation of any of them: :func:`evaluate` (``balanced_acc`` 0.5 at chance), or
 ``trainer.evaluate`` for the trainer's own model.
 """
@@ -34,6 +38,12 @@ from typing import Callable, Dict, List, Union
 from discriminators.base import BaseDiscriminator, DivergenceError
 from discriminators.cnn import CNNDiscriminator
 from discriminators.controls import ConstantDiscriminator, NoInformationDiscriminator, RandomDiscriminator
+from discriminators.multiclass import (
+    MULTICLASS_REGISTRY,
+    MultiClassDiscriminator,
+    MultiClassTrainer,
+    make_multiclass,
+)
 from discriminators.rnn import RNNDiscriminator
 from discriminators.trainer import DiscriminatorTrainer, evaluate
 
@@ -92,4 +102,8 @@ __all__ = [
     "NoInformationDiscriminator",
     "DiscriminatorTrainer",
     "DivergenceError",
+    "MULTICLASS_REGISTRY",
+    "MultiClassDiscriminator",
+    "MultiClassTrainer",
+    "make_multiclass",
 ]
