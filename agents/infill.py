@@ -52,7 +52,7 @@ from torch import nn
 from agents.actor_critic import Critic
 from agents.adversarial import discounted_returns
 from agents.config import MASKGAN, SIZE, at_least, nonnegative, param, positive, unit
-from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
+from agents.mle import MLEAgent, MLEAgentConfig, MLEConfig, check_finite, derive_seed
 from discriminators.infill import Seq2Seq, Seq2SeqDiscriminator
 from textgym.data import OracleData
 from textgym.infill import MASK_MODES, ConstantInfillScorer, check_mask_options, make_blanks, unique_ngram_share
@@ -117,6 +117,12 @@ class InfillConfig(MLEConfig):
 
 
 @dataclass
+class MLEInfillConfig(InfillConfig, MLEAgentConfig):
+    """Fields of ``mle-infill``: :class:`InfillConfig` and the ``mle`` agent's early stopping and
+    short iterations (:class:`agents.mle.MLEAgentConfig`)."""
+
+
+@dataclass
 class MaskGANInfillConfig(InfillConfig):
     """Fields of ``maskgan-infill`` (the update is in the module docstring)."""
 
@@ -145,7 +151,7 @@ class InfillAgent(MLEAgent):
     """``mle-infill``: teacher-forced MLE of :class:`Seq2SeqGenerator` on the blanks."""
 
     name = "mle-infill"
-    Config: ClassVar[type] = InfillConfig
+    Config: ClassVar[type] = MLEInfillConfig
     config: InfillConfig
 
     def __init__(self, data, config=None, device="cpu", seed=0) -> None:
