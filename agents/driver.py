@@ -51,22 +51,53 @@ class RunError(Exception):
 
 # ---------------------------------------------------------------------------- data and agent
 def load_data(run: RunConfig) -> TextData:
-    """The run's data: the oracle benchmark or a corpus, cut to ``train_size`` sequences."""
+    """The run's data: the oracle benchmark, "oracle-classes" (MultiOracleData, k = 2), a corpus, or a
+    labelled corpus (a file whose first line holds a TAB), cut to ``train_size`` sequences."""
     data: TextData
     if run.data == "oracle":
         if run.test_data:
             raise RunError("test_data applies to text corpora; the oracle benchmark has its own test set")
         data = resolve_data("oracle", run.max_length)
+    elif run.data == "oracle-classes":  # class-conditional agents: k = 2 oracle LSTMs, one per class
+        from textgym.classes import MultiOracleData
+
+        if run.test_data:
+            raise RunError("test_data applies to text corpora; the oracle-classes benchmark has its own test set")
+        data = MultiOracleData(2, max_length=run.max_length or 20)
     else:
         try:
-            data = Corpus(run.data, run.test_data, max_length=run.max_length)
+            if _is_labelled(run.data):  # label<TAB>sentence lines: a labelled corpus
+                from textgym.classes import LabelledCorpus
+
+                data = LabelledCorpus(run.data, run.test_data, max_length=run.max_length)
+            else:
+                data = Corpus(run.data, run.test_data, max_length=run.max_length)
         except FileNotFoundError as exc:
             raise RunError(str(exc)) from None
     n = run.train_size
     if n is not None and n < len(data.train):
-        data = copy.copy(data)
-        data.train, data.train_lengths = data.train[:n], data.train_lengths[:n]
+        cut: Any = copy.copy(data)
+        labels = getattr(data, "train_labels", None)
+        if labels is None:
+            cut.train, cut.train_lengths = data.train[:n], data.train_lengths[:n]
+        else:  # the first n // k sequences of each class, so that every class keeps data
+            k = int(cut.num_classes)
+            keep = torch.cat([(labels == c).nonzero().squeeze(1)[: max(1, n // k)] for c in range(k)]).sort().values
+            cut.train, cut.train_lengths, cut.train_labels = data.train[keep], data.train_lengths[keep], labels[keep]
+        data = cut
     return data
+
+
+def _is_labelled(path: str) -> bool:
+    """Whether the first non-blank line of a text file holds a TAB (``label<TAB>sentence``)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    return "\t" in line
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+    return False
 
 
 def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
