@@ -1,0 +1,149 @@
+"""Class-conditional agents (SentiGAN, CatGAN): rewards, schedules, resume, evaluation, errors."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from agents.catgan import CatGANAgent, relativistic_loss, soft_logits
+from agents.conditional import ConditionalGenerator
+from agents.config import Preset
+from agents.sentigan import SentiGANAgent
+from textgym.classes import MultiOracleData
+from textgym.data import OracleData
+
+SMOKE_S = dict(mle_epochs=1, adv_steps=2, d_pretrain_steps=1, d_pretrain_epochs=1, d_steps=1, d_epochs=1,
+               d_samples=32, n_rollouts=2, batch_size=16, discriminator_options={"size": "small"})
+SMOKE_C = dict(mle_epochs=1, adv_steps=2, d_steps=1, batch_size=16, eval_batches=1, d_filters=8, d_emb_dim=16,
+               beta_max=10.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster, and much faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data() -> MultiOracleData:
+    return MultiOracleData(2, seqgan_oracle=False, vocab_size=50, max_length=6, n_train=120, n_test=40)
+
+
+def run(agent, n):
+    return [agent.train_iteration() for _ in range(n)]
+
+
+def same_state(a, b):
+    for x, y in zip(torch.utils._pytree.tree_leaves(a), torch.utils._pytree.tree_leaves(b), strict=True):
+        if torch.is_tensor(x):
+            assert torch.equal(x, y)
+        else:
+            assert x == y
+
+
+def test_sentigan_reward_is_class_probability(data):
+    agent = SentiGANAgent(data, SMOKE_S, seed=0)
+    tokens, lengths = agent.sample_class(1, 8, torch.Generator().manual_seed(1))
+    probs = agent.discriminator.class_probs(tokens, lengths)
+    assert torch.allclose(agent.reward_scorer(1).score(tokens, lengths), probs[:, 1])
+    assert torch.allclose(agent.reward_scorer(0).score(tokens, lengths), probs[:, 0])
+    # the MC reward of the whole sequence (last step) is D's class probability itself
+    q = agent.rewards[1].sequence_rewards(tokens, lengths, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(q[:, -1], probs[:, 1])
+
+
+def test_catgan_relativistic_losses_and_soft_input(data):
+    agent = CatGANAgent(data, SMOKE_C, seed=0)
+    d = agent.discriminator.eval()
+    tokens, lengths, soft = agent.gen.gumbel_sample(6, 1, 1e4, generator=torch.Generator().manual_seed(0))
+    # a (near) one-hot soft row reads as its token ids
+    assert torch.allclose(soft_logits(d, soft, tokens, lengths), d(tokens, lengths), atol=1e-4)
+    r, f = torch.randn(5), torch.randn(5)
+    assert torch.allclose(relativistic_loss("rsgan", "D", r, f), -torch.log(torch.sigmoid(r - f)).mean())
+    assert torch.allclose(relativistic_loss("rsgan", "G", r, f), -torch.log(torch.sigmoid(f - r)).mean())
+    ra = -torch.log(torch.sigmoid(f - r.mean())).mean() - torch.log(1 - torch.sigmoid(r - f.mean())).mean()
+    assert torch.allclose(relativistic_loss("ragan", "G", r, f), ra)
+
+
+def test_conditional_generator_matches_step_and_teacher_forcing():
+    g = ConditionalGenerator(20, 5, 3, seed=0)
+    tokens = g.sample_with_lengths(4, classes=2, generator=torch.Generator().manual_seed(0))[0]
+    lp = g.log_probs(tokens, classes=torch.full((4,), 2))
+    # the step-by-step cell (sampling path) equals teacher forcing
+    table, class_table, w_hh = g._step_weights_c()
+    h = c = torch.zeros(4, 32)
+    prev = torch.full((4,), g.bos_id)
+    for t in range(5):
+        h, c = g._cell(table[prev] + class_table[2], h, c, w_hh)
+        ref = torch.log_softmax(g.out(h), -1).gather(1, tokens[:, t : t + 1]).squeeze(1)
+        assert torch.allclose(ref, lp[:, t], atol=1e-5)
+        prev = tokens[:, t]
+    assert not torch.allclose(lp, g.log_probs(tokens, classes=torch.zeros(4, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("cls,cfg", [(SentiGANAgent, SMOKE_S), (CatGANAgent, SMOKE_C),
+                                     (CatGANAgent, {**SMOKE_C, "evolution": False, "all_pairs": True})])
+def test_smoke_and_bit_for_bit_resume(data, cls, cfg):
+    a = cls(data, cfg, seed=3)
+    assert a.total_iterations == (4 if cls is SentiGANAgent else 3)
+    run(a, 2)
+    state = copy.deepcopy(a.state_dict())
+    rest = run(a, a.total_iterations - 2)
+    b = cls(data, cfg, seed=3)
+    b.load_state_dict(state)
+    assert run(b, b.total_iterations - 2) == rest
+    same_state(a.state_dict(), b.state_dict())
+    metrics, lines = a.evaluate_task(40, 20, seed=5)
+    assert {"nll_oracle_c0", "nll_oracle_c1", "nll_oracle", "nll_test", "nll_test_c0", "nll_test_c1"} <= set(metrics)
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert lines and all(line.split("\t")[0] in ("oracle0", "oracle1") for line in lines)
+
+
+def test_per_class_nll_oracle_matches_slow_reference(data):
+    agent = SentiGANAgent(data, SMOKE_S, seed=1)
+    metrics, _ = agent.evaluate_task(20, None, seed=7)
+    tokens, lengths, labels = agent.eval_samples(10, seed=7)
+    per = {0: [], 1: []}
+    for row, c in zip(tokens, labels.tolist(), strict=True):
+        per[c].append(float(-data.oracle_for(c).log_probs(row[None]).sum()) / row.shape[0])
+    for c in (0, 1):
+        assert metrics[f"nll_oracle_c{c}"] == pytest.approx(sum(per[c]) / len(per[c]), rel=1e-5)
+    assert metrics["nll_oracle"] == pytest.approx((metrics["nll_oracle_c0"] + metrics["nll_oracle_c1"]) / 2)
+    # nll_test: the mean over classes of each generator's NLL on its class's test rows
+    for c in (0, 1):
+        rows = data.test[data.test_labels == c]
+        assert metrics[f"nll_test_c{c}"] == pytest.approx(agent.gen(c).nll(rows), rel=1e-5)
+
+
+def test_bad_inputs(data, tmp_path):
+    plain = OracleData.__new__(OracleData)  # data without classes (no oracle needed to refuse it)
+    for cls in (SentiGANAgent, CatGANAgent):
+        with pytest.raises(ValueError, match="labelled data"):
+            cls(plain, {}, seed=0)
+    agent = SentiGANAgent(data, SMOKE_S, seed=0)
+    three = MultiOracleData(3, seqgan_oracle=False, vocab_size=50, max_length=6, n_train=20, n_test=10)
+    with pytest.raises(ValueError, match="class count mismatch"):
+        agent.discriminator.check_num_classes(three, "the data")
+    with pytest.raises(ValueError, match="class count mismatch"):
+        agent.discriminator.check_num_classes(3)
+    with pytest.raises(ValueError, match="mutations"):
+        CatGANAgent(data, {**SMOKE_C, "mutations": ["wgan"]}, seed=0)
+
+
+def test_registry_and_driver(data, tmp_path):
+    import agents
+    from agents.config import RunConfig
+    from agents.driver import load_data
+
+    agents.register(Preset("sentigan", SentiGANAgent, dict(SMOKE_S), "SentiGAN"), overwrite=True)
+    agents.register(Preset("catgan", CatGANAgent, dict(SMOKE_C), "CatGAN"), overwrite=True)
+    assert isinstance(agents.make("catgan", data, seed=0), CatGANAgent)
+    f = tmp_path / "lab.txt"
+    f.write_text("pos\ta good film\nneg\ta bad film\npos\tgood good\nneg\tbad bad film\n")
+    d = load_data(RunConfig(data=str(f), train_size=2))
+    assert d.num_classes == 2 and sorted(d.train_labels.tolist()) == [0, 1]
