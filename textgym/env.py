@@ -21,7 +21,7 @@ that the first ``max_length`` entries are the usual tokens and SB3 consumes it u
 from __future__ import annotations
 
 import secrets
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -438,6 +438,11 @@ class TokenVecEnv(VectorEnv):
         pass
 
 
+def _single(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """A single env's keyword arguments for its vector env (gym.make's ``max_episode_steps`` dropped)."""
+    return {k: v for k, v in kwargs.items() if k != "max_episode_steps"}
+
+
 class TokenEnv(gym.Env):
     """The single-env face of :class:`TokenVecEnv` (numpy observations, Python rewards).
 
@@ -450,13 +455,16 @@ class TokenEnv(gym.Env):
     metadata = {"render_modes": ["ansi"]}
 
     def __init__(self, render_mode: Optional[str] = None, **kwargs: Any) -> None:
+        self._wrap(render_mode, TokenVecEnv(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **_single(kwargs)))
+
+    def _wrap(self, render_mode: Optional[str], venv: Any) -> None:
+        """Hold the one-env ``venv`` and take its spaces (single-env faces of vector envs share this)."""
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
-        kwargs.pop("max_episode_steps", None)
-        self.venv = TokenVecEnv(num_envs=1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
-        self.observation_space = self.venv.single_observation_space
-        self.action_space = self.venv.single_action_space
+        self.venv = venv
+        self.observation_space = venv.single_observation_space
+        self.action_space = venv.single_action_space
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)

@@ -54,6 +54,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.data import OracleData, TextData, resolve_data
+from textgym.env import TokenEnv, _single
 from textgym.masks import length_mask, strip_padding
 from textgym.rewards import TRANSFORMS
 
@@ -356,22 +357,14 @@ class InfillVecEnv(VectorEnv):
         pass
 
 
-class InfillEnv(gym.Env):
+class InfillEnv(TokenEnv):
     """The single-env face of :class:`InfillVecEnv` (numpy observations), same keyword arguments."""
 
-    metadata = {"render_modes": ["ansi"]}
-
     def __init__(self, render_mode: Optional[str] = None, **kwargs: Any) -> None:
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        self.render_mode = render_mode
-        kwargs.pop("max_episode_steps", None)
-        self.venv = InfillVecEnv(num_envs=1, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
-        self.observation_space = self.venv.single_observation_space
-        self.action_space = self.venv.single_action_space
+        self._wrap(render_mode, InfillVecEnv(num_envs=1, autoreset_mode=AutoresetMode.SAME_STEP, **_single(kwargs)))
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        super().reset(seed=seed)
+        gym.Env.reset(self, seed=seed)  # TokenEnv's reset speaks of prefixes
         opts = dict(options or {})
         for key in ("tokens", "blanks"):
             if opts.get(key) is not None:
