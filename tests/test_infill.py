@@ -282,3 +282,17 @@ def test_train_py_runs_maskgan_on_the_infill_task_and_refuses_bad_tasks(tmp_path
                               str(tmp_path / "bad")], capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert bad.returncode != 0 and message in bad.stderr, bad.stderr
         assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+
+
+def test_sb3_ppo_learns_on_the_infill_env_through_sb3vecenv(small_oracle_data):
+    from stable_baselines3 import PPO
+
+    from textgym.sb3 import SB3VecEnv
+
+    env = InfillVecEnv(8, data=small_oracle_data, seed=0)
+    wrapped = SB3VecEnv(env)
+    assert wrapped.token_env is not env and env.autoreset_mode == AutoresetMode.NEXT_STEP  # a view, env untouched
+    model = PPO("MlpPolicy", wrapped, n_steps=12, batch_size=48, n_epochs=1, seed=0)
+    model.learn(96)
+    episodes = [e for e in model.ep_info_buffer]
+    assert episodes and all(1 <= e["l"] <= small_oracle_data.max_length for e in episodes)

@@ -116,6 +116,8 @@ class TokenVecEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    #: the per-episode state tensors (what a copy with its own episodes must clone)
+    STATE = ("tokens", "lengths", "_finished", "classes")
 
     def __init__(
         self,

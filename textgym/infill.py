@@ -158,6 +158,8 @@ class InfillVecEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    #: the per-episode state tensors (what a copy with its own episodes must clone)
+    STATE = ("tokens", "context", "filled", "blanks", "lengths", "cursor", "_finished")
 
     def __init__(self, num_envs: int = 1, data: Union[str, TextData] = "oracle", mask_rate: float = 0.5,
                  mask_mode: str = "contiguous", mask_span: Optional[int] = None, reward: str = "dense",
@@ -352,6 +354,10 @@ class InfillVecEnv(VectorEnv):
             return score[r_, at]
         mean = (score * self.blanks).sum(1) / self.blanks.sum(1)
         return torch.where(done, mean, torch.zeros_like(mean))
+
+    def action_masks(self) -> torch.Tensor:
+        """(N, V) bool: every token may fill a blank."""
+        return torch.ones(self.num_envs, self.vocab_size, dtype=torch.bool, device=self.device)
 
     def close_extras(self, **kwargs: Any) -> None:
         pass

@@ -26,40 +26,47 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from textgym.env import TokenVecEnv
+from textgym.infill import InfillVecEnv
 from textgym.protocols import RolloutPolicy
 from textgym.rewards import MCReward
 from textgym.sampling import sample_logits
 
 
-def unwrap_token_env(env: Any) -> TokenVecEnv:
-    """The :class:`TokenVecEnv` inside ``env`` (a TokenVecEnv, a gymnasium vector wrapper of one, or a SB3VecEnv)."""
+def unwrap_token_env(env: Any) -> Any:
+    """The textgym vector env (:class:`TokenVecEnv` or :class:`~textgym.infill.InfillVecEnv`) inside
+    ``env`` (the env itself, a gymnasium vector wrapper of one, or a SB3VecEnv)."""
     seen = env
-    while not isinstance(seen, TokenVecEnv):
+    while not isinstance(seen, (TokenVecEnv, InfillVecEnv)):
         inner = getattr(seen, "token_env", None) or getattr(seen, "venv", None) or getattr(seen, "env", None)
         if inner is None or inner is seen:
-            raise TypeError("expected a textgym TokenVecEnv (e.g. from gym.make_vec('textgym/TokenGen-v0')), "
+            raise TypeError("expected a textgym TokenVecEnv or InfillVecEnv (e.g. from "
+                            "gym.make_vec('textgym/TokenGen-v0')), "
                             f"got {type(env).__name__}")
         seen = inner
     return seen
 
 
-def same_step_view(env: TokenVecEnv) -> TokenVecEnv:
-    """A same-step-autoreset copy of ``env`` sharing its data and reward, with its own state."""
+def same_step_view(env: Any) -> Any:
+    """A same-step-autoreset copy of ``env`` sharing its data and reward, with its own state
+    (the tensors its class lists in ``STATE``)."""
     view = copy.copy(env)
     view.autoreset_mode = AutoresetMode.SAME_STEP
     view.metadata = {**env.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
-    view.tokens, view.lengths, view._finished = env.tokens.clone(), env.lengths.clone(), env._finished.clone()
+    for name in env.STATE:
+        value = getattr(env, name)
+        setattr(view, name, None if value is None else value.clone())
     view.rng = torch.Generator(device=env.device)
     view.rng.set_state(env.rng.get_state())
     return view
 
 
 class SB3VecEnv(VecEnv):
-    """Stable-Baselines3 ``VecEnv`` over a :class:`TokenVecEnv`.
+    """Stable-Baselines3 ``VecEnv`` over a :class:`TokenVecEnv` (or an in-filling
+    :class:`~textgym.infill.InfillVecEnv`, whose flat observations any SB3 policy reads).
 
     SB3 semantics: same-step autoreset, the finished sequence in
     ``infos[i]["terminal_observation"]``, episode statistics in ``infos[i]["episode"] = {"r",
-    "l", "t"}`` (do not add a VecMonitor as well), ``dones = terminated | truncated``, and
+    "l", "t"}`` (``l``: the episode's steps; do not add a VecMonitor as well), ``dones = terminated | truncated``, and
     ``action_masks()`` for MaskablePPO. Observations are ``(N, max_length)`` int64 numpy arrays
     padded with ``vocab_size``.
 
@@ -77,6 +84,7 @@ class SB3VecEnv(VecEnv):
         self.render_mode = None
         self._actions: Optional[np.ndarray] = None
         self._returns = torch.zeros(env.num_envs, device=env.device)
+        self._steps = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
         self._t0 = time.time()
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
 
@@ -87,6 +95,7 @@ class SB3VecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         self._returns.zero_()
+        self._steps.zero_()
         return obs.cpu().numpy()
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -100,12 +109,13 @@ class SB3VecEnv(VecEnv):
         self._actions = None
         done = term | trunc
         self._returns += rew
+        self._steps += 1
         infos: List[Dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if bool(done.any()):
             idx = done.nonzero().squeeze(1)
             final = info["final_obs"][idx].cpu().numpy()
             rets = self._returns[idx].tolist()
-            lens = (info["final_obs"][idx] != env.pad_id).sum(1).tolist()
+            lens = self._steps[idx].tolist()
             t = round(time.time() - self._t0, 6)
             for k, i in enumerate(idx.tolist()):
                 infos[i] = {
@@ -114,6 +124,7 @@ class SB3VecEnv(VecEnv):
                     "TimeLimit.truncated": bool(trunc[i]),
                 }
             self._returns[idx] = 0.0
+            self._steps[idx] = 0
         return obs.cpu().numpy(), rew.cpu().numpy(), done.cpu().numpy(), infos
 
     def action_masks(self) -> np.ndarray:
