@@ -17,6 +17,8 @@ name                   class                                           algorithm
 ``maskgan``            :class:`agents.actor_critic.ActorCriticAgent`   MaskGAN-style actor-critic
 ``mle-infill``         :class:`agents.infill.InfillAgent`              MLE of a seq2seq in-filling generator
 ``maskgan-infill``     :class:`agents.infill.MaskGANInfillAgent`       MaskGAN on the in-filling task
+``sentigan``           :class:`agents.sentigan.SentiGANAgent`          SentiGAN: k generators, a multi-class D
+``catgan``             :class:`agents.catgan.CatGANAgent`              CatGAN: a class-conditional generator
 ``ppo``, ``a2c``       :mod:`agents.sb3_agents`                        Stable-Baselines3 through the env
 ====================== =============================================== ===================================
 
@@ -33,12 +35,14 @@ import torch
 from agents.actor_critic import ActorCriticAgent, ActorCriticConfig
 from agents.adversarial import AdversarialConfig
 from agents.base import Agent
+from agents.catgan import CATGAN, CatGANAgent
 from agents.config import MALIGAN, MASKGAN, SB3, SCRATCHGAN, SEQGAN, ConfigError, Preset
 from agents.generator import Generator, RolloutCopy
 from agents.infill import InfillAgent, MaskGANInfillAgent
 from agents.maligan_mixed import MixedMaliGANAgent, MixedMaliGANConfig, clamp_length
 from agents.mle import MLEAgent, MLEAgentConfig, MLEConfig
 from agents.reinforce import MaliGANAgent, ReinforceAgent, ReinforceConfig
+from agents.sentigan import SENTIGAN, SentiGANAgent
 from textgym.data import TextData
 
 # SeqGAN's schedule, which the MaliGAN presets borrow: MLE 120 epochs, 50 D pretraining
@@ -90,6 +94,19 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "The authors' GAN-mode command (contiguous blanks at present rate 0.5, batch 128, generator lr 3.89e-5, "
         "discount 0.89072, D lr 5e-4, 2 D updates per step). Deviations: one-layer 32-unit LSTMs without attention "
         "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates)."),
+    Preset("sentigan", SentiGANAgent, dict(
+        mle_epochs=120, batch_size=64, mle_lr=0.01, gen_lr=0.01, adv_steps=100, g_steps=1, n_rollouts=16,
+        discriminator="multiclass-cnn", d_lr=1e-4, d_pretrain_steps=5, d_pretrain_epochs=3, d_steps=4, d_epochs=2,
+        d_samples=5000), SENTIGAN,
+        "k generators, penalty V = 1 - D_i(Y) from 16 MC rollouts. Deviations: V multiplies log G_i (the reference "
+        "code multiplies G_i with the opposite sign); per-token mean loss; the project's multiclass-cnn discriminator."),
+    Preset("catgan", CatGANAgent, dict(
+        mle_epochs=150, batch_size=64, mle_lr=0.01, gen_lr=1e-4, adv_steps=2000, g_steps=1, d_lr=1e-4, d_steps=3,
+        d_loss="rsgan", evolution=True, mutations=["rsgan", "ragan"], n_parent=1, lambda_fd=0.001, eval_batches=8),
+        CATGAN,
+        "Category-wise RSGAN, evolutionary selection (rsgan/ragan mutations, fitness F_q + 0.001 F_d). Deviations: "
+        "LSTM + Gumbel-softmax generator instead of RMC; CNN D without num_rep; D loss RSGAN (the run script: RaGAN); "
+        "beta_max 1 on oracle data, 100 on corpora."),
 ]}
 
 #: ``train.py --task infill``: agent name -> its in-filling preset
@@ -179,7 +196,7 @@ _register_optional()
 
 __all__ = [
     "PRESETS", "ActorCriticAgent", "ActorCriticConfig", "AdversarialConfig", "Agent", "ConfigError", "Generator",
-    "InfillAgent", "MLEAgent", "MLEAgentConfig", "MLEConfig", "MaskGANInfillAgent", "TASKS",
+    "CatGANAgent", "InfillAgent", "MLEAgent", "MLEAgentConfig", "MLEConfig", "MaskGANInfillAgent", "TASKS",
     "MaliGANAgent", "MixedMaliGANAgent", "MixedMaliGANConfig", "Preset", "ReinforceAgent",
-    "ReinforceConfig", "RolloutCopy", "available", "clamp_length", "make", "preset", "register",
+    "ReinforceConfig", "RolloutCopy", "SentiGANAgent", "available", "clamp_length", "make", "preset", "register",
 ]

@@ -81,9 +81,11 @@ class SentiGANConfig(ConditionalConfig):
     g_steps: int = param(1, "updates of each generator per adversarial step (ADV_g_step)", check=at_least(1),
                          source=SENTIGAN)
     n_rollouts: int = param(16, "MC rollouts per prefix (rollout_num)", kind=SIZE, check=at_least(1), source=SENTIGAN)
-    discriminator: str = param("multiclass-cnn", "multi-class discriminator: multiclass-cnn or multiclass-rnn",
-                               check=lambda v: None if v in ("multiclass-cnn", "multiclass-rnn")
-                               else "multiclass-cnn or multiclass-rnn")
+    discriminator: str = param("multiclass-cnn", "multi-class discriminator: multiclass-cnn, multiclass-rnn, or constant "
+                                                 "(the no-information control: every class probability 1/(k+1), never "
+                                                 "trained)",
+                               check=lambda v: None if v in ("multiclass-cnn", "multiclass-rnn", "constant")
+                               else "multiclass-cnn, multiclass-rnn or constant")
     d_lr: float = param(1e-4, "discriminator Adam lr (dis_lr)", source=SENTIGAN)
     d_pretrain_steps: int = param(5, "discriminator pretraining rounds (d_step)", kind=SIZE, check=at_least(0),
                                   source=SENTIGAN)
@@ -113,10 +115,15 @@ class SentiGANAgent(ConditionalAgent):
         self.gen_opts = [torch.optim.Adam(g.parameters(), lr=c.gen_lr) for g in self.generators]
         import discriminators
 
+        self.control = c.discriminator == "constant"
         self.discriminator = discriminators.make_multiclass(
-            c.discriminator, self.data.vocab_size, k, seed=derive_seed(seed, "discriminator-init"),
+            "multiclass-cnn" if self.control else c.discriminator, self.data.vocab_size, k, seed=derive_seed(seed, "discriminator-init"),
             max_length=self.data.max_length, **c.discriminator_options).to(self.device)
         self.discriminator.check_num_classes(self.data, "the data")
+        if self.control:  # zero class logits whatever the input: D_i(Y) = 1/(k+1) for every Y
+            with torch.no_grad():
+                self.discriminator.class_head.weight.zero_()
+                self.discriminator.class_head.bias.zero_()
         self.d_trainer = discriminators.MultiClassTrainer(self.discriminator, lr=c.d_lr, batch_size=c.d_batch_size,
                                                           seed=derive_seed(seed, "discriminator"))
         self.rewards: List[MCReward] = []
@@ -202,7 +209,10 @@ class SentiGANAgent(ConditionalAgent):
         return {"g_loss": g_loss, "reward": float((q * mask).sum() / mask.sum())}
 
     def discriminator_round(self, epochs: int) -> Dict[str, float]:
-        """``d_samples`` fresh samples of each generator (fake) and real sequences of each class."""
+        """``d_samples`` fresh samples of each generator (fake) and real sequences of each class
+        (nothing for the no-information control, which is never trained)."""
+        if self.control:
+            return {}
         n, k = self.config.d_samples, self.num_classes
         fakes = [self.sample_class(i, n, self.sample_rng) for i in range(k)]
         reals = [self.real_batch(i, n) for i in range(k)]

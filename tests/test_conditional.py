@@ -57,6 +57,15 @@ def test_sentigan_reward_is_class_probability(data):
     assert torch.allclose(q[:, -1], probs[:, 1])
 
 
+def test_sentigan_no_information_control_pays_one_over_k_plus_one_and_never_trains(data):
+    agent = SentiGANAgent(data, {**SMOKE_S, "discriminator": "constant"}, seed=0)
+    before = copy.deepcopy(agent.discriminator.state_dict())
+    run(agent, agent.total_iterations)
+    tokens, lengths = agent.sample_class(0, 8, torch.Generator().manual_seed(1))
+    assert torch.allclose(agent.reward_scorer(0).score(tokens, lengths), torch.full((8,), 1 / 3))
+    same_state(before, agent.discriminator.state_dict())
+
+
 def test_catgan_relativistic_losses_and_soft_input(data):
     agent = CatGANAgent(data, SMOKE_C, seed=0)
     d = agent.discriminator.eval()
@@ -135,13 +144,13 @@ def test_bad_inputs(data, tmp_path):
         CatGANAgent(data, {**SMOKE_C, "mutations": ["wgan"]}, seed=0)
 
 
-def test_registry_and_driver(data, tmp_path):
+def test_registry_and_driver(data, tmp_path, monkeypatch):
     import agents
     from agents.config import RunConfig
     from agents.driver import load_data
 
-    agents.register(Preset("sentigan", SentiGANAgent, dict(SMOKE_S), "SentiGAN"), overwrite=True)
-    agents.register(Preset("catgan", CatGANAgent, dict(SMOKE_C), "CatGAN"), overwrite=True)
+    monkeypatch.setitem(agents.PRESETS, "sentigan", Preset("sentigan", SentiGANAgent, dict(SMOKE_S), "SentiGAN"))
+    monkeypatch.setitem(agents.PRESETS, "catgan", Preset("catgan", CatGANAgent, dict(SMOKE_C), "CatGAN"))
     assert isinstance(agents.make("catgan", data, seed=0), CatGANAgent)
     f = tmp_path / "lab.txt"
     f.write_text("pos\ta good film\nneg\ta bad film\npos\tgood good\nneg\tbad bad film\n")
