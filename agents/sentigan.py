@@ -117,7 +117,8 @@ class SentiGANAgent(ConditionalAgent):
 
         self.control = c.discriminator == "constant"
         self.discriminator = discriminators.make_multiclass(
-            "multiclass-cnn" if self.control else c.discriminator, self.data.vocab_size, k, seed=derive_seed(seed, "discriminator-init"),
+            "multiclass-cnn" if self.control else c.discriminator, self.data.vocab_size, k,
+            seed=derive_seed(seed, "discriminator-init"),
             max_length=self.data.max_length, **c.discriminator_options).to(self.device)
         self.discriminator.check_num_classes(self.data, "the data")
         if self.control:  # zero class logits whatever the input: D_i(Y) = 1/(k+1) for every Y
