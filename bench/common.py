@@ -83,3 +83,27 @@ def run_or_reuse(name: str, budget: Any, explicit: Dict[str, Any], folder: Any, 
     resolved = resolve(agents.preset(name), budget, explicit=explicit)
     return train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True,
                  on_iteration=on_iteration)
+
+
+def comparison_table(results: Dict[str, Dict[int, Dict[str, float]]], seeds: Any, metrics: Any,
+                     comparisons: Any) -> tuple:
+    """A markdown table of ``results[run][seed][metric]`` (mean ± sd over ``seeds``) with, for each
+    ``(reference run, metric)`` of ``comparisons``, the paired 95% t-interval of run - reference
+    (``*``: it excludes 0). Returns (markdown text, {run: {"mean": ..., "deltas": ...}})."""
+    import statistics
+
+    from textgym.stats import mean_sd, paired_interval
+
+    head = [*metrics, *(f"Δ {m} vs {ref}" for ref, m in comparisons)]
+    lines = ["| run | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    out: Dict[str, Any] = {}
+    for name, by_seed in results.items():
+        cols = {m: [by_seed[s][m] for s in seeds] for m in metrics}
+        deltas = {f"{m}_vs_{ref}": None if name == ref or ref not in results else
+                  paired_interval([by_seed[s][m] for s in seeds], [results[ref][s][m] for s in seeds])
+                  for ref, m in comparisons}
+        lines.append(f"| {name} | " + " | ".join(mean_sd(cols[m]) for m in metrics) + " | "
+                     + " | ".join("–" if v is None else str(v) for v in deltas.values()) + " |")
+        out[name] = {"mean": {m: statistics.fmean(v) for m, v in cols.items()},
+                     "deltas": {k: None if v is None else v.as_dict() for k, v in deltas.items()}}
+    return "\n".join(lines) + "\n", out

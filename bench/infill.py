@@ -16,14 +16,12 @@ a fill). Each run is compared with ``mle`` and ``constant`` by paired 95% t-inte
 """
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import agents
-from common import emit, log, parser, run_or_reuse
-from textgym.stats import mean_sd, paired_interval
+from common import comparison_table, emit, log, parser, run_or_reuse
 
 METRICS = ("nll_infill", "nll_oracle", "unique2", "unique4")
 
@@ -62,20 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             results.setdefault(name, {})[seed] = summary["metrics"]
             log(f"seed {seed} {name}: " + ", ".join(f"{k} {summary['metrics'].get(k, float('nan')):.4f}" for k in METRICS))
     seeds = args.seeds
-    table = ["| run | " + " | ".join(METRICS) + " | Δ nll_oracle vs mle | Δ nll_oracle vs constant | Δ nll_infill vs mle |",
-             "|---" * (len(METRICS) + 4) + "|"]
-    summary_out: Dict[str, Any] = {}
-    for name, by_seed in results.items():
-        cols = {m: [by_seed[s][m] for s in seeds] for m in METRICS}
-        deltas = {}
-        for ref, metric in (("mle", "nll_oracle"), ("constant", "nll_oracle"), ("mle", "nll_infill")):
-            iv = paired_interval(cols[metric], [results[ref][s][metric] for s in seeds]) if name != ref else None
-            deltas[f"{metric}_vs_{ref}"] = iv
-        table.append(f"| {name} | " + " | ".join(mean_sd(cols[m]) for m in METRICS) + " | "
-                     + " | ".join("–" if v is None else str(v) for v in deltas.values()) + " |")
-        summary_out[name] = {"mean": {m: statistics.fmean(v) for m, v in cols.items()},
-                             "deltas": {k: None if v is None else v.as_dict() for k, v in deltas.items()}}
-    text = "\n".join(table) + "\n"
+    text, summary_out = comparison_table(results, seeds, METRICS,
+                                         (("mle", "nll_oracle"), ("constant", "nll_oracle"), ("mle", "nll_infill")))
     log(text)
     if args.table:
         Path(args.table).write_text(text)
