@@ -43,6 +43,7 @@ from textgym.data import Corpus, OracleData, TextData, resolve_data
 from textgym.safeload import UnsafeFileError, load_data_only
 
 CHECKPOINT_FORMAT = "textgym-checkpoint-v1"
+EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
 
 
 class RunError(Exception):
@@ -242,15 +243,18 @@ def evaluate(agent: Agent, data: TextData, run: RunConfig, folder: Path) -> Dict
     """:func:`textgym.evaluate.evaluate_generator` of the agent's generator, seeded by (seed,
     iteration) through its own generator (evaluation never perturbs training); writes 50
     samples to ``samples/`` and ``generator.pt``. An agent with an ``evaluate_task(n_samples,
-    test_size, seed) -> (metrics, lines)`` method (the in-filling agents) is evaluated by it."""
+    test_size, seed) -> (metrics, lines)`` method (in-filling and class-conditional agents) is
+    evaluated by it, with common random numbers: the seed depends on the run's seed only."""
     from textgym.evaluate import evaluate_generator
 
     samples = folder / "samples"
     samples.mkdir(exist_ok=True)
     seed = run.seed * 100_003 + agent.iteration
     task = getattr(agent, "evaluate_task", None)
-    if task is not None:  # an agent with a task of its own (in-filling) reports that task's metrics
-        metrics, lines = task(run.eval_samples, run.eval_test_size, seed)
+    if task is not None:  # an agent with a task of its own (in-filling, classes) reports that task's metrics,
+        # from samples seeded by the run's seed alone: every iteration and every run of that seed draws
+        # with the same random numbers, so that differences between them are the models' own
+        metrics, lines = task(run.eval_samples, run.eval_test_size, EVAL_SEED_BASE + run.seed)
         atomic_write_bytes(samples / f"iter_{agent.iteration:05d}.txt", "".join(f"{x}\n" for x in lines).encode())
         return metrics
     ev = evaluate_generator(agent.generator, data, n_samples=run.eval_samples, seed=seed,
