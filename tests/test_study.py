@@ -120,6 +120,8 @@ def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys)
     ({"grid": [{"agent": ["seqgan"], "gen_lrr": [0.1]}]}, "unknown config key 'gen_lrr'"),
     ({"grid": [{"agent": ["seqgan"], "discriminator": []}]}, "empty list"),
     ({"grid": [{"agent": ["mle"]}]}, "not a grid cell"),
+    ({"grid": [{"agent": ["maskgan-infill"]}]}, "task of its own.*bench/infill.py"),
+    ({"grid": [{"agent": ["catgan"]}]}, "task of its own"),
     ({"data": "../shared/data/coco/image_coco.txt", "grid": [{"agent": ["seqgan"], "discriminator": ["oracle"]}]},
      "needs data 'oracle'"),
     ({"seeds": []}, "at least one seed"),

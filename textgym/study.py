@@ -269,6 +269,10 @@ def expand(spec: StudySpec) -> List[Cell]:
                                  f"valid: {sorted(agents.PRESETS)}")
             if agent == "mle":
                 raise StudyError(f"grid entry {i}: 'mle' is not a grid cell; the study adds the MLE control itself")
+            if hasattr(agents.preset(agent).agent, "evaluate_task"):
+                raise StudyError(f"grid entry {i}: {agent!r} works on a task of its own (in-filling, classes) that the "
+                                 "study's free-generation frontiers do not measure; bench/infill.py and "
+                                 "bench/conditional.py compare those agents with their controls")
             if "seed" in values or "init_from" in values:
                 raise StudyError(f"grid entry {i}: 'seed' and 'init_from' are set by the study (use 'seeds')")
             grid_cells.setdefault(_key(agent, values), (agent, values))
