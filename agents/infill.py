@@ -208,8 +208,18 @@ class InfillAgent(MLEAgent):
 
     # ------------------------------------------------------------------ evaluation (the driver calls it)
     @torch.no_grad()
-    def evaluate_task(self, n_samples: int, test_size: Optional[int], seed: int) -> Tuple[Dict[str, float], List[str]]:
-        """The in-filling metrics (module docstring) and lines of text showing fills in [brackets]."""
+    def evaluate_task(self, n_samples: int, test_size: Optional[int], seed: int,
+                      temperature: Optional[float] = None) -> Tuple[Dict[str, float], List[str]]:
+        """The in-filling metrics (module docstring) and lines of text showing fills in [brackets].
+
+        ``temperature`` (default: the config's) is the fills' sampling temperature τ, and
+        ``nll_infill`` is the NLL of the true blank tokens under the same tempered distribution,
+        -log softmax(logits / τ), as NLL-test at a temperature for free generation: a sweep over τ
+        traces the frontier of ``nll_oracle`` (quality) against ``nll_infill`` (coverage).
+        """
+        tau = float(self.config.temperature if temperature is None else temperature)
+        if not tau > 0:
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
         data, gen = self.data, self._generator
         test, test_len = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
         assert test_len is not None
@@ -218,11 +228,14 @@ class InfillAgent(MLEAgent):
         tok, lens = test[:k].to(self.device), test_len[:k].to(self.device)
         blanks = self.blanks_for(lens, g)
         gen.eval()
-        out: Dict[str, float] = {"nll_infill": float(self.blank_nll(tok, lens, blanks))}
+        real = tok.masked_fill(~length_mask(lens, tok.shape[1]), self.pad_id)
+        logits, _ = gen(self.context_of(tok, lens, blanks), real)
+        lp = torch.log_softmax(logits / tau, -1).gather(2, real.clamp(max=gen.vocab_size - 1)[..., None]).squeeze(-1)
+        out: Dict[str, float] = {"nll_infill": float(-masked_mean(lp, blanks))}
         n = min(k, n_samples)
         tok, lens, blanks = tok[:n], lens[:n], blanks[:n]
         sample_rng = torch.Generator(device=self.device).manual_seed(seed)
-        filled = gen.sample(self.context_of(tok, lens, blanks), lens, self.config.temperature, sample_rng)
+        filled = gen.sample(self.context_of(tok, lens, blanks), lens, tau, sample_rng)
         gen.train()
         if isinstance(data, OracleData):
             oracle = data.oracle_on(self.device)
