@@ -510,3 +510,27 @@ def test_trainer_adds_the_regularization_to_the_loss():
             torch.testing.assert_close(diff, torch.zeros_like(diff), rtol=0, atol=1e-7)
     assert s_with["reg"] == pytest.approx(0.1 * (float((W0**2).sum()) + float((b0**2).sum())), rel=1e-6)
     assert s_without["reg"] == 0.0 and s_with["loss"] == pytest.approx(s_without["loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("size", ["small", "seqgan"])
+def test_cnn_completion_scores_equal_plain_scores(size):
+    """Groups of n rows sharing a prefix, including prefixes that hold the sequence's end, rows
+    shorter than the widest window and padded rows: score_completions equals score."""
+    V, T, n = 30, 12, 4
+    d = CNNDiscriminator(V, T, size=size)
+    g = torch.Generator().manual_seed(0)
+    prefix = torch.tensor([1, 3, 5, 11, 2, 7])
+    M = len(prefix)
+    first = torch.randint(V, (M, T), generator=g)
+    rows = first.repeat_interleave(n, 0)
+    fresh = torch.randint(V, rows.shape, generator=g)
+    keep = torch.arange(T)[None, :] < prefix.repeat_interleave(n)[:, None]
+    tokens = torch.where(keep, rows, fresh)
+    lengths = torch.randint(1, T + 1, (M * n,), generator=g)
+    lengths = torch.maximum(lengths, prefix.repeat_interleave(n))  # a completion never shortens the prefix...
+    lengths[4 * n : 5 * n] = 2  # ...except where the prefix holds the end: every row of the group ends there
+    tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
+    torch.testing.assert_close(d.score_completions(tokens, lengths, prefix, n), d.score(tokens, lengths),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not make"):
+        d.score_completions(tokens[:-1], lengths[:-1], prefix, n)
