@@ -190,7 +190,8 @@ class CNNDiscriminator(BaseDiscriminator):
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
         if end is not None:
             ok &= j[None, :] + w <= end[:, None]
-        return c.masked_fill_(~ok[:, None, :], float("-inf")).amax(dim=2)
+        fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_  # ReLU's backward needs c
+        return fill(~ok[:, None, :], float("-inf")).amax(dim=2)
 
     def score_completions(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
                           n: int) -> torch.Tensor:
