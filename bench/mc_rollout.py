@@ -1,7 +1,18 @@
 """One SeqGAN Monte-Carlo reward computation: batched vs the nested loop of public code.
 
-Setting (headline): 64 sequences of length 20, 16 rollouts, V = 5000, the SeqGAN oracle as
-rollout policy and as scorer (its log-likelihood). Compared in the same process:
+Two scorers (``--scorer``), each figure says which:
+
+- ``oracle`` (default): 64 sequences of length 20, 16 rollouts, V = 5000, the SeqGAN oracle as
+  rollout policy and as scorer (its log-likelihood);
+- ``cnn``: SeqGAN's real reward: the same sizes with the LSTM generator of ``agents`` as rollout
+  policy and SeqGAN's CNN discriminator (``discriminators.make("cnn")``, 1720 filters) as
+  scorer, D(Y) = σ(logit). Compared: ``batched`` (``MCReward`` with the CNN's
+  ``score_completions``, which convolves each group's shared prefix once), ``batched_plain``
+  (the same, scoring every completion in full) and ``public_loop`` (for each rollout, for each
+  prefix length: the generator's LSTM over the prefix, ``torch.multinomial`` for the rest, the
+  CNN on the 64 completions).
+
+With the oracle scorer, compared in the same process:
 
 - ``batched``: ``MCReward.sequence_rewards``: all 64·19 prefixes × 16 rollouts are one
   lock-step generation (projection and sampling only for rows past their prefix) and one
@@ -25,6 +36,8 @@ of the gain is bounded by ``roofline_ratio``; on a GPU the loop's thousands of s
 launches dominate instead.
 """
 from __future__ import annotations
+
+from typing import Any, Optional
 
 import torch
 
@@ -88,8 +101,78 @@ def roofline(oracle: OracleLSTM, N: int, T: int, n: int, device: torch.device, c
     return run
 
 
+def public_loop_generator(gen: Any, d: Any, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """The loop of public SeqGAN code with an LSTM generator (nn.LSTM, nn.Linear) and a discriminator."""
+    N, T = tokens.shape
+    rewards = torch.zeros(N, T, device=tokens.device)
+    with torch.no_grad():
+        for _ in range(n):
+            for given in range(1, T):
+                inputs = torch.cat([torch.full((N, 1), gen.bos_id, device=tokens.device), tokens[:, : given - 1]], 1)
+                _, state = gen.lstm(gen.embedding(inputs))  # the prefix, re-encoded
+                prev, out = tokens[:, given - 1], tokens.clone()
+                for t in range(given, T):  # sample the rest, one token at a time
+                    h, state = gen.lstm(gen.embedding(prev)[:, None], state)
+                    prev = torch.multinomial(torch.softmax(gen.out(h[:, 0]), dim=-1), 1).squeeze(1)
+                    out[:, t] = prev
+                rewards[:, given - 1] += torch.sigmoid(d.score(out))
+            rewards[:, T - 1] += torch.sigmoid(d.score(tokens))
+    return rewards / n
+
+
+class Plain:
+    """A scorer seen without its ``score_completions``: every completion is scored in full."""
+
+    is_probabilistic = True
+
+    def __init__(self, scorer: Any) -> None:
+        self.scorer = scorer
+
+    def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.scorer.score(tokens, lengths)
+
+
+def main_cnn(args: Any) -> None:
+    import discriminators
+    from agents.generator import Generator
+
+    device = torch.device(args.device)
+    N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)
+    V = 5000
+    gen = Generator(V, T, seed=0).to(device)
+    d = discriminators.make("cnn", vocab_size=V, max_length=T).to(device)
+    tokens = gen.sample(N, generator=torch.Generator(device=device).manual_seed(0))
+    lengths = torch.full((N,), T, device=device)
+    g = torch.Generator(device=device).manual_seed(1)
+    shared = MCReward(d, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
+    plain = MCReward(Plain(d), "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
+    repeats = 1 if args.quick else args.repeats
+    t = interleaved({
+        "batched": lambda: shared.sequence_rewards(tokens, lengths, g),
+        "batched_plain": lambda: plain.sequence_rewards(tokens, lengths, g),
+        "public_loop": lambda: public_loop_generator(gen, d, tokens, n),
+    }, device, repeats, warmup=False)
+    completions = N * n * (T - 1)
+    log(f"CNN scorer: batched {t['batched']:.2f} s, batched without prefix sharing {t['batched_plain']:.2f} s, "
+        f"public-code loop {t['public_loop']:.2f} s (medians of {repeats} interleaved rounds)")
+    emit({
+        "benchmark": "mc_rollout", "scorer": "cnn (SeqGAN's, 1720 filters)", "rollout_policy": "agents.Generator",
+        "device": str(device),
+        "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": V, "completions": completions,
+                    "threads": torch.get_num_threads(), "repeats": repeats},
+        "seconds": t, "ratio": t["public_loop"] / t["batched"],
+        "ratio_prefix_sharing": t["batched_plain"] / t["batched"],
+        "completions_per_s": completions / t["batched"],
+    })
+
+
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--scorer", choices=("oracle", "cnn"), default="oracle", help="the reward's scorer (see above)")
+    args = p.parse_args()
+    if args.scorer == "cnn":
+        main_cnn(args)
+        return
     device = torch.device(args.device)
     N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)
     oracle = OracleLSTM.load(max_length=T).to(device)
@@ -112,6 +195,7 @@ def main() -> None:
         f"roofline (bare matmuls): {t_roof:.3f} s (medians of {repeats} interleaved rounds)")
     emit({
         "benchmark": "mc_rollout",
+        "scorer": "oracle (log-likelihood)",
         "device": str(device),
         "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size,
                     "chunk_rows": reward.rows_per_chunk(device), "roofline_block_rows": chunk,
