@@ -5,7 +5,9 @@ Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`
 
 - ``cnn``: the full-size SeqGAN CNN (``discriminators.make("cnn", vocab_size=5000)``: embedding
   64, 12 window widths, 1720 filters, highway, dropout 0.25);
-- ``rnn``: the ``rnn`` discriminator at its defaults (LSTM 128, embedding 64, LayerNorm);
+- ``rnn``: the ``rnn`` discriminator at its defaults (LSTM 128, embedding 64, LayerNorm),
+  trained on every prefix's logit (its default); ``rnn_last`` the same trained on the whole
+  sequence's logit only, and ``rnn_per_prefix_cost`` = rnn_last / rnn throughput;
 - ``baseline``: plain PyTorch in this process, trained the same way (same minibatches, Adam,
   ``BCEWithLogitsLoss``) by a hand-written loop: ``nn.Embedding(V + 1, 64)``, mean over the
   valid positions, ``nn.Linear(64, 1)``. It is the cheapest reasonable discriminator, so
@@ -79,9 +81,12 @@ def main() -> None:
 
     throughput = {}
     models = {"cnn": discriminators.make("cnn", vocab_size=V, max_length=L),
-              "rnn": discriminators.make("rnn", vocab_size=V, max_length=L)}
+              "rnn": discriminators.make("rnn", vocab_size=V, max_length=L),
+              "rnn_last": discriminators.make("rnn", vocab_size=V, max_length=L)}
     for name, d in models.items():
-        trainer = discriminators.DiscriminatorTrainer(d, lr=1e-4, batch_size=BATCH, device=device, seed=0)
+        positions = "last" if name == "rnn_last" else None  # rnn: every prefix's logit (its default)
+        trainer = discriminators.DiscriminatorTrainer(d, lr=1e-4, batch_size=BATCH, device=device, seed=0,
+                                                      positions=positions)
         t = timeit(lambda: trainer.step(real, real_len, fake, fake_len, k=1), device, repeats)
         throughput[name] = 2 * n / t
         log(f"{name}: {t:.3f} s per {steps} updates, {throughput[name]:.0f} sequences/s")
@@ -109,6 +114,7 @@ def main() -> None:
         "sequences_per_second": {k: round(v, 1) for k, v in throughput.items()},
         "ratio": throughput["cnn"] / throughput["baseline"],
         "ratio_rnn": throughput["rnn"] / throughput["baseline"],
+        "rnn_per_prefix_cost": throughput["rnn_last"] / throughput["rnn"],
         "seqgan_schedule_seconds": round(schedule["cnn"], 2),
         "seqgan_schedule_seconds_rnn": round(schedule["rnn"], 2),
         "cnn_gflops": round(gflops, 2),
