@@ -33,6 +33,17 @@ on corpora, BLEU-2..5 and Self-BLEU-2..5. The temperature sweep is the quality-d
 frontier (NLL-oracle against NLL-test on the oracle, BLEU-4 against Self-BLEU-4 on corpora),
 compared with :func:`textgym.metrics.compare_frontiers`.
 
+**In-filling** (MaskGAN's task, :mod:`agents.infill`): a grid of ``maskgan-infill`` cells makes
+an in-filling study (the task is inferred from the grid's agents; one study measures one task).
+The start and the MLE control are then ``mle-infill``, the no-information control is
+``discriminator="constant"`` (r_t = log 1/2), and the evaluation rebuilds each run's agent from
+its checkpoint and calls :meth:`agents.infill.InfillAgent.evaluate_task` at every temperature τ:
+the frontier is NLL-oracle of the test sequences completed by sampling at τ (quality) against
+``nll_infill``, the NLL of the true blanks under the same tempered distribution (coverage). The
+metric names of each task (tables, frontiers, curves, which side is better) are in :data:`TASKS`.
+The class-conditional agents (``sentigan``, ``catgan``) are refused: bench/conditional.py
+compares them with their controls.
+
 Statistics over seeds (:mod:`textgym.stats`): mean ± sd, and each cell's difference from its
 control, from the MLE control and from the MLE start as the mean paired difference (runs of a seed
 share the start and the evaluation samples) with a 95% t-interval; an interval that excludes 0
@@ -62,13 +73,14 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
 import agents
-from agents.config import BUDGETS, ConfigError, RunConfig, resolve, suggest
-from agents.driver import RunError, atomic_write_bytes, atomic_write_json, load_data, train
+from agents.config import BUDGETS, ConfigError, Resolved, RunConfig, resolve, suggest
+from agents.driver import RunError, atomic_write_bytes, atomic_write_json, build_agent, load_data, read_checkpoint, train
+from agents.infill import InfillAgent
 from textgym.data import OracleData, TextData
 from textgym.metrics import FrontierPoint, compare_frontiers
 from textgym.stats import Interval, mean_sd, paired_interval
@@ -76,10 +88,47 @@ from textgym.stats import Interval, mean_sd, paired_interval
 SPEC_FORMAT = "textgym-study-v1"
 RECORD_FORMAT = "textgym-study-cell-v1"
 NO_INFORMATION = ("constant", "random")
-#: the metrics of the tables, in order (those a data set lacks are left out)
-METRICS = ("nll_oracle", "nll_test", "entropy", "d_heldout_acc", *(f"bleu{n}" for n in (2, 3, 4, 5)),
-           *(f"self_bleu{n}" for n in (2, 3, 4, 5)))
-LOWER_IS_BETTER = {"nll_oracle", "nll_test", *(f"self_bleu{n}" for n in (2, 3, 4, 5))}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a study measures on one task: every metric name that the evaluation, the tables, the
+    frontiers, the curves and the report use comes from here (:data:`TASKS`)."""
+
+    name: str
+    start: str  # the agent of the shared start and of the MLE control
+    controls: Tuple[str, ...]  # the no-information discriminators its adversarial agents take
+    metrics: Tuple[str, ...]  # the tables' columns, in order (those a data set lacks are left out)
+    lower_is_better: FrozenSet[str]
+    higher_is_better: FrozenSet[str]  # metrics in neither set (entropy, D accuracy, unique n-grams) have no side
+    frontiers: Mapping[bool, Tuple[str, str, str]]  # data is the oracle -> (quality, diversity, both in words)
+    curves: Tuple[str, ...]  # metrics.jsonl columns kept in record.json and plotted
+    evaluation: str  # the report's description of the metrics at temperature 1 (str.format: samples, fills, test)
+
+
+TASKS: Dict[str, Task] = {
+    "generate": Task(
+        name="generate", start="mle", controls=NO_INFORMATION,
+        metrics=("nll_oracle", "nll_test", "entropy", "d_heldout_acc", *(f"bleu{n}" for n in (2, 3, 4, 5)),
+                 *(f"self_bleu{n}" for n in (2, 3, 4, 5))),
+        lower_is_better=frozenset({"nll_oracle", "nll_test", *(f"self_bleu{n}" for n in (2, 3, 4, 5))}),
+        higher_is_better=frozenset(f"bleu{n}" for n in (2, 3, 4, 5)),
+        frontiers={True: ("nll_oracle", "nll_test", "NLL-oracle against NLL-test"),
+                   False: ("bleu4", "self_bleu4", "BLEU-4 against Self-BLEU-4")},
+        curves=("nll_oracle", "nll_test", "entropy", "d_heldout_acc"),
+        evaluation="{samples} samples; NLL-test on {test} held-out sequences), mean ± sd over seeds; `d_heldout_acc` is "
+                   "the discriminator's last held-out balanced accuracy (0.5: no information)."),
+    "infill": Task(  # agents.infill: fill the blanks of masked test sequences (MaskGAN's task)
+        name="infill", start="mle-infill", controls=("constant",),
+        metrics=("nll_oracle", "nll_infill", "unique2", "unique4"),
+        lower_is_better=frozenset({"nll_oracle", "nll_infill"}), higher_is_better=frozenset(),
+        frontiers={True: ("nll_oracle", "nll_infill",
+                          "NLL-oracle of the completed sequences against the NLL of the true blanks")},
+        curves=("nll_infill", "nll_oracle"),
+        evaluation="{fills} test sequences with their blanks filled by sampling, scored by NLL-oracle; the NLL of the "
+                   "true blanks on {test} test sequences, at the sampling temperature; blanks from one fixed seed), "
+                   "mean ± sd over seeds; `unique2`, `unique4`: the share of distinct n-grams that touch a fill."),
+}
 
 
 class StudyError(Exception):
@@ -157,6 +206,16 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
         "bleu_samples": 50,
         "grid": [{"agent": ["seqgan"], "discriminator": ["rnn"]}],
     },
+    "infill-smoke": {  # the in-filling task (MaskGAN's): one cell, two seeds, the smoke budget
+        "name": "infill-smoke",
+        "budget": "smoke",
+        "seeds": [0, 1],
+        "mle": {"mle_epochs": 3, "val_size": 100, "patience": 1},
+        "temperatures": [0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2.0],
+        "eval_samples": 200,
+        "eval_test_size": 300,
+        "grid": [{"agent": ["maskgan-infill"], "discriminator": ["seq2seq"]}],
+    },
 }
 
 
@@ -229,6 +288,33 @@ def _run_values(spec: StudySpec, seed: int) -> Dict[str, Any]:
     return run
 
 
+def agent_task(agent: str) -> Optional[str]:
+    """The study task of a registered agent: "generate", "infill", or None for a task of its own that
+    the study does not measure (the class-conditional agents)."""
+    cls = agents.preset(agent).agent
+    if not hasattr(cls, "evaluate_task"):
+        return "generate"
+    return "infill" if issubclass(cls, InfillAgent) else None
+
+
+def task_of(spec: StudySpec) -> Task:
+    """The task of a spec, from its grid's agents (free generation when it names none that
+    :func:`expand` accepts); StudyError when they mix tasks."""
+    found: Dict[str, List[str]] = {}
+    for entry in spec.grid:
+        names = entry.get("agent", []) if isinstance(entry, dict) else []
+        for agent in names if isinstance(names, list) else [names]:
+            if isinstance(agent, str) and agent in agents.PRESETS:
+                task = agent_task(agent)
+                if task is not None and agent not in found.setdefault(task, []):
+                    found[task].append(agent)
+    if len(found) > 1:
+        raise StudyError("a study measures one task, and this grid mixes " + " and ".join(
+            f"{'in-filling' if t == 'infill' else 'free generation'} ({', '.join(a)})" for t, a in sorted(found.items()))
+            + ": split it into one study per task")
+    return TASKS[next(iter(found), "generate")]
+
+
 def resolved_for(cell: Cell, spec: StudySpec, root: Path) -> Any:
     """The cell's :class:`agents.config.Resolved` (the warm start points into ``root``)."""
     explicit = {**_run_values(spec, cell.seed), **_thaw(cell.values)}
@@ -254,6 +340,13 @@ def expand(spec: StudySpec) -> List[Cell]:
         raise StudyError(f"temperatures must be at least 2 positive numbers, got {spec.temperatures}")
     if 1.0 not in spec.temperatures:
         raise StudyError("temperatures must include 1.0 (the cells' own sampling distribution)")
+    task = task_of(spec)
+    if (spec.data == "oracle") not in task.frontiers:
+        raise StudyError(f"an in-filling study needs data 'oracle' (its frontier's quality is the oracle's NLL of the "
+                         f"completed sequences), not {spec.data!r}")
+    if spec.control not in task.controls:
+        raise StudyError(f"control {spec.control!r} is not a no-information discriminator of the in-filling agents; "
+                         f"use one of {list(task.controls)}")
     grid_cells: Dict[str, Tuple[str, Dict[str, Any]]] = {}
     for i, entry in enumerate(spec.grid):
         if not isinstance(entry, dict) or "agent" not in entry:
@@ -267,16 +360,16 @@ def expand(spec: StudySpec) -> List[Cell]:
             if agent not in agents.PRESETS:
                 raise StudyError(f"grid entry {i}: unknown agent {agent!r}{suggest(str(agent), agents.PRESETS)}; "
                                  f"valid: {sorted(agents.PRESETS)}")
-            if agent == "mle":
-                raise StudyError(f"grid entry {i}: 'mle' is not a grid cell; the study adds the MLE control itself")
-            if hasattr(agents.preset(agent).agent, "evaluate_task"):
-                raise StudyError(f"grid entry {i}: {agent!r} works on a task of its own (in-filling, classes) that the "
-                                 "study's free-generation frontiers do not measure; bench/infill.py and "
-                                 "bench/conditional.py compare those agents with their controls")
+            if agent == task.start:
+                raise StudyError(f"grid entry {i}: {agent!r} is not a grid cell; the study adds the MLE control itself")
+            if agent_task(agent) is None:
+                raise StudyError(f"grid entry {i}: {agent!r} works on a task of its own (classes) that the study's "
+                                 "frontiers do not measure; bench/conditional.py compares those agents with their "
+                                 "controls")
             if "seed" in values or "init_from" in values:
                 raise StudyError(f"grid entry {i}: 'seed' and 'init_from' are set by the study (use 'seeds')")
             grid_cells.setdefault(_key(agent, values), (agent, values))
-    cells: List[Cell] = [Cell(START_KEY, "start", "mle", _freeze(spec.mle), s) for s in spec.seeds]
+    cells: List[Cell] = [Cell(START_KEY, "start", task.start, _freeze(spec.mle), s) for s in spec.seeds]
     probe = Path("<study>")
     try:
         resolved_for(cells[0], spec, probe)
@@ -297,9 +390,12 @@ def expand(spec: StudySpec) -> List[Cell]:
             raise StudyError(f"cell {key!r}: agent {agent!r} has no discriminator and adversarial steps to study")
         g_steps = int(getattr(c, "g_steps", 1))  # SB3 agents: one update phase per iteration
         updates = int(c.adv_steps) * g_steps
-        mle_key = f"mle +{updates} updates"
+        mle_key = f"{task.start} +{updates} updates"
         matched = {"mle_epochs": int(c.adv_steps), "iteration_updates": g_steps}
-        by_seed.append(Cell(mle_key, "mle", "mle", _freeze(matched), 0))
+        by_seed.append(Cell(mle_key, "mle", task.start, _freeze(matched), 0))
+        if c.discriminator in NO_INFORMATION and c.discriminator not in task.controls:
+            raise StudyError(f"cell {key!r}: discriminator {c.discriminator!r} is not one of this task's "
+                             f"no-information controls {list(task.controls)}")
         if c.discriminator in NO_INFORMATION:
             by_seed.append(Cell(key, "control", agent, _freeze(values), 0, mle_control=mle_key))
             continue
@@ -334,21 +430,39 @@ def shard_cells(cells: List[Cell], shard: Optional[Tuple[int, int]]) -> List[Cel
 
 
 # ---------------------------------------------------------------------------- one run
-def _curves(folder: Path) -> List[Dict[str, Any]]:
-    keep = ("iteration", "phase", "nll_oracle", "nll_test", "entropy", "d_heldout_acc", "nll_val")
+def _curves(folder: Path, task: Task) -> List[Dict[str, Any]]:
+    keep = ("iteration", "phase", *task.curves, "nll_val")
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [{k: r[k] for k in keep if k in r} for r in rows]
 
 
-def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, device: str) -> List[Dict[str, Any]]:
-    """The study's evaluation of a finished run's generator at every temperature."""
+def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, device: str,
+                   resolved: Optional[Resolved] = None) -> List[Dict[str, Any]]:
+    """The study's evaluation of a finished run's generator at every temperature, with the same
+    sampling seed for every run of ``seed`` and every temperature.
+
+    In-filling (``resolved`` needed): the run's agent, rebuilt from its checkpoint, fills the
+    blanks of the test sequences at each temperature τ (:meth:`agents.infill.InfillAgent.evaluate_task`,
+    whose ``nll_infill`` is the NLL of the true blanks at τ)."""
+    sample_seed = 1_000_003 * (seed + 1)
+    if task_of(spec).name == "infill":
+        if resolved is None:
+            raise ValueError("an in-filling sweep rebuilds the run's agent: pass its resolved config")
+        _, state = read_checkpoint(folder / "checkpoint.pt")
+        agent = build_agent(resolved, data, device)
+        if not isinstance(agent, InfillAgent):
+            raise RunError(f"{folder}: agent {resolved.agent!r} is not an in-filling agent")
+        agent.load_state_dict(state)
+        return [{"temperature": float(tau), **agent.evaluate_task(spec.eval_samples, spec.eval_test_size, sample_seed,
+                                                                  temperature=float(tau))[0]}
+                for tau in spec.temperatures]
     from textgym.evaluate import evaluate_generator, load_generator
 
     gen, _ = load_generator(folder / "generator.pt", device=device)
     orders = () if isinstance(data, OracleData) else (2, 3, 4, 5)
     out = []
     for tau in spec.temperatures:
-        ev = evaluate_generator(gen, data, n_samples=spec.eval_samples, seed=1_000_003 * (seed + 1), temperature=tau,
+        ev = evaluate_generator(gen, data, n_samples=spec.eval_samples, seed=sample_seed, temperature=tau,
                                 test_size=spec.eval_test_size, bleu_samples=spec.bleu_samples, bleu_orders=orders)
         out.append({"temperature": float(tau), **ev.metrics})
     return out
@@ -370,12 +484,12 @@ def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threa
         warnings.simplefilter("always")
         summary = train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True)
         data = load_data(resolved.run)
-        sweep = evaluate_sweep(folder, data, spec, cell.seed, device)
+        sweep = evaluate_sweep(folder, data, spec, cell.seed, device, resolved)
     record = {
         "format": RECORD_FORMAT, "key": cell.key, "role": cell.role, "agent": cell.agent, "seed": cell.seed,
         "values": _thaw(cell.values), "control": cell.control, "mle_control": cell.mle_control,
         "iterations": summary["iterations"], "train_seconds": summary["train_seconds"],
-        "summary_metrics": summary["metrics"], "curves": _curves(folder), "sweep": sweep,
+        "summary_metrics": summary["metrics"], "curves": _curves(folder, task_of(spec)), "sweep": sweep,
         "seconds": round(time.perf_counter() - t0, 2), "warnings": sorted({str(w.message) for w in caught}),
     }
     atomic_write_json(record_path, record)
@@ -490,9 +604,15 @@ def _at(record: Dict[str, Any], tau: float = 1.0) -> Dict[str, Any]:
     return m
 
 
-def frontier_points(record_or_sweep: Any, name: str, data_is_oracle: bool) -> List[FrontierPoint]:
+def frontier_axes(spec: StudySpec) -> Tuple[str, str, str]:
+    """(quality, diversity, both in words) of the spec's frontiers: its task's, on its data."""
+    return task_of(spec).frontiers[spec.data == "oracle"]
+
+
+def frontier_points(record_or_sweep: Any, name: str, axes: Sequence[str]) -> List[FrontierPoint]:
+    """The sweep's points on the frontier ``axes`` = (quality, diversity, ...) of :func:`frontier_axes`."""
     sweep = record_or_sweep["sweep"] if isinstance(record_or_sweep, dict) else record_or_sweep
-    q, d = ("nll_oracle", "nll_test") if data_is_oracle else ("bleu4", "self_bleu4")
+    q, d = axes[0], axes[1]
     return [FrontierPoint(name, r["temperature"], r[q], r[d], q, d) for r in sweep]
 
 
@@ -508,7 +628,7 @@ def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Tables of the study: per key its metrics over seeds; per grid cell its paired differences
     from its control and from MLE, and its frontier against theirs."""
-    oracle = spec.data == "oracle"
+    metrics, axes = task_of(spec).metrics, frontier_axes(spec)
     by_key: Dict[str, Dict[int, Dict[str, Any]]] = {}
     for r in records:
         by_key.setdefault(r["key"], {})[r["seed"]] = r
@@ -516,7 +636,7 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
     for key, runs in by_key.items():
         first = next(iter(runs.values()))
         stats = {}
-        for m in METRICS:
+        for m in metrics:
             xs = [_at(r)[m] for r in runs.values() if _at(r).get(m) is not None]
             if xs:
                 stats[m] = {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
@@ -534,17 +654,17 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
             ref = by_key.get(ref_key, {})
             seeds = sorted(set(runs) & set(ref))
             diffs: Dict[str, Any] = {}
-            for m in METRICS:
+            for m in metrics:
                 both = [s for s in seeds if _at(runs[s]).get(m) is not None and _at(ref[s]).get(m) is not None]
                 ci = paired_interval([_at(runs[s])[m] for s in both], [_at(ref[s])[m] for s in both]) if both else None
                 if ci is not None:
                     diffs[m] = ci.as_dict()
             areas = []
             for s in seeds:
-                comp = compare_frontiers(frontier_points(runs[s], key, oracle), frontier_points(ref[s], ref_key, oracle))
+                comp = compare_frontiers(frontier_points(runs[s], key, axes), frontier_points(ref[s], ref_key, axes))
                 areas.append(comp.area)
-            mean = compare_frontiers(frontier_points(_mean_sweep([runs[s] for s in seeds]), key, oracle),
-                                     frontier_points(_mean_sweep([ref[s] for s in seeds]), ref_key, oracle)) if seeds else None
+            mean = compare_frontiers(frontier_points(_mean_sweep([runs[s] for s in seeds]), key, axes),
+                                     frontier_points(_mean_sweep([ref[s] for s in seeds]), ref_key, axes)) if seeds else None
             area_ci = paired_interval(areas, [0.0] * len(areas))
             entry[label] = {"key": ref_key, "seeds": seeds, "differences": diffs,
                             "frontier": None if mean is None else {
@@ -561,12 +681,15 @@ def _fmt_ci(d: Optional[Dict[str, Any]]) -> str:
     return str(Interval(d["estimate"], d["low"], d["high"], d["df"], d["level"]))
 
 
-def _better(metric: str, ci: Dict[str, Any]) -> Optional[bool]:
-    """True/False when the interval says the cell is better/worse on ``metric``; None when unclear."""
-    if not ci or not (ci["low"] > 0 or ci["high"] < 0) or metric in ("entropy", "d_heldout_acc"):
+def _better(metric: str, ci: Dict[str, Any], task: Task) -> Optional[bool]:
+    """True/False when the interval says the cell is better/worse on ``metric``; None when unclear
+    or when the metric has no better side."""
+    if not ci or not (ci["low"] > 0 or ci["high"] < 0):
         return None
     lower = ci["high"] < 0
-    return lower if metric in LOWER_IS_BETTER else not lower
+    if metric in task.lower_is_better:
+        return lower
+    return not lower if metric in task.higher_is_better else None
 
 
 def best_epoch(record: Dict[str, Any]) -> Optional[int]:
@@ -576,18 +699,20 @@ def best_epoch(record: Dict[str, Any]) -> Optional[int]:
 
 
 def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dict[str, Any]]) -> str:
-    oracle = spec.data == "oracle"
-    present = [m for m in METRICS if any(m in row["metrics"] for row in analysis["rows"])]
+    task = task_of(spec)
+    present = [m for m in task.metrics if any(m in row["metrics"] for row in analysis["rows"])]
     compared = [m for m in present if m not in ("d_heldout_acc",)]
     lines = [f"# Study `{spec.name}`", ""]
     total = sum(r["seconds"] for r in records)
     lines += [f"Data `{spec.data}`, budget `{spec.budget}`, seeds {spec.seeds}, {len(analysis['rows'])} configurations, "
               f"{len(records)} runs, {total / 60:.1f} min of run time (training and the study's evaluation, summed over "
-              f"runs). Every run of a seed warm starts from one MLE checkpoint chosen by early stopping "
+              f"runs). Every run of a seed warm starts from one MLE checkpoint"
+              + ("" if task.start == "mle" else f" (`{task.start}`)") + " chosen by early stopping "
               f"({', '.join(f'{k}={v}' for k, v in spec.mle.items())}). Metrics are the study's evaluation at temperature "
-              f"1.0 ({spec.eval_samples} samples; NLL-test on "
-              f"{spec.eval_test_size or 'all'} held-out sequences), mean ± sd over seeds; `d_heldout_acc` is the "
-              "discriminator's last held-out balanced accuracy (0.5: no information).", ""]
+              "1.0 (" + task.evaluation.format(
+                  samples=spec.eval_samples, test=spec.eval_test_size or "all",
+                  fills=spec.eval_samples if spec.eval_test_size is None else min(spec.eval_samples, spec.eval_test_size)),
+              ""]
     starts = [r for r in records if r["role"] == "start"]
     if starts:
         lines += ["**The shared starts** (best validation epoch / epochs run): " + "; ".join(
@@ -606,24 +731,24 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
             fr = c["frontier"] or {}
             lines.append(f"| {comp['key']} | {c['key']} | " + " | ".join(_fmt_ci(c["differences"].get(m)) for m in compared)
                          + f" | {fr.get('verdict', '–')} | {_fmt_ci(fr.get('area'))} |")
-    axes = "NLL-oracle against NLL-test" if oracle else "BLEU-4 against Self-BLEU-4"
+    quality, _, axes = frontier_axes(spec)
     lines += ["", f"Frontier: the Pareto frontiers of the temperature sweeps {spec.temperatures} ({axes}), averaged "
               "over seeds: *dominates* (at least as good wherever the reference attains a diversity, and reaching as "
               "far), *dominated*, *crosses* or *equal*. "
               "Area: ∫ (reference − cell) over the common range with lower-is-better axes, per seed [95% interval]; "
               "positive means the cell is better.", ""]
-    lines += ["## Reading", ""] + reading(analysis, oracle)
+    lines += ["## Reading", ""] + reading(analysis, quality, task)
     return "\n".join(lines) + "\n"
 
 
-def reading(analysis: Dict[str, Any], oracle: bool) -> List[str]:
-    """Sentences generated from the numbers: which cells beat their controls, and where none does."""
-    q = "nll_oracle" if oracle else "bleu4"
+def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
+    """Sentences generated from the numbers: which cells beat their controls on the frontier's
+    quality ``q``, and where none does."""
     out: List[str] = []
     winners = []
     for comp in analysis["comparisons"]:
         ctrl = comp["control"]
-        vs_ctrl = _better(q, ctrl["differences"].get(q, {}))
+        vs_ctrl = _better(q, ctrl["differences"].get(q, {}), task)
         fronts = {label: comp[label]["frontier"] or {} for label in ("control", "mle", "start")}
         names = (("control", "control"), ("mle", "MLE control"), ("start", "MLE start"))
         verdicts = ", ".join(f"{name} {fronts[label].get('verdict', '–')} (area {_fmt_ci(fronts[label].get('area'))})"
@@ -644,7 +769,7 @@ def reading(analysis: Dict[str, Any], oracle: bool) -> List[str]:
     else:
         out.insert(0, "- **No cell beats both its no-information control and MLE's frontier** (the MLE control's and "
                       "the MLE start's) with intervals that exclude 0.")
-    unclear = [c["key"] for c in analysis["comparisons"] if _better(q, c["control"]["differences"].get(q, {})) is None]
+    unclear = [c["key"] for c in analysis["comparisons"] if _better(q, c["control"]["differences"].get(q, {}), task) is None]
     if unclear:
         out.append(f"- Indistinguishable from their no-information control on {q.replace('_', '-')}: "
                    + ", ".join(f"`{k}`" for k in unclear) + ".")
@@ -664,7 +789,7 @@ def write_outputs(out: Path, spec: StudySpec, records: List[Dict[str, Any]]) -> 
     """results.csv, results.jsonl, report.md and plots/ of the study folder ``out``; returns report.md."""
     analysis = analyze(spec, records)
     buf = io.StringIO()
-    cols = ["key", "role", "agent", "seed", "values", "iterations", "train_seconds", "seconds", *METRICS]
+    cols = ["key", "role", "agent", "seed", "values", "iterations", "train_seconds", "seconds", *task_of(spec).metrics]
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in records:
@@ -682,10 +807,11 @@ def write_outputs(out: Path, spec: StudySpec, records: List[Dict[str, Any]]) -> 
 
 def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analysis: Dict[str, Any]) -> List[Path]:
     """plots/frontier-<cell>.png (the cell, its control, the MLE control and the MLE start, seed means)
-    and plots/curves-<cell>.png (NLL-oracle or NLL-test and held-out D accuracy per seed)."""
+    and plots/curves-<cell>.png (the task's curves per seed: NLL-oracle, NLL-test, entropy and held-out D
+    accuracy; in-filling: NLL of the true blanks and NLL-oracle)."""
     from textgym.plots import plot_frontier, plot_training_curves
 
-    oracle = spec.data == "oracle"
+    task, axes = task_of(spec), frontier_axes(spec)
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     by_key: Dict[str, List[Dict[str, Any]]] = {}
@@ -699,14 +825,14 @@ def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analy
         for label, k in ((key, key), (f"control: {comp['control']['key']}", comp["control"]["key"]),
                          (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"]), ("MLE start", START_KEY)):
             if by_key.get(k):
-                points += frontier_points(_mean_sweep(by_key[k]), label, oracle)
+                points += frontier_points(_mean_sweep(by_key[k]), label, axes)
         written.append(plot_frontier(points, plots / f"frontier-{name}.png",
                                      title=f"{key} (mean of {len(by_key[key])} seeds)"))
         folders = [f for k in (key, comp["control"]["key"], comp["mle"]["key"])
                    for f in sorted(out.glob(f"cells/s*/{Cell(k, '', '', (), 0).folder_name}"))
                    + sorted(out.glob(f"shards/*/cells/s*/{Cell(k, '', '', (), 0).folder_name}"))]
         written.append(plot_training_curves(
-            folders, plots / f"curves-{name}.png", keys=("nll_oracle", "nll_test", "entropy", "d_heldout_acc"),
+            folders, plots / f"curves-{name}.png", keys=task.curves,
             labels=[f"{f.name} ({f.parent.name})" for f in folders]))
     return written
 
