@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ SPEC = dict(
 )
 CELLS = ["maligan discriminator=rnn", "seqgan discriminator=rnn"]
 TIMES = ("seconds", "train_seconds")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +122,16 @@ def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys)
     ({"grid": [{"agent": ["seqgan"], "gen_lrr": [0.1]}]}, "unknown config key 'gen_lrr'"),
     ({"grid": [{"agent": ["seqgan"], "discriminator": []}]}, "empty list"),
     ({"grid": [{"agent": ["mle"]}]}, "not a grid cell"),
-    ({"grid": [{"agent": ["maskgan-infill"]}]}, "task of its own.*bench/infill.py"),
-    ({"grid": [{"agent": ["catgan"]}]}, "task of its own"),
+    ({"grid": [{"agent": ["catgan"]}]}, "task of its own.*bench/conditional.py"),
+    ({"grid": [{"agent": ["sentigan"]}]}, "task of its own.*bench/conditional.py"),
+    ({"grid": [{"agent": ["seqgan"]}, {"agent": ["maskgan-infill"]}]},
+     "one task.*free generation \\(seqgan\\) and in-filling \\(maskgan-infill\\)"),
+    ({"grid": [{"agent": ["maskgan-infill", "maligan"]}]}, "one task.*mixes"),
+    ({"grid": [{"agent": ["mle-infill"]}]}, "'mle-infill' is not a grid cell"),
+    ({"grid": [{"agent": ["maskgan-infill"]}], "control": "random"}, "control 'random'.*in-filling.*constant"),
+    ({"grid": [{"agent": ["maskgan-infill"], "discriminator": ["random"]}]}, "'random' is not one of this task's"),
+    ({"data": "../shared/data/coco/image_coco.txt", "grid": [{"agent": ["maskgan-infill"]}]},
+     "in-filling study needs data 'oracle'"),
     ({"data": "../shared/data/coco/image_coco.txt", "grid": [{"agent": ["seqgan"], "discriminator": ["oracle"]}]},
      "needs data 'oracle'"),
     ({"seeds": []}, "at least one seed"),
@@ -161,6 +171,15 @@ def test_specs_load_from_json_and_toml_and_builtins_expand(tmp_path):
     assert {c.seed for c in oracle} == {0, 1, 2}
     ppo = expand(StudySpec.from_dict({**SPEC, "grid": [{"agent": ["ppo"], "discriminator": ["oracle"], "kl_beta": [0, 1]}]}))
     assert {c.key for c in ppo if c.role == "cell"} == {"ppo discriminator=oracle kl_beta=0", "ppo discriminator=oracle kl_beta=1"}
+    for spec in (study.load_spec("infill-smoke"), study.load_spec(str(ROOT / "bench" / "specs" / "infill-oracle.json"))):
+        runs = expand(spec)
+        assert study.task_of(spec).name == "infill"
+        assert {c.agent for c in runs if c.role in ("start", "mle")} == {"mle-infill"}
+        assert {c.key for c in runs if c.role == "control"} == {"maskgan-infill discriminator=constant"}
+    full = expand(study.load_spec(str(ROOT / "bench" / "specs" / "infill-oracle.json")))
+    assert {c.key for c in full if c.role == "cell"} == {"maskgan-infill discriminator=seq2seq",
+                                                        "maskgan-infill discriminator=oracle"}
+    assert {c.seed for c in full} == {0, 1, 2} and "mle-infill +15 updates" in {c.key for c in full}
 
 
 def test_a_corpus_study_reports_bleu_and_self_bleu_and_compares_their_frontiers(tmp_path):
@@ -180,3 +199,105 @@ def test_a_corpus_study_reports_bleu_and_self_bleu_and_compares_their_frontiers(
     assert [r["temperature"] for r in record["sweep"]] == SPEC["temperatures"]
     assert all(0 <= r["bleu4"] <= 1 and 0 <= r["self_bleu4"] <= 1 for r in record["sweep"])
     assert "BLEU-4 against Self-BLEU-4" in report
+
+
+# ---------------------------------------------------------------------------- in-filling
+INFILL_SPEC = dict(
+    name="tiny-infill", budget="smoke", seeds=[0, 1], mle={"mle_epochs": 2, "val_size": 100, "patience": 1},
+    temperatures=[0.7, 1.0, 1.5], eval_samples=64, eval_test_size=128,
+    run={"train_size": 256, "eval_samples": 64, "eval_test_size": 128},  # the driver's evaluation as the study's
+    grid=[{"agent": ["maskgan-infill"], "discriminator": ["seq2seq"], "critic_warmup": [2]}],
+)
+INFILL_CELL = "maskgan-infill critic_warmup=2 discriminator=seq2seq"
+INFILL_CONTROL = "maskgan-infill critic_warmup=2 discriminator=constant"
+INFILL_MLE = "mle-infill +2 updates"
+
+
+@pytest.fixture(scope="module")
+def infill_finished(tmp_path_factory, oracle_data):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("infill-study")
+    result = run_study(StudySpec.from_dict(INFILL_SPEC), out, quiet=True)
+    return out, result
+
+
+def test_an_infill_study_sweeps_temperatures_against_its_mle_infill_and_constant_controls(infill_finished):
+    out, result = infill_finished
+    runs = expand(StudySpec.from_dict(INFILL_SPEC))
+    assert {(c.role, c.agent, c.key) for c in runs if c.seed == 0} == {
+        ("start", "mle-infill", "mle start"), ("mle", "mle-infill", INFILL_MLE),
+        ("control", "maskgan-infill", INFILL_CONTROL), ("cell", "maskgan-infill", INFILL_CELL)}
+    assert len(result["runs"]) == 8
+    for path in sorted(out.glob("cells/s*/*/record.json")):
+        record = json.loads(path.read_text())
+        assert [r["temperature"] for r in record["sweep"]] == INFILL_SPEC["temperatures"], path
+        assert all(r["nll_infill"] > 0 and r["nll_oracle"] > 0 and 0 <= r["unique4"] <= 1 for r in record["sweep"])
+        assert any("nll_infill" in c for c in record["curves"]) and not any("nll_test" in c for c in record["curves"])
+        assert "nll_test" not in record["sweep"][0]
+    for seed in (0, 1):
+        folders = {k: Cell(k, "", "", (), seed).folder(out) for k in ("mle start", INFILL_MLE, INFILL_CELL, INFILL_CONTROL)}
+        mle, cell, ctrl = (json.loads((folders[k] / "config.json").read_text())
+                           for k in (INFILL_MLE, INFILL_CELL, INFILL_CONTROL))
+        assert mle["agent"] == "mle-infill" and mle["values"]["mle_epochs"] * mle["values"]["iteration_updates"] == \
+            cell["values"]["adv_steps"] * cell["values"]["g_steps"]
+        assert ctrl["values"]["discriminator"] == "constant"
+        start = folders["mle start"]
+        assert json.loads((start / "summary.json").read_text())["agent"] == "mle-infill"
+        assert json.loads((folders[INFILL_CELL] / "summary.json").read_text())["init_from"] == str(start)
+    report = (out / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| configuration"))
+    assert header == "| configuration | role | nll-oracle | nll-infill | unique2 | unique4 |"
+    assert f"| {INFILL_CELL} | {INFILL_CONTROL} |" in report and f"| {INFILL_CELL} | {INFILL_MLE} |" in report
+    assert f"| {INFILL_CELL} | mle start |" in report
+    assert "NLL-oracle of the completed sequences against the NLL of the true blanks" in report
+    assert "NLL-test" not in report and "## Reading" in report
+    analysis = json.loads((out / "analysis.json").read_text())
+    (comp,) = analysis["comparisons"]
+    assert comp["control"]["frontier"]["verdict"] in ("dominates", "dominated", "crosses", "equal")
+    assert set(comp["mle"]["differences"]) == {"nll_oracle", "nll_infill", "unique2", "unique4"}
+    name = Cell(INFILL_CELL, "", "", (), 0).folder_name
+    assert sorted(p.name for p in (out / "plots").iterdir()) == [f"curves-{name}.png", f"frontier-{name}.png"]
+
+
+def test_infill_sweep_nll_infill_depends_on_the_temperature_and_at_1_equals_the_drivers(infill_finished):
+    out, _ = infill_finished
+    for path in sorted(out.glob("cells/s*/*/record.json")):
+        record = json.loads(path.read_text())
+        at = {r["temperature"]: r for r in record["sweep"]}
+        assert at[0.7]["nll_infill"] != at[1.0]["nll_infill"] != at[1.5]["nll_infill"]
+        # the driver logs the same blanks of the same test sequences at the config's temperature, 1
+        assert at[1.0]["nll_infill"] == record["summary_metrics"]["nll_infill"]
+
+
+def test_infill_evaluate_task_takes_the_temperature_of_the_fills_and_of_nll_infill(small_oracle_data):
+    import agents
+
+    agent = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1}, seed=0)
+    default, _ = agent.evaluate_task(64, 128, seed=5)
+    assert agent.evaluate_task(64, 128, seed=5, temperature=1.0)[0] == default
+    cold, _ = agent.evaluate_task(64, 128, seed=5, temperature=0.5)
+    assert cold["nll_infill"] != default["nll_infill"] and cold["nll_oracle"] != default["nll_oracle"]
+    assert cold["nll_oracle_true"] == default["nll_oracle_true"]
+    tempered = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1, "temperature": 0.5}, seed=0)
+    assert tempered.evaluate_task(64, 128, seed=5)[0] == cold  # the default is the config's temperature
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        agent.evaluate_task(64, 128, seed=5, temperature=0.0)
+
+
+def test_an_infill_study_reruns_identically_skipping_finished_runs_and_resuming_an_interrupted_one(
+        infill_finished, tmp_path):
+    out, _ = infill_finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    spec = StudySpec.from_dict(INFILL_SPEC)
+    stamps = {p: p.stat().st_mtime_ns for p in copy.glob("cells/*/*/checkpoint.pt")}
+    cell = next(c for c in expand(spec) if c.seed == 1 and c.key == INFILL_CELL)
+    folder = cell.folder(copy)
+    shutil.rmtree(folder)
+    summary = train(resolved_for(cell, spec, copy), folder, stop_after=1, quiet=True)
+    assert not summary["finished"]
+    run_study(spec, copy, quiet=True)
+    assert rows(copy) == rows(out)
+    assert json.loads((folder / "record.json").read_text())["sweep"] == \
+        json.loads((cell.folder(out) / "record.json").read_text())["sweep"]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents)
