@@ -54,25 +54,13 @@ def num_classes_of(data: object) -> Optional[int]:
 
 
 def check_labels(labels: torch.Tensor, n: int, num_classes: int, name: str = "labels") -> torch.Tensor:
-    """Validate ``(n,)`` integer class ids in ``[0, num_classes)``; returns them as int64.
+    """Validate ``(n,)`` integer class ids in ``[0, num_classes)``; returns them as int64 (on
+    their own device). ValueError naming ``name``: a wrong shape, a dtype that is not integer, or
+    an id out of range (the check of :func:`discriminators.multiclass.check_classes`)."""
+    from discriminators.multiclass import check_classes
 
-    Raises:
-        ValueError: naming ``name``: a wrong shape, a dtype that is not integer, or an id out of range.
-    """
-    if not torch.is_tensor(labels):
-        labels = torch.as_tensor(labels)
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"{name} must be integer class ids, got dtype {labels.dtype}")
-    if tuple(labels.shape) != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one class id per sequence), got {tuple(labels.shape)}")
-    labels = labels.long()
-    if n:
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{name}: class id {bad} is out of range for {num_classes} classes "
-                             f"(valid ids: 0..{num_classes - 1})")
-    return labels
+    device = labels.device if torch.is_tensor(labels) else None
+    return check_classes(labels, n, num_classes, device=device, name=name)
 
 
 class LabelledCorpus(Corpus):
