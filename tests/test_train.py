@@ -23,7 +23,8 @@ def rows(folder):
 
 @pytest.mark.parametrize("agent", agents.available())
 def test_every_agent_runs_with_the_smoke_budget(tmp_path, agent, oracle_data):
-    assert run(tmp_path, "--agent", agent, "--budget", "smoke") == 0
+    labelled = agent in ("sentigan", "catgan")  # class-conditional: the two-oracle benchmark
+    assert run(tmp_path, "--agent", agent, "--budget", "smoke", *(["--data", "oracle-classes"] if labelled else [])) == 0
     folder = tmp_path / "run"
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["agent"] == agent and summary["iterations"] >= 1
