@@ -17,6 +17,16 @@ def need_data(*parts: str):
     return p
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models: faster, and it does not oversubscribe
+    shared cores (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def oracle_data() -> OracleData:
     """The standard synthetic benchmark data (published oracle, length 20, 10,000 + 5,000 samples)."""

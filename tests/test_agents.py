@@ -22,13 +22,7 @@ V, L = 50, 8
 ALL = ["mle", "seqgan", "maligan", "maligan-mixed", "scratchgan", "reinforce", "maskgan"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one thread avoids oversubscribing shared cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest)
 
 
 @pytest.fixture(scope="module")

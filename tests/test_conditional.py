@@ -20,13 +20,7 @@ SMOKE_C = dict(mle_epochs=1, adv_steps=2, d_steps=1, batch_size=16, eval_batches
                beta_max=10.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread (conftest)
 
 
 @pytest.fixture(scope="module")
