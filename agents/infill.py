@@ -39,7 +39,9 @@ Evaluation (:meth:`InfillAgent.evaluate_task`): ``nll_infill``, the generator's 
 of the true tokens of test sequences (blanks from a fixed seed, the same for every run);
 ``nll_oracle`` (oracle data), the oracle's per-token NLL of test sequences with their blanks
 filled by sampling (``nll_oracle_true``: the same for the true sequences); ``unique2..4``,
-:func:`textgym.infill.unique_ngram_share` of those fills.
+:func:`textgym.infill.unique_ngram_share` of those fills. At a temperature τ (the study's sweep)
+the fills are drawn from softmax(logits / τ) and ``nll_infill`` is computed under it, the
+in-filling analogue of NLL-test along a quality-diversity frontier.
 """
 from __future__ import annotations
 
