@@ -84,9 +84,12 @@ class Seq2SeqGenerator(Seq2Seq):
         return self.out(states), states
 
     def log_probs(self, context: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-        logits, _ = self(context, filled)
-        lp = torch.log_softmax(logits, -1)
-        return lp.gather(2, filled.clamp(max=self.vocab_size - 1)[..., None]).squeeze(-1)
+        return self.token_log_probs(self(context, filled)[0], filled)
+
+    def token_log_probs(self, logits: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+        """logits (N, L, V) -> (N, L) log-probabilities of ``filled`` (PAD positions read id V-1:
+        callers mask them)."""
+        return torch.log_softmax(logits, -1).gather(2, filled.clamp(max=self.vocab_size - 1)[..., None]).squeeze(-1)
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, lengths: torch.Tensor, temperature: float = 1.0,
@@ -350,7 +353,7 @@ class MaskGANInfillAgent(InfillAgent):
         r = self.rewards(context, filled, lens, blanks)                                     # 2. r_t
         R = discounted_returns(r, lens, c.gamma)                                            # 3. R_t
         logits, states = gen(context, filled)
-        lp = torch.log_softmax(logits, -1).gather(2, filled.clamp(max=gen.vocab_size - 1)[..., None]).squeeze(-1)
+        lp = gen.token_log_probs(logits, filled)
         V = self.critic(states.detach())
         A = (R - V).detach()
         if c.adv_clip > 0:

@@ -316,13 +316,9 @@ class TokenVecEnv(VectorEnv):
         if c.shape != (self.num_envs,):
             raise ValueError(f"{name} must have shape ({self.num_envs},) (one class id per env), got {tuple(c.shape)}")
         self._check_integral(c, name)
-        c = c.long()
-        lo, hi = int(c.min()), int(c.max())
-        if lo < 0 or hi >= self.num_classes:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{name}: class id {bad} is out of range for {self.num_classes} classes "
-                             f"(valid ids: 0..{self.num_classes - 1})")
-        return c
+        from discriminators.multiclass import check_classes  # the one class-id check
+
+        return check_classes(c.long(), self.num_envs, self.num_classes, device=self.device, name=name)
 
     def _check_integral(self, x: torch.Tensor, name: str) -> None:
         """ValueError for bool, non-finite or non-integral values (which ``.long()`` would coerce)."""
@@ -340,18 +336,13 @@ class TokenVecEnv(VectorEnv):
         if seed is not None:
             self.rng.manual_seed(int(seed))
         options = options or {}
-        if self.num_classes is None:
-            if "classes" in options:
-                raise ValueError("options['classes'] was given, but this env has no classes: build it with "
-                                 "classes=k or on labelled data (textgym.classes)")
-            unknown = set(options) - {"prefix", "prefix_lengths", "reset_mask"}
-            if unknown:
-                raise ValueError(f"unknown reset options {sorted(unknown)}; valid: prefix, prefix_lengths, reset_mask")
-        else:
-            unknown = set(options) - {"prefix", "prefix_lengths", "reset_mask", "classes"}
-            if unknown:
-                raise ValueError(f"unknown reset options {sorted(unknown)}; valid: prefix, prefix_lengths, "
-                                 "reset_mask, classes")
+        if self.num_classes is None and "classes" in options:
+            raise ValueError("options['classes'] was given, but this env has no classes: build it with "
+                             "classes=k or on labelled data (textgym.classes)")
+        valid = ["prefix", "prefix_lengths", "reset_mask", *(["classes"] if self.num_classes is not None else [])]
+        unknown = set(options) - set(valid)
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; valid: {', '.join(valid)}")
         mask = options.get("reset_mask")
         if mask is None:
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
