@@ -284,7 +284,7 @@ def test_train_py_runs_maskgan_on_the_infill_task_and_refuses_bad_tasks(tmp_path
         assert not (tmp_path / "bad" / "checkpoint.pt").exists()
 
 
-def test_sb3_ppo_learns_on_the_infill_env_through_sb3vecenv(small_oracle_data):
+def test_sb3_ppo_trains_on_the_infill_env_through_sb3vecenv_without_touching_it(small_oracle_data):
     from stable_baselines3 import PPO
 
     from textgym.sb3 import SB3VecEnv
