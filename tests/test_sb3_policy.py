@@ -15,8 +15,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 import agents
 from agents.generator import Generator
-from agents.sb3_policy import (GeneratorPolicy, KLRewardCallback, PrefixEncoder, generator_policy_kwargs, grouped_hidden,
-                               head_log_prob_entropy)
+from agents.sb3_policy import (GeneratorPolicy, HeadWorkspace, KLRewardCallback, PrefixEncoder, generator_policy_kwargs,
+                               grouped_hidden, head_log_prob_entropy)
 from textgym import TokenVecEnv
 from textgym.rewards import KLController, kl_shaped
 from textgym.sb3 import DiscriminatorCallback, SB3VecEnv
@@ -98,6 +98,27 @@ def test_the_fused_head_refuses_a_second_backward():
     lp.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backpropagated once"):
         lp.sum().backward()
+
+
+
+def test_a_shared_head_workspace_keeps_pending_graphs_apart():
+    """Two forwards through one workspace before either backward (the second must not write
+    into the buffer the first saved), then a third after both: every gradient is autograd's."""
+    torch.manual_seed(0)
+    out = torch.nn.Linear(5, 11).double()
+    workspace = HeadWorkspace()
+    hs = [torch.randn(r, 5, dtype=torch.float64, requires_grad=True) for r in (7, 7, 4)]
+    actions = [torch.randint(11, (len(h),)) for h in hs]
+
+    def reference(h, a):
+        return torch.autograd.grad(torch.log_softmax(out(h), -1).gather(1, a[:, None]).sum(), h)[0]
+
+    first = head_log_prob_entropy(hs[0], out, actions[0], workspace)[0]
+    second = head_log_prob_entropy(hs[1], out, actions[1], workspace)[0]
+    for lp, h, a in ((second, hs[1], actions[1]), (first, hs[0], actions[0])):
+        torch.testing.assert_close(torch.autograd.grad(lp.sum(), h)[0], reference(h, a))
+    third = head_log_prob_entropy(hs[2], out, actions[2], workspace)[0]  # the buffer is free again
+    torch.testing.assert_close(torch.autograd.grad(third.sum(), hs[2])[0], reference(hs[2], actions[2]))
 
 
 def test_grouped_and_cached_states_equal_a_fresh_encoding(small_oracle_data):
