@@ -137,6 +137,10 @@ class CatGANConfig(ConditionalConfig):
                                             "oracle data, 100 on corpora)", check=positive, source=CATGAN)
     temp_horizon: int = param(5000, "N of β(i) = β_max^{i/N} (fixed at 5000 in get_fixed_temperature)",
                               check=at_least(1), source=CATGAN)
+    discriminator: str = param("cnn", "cnn, or constant (the no-information control: the CNN with a zero output "
+                                      "layer, never trained; D(x) = 0 gives the relativistic losses zero gradient, "
+                                      "so the generator stays at its start)",
+                               check=lambda v: None if v in ("cnn", "constant") else "cnn or constant")
     d_emb_dim: int = param(64, "discriminator embedding size (dis_embed_dim)", check=at_least(1), source=CATGAN)
     d_filters: int = param(300, "filters per width 2, 3, 4, 5 (dis_num_filters)", check=at_least(1), source=CATGAN)
     d_dropout: float = param(0.25, "discriminator dropout", source=CATGAN)
@@ -167,6 +171,11 @@ class CatGANAgent(ConditionalAgent):
             disc: Any = discriminators.make("cnn", vocab_size=self.data.vocab_size, max_length=self.data.max_length,
                                             **options)
         self.discriminator: Any = disc.to(self.device)
+        self.control = c.discriminator == "constant"
+        if self.control:
+            with torch.no_grad():
+                self.discriminator.out.weight.zero_()
+                self.discriminator.out.bias.zero_()
         self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=c.d_lr)
         self.beta_max = float(c.beta_max if c.beta_max is not None else
                               (1.0 if isinstance(self.data, MultiOracleData) else 100.0))
@@ -179,11 +188,12 @@ class CatGANAgent(ConditionalAgent):
     def generator(self) -> ConditionalGenerator:
         return self.gen
 
-    def class_log_probs(self, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        return self.gen.log_probs(tokens, classes=classes)
+    def class_log_probs(self, tokens: torch.Tensor, classes: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self.gen.log_probs(tokens, temperature, classes=classes)
 
-    def sample_class(self, c: int, n: int, generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.gen.sample_with_lengths(n, generator=generator, classes=c)
+    def sample_class(self, c: int, n: int, generator: Optional[torch.Generator] = None,
+                     temperature: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.gen.sample_with_lengths(n, generator=generator, classes=c, temperature=temperature)
 
     def mle_groups(self) -> List[Tuple[Optional[Sequence[int]], torch.optim.Optimizer]]:
         return [(None, self.mle_opt)]
@@ -322,8 +332,8 @@ class CatGANAgent(ConditionalAgent):
         """``d_steps`` Adam updates of L_D, each on a real batch and a slice of generated samples
         of every class (the generated rows are constants: detached soft one-hots)."""
         c, B = self.config, self.config.batch_size
-        losses = []
-        for s in range(c.d_steps):
+        losses: List[float] = []
+        for s in range(0 if self.control else c.d_steps):
             with self.with_d_seed():
                 reals, outs = [], []
                 for i, (tokens, lengths, soft) in enumerate(fakes):

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -217,6 +217,9 @@ class ConditionalConfig:
     d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1))
     d_steps: int = param(1, "discriminator rounds (or updates) per adversarial step", kind=SIZE, check=at_least(0))
     discriminator_options: Dict[str, Any] = param({}, "keyword options of the discriminator's constructor")
+    iteration_updates: int = param(0, "MLE minibatch updates of each generator group per MLE iteration (0: one whole "
+                                      "epoch); the study's MLE control matches the adversarial updates with it",
+                                   check=at_least(0))
 
 
 class ConditionalAgent(Agent):
@@ -264,12 +267,17 @@ class ConditionalAgent(Agent):
         return replace(cls.Config(), **(config or {}))
 
     # ------------------------------------------------------------------ what subclasses provide
-    def class_log_probs(self, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """``log p(x_t | x_<t, c_i)`` of rows (N, T) of classes (N,): (N, T), differentiable."""
+    #: the key of the generator weights in :meth:`state_dict` (what :meth:`warm_start` takes)
+    generator_key: ClassVar[str] = "generator"
+
+    def class_log_probs(self, tokens: torch.Tensor, classes: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """``log p(x_t | x_<t, c_i)`` of rows (N, T) of classes (N,): (N, T), differentiable; at
+        ``temperature`` τ the distribution is softmax(logits / τ)."""
         raise NotImplementedError
 
-    def sample_class(self, c: int, n: int, generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """n samples of class c (tokens (n, T) padded after EOS, lengths (n,)), no gradient."""
+    def sample_class(self, c: int, n: int, generator: Optional[torch.Generator] = None,
+                     temperature: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+        """n samples of class c at ``temperature`` (tokens (n, T) padded after EOS, lengths (n,)), no gradient."""
         raise NotImplementedError
 
     def mle_groups(self) -> List[Tuple[Optional[Sequence[int]], torch.optim.Optimizer]]:
@@ -317,14 +325,20 @@ class ConditionalAgent(Agent):
 
     # ------------------------------------------------------------------ MLE
     def mle_epoch(self) -> Dict[str, float]:
-        """One epoch of teacher forcing for each of :meth:`mle_groups` (seeded shuffles)."""
-        bs = self.config.batch_size
+        """One epoch of teacher forcing for each of :meth:`mle_groups` (seeded shuffles), or
+        ``iteration_updates`` minibatches of each (drawn without replacement, reshuffled when
+        used up)."""
+        bs, updates = self.config.batch_size, self.config.iteration_updates
         total, count = 0.0, 0
         stats: Dict[str, float] = {}
         for classes, opt in self.mle_groups():
             rows = (torch.arange(len(self.train_labels), device=self.device) if classes is None
                     else torch.cat([self.class_rows[c] for c in classes]))
-            perm = rows[torch.randperm(rows.numel(), generator=self.data_rng).to(self.device)]
+            shuffles = max(1, -(-updates * bs // rows.numel())) if updates else 1
+            perm = torch.cat([rows[torch.randperm(rows.numel(), generator=self.data_rng).to(self.device)]
+                              for _ in range(shuffles)])
+            if updates:
+                perm = perm[: updates * bs]
             g_total, g_count = 0.0, 0
             for i in range(0, perm.numel(), bs):
                 idx = perm[i : i + bs]
@@ -342,34 +356,41 @@ class ConditionalAgent(Agent):
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def eval_samples(self, n_per_class: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def eval_samples(self, n_per_class: int, seed: int,
+                     temperature: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """n_per_class samples of every class from a generator seeded by ``seed`` (the agent's
         own streams are untouched): tokens (k·n, T), lengths, labels (class blocks in order)."""
         g = torch.Generator(device=self.device).manual_seed(int(seed))
-        parts = [self.sample_class(c, n_per_class, g) for c in range(self.num_classes)]
+        parts = [self.sample_class(c, n_per_class, g, temperature) for c in range(self.num_classes)]
         labels = torch.arange(self.num_classes, device=self.device).repeat_interleave(n_per_class)
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), labels
 
     @torch.no_grad()
     def class_nll(self, tokens: torch.Tensor, lengths: torch.Tensor, classes: torch.Tensor,
-                  batch_size: int = 1024) -> float:
-        """Mean per-token NLL of rows given their classes under the generator(s)."""
+                  batch_size: int = 1024, temperature: float = 1.0) -> float:
+        """Mean per-token NLL of rows given their classes under the generator(s) at ``temperature``."""
         total, count = 0.0, 0
         for i in range(0, tokens.shape[0], batch_size):
             tok, ln = tokens[i : i + batch_size].to(self.device), lengths[i : i + batch_size].to(self.device)
             mask = length_mask(ln, tok.shape[1])
-            lp = self.class_log_probs(tok, classes[i : i + batch_size].to(self.device))
+            lp = self.class_log_probs(tok, classes[i : i + batch_size].to(self.device), temperature)
             total += float(-(lp * mask).sum())
             count += int(mask.sum())
         return total / max(count, 1)
 
-    def evaluate_task(self, n_samples: int, test_size: Optional[int], seed: int) -> Tuple[Dict[str, float], List[str]]:
+    def evaluate_task(self, n_samples: int, test_size: Optional[int], seed: int,
+                      temperature: Optional[float] = None) -> Tuple[Dict[str, float], List[str]]:
         """Per-class metrics and ``class<TAB>sentence`` lines (see the module docstring).
 
         ``n_samples`` samples in all (``n_samples // k`` per class, at least 1); NLL-test on up to
         ``test_size // k`` test sequences of each class (all with None); without a test set,
-        NLL-test is on the training sequences and is named ``nll_train_eval``.
+        NLL-test is on the training sequences and is named ``nll_train_eval``. At ``temperature``
+        τ (the study's sweep; None: 1) the samples are drawn from softmax(logits / τ) and NLL-test
+        is computed under that distribution: one point of the quality-diversity frontier.
         """
+        tau = 1.0 if temperature is None else float(temperature)
+        if tau <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         d: Any = self.data
         k = self.num_classes
         n = max(1, n_samples // k)
@@ -377,7 +398,7 @@ class ConditionalAgent(Agent):
         for m in self._modules_for_eval():
             m.eval()
         try:
-            tokens, lengths, labels = self.eval_samples(n, seed)
+            tokens, lengths, labels = self.eval_samples(n, seed, tau)
             out: Dict[str, float] = {}
             if isinstance(d, MultiOracleData):
                 per = d.nll_oracle_per_class(tokens.cpu(), labels.cpu(), lengths.cpu())
@@ -395,7 +416,7 @@ class ConditionalAgent(Agent):
                     rows = rows[: max(1, test_size // k)]
                 if rows.numel() == 0:
                     continue
-                v = self.class_nll(ref_tok[rows], ref_len[rows], ref_lab[rows])
+                v = self.class_nll(ref_tok[rows], ref_len[rows], ref_lab[rows], temperature=tau)
                 out[f"{key}_c{c}"] = v
                 per_test.append(v)
             if per_test:
@@ -439,6 +460,21 @@ class ConditionalAgent(Agent):
         return [gen] if isinstance(gen, nn.Module) else []
 
     # ------------------------------------------------------------------ checkpoints
+    def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
+        """Take the generator weights of another run of the same agent (its MLE start, in the
+        study); optimizers, random streams and the iteration count stay this agent's own."""
+        if state.get("agent") != self.name:
+            raise ValueError(f"a {self.name} run warm starts from another {self.name} run (the model shapes of the "
+                             f"class-conditional agents differ), not from agent {state.get('agent')!r}")
+        for part in parts:
+            if part != "generator":
+                raise ValueError(f"agent {self.name!r} takes only its generator from another run, not {part!r}")
+            try:
+                cast(nn.Module, self.generator).load_state_dict(state[self.generator_key])
+            except RuntimeError as exc:
+                raise ValueError(f"the source run's generator does not fit this one (classes, vocabulary, emb_dim "
+                                 f"or hidden_dim differ): {str(exc).splitlines()[0]}") from None
+
     def state_dict(self) -> Dict[str, Any]:
         return {"agent": self.name, "iteration": self.iteration, "sample_rng": self.sample_rng.get_state(),
                 "data_rng": self.data_rng.get_state(), "d_rng": self.d_rng.get_state()}

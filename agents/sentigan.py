@@ -104,6 +104,7 @@ class SentiGANAgent(ConditionalAgent):
 
     name = "sentigan"
     Config: ClassVar[type] = SentiGANConfig
+    generator_key = "generators"
     config: SentiGANConfig
 
     def __init__(self, data: Any, config: Optional[Any] = None, device: Any = "cpu", seed: int = 0) -> None:
@@ -144,17 +145,18 @@ class SentiGANAgent(ConditionalAgent):
         """Generator i (class i)."""
         return cast(Generator, self.generators[i])
 
-    def class_log_probs(self, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    def class_log_probs(self, tokens: torch.Tensor, classes: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         out = torch.zeros(tokens.shape, device=self.device)
         classes = classes.to(self.device)
         for i in range(self.num_classes):
             rows = (classes == i).nonzero().squeeze(1)
             if rows.numel():
-                out = out.index_put((rows,), self.gen(i).log_probs(tokens[rows].to(self.device)))
+                out = out.index_put((rows,), self.gen(i).log_probs(tokens[rows].to(self.device), temperature))
         return out
 
-    def sample_class(self, c: int, n: int, generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.gen(c).sample_with_lengths(n, generator=generator)
+    def sample_class(self, c: int, n: int, generator: Optional[torch.Generator] = None,
+                     temperature: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.gen(c).sample_with_lengths(n, generator=generator, temperature=temperature)
 
     def mle_groups(self) -> List[Tuple[Optional[Sequence[int]], torch.optim.Optimizer]]:
         return [([i], opt) for i, opt in enumerate(self.mle_opts)]

@@ -150,3 +150,39 @@ def test_registry_and_driver(data, tmp_path, monkeypatch):
     f.write_text("pos\ta good film\nneg\ta bad film\npos\tgood good\nneg\tbad bad film\n")
     d = load_data(RunConfig(data=str(f), train_size=2))
     assert d.num_classes == 2 and sorted(d.train_labels.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("cls, cfg", [(SentiGANAgent, SMOKE_S), (CatGANAgent, SMOKE_C)])
+def test_mle_iteration_updates_make_that_many_updates_of_each_generator(data, cls, cfg):
+    """The study's MLE control: ``iteration_updates`` minibatch steps per group and iteration,
+    more than one shuffle of a class when the updates need it (120 / 2 classes / 16 per batch)."""
+    agent = cls(data, {**cfg, "iteration_updates": 5}, seed=0)
+    stats = agent.mle_epoch()
+    for _, opt in agent.mle_groups():
+        steps = {int(s["step"]) for s in opt.state_dict()["state"].values()}
+        assert steps == {5}
+    assert math.isfinite(stats["nll_train"])
+
+
+def test_warm_start_takes_the_generator_of_the_same_agent_only(data):
+    source = SentiGANAgent(data, SMOKE_S, seed=1)
+    run(source, 1)
+    agent = SentiGANAgent(data, SMOKE_S, seed=0)
+    agent.warm_start(source.state_dict())
+    same_state(agent.generator.state_dict(), source.generator.state_dict())
+    assert agent.iteration == 0
+    with pytest.raises(ValueError, match="a catgan run warm starts from another catgan run.*not from agent 'sentigan'"):
+        CatGANAgent(data, SMOKE_C, seed=0).warm_start(source.state_dict())
+    with pytest.raises(ValueError, match="takes only its generator"):
+        agent.warm_start(source.state_dict(), ("generator", "discriminator"))
+
+
+def test_evaluate_task_at_a_temperature(data):
+    agent = CatGANAgent(data, SMOKE_C, seed=0)
+    run(agent, 1)
+    default, _ = agent.evaluate_task(40, 40, seed=3)
+    assert agent.evaluate_task(40, 40, seed=3, temperature=1.0)[0] == default
+    cold, _ = agent.evaluate_task(40, 40, seed=3, temperature=0.5)
+    assert cold["nll_test"] != default["nll_test"] and cold["nll_oracle"] != default["nll_oracle"]
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        agent.evaluate_task(40, 40, seed=3, temperature=0.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.driver import train
+from agents.driver import read_checkpoint, train
 from textgym import study
 from textgym.study import Cell, StudyError, StudySpec, expand, resolved_for, run_study
 
@@ -301,3 +301,73 @@ def test_an_infill_study_reruns_identically_skipping_finished_runs_and_resuming_
     assert json.loads((folder / "record.json").read_text())["sweep"] == \
         json.loads((cell.folder(out) / "record.json").read_text())["sweep"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents)
+
+
+# ---------------------------------------------------------------------------- class-conditional generation
+CLASSES_SPEC = dict(
+    name="tiny-classes", data="oracle-classes", budget="smoke", seeds=[0], mle={"mle_epochs": 1},
+    temperatures=[0.7, 1.0], eval_samples=64, eval_test_size=64,
+    run={"train_size": 128, "eval_samples": 64, "eval_test_size": 64},
+    grid=[{"agent": ["sentigan"]}, {"agent": ["catgan"], "eval_batches": [1]}],
+)
+
+
+@pytest.fixture(scope="module")
+def classes_finished(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("classes-study")
+    result = run_study(StudySpec.from_dict(CLASSES_SPEC), out, quiet=True)
+    return out, result
+
+
+def test_a_class_conditional_study_starts_each_agent_from_its_own_mle_and_matches_its_updates(classes_finished):
+    out, result = classes_finished
+    spec = StudySpec.from_dict(CLASSES_SPEC)
+    assert study.task_of(spec).name == "classes"
+    assert {(c.role, c.agent, c.key) for c in expand(spec)} == {
+        ("start", "sentigan", "sentigan start"), ("start", "catgan", "catgan start"),
+        ("mle", "sentigan", "sentigan mle +2 updates"), ("mle", "catgan", "catgan mle +2 updates"),
+        ("control", "sentigan", "sentigan discriminator=constant"),
+        ("control", "catgan", "catgan discriminator=constant eval_batches=1"),
+        ("cell", "sentigan", "sentigan"), ("cell", "catgan", "catgan eval_batches=1")}
+    assert len(result["runs"]) == 8
+    for agent, cell_key in (("sentigan", "sentigan"), ("catgan", "catgan eval_batches=1")):
+        start = Cell(f"{agent} start", "", "", (), 0).folder(out)
+        summary = json.loads((start / "summary.json").read_text())
+        assert summary["config"]["adv_steps"] == 0 and summary["iterations"] == 1  # its MLE phase only
+        cell, mle = (json.loads((Cell(k, "", "", (), 0).folder(out) / "summary.json").read_text())
+                     for k in (cell_key, f"{agent} mle +2 updates"))
+        assert cell["init_from"] == mle["init_from"] == str(start) and cell["config"]["mle_epochs"] == 0
+        # the MLE control: the same agent, as many generator updates as the adversarial phase makes
+        assert mle["agent"] == agent and mle["config"]["adv_steps"] == 0
+        assert mle["config"]["mle_epochs"] * mle["config"]["iteration_updates"] == \
+            cell["config"]["adv_steps"] * cell["config"]["g_steps"]
+    for path in out.glob("cells/s0/*/record.json"):
+        record = json.loads(path.read_text())
+        assert [r["temperature"] for r in record["sweep"]] == [0.7, 1.0]
+        cold, warm = record["sweep"]
+        assert cold["nll_test"] != warm["nll_test"] and cold["nll_oracle"] != warm["nll_oracle"]
+        assert {"nll_oracle_c0", "nll_oracle_c1", "nll_test_c0", "nll_test_c1"} <= set(warm)
+        assert warm["nll_test"] == record["summary_metrics"]["nll_test"]  # the driver's test rows, at τ = 1
+    report = (out / "report.md").read_text()
+    assert "| sentigan | sentigan start |" in report and "| catgan eval_batches=1 | catgan mle +2 updates |" in report
+    assert "NLL-oracle (each sample under its class's oracle)" in report
+
+
+def test_catgans_no_information_control_leaves_the_generator_at_its_start(classes_finished):
+    """A constant D gives the relativistic losses zero gradient: the control's generator is its start's."""
+    out, _ = classes_finished
+    states = [read_checkpoint(Cell(k, "", "", (), 0).folder(out) / "checkpoint.pt")[1]["generator"]
+              for k in ("catgan start", "catgan discriminator=constant eval_batches=1", "catgan eval_batches=1")]
+    start, control, cell = states
+    assert all(torch.equal(start[k], control[k]) for k in start)
+    assert not all(torch.equal(start[k], cell[k]) for k in start)  # the learned D does move it
+
+
+def test_a_class_conditional_study_refuses_other_data_and_mixed_tasks():
+    with pytest.raises(StudyError, match="class-conditional generation needs data 'oracle-classes'"):
+        expand(StudySpec.from_dict({**CLASSES_SPEC, "data": "oracle"}))
+    with pytest.raises(StudyError, match="mixes class-conditional generation .*free generation"):
+        expand(StudySpec.from_dict({**CLASSES_SPEC, "grid": [{"agent": ["sentigan"]}, {"agent": ["seqgan"]}]}))
+    with pytest.raises(StudyError, match="start of catgan is that agent's own MLE phase.*unknown config key 'val_size'"):
+        expand(StudySpec.from_dict({**CLASSES_SPEC, "mle": {"mle_epochs": 1, "val_size": 10}}))

@@ -41,8 +41,15 @@ its checkpoint and calls :meth:`agents.infill.InfillAgent.evaluate_task` at ever
 the frontier is NLL-oracle of the test sequences completed by sampling at τ (quality) against
 ``nll_infill``, the NLL of the true blanks under the same tempered distribution (coverage). The
 metric names of each task (tables, frontiers, curves, which side is better) are in :data:`TASKS`.
-The class-conditional agents (``sentigan``, ``catgan``) are refused: bench/conditional.py
-compares them with their controls.
+
+**Class-conditional generation** (:mod:`agents.conditional`): a grid of ``sentigan`` and
+``catgan`` cells on ``data="oracle-classes"`` (k = 2 oracles). Their models differ (k
+generators, one conditional generator), so each agent starts from its own MLE run: the agent with
+its adversarial phases off, for ``spec.mle``'s ``mle_epochs`` (no early stopping), keyed
+``"<agent> start"``. Its MLE control is the same agent continuing MLE for as many minibatch
+updates of each generator as the adversarial phase makes (``iteration_updates``), its
+no-information control ``discriminator="constant"``, and the frontier is NLL-oracle (each sample
+under its own class's oracle) against NLL-test given the class, means over classes.
 
 Statistics over seeds (:mod:`textgym.stats`): mean ± sd, and each cell's difference from its
 control, from the MLE control and from the MLE start as the mean paired difference (runs of a seed
@@ -78,6 +85,7 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tupl
 import torch
 
 import agents
+from agents.conditional import ConditionalAgent
 from agents.config import BUDGETS, ConfigError, Resolved, RunConfig, resolve, suggest
 from agents.driver import RunError, atomic_write_bytes, atomic_write_json, build_agent, load_data, read_checkpoint, train
 from agents.infill import InfillAgent
@@ -104,6 +112,8 @@ class Task:
     frontiers: Mapping[bool, Tuple[str, str, str]]  # data is the oracle -> (quality, diversity, both in words)
     curves: Tuple[str, ...]  # metrics.jsonl columns kept in record.json and plotted
     evaluation: str  # the report's description of the metrics at temperature 1 (str.format: samples, fills, test)
+    oracle_data: str = "oracle"  # the spec.data of the task's synthetic benchmark (the frontiers' key True)
+    own_starts: bool = False  # each agent starts from an MLE run of its own model (``start`` is then unused)
 
 
 TASKS: Dict[str, Task] = {
@@ -128,7 +138,22 @@ TASKS: Dict[str, Task] = {
         evaluation="{fills} test sequences with their blanks filled by sampling, scored by NLL-oracle; the NLL of the "
                    "true blanks on {test} test sequences, at the sampling temperature; blanks from one fixed seed), "
                    "mean ± sd over seeds; `unique2`, `unique4`: the share of distinct n-grams that touch a fill."),
+    "classes": Task(  # agents.conditional: text of a given class (SentiGAN, CatGAN) on k oracles
+        name="classes", start="", controls=("constant",),
+        metrics=("nll_oracle", "nll_test", "nll_oracle_c0", "nll_oracle_c1", "nll_test_c0", "nll_test_c1"),
+        lower_is_better=frozenset({"nll_oracle", "nll_test", "nll_oracle_c0", "nll_oracle_c1", "nll_test_c0",
+                                   "nll_test_c1"}),
+        higher_is_better=frozenset(),
+        frontiers={True: ("nll_oracle", "nll_test", "NLL-oracle (each sample under its class's oracle) against "
+                                                    "NLL-test (given the class), means over classes")},
+        curves=("nll_oracle", "nll_test"),
+        evaluation="{samples} samples split evenly over the classes, each scored by its own class's oracle; NLL-test "
+                   "of {test} test sequences split over the classes, given their class, at the sampling temperature), "
+                   "mean ± sd over seeds; `_c<i>`: class i alone.",
+        oracle_data="oracle-classes", own_starts=True),
 }
+
+_TASK_WORDS = {"generate": "free generation", "infill": "in-filling", "classes": "class-conditional generation"}
 
 
 class StudyError(Exception):
@@ -205,6 +230,17 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
         "eval_test_size": 300,
         "bleu_samples": 50,
         "grid": [{"agent": ["seqgan"], "discriminator": ["rnn"]}],
+    },
+    "classes-smoke": {  # class-conditional generation on two oracles: SentiGAN and CatGAN, the smoke budget
+        "name": "classes-smoke",
+        "data": "oracle-classes",
+        "budget": "smoke",
+        "seeds": [0, 1],
+        "mle": {"mle_epochs": 2},
+        "temperatures": [0.7, 1.0, 1.5],
+        "eval_samples": 100,
+        "eval_test_size": 200,
+        "grid": [{"agent": ["sentigan", "catgan"]}],
     },
     "infill-smoke": {  # the in-filling task (MaskGAN's): one cell, two seeds, the smoke budget
         "name": "infill-smoke",
@@ -289,12 +325,28 @@ def _run_values(spec: StudySpec, seed: int) -> Dict[str, Any]:
 
 
 def agent_task(agent: str) -> Optional[str]:
-    """The study task of a registered agent: "generate", "infill", or None for a task of its own that
-    the study does not measure (the class-conditional agents)."""
+    """The study task of a registered agent: "generate", "infill", "classes", or None for a task of
+    its own that the study does not measure."""
     cls = agents.preset(agent).agent
     if not hasattr(cls, "evaluate_task"):
         return "generate"
-    return "infill" if issubclass(cls, InfillAgent) else None
+    if issubclass(cls, InfillAgent):
+        return "infill"
+    return "classes" if issubclass(cls, ConditionalAgent) else None
+
+
+def start_key(task: Task, agent: str) -> str:
+    """The key of the MLE start that a run of ``agent`` warm starts from."""
+    return f"{agent} start" if task.own_starts else START_KEY
+
+
+def start_values(task: Task, spec: StudySpec, agent: str) -> Dict[str, Any]:
+    """Config values of an MLE start: ``spec.mle``; for an agent that starts from its own model,
+    that agent with its adversarial phases switched off."""
+    if not task.own_starts:
+        return dict(spec.mle)
+    names = {f.name for f in fields(agents.preset(agent).config_class)}
+    return {**spec.mle, **{k: 0 for k in ("adv_steps", "d_pretrain_steps") if k in names}}
 
 
 def task_of(spec: StudySpec) -> Task:
@@ -310,8 +362,7 @@ def task_of(spec: StudySpec) -> Task:
                     found[task].append(agent)
     if len(found) > 1:
         raise StudyError("a study measures one task, and this grid mixes " + " and ".join(
-            f"{'in-filling' if t == 'infill' else 'free generation'} ({', '.join(a)})" for t, a in sorted(found.items()))
-            + ": split it into one study per task")
+            f"{_TASK_WORDS[t]} ({', '.join(a)})" for t, a in sorted(found.items())) + ": split it into one study per task")
     return TASKS[next(iter(found), "generate")]
 
 
@@ -319,7 +370,7 @@ def resolved_for(cell: Cell, spec: StudySpec, root: Path) -> Any:
     """The cell's :class:`agents.config.Resolved` (the warm start points into ``root``)."""
     explicit = {**_run_values(spec, cell.seed), **_thaw(cell.values)}
     if cell.role != "start":
-        explicit["init_from"] = str(Cell(START_KEY, "start", "mle", (), cell.seed).folder(root))
+        explicit["init_from"] = str(Cell(start_key(task_of(spec), cell.agent), "start", "", (), cell.seed).folder(root))
     return resolve(agents.preset(cell.agent), spec.budget, explicit=explicit)
 
 
@@ -341,12 +392,12 @@ def expand(spec: StudySpec) -> List[Cell]:
     if 1.0 not in spec.temperatures:
         raise StudyError("temperatures must include 1.0 (the cells' own sampling distribution)")
     task = task_of(spec)
-    if (spec.data == "oracle") not in task.frontiers:
-        raise StudyError(f"an in-filling study needs data 'oracle' (its frontier's quality is the oracle's NLL of the "
-                         f"completed sequences), not {spec.data!r}")
+    if (spec.data == task.oracle_data) not in task.frontiers:
+        raise StudyError(f"a study of {_TASK_WORDS[task.name]} needs data {task.oracle_data!r} (its frontier's quality "
+                         f"is an oracle's NLL), not {spec.data!r}")
     if spec.control not in task.controls:
-        raise StudyError(f"control {spec.control!r} is not a no-information discriminator of the in-filling agents; "
-                         f"use one of {list(task.controls)}")
+        raise StudyError(f"control {spec.control!r} is not a no-information discriminator of the "
+                         f"{_TASK_WORDS[task.name]} agents; use one of {list(task.controls)}")
     grid_cells: Dict[str, Tuple[str, Dict[str, Any]]] = {}
     for i, entry in enumerate(spec.grid):
         if not isinstance(entry, dict) or "agent" not in entry:
@@ -369,12 +420,17 @@ def expand(spec: StudySpec) -> List[Cell]:
             if "seed" in values or "init_from" in values:
                 raise StudyError(f"grid entry {i}: 'seed' and 'init_from' are set by the study (use 'seeds')")
             grid_cells.setdefault(_key(agent, values), (agent, values))
-    cells: List[Cell] = [Cell(START_KEY, "start", task.start, _freeze(spec.mle), s) for s in spec.seeds]
+    start_agents = sorted({a for a, _ in grid_cells.values()}) if task.own_starts else [task.start]
+    cells: List[Cell] = [Cell(start_key(task, a), "start", a, _freeze(start_values(task, spec, a)), s)
+                         for s in spec.seeds for a in start_agents]
     probe = Path("<study>")
-    try:
-        resolved_for(cells[0], spec, probe)
-    except ConfigError as exc:
-        raise StudyError(f"the spec's mle start: {exc}") from None
+    for start in cells[: len(start_agents)]:
+        try:
+            resolved_for(start, spec, probe)
+        except ConfigError as exc:
+            hint = (f" (the start of {start.agent} is that agent's own MLE phase: spec.mle takes its fields, e.g. "
+                    "mle_epochs)" if task.own_starts else "")
+            raise StudyError(f"the spec's mle start{hint}: {exc}") from None
     by_seed: List[Cell] = []
     for key, (agent, values) in grid_cells.items():
         cell = Cell(key, "cell", agent, _freeze(values), spec.seeds[0])
@@ -383,16 +439,19 @@ def expand(spec: StudySpec) -> List[Cell]:
         except ConfigError as exc:
             raise StudyError(f"cell {key!r}: {exc}") from None
         c = resolved.config
-        if spec.data != "oracle" and getattr(c, "discriminator", None) == "oracle":
+        if spec.data != task.oracle_data and getattr(c, "discriminator", None) == "oracle":
             raise StudyError(f"cell {key!r}: discriminator 'oracle' needs data 'oracle', not {spec.data!r}")
         adversarial = hasattr(c, "discriminator") and hasattr(c, "adv_steps")
         if not adversarial:
             raise StudyError(f"cell {key!r}: agent {agent!r} has no discriminator and adversarial steps to study")
         g_steps = int(getattr(c, "g_steps", 1))  # SB3 agents: one update phase per iteration
         updates = int(c.adv_steps) * g_steps
-        mle_key = f"{task.start} +{updates} updates"
+        mle_agent = agent if task.own_starts else task.start
+        mle_key = f"{agent} mle +{updates} updates" if task.own_starts else f"{task.start} +{updates} updates"
         matched = {"mle_epochs": int(c.adv_steps), "iteration_updates": g_steps}
-        by_seed.append(Cell(mle_key, "mle", task.start, _freeze(matched), 0))
+        if task.own_starts:  # the agent itself, its adversarial phases off
+            matched = {**start_values(task, spec, agent), **matched}
+        by_seed.append(Cell(mle_key, "mle", mle_agent, _freeze(matched), 0))
         if c.discriminator in NO_INFORMATION and c.discriminator not in task.controls:
             raise StudyError(f"cell {key!r}: discriminator {c.discriminator!r} is not one of this task's "
                              f"no-information controls {list(task.controls)}")
@@ -445,13 +504,13 @@ def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, dev
     blanks of the test sequences at each temperature τ (:meth:`agents.infill.InfillAgent.evaluate_task`,
     whose ``nll_infill`` is the NLL of the true blanks at τ)."""
     sample_seed = 1_000_003 * (seed + 1)
-    if task_of(spec).name == "infill":
+    if task_of(spec).name in ("infill", "classes"):
         if resolved is None:
-            raise ValueError("an in-filling sweep rebuilds the run's agent: pass its resolved config")
+            raise ValueError("an in-filling or class-conditional sweep rebuilds the run's agent: pass its resolved config")
         _, state = read_checkpoint(folder / "checkpoint.pt")
         agent = build_agent(resolved, data, device)
-        if not isinstance(agent, InfillAgent):
-            raise RunError(f"{folder}: agent {resolved.agent!r} is not an in-filling agent")
+        if not isinstance(agent, (InfillAgent, ConditionalAgent)):
+            raise RunError(f"{folder}: agent {resolved.agent!r} has no task evaluation at a temperature")
         agent.load_state_dict(state)
         return [{"temperature": float(tau), **agent.evaluate_task(spec.eval_samples, spec.eval_test_size, sample_seed,
                                                                   temperature=float(tau))[0]}
@@ -606,7 +665,8 @@ def _at(record: Dict[str, Any], tau: float = 1.0) -> Dict[str, Any]:
 
 def frontier_axes(spec: StudySpec) -> Tuple[str, str, str]:
     """(quality, diversity, both in words) of the spec's frontiers: its task's, on its data."""
-    return task_of(spec).frontiers[spec.data == "oracle"]
+    task = task_of(spec)
+    return task.frontiers[spec.data == task.oracle_data]
 
 
 def frontier_points(record_or_sweep: Any, name: str, axes: Sequence[str]) -> List[FrontierPoint]:
@@ -628,7 +688,8 @@ def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Tables of the study: per key its metrics over seeds; per grid cell its paired differences
     from its control and from MLE, and its frontier against theirs."""
-    metrics, axes = task_of(spec).metrics, frontier_axes(spec)
+    task = task_of(spec)
+    metrics, axes = task.metrics, frontier_axes(spec)
     by_key: Dict[str, Dict[int, Dict[str, Any]]] = {}
     for r in records:
         by_key.setdefault(r["key"], {})[r["seed"]] = r
@@ -650,7 +711,8 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
         if first["role"] != "cell":
             continue
         entry: Dict[str, Any] = {"key": key}
-        for label, ref_key in (("control", first["control"]), ("mle", first["mle_control"]), ("start", START_KEY)):
+        for label, ref_key in (("control", first["control"]), ("mle", first["mle_control"]),
+                               ("start", start_key(task, first["agent"]))):
             ref = by_key.get(ref_key, {})
             seeds = sorted(set(runs) & set(ref))
             diffs: Dict[str, Any] = {}
@@ -706,17 +768,25 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
     total = sum(r["seconds"] for r in records)
     lines += [f"Data `{spec.data}`, budget `{spec.budget}`, seeds {spec.seeds}, {len(analysis['rows'])} configurations, "
               f"{len(records)} runs, {total / 60:.1f} min of run time (training and the study's evaluation, summed over "
-              f"runs). Every run of a seed warm starts from one MLE checkpoint"
-              + ("" if task.start == "mle" else f" (`{task.start}`)") + " chosen by early stopping "
-              f"({', '.join(f'{k}={v}' for k, v in spec.mle.items())}). Metrics are the study's evaluation at temperature "
+              f"runs). "
+              + ("Every run of a seed warm starts from the MLE phase of its own agent (the same model, its adversarial "
+                 "phases off"
+                 if task.own_starts else
+                 "Every run of a seed warm starts from one MLE checkpoint"
+                 + ("" if task.start == "mle" else f" (`{task.start}`)") + " chosen by early stopping")
+              + f" ({', '.join(f'{k}={v}' for k, v in spec.mle.items())}). Metrics are the study's evaluation at temperature "
               "1.0 (" + task.evaluation.format(
                   samples=spec.eval_samples, test=spec.eval_test_size or "all",
                   fills=spec.eval_samples if spec.eval_test_size is None else min(spec.eval_samples, spec.eval_test_size)),
               ""]
     starts = [r for r in records if r["role"] == "start"]
     if starts:
-        lines += ["**The shared starts** (best validation epoch / epochs run): " + "; ".join(
-            f"seed {r['seed']}: {best_epoch(r)} / {r['iterations']}" for r in starts) + ".", ""]
+        if task.own_starts:
+            lines += ["**The starts** (epochs run): " + "; ".join(
+                f"seed {r['seed']} {r['agent']}: {r['iterations']}" for r in starts) + ".", ""]
+        else:
+            lines += ["**The shared starts** (best validation epoch / epochs run): " + "; ".join(
+                f"seed {r['seed']}: {best_epoch(r)} / {r['iterations']}" for r in starts) + ".", ""]
     lines += ["## Every configuration", "", "| configuration | role | " + " | ".join(m.replace("_", "-") for m in present)
               + " |", "|---|---|" + "---:|" * len(present)]
     for row in analysis["rows"]:
@@ -823,7 +893,8 @@ def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analy
         name = Cell(key, "cell", "", (), 0).folder_name
         points: List[FrontierPoint] = []
         for label, k in ((key, key), (f"control: {comp['control']['key']}", comp["control"]["key"]),
-                         (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"]), ("MLE start", START_KEY)):
+                         (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"]),
+                         ("MLE start", comp["start"]["key"])):
             if by_key.get(k):
                 points += frontier_points(_mean_sweep(by_key[k]), label, axes)
         written.append(plot_frontier(points, plots / f"frontier-{name}.png",
