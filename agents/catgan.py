@@ -176,7 +176,7 @@ class CatGANAgent(ConditionalAgent):
             with torch.no_grad():
                 self.discriminator.out.weight.zero_()
                 self.discriminator.out.bias.zero_()
-        self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=c.d_lr)
+        self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=c.d_lr, fused=True)
         self.beta_max = float(c.beta_max if c.beta_max is not None else
                               (1.0 if isinstance(self.data, MultiOracleData) else 100.0))
         self.beta = 1.0  # the parent's current β (the code's gen.temperature)

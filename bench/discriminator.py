@@ -12,6 +12,14 @@ Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`
   ``BCEWithLogitsLoss``) by a hand-written loop: ``nn.Embedding(V + 1, 64)``, mean over the
   valid positions, ``nn.Linear(64, 1)``. It is the cheapest reasonable discriminator, so
 
+``cnn_before`` is the CNN as it was implemented before this benchmark's speed work, in the
+same process and interleaved with ``cnn`` (:class:`CNNBefore`: ReLU over every window, then the
+length mask, then the max; Adam without the fused kernel): ``ratio_vs_before`` = cnn /
+cnn_before throughput, for the variable-length minibatches of the headline and (``_full``) for
+full-length ones such as the oracle's (where the mask is skipped). ``same_updates`` trains both
+from the same weights on the same 40 minibatches with the same dropout draws and reports the
+largest difference of their held-out logits and their held-out accuracies.
+
 ``ratio`` = CNN throughput / baseline throughput is a cost ratio (higher is faster; below 1
 means the CNN costs that fraction of the baseline's speed). ``seqgan_schedule_seconds`` is the
 implied time of the original SeqGAN discriminator schedule per adversarial step (5 rounds × 3
@@ -26,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import discriminators
-from common import emit, log, parser, timeit
+from common import emit, interleaved, log, parser, timeit
 
 V, L, BATCH = 5000, 20, 64
 SEQGAN_SCHEDULE = 5 * 3 * 20_000  # sequences per adversarial step in the original code
@@ -57,6 +65,48 @@ def baseline_epoch(model: nn.Module, opt: torch.optim.Optimizer, tokens: torch.T
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+
+class CNNBefore(discriminators.CNNDiscriminator):
+    """The CNN's max-over-time pooling as it was: ReLU of every window, mask, max."""
+
+    def _pool(self, e, lengths, conv, w, start=0, end=None):  # type: ignore[no-untyped-def]
+        N, f = e.shape[0], conv.out_channels
+        if start > e.shape[2] - w:
+            return e.new_full((N, f), float("-inf"))
+        c = F.relu(conv(e[:, :, start:]))
+        j = torch.arange(start, start + c.shape[2], device=e.device)
+        ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
+        if end is not None:
+            ok &= j[None, :] + w <= end[:, None]
+        fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_
+        return fill(~ok[:, None, :], float("-inf")).amax(dim=2)
+
+
+def before_and_after(device: torch.device, seed: int = 0):
+    """(cnn, its trainer, the previous implementation, its trainer), from the same weights."""
+    cnn = discriminators.make("cnn", vocab_size=V, max_length=L)
+    before = CNNBefore(V, L)
+    before.load_state_dict(cnn.state_dict())
+    new = discriminators.DiscriminatorTrainer(cnn, lr=1e-4, batch_size=BATCH, device=device, seed=seed)
+    old = discriminators.DiscriminatorTrainer(before, lr=1e-4, batch_size=BATCH, device=device, seed=seed)
+    old.optimizer = torch.optim.Adam(before.parameters(), lr=1e-4)  # the previous optimizer: not fused
+    return cnn, new, before, old
+
+
+def same_updates(device: torch.device, real, real_len, fake, fake_len, held, held_len, held_y):
+    """Both implementations after the same updates (same minibatches and dropout draws): the
+    largest difference of their held-out logits, and each one's held-out accuracy."""
+    cnn, new, before, old = before_and_after(device, seed=1)
+    out = {}
+    for name, d, trainer in (("after", cnn, new), ("before", before, old)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1)
+            trainer.step(real, real_len, fake, fake_len, k=1)
+        out[name] = d.score(held, held_len)
+    acc = {k: float(((v > 0).float() == held_y).float().mean()) for k, v in out.items()}
+    return {"max_logit_difference": float((out["after"] - out["before"]).abs().max()),
+            "heldout_acc": acc}
 
 
 def cnn_forward_flops(d: discriminators.CNNDiscriminator, T: int) -> float:
@@ -91,6 +141,29 @@ def main() -> None:
         throughput[name] = 2 * n / t
         log(f"{name}: {t:.3f} s per {steps} updates, {throughput[name]:.0f} sequences/s")
 
+    full = torch.full_like(real_len, L)
+    _, new, _, old = before_and_after(device)
+    _, new_full, _, old_full = before_and_after(device)
+    t = interleaved({
+        "cnn": lambda: new.step(real, real_len, fake, fake_len, k=1),
+        "cnn_before": lambda: old.step(real, real_len, fake, fake_len, k=1),
+        "cnn_full": lambda: new_full.step(real, full, fake, full, k=1),
+        "cnn_before_full": lambda: old_full.step(real, full, fake, full, k=1),
+    }, device, repeats)
+    pair = {k: 2 * n / v for k, v in t.items()}
+    log("CNN, this implementation vs the previous one (interleaved): " + ", ".join(
+        f"{k} {v:.0f} sequences/s" for k, v in pair.items()))
+    # a task with a signal (real ids from the lower half of the vocabulary, fake from all of it),
+    # so that the held-out accuracy after the same updates says something
+    easy = torch.randint(V // 2, (2 * n, L), generator=g).to(device)
+    hard = torch.randint(V, (2 * n, L), generator=g).to(device)
+    lens = torch.randint(L // 2, L + 1, (2 * n,), generator=g).to(device)
+    held = torch.cat([easy[n:], hard[n:]])
+    held_y = torch.cat([torch.ones(n), torch.zeros(n)]).to(device)
+    same = same_updates(device, easy[:n], lens[:n], hard[:n], lens[:n], held, torch.cat([lens[n:], lens[n:]]), held_y)
+    log(f"after the same updates: held-out logits differ by at most {same['max_logit_difference']:.2e}, "
+        f"held-out accuracy {same['heldout_acc']}")
+
     base = MeanPoolBaseline(V).to(device)
     opt = torch.optim.Adam(base.parameters(), lr=1e-4)
     tokens = torch.cat([real.masked_fill(torch.arange(L, device=device) >= real_len[:, None], V),
@@ -113,6 +186,10 @@ def main() -> None:
                     "threads": torch.get_num_threads(), "quick": bool(args.quick)},
         "sequences_per_second": {k: round(v, 1) for k, v in throughput.items()},
         "ratio": throughput["cnn"] / throughput["baseline"],
+        "cnn_vs_before": {k: round(v, 1) for k, v in pair.items()},
+        "ratio_vs_before": pair["cnn"] / pair["cnn_before"],
+        "ratio_vs_before_full": pair["cnn_full"] / pair["cnn_before_full"],
+        "same_updates": same,
         "ratio_rnn": throughput["rnn"] / throughput["baseline"],
         "rnn_per_prefix_cost": throughput["rnn_last"] / throughput["rnn"],
         "seqgan_schedule_seconds": round(schedule["cnn"], 2),

@@ -185,13 +185,18 @@ class CNNDiscriminator(BaseDiscriminator):
         N, f = e.shape[0], cast(nn.Conv1d, conv).out_channels
         if start > e.shape[2] - w:
             return e.new_full((N, f), float("-inf"))
-        c = F.relu(conv(e[:, :, start:]))  # (N, f, windows): j = start, start + 1, ...
+        c = conv(e[:, :, start:])  # (N, f, windows): j = start, start + 1, ...
         j = torch.arange(start, start + c.shape[2], device=e.device)
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
         if end is not None:
             ok &= j[None, :] + w <= end[:, None]
-        fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_  # ReLU's backward needs c
-        return fill(~ok[:, None, :], float("-inf")).amax(dim=2)
+        if not bool(ok.all()):  # full-length rows (the oracle's) skip the mask
+            fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_
+            c = fill(~ok[:, None, :], float("-inf"))
+        # ReLU after the max (they commute) touches (N, f) values instead of (N, f, windows); a row
+        # without a qualifying window keeps -inf (possible only with ``start`` or ``end``)
+        m = c.amax(dim=2)
+        return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
 
     def score_completions(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
                           n: int) -> torch.Tensor:

@@ -243,7 +243,7 @@ class MultiClassTrainer:
             discriminator.to(device)
         self.discriminator = discriminator
         self.batch_size, self.max_grad_norm = int(batch_size), max_grad_norm
-        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
         self.generator = torch.Generator().manual_seed(seed)
         self.total_steps = 0
 

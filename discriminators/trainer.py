@@ -124,7 +124,8 @@ class DiscriminatorTrainer:
         self.lr, self.weight_decay, self.label_smoothing = lr, weight_decay, label_smoothing
         self.replay_size, self.replay_fraction, self.batch_size = int(replay_size), replay_fraction, int(batch_size)
         self.max_grad_norm = max_grad_norm
-        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
+        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
+                                          fused=True)  # one pass over the (large) CNN's parameters
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
         self.total_steps = 0
         # getattr: nn.Module's __getattr__ types other attributes as Tensor | Module, not int

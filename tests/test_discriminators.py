@@ -529,3 +529,44 @@ def test_cnn_completion_scores_equal_plain_scores(size):
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="do not make"):
         d.score_completions(tokens[:-1], lengths[:-1], prefix, n)
+
+
+@pytest.mark.parametrize("full_length", [True, False])
+def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length):
+    """The pooled features against the obvious computation, row by row and width by width:
+    ReLU of every window, the maximum over the windows that end by the row's length (the first
+    window always counts), highway, output layer; with rows shorter than the widest window and
+    padded rows, and rows all of full length (the path that skips the mask)."""
+    V, T = 30, 12
+    torch.manual_seed(0)
+    d = CNNDiscriminator(V, T, size="small", dropout=0.0).double()
+    tokens = torch.randint(V, (6, T))
+    lengths = torch.full((6,), T) if full_length else torch.tensor([T, 1, 3, 7, T, 2])
+    tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
+    logits = d(tokens, lengths)
+    grads = torch.autograd.grad(logits.sum(), list(d.parameters()), allow_unused=True)
+
+    def reference():
+        out = []
+        for row, n in zip(tokens, lengths.tolist(), strict=True):
+            width = max(T, max(d.widths))
+            x = d.embedding(torch.cat([row, row.new_full((width - T,), V)])).t()  # (E, width)
+            feats = []
+            for w, conv in zip(d.widths, d.convs, strict=True):
+                windows = [torch.relu(conv.bias + (conv.weight * x[:, j : j + w]).sum((1, 2)))
+                           for j in range(width - w + 1) if j + w <= n or j == 0]
+                feats.append(torch.stack(windows).amax(0))
+            f = torch.cat(feats)
+            g = torch.sigmoid(d.highway.gate(f))
+            f = g * torch.relu(d.highway.transform(f)) + (1 - g) * f
+            out.append(d.out(f)[0])
+        return torch.stack(out)
+
+    ref = reference()
+    ref_grads = torch.autograd.grad(ref.sum(), list(d.parameters()), allow_unused=True)
+    torch.testing.assert_close(logits, ref)
+    for a, b in zip(grads, ref_grads, strict=True):
+        if b is None:
+            assert a is None or not a.any()
+        else:
+            torch.testing.assert_close(a, b)
