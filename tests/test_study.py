@@ -25,12 +25,16 @@ TIMES = ("seconds", "train_seconds")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_spec(tmp_path_factory, spec, name):
+    """(folder, run_study's result) of a study run once for a module's tests, on one thread."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp(name)
+    return out, run_study(StudySpec.from_dict(spec), out, quiet=True)
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, oracle_data):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("study")
-    result = run_study(StudySpec.from_dict(SPEC), out, quiet=True)
-    return out, result
+    return run_spec(tmp_path_factory, SPEC, "study")
 
 
 def rows(out):
@@ -216,10 +220,7 @@ INFILL_MLE = "mle-infill +2 updates"
 
 @pytest.fixture(scope="module")
 def infill_finished(tmp_path_factory, oracle_data):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("infill-study")
-    result = run_study(StudySpec.from_dict(INFILL_SPEC), out, quiet=True)
-    return out, result
+    return run_spec(tmp_path_factory, INFILL_SPEC, "infill-study")
 
 
 def test_an_infill_study_sweeps_temperatures_against_its_mle_infill_and_constant_controls(infill_finished):
@@ -315,10 +316,7 @@ CLASSES_SPEC = dict(
 
 @pytest.fixture(scope="module")
 def classes_finished(tmp_path_factory):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("classes-study")
-    result = run_study(StudySpec.from_dict(CLASSES_SPEC), out, quiet=True)
-    return out, result
+    return run_spec(tmp_path_factory, CLASSES_SPEC, "classes-study")
 
 
 def test_a_class_conditional_study_starts_each_agent_from_its_own_mle_and_matches_its_updates(classes_finished):
