@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from textgym.metrics import FrontierPoint, compare_frontiers, pareto_front
-from textgym.stats import paired_interval, t_cdf, t_quantile, welch_interval
+from textgym.stats import Interval, paired_interval, t_cdf, t_quantile, welch_interval
 
 
 @pytest.mark.parametrize("p", [0.6, 0.9, 0.975, 0.995])
@@ -112,3 +112,10 @@ def test_the_area_counts_only_the_range_both_sweeps_cover():
     comp = compare_frontiers(partial, b)  # shared range [8.0, 8.4]: A lies 0.7 then 0.3 below B
     assert comp.overlap == (8.0, 8.4) and comp.area == pytest.approx(0.2, abs=1e-6)
     assert comp.verdict == "crosses"  # B still reaches diversities below 8.0 that A cannot
+
+
+def test_an_interval_prints_three_decimals_or_scientific_notation_when_every_figure_rounds_to_zero():
+    assert str(Interval(0.1234, 0.0456, 0.2011, 2.0, 0.95)) == "+0.123 [+0.046, +0.201] *"
+    assert str(Interval(-0.01, -0.05, 0.03, 2.0, 0.95)) == "-0.010 [-0.050, +0.030]"
+    assert str(Interval(2.68e-4, 9.0e-5, 4.46e-4, 2.0, 0.95)) == "+2.7e-04 [+9.0e-05, +4.5e-04] *"
+    assert str(Interval(0.0, 0.0, 0.0, float("inf"), 0.95)) == "+0.000 [+0.000, +0.000]"

@@ -92,7 +92,11 @@ class Interval:
         return {**asdict(self), "excludes_zero": self.excludes_zero}
 
     def __str__(self) -> str:
-        return f"{self.estimate:+.3f} [{self.low:+.3f}, {self.high:+.3f}]" + (" *" if self.excludes_zero else "")
+        """``+0.123 [+0.045, +0.201] *`` (``*``: excludes 0); in scientific notation when every
+        figure is below 0.0005, so that a tiny difference that excludes 0 does not read as 0."""
+        values = (self.estimate, self.low, self.high)
+        fmt = "+.1e" if 0 < max(abs(v) for v in values) < 0.0005 else "+.3f"
+        return f"{self.estimate:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]" + (" *" if self.excludes_zero else "")
 
 
 def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Optional[Interval]:

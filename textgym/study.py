@@ -769,8 +769,8 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
     lines += [f"Data `{spec.data}`, budget `{spec.budget}`, seeds {spec.seeds}, {len(analysis['rows'])} configurations, "
               f"{len(records)} runs, {total / 60:.1f} min of run time (training and the study's evaluation, summed over "
               f"runs). "
-              + ("Every run of a seed warm starts from the MLE phase of its own agent (the same model, its adversarial "
-                 "phases off"
+              + ("Every run of a seed warm starts from the MLE phase of its own agent, the same model with its "
+                 "adversarial phases off"
                  if task.own_starts else
                  "Every run of a seed warm starts from one MLE checkpoint"
                  + ("" if task.start == "mle" else f" (`{task.start}`)") + " chosen by early stopping")
