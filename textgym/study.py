@@ -414,9 +414,8 @@ def expand(spec: StudySpec) -> List[Cell]:
             if agent == task.start:
                 raise StudyError(f"grid entry {i}: {agent!r} is not a grid cell; the study adds the MLE control itself")
             if agent_task(agent) is None:
-                raise StudyError(f"grid entry {i}: {agent!r} works on a task of its own (classes) that the study's "
-                                 "frontiers do not measure; bench/conditional.py compares those agents with their "
-                                 "controls")
+                raise StudyError(f"grid entry {i}: {agent!r} works on a task of its own that the study does not "
+                                 f"measure (its tasks: {sorted(TASKS)})")
             if "seed" in values or "init_from" in values:
                 raise StudyError(f"grid entry {i}: 'seed' and 'init_from' are set by the study (use 'seeds')")
             grid_cells.setdefault(_key(agent, values), (agent, values))
