@@ -1,0 +1,271 @@
+"""A finished study's analysis (paired differences, frontiers) and outputs (results.csv,
+results.jsonl, analysis.json, report.md, plots)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from agents.driver import atomic_write_bytes, atomic_write_json
+from textgym.metrics import FrontierPoint, compare_frontiers
+from textgym.stats import Interval, mean_sd, paired_interval
+from textgym.study.spec import Cell, StudySpec, Task, start_key, task_of
+
+
+# ---------------------------------------------------------------------------- analysis
+def _at(record: Dict[str, Any], tau: float = 1.0) -> Dict[str, Any]:
+    """The metrics of a run: the study's evaluation at ``tau`` plus the discriminator's last held-out figures."""
+    m = next((dict(r) for r in record["sweep"] if r["temperature"] == tau), {})
+    m.pop("temperature", None)
+    acc = record["summary_metrics"].get("d_heldout_acc")
+    if acc is not None:
+        m["d_heldout_acc"] = acc
+    return m
+
+
+def frontier_axes(spec: StudySpec) -> Tuple[str, str, str]:
+    """(quality, diversity, both in words) of the spec's frontiers: its task's, on its data."""
+    task = task_of(spec)
+    return task.frontiers[spec.data == task.oracle_data]
+
+
+def frontier_points(record_or_sweep: Any, name: str, axes: Sequence[str]) -> List[FrontierPoint]:
+    """The sweep's points on the frontier ``axes`` = (quality, diversity, ...) of :func:`frontier_axes`."""
+    sweep = record_or_sweep["sweep"] if isinstance(record_or_sweep, dict) else record_or_sweep
+    q, d = axes[0], axes[1]
+    return [FrontierPoint(name, r["temperature"], r[q], r[d], q, d) for r in sweep]
+
+
+def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The sweeps of several seeds averaged per temperature (same temperatures in each)."""
+    out = []
+    for rows in zip(*(r["sweep"] for r in records), strict=True):
+        keys = set.intersection(*(set(r) for r in rows))
+        out.append({k: statistics.fmean(r[k] for r in rows) for k in keys})
+    return out
+
+
+def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Tables of the study: per key its metrics over seeds; per grid cell its paired differences
+    from its control and from MLE, and its frontier against theirs."""
+    task = task_of(spec)
+    metrics, axes = task.metrics, frontier_axes(spec)
+    by_key: Dict[str, Dict[int, Dict[str, Any]]] = {}
+    for r in records:
+        by_key.setdefault(r["key"], {})[r["seed"]] = r
+    rows: List[Dict[str, Any]] = []
+    for key, runs in by_key.items():
+        first = next(iter(runs.values()))
+        stats = {}
+        for m in metrics:
+            xs = [_at(r)[m] for r in runs.values() if _at(r).get(m) is not None]
+            if xs:
+                stats[m] = {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                            "values": xs}
+        rows.append({"key": key, "role": first["role"], "agent": first["agent"], "values": first["values"],
+                     "seeds": sorted(runs), "metrics": stats,
+                     "seconds": statistics.fmean(r["seconds"] for r in runs.values())})
+    comparisons: List[Dict[str, Any]] = []
+    for key, runs in by_key.items():
+        first = next(iter(runs.values()))
+        if first["role"] != "cell":
+            continue
+        entry: Dict[str, Any] = {"key": key}
+        for label, ref_key in (("control", first["control"]), ("mle", first["mle_control"]),
+                               ("start", start_key(task, first["agent"]))):
+            ref = by_key.get(ref_key, {})
+            seeds = sorted(set(runs) & set(ref))
+            diffs: Dict[str, Any] = {}
+            for m in metrics:
+                both = [s for s in seeds if _at(runs[s]).get(m) is not None and _at(ref[s]).get(m) is not None]
+                ci = paired_interval([_at(runs[s])[m] for s in both], [_at(ref[s])[m] for s in both]) if both else None
+                if ci is not None:
+                    diffs[m] = ci.as_dict()
+            areas = []
+            for s in seeds:
+                comp = compare_frontiers(frontier_points(runs[s], key, axes), frontier_points(ref[s], ref_key, axes))
+                areas.append(comp.area)
+            mean = compare_frontiers(frontier_points(_mean_sweep([runs[s] for s in seeds]), key, axes),
+                                     frontier_points(_mean_sweep([ref[s] for s in seeds]), ref_key, axes)) if seeds else None
+            area_ci = paired_interval(areas, [0.0] * len(areas))
+            entry[label] = {"key": ref_key, "seeds": seeds, "differences": diffs,
+                            "frontier": None if mean is None else {
+                                "verdict": mean.verdict, "area_of_means": mean.area, "areas": areas,
+                                "area": None if area_ci is None else area_ci.as_dict()}}
+        comparisons.append(entry)
+    return {"rows": rows, "comparisons": comparisons}
+
+
+# ---------------------------------------------------------------------------- outputs
+def _fmt_ci(d: Optional[Dict[str, Any]]) -> str:
+    if not d:
+        return "–"
+    return str(Interval(d["estimate"], d["low"], d["high"], d["df"], d["level"]))
+
+
+def _better(metric: str, ci: Dict[str, Any], task: Task) -> Optional[bool]:
+    """True/False when the interval says the cell is better/worse on ``metric``; None when unclear
+    or when the metric has no better side."""
+    if not ci or not (ci["low"] > 0 or ci["high"] < 0):
+        return None
+    lower = ci["high"] < 0
+    if metric in task.lower_is_better:
+        return lower
+    return not lower if metric in task.higher_is_better else None
+
+
+def best_epoch(record: Dict[str, Any]) -> Optional[int]:
+    """The epoch of an early-stopped start whose generator was kept (the lowest ``nll_val``)."""
+    vals = [c for c in record["curves"] if c.get("nll_val") is not None]
+    return min(vals, key=lambda c: c["nll_val"])["iteration"] if vals else None
+
+
+def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dict[str, Any]]) -> str:
+    task = task_of(spec)
+    present = [m for m in task.metrics if any(m in row["metrics"] for row in analysis["rows"])]
+    compared = [m for m in present if m not in ("d_heldout_acc",)]
+    lines = [f"# Study `{spec.name}`", ""]
+    total = sum(r["seconds"] for r in records)
+    lines += [f"Data `{spec.data}`, budget `{spec.budget}`, seeds {spec.seeds}, {len(analysis['rows'])} configurations, "
+              f"{len(records)} runs, {total / 60:.1f} min of run time (training and the study's evaluation, summed over "
+              f"runs). "
+              + ("Every run of a seed warm starts from the MLE phase of its own agent, the same model with its "
+                 "adversarial phases off"
+                 if task.own_starts else
+                 "Every run of a seed warm starts from one MLE checkpoint"
+                 + ("" if task.start == "mle" else f" (`{task.start}`)") + " chosen by early stopping")
+              + f" ({', '.join(f'{k}={v}' for k, v in spec.mle.items())}). Metrics are the study's evaluation at temperature "
+              "1.0 (" + task.evaluation.format(
+                  samples=spec.eval_samples, test=spec.eval_test_size or "all",
+                  fills=spec.eval_samples if spec.eval_test_size is None else min(spec.eval_samples, spec.eval_test_size)),
+              ""]
+    starts = [r for r in records if r["role"] == "start"]
+    if starts:
+        if task.own_starts:
+            lines += ["**The starts** (epochs run): " + "; ".join(
+                f"seed {r['seed']} {r['agent']}: {r['iterations']}" for r in starts) + ".", ""]
+        else:
+            lines += ["**The shared starts** (best validation epoch / epochs run): " + "; ".join(
+                f"seed {r['seed']}: {best_epoch(r)} / {r['iterations']}" for r in starts) + ".", ""]
+    lines += ["## Every configuration", "", "| configuration | role | " + " | ".join(m.replace("_", "-") for m in present)
+              + " |", "|---|---|" + "---:|" * len(present)]
+    for row in analysis["rows"]:
+        cells = [mean_sd(row["metrics"][m]["values"]) if m in row["metrics"] else "–" for m in present]
+        lines.append(f"| {row['key']} | {row['role']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Differences (mean of the paired differences over seeds [95% t-interval]; * excludes 0)", ""]
+    lines += ["| cell | against | " + " | ".join(m.replace("_", "-") for m in compared) + " | frontier | frontier area |",
+              "|---|---|" + "---:|" * len(compared) + "---|---:|"]
+    for comp in analysis["comparisons"]:
+        for label in ("control", "mle", "start"):
+            c = comp[label]
+            fr = c["frontier"] or {}
+            lines.append(f"| {comp['key']} | {c['key']} | " + " | ".join(_fmt_ci(c["differences"].get(m)) for m in compared)
+                         + f" | {fr.get('verdict', '–')} | {_fmt_ci(fr.get('area'))} |")
+    quality, _, axes = frontier_axes(spec)
+    lines += ["", f"Frontier: the Pareto frontiers of the temperature sweeps {spec.temperatures} ({axes}), averaged "
+              "over seeds: *dominates* (at least as good wherever the reference attains a diversity, and reaching as "
+              "far), *dominated*, *crosses* or *equal*. "
+              "Area: ∫ (reference − cell) over the common range with lower-is-better axes, per seed [95% interval]; "
+              "positive means the cell is better.", ""]
+    lines += ["## Reading", ""] + reading(analysis, quality, task)
+    return "\n".join(lines) + "\n"
+
+
+def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
+    """Sentences generated from the numbers: which cells beat their controls on the frontier's
+    quality ``q``, and where none does."""
+    out: List[str] = []
+    winners = []
+    for comp in analysis["comparisons"]:
+        ctrl = comp["control"]
+        vs_ctrl = _better(q, ctrl["differences"].get(q, {}), task)
+        fronts = {label: comp[label]["frontier"] or {} for label in ("control", "mle", "start")}
+        names = (("control", "control"), ("mle", "MLE control"), ("start", "MLE start"))
+        verdicts = ", ".join(f"{name} {fronts[label].get('verdict', '–')} (area {_fmt_ci(fronts[label].get('area'))})"
+                             for label, name in names)
+        desc = (f"`{comp['key']}`: {q.replace('_', '-')} vs its no-information control "
+                f"{_fmt_ci(ctrl['differences'].get(q))}; frontier vs {verdicts}")
+        beats_mle = all(fronts[label].get("verdict") == "dominates" and (fronts[label].get("area") or {}).get("low", 0) > 0
+                        for label in ("mle", "start"))
+        if vs_ctrl and beats_mle:
+            winners.append(desc)
+        elif vs_ctrl:
+            out.append(f"- Beats its control but not MLE's frontier: {desc}.")
+        elif vs_ctrl is False:
+            out.append(f"- Worse than its own no-information control: {desc}.")
+    if winners:
+        out = [f"- **Beats its no-information control and MLE's frontier** (both the MLE control and the MLE "
+               f"start): {w}." for w in winners] + out
+    else:
+        out.insert(0, "- **No cell beats both its no-information control and MLE's frontier** (the MLE control's and "
+                      "the MLE start's) with intervals that exclude 0.")
+    unclear = [c["key"] for c in analysis["comparisons"] if _better(q, c["control"]["differences"].get(q, {}), task) is None]
+    if unclear:
+        out.append(f"- Indistinguishable from their no-information control on {q.replace('_', '-')}: "
+                   + ", ".join(f"`{k}`" for k in unclear) + ".")
+    dominated = [c["key"] for c in analysis["comparisons"] if (c["mle"]["frontier"] or {}).get("verdict") == "dominated"]
+    if dominated:
+        out.append("- Frontier dominated by the MLE control's (the same updates spent on MLE do better at every "
+                   "diversity): " + ", ".join(f"`{k}`" for k in dominated) + ".")
+    moved = [c["key"] for c in analysis["comparisons"] if (c["start"]["frontier"] or {}).get("verdict") == "equal"
+             or all(not d.get("excludes_zero") for d in c["start"]["differences"].values())]
+    if moved:
+        out.append("- Not distinguishable from the MLE start on any metric (the updates did not move the generator "
+                   "measurably): " + ", ".join(f"`{k}`" for k in moved) + ".")
+    return out
+
+
+def write_outputs(out: Path, spec: StudySpec, records: List[Dict[str, Any]]) -> Path:
+    """results.csv, results.jsonl, report.md and plots/ of the study folder ``out``; returns report.md."""
+    analysis = analyze(spec, records)
+    buf = io.StringIO()
+    cols = ["key", "role", "agent", "seed", "values", "iterations", "train_seconds", "seconds", *task_of(spec).metrics]
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for r in records:
+        w.writerow({**{k: r[k] for k in cols[:4]}, "values": json.dumps(r["values"], sort_keys=True),
+                    "iterations": r["iterations"], "train_seconds": r["train_seconds"], "seconds": r["seconds"], **_at(r)})
+    atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
+    jsonl = "".join(json.dumps({k: v for k, v in r.items() if k != "format"}, sort_keys=True) + "\n" for r in records)
+    atomic_write_bytes(out / "results.jsonl", jsonl.encode())
+    atomic_write_json(out / "analysis.json", analysis)
+    report = out / "report.md"
+    atomic_write_bytes(report, report_markdown(spec, analysis, records).encode())
+    write_plots(out, spec, records, analysis)
+    return report
+
+
+def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analysis: Dict[str, Any]) -> List[Path]:
+    """plots/frontier-<cell>.png (the cell, its control, the MLE control and the MLE start, seed means)
+    and plots/curves-<cell>.png (the task's curves per seed: NLL-oracle, NLL-test, entropy and held-out D
+    accuracy; in-filling: NLL of the true blanks and NLL-oracle)."""
+    from textgym.plots import plot_frontier, plot_training_curves
+
+    task, axes = task_of(spec), frontier_axes(spec)
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    by_key: Dict[str, List[Dict[str, Any]]] = {}
+    for r in records:
+        by_key.setdefault(r["key"], []).append(r)
+    written = []
+    for comp in analysis["comparisons"]:
+        key = comp["key"]
+        name = Cell(key, "cell", "", (), 0).folder_name
+        points: List[FrontierPoint] = []
+        for label, k in ((key, key), (f"control: {comp['control']['key']}", comp["control"]["key"]),
+                         (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"]),
+                         ("MLE start", comp["start"]["key"])):
+            if by_key.get(k):
+                points += frontier_points(_mean_sweep(by_key[k]), label, axes)
+        written.append(plot_frontier(points, plots / f"frontier-{name}.png",
+                                     title=f"{key} (mean of {len(by_key[key])} seeds)"))
+        folders = [f for k in (key, comp["control"]["key"], comp["mle"]["key"])
+                   for f in sorted(out.glob(f"cells/s*/{Cell(k, '', '', (), 0).folder_name}"))
+                   + sorted(out.glob(f"shards/*/cells/s*/{Cell(k, '', '', (), 0).folder_name}"))]
+        written.append(plot_training_curves(
+            folders, plots / f"curves-{name}.png", keys=task.curves,
+            labels=[f"{f.name} ({f.parent.name})" for f in folders]))
+    return written

@@ -1,0 +1,197 @@
+"""Running a study: each cell trained (or resumed) through the driver and evaluated over the
+temperatures; the records of a study folder collected."""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from agents.conditional import ConditionalAgent
+from agents.config import Resolved, RunConfig
+from agents.driver import RunError, atomic_write_json, build_agent, load_data, read_checkpoint, train
+from agents.infill import InfillAgent
+from textgym.data import OracleData, TextData
+from textgym.study.report import write_outputs
+from textgym.study.spec import (
+    RECORD_FORMAT,
+    Cell,
+    StudyError,
+    StudySpec,
+    Task,
+    _run_values,
+    _thaw,
+    expand,
+    resolved_for,
+    shard_cells,
+    task_of,
+)
+
+
+# ---------------------------------------------------------------------------- one run
+def _curves(folder: Path, task: Task) -> List[Dict[str, Any]]:
+    keep = ("iteration", "phase", *task.curves, "nll_val")
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [{k: r[k] for k in keep if k in r} for r in rows]
+
+
+def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, device: str,
+                   resolved: Optional[Resolved] = None) -> List[Dict[str, Any]]:
+    """The study's evaluation of a finished run's generator at every temperature, with the same
+    sampling seed for every run of ``seed`` and every temperature.
+
+    In-filling (``resolved`` needed): the run's agent, rebuilt from its checkpoint, fills the
+    blanks of the test sequences at each temperature τ (:meth:`agents.infill.InfillAgent.evaluate_task`,
+    whose ``nll_infill`` is the NLL of the true blanks at τ)."""
+    sample_seed = 1_000_003 * (seed + 1)
+    if task_of(spec).name in ("infill", "classes"):
+        if resolved is None:
+            raise ValueError("an in-filling or class-conditional sweep rebuilds the run's agent: pass its resolved config")
+        _, state = read_checkpoint(folder / "checkpoint.pt")
+        agent = build_agent(resolved, data, device)
+        if not isinstance(agent, (InfillAgent, ConditionalAgent)):
+            raise RunError(f"{folder}: agent {resolved.agent!r} has no task evaluation at a temperature")
+        agent.load_state_dict(state)
+        return [{"temperature": float(tau), **agent.evaluate_task(spec.eval_samples, spec.eval_test_size, sample_seed,
+                                                                  temperature=float(tau))[0]}
+                for tau in spec.temperatures]
+    from textgym.evaluate import evaluate_generator, load_generator
+
+    gen, _ = load_generator(folder / "generator.pt", device=device)
+    orders = () if isinstance(data, OracleData) else (2, 3, 4, 5)
+    out = []
+    for tau in spec.temperatures:
+        ev = evaluate_generator(gen, data, n_samples=spec.eval_samples, seed=sample_seed, temperature=tau,
+                                test_size=spec.eval_test_size, bleu_samples=spec.bleu_samples, bleu_orders=orders)
+        out.append({"temperature": float(tau), **ev.metrics})
+    return out
+
+
+def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threads: int = 0) -> Dict[str, Any]:
+    """Train (or resume, or reuse) one run and evaluate it; returns and writes its ``record.json``."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    folder = cell.folder(root)
+    record_path = folder / "record.json"
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("format") == RECORD_FORMAT:
+            return record
+    t0 = time.perf_counter()
+    resolved = resolved_for(cell, spec, root)
+    with warnings.catch_warnings(record=True) as caught:  # kept in the record, not printed across the progress bar
+        warnings.simplefilter("always")
+        summary = train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True)
+        data = load_data(resolved.run)
+        sweep = evaluate_sweep(folder, data, spec, cell.seed, device, resolved)
+    record = {
+        "format": RECORD_FORMAT, "key": cell.key, "role": cell.role, "agent": cell.agent, "seed": cell.seed,
+        "values": _thaw(cell.values), "control": cell.control, "mle_control": cell.mle_control,
+        "iterations": summary["iterations"], "train_seconds": summary["train_seconds"],
+        "summary_metrics": summary["metrics"], "curves": _curves(folder, task_of(spec)), "sweep": sweep,
+        "seconds": round(time.perf_counter() - t0, 2), "warnings": sorted({str(w.message) for w in caught}),
+    }
+    atomic_write_json(record_path, record)
+    return record
+
+
+def _worker(job: Tuple[Cell, Dict[str, Any], str, str, int]) -> Dict[str, Any]:
+    cell, spec_dict, root, device, threads = job
+    return run_cell(cell, StudySpec.from_dict(spec_dict), Path(root), device, threads)
+
+
+# ---------------------------------------------------------------------------- the study
+def _check_folder_spec(out: Path, spec: StudySpec) -> None:
+    path = out / "spec.json"
+    new = json.loads(json.dumps(spec.to_dict()))
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise StudyError(f"{out} holds a study with another spec (fields {diff} differ); choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise StudyError(f"{out} is not empty and holds no study; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, spec.to_dict())
+
+
+def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[Tuple[int, int]] = None,
+              device: str = "cpu", quiet: bool = False) -> Dict[str, Any]:
+    """Run (or resume) a study, or one shard of it; writes the outputs when the study is whole.
+
+    Returns ``{"runs": records, "seconds": wall time, "report": path or None}``.
+    """
+    from tqdm import tqdm
+
+    cells = expand(spec)
+    data = load_data(RunConfig(**{k: v for k, v in _run_values(spec, spec.seeds[0]).items()
+                                  if k in {f.name for f in fields(RunConfig)}}))
+    del data  # loaded once to refuse missing or mismatched data before any training
+    out = Path(out)
+    _check_folder_spec(out, spec)
+    root = out if shard is None else out / "shards" / f"{shard[0]}-of-{shard[1]}"
+    todo = shard_cells(cells, shard)
+    started = time.perf_counter()
+    threads = max(1, (torch.get_num_threads() if workers == 1 else (torch.get_num_threads() // workers)))
+    records: List[Dict[str, Any]] = []
+    failures: List[str] = []
+    bar = tqdm(total=len(todo), desc=f"study {spec.name}", disable=quiet, dynamic_ncols=True, unit="run")
+    try:
+        for phase in (("start",), ("mle", "control", "cell")):
+            failed_seeds = {int(f.split()[0][1:]) for f in failures}
+            jobs = [c for c in todo if c.role in phase and c.seed not in failed_seeds]  # a failed start stops its seed
+            if workers <= 1 or len(jobs) <= 1:
+                for c in jobs:
+                    bar.set_postfix_str(f"s{c.seed} {c.key}")
+                    try:
+                        records.append(run_cell(c, spec, root, device))
+                    except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
+                        failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
+                    bar.update(1)
+                continue
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(_worker, (c, spec.to_dict(), str(root), device, threads)): c for c in jobs}
+                for fut in as_completed(futures):
+                    c = futures[fut]
+                    try:
+                        records.append(fut.result())
+                    except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
+                        failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
+                    bar.set_postfix_str(f"done s{c.seed} {c.key}")
+                    bar.update(1)
+    finally:
+        bar.close()
+    if failures:
+        raise StudyError(f"{len(failures)} run(s) failed; the others are kept, and rerunning the command retries "
+                         "these:\n  " + "\n  ".join(failures))
+    seconds = time.perf_counter() - started
+    report = write_outputs(out, spec, collect(out, spec)) if shard is None else None
+    return {"runs": records, "seconds": seconds, "report": report}
+
+
+def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str, Any]]:
+    """The records of every run of the study under ``out`` (its own cells and every shard's);
+    StudyError naming the missing runs unless ``partial``."""
+    found: Dict[Tuple[int, str], Dict[str, Any]] = {}
+    for path in sorted(out.glob("cells/s*/*/record.json")) + sorted(out.glob("shards/*/cells/s*/*/record.json")):
+        try:
+            rec = json.loads(path.read_text())
+        except ValueError:
+            raise StudyError(f"{path} is corrupt (not JSON); delete it and rerun the study to redo that run") from None
+        if rec.get("format") != RECORD_FORMAT:
+            raise StudyError(f"{path} is not a study record (format {rec.get('format')!r})")
+        found.setdefault((rec["seed"], rec["key"]), rec)
+    wanted = [(c.seed, c.key) for c in expand(spec)]
+    missing = [w for w in wanted if w not in found]
+    if missing and not partial:
+        names = ", ".join(f"s{s} {k}" for s, k in missing[:8]) + (" …" if len(missing) > 8 else "")
+        raise StudyError(f"{len(missing)} of {len(wanted)} runs have no results yet ({names}); run the missing "
+                         "shards, or merge with --partial")
+    return [found[w] for w in wanted if w in found]
