@@ -117,6 +117,11 @@ class StudySpec:
 
 SHAPING_AGENTS = ("seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan")
 
+#: what the smoke specs share: two seeds, the smoke budget, a short start, a small evaluation
+_SMOKE: Dict[str, Any] = {"budget": "smoke", "seeds": [0, 1], "mle": {"mle_epochs": 3, "val_size": 100, "patience": 1},
+                          "temperatures": [0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2.0], "eval_samples": 200,
+                          "eval_test_size": 300}
+
 BUILTIN: Dict[str, Dict[str, Any]] = {
     "oracle-shaping": {
         "name": "oracle-shaping",
@@ -141,14 +146,7 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
         ],
     },
     "smoke": {  # the tests' and a first try's: two cells, two seeds, the smoke budget
-        "name": "smoke",
-        "budget": "smoke",
-        "seeds": [0, 1],
-        "mle": {"mle_epochs": 3, "val_size": 100, "patience": 1},
-        "temperatures": [0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2.0],
-        "eval_samples": 200,
-        "eval_test_size": 300,
-        "bleu_samples": 50,
+        "name": "smoke", **_SMOKE, "bleu_samples": 50,
         "grid": [{"agent": ["seqgan"], "discriminator": ["rnn"]}],
     },
     "classes-smoke": {  # class-conditional generation on two oracles: SentiGAN and CatGAN, the smoke budget
@@ -163,13 +161,7 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
         "grid": [{"agent": ["sentigan", "catgan"]}],
     },
     "infill-smoke": {  # the in-filling task (MaskGAN's): one cell, two seeds, the smoke budget
-        "name": "infill-smoke",
-        "budget": "smoke",
-        "seeds": [0, 1],
-        "mle": {"mle_epochs": 3, "val_size": 100, "patience": 1},
-        "temperatures": [0.7, 0.85, 1.0, 1.15, 1.3, 1.5, 2.0],
-        "eval_samples": 200,
-        "eval_test_size": 300,
+        "name": "infill-smoke", **_SMOKE,
         "grid": [{"agent": ["maskgan-infill"], "discriminator": ["seq2seq"]}],
     },
 }
