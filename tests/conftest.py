@@ -9,6 +9,35 @@ from textgym.data import OracleData, data_path, resolve_data
 from textgym.oracle import OracleLSTM
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu",
+                     help="torch device of the tests that take the `device` fixture (marked `device`): "
+                          "`pytest --device cuda -m device` checks the CUDA path")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "device: runs on the torch device given by pytest's --device option")
+    name = config.getoption("--device")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise pytest.UsageError(f"--device {name!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"--device {name}: this machine has no CUDA device (torch.cuda.is_available() is False)")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """The torch device of pytest's ``--device`` option (cpu by default)."""
+    return torch.device(request.config.getoption("--device"))
+
+
 def need_data(*parts: str):
     """The path of a shared data file, or skip the test saying which file is missing."""
     p = data_path(*parts)

@@ -508,11 +508,11 @@ def test_trainer_adds_the_regularization_to_the_loss():
 
 
 @pytest.mark.parametrize("size", ["small", "seqgan"])
-def test_cnn_completion_scores_equal_plain_scores(size):
+def test_cnn_completion_scores_equal_plain_scores(size, device):
     """Groups of n rows sharing a prefix, including prefixes that hold the sequence's end, rows
     shorter than the widest window and padded rows: score_completions equals score."""
     V, T, n = 30, 12, 4
-    d = CNNDiscriminator(V, T, size=size)
+    d = CNNDiscriminator(V, T, size=size).to(device)
     g = torch.Generator().manual_seed(0)
     prefix = torch.tensor([1, 3, 5, 11, 2, 7])
     M = len(prefix)
@@ -525,6 +525,7 @@ def test_cnn_completion_scores_equal_plain_scores(size):
     lengths = torch.maximum(lengths, prefix.repeat_interleave(n))  # a completion never shortens the prefix...
     lengths[4 * n : 5 * n] = 2  # ...except where the prefix holds the end: every row of the group ends there
     tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
+    tokens, lengths, prefix = tokens.to(device), lengths.to(device), prefix.to(device)
     torch.testing.assert_close(d.score_completions(tokens, lengths, prefix, n), d.score(tokens, lengths),
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="do not make"):
@@ -532,17 +533,18 @@ def test_cnn_completion_scores_equal_plain_scores(size):
 
 
 @pytest.mark.parametrize("full_length", [True, False])
-def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length):
+def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, device):
     """The pooled features against the obvious computation, row by row and width by width:
     ReLU of every window, the maximum over the windows that end by the row's length (the first
     window always counts), highway, output layer; with rows shorter than the widest window and
     padded rows, and rows all of full length (the path that skips the mask)."""
     V, T = 30, 12
     torch.manual_seed(0)
-    d = CNNDiscriminator(V, T, size="small", dropout=0.0).double()
+    d = CNNDiscriminator(V, T, size="small", dropout=0.0).double().to(device)
     tokens = torch.randint(V, (6, T))
     lengths = torch.full((6,), T) if full_length else torch.tensor([T, 1, 3, 7, T, 2])
-    tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
+    tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V).to(device)
+    lengths = lengths.to(device)
     logits = d(tokens, lengths)
     grads = torch.autograd.grad(logits.sum(), list(d.parameters()), allow_unused=True)
 

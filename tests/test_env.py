@@ -81,15 +81,16 @@ def test_vector_env_matches_single_envs(corpus, toy_scorer, reward):
     assert ended > 5  # episodes did end (at <eos> or max_length) and restart
 
 
-def test_episode_ends_at_max_length_as_terminated(small_oracle_data):
-    venv = TokenVecEnv(3, data=small_oracle_data)
+def test_episode_ends_at_max_length_as_terminated(small_oracle_data, device):
+    venv = TokenVecEnv(3, data=small_oracle_data, device=device)
     venv.reset(seed=0)
     for t in range(6):
-        obs, r, term, trunc, _ = venv.step(torch.tensor([1, 2, 3]))
+        obs, r, term, trunc, _ = venv.step(torch.tensor([1, 2, 3], device=device))
+        assert obs.device.type == r.device.type == term.device.type == device.type
         assert bool(term.all()) == (t == 5) and not trunc.any()
         assert (r != 0).all() == (t == 5)  # terminal reward: 0 before the end
     assert obs[0].tolist() == [1] * 6
-    np.testing.assert_allclose(r, OracleScorer(small_oracle_data.oracle).score(obs), rtol=1e-6)
+    np.testing.assert_allclose(r.cpu(), OracleScorer(small_oracle_data.oracle).score(obs.cpu()), rtol=1e-5)
 
 
 def test_episode_ends_at_eos(corpus, toy_scorer):

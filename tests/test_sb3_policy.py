@@ -74,12 +74,13 @@ def test_policy_log_probs_equal_the_generators_on_every_path(small_oracle_data):
 
 
 @pytest.mark.parametrize("entropy_grad", [True, False])
-def test_the_fused_head_gives_autograds_values_and_gradients(entropy_grad):
+def test_the_fused_head_gives_autograds_values_and_gradients(entropy_grad, device):
     torch.manual_seed(0)
-    out = torch.nn.Linear(5, 11).double()
-    h = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
-    actions = torch.randint(11, (7,))
-    g_a, g_h = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64) * entropy_grad
+    out = torch.nn.Linear(5, 11).double().to(device)
+    h = torch.randn(7, 5, dtype=torch.float64, device=device, requires_grad=True)
+    actions = torch.randint(11, (7,), device=device)
+    g_a = torch.randn(7, dtype=torch.float64, device=device)
+    g_h = torch.randn(7, dtype=torch.float64, device=device) * entropy_grad
     params = [h, out.weight, out.bias]
     lp, ent = head_log_prob_entropy(h, out, actions)
     fused = torch.autograd.grad((lp * g_a).sum() + (ent * g_h).sum(), params)
@@ -101,14 +102,14 @@ def test_the_fused_head_refuses_a_second_backward():
 
 
 
-def test_a_shared_head_workspace_keeps_pending_graphs_apart():
+def test_a_shared_head_workspace_keeps_pending_graphs_apart(device):
     """Two forwards through one workspace before either backward (the second must not write
     into the buffer the first saved), then a third after both: every gradient is autograd's."""
     torch.manual_seed(0)
-    out = torch.nn.Linear(5, 11).double()
+    out = torch.nn.Linear(5, 11).double().to(device)
     workspace = HeadWorkspace()
-    hs = [torch.randn(r, 5, dtype=torch.float64, requires_grad=True) for r in (7, 7, 4)]
-    actions = [torch.randint(11, (len(h),)) for h in hs]
+    hs = [torch.randn(r, 5, dtype=torch.float64, device=device, requires_grad=True) for r in (7, 7, 4)]
+    actions = [torch.randint(11, (len(h),), device=device) for h in hs]
 
     def reference(h, a):
         return torch.autograd.grad(torch.log_softmax(out(h), -1).gather(1, a[:, None]).sum(), h)[0]
