@@ -38,11 +38,11 @@ def tiny_config(**over):
     return cfg
 
 
-def make(name, data, cfg, seed=0):
+def make(name, data, cfg, seed=0, device="cpu"):
     """agents.make with the shared tiny settings cut to the fields this agent has (agents.make
     itself refuses a field the agent lacks)."""
     fields = fields_of(agents.preset(name).config_class)
-    return agents.make(name, data, {k: v for k, v in cfg.items() if k in fields}, seed=seed)
+    return agents.make(name, data, {k: v for k, v in cfg.items() if k in fields}, device=device, seed=seed)
 
 
 def gen_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -259,12 +259,12 @@ SMALL_D = {"cnn": {"size": "small"}, "rnn": {"emb_dim": 16, "hidden": 16}}
 
 @pytest.mark.parametrize("scorer", ["oracle", "discriminator"])
 @pytest.mark.parametrize("name", ALL)
-def test_agent_runs_and_resumes_identically(name, scorer, tiny):
+def test_agent_runs_and_resumes_identically(name, scorer, tiny, device):
     if name == "mle" and scorer == "discriminator":
         pytest.skip("mle has no discriminator")
     d = getattr(agents.preset(name).config(), "discriminator", "cnn")
     cfg = tiny_config(mle_epochs=1, discriminator_options=SMALL_D[d], **({"discriminator": "oracle"} if scorer == "oracle" else {}))
-    a = make(name, tiny, cfg, seed=7)
+    a = make(name, tiny, cfg, seed=7, device=device)
     # mle_epochs + d_pretrain_steps (a learned discriminator only) + adv_steps
     assert a.total_iterations == (1 if name == "mle" else 4 if scorer == "oracle" else 5)
     first = [a.train_iteration() for _ in range(2)]
@@ -275,7 +275,7 @@ def test_agent_runs_and_resumes_identically(name, scorer, tiny):
     cont = [a.train_iteration() for _ in range(2)]
     if scorer == "discriminator" and name != "mle":
         assert "d_loss" in cont[-1] and cont[-1]["phase"] == "adv"
-    b = make(name, tiny, cfg, seed=7)
+    b = make(name, tiny, cfg, seed=7, device=device)
     b.load_state_dict(state)
     assert b.iteration == 2
     assert [b.train_iteration() for _ in range(2)] == cont

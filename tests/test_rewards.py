@@ -280,3 +280,18 @@ def test_a_plain_callable_scorer_follows_the_protocol(small_oracle_data):
     env.reset(seed=0)
     rewards = [env.step(torch.ones(3, dtype=torch.long))[1] for _ in range(L)]
     assert torch.equal(rewards[-1], torch.full((3,), float(L))) and all(bool((r == 0).all()) for r in rewards[:-1])
+
+
+def test_mc_reward_with_the_generator_and_the_cnn_on_the_device(device):
+    """SeqGAN's reward where its tensors live: the generator's rollouts and the CNN's scores on
+    ``device``; the last step's reward is D(Y) of the sequence itself."""
+    from agents.generator import Generator
+    from discriminators import CNNDiscriminator
+
+    gen = Generator(50, 6, seed=0).to(device)
+    d = CNNDiscriminator(50, 6, size="small").to(device)
+    reward = MCReward(d, "prob", rollout_policy=gen, n_rollouts=3).bind(50, None, 50)
+    tokens = gen.sample(4, generator=torch.Generator(device=device).manual_seed(0))
+    r = reward.sequence_rewards(tokens, torch.full((4,), 6, device=device), torch.Generator(device=device).manual_seed(1))
+    assert r.shape == (4, 6) and r.device.type == device.type and bool(((r >= 0) & (r <= 1)).all())
+    torch.testing.assert_close(r[:, -1], torch.sigmoid(d.score(tokens)))
