@@ -44,7 +44,7 @@ from torch import nn
 from agents.base import Agent
 from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
-from agents.mle import check_finite, derive_seed
+from agents.mle import check_finite, derive_seed, shuffled_order
 from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData
 from textgym.masks import length_mask
@@ -334,11 +334,7 @@ class ConditionalAgent(Agent):
         for classes, opt in self.mle_groups():
             rows = (torch.arange(len(self.train_labels), device=self.device) if classes is None
                     else torch.cat([self.class_rows[c] for c in classes]))
-            shuffles = max(1, -(-updates * bs // rows.numel())) if updates else 1
-            perm = torch.cat([rows[torch.randperm(rows.numel(), generator=self.data_rng).to(self.device)]
-                              for _ in range(shuffles)])
-            if updates:
-                perm = perm[: updates * bs]
+            perm = rows[shuffled_order(rows.numel(), updates * bs or rows.numel(), self.data_rng).to(self.device)]
             g_total, g_count = 0.0, 0
             for i in range(0, perm.numel(), bs):
                 idx = perm[i : i + bs]

@@ -45,6 +45,12 @@ def derive_seed(seed: int, stream: str) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+def shuffled_order(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` indices into ``n`` rows drawn without replacement, reshuffled each time the rows
+    are used up: the first ``count`` entries of successive seeded permutations of ``range(n)``."""
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(max(1, -(-count // n)))])[:count]
+
+
 def check_finite(value: torch.Tensor, name: str, iteration: int) -> float:
     """``float(value)``, or FloatingPointError naming the quantity and the iteration."""
     v = float(value)
@@ -215,8 +221,7 @@ class MLEAgent(Agent):
         """``k`` minibatch updates on sequences drawn without replacement (reshuffled when used up)."""
         self._generator.train()
         n, bs = self.train_tokens.shape[0], self.config.batch_size
-        perms = [torch.randperm(n, generator=self.data_rng) for _ in range(-(-k * bs // n))]
-        order = torch.cat(perms).to(self.device)
+        order = shuffled_order(n, k * bs, self.data_rng).to(self.device)
         total, count = 0.0, 0
         for i in range(k):
             idx = order[i * bs : (i + 1) * bs]

@@ -32,6 +32,7 @@ with π_ref a frozen reference generator (the MLE start) and β fixed or adapted
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import weakref
 from pathlib import Path
@@ -54,8 +55,14 @@ from textgym.sampling import sample_logits
 _LOG2E = 1.0 / math.log(2.0)
 _LN2 = math.log(2.0)
 
-#: minibatches up to this many rows look for shared prefixes (a B x B x L comparison)
+#: minibatches up to this many rows look for shared prefixes (a B x B comparison of fingerprints)
 GROUP_LIMIT = 4096
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_weights(length: int, device: torch.device) -> torch.Tensor:
+    """The fixed random weights w_s of :func:`grouped_hidden`'s prefix fingerprints, (length,) float64."""
+    return torch.rand(length, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
 
 
 class _Categorical(CategoricalDistribution):
@@ -258,7 +265,7 @@ def grouped_hidden(generator: Generator, tokens: torch.Tensor, lengths: torch.Te
     if B > GROUP_LIMIT:
         return generator._hidden(tokens)[torch.arange(B, device=tokens.device), lengths]
     # candidates from prefix fingerprints F[i, t] = sum_{s<t} w_s (x_is + 1) (B x B numbers, not B x B x L)...
-    w = torch.rand(L, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(tokens.device)
+    w = _fingerprint_weights(L, tokens.device)
     fp = torch.cat([torch.zeros(B, 1, dtype=torch.float64, device=tokens.device),
                     torch.cumsum((tokens + 1).double() * w, 1)], 1)  # (B, L + 1)
     fp_t = fp.t().contiguous()  # (L + 1, B)
