@@ -41,7 +41,7 @@ class Critic(nn.Module):
     def __init__(self, hidden_dim: int, width: int = 64, seed: int = 0) -> None:
         super().__init__()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             self.net = nn.Sequential(nn.Linear(hidden_dim, width), nn.Tanh(), nn.Linear(width, 1))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

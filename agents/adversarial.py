@@ -205,7 +205,7 @@ class AdversarialAgent(MLEAgent):
         import discriminators
 
         with torch.random.fork_rng(devices=[]):  # a seeded initialization that leaves the global RNG alone
-            torch.manual_seed(derive_seed(self.seed, "discriminator-init"))
+            torch.default_generator.manual_seed(derive_seed(self.seed, "discriminator-init"))
             disc = discriminators.make(
                 d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config.discriminator_options
             )

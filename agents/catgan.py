@@ -167,7 +167,7 @@ class CatGANAgent(ConditionalAgent):
         options = dict(emb_dim=c.d_emb_dim, widths=[2, 3, 4, 5], filters=[c.d_filters] * 4, dropout=c.d_dropout,
                        l2_reg=0.0, **c.discriminator_options)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, "discriminator-init"))
+            torch.default_generator.manual_seed(derive_seed(seed, "discriminator-init"))
             disc: Any = discriminators.make("cnn", vocab_size=self.data.vocab_size, max_length=self.data.max_length,
                                             **options)
         self.discriminator: Any = disc.to(self.device)

@@ -91,7 +91,7 @@ class ConditionalGenerator(Generator):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
+            torch.default_generator.manual_seed(seed + 1)
             self.lstm = nn.LSTM(emb_dim + num_classes, hidden_dim, batch_first=True)
             if init == "seqgan":
                 for p in self.lstm.parameters():

@@ -161,7 +161,9 @@ def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: 
               "data": data_fingerprint(data), "iteration": agent.iteration, "metrics_rows": metrics_rows,
               "sha256": hashlib.sha256(body).hexdigest()}
     out = io.BytesIO()
-    torch.save({"header": header, "body": body}, out)
+    # the body as a byte tensor: torch.save writes a tensor's storage as it is, while a bytes
+    # object of this size goes through the pickler, several times slower
+    torch.save({"header": header, "body": torch.frombuffer(bytearray(body), dtype=torch.uint8)}, out)
     atomic_write_bytes(path, out.getvalue())
 
 
@@ -176,6 +178,8 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     try:  # tensors and plain data only, never an object whose unpickling runs code
         outer = load_data_only(path, f"checkpoint {path}")
         header, body = outer["header"], outer["body"]
+        if isinstance(body, torch.Tensor) and body.dtype == torch.uint8 and body.dim() == 1:
+            body = body.numpy().tobytes()  # checkpoints written before it was a tensor hold bytes
     except UnsafeFileError as exc:
         raise RunError(str(exc)) from None
     except Exception as exc:  # truncated zip, wrong structure

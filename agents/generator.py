@@ -72,7 +72,7 @@ class Generator(nn.Module):
         self.pad_id = self.bos_id = vocab_size
         self.emb_dim, self.hidden_dim = emb_dim, hidden_dim
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             self.embedding = nn.Embedding(vocab_size + 1, emb_dim)
             self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
             self.out = nn.Linear(hidden_dim, vocab_size)

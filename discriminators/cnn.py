@@ -190,7 +190,9 @@ class CNNDiscriminator(BaseDiscriminator):
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
         if end is not None:
             ok &= j[None, :] + w <= end[:, None]
-        if not bool(ok.all()):  # full-length rows (the oracle's) skip the mask
+        # full-length rows (the oracle's) skip the mask on the CPU; elsewhere asking would wait for
+        # the device (a sync per width and forward), and the mask is cheaper than the wait
+        if e.device.type != "cpu" or not bool(ok.all()):
             fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_
             c = fill(~ok[:, None, :], float("-inf"))
         # ReLU after the max (they commute) touches (N, f) values instead of (N, f, windows); a row

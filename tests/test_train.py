@@ -77,6 +77,18 @@ def test_checkpoints_of_other_configurations_and_corrupt_ones_are_refused(tmp_pa
     assert "no checkpoint" in capsys.readouterr().err
 
 
+def test_a_checkpoint_whose_body_is_bytes_still_resumes(tmp_path, oracle_data):
+    """Checkpoints written before the body became a byte tensor hold it as a bytes object."""
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", name="full") == 0
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--stop-after", "1") == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    outer = torch.load(ckpt, weights_only=True)
+    assert isinstance(outer["body"], torch.Tensor) and outer["body"].dtype == torch.uint8
+    torch.save({"header": outer["header"], "body": outer["body"].numpy().tobytes()}, ckpt)
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--resume") == 0
+    assert rows(tmp_path / "run") == rows(tmp_path / "full")
+
+
 def test_a_finished_run_is_left_untouched_by_resume(tmp_path, oracle_data, capsys):
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke") == 0
     folder = tmp_path / "run"

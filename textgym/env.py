@@ -57,7 +57,7 @@ def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextDat
 
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
-                torch.manual_seed(seed)
+                torch.default_generator.manual_seed(seed)
             disc = discriminators.make(discriminator, vocab_size=data.vocab_size, max_length=data.max_length)
         return disc.to(device)
     return discriminator
