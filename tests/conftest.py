@@ -80,16 +80,16 @@ class ToyScorer:
         self.vocab_size = vocab_size
 
     def score_prefixes(self, tokens, lengths=None):
-        T = tokens.shape[1]
+        T, dev = tokens.shape[1], tokens.device
         valid = torch.ones_like(tokens, dtype=torch.bool) if lengths is None else (
-            torch.arange(T) < lengths[:, None])
+            torch.arange(T, device=dev) < lengths[:, None])
         x = torch.where(valid, tokens, torch.zeros_like(tokens)).float()
-        counts = torch.arange(1, T + 1).float()
+        counts = torch.arange(1, T + 1, device=dev).float()
         return x.cumsum(1) / counts / self.vocab_size * 4 - 2
 
     def score(self, tokens, lengths=None):
         s = self.score_prefixes(tokens, lengths)
-        idx = (torch.full((tokens.shape[0],), tokens.shape[1]) if lengths is None else lengths) - 1
+        idx = (torch.full((tokens.shape[0],), tokens.shape[1], device=tokens.device) if lengths is None else lengths) - 1
         return s.gather(1, idx[:, None]).squeeze(1)
 
 

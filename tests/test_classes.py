@@ -149,27 +149,32 @@ def test_multi_oracle_with_the_seqgan_oracle():
         MultiOracleData(2, vocab_size=100, n_train=4, n_test=4)
 
 
-def test_per_class_nll_oracle_matches_a_slow_reference(small_multi):
+def test_per_class_nll_oracle_matches_a_slow_reference(small_multi, device):
+    """Scored on ``device`` (the tokens' device), against one LSTM cell step at a time on the CPU."""
     g = torch.Generator().manual_seed(0)
     tokens = torch.cat([small_multi.train[::7], torch.randint(30, (5, 6), generator=g)])
     labels = torch.randint(2, (len(tokens),), generator=g)
     ref = [slow_token_nll(small_multi.oracle_for(int(c)), row.tolist()) for row, c in zip(tokens, labels, strict=True)]
+    tokens, labels = tokens.to(device), labels.to(device)
     per_class = small_multi.nll_oracle_per_class(tokens, labels)
+    assert per_class.device.type == device.type
+    per_class = per_class.cpu()
     for c in range(2):
         rows = [r for r, lab in zip(ref, labels.tolist(), strict=True) if lab == c]
         assert float(per_class[c]) == pytest.approx(np.mean([x for r in rows for x in r]), rel=1e-5)
     assert small_multi.nll_oracle(tokens, labels) == pytest.approx(np.mean([x for r in ref for x in r]), rel=1e-5)
     # with lengths: positions past each length (padding) are not scored
-    lengths = torch.randint(1, 7, (len(tokens),), generator=g)
-    padded = torch.where(torch.arange(6)[None] < lengths[:, None], tokens, torch.full_like(tokens, 30))
+    lengths = torch.randint(1, 7, (len(tokens),), generator=g).to(device)
+    padded = torch.where(torch.arange(6, device=device)[None] < lengths[:, None], tokens, torch.full_like(tokens, 30))
     valid = [x for r, n in zip(ref, lengths.tolist(), strict=True) for x in r[:n]]
     assert small_multi.nll_oracle(padded, labels, lengths) == pytest.approx(np.mean(valid), rel=1e-5)
     # a class without rows is NaN; the other classes are unaffected
     only0 = small_multi.nll_oracle_per_class(tokens[labels == 0], labels[labels == 0])
     assert math.isnan(float(only0[1])) and float(only0[0]) == pytest.approx(float(per_class[0]), rel=1e-6)
     # sequences score better under their own class's oracle
-    own = small_multi.nll_oracle(small_multi.train, small_multi.train_labels)
-    swapped = small_multi.nll_oracle(small_multi.train, 1 - small_multi.train_labels)
+    train, train_labels = small_multi.train.to(device), small_multi.train_labels.to(device)
+    own = small_multi.nll_oracle(train, train_labels)
+    swapped = small_multi.nll_oracle(train, 1 - train_labels)
     assert own < swapped
 
 
@@ -192,24 +197,24 @@ def test_multi_oracle_errors(small_multi):
 # ---------------------------------------------------------------------- the env's classes option
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
 @pytest.mark.parametrize("which", ["corpus", "oracles"])
-def test_env_classes_under_random_actions(labelled, small_multi, toy_scorer, mode, which):
+def test_env_classes_under_random_actions(labelled, small_multi, toy_scorer, mode, which, device):
     data = LabelledCorpus(labelled) if which == "corpus" else small_multi
     k, L, V = data.num_classes, data.max_length, data.vocab_size
     N = 16
-    env = TokenVecEnv(N, data=data, discriminator=toy_scorer(V), seed=3, autoreset_mode=mode)
+    env = TokenVecEnv(N, data=data, discriminator=toy_scorer(V), seed=3, autoreset_mode=mode, device=device)
     assert env.num_classes == k
     assert env.single_observation_space.shape == (L + 1,)
     assert env.single_observation_space.high.tolist() == [V] * L + [k - 1]
     obs, _ = env.reset(seed=3)
-    assert obs.shape == (N, L + 1) and obs.dtype == torch.int64
+    assert obs.shape == (N, L + 1) and obs.dtype == torch.int64 and obs.device.type == device.type
     episode_class = env.classes.clone()
     seen = set(episode_class.tolist())
-    g = torch.Generator().manual_seed(0)
-    finished = torch.zeros(N, dtype=torch.bool)
+    g = torch.Generator(device=device).manual_seed(0)
+    finished = torch.zeros(N, dtype=torch.bool, device=device)
     for _ in range(4 * L):
-        actions = torch.randint(V, (N,), generator=g)
+        actions = torch.randint(V, (N,), generator=g, device=device)
         obs, _, term, trunc, infos = env.step(actions)
-        assert env.observation_space.contains(obs.numpy())
+        assert env.observation_space.contains(obs.cpu().numpy())
         assert torch.equal(obs[:, :L], env.tokens) and torch.equal(obs[:, L], env.classes)
         new_episode = finished if mode == AutoresetMode.NEXT_STEP else term
         # the class is constant within an episode; a new episode may draw another one
@@ -223,14 +228,14 @@ def test_env_classes_under_random_actions(labelled, small_multi, toy_scorer, mod
         assert not bool(trunc.any())
     assert seen == set(range(k))  # every class is drawn
     # the draws come from the env's seeded generator
-    again = TokenVecEnv(N, data=data, discriminator=toy_scorer(V), seed=3, autoreset_mode=mode)
+    again = TokenVecEnv(N, data=data, discriminator=toy_scorer(V), seed=3, autoreset_mode=mode, device=device)
     again.reset(seed=3)
     env.reset(seed=3)
     assert torch.equal(again.classes, env.classes)
 
 
-def test_env_classes_from_options(small_multi, toy_scorer):
-    env = TokenVecEnv(4, data=small_multi, discriminator=toy_scorer(30), seed=0)
+def test_env_classes_from_options(small_multi, toy_scorer, device):
+    env = TokenVecEnv(4, data=small_multi, discriminator=toy_scorer(30), seed=0, device=device)
     obs, _ = env.reset(options={"classes": [1, 0, 1, 1]})
     assert obs[:, -1].tolist() == [1, 0, 1, 1] == env.classes.tolist()
     assert (obs[:, :-1] == 30).all()
@@ -238,9 +243,15 @@ def test_env_classes_from_options(small_multi, toy_scorer):
     assert env.classes.tolist() == [0, 0, 0, 1]  # the envs not reset keep theirs
     obs, _ = env.reset(options={"classes": 1, "prefix": [[3], [4, 5], [], [6]]})
     assert env.classes.tolist() == [1] * 4 and obs[1, :2].tolist() == [4, 5] and obs[1, -1] == 1
+    # the episodes keep class 1 to their end (at max_length 6: after 5, 4, 6 and 5 steps); with
+    # NEXT_STEP autoreset the step after an end starts a new episode, whose class the env draws
+    started = torch.zeros(4, dtype=torch.bool, device=device)
     for _ in range(6):
-        obs, *_ = env.step(torch.zeros(4, dtype=torch.long))
-        assert (obs[:, -1] == 1).all()
+        obs, _, term, _, _ = env.step(torch.zeros(4, dtype=torch.long, device=device))
+        assert obs.device.type == device.type and torch.equal(obs[:, -1], env.classes)
+        assert (obs[~started, -1] == 1).all()
+        started |= term
+    assert started.all()  # every episode ended (the last at the sixth step)
 
 
 def test_env_class_errors(labelled, small_multi, toy_scorer, small_oracle_data):
@@ -295,18 +306,18 @@ def test_single_env_with_classes_passes_the_checkers(labelled, toy_scorer):
 
 # ---------------------------------------------------------------------- the multi-class discriminator
 @pytest.mark.parametrize("name", ["multiclass-rnn", "multiclass-cnn"])
-def test_class_reward_is_the_softmax_probability_of_the_target_class(name):
+def test_class_reward_is_the_softmax_probability_of_the_target_class(name, device):
     k, V = 3, 12
     opts = {"size": "small"} if name == "multiclass-cnn" else {"hidden": 16, "emb_dim": 8}
-    d = make_multiclass(name, V, k, max_length=8, seed=0, **opts)
+    d = make_multiclass(name, V, k, max_length=8, seed=0, **opts).to(device)
     assert isinstance(d, MultiClassDiscriminator) and d.fake_class == 3
     g = torch.Generator().manual_seed(1)
-    tokens = torch.randint(V, (6, 8), generator=g)
-    lengths = torch.tensor([8, 1, 3, 8, 5, 6])
-    classes = torch.tensor([0, 1, 2, 2, 1, 0])
+    tokens = torch.randint(V, (6, 8), generator=g).to(device)
+    lengths = torch.tensor([8, 1, 3, 8, 5, 6], device=device)
+    classes = torch.tensor([0, 1, 2, 2, 1, 0], device=device)
     d.train()  # the reward is computed in eval mode whatever the module's mode
     reward = d.class_reward(tokens, lengths, classes)
-    assert d.training
+    assert d.training and reward.device.type == device.type
     d.eval()
     with torch.no_grad():
         t, n, valid = d.check_inputs(tokens, lengths)
@@ -314,13 +325,13 @@ def test_class_reward_is_the_softmax_probability_of_the_target_class(name):
     e = torch.exp(z - z.max(1, keepdim=True).values)
     by_hand = torch.stack([e[i, classes[i]] / e[i].sum() for i in range(6)])
     assert reward.shape == (6,) and torch.allclose(reward, by_hand, atol=1e-6)
-    assert torch.allclose(d.class_probs(tokens, lengths).sum(1), torch.ones(6), atol=1e-6)
+    assert torch.allclose(d.class_probs(tokens, lengths).sum(1), torch.ones(6, device=device), atol=1e-6)
     # the binary logit of P(real): log Σ_{c<k} p_c - log p_k
     real = torch.log(e[:, :k].sum(1)) - torch.log(e[:, k])
     assert torch.allclose(d.score(tokens, lengths), real, atol=1e-5)
     # seeded construction is reproducible and leaves the global RNG alone
     state = torch.get_rng_state()
-    assert torch.equal(make_multiclass(name, V, k, max_length=8, seed=0, **opts).class_head.weight, d.class_head.weight)
+    assert torch.equal(make_multiclass(name, V, k, max_length=8, seed=0, **opts).class_head.weight, d.class_head.weight.cpu())
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -352,8 +363,9 @@ def write_plain(path):
     return out
 
 
-def test_multiclass_training_separates_two_easy_classes():
-    """Class 0 uses tokens 0-4, class 1 tokens 5-9, fakes alternate between the halves."""
+def test_multiclass_training_separates_two_easy_classes(device):
+    """Class 0 uses tokens 0-4, class 1 tokens 5-9, fakes alternate between the halves; trained
+    on ``device`` from CPU batches."""
     V, T, k = 10, 8, 2
     g = torch.Generator().manual_seed(0)
 
@@ -365,7 +377,8 @@ def test_multiclass_training_separates_two_easy_classes():
         return torch.cat([c0, c1]), torch.tensor([0] * n + [1] * n), fake
 
     d = make_multiclass("multiclass-rnn", V, k, max_length=T, emb_dim=16, hidden=32, seed=0)
-    trainer = MultiClassTrainer(d, lr=1e-2, batch_size=64, seed=0)
+    trainer = MultiClassTrainer(d, lr=1e-2, batch_size=64, seed=0, device=device)
+    assert d.device.type == device.type
     real, labels, fake = batch(256)
     held_real, held_labels, held_fake = batch(128)
     before = trainer.evaluate(held_real, None, held_labels, held_fake, None)

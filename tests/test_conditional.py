@@ -40,14 +40,16 @@ def same_state(a, b):
             assert x == y
 
 
-def test_sentigan_reward_is_class_probability(data):
-    agent = SentiGANAgent(data, SMOKE_S, seed=0)
-    tokens, lengths = agent.sample_class(1, 8, torch.Generator().manual_seed(1))
+def test_sentigan_reward_is_class_probability(data, device):
+    agent = SentiGANAgent(data, SMOKE_S, seed=0, device=device)
+    tokens, lengths = agent.sample_class(1, 8, torch.Generator(device=device).manual_seed(1))
+    assert tokens.device.type == device.type
     probs = agent.discriminator.class_probs(tokens, lengths)
     assert torch.allclose(agent.reward_scorer(1).score(tokens, lengths), probs[:, 1])
     assert torch.allclose(agent.reward_scorer(0).score(tokens, lengths), probs[:, 0])
     # the MC reward of the whole sequence (last step) is D's class probability itself
-    q = agent.rewards[1].sequence_rewards(tokens, lengths, generator=torch.Generator().manual_seed(2))
+    q = agent.rewards[1].sequence_rewards(tokens, lengths, generator=torch.Generator(device=device).manual_seed(2))
+    assert q.device.type == device.type
     assert torch.allclose(q[:, -1], probs[:, 1])
 
 
@@ -60,44 +62,46 @@ def test_sentigan_no_information_control_pays_one_over_k_plus_one_and_never_trai
     same_state(before, agent.discriminator.state_dict())
 
 
-def test_catgan_relativistic_losses_and_soft_input(data):
-    agent = CatGANAgent(data, SMOKE_C, seed=0)
+def test_catgan_relativistic_losses_and_soft_input(data, device):
+    agent = CatGANAgent(data, SMOKE_C, seed=0, device=device)
     d = agent.discriminator.eval()
-    tokens, lengths, soft = agent.gen.gumbel_sample(6, 1, 1e4, generator=torch.Generator().manual_seed(0))
+    tokens, lengths, soft = agent.gen.gumbel_sample(6, 1, 1e4, generator=torch.Generator(device=device).manual_seed(0))
+    assert soft.device.type == device.type
     # a (near) one-hot soft row reads as its token ids
     assert torch.allclose(soft_logits(d, soft, tokens, lengths), d(tokens, lengths), atol=1e-4)
-    r, f = torch.randn(5), torch.randn(5)
+    r, f = torch.randn(5, device=device), torch.randn(5, device=device)
     assert torch.allclose(relativistic_loss("rsgan", "D", r, f), -torch.log(torch.sigmoid(r - f)).mean())
     assert torch.allclose(relativistic_loss("rsgan", "G", r, f), -torch.log(torch.sigmoid(f - r)).mean())
     ra = -torch.log(torch.sigmoid(f - r.mean())).mean() - torch.log(1 - torch.sigmoid(r - f.mean())).mean()
     assert torch.allclose(relativistic_loss("ragan", "G", r, f), ra)
 
 
-def test_conditional_generator_matches_step_and_teacher_forcing():
-    g = ConditionalGenerator(20, 5, 3, seed=0)
-    tokens = g.sample_with_lengths(4, classes=2, generator=torch.Generator().manual_seed(0))[0]
-    lp = g.log_probs(tokens, classes=torch.full((4,), 2))
-    # the step-by-step cell (sampling path) equals teacher forcing
+def test_conditional_generator_matches_step_and_teacher_forcing(device):
+    g = ConditionalGenerator(20, 5, 3, seed=0).to(device)
+    tokens = g.sample_with_lengths(4, classes=2, generator=torch.Generator(device=device).manual_seed(0))[0]
+    assert tokens.device.type == device.type
+    lp = g.log_probs(tokens, classes=torch.full((4,), 2, device=device))
+    # the step-by-step cell (sampling path) equals teacher forcing (torch's fused LSTM)
     table, class_table, w_hh = g._step_weights_c()
-    h = c = torch.zeros(4, 32)
-    prev = torch.full((4,), g.bos_id)
+    h = c = torch.zeros(4, 32, device=device)
+    prev = torch.full((4,), g.bos_id, device=device)
     for t in range(5):
         h, c = g._cell(table[prev] + class_table[2], h, c, w_hh)
         ref = torch.log_softmax(g.out(h), -1).gather(1, tokens[:, t : t + 1]).squeeze(1)
         assert torch.allclose(ref, lp[:, t], atol=1e-5)
         prev = tokens[:, t]
-    assert not torch.allclose(lp, g.log_probs(tokens, classes=torch.zeros(4, dtype=torch.long)))
+    assert not torch.allclose(lp, g.log_probs(tokens, classes=torch.zeros(4, dtype=torch.long, device=device)))
 
 
 @pytest.mark.parametrize("cls,cfg", [(SentiGANAgent, SMOKE_S), (CatGANAgent, SMOKE_C),
                                      (CatGANAgent, {**SMOKE_C, "evolution": False, "all_pairs": True})])
-def test_smoke_and_bit_for_bit_resume(data, cls, cfg):
-    a = cls(data, cfg, seed=3)
+def test_smoke_and_bit_for_bit_resume(data, cls, cfg, device):
+    a = cls(data, cfg, seed=3, device=device)
     assert a.total_iterations == (4 if cls is SentiGANAgent else 3)
     run(a, 2)
     state = copy.deepcopy(a.state_dict())
     rest = run(a, a.total_iterations - 2)
-    b = cls(data, cfg, seed=3)
+    b = cls(data, cfg, seed=3, device=device)
     b.load_state_dict(state)
     assert run(b, b.total_iterations - 2) == rest
     same_state(a.state_dict(), b.state_dict())
@@ -107,10 +111,13 @@ def test_smoke_and_bit_for_bit_resume(data, cls, cfg):
     assert lines and all(line.split("\t")[0] in ("oracle0", "oracle1") for line in lines)
 
 
-def test_per_class_nll_oracle_matches_slow_reference(data):
-    agent = SentiGANAgent(data, SMOKE_S, seed=1)
+def test_per_class_nll_oracle_matches_slow_reference(data, device):
+    """The agent evaluates on ``device``; the reference scores each row with its shared oracle on the CPU."""
+    agent = SentiGANAgent(data, SMOKE_S, seed=1, device=device)
     metrics, _ = agent.evaluate_task(20, None, seed=7)
     tokens, lengths, labels = agent.eval_samples(10, seed=7)
+    assert tokens.device.type == device.type
+    tokens, labels = tokens.cpu(), labels.cpu()
     per = {0: [], 1: []}
     for row, c in zip(tokens, labels.tolist(), strict=True):
         per[c].append(float(-data.oracle_for(c).log_probs(row[None]).sum()) / row.shape[0])

@@ -133,20 +133,23 @@ def test_registry_and_seqgan_defaults():
         discriminators.make("cnn", vocab_size=10, size="huge")
 
 
-def test_protocol_and_textgym_scorers():
+def test_protocol_and_textgym_scorers(device):
     from textgym import scorers
     from textgym.protocols import Discriminator
 
-    x = torch.randint(50, (4, 6))
+    x = torch.randint(50, (4, 6))  # on the CPU: scorers bring the tokens to the scorer's device
     lengths = torch.tensor([6, 3, 1, 5])
+    xd, lengths_d = x.to(device), lengths.to(device)
     for name in ("cnn", "rnn"):
-        d = small(name, vocab_size=50, max_length=6).train()
+        d = small(name, vocab_size=50, max_length=6).to(device).train()
         assert isinstance(d, Discriminator)
-        assert torch.equal(scorers.score(d, x, lengths), d.score(x, lengths))
+        out = scorers.score(d, x, lengths)
+        assert out.device.type == device.type
+        assert torch.equal(out, d.score(xd, lengths_d))
         assert d.training
         assert scorers.supports_prefixes(d) == (name == "rnn")
-    r = small("rnn", vocab_size=50, max_length=6)
-    assert torch.equal(scorers.score_prefixes(r, x, lengths), r.score_prefixes(x, lengths))
+    r = small("rnn", vocab_size=50, max_length=6).to(device)
+    assert torch.equal(scorers.score_prefixes(r, x, lengths), r.score_prefixes(xd, lengths_d))
 
 
 def test_package_imports_torch_only():
@@ -160,17 +163,17 @@ def test_package_imports_torch_only():
 
 # ---------------------------------------------------------------------- shapes, lengths, padding
 @pytest.mark.parametrize("name", ["cnn", "rnn"])
-def test_shapes_and_masking_by_lengths(name):
+def test_shapes_and_masking_by_lengths(name, device):
     torch.manual_seed(0)
-    d = discriminators.make(name, vocab_size=V, max_length=L).eval()  # full-size defaults
-    x = torch.randint(V, (5, L))
-    lengths = torch.tensor([20, 7, 1, 3, 12])
-    assert d(x, lengths).shape == (5,)
+    d = discriminators.make(name, vocab_size=V, max_length=L).to(device).eval()  # full-size defaults
+    x = torch.randint(V, (5, L), device=device)
+    lengths = torch.tensor([20, 7, 1, 3, 12], device=device)
+    assert d(x, lengths).shape == (5,) and d(x, lengths).device.type == device.type
     assert d.features(x, lengths).shape == (5, d.feature_dim)
     # What lies beyond a sequence's length does not matter: pad ids or garbage.
-    pos = torch.arange(L)
+    pos = torch.arange(L, device=device)
     padded = x.masked_fill(pos >= lengths[:, None], V)
-    garbage = torch.where(pos >= lengths[:, None], torch.randint(V, (5, L)), x)
+    garbage = torch.where(pos >= lengths[:, None], torch.randint(V, (5, L), device=device), x)
     ref = d.score(padded, lengths)
     torch.testing.assert_close(d.score(garbage, lengths), ref, rtol=0, atol=1e-5)
     # Short inputs (T below the widest CNN window) and trailing all-pad columns work.
@@ -178,7 +181,7 @@ def test_shapes_and_masking_by_lengths(name):
                                rtol=0, atol=1e-5)
     assert torch.isfinite(d.score(x[:, :1])).all()
     # No lengths: all positions are valid.
-    torch.testing.assert_close(d.score(x), d.score(x, torch.full((5,), L)), rtol=0, atol=0)
+    torch.testing.assert_close(d.score(x), d.score(x, torch.full((5,), L, device=device)), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -267,17 +270,18 @@ def _toy(n: int, seed: int, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]
     return tokens.masked_fill(torch.arange(8) >= lengths[:, None], 50), lengths
 
 
-def test_trainer_stats_label_smoothing_and_replay():
+def test_trainer_stats_label_smoothing_and_replay(device):
     torch.manual_seed(0)
     d = small("rnn", vocab_size=50, max_length=8)
     real, real_len = _toy(100, 0)
     fake, fake_len = _toy(60, 1, shift=1)
-    t = DiscriminatorTrainer(d, lr=1e-2, batch_size=32, seed=0, label_smoothing=0.1, replay_size=80)
+    t = DiscriminatorTrainer(d, lr=1e-2, batch_size=32, seed=0, label_smoothing=0.1, replay_size=80, device=device)
+    assert d.device.type == device.type
     s = t.step(real, real_len, fake, fake_len, k=2)
     assert set(s) >= {"loss", "acc_real", "acc_fake", "steps", "total_steps"}
     assert s["steps"] == 2 * math.ceil(160 / 32) == s["total_steps"] and s["n_replayed"] == 0
     assert 0 <= s["acc_real"] <= 1 and 0 <= s["acc_fake"] <= 1 and math.isfinite(s["loss"])
-    assert t.replay_tokens.shape == (60, 8)
+    assert t.replay_tokens.shape == (60, 8) and t.replay_tokens.device.type == device.type
     s = t.step(real, real_len, fake, fake_len, k=3)
     assert s["n_replayed"] == 30 and s["n_fake"] == 60 and s["total_steps"] == 10 + 15
     assert t.replay_tokens.shape == (80, 8) and t.replay_lengths.shape == (80,)
@@ -288,7 +292,7 @@ def test_trainer_stats_label_smoothing_and_replay():
     floor = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1)) * 100 / 160
     assert s["loss"] >= floor - 1e-3
     # A single small batch: k passes are k updates.
-    t2 = DiscriminatorTrainer(small("cnn", vocab_size=50, max_length=8), batch_size=64, seed=0)
+    t2 = DiscriminatorTrainer(small("cnn", vocab_size=50, max_length=8), batch_size=64, seed=0, device=device)
     assert t2.step(real[:8], real_len[:8], fake[:8], None, k=5)["steps"] == 5
     # Sequences shorter than max_length are accepted (padded inside the trainer).
     assert t2.step(real[:8, :5], real_len[:8].clamp(max=5), fake[:8], fake_len[:8])["steps"] == 1
@@ -335,13 +339,13 @@ def _train_two(trainer: DiscriminatorTrainer, data, seed: int) -> list:
     return [trainer.step(*data, k=2) for _ in range(2)]
 
 
-def test_trainer_is_deterministic_and_state_dict_round_trips():
+def test_trainer_is_deterministic_and_state_dict_round_trips(device):
     data = (*_toy(40, 0), *_toy(40, 1, shift=1))
 
     def fresh(seed: int = 0) -> DiscriminatorTrainer:
         torch.manual_seed(123)
         return DiscriminatorTrainer(small("rnn", vocab_size=50, max_length=8), lr=1e-2, batch_size=16,
-                                    seed=seed, replay_size=50)
+                                    seed=seed, replay_size=50, device=device)
 
     a, b = fresh(), fresh()
     assert _train_two(a, data, 1) == _train_two(b, data, 1)
@@ -398,9 +402,10 @@ def _bce(z: float, y: float) -> float:
 
 
 @pytest.mark.parametrize("positions,weighted", [("all", False), ("all", True), ("last", False)])
-def test_trainer_loss_equals_a_slow_reference(positions, weighted):
+def test_trainer_loss_equals_a_slow_reference(positions, weighted, device):
     # One minibatch holds the whole set, so the reported loss is the objective before the
-    # update; the reference scores each truncated prefix on its own, in a Python loop.
+    # update; the reference scores each truncated prefix on its own, in a Python loop, on the
+    # CPU, and the trainer trains on ``device``.
     torch.manual_seed(0)
     d = small("rnn", vocab_size=7, max_length=5, emb_dim=4, hidden=6, dropout=0.0)
     g = torch.Generator().manual_seed(0)
@@ -420,7 +425,8 @@ def test_trainer_loss_equals_a_slow_reference(positions, weighted):
             num += wt * _bce(z, y)
             den += wt
     trainer = DiscriminatorTrainer(d, lr=1e-3, batch_size=64, seed=0, label_smoothing=0.1,
-                                   positions=positions, position_weights=w)
+                                   positions=positions, position_weights=w, device=device)
+    assert d.device.type == device.type
     stats = trainer.step(tokens[:6], lengths[:6], tokens[6:], lengths[6:], k=1)
     assert stats["steps"] == 1 and stats["reg"] == 0.0
     assert stats["loss"] == pytest.approx(num / den, rel=1e-5)
@@ -445,14 +451,14 @@ def test_trainer_positions_defaults_and_refusals():
         DiscriminatorTrainer(rnn, position_weights=-torch.ones(8))
 
 
-def test_trainer_acc_by_position_matches_a_reference():
+def test_trainer_acc_by_position_matches_a_reference(device):
     # A negligible learning rate and no dropout: the training-mode logits the statistics are
     # measured on are the eval-mode prefix scores before the step.
     torch.manual_seed(0)
-    d = small("rnn", vocab_size=50, max_length=8, dropout=0.0)
+    d = small("rnn", vocab_size=50, max_length=8, dropout=0.0).to(device)
     real, real_len = _toy(30, 0)
     fake, fake_len = _toy(20, 1, shift=1)
-    before_real, before_fake = d.score_prefixes(real, real_len), d.score_prefixes(fake, fake_len)
+    before_real, before_fake = d.score_prefixes(real, real_len).cpu(), d.score_prefixes(fake, fake_len).cpu()
     width = int(max(real_len.max(), fake_len.max()))
     expected = []
     for t in range(width):
@@ -484,9 +490,9 @@ def test_cnn_regularization_is_seqgans_l2_penalty_on_the_output_layer():
         small("cnn", vocab_size=50, max_length=8, l2_reg=-1.0)
 
 
-def test_trainer_adds_the_regularization_to_the_loss():
+def test_trainer_adds_the_regularization_to_the_loss(device):
     torch.manual_seed(1)
-    with_reg = small("cnn", vocab_size=50, max_length=8, dropout=0.0, l2_reg=0.2)
+    with_reg = small("cnn", vocab_size=50, max_length=8, dropout=0.0, l2_reg=0.2).to(device)
     without = copy.deepcopy(with_reg)
     without.l2_reg = 0.0
     W0, b0 = with_reg.out.weight.detach().clone(), with_reg.out.bias.detach().clone()

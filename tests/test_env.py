@@ -35,11 +35,11 @@ def test_default_make_uses_the_published_oracle(oracle_data):
 
 
 @pytest.mark.parametrize("reward", ["terminal", "dense", "mc"])
-def test_gymnasium_and_sb3_checkers(small_oracle_data, reward):
+def test_gymnasium_and_sb3_checkers(small_oracle_data, reward, device):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = TokenEnv(data=small_oracle_data, reward=reward, n_rollouts=2, seed=0)
+    env = TokenEnv(data=small_oracle_data, reward=reward, n_rollouts=2, seed=0, device=device)
     check_env(env, skip_render_check=True)
     sb3_check_env(env)
 
@@ -54,20 +54,24 @@ def test_checkers_on_a_corpus(corpus, toy_scorer):
 
 
 @pytest.mark.parametrize("reward", ["terminal", "dense"])
-def test_vector_env_matches_single_envs(corpus, toy_scorer, reward):
+def test_vector_env_matches_single_envs(corpus, toy_scorer, reward, device):
+    """The batched env on ``device`` against N single envs on the CPU."""
     N, steps = 5, 30
     scorer = toy_scorer(corpus.vocab_size)
-    venv = TokenVecEnv(N, data=corpus, reward=reward, discriminator=scorer, seed=0)
+    venv = TokenVecEnv(N, data=corpus, reward=reward, discriminator=scorer, seed=0, device=device)
     singles = [TokenEnv(data=corpus, reward=reward, discriminator=scorer, seed=i) for i in range(N)]
     rng = np.random.default_rng(0)
     obs, _ = venv.reset(seed=0)
+    assert obs.device.type == device.type
     single_obs = [e.reset(seed=i)[0] for i, e in enumerate(singles)]
-    np.testing.assert_array_equal(obs.numpy(), np.stack(single_obs))
+    np.testing.assert_array_equal(obs.cpu().numpy(), np.stack(single_obs))
     finished = np.zeros(N, bool)
     ended = 0
     for _ in range(steps):
         actions = rng.integers(0, corpus.vocab_size, N)
-        obs, rew, term, trunc, _ = venv.step(torch.as_tensor(actions))
+        obs, rew, term, trunc, _ = venv.step(torch.as_tensor(actions, device=device))
+        assert rew.device.type == term.device.type == device.type
+        obs, rew, term, trunc = obs.cpu(), rew.cpu(), term.cpu(), trunc.cpu()
         for i, e in enumerate(singles):
             if finished[i]:  # NEXT_STEP autoreset: this step resets env i and ignores its action
                 o, r, t = e.reset()[0], 0.0, False
@@ -93,47 +97,52 @@ def test_episode_ends_at_max_length_as_terminated(small_oracle_data, device):
     np.testing.assert_allclose(r.cpu(), OracleScorer(small_oracle_data.oracle).score(obs.cpu()), rtol=1e-5)
 
 
-def test_episode_ends_at_eos(corpus, toy_scorer):
-    venv = TokenVecEnv(2, data=corpus, discriminator=toy_scorer(corpus.vocab_size))
+def test_episode_ends_at_eos(corpus, toy_scorer, device):
+    venv = TokenVecEnv(2, data=corpus, discriminator=toy_scorer(corpus.vocab_size), device=device)
     venv.reset()
-    venv.step(torch.tensor([2, 3]))
-    _, _, term, _, _ = venv.step(torch.tensor([0, 4]))  # env 0 says <eos>
+    venv.step(torch.tensor([2, 3], device=device))
+    _, r, term, _, _ = venv.step(torch.tensor([0, 4], device=device))  # env 0 says <eos>
     assert term.tolist() == [True, False]
+    # env 0's reward: the toy scorer's logit of [2, <eos>] (mean id 1) as a probability
+    logit = torch.tensor(1 / corpus.vocab_size * 4 - 2)
+    torch.testing.assert_close(r.cpu(), torch.stack([torch.sigmoid(logit), torch.tensor(0.0)]))
 
 
-def test_same_step_autoreset_reports_final_obs(small_oracle_data):
-    venv = TokenVecEnv(2, data=small_oracle_data, autoreset_mode="SameStep")
+def test_same_step_autoreset_reports_final_obs(small_oracle_data, device):
+    venv = TokenVecEnv(2, data=small_oracle_data, autoreset_mode="SameStep", device=device)
     venv.reset(options={"prefix": [[7, 7, 7, 7, 7], [1]]})
-    obs, r, term, _, info = venv.step(torch.tensor([9, 9]))
+    obs, r, term, _, info = venv.step(torch.tensor([9, 9], device=device))
+    assert info["final_obs"].device.type == device.type
     assert term.tolist() == [True, False]
     assert info["_final_obs"].tolist() == [True, False]
     assert info["final_obs"][0].tolist() == [7, 7, 7, 7, 7, 9]
     assert obs[0].tolist() == [50] * 6 and obs[1].tolist()[:2] == [1, 9]
 
 
-def test_disabled_autoreset_needs_reset_mask(small_oracle_data):
-    venv = TokenVecEnv(2, data=small_oracle_data, autoreset_mode=AutoresetMode.DISABLED)
+def test_disabled_autoreset_needs_reset_mask(small_oracle_data, device):
+    venv = TokenVecEnv(2, data=small_oracle_data, autoreset_mode=AutoresetMode.DISABLED, device=device)
     venv.reset(options={"prefix": [[1, 1, 1, 1, 1], [2]]})
-    venv.step(torch.tensor([3, 3]))
+    venv.step(torch.tensor([3, 3], device=device))
     with pytest.raises(RuntimeError, match="reset_mask"):
-        venv.step(torch.tensor([3, 3]))
+        venv.step(torch.tensor([3, 3], device=device))
     obs, _ = venv.reset(options={"reset_mask": np.array([True, False])})
     assert obs[0].tolist() == [50] * 6 and obs[1].tolist()[:2] == [2, 3]
-    venv.step(torch.tensor([4, 4]))
+    venv.step(torch.tensor([4, 4], device=device))
 
 
-def test_reset_with_prefix(small_oracle_data):
-    venv = TokenVecEnv(3, data=small_oracle_data)
-    prefix = torch.tensor([[1, 2, 3], [4, 5, 0], [6, 0, 0]])
+def test_reset_with_prefix(small_oracle_data, device):
+    venv = TokenVecEnv(3, data=small_oracle_data, device=device)
+    prefix = torch.tensor([[1, 2, 3], [4, 5, 0], [6, 0, 0]], device=device)
     obs, _ = venv.reset(options={"prefix": prefix, "prefix_lengths": [3, 2, 1]})
     assert obs.tolist() == [[1, 2, 3, 50, 50, 50], [4, 5, 50, 50, 50, 50], [6, 50, 50, 50, 50, 50]]
-    _, _, term, _, _ = venv.step(torch.tensor([9, 9, 9]))
+    nine = torch.tensor([9, 9, 9], device=device)
+    _, _, term, _, _ = venv.step(nine)
     steps = 1
     while not term[0]:
-        _, _, term, _, _ = venv.step(torch.tensor([9, 9, 9]))
+        _, _, term, _, _ = venv.step(nine)
         steps += 1
     assert steps == 3  # 6 - 3 tokens generated after a prefix of 3
-    single = TokenEnv(data=small_oracle_data)
+    single = TokenEnv(data=small_oracle_data, device=device)
     obs, _ = single.reset(options={"prefix": np.array([5, 6])})
     assert obs.tolist()[:3] == [5, 6, 50]
 
@@ -234,17 +243,23 @@ def _record_moves(monkeypatch, target: torch.nn.Module) -> list:
 
 
 @pytest.mark.parametrize("reward", ["terminal", "mc", "dense"])
-def test_envs_never_move_the_shared_oracle(small_oracle_data, monkeypatch, reward):
+def test_envs_never_move_the_shared_oracle(small_oracle_data, monkeypatch, reward, device):
     # The oracle of a (cached, shared) OracleData serves every env in the process: an env on
     # another device must get its own copy, never move the shared one under the others' feet.
     shared = small_oracle_data.oracle
     moves = _record_moves(monkeypatch, shared)
+    envs = []
     for _ in range(2):
-        venv = TokenVecEnv(2, data=small_oracle_data, reward=reward, device="cpu", seed=0)
+        venv = TokenVecEnv(2, data=small_oracle_data, reward=reward, device=device, seed=0)
         venv.reset()
-        venv.step(torch.tensor([1, 2]))
+        venv.step(torch.tensor([1, 2], device=device))
+        envs.append(venv)
     assert moves == [] and small_oracle_data.oracle is shared
-    assert venv.oracle is shared  # on the oracle's own device no copy is needed
-    assert venv.scorer.oracle is shared
+    assert all(p.device.type == "cpu" for p in shared.parameters())
+    own = envs[0].oracle
+    assert all(p.device.type == device.type for p in own.parameters())
+    # on the oracle's own device no copy is needed; on another, one copy per device, reused
+    assert (own is shared) == (device.type == "cpu") and envs[1].oracle is own
+    assert venv.scorer.oracle is own
     if reward == "mc":
-        assert venv.reward_fn.rollout_policy is shared
+        assert venv.reward_fn.rollout_policy is own

@@ -38,11 +38,13 @@ def test_contiguous_blanks_are_one_span_of_the_rate_inside_the_maskable_tokens()
     assert span.sum(1).tolist() == [4, 4]
 
 
-def test_random_blanks_hit_the_rate_and_never_leave_a_row_without_one():
-    lengths = torch.full((4000,), 20)
-    b = make_blanks(lengths, 20, 0.3, "random", generator=torch.Generator().manual_seed(1))
+def test_random_blanks_hit_the_rate_and_never_leave_a_row_without_one(device):
+    lengths = torch.full((4000,), 20, device=device)
+    b = make_blanks(lengths, 20, 0.3, "random", generator=torch.Generator(device=device).manual_seed(1))
+    assert b.device.type == device.type
     assert abs(b.float().mean().item() - 0.3) < 0.01
-    short = make_blanks(torch.full((500,), 3), 6, 0.01, "random", generator=torch.Generator().manual_seed(2))
+    short = make_blanks(torch.full((500,), 3, device=device), 6, 0.01, "random",
+                        generator=torch.Generator(device=device).manual_seed(2))
     assert bool(short.any(1).all()) and not bool(short[:, 3:].any())
 
 
@@ -71,7 +73,7 @@ def run_random_episodes(env: InfillVecEnv, steps: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     rewards = [[] for _ in range(env.num_envs)]
     done_eps = []
-    prev_done = torch.zeros(env.num_envs, dtype=torch.bool)
+    prev_done = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
     for _ in range(steps):
         context, filled = obs[:, :L], obs[:, L:]
         assert obs.shape == (env.num_envs, 2 * L)
@@ -88,32 +90,33 @@ def run_random_episodes(env: InfillVecEnv, steps: int, seed: int = 0):
                 rewards[i] = []
                 continue
             rewards[i].append(float(r[i]))
-            if term[i]:
-                done_eps.append((context[i].clone(), obs[i, L:].clone(), list(rewards[i]), blanks[i].clone()))
+            if term[i]:  # kept on the CPU, where the tests' references are computed
+                done_eps.append((context[i].cpu(), obs[i, L:].cpu(), list(rewards[i]), blanks[i].cpu()))
                 assert len(rewards[i]) == int(blanks[i].sum())  # one step per blank
                 assert not bool((obs[i, L:] == env.mask_id).any())  # every blank filled
         prev_done = term.clone()
     return done_eps
 
 
-def test_env_invariants_under_random_actions_and_the_oracles_dense_reward_telescopes(small_oracle_data):
-    env = InfillVecEnv(8, data=small_oracle_data, mask_rate=0.5, mask_mode="random", seed=0)
+def test_env_invariants_under_random_actions_and_the_oracles_dense_reward_telescopes(small_oracle_data, device):
+    env = InfillVecEnv(8, data=small_oracle_data, mask_rate=0.5, mask_mode="random", seed=0, device=device)
     episodes = run_random_episodes(env, 60)
     assert len(episodes) > 20
-    oracle = small_oracle_data.oracle
+    oracle = env.oracle  # the shared oracle on the CPU, else the env's copy on its device
     for context, filled, rewards, blanks in episodes:
-        lp = oracle.log_probs(filled[None])[0]
+        lp = oracle.log_probs(filled[None].to(device))[0].cpu()
         first = int(blanks.nonzero()[0])
         # the rewards add up to log p(x̂) - log p(x_<first blank)
         assert sum(rewards) == pytest.approx(float(lp.sum() - lp[:first].sum()), abs=1e-4)
 
 
-def test_terminal_oracle_reward_is_the_completed_sequences_mean_log_likelihood(small_oracle_data):
-    env = InfillVecEnv(6, data=small_oracle_data, reward="terminal", seed=1)
+def test_terminal_oracle_reward_is_the_completed_sequences_mean_log_likelihood(small_oracle_data, device):
+    env = InfillVecEnv(6, data=small_oracle_data, reward="terminal", seed=1, device=device)
     episodes = run_random_episodes(env, 30, seed=1)
+    oracle = env.oracle  # the shared oracle on the CPU, else the env's copy on its device
     for _, filled, rewards, _ in episodes:
         assert all(r == 0 for r in rewards[:-1])
-        assert rewards[-1] == pytest.approx(float(small_oracle_data.oracle.log_probs(filled[None]).mean()), abs=1e-5)
+        assert rewards[-1] == pytest.approx(float(oracle.log_probs(filled[None].to(device)).mean()), abs=1e-5)
 
 
 def lstm_ref(lstm: torch.nn.LSTM, xs: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
@@ -129,49 +132,56 @@ def lstm_ref(lstm: torch.nn.LSTM, xs: torch.Tensor, h: torch.Tensor, c: torch.Te
     return torch.stack(outs), h, c
 
 
-def test_discriminator_per_token_scores_equal_a_slow_reference_and_env_dense_rewards_use_them(small_oracle_data):
+def test_discriminator_per_token_scores_equal_a_slow_reference_and_env_dense_rewards_use_them(small_oracle_data, device):
+    """The discriminator and the env on ``device``; the hand-written LSTM on a CPU copy."""
     V, L = small_oracle_data.vocab_size, small_oracle_data.max_length
-    d = Seq2SeqDiscriminator(V, L, emb_dim=8, hidden_dim=12, seed=3)
+    ref_d = Seq2SeqDiscriminator(V, L, emb_dim=8, hidden_dim=12, seed=3)
+    d = copy.deepcopy(ref_d).to(device)
     env = InfillVecEnv(5, data=small_oracle_data, discriminator=d, transform="log", seed=2,
-                       autoreset_mode=AutoresetMode.SAME_STEP)
+                       autoreset_mode=AutoresetMode.SAME_STEP, device=device)
     obs, info = env.reset(seed=2)
     rewards = torch.zeros(5, L)
     cursors, finals = [], {}
     for _ in range(L):
-        cursors.append(info["cursor"].clone())
+        cursors.append(info["cursor"].cpu())
         obs, r, term, _, info = env.step(torch.randint(V, (5,), generator=torch.Generator().manual_seed(len(cursors))))
+        assert r.device.type == device.type
+        r, term = r.cpu(), term.cpu()
         for i in range(5):
             if i in finals:
                 continue
             rewards[i, int(cursors[-1][i])] = r[i]
             if term[i]:
-                finals[i] = info["final_obs"][i]
+                finals[i] = info["final_obs"][i].cpu()
     assert len(finals) == 5
     with torch.no_grad():
         for i, final in finals.items():
             context, filled = final[:L], final[L:]
-            E = d.embedding.weight
-            zero = torch.zeros(d.hidden_dim)
-            _, h, c = lstm_ref(d.encoder, E[context], zero, zero)
-            states, _, _ = lstm_ref(d.decoder, torch.cat([E[filled], E[context]], -1), h, c)
-            ref = (states @ d.head.weight[0] + d.head.bias[0])
-            torch.testing.assert_close(d.score_filled(context[None], filled[None])[0], ref, rtol=1e-5, atol=1e-5)
+            E = ref_d.embedding.weight
+            zero = torch.zeros(ref_d.hidden_dim)
+            _, h, c = lstm_ref(ref_d.encoder, E[context], zero, zero)
+            states, _, _ = lstm_ref(ref_d.decoder, torch.cat([E[filled], E[context]], -1), h, c)
+            ref = (states @ ref_d.head.weight[0] + ref_d.head.bias[0])
+            scores = d.score_filled(context[None].to(device), filled[None].to(device))[0]
+            assert scores.device.type == device.type
+            torch.testing.assert_close(scores.cpu(), ref, rtol=1e-5, atol=1e-5)
             blanks = context == env.mask_id
             # the env paid log D at each blank when it was filled (later fills cannot change it: causal)
             torch.testing.assert_close(rewards[i][blanks], torch.nn.functional.logsigmoid(ref)[blanks],
                                        rtol=1e-5, atol=1e-5)
 
 
-def test_env_reset_takes_given_sequences_and_blanks_and_refuses_bad_ones(small_oracle_data):
+def test_env_reset_takes_given_sequences_and_blanks_and_refuses_bad_ones(small_oracle_data, device):
     V, L = small_oracle_data.vocab_size, small_oracle_data.max_length
-    env = InfillVecEnv(2, data=small_oracle_data, discriminator="constant")
+    env = InfillVecEnv(2, data=small_oracle_data, discriminator="constant", device=device)
     tok = small_oracle_data.test[:2]
     blanks = torch.zeros(2, L, dtype=torch.bool)
     blanks[0, 1] = blanks[1, 4] = True
     obs, info = env.reset(options={"tokens": tok, "blanks": blanks})
-    assert torch.equal(obs[:, :L][~blanks], tok[~blanks]) and info["cursor"].tolist() == [1, 4]
-    _, r, term, _, _ = env.step(torch.tensor([3, 3]))
-    assert term.tolist() == [True, True] and torch.allclose(r, torch.full((2,), float(np.log(0.5))))
+    assert obs.device.type == device.type
+    assert torch.equal(obs[:, :L].cpu()[~blanks], tok[~blanks]) and info["cursor"].tolist() == [1, 4]
+    _, r, term, _, _ = env.step(torch.tensor([3, 3], device=device))
+    assert term.tolist() == [True, True] and torch.allclose(r.cpu(), torch.full((2,), float(np.log(0.5))))
     with pytest.raises(ValueError, match="at least one position"):
         env.reset(options={"tokens": tok, "blanks": torch.zeros(2, L, dtype=torch.bool)})
     with pytest.raises(ValueError, match="unknown reset options"):
@@ -202,22 +212,23 @@ def test_unique_ngram_share_counts_ngrams_that_touch_a_fill():
     assert np.isnan(unique_ngram_share(tokens, torch.tensor([4, 4]), torch.zeros(2, 4, dtype=torch.bool), 2))
 
 
-def test_generator_fills_only_the_blanks_and_its_teacher_forcing_matches_sampling(small_oracle_data):
-    agent = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1}, seed=0)
+def test_generator_fills_only_the_blanks_and_its_teacher_forcing_matches_sampling(small_oracle_data, device):
+    agent = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1}, seed=0, device=device)
     gen = agent.generator
-    tok, lens = small_oracle_data.test[:64], small_oracle_data.test_lengths[:64]
+    tok, lens = small_oracle_data.test[:64].to(device), small_oracle_data.test_lengths[:64].to(device)
     blanks = agent.blanks_for(lens)
     context = agent.context_of(tok, lens, blanks)
-    filled = gen.sample(context, lens, generator=torch.Generator().manual_seed(0))
+    filled = gen.sample(context, lens, generator=torch.Generator(device=device).manual_seed(0))
+    assert filled.device.type == device.type
     assert torch.equal(filled[~blanks], tok[~blanks])
     assert bool((filled[blanks] < small_oracle_data.vocab_size).all())
     # at the first blank of the context, the draws follow the teacher-forced distribution
     ctx = context[:1].expand(4000, -1)
-    draws = gen.sample(ctx, lens[:1].expand(4000), generator=torch.Generator().manual_seed(1))
+    draws = gen.sample(ctx, lens[:1].expand(4000), generator=torch.Generator(device=device).manual_seed(1))
     t = int(blanks[0].nonzero()[0])
     with torch.no_grad():
-        p = torch.softmax(gen(ctx[:1], draws[:1])[0][0, t], -1)
-    freq = torch.bincount(draws[:, t], minlength=small_oracle_data.vocab_size).float() / 4000
+        p = torch.softmax(gen(ctx[:1], draws[:1])[0][0, t], -1).cpu()
+    freq = torch.bincount(draws[:, t].cpu(), minlength=small_oracle_data.vocab_size).float() / 4000
     assert float((freq - p).abs().sum()) < 0.15  # total variation of 4000 draws over 50 tokens
 
 
@@ -248,18 +259,20 @@ def test_maskgan_infill_runs_its_schedule_and_resumes_bit_for_bit(small_oracle_d
     assert ("d_acc" in rest_a[-1]) == (discriminator == "seq2seq")
 
 
-def test_maskgan_oracle_rewards_equal_the_envs_dense_oracle_rewards(small_oracle_data):
-    agent = agents.make("maskgan-infill", small_oracle_data, {"discriminator": "oracle", "mask_mode": "random"}, seed=0)
-    env = InfillVecEnv(16, data=small_oracle_data, mask_mode="random", seed=0, autoreset_mode=AutoresetMode.SAME_STEP)
+def test_maskgan_oracle_rewards_equal_the_envs_dense_oracle_rewards(small_oracle_data, device):
+    agent = agents.make("maskgan-infill", small_oracle_data, {"discriminator": "oracle", "mask_mode": "random"}, seed=0,
+                        device=device)
+    env = InfillVecEnv(16, data=small_oracle_data, mask_mode="random", seed=0, autoreset_mode=AutoresetMode.SAME_STEP,
+                       device=device)
     obs, info = env.reset(seed=0)
     L = env.max_length
     context, blanks, lens = obs[:, :L].clone(), info["blanks"].clone(), env.lengths.clone()
-    filled = agent.generator.sample(context, lens, generator=torch.Generator().manual_seed(0))
-    paid = torch.zeros(16, L)
-    done = torch.zeros(16, dtype=torch.bool)
+    filled = agent.generator.sample(context, lens, generator=torch.Generator(device=device).manual_seed(0))
+    paid = torch.zeros(16, L, device=device)
+    done = torch.zeros(16, dtype=torch.bool, device=device)
     for _ in range(L):
         cur = info["cursor"].clone()
-        obs, r, term, _, info = env.step(filled[torch.arange(16), cur.clamp(max=L - 1)])
+        obs, r, term, _, info = env.step(filled[torch.arange(16, device=device), cur.clamp(max=L - 1)])
         live = ~done
         paid[live.nonzero().squeeze(1), cur[live]] = r[live]
         done |= term

@@ -1,6 +1,7 @@
 """NLL metrics, the quality-diversity frontier, plots and the evaluation command line."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -12,20 +13,26 @@ from textgym.oracle import OracleLSTM
 from textgym.plots import plot_frontier, plot_training_curves
 
 
-def test_nll_oracle_of_the_oracle_is_its_entropy_rate(oracle_data):
-    assert nll_oracle(oracle_data.oracle, oracle_data.oracle, 2000) == pytest.approx(5.74, abs=0.08)
-    assert nll_test(oracle_data.oracle, oracle_data.test[:2000]) == pytest.approx(5.74, abs=0.08)
+def test_nll_oracle_of_the_oracle_is_its_entropy_rate(oracle_data, device):
+    oracle = oracle_data.oracle_on(device)
+    assert nll_oracle(oracle, oracle, 2000) == pytest.approx(5.74, abs=0.08)
+    assert nll_test(oracle, oracle_data.test[:2000]) == pytest.approx(5.74, abs=0.08)
 
 
-def test_masked_nll_against_hand_computation():
-    lp = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]])
-    assert masked_nll(lp, torch.tensor([2, 1])) == pytest.approx((1 + 2 + 4) / 3)
+def test_masked_nll_against_hand_computation(device):
+    lp = torch.tensor([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]], device=device)
+    assert masked_nll(lp, torch.tensor([2, 1])) == pytest.approx((1 + 2 + 4) / 3)  # lengths on the CPU
+    assert masked_nll(lp, torch.tensor([2, 1], device=device)) == pytest.approx((1 + 2 + 4) / 3)
 
 
-def test_nll_test_at_temperature_matches_direct_computation():
+def test_nll_test_at_temperature_matches_direct_computation(device):
     o = OracleLSTM(vocab_size=30, max_length=5, seed=0)
-    x = o.sample(50, generator=torch.Generator().manual_seed(0))
-    # slow reference: rescale the logits step by step
+    on_device = copy.deepcopy(o).to(device)
+    x = on_device.sample(50, generator=torch.Generator(device=device).manual_seed(0))
+    assert x.device.type == device.type
+    nll = nll_test(on_device, x, temperature=0.7)
+    x = x.cpu()
+    # slow reference on the CPU: rescale the logits step by step
     h, c = o._zeros(50)
     prev = torch.zeros(50, dtype=torch.long)
     total = 0.0
@@ -33,7 +40,7 @@ def test_nll_test_at_temperature_matches_direct_computation():
         h, c = o.cell(o.embedding[prev], h, c)
         total += torch.log_softmax(o.logits(h) / 0.7, -1).gather(1, x[:, t : t + 1]).sum()
         prev = x[:, t]
-    assert nll_test(o, x, temperature=0.7) == pytest.approx(float(-total / 250), rel=1e-5)
+    assert nll == pytest.approx(float(-total / 250), rel=1e-5)
 
 
 def test_sample_sequences_seeded_and_cut_at_eos():
@@ -50,8 +57,8 @@ def test_sample_sequences_seeded_and_cut_at_eos():
     assert torch.equal(a, b) and la.tolist() == [3] * 7 and (a[:, 3:] == 10).all()
 
 
-def test_oracle_frontier_is_monotone_in_temperature(oracle_data):
-    o = oracle_data.oracle
+def test_oracle_frontier_is_monotone_in_temperature(oracle_data, device):
+    o = oracle_data.oracle_on(device)
     pts = oracle_frontier({"oracle": o}, o, oracle_data.test[:500], temperatures=(0.5, 0.8, 1.0, 1.2, 1.5), n=500)
     q = [p.quality for p in pts]
     assert q == sorted(q)  # hotter samples are less likely under the oracle

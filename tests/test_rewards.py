@@ -18,7 +18,7 @@ class FillPolicy:
         self.fill = fill
 
     def rollout(self, tokens, prefix_lengths, *, temperature=1.0, generator=None):
-        keep = torch.arange(tokens.shape[1]) < prefix_lengths[:, None]
+        keep = torch.arange(tokens.shape[1], device=tokens.device) < prefix_lengths[:, None]
         return torch.where(keep, tokens, torch.full_like(tokens, self.fill))
 
 
@@ -32,14 +32,16 @@ class MeanIdScorer:
         return tokens.float().mean(1)
 
 
-def test_mc_rewards_never_mix_sequences_or_steps():
+def test_mc_rewards_never_mix_sequences_or_steps(device):
     # With a deterministic completion, Q(Y_1:t) for sequence i is known exactly:
     # (sum of its first t tokens + (T - t) * fill) / T. A [rollout, T, B] -> (B, T) reshape
     # without transpose (a bug of public code) scrambles this matrix.
     N, T, fill = 5, 7, 3
     tokens = torch.randint(0, 100, (N, T), generator=torch.Generator().manual_seed(0))
     reward = MCReward(MeanIdScorer(), "identity", rollout_policy=FillPolicy(fill), n_rollouts=4).bind(100, None, 100)
-    got = reward.sequence_rewards(tokens, torch.full((N,), T))
+    got = reward.sequence_rewards(tokens.to(device), torch.full((N,), T, device=device))
+    assert got.device.type == device.type
+    got = got.cpu()
     expected = torch.empty(N, T)
     for i in range(N):
         for t in range(1, T + 1):
@@ -47,7 +49,7 @@ def test_mc_rewards_never_mix_sequences_or_steps():
     torch.testing.assert_close(got, expected)
 
 
-def test_mc_step_path_equals_sequence_path_for_deterministic_policy():
+def test_mc_step_path_equals_sequence_path_for_deterministic_policy(device):
     N, T = 4, 6
     reward = MCReward(MeanIdScorer(), "identity", rollout_policy=FillPolicy(9), n_rollouts=2)
 
@@ -58,11 +60,12 @@ def test_mc_step_path_equals_sequence_path_for_deterministic_policy():
     from textgym.oracle import OracleLSTM
 
     data = OracleData(OracleLSTM(vocab_size=100, max_length=T, seed=0), max_length=T, n_train=8, n_test=8)
-    venv = Env(N, data=data, reward=reward)
+    venv = Env(N, data=data, reward=reward, device=device)
     venv.reset(seed=0)
-    actions = torch.randint(0, 100, (T, N), generator=torch.Generator().manual_seed(1))
+    actions = torch.randint(0, 100, (T, N), generator=torch.Generator().manual_seed(1)).to(device)
     step_rewards = torch.stack([venv.step(a)[1] for a in actions], 1)
-    torch.testing.assert_close(step_rewards, reward.sequence_rewards(actions.T.contiguous(), torch.full((N,), T)))
+    assert step_rewards.device.type == device.type
+    torch.testing.assert_close(step_rewards, reward.sequence_rewards(actions.T.contiguous(), torch.full((N,), T, device=device)))
 
 
 def slow_mc_rewards(oracle, scorer, tokens, n, seed):
@@ -80,13 +83,18 @@ def slow_mc_rewards(oracle, scorer, tokens, n, seed):
     return draws
 
 
-def test_batched_mc_agrees_with_slow_reference_statistically(small_oracle_data):
+def test_batched_mc_agrees_with_slow_reference_statistically(small_oracle_data, device):
+    """The batched MC reward on ``device`` against the slow loop on the CPU."""
     oracle = small_oracle_data.oracle
     scorer = OracleScorer(oracle)
     tokens = small_oracle_data.test[:6]
     n = 64
-    reward = MCReward(scorer, rollout_policy=oracle, n_rollouts=n).bind(50, None, 50)
-    fast = reward.sequence_rewards(tokens, torch.full((6,), 6), generator=torch.Generator().manual_seed(0))
+    on_device = small_oracle_data.oracle_on(device)
+    reward = MCReward(OracleScorer(on_device), rollout_policy=on_device, n_rollouts=n).bind(50, None, 50)
+    fast = reward.sequence_rewards(tokens.to(device), torch.full((6,), 6, device=device),
+                                   generator=torch.Generator(device=device).manual_seed(0))
+    assert fast.device.type == device.type
+    fast = fast.cpu()
     draws = slow_mc_rewards(oracle, scorer, tokens, n, seed=1)
     slow = draws.mean(0)
     # Both are means of n independent draws: their difference has sd sigma * sqrt(2 / n).
@@ -94,8 +102,8 @@ def test_batched_mc_agrees_with_slow_reference_statistically(small_oracle_data):
     z = (fast - slow)[:, :-1] / se
     assert z.abs().max() < 5, z
     assert z.abs().mean() < 1.5  # about 0.8 for two unbiased estimates
-    # the last step is exact: the finished sequence's own score
-    torch.testing.assert_close(fast[:, -1], scorer.score(tokens))
+    # the last step is exact: the finished sequence's own score (by the scorer the reward used)
+    torch.testing.assert_close(fast[:, -1], OracleScorer(on_device).score(tokens.to(device)).cpu())
     torch.testing.assert_close(slow[:, -1], scorer.score(tokens))
 
 
@@ -109,19 +117,20 @@ def test_mc_estimates_converge_to_each_other(small_oracle_data):
     assert (a - b).abs().max() < 0.15
 
 
-def test_oracle_scores_completions_with_each_shared_prefix_once(small_oracle_data):
+def test_oracle_scores_completions_with_each_shared_prefix_once(small_oracle_data, device):
     """score_completions (prefix scored once per group) equals scoring every row in full, with
     and without sequences that end early, and refuses groups that do not share the prefix."""
     from textgym import scorers
 
-    oracle = small_oracle_data.oracle
+    oracle = small_oracle_data.oracle_on(device)
     scorer = OracleScorer(oracle)
     M, n, T = 12, 5, 6
-    g = torch.Generator().manual_seed(2)
-    prefixes = small_oracle_data.test[:M]
-    plen = torch.randint(0, T + 1, (M,), generator=g)
+    g = torch.Generator(device=device).manual_seed(2)
+    prefixes = small_oracle_data.test[:M].to(device)
+    plen = torch.randint(0, T + 1, (M,), generator=g, device=device)
     full = oracle.rollout(prefixes.repeat_interleave(n, 0), plen.repeat_interleave(n), generator=g)
-    for lengths in (None, torch.randint(1, T + 1, (M,), generator=g).repeat_interleave(n)):
+    assert full.device.type == device.type
+    for lengths in (None, torch.randint(1, T + 1, (M,), generator=g, device=device).repeat_interleave(n)):
         if lengths is not None:  # rows that end inside their prefix end at the same place
             lengths = torch.where(lengths > plen.repeat_interleave(n), lengths,
                                   lengths.view(M, n)[:, :1].expand(M, n).reshape(-1))
@@ -131,20 +140,22 @@ def test_oracle_scores_completions_with_each_shared_prefix_once(small_oracle_dat
     broken = full.clone()
     broken[1, 0] = (broken[0, 0] + 1) % 50
     with pytest.raises(ValueError, match="do not share their prefix"):
-        scorers.score_completions(scorer, broken, None, torch.full((M,), 2), n)
+        scorers.score_completions(scorer, broken, None, torch.full((M,), 2, device=device), n)
     with pytest.raises(ValueError, match="groups of"):
         scorers.score_completions(scorer, full[:-1], None, plen, n)
 
 
-def test_oracle_log_probs_score_only_the_asked_positions(small_oracle_data):
-    oracle = small_oracle_data.oracle
-    tokens = small_oracle_data.test[:40]
-    g = torch.Generator().manual_seed(0)
-    start, stop = torch.randint(0, 7, (40,), generator=g), torch.randint(0, 7, (40,), generator=g)
+def test_oracle_log_probs_score_only_the_asked_positions(small_oracle_data, device):
+    oracle = small_oracle_data.oracle_on(device)
+    tokens = small_oracle_data.test[:40].to(device)
+    g = torch.Generator(device=device).manual_seed(0)
+    start = torch.randint(0, 7, (40,), generator=g, device=device)
+    stop = torch.randint(0, 7, (40,), generator=g, device=device)
     part = oracle.log_probs(tokens, start=start, stop=stop)
-    pos = torch.arange(6)
+    assert part.device.type == device.type
+    pos = torch.arange(6, device=device)
     inside = (pos >= start[:, None]) & (pos < stop[:, None])
-    assert torch.equal(part[~inside], torch.zeros(int((~inside).sum())))
+    assert torch.equal(part[~inside], torch.zeros(int((~inside).sum()), device=device))
     torch.testing.assert_close(part[inside], oracle.log_probs(tokens)[inside], rtol=0, atol=1e-5)
 
 
@@ -216,13 +227,14 @@ def test_maligan_weights_normalize_each_row_of_a_batch():
         torch.testing.assert_close(w[i].double(), _maligan_reference(s[i]), rtol=1e-5, atol=1e-12)
 
 
-def test_terminal_maligan_normalizes_over_the_finished_batch(small_oracle_data, toy_scorer):
-    venv = TokenVecEnv(3, data=small_oracle_data, discriminator=toy_scorer(50), transform="maligan")
+def test_terminal_maligan_normalizes_over_the_finished_batch(small_oracle_data, toy_scorer, device):
+    venv = TokenVecEnv(3, data=small_oracle_data, discriminator=toy_scorer(50), transform="maligan", device=device)
     venv.reset(options={"prefix": [[1] * 5, [20] * 5, [40] * 5]})
-    _, r, term, _, _ = venv.step(torch.tensor([1, 20, 40]))
+    _, r, term, _, _ = venv.step(torch.tensor([1, 20, 40], device=device))
+    assert r.device.type == device.type
     logits = torch.tensor([1, 20, 40]) / 50 * 4 - 2
     ratio = torch.exp(logits)
-    torch.testing.assert_close(r, 3 * ratio / ratio.sum())
+    torch.testing.assert_close(r.cpu(), 3 * ratio / ratio.sum())
 
 
 def test_refusals(small_oracle_data, toy_scorer):
@@ -251,19 +263,26 @@ def test_default_transforms(small_oracle_data, toy_scorer):
     assert TerminalReward(toy_scorer(50)).transform.name == "prob"
 
 
-def test_dense_reward_is_per_prefix_score(small_oracle_data):
-    oracle = small_oracle_data.oracle
-    venv = TokenVecEnv(4, data=small_oracle_data, reward="dense")
+def test_dense_reward_is_per_prefix_score(small_oracle_data, device):
+    """The env's dense rewards on ``device`` against the scores of its oracle (the shared one on
+    the CPU, else its copy on ``device``)."""
+    venv = TokenVecEnv(4, data=small_oracle_data, reward="dense", device=device)
+    oracle = venv.oracle
     venv.reset(seed=0)
     tokens = small_oracle_data.test[:4]
-    rewards = torch.stack([venv.step(tokens[:, t])[1] for t in range(6)], 1)
-    torch.testing.assert_close(rewards, oracle.log_probs(tokens))
-    torch.testing.assert_close(rewards.mean(1), OracleScorer(oracle).score(tokens))
-    dense = DenseReward(OracleScorer(oracle)).bind(50, None, 50)
-    torch.testing.assert_close(dense.sequence_rewards(tokens, torch.full((4,), 6)), rewards)
+    on_device = tokens.to(device)
+    rewards = torch.stack([venv.step(on_device[:, t])[1] for t in range(6)], 1)
+    assert rewards.device.type == device.type
+    rewards = rewards.cpu()
+    # CUDA: the env scores prefixes of 1..6 tokens, the reference whole sequences: other kernels
+    tol = {} if device.type == "cpu" else dict(rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(rewards, oracle.log_probs(tokens).cpu(), **tol)
+    torch.testing.assert_close(rewards.mean(1), OracleScorer(oracle).score(tokens).cpu(), **tol)
+    dense = DenseReward(OracleScorer(venv.oracle)).bind(50, None, 50)
+    torch.testing.assert_close(dense.sequence_rewards(on_device, torch.full((4,), 6, device=device)).cpu(), rewards)
 
 
-def test_a_plain_callable_scorer_follows_the_protocol(small_oracle_data):
+def test_a_plain_callable_scorer_follows_the_protocol(small_oracle_data, device):
     """The Discriminator protocol asks for ``__call__`` only: no ``forward`` or ``score`` needed."""
 
     class LengthScorer:
@@ -276,10 +295,11 @@ def test_a_plain_callable_scorer_follows_the_protocol(small_oracle_data):
             return lengths.float() if lengths is not None else torch.full((tokens.shape[0],), float(tokens.shape[1]))
 
     L = small_oracle_data.max_length
-    env = TokenVecEnv(3, data=small_oracle_data, discriminator=LengthScorer(small_oracle_data.vocab_size))
+    env = TokenVecEnv(3, data=small_oracle_data, discriminator=LengthScorer(small_oracle_data.vocab_size), device=device)
     env.reset(seed=0)
-    rewards = [env.step(torch.ones(3, dtype=torch.long))[1] for _ in range(L)]
-    assert torch.equal(rewards[-1], torch.full((3,), float(L))) and all(bool((r == 0).all()) for r in rewards[:-1])
+    rewards = [env.step(torch.ones(3, dtype=torch.long, device=device))[1] for _ in range(L)]
+    assert rewards[-1].device.type == device.type
+    assert torch.equal(rewards[-1].cpu(), torch.full((3,), float(L))) and all(bool((r == 0).all()) for r in rewards[:-1])
 
 
 def test_mc_reward_with_the_generator_and_the_cnn_on_the_device(device):

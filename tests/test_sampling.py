@@ -10,13 +10,14 @@ from textgym.sampling import CDF_BLOCK, exp_safe_bound, inverse_cdf, linear_log_
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
 @pytest.mark.parametrize("use_bound", [False, True])
-def test_draws_follow_the_tempered_softmax(temperature, use_bound):
+def test_draws_follow_the_tempered_softmax(temperature, use_bound, device):
     logits = torch.tensor([2.0, 0.5, -1.0, 0.0, 1.5, -3.0])
     n = 200_000
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device=device).manual_seed(0)
     bound = float(logits.abs().max()) if use_bound else None
-    ids = sample_logits(logits.expand(n, -1).clone(), temperature, g, bound=bound)
-    freq = torch.bincount(ids, minlength=6).double() / n
+    ids = sample_logits(logits.to(device).expand(n, -1).clone(), temperature, g, bound=bound)
+    assert ids.device.type == device.type
+    freq = torch.bincount(ids.cpu(), minlength=6).double() / n
     p = torch.softmax(logits.double() / temperature, 0)
     sigma = (p * (1 - p) / n).sqrt()
     assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all()), (freq, p)
@@ -34,9 +35,10 @@ def test_two_level_inverse_cdf_follows_the_probabilities(V):
     assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all())
 
 
-def test_two_level_inverse_cdf_is_the_one_level_search_and_never_draws_a_zero():
-    """Against the obvious float64 cumsum + searchsorted; ids of probability 0 (whole blocks,
-    the short last block, the very last id) are never drawn, not even at u = 0 or u -> 1."""
+def test_two_level_inverse_cdf_is_the_one_level_search_and_never_draws_a_zero(device):
+    """Against the obvious float64 cumsum + searchsorted (on the CPU); ids of probability 0
+    (whole blocks, the short last block, the very last id) are never drawn, not even at u = 0
+    or u -> 1."""
     g = torch.Generator().manual_seed(7)
     V = CDF_BLOCK * 5 + 3
     p = torch.rand(4096, V, generator=g) * (torch.rand(4096, V, generator=g) < 0.3)
@@ -47,17 +49,19 @@ def test_two_level_inverse_cdf_is_the_one_level_search_and_never_draws_a_zero():
     u = torch.rand(4096, 1, generator=g)
     u[:64] = 0.0
     u[64:128] = 1.0 - 2.0**-24  # the largest float below 1
-    ids = inverse_cdf(p, u)
+    ids = inverse_cdf(p.to(device), u.to(device))
+    assert ids.device.type == device.type
+    ids = ids.cpu()
     assert bool((p.gather(1, ids[:, None]) > 0).all())
     cdf = p.double().cumsum(1)
     ref = torch.searchsorted(cdf, u.double() * cdf[:, -1:], right=True).squeeze(1).clamp(max=V - 1)
     assert float((ids == ref).float().mean()) >= 0.999  # float rounding at a bin edge only
 
 
-def test_unshifted_path_draws_what_the_softmax_path_draws():
+def test_unshifted_path_draws_what_the_softmax_path_draws(device):
     g = torch.Generator().manual_seed(1)
-    logits = torch.randn(512, 5000, generator=g) * 8
-    u = torch.rand(512, 1, generator=g)
+    logits = (torch.randn(512, 5000, generator=g) * 8).to(device)
+    u = torch.rand(512, 1, generator=g).to(device)
     bound = float(logits.abs().max())
     assert bound < exp_safe_bound(5000)
     safe = sample_logits(logits.clone(), u=u)
@@ -65,18 +69,19 @@ def test_unshifted_path_draws_what_the_softmax_path_draws():
     assert float((safe == fast).float().mean()) >= 0.998  # only float rounding at a bin edge may differ
 
 
-def test_a_bound_too_large_for_exp_falls_back_to_the_softmax():
-    logits = torch.tensor([[-200.0, 200.0, 0.0]]).expand(100, -1).clone()
-    ids = sample_logits(logits, 1.0, torch.Generator().manual_seed(0), bound=200.0)
+def test_a_bound_too_large_for_exp_falls_back_to_the_softmax(device):
+    logits = torch.tensor([[-200.0, 200.0, 0.0]], device=device).expand(100, -1).clone()
+    ids = sample_logits(logits, 1.0, torch.Generator(device=device).manual_seed(0), bound=200.0)
+    assert ids.device.type == device.type
     assert bool((ids == 1).all())  # exp(200) would overflow: the shifted softmax is used
     with pytest.raises(ValueError, match="temperature"):
         sample_logits(logits, 0.0)
 
 
-def test_oracle_logit_bound_holds_at_the_corners_of_the_hidden_cube():
-    oracle = OracleLSTM(vocab_size=300, max_length=5, seed=0)
-    g = torch.Generator().manual_seed(2)
-    corners = torch.randint(0, 2, (4096, oracle.hidden_dim), generator=g).float() * 2 - 1
+def test_oracle_logit_bound_holds_at_the_corners_of_the_hidden_cube(device):
+    oracle = OracleLSTM(vocab_size=300, max_length=5, seed=0).to(device)
+    g = torch.Generator(device=device).manual_seed(2)
+    corners = torch.randint(0, 2, (4096, oracle.hidden_dim), generator=g, device=device).float() * 2 - 1
     signs = torch.sign(oracle.Wo)  # the corner that maximizes each logit
     worst = torch.cat([corners, signs, -signs])
     assert float(oracle.logits(worst).abs().max()) <= oracle.logit_bound() * (1 + 1e-6)
@@ -88,7 +93,8 @@ def test_oracle_logit_bound_holds_at_the_corners_of_the_hidden_cube():
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_linear_log_softmax_matches_a_float64_log_softmax(temperature, with_bias, dtype):
+def test_linear_log_softmax_matches_a_float64_log_softmax(temperature, with_bias, dtype, device):
+    """On ``device`` against a float64 log-softmax made on the CPU."""
     g = torch.Generator().manual_seed(3)
     h = torch.rand(300, 32, generator=g) * 2 - 1
     w = torch.randn(5000, 32, generator=g)
@@ -98,18 +104,18 @@ def test_linear_log_softmax_matches_a_float64_log_softmax(temperature, with_bias
     ref = torch.log_softmax(logits / temperature, 1).gather(1, y[:, None]).squeeze(1)
     bound = linear_logit_bound(w, b)
     assert bound / temperature < exp_safe_bound(5000)  # so bound= takes the unshifted path
-    h, w, b = h.to(dtype), w.to(dtype), None if b is None else b.to(dtype)
+    h, w, b, y = h.to(device, dtype), w.to(device, dtype), None if b is None else b.to(device, dtype), y.to(device)
     shifted = linear_log_softmax(h, w, b, y, temperature)
     unshifted = linear_log_softmax(h, w, b, y, temperature, bound=bound)
     for out in (shifted, unshifted):
-        assert out.shape == (300,) and out.dtype == dtype
-        torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-4 if dtype == torch.float32 else 1e-9)
+        assert out.shape == (300,) and out.dtype == dtype and out.device.type == device.type
+        torch.testing.assert_close(out.cpu().double(), ref, rtol=0, atol=2e-4 if dtype == torch.float32 else 1e-9)
     assert linear_log_softmax(h[:0], w, b, y[:0]).shape == (0,)
     with pytest.raises(ValueError, match="temperature"):
         linear_log_softmax(h, w, b, y, 0.0)
 
 
-def test_linear_log_softmax_shifts_when_the_bound_is_too_large_for_exp():
+def test_linear_log_softmax_shifts_when_the_bound_is_too_large_for_exp(device):
     """Logits of ±200 overflow exp in float32: a bound that says so (or none) must take the
     max-shifted path and stay finite and exact."""
     h = torch.tensor([[1.0], [-1.0], [0.5]])
@@ -117,6 +123,6 @@ def test_linear_log_softmax_shifts_when_the_bound_is_too_large_for_exp():
     y = torch.tensor([0, 1, 2])
     ref = torch.log_softmax(h.double() @ w.double().t(), 1)[torch.arange(3), y]
     for bound in (None, 200.0):
-        out = linear_log_softmax(h, w, None, y, bound=bound)
-        assert bool(torch.isfinite(out).all())
-        torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-5)
+        out = linear_log_softmax(h.to(device), w.to(device), None, y.to(device), bound=bound)
+        assert bool(torch.isfinite(out).all()) and out.device.type == device.type
+        torch.testing.assert_close(out.cpu().double(), ref, rtol=0, atol=1e-5)

@@ -16,8 +16,9 @@ from textgym.sb3 import SB3VecEnv, TokenFeaturesExtractor
 POLICY_KWARGS = dict(features_extractor_class=TokenFeaturesExtractor)
 
 
-def test_vecenv_semantics(small_oracle_data):
-    env = SB3VecEnv(TokenVecEnv(3, data=small_oracle_data))
+def test_vecenv_semantics(small_oracle_data, device):
+    env = SB3VecEnv(TokenVecEnv(3, data=small_oracle_data, device=device))
+    assert env.token_env.tokens.device.type == device.type
     env.seed(0)
     obs = env.reset()
     assert obs.shape == (3, 6) and obs.dtype == np.int64 and (obs == 50).all()
@@ -98,21 +99,22 @@ def test_contrib_and_off_policy_algorithms_run_unchanged(small_oracle_data):
     assert action.shape == (4,)
 
 
-def test_discriminator_callback_retrains_and_changes_rewards(small_oracle_data, tmp_path):
+def test_discriminator_callback_retrains_and_changes_rewards(small_oracle_data, tmp_path, device):
     import discriminators
     from stable_baselines3.common.logger import configure
 
     from textgym.sb3 import DiscriminatorCallback
 
     torch.manual_seed(0)
-    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8)
-    venv = TokenVecEnv(16, data=small_oracle_data, discriminator=disc, seed=0)
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8).to(device)
+    venv = TokenVecEnv(16, data=small_oracle_data, discriminator=disc, seed=0, device=device)
     trainer = discriminators.DiscriminatorTrainer(disc, lr=1e-2, batch_size=32, seed=0)
     cb = DiscriminatorCallback(trainer=trainer, real_tokens=small_oracle_data.train, real_lengths=small_oracle_data.train_lengths, k=2)
     probe = small_oracle_data.test[:8]
     before_params = [p.detach().clone() for p in disc.parameters()]
     reward_before = venv.reward_fn._final(probe, torch.full((8,), 6))
-    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS,
+                device=device)
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(16 * 6 * 3, callback=cb)
     assert cb.rollouts == 3 and "loss" in cb.last_stats and math.isfinite(cb.last_stats["loss"])
@@ -123,31 +125,37 @@ def test_discriminator_callback_retrains_and_changes_rewards(small_oracle_data, 
     assert not torch.allclose(reward_before, reward_after)
 
 
-def test_callback_updates_the_mc_rollout_policy(small_oracle_data):
+def test_callback_updates_the_mc_rollout_policy(small_oracle_data, device):
     import discriminators
 
     from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator
 
-    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8)
-    venv = TokenVecEnv(8, data=small_oracle_data, discriminator=disc, reward="mc", n_rollouts=2, seed=0)
-    assert venv.reward_fn.rollout_policy is small_oracle_data.oracle
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8).to(device)
+    venv = TokenVecEnv(8, data=small_oracle_data, discriminator=disc, reward="mc", n_rollouts=2, seed=0, device=device)
+    assert venv.reward_fn.rollout_policy is small_oracle_data.oracle_on(device)  # the oracle itself on the CPU
     trainer = discriminators.DiscriminatorTrainer(disc, batch_size=16, seed=0)
     cb = DiscriminatorCallback(trainer=trainer, real_tokens=small_oracle_data.train, real_lengths=small_oracle_data.train_lengths)
-    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, seed=0, policy_kwargs=POLICY_KWARGS,
+                device=device)
     model.learn(48, callback=cb)
     policy = venv.reward_fn.rollout_policy
     assert isinstance(policy, SB3PolicyGenerator) and policy.policy is model.policy
-    out = policy.rollout(small_oracle_data.test[:4], torch.tensor([0, 2, 4, 6]))
+    out = policy.rollout(small_oracle_data.test[:4].to(device), torch.tensor([0, 2, 4, 6], device=device),
+                         generator=torch.Generator(device=device).manual_seed(0))
+    assert out.device.type == device.type
+    out = out.cpu()
     assert torch.equal(out[1, :2], small_oracle_data.test[1, :2]) and torch.equal(out[3], small_oracle_data.test[3])
 
 
-def test_policy_generator_log_probs_match_the_policy(small_oracle_data):
+def test_policy_generator_log_probs_match_the_policy(small_oracle_data, device):
     from textgym.sb3 import SB3PolicyGenerator
 
-    venv = TokenVecEnv(4, data=small_oracle_data, seed=0)
-    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=24, seed=0, policy_kwargs=POLICY_KWARGS)
+    venv = TokenVecEnv(4, data=small_oracle_data, seed=0, device=device)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=24, seed=0, policy_kwargs=POLICY_KWARGS,
+                device=device)
     gen = SB3PolicyGenerator(model.policy, 50, 6, None)
-    x = gen.sample(3, generator=torch.Generator().manual_seed(0))
+    x = gen.sample(3, generator=torch.Generator(device=device).manual_seed(0))
+    assert x.device.type == device.type
     lp = gen.log_probs(x)
     for t in range(6):  # one prefix at a time, through SB3's own evaluate_actions
         obs = x.clone()
