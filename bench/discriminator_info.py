@@ -432,6 +432,8 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None, help="run only configurations whose name contains one of these")
     p.add_argument("--table", default=None, help="also write the Markdown table here")
     args = p.parse_args()
+    if args.device != "cpu":
+        p.error(f"--device {args.device}: this study's prototypes run on the CPU only (their timings are CPU figures)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     data = resolve_data("oracle")

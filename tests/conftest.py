@@ -2,6 +2,8 @@
 or ``../shared/data``); tests that need them skip with that reason when it is absent."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -13,6 +15,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--device", default="cpu",
                      help="torch device of the tests that take the `device` fixture (marked `device`): "
                           "`pytest --device cuda -m device` checks the CUDA path")
+    parser.addoption("--cuda-defaults", action="store_true",
+                     help="with --device cuda: keep torch's CUDA defaults (TF32 convolutions and RNNs, cuDNN's "
+                          "nondeterministic algorithms) instead of IEEE float32 and deterministic kernels")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,6 +29,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--device {name!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise pytest.UsageError(f"--device {name}: this machine has no CUDA device (torch.cuda.is_available() is False)")
+    if dev.type == "cuda" and not config.getoption("--cuda-defaults"):
+        # The device tests compare CUDA results with CPU references to float32 tolerances and
+        # resumed runs with uninterrupted ones bit for bit. cuDNN rounds convolution and RNN
+        # inputs to TF32 by default (about 1e-4 relative) and may pick nondeterministic
+        # algorithms; these are the test session's settings, not the library's.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 def pytest_collection_modifyitems(items: list) -> None:

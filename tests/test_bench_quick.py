@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
     (["discriminator.py"], None),
     (["sb3_throughput.py"], None),
     (["env_throughput.py"], None),
+    (["paper_protocol.py"], "cnn"),
 ])
 def test_speed_benchmark_quick(args, scorer):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The GPU checks in one run: the device-marked tests on CUDA, then every benchmark with
+# --device cuda (the speed figures in full, the study-like ones in --quick mode). Each step has
+# its own time limit, so one that hangs or fails leaves the rest to run.
+#
+#   OUT=gpu-out bench/gpu_check.sh            # on a machine with a GPU, from the repository root
+#   DEVICE=cpu QUICK=1 bench/gpu_check.sh     # a dry run of the script itself on the CPU
+#
+# Writes into $OUT: env.txt (device, driver, versions), tests.log, bench.log (the benchmarks'
+# progress) and bench.jsonl (their JSON lines, one per benchmark). The data sets are read from
+# $TEXTGYM_DATA; wheels in .whl/ (packages missing on the machine) are installed first.
+set -u
+OUT=${OUT:-gpu-out}
+DEVICE=${DEVICE:-cuda}
+QUICK=${QUICK:+--quick}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+ROOT=$PWD
+export PYTHONUNBUFFERED=1 TEXTGYM_DATA=${TEXTGYM_DATA:-$ROOT/.data}
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+
+step() {  # step NAME LIMIT_S STDOUT_FILE COMMAND...: run with a time limit; its status into bench.log
+    local name=$1 limit=$2 out=$3
+    shift 3
+    local t0=$SECONDS
+    echo "== $name: $*" >>"$OUT/bench.log"
+    timeout "$limit" "$@" >"$out" 2>>"$OUT/bench.log"
+    local rc=$?
+    echo "== $name: rc=$rc, $((SECONDS - t0)) s" | tee -a "$OUT/bench.log"
+}
+
+bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its last) into bench.jsonl
+    local name=$1 limit=$2 script=$3
+    shift 3
+    (cd bench && step "$name" "$limit" "$OUT/last.out" $PY "$script" --device "$DEVICE" "$@")
+    tail -n 1 "$OUT/last.out" >>"$OUT/bench.jsonl"
+    rm -f "$OUT/last.out"
+}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1
+    $PY -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+    $PY -c "import os; print('cpus', os.cpu_count())"
+    $PY -m pip list 2>/dev/null | grep -i -E "^(torch|numpy|gymnasium|stable|sb3|nltk) "
+} >"$OUT/env.txt" 2>&1
+
+step tests 150 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -q -W ignore -p no:cacheprovider -rf
+R=${QUICK:---repeats 3}
+bench mc_cnn 90 mc_rollout.py --scorer cnn $R
+bench mc_oracle 60 mc_rollout.py $R
+if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else
+    bench env 90 env_throughput.py --sizes 256 1024 16384 --sync-max 256 $R; fi
+bench discriminator 60 discriminator.py $R
+bench protocol 170 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 3 --adv 5}
+bench sb3 90 sb3_throughput.py $R
+bench bleu 30 bleu.py --quick
+bench infill 90 infill.py --quick --out "$OUT/runs-infill"
+bench oracle 60 oracle.py --quick --runs "$OUT/runs-oracle"
+rm -rf "$OUT/runs-infill" "$OUT/runs-oracle"
+# are resumed runs bit-identical under torch's CUDA defaults too (TF32, cuDNN's own algorithms)?
+step tests-cuda-defaults 90 "$OUT/tests-cuda-defaults.log" $PY -m pytest -m device --device "$DEVICE" --cuda-defaults \
+    -q -W ignore -p no:cacheprovider -rf -k "resumes_identically or reference or completion"
+echo "== done" | tee -a "$OUT/bench.log"

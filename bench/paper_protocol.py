@@ -1,0 +1,112 @@
+"""SeqGAN's paper protocol, timed through ``train.py``'s driver: measured, or projected from its phases.
+
+The protocol (``train.py --agent seqgan --budget paper``): 120 MLE epochs on the oracle's
+10,000 sequences, 50 discriminator pretraining rounds (10,000 fresh negatives + 10,000 real
+sequences, 3 epochs each), 200 adversarial steps (one generator update with the 16-rollout MC
+reward of the CNN, then 5 rounds of fresh negatives × 3 discriminator epochs), evaluation
+(NLL-oracle of 5,000 samples, NLL-test) every 5 iterations, a checkpoint after each.
+
+Device time is scarce, so by default the run is the same recipe with fewer iterations of each
+phase (``--mle``, ``--d-pretrain``, ``--adv``), everything else as in the paper budget. Each
+iteration's training seconds are recorded by phase; the time between two iterations beyond
+training is the evaluation (iterations that evaluate) or the checkpoint (the others). The
+projection is n_phase × median seconds per iteration of each phase + 75 evaluations + 370
+checkpoints + the initial evaluation: phases cost the same per iteration whatever their
+number, so the projection is the protocol's time up to the spread of those medians. ``--full``
+runs the whole protocol and reports the measured time as well.
+
+The scorer is SeqGAN's CNN discriminator (the reward) and the oracle (NLL-oracle). There is no
+baseline in another implementation: ``ratio`` = the goal's 600 s / the (projected) seconds,
+above 1 when the protocol fits 10 minutes.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from typing import Any, Dict, List
+
+import torch
+from common import emit, log, parser
+
+from agents import preset
+from agents.config import resolve
+from agents.driver import train
+
+GOAL_SECONDS = 600.0
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--mle", type=int, default=4, help="MLE epochs to time (the protocol has 120)")
+    p.add_argument("--d-pretrain", type=int, default=3, help="discriminator pretraining rounds to time (50)")
+    p.add_argument("--adv", type=int, default=6, help="adversarial steps to time (200)")
+    p.add_argument("--full", action="store_true", help="run the whole protocol")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    paper = resolve(preset("seqgan"), "paper")
+    counts = {"mle": paper.config.mle_epochs, "d_pretrain": paper.config.d_pretrain_steps, "adv": paper.config.adv_steps}
+    every = paper.run.eval_every
+    if args.full:
+        timed = dict(counts)
+    elif args.quick:
+        timed = {"mle": 1, "d_pretrain": 1, "adv": 1}
+    else:
+        timed = {"mle": args.mle, "d_pretrain": args.d_pretrain, "adv": args.adv}
+    explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
+                                "adv_steps": timed["adv"]}
+    if args.quick:  # a seconds-long smoke run of the same code path
+        explicit.update(train_size=256, d_samples=256, n_rollouts=2, eval_samples=64, eval_test_size=64)
+    resolved = resolve(preset("seqgan"), "paper", explicit=explicit)
+
+    seconds: Dict[str, List[float]] = {k: [] for k in counts}
+    evals: List[float] = []
+    checkpoints: List[float] = []
+    last = [0.0]
+    first_rest: List[float] = []  # start-up, the initial evaluation and the first checkpoint
+
+    def on_iteration(agent: Any, stats: Dict[str, Any], dt: float) -> None:
+        now = time.perf_counter()
+        seconds[stats["phase"]].append(dt)
+        rest = now - last[0] - dt  # evaluation (when this iteration evaluates) and checkpoint
+        if not first_rest:
+            first_rest.append(rest)
+        elif agent.iteration % every == 0 or agent.iteration == agent.total_iterations:
+            evals.append(rest)
+        else:
+            checkpoints.append(rest)
+        last[0] = now
+        log(f"iteration {agent.iteration} ({stats['phase']}): {dt:.2f} s training, {rest:.2f} s evaluation/checkpoint")
+
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        last[0] = t0
+        summary = train(resolved, out, device=device, quiet=True, on_iteration=on_iteration)
+        wall = time.perf_counter() - t0
+    first = seconds["mle"][0] if seconds["mle"] else 0.0
+    med = {k: statistics.median(v[1:] if k == "mle" and len(v) > 1 else v) for k, v in seconds.items() if v}
+    start_up = first_rest[0] if first_rest else 0.0
+    ckpt = statistics.median(checkpoints) if checkpoints else 0.0
+    ev = statistics.median(evals) - ckpt if evals else 0.0
+    total_iters = sum(counts.values())
+    n_evals = total_iters // every + (total_iters % every != 0)
+    # the first iteration's checkpoint is inside start_up; its epoch's extra (warm-up) counted once
+    projected = (sum(counts[k] * med.get(k, 0.0) for k in counts) + n_evals * ev + (total_iters - 1) * ckpt + start_up
+                 + (first - med.get("mle", first)))
+    log(f"seconds per iteration: {', '.join(f'{k} {v:.2f}' for k, v in med.items())}; evaluation {ev:.2f}, "
+        f"checkpoint {ckpt:.2f}; projected protocol {projected:.0f} s ({projected / 60:.1f} min); this run {wall:.0f} s")
+    emit({
+        "benchmark": "paper_protocol", "agent": "seqgan", "budget": "paper", "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "scorer": "cnn (SeqGAN's, the reward); oracle (NLL-oracle)", "threads": torch.get_num_threads(),
+        "quick": bool(args.quick), "protocol_iterations": counts, "timed_iterations": timed,
+        "seconds_per_iteration": med, "first_mle_epoch_seconds": first, "evaluation_seconds": ev,
+        "checkpoint_seconds": ckpt, "start_up_seconds": start_up, "evaluations": n_evals,
+        "projected_seconds": projected, "measured_seconds": wall if args.full else None, "run_seconds": wall,
+        "goal_seconds": GOAL_SECONDS, "ratio": GOAL_SECONDS / (wall if args.full else projected),
+        "final_metrics": summary.get("metrics"),
+    })
+
+
+if __name__ == "__main__":
+    main()
