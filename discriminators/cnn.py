@@ -211,7 +211,15 @@ class CNNDiscriminator(BaseDiscriminator):
         completion (``j >= p - w + 1``; rows are bucketed by p so that each bucket is one
         convolution per width). The pooled maximum is the maximum of the two parts, so the result
         is ``score``'s up to float rounding (tested to 1e-5).
+
+        On the CPU only: on a GPU the buckets are many small launches, each after a host sync
+        (``unique``, ``nonzero``), and cost more than the arithmetic they save, so there every
+        completion is scored in full (``score``); ``bench/results/gpu-h200`` has the figures.
         """
+        if tokens.device.type != "cpu":
+            if tokens.shape[0] != prefix_lengths.shape[0] * n:
+                raise ValueError(f"{tokens.shape[0]} completions do not make {prefix_lengths.shape[0]} groups of {n}")
+            return self.score(tokens, lengths)
         with self.scoring():
             tokens, lengths, _ = self.check_inputs(tokens, lengths)
             M = prefix_lengths.shape[0]

@@ -211,9 +211,15 @@ class DiscriminatorTrainer:
             self.replay_lengths = torch.cat([self.replay_lengths, fake_len[:room]])
         rest = fake.shape[0] - max(room, 0)
         if rest > 0 and self.replay_size > 0:
-            slots = torch.randint(self.replay_size, (rest,), generator=self.generator).to(self.device)
-            self.replay_tokens[slots] = fake[fake.shape[0] - rest :]
-            self.replay_lengths[slots] = fake_len[fake.shape[0] - rest :]
+            slots = torch.randint(self.replay_size, (rest,), generator=self.generator)
+            # A slot drawn twice keeps the later fake, as a sequential write would: CUDA leaves the
+            # order of duplicate writes undefined, so the duplicates are resolved here, on the CPU.
+            last = torch.full((self.replay_size,), -1, dtype=torch.long).scatter_reduce_(0, slots, torch.arange(rest), "amax")
+            written = (last >= 0).nonzero().squeeze(1)
+            src = (last[written] + (fake.shape[0] - rest)).to(self.device)
+            written = written.to(self.device)
+            self.replay_tokens[written] = fake[src]
+            self.replay_lengths[written] = fake_len[src]
         return mixed, mixed_len, n_replayed
 
     # ------------------------------------------------------------------ training

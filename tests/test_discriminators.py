@@ -270,6 +270,23 @@ def _toy(n: int, seed: int, shift: int = 0) -> tuple[torch.Tensor, torch.Tensor]
     return tokens.masked_fill(torch.arange(8) >= lengths[:, None], 50), lengths
 
 
+def test_a_full_replay_buffer_keeps_the_last_fake_drawn_into_each_slot(device):
+    """Slots are drawn with replacement; a slot drawn twice must hold the later fake on every
+    device (a plain indexed write leaves the order of duplicates undefined on CUDA)."""
+    d = small("rnn", vocab_size=50, max_length=8)
+    t = DiscriminatorTrainer(d, lr=1e-2, batch_size=32, seed=0, replay_size=6, replay_fraction=0.0, device=device)
+    first, first_len = _toy(6, 2, shift=1)
+    t._replay(first.to(device), first_len.to(device))  # fills the buffer
+    fake, fake_len = _toy(40, 3, shift=1)  # 40 writes into 6 slots: duplicates for sure
+    g = torch.Generator().set_state(t.generator.get_state())
+    slots = torch.randint(6, (40,), generator=g)
+    want, want_len = first.clone(), first_len.clone()
+    for i, slot in enumerate(slots.tolist()):  # the obvious sequential write
+        want[slot], want_len[slot] = fake[i], fake_len[i]
+    t._replay(fake.to(device), fake_len.to(device))
+    assert torch.equal(t.replay_tokens.cpu(), want) and torch.equal(t.replay_lengths.cpu(), want_len)
+
+
 def test_trainer_stats_label_smoothing_and_replay(device):
     torch.manual_seed(0)
     d = small("rnn", vocab_size=50, max_length=8)
