@@ -119,8 +119,12 @@ def cnn_forward_flops(d: discriminators.CNNDiscriminator, T: int) -> float:
 
 
 def main() -> None:
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN time its convolution algorithms for each shape (torch.backends.cudnn.benchmark)")
+    args = p.parse_args()
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     steps = 3 if args.quick else 40  # minibatch updates per timed call
     repeats = 1 if args.quick else args.repeats
     n = steps * BATCH // 2  # real and as many fake sequences per timed call
@@ -185,7 +189,7 @@ def main() -> None:
     emit({
         "benchmark": "discriminator",
         "device": str(device),
-        "setting": {"vocab": V, "length": L, "batch": BATCH, "updates_per_call": steps,
+        "setting": {"cudnn_benchmark": args.cudnn_benchmark, "vocab": V, "length": L, "batch": BATCH, "updates_per_call": steps,
                     "threads": torch.get_num_threads(), "quick": bool(args.quick)},
         "sequences_per_second": {k: round(v, 1) for k, v in throughput.items()},
         "ratio": throughput["cnn"] / throughput["baseline"],

@@ -56,7 +56,8 @@ bench mc_oracle 60 mc_rollout.py $R
 if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else
     bench env 90 env_throughput.py --sizes 256 1024 16384 --sync-max 256 $R; fi
 bench discriminator 60 discriminator.py $R
-bench protocol 170 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 3 --adv 5}
+bench discriminator-cudnn-benchmark 60 discriminator.py $R --cudnn-benchmark
+bench protocol 150 paper_protocol.py ${QUICK:---mle 3 --d-pretrain 2 --adv 2}
 bench sb3 90 sb3_throughput.py $R
 bench bleu 30 bleu.py --quick
 bench infill 90 infill.py --quick --out "$OUT/runs-infill"
