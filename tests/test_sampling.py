@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from textgym.oracle import OracleLSTM
-from textgym.sampling import CDF_BLOCK, exp_safe_bound, inverse_cdf, linear_log_softmax, linear_logit_bound, sample_logits
+from textgym.sampling import CDF_BLOCK, exp_safe_bound, flat_at_zeros, inverse_cdf, linear_log_softmax, linear_logit_bound, sample_logits
 
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
@@ -33,6 +33,23 @@ def test_two_level_inverse_cdf_follows_the_probabilities(V):
     freq = torch.bincount(ids, minlength=V).double() / n
     sigma = (p * (1 - p) / n).sqrt()
     assert bool(((freq - p).abs() <= 5 * sigma + 1e-9).all())
+
+
+def test_a_scan_that_steps_at_a_zero_entry_is_flattened_so_no_search_draws_it():
+    """A parallel scan's rounding can put a zero entry an ulp above (or below) its predecessor;
+    the flattened sums give every zero entry its predecessor's value exactly."""
+    p = torch.tensor([[0.0, 0.3, 0.0, 0.2, 0.0, 0.5]])
+    cum = p.cumsum(1)
+    cum[0, 2] = torch.nextafter(cum[0, 1], torch.tensor(2.0))  # an ulp above: a search could land on id 2
+    cum[0, 4] = torch.nextafter(cum[0, 3], torch.tensor(0.0))  # an ulp below: not sorted
+    flat = flat_at_zeros(cum, p > 0)
+    assert flat[0, 2] == flat[0, 1] and flat[0, 4] == flat[0, 3] and flat[0, 0] == 0
+    assert bool((flat[:, 1:] >= flat[:, :-1]).all())
+    t = torch.linspace(0, float(flat[0, -1]), 10001)[:-1][None, :]
+    ids = torch.searchsorted(flat, t, right=True)
+    assert set(ids.unique().tolist()) == {1, 3, 5}
+    stepped = torch.searchsorted(cum, cum[:, 1:2], right=True)  # the target at id 1's upper edge
+    assert int(stepped) == 2 and int(torch.searchsorted(flat, cum[:, 1:2], right=True)) == 3
 
 
 def test_two_level_inverse_cdf_is_the_one_level_search_and_never_draws_a_zero(device):

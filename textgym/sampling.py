@@ -100,6 +100,15 @@ def _unshifted(bound: Optional[float], temperature: float, dtype: torch.dtype, n
 CDF_BLOCK = 64
 
 
+def flat_at_zeros(cum: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """``cum`` (N, K), the cumulative sums of entries of which ``positive`` says which are > 0,
+    made exactly flat at the zero entries: each takes the largest value before it (0 before the
+    first positive one). A parallel scan (CUDA's ``cumsum``) adds in another order at each
+    position, so a zero entry can sit an ulp above its predecessor, and a search could then
+    draw an id of probability 0; after this, ``searchsorted(..., right=True)`` never does."""
+    return torch.where(positive, cum, torch.zeros_like(cum)).cummax(1).values
+
+
 def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """The inverse-CDF draw of each row: the first id whose cumulative probability exceeds
     ``u · Σ probs``, found in two levels instead of one ``cumsum`` over all V entries.
@@ -125,7 +134,11 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     sums = probs[:, : nb * B].unflatten(1, (nb, B)).sum(-1)
     if tail:
         sums = torch.cat([sums, probs[:, nb * B :].sum(1, keepdim=True)], 1)
+    exact = probs.device.type == "cpu"  # a sequential cumsum: x + 0 == x, never a step at a zero
+    positive = None if exact else sums > 0
     cdf = sums.cumsum_(1)  # (N, blocks)
+    if positive is not None:
+        cdf = flat_at_zeros(cdf, positive)
     total = cdf[:, -1:]
     below = lambda x: torch.nextafter(x, torch.zeros_like(x))  # noqa: E731  (largest float < x)
     # Kept strictly below the total, the target lands in a block of positive mass.
@@ -136,7 +149,10 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     inner = probs.gather(1, cols.clamp(max=V - 1))
     if tail:
         inner.masked_fill_(cols >= V, 0.0)
+    positive = None if exact else inner > 0
     icdf = inner.cumsum_(1)
+    if positive is not None:
+        icdf = flat_at_zeros(icdf, positive)
     itotal = icdf[:, -1:]
     t = torch.minimum((target - lo) / (cdf.gather(1, k) - lo) * itotal, below(itotal))
     return (cols.gather(1, torch.searchsorted(icdf, t, right=True))).squeeze(1)
