@@ -314,7 +314,10 @@ class GeneratorPolicy(ActorCriticPolicy):
         self.action_dist = _Categorical(int(action_space.n))
 
     def _build(self, lr_schedule: Any) -> None:
-        self.generator = Generator(self.vocab_size, self.max_length, **self.gen_kwargs)
+        # From scratch, the weights follow the seed SB3 gave torch's global RNG (a fixed seed here
+        # would start every seed's run from the same generator); a loaded state draws nothing.
+        seed = 0 if self._initial_state is not None else int(torch.randint(2**31 - 1, ()))
+        self.generator = Generator(self.vocab_size, self.max_length, seed=seed, **self.gen_kwargs)
         if self._initial_state is not None:
             load_generator_state(self.generator, self._initial_state)
         self._initial_state = None

@@ -55,6 +55,16 @@ def make_policy(data, gen):
     return model
 
 
+def test_a_policy_from_scratch_takes_its_weights_from_the_runs_seed(small_oracle_data):
+    def weights(seed):
+        env = SB3VecEnv(TokenVecEnv(4, data=small_oracle_data, discriminator="oracle", seed=0))
+        return PPO(GeneratorPolicy, env, n_steps=L, batch_size=24, seed=seed).policy.generator.state_dict()
+
+    a, b, c = weights(0), weights(0), weights(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["lstm.weight_ih_l0"], c["lstm.weight_ih_l0"])
+
+
 def test_policy_log_probs_equal_the_generators_on_every_path(small_oracle_data):
     gen = trained_generator(small_oracle_data)
     policy = make_policy(small_oracle_data, gen).policy
