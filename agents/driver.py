@@ -159,6 +159,7 @@ def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: 
     body = buf.getvalue()
     header = {"format": CHECKPOINT_FORMAT, "agent": resolved.agent, "config": run_values(resolved),
               "data": data_fingerprint(data), "iteration": agent.iteration, "metrics_rows": metrics_rows,
+              "device_type": agent.device.type,
               "sha256": hashlib.sha256(body).hexdigest()}
     out = io.BytesIO()
     # the body as a byte tensor: torch.save writes a tensor's storage as it is, while a bytes
@@ -370,6 +371,10 @@ def train(
         header, state = read_checkpoint(ckpt)
         _check_same_config(ckpt, header, resolved)
         _check_same_data(ckpt, header, data, run, "resume")
+        written_on = header.get("device_type", agent.device.type)  # checkpoints before it was recorded: unchecked
+        if written_on != agent.device.type:
+            raise RunError(f"{ckpt} was written by a run on {written_on}; resume it with --device {written_on} "
+                           f"(its random-number states are {written_on}'s and cannot drive {agent.device.type} draws)")
         agent.load_state_dict(state)
     elif run.init_from:
         warm = warm_start(agent, run)

@@ -201,6 +201,21 @@ def test_resume_reads_the_checkpoint_on_the_cpu_whatever_the_runs_device(tmp_pat
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--resume") == 0
 
 
+def test_a_checkpoint_from_another_device_type_is_refused_with_the_device_to_use(tmp_path, oracle_data, capsys):
+    """A CUDA run's random-number states cannot drive CPU draws (nor the reverse): resuming it
+    elsewhere is refused before anything runs, naming the device it needs."""
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--stop-after", "2") == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    outer = torch.load(ckpt, weights_only=True)
+    assert outer["header"]["device_type"] == "cpu"
+    torch.save({"header": {**outer["header"], "device_type": "cuda"}, "body": outer["body"]}, ckpt)
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--resume") == 2
+    assert "--device cuda" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+
+
 @pytest.mark.parametrize("discriminator,weak", [("constant", True), ("oracle", False)])
 def test_a_finished_run_says_when_its_discriminator_was_weak(tmp_path, oracle_data, capsys, discriminator, weak):
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--discriminator", discriminator) == 0
