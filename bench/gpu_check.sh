@@ -51,6 +51,7 @@ bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its l
 
 step tests 150 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -q -W ignore -p no:cacheprovider -rf
 R=${QUICK:---repeats 3}
+bench profile 60 profile_step.py $R
 bench mc_cnn 90 mc_rollout.py --scorer cnn $R
 bench mc_oracle 60 mc_rollout.py $R
 if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else

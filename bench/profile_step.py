@@ -1,0 +1,95 @@
+"""Where the time of SeqGAN's two hot steps goes: torch.profiler over CNN discriminator updates
+and one MC reward with the CNN (a diagnostic for choosing the next optimization, not a race).
+
+- ``d_update``: ``DiscriminatorTrainer.step`` over 40 minibatches of 64 sequences (length 20,
+  V = 5000), SeqGAN's CNN;
+- ``mc_reward``: ``MCReward.sequence_rewards`` for 64 sequences × 16 rollouts with the
+  ``agents`` generator as rollout policy and the CNN as scorer (``--quick``: 8 × 4, length 10).
+
+For each: wall seconds per call (median of ``--repeats`` after a warm-up), the top operators by
+self time on the device (CUDA kernel time on a GPU, CPU time otherwise) and, on CUDA, the
+number of host synchronizations per call (``torch.cuda.set_sync_debug_mode``: every
+operation that makes the host wait for the device). The tables go to stderr; the last stdout
+line is one JSON object with the same figures. There is no baseline: ``ratio`` is absent.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Dict
+
+import torch
+from common import emit, log, parser, timeit
+from torch.profiler import ProfilerActivity, profile
+
+import discriminators
+from agents.generator import Generator
+from textgym.rewards import MCReward
+
+
+def count_syncs(fn: Callable[[], Any], device: torch.device) -> int:
+    """Host synchronizations during one ``fn()`` (CUDA only; -1 elsewhere)."""
+    if device.type != "cuda":
+        return -1
+    torch.cuda.synchronize(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def top_ops(fn: Callable[[], Any], device: torch.device, k: int) -> Dict[str, Any]:
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    avg = prof.key_averages()
+    log(avg.table(sort_by=key, row_limit=k))
+    rows = sorted(avg, key=lambda e: getattr(e, key), reverse=True)[:k]
+    return {e.key: {"ms": round(getattr(e, key) / 1e3, 3), "calls": e.count} for e in rows}
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--top", type=int, default=15, help="operators listed per step")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    V = 5000
+    N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)
+    steps = 3 if args.quick else 40
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(V, (steps * 32, T), generator=g).to(device)
+    fake = torch.randint(V, (steps * 32, T), generator=g).to(device)
+    lengths = torch.full((steps * 32,), T, device=device)
+    torch.manual_seed(0)
+    d = discriminators.make("cnn", vocab_size=V, max_length=T)
+    trainer = discriminators.DiscriminatorTrainer(d, lr=1e-4, batch_size=64, device=device, seed=0)
+    gen = Generator(V, T, seed=0).to(device)
+    tokens = gen.sample(N, generator=torch.Generator(device=device).manual_seed(0))
+    reward = MCReward(d, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
+    rng = torch.Generator(device=device).manual_seed(1)
+    full = torch.full((N,), T, device=device)
+    work = {
+        "d_update": lambda: trainer.step(real, lengths, fake, lengths, k=1),
+        "mc_reward": lambda: reward.sequence_rewards(tokens, full, rng),
+    }
+    repeats = 1 if args.quick else args.repeats
+    out: Dict[str, Any] = {}
+    for name, fn in work.items():
+        seconds = timeit(fn, device, repeats)
+        syncs = count_syncs(fn, device)
+        log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call")
+        out[name] = {"seconds": seconds, "host_syncs": syncs, "top": top_ops(fn, device, args.top)}
+    out["d_update"]["ms_per_update"] = 1e3 * out["d_update"]["seconds"] / steps
+    emit({"benchmark": "profile_step", "device": str(device), "scorer": "cnn (SeqGAN's, 1720 filters)",
+          "threads": torch.get_num_threads(), "quick": bool(args.quick),
+          "setting": {"updates_per_call": steps, "sequences": N, "length": T, "rollouts": n, "vocab": V}, **out})
+
+
+if __name__ == "__main__":
+    main()
