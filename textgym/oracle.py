@@ -294,7 +294,8 @@ class OracleLSTM(nn.Module):
         return self.rollout(empty, torch.zeros(n, dtype=torch.long), temperature=temperature, generator=generator)
 
     def sample_dataset(self, n: int, seed: int, batch_size: int = 2000) -> torch.Tensor:
-        """A reproducible set of n samples at temperature 1 (CPU generator, seeded): (n, T)."""
+        """A reproducible set of n samples at temperature 1: (n, T), drawn with a generator on the
+        oracle's device seeded with ``seed`` (the same seed draws other samples on another device)."""
         g = torch.Generator(device=self.Wo.device).manual_seed(seed)
         return torch.cat([self.sample(min(batch_size, n - i), generator=g) for i in range(0, n, batch_size)])
 
