@@ -26,4 +26,4 @@ lint: setup
 	$(BIN)/mypy textgym agents discriminators train.py
 
 bench: setup
-	for b in env_throughput mc_rollout discriminator discriminator_info bleu oracle sb3_throughput infill; do $(BIN)/python bench/$$b.py --quick || exit 1; done
+	for b in env_throughput mc_rollout discriminator discriminator_info bleu oracle sb3_throughput infill paper_protocol profile_step; do $(BIN)/python bench/$$b.py --quick || exit 1; done

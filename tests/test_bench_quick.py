@@ -14,6 +14,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def quick(args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, *args, "--quick"], cwd=ROOT / "bench", env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("args, scorer", [
     (["mc_rollout.py"], "oracle"),
     (["mc_rollout.py", "--scorer", "cnn"], "cnn"),
@@ -21,16 +29,22 @@ ROOT = Path(__file__).resolve().parents[1]
     (["sb3_throughput.py"], None),
     (["env_throughput.py"], None),
     (["paper_protocol.py"], "cnn"),
+    (["bleu.py"], None),
 ])
 def test_speed_benchmark_quick(args, scorer):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, *args, "--quick"], cwd=ROOT / "bench", env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = quick(args)
     assert out["benchmark"] == args[0].removesuffix(".py") and out["device"] == "cpu"
     ratios = [v for k, v in out.items() if k.startswith("ratio")] + \
         [v["ratio"] for v in out.get("by_num_envs", {}).values()]
     assert ratios and all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in ratios)
     if scorer is not None:
         assert out["scorer"].startswith(scorer)
+
+
+def test_the_step_profile_names_where_the_time_goes():
+    out = quick(["profile_step.py"])
+    assert out["benchmark"] == "profile_step" and out["scorer"].startswith("cnn")
+    for step in ("d_update", "mc_reward"):
+        top = out[step]["top"]
+        assert out[step]["seconds"] > 0 and top and all(v["ms"] >= 0 and v["calls"] >= 1 for v in top.values())
+    assert any("conv" in op for op in out["d_update"]["top"])  # the CNN's convolutions are among the costs
