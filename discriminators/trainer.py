@@ -299,7 +299,6 @@ class DiscriminatorTrainer:
         right = torch.zeros(2, device=self.device)  # real, fake
         pos_right = torch.zeros(2, width, device=self.device)
         pos_seen = torch.zeros(2, width, device=self.device)
-        seen_real = seen_fake = 0
         steps = 0
         try:
             for _ in range(int(k)):
@@ -331,9 +330,6 @@ class DiscriminatorTrainer:
                         reg_sum += reg.detach()
                         ok = correct(logits.detach(), r)
                         right += torch.stack([(ok * r).sum(), (ok * ~r).sum()])
-                        n_r = int(r.sum())
-                        seen_real += n_r
-                        seen_fake += idx.numel() - n_r
                         if prefix_logits is not None:
                             valid = torch.arange(width, device=self.device)[None, :] < lengths[idx][:, None]
                             ok_t = correct(prefix_logits.detach(), r[:, None].expand(-1, width))
@@ -342,6 +338,8 @@ class DiscriminatorTrainer:
                             pos_seen += ps
         finally:
             disc.train(was_training)
+        # every pass visits each row once: no count per minibatch (on a GPU, one host sync each)
+        seen_real, seen_fake = int(k) * real.shape[0], int(k) * fake.shape[0]
         stats: Dict[str, Any] = {
             "loss": float(loss_sum) / max(seen_real + seen_fake, 1),
             "reg": float(reg_sum) / max(steps, 1),
