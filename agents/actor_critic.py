@@ -31,6 +31,7 @@ from torch import nn
 from agents.adversarial import AdversarialAgent, AdversarialConfig, check_transform, discounted_returns, resolve_transform
 from agents.config import MASKGAN, at_least, nonnegative, param, positive, unit
 from agents.mle import check_finite, derive_seed
+from discriminators.base import seeded
 from textgym.masks import length_mask, masked_mean
 from textgym.rewards import DenseReward
 
@@ -40,8 +41,7 @@ class Critic(nn.Module):
 
     def __init__(self, hidden_dim: int, width: int = 64, seed: int = 0) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
+        with seeded(seed):
             self.net = nn.Sequential(nn.Linear(hidden_dim, width), nn.Tanh(), nn.Linear(width, 1))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

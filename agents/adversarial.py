@@ -30,6 +30,7 @@ import torch
 
 from agents.config import SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
+from discriminators.base import seeded
 from textgym import scorers
 from textgym.data import OracleData
 from textgym.masks import length_mask, strip_padding
@@ -204,8 +205,7 @@ class AdversarialAgent(MLEAgent):
             return d  # an object of the Discriminator protocol
         import discriminators
 
-        with torch.random.fork_rng(devices=[]):  # a seeded initialization that leaves the global RNG alone
-            torch.default_generator.manual_seed(derive_seed(self.seed, "discriminator-init"))
+        with seeded(derive_seed(self.seed, "discriminator-init")):  # leaves the global RNGs alone
             disc = discriminators.make(
                 d, vocab_size=self.data.vocab_size, max_length=self.data.max_length, **self.config.discriminator_options
             )

@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from agents.conditional import ConditionalAgent, ConditionalConfig, ConditionalGenerator
 from agents.config import SIZE, at_least, nonnegative, param, positive
 from agents.mle import check_finite, derive_seed
+from discriminators.base import seeded
 from textgym.classes import MultiOracleData
 
 CATGAN = "CatGAN, Liu et al. 2020 (TextGAN-PyTorch run_catgan.py)"
@@ -166,8 +167,7 @@ class CatGANAgent(ConditionalAgent):
 
         options = dict(emb_dim=c.d_emb_dim, widths=[2, 3, 4, 5], filters=[c.d_filters] * 4, dropout=c.d_dropout,
                        l2_reg=0.0, **c.discriminator_options)
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(derive_seed(seed, "discriminator-init"))
+        with seeded(derive_seed(seed, "discriminator-init")):
             disc: Any = discriminators.make("cnn", vocab_size=self.data.vocab_size, max_length=self.data.max_length,
                                             **options)
         self.discriminator: Any = disc.to(self.device)

@@ -45,6 +45,7 @@ from agents.base import Agent
 from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed, shuffled_order
+from discriminators.base import seeded
 from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData
 from textgym.masks import length_mask
@@ -90,8 +91,7 @@ class ConditionalGenerator(Generator):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed + 1)
+        with seeded(seed + 1):
             self.lstm = nn.LSTM(emb_dim + num_classes, hidden_dim, batch_first=True)
             if init == "seqgan":
                 for p in self.lstm.parameters():

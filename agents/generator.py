@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from discriminators.base import seeded
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
 from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_rows
@@ -71,8 +72,7 @@ class Generator(nn.Module):
         self.vocab_size, self.max_length, self.eos_id = vocab_size, max_length, eos_id
         self.pad_id = self.bos_id = vocab_size
         self.emb_dim, self.hidden_dim = emb_dim, hidden_dim
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
+        with seeded(seed):
             self.embedding = nn.Embedding(vocab_size + 1, emb_dim)
             self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
             self.out = nn.Linear(hidden_dim, vocab_size)

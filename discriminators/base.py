@@ -39,6 +39,23 @@ class DivergenceError(FloatingPointError):
     """A discriminator produced non-finite logits, or its training loss became non-finite."""
 
 
+@contextlib.contextmanager
+def seeded(seed: Optional[int]) -> Iterator[None]:
+    """A block whose random draws (module initializations) come from torch's CPU generator
+    seeded with ``seed``; every global generator is as before after it (None: no seeding).
+
+    The CPU generator alone: ``torch.manual_seed`` would also reseed every CUDA generator,
+    which ``fork_rng(devices=[])`` does not restore. Modules are built on the CPU, so that is
+    the generator their initializations draw from.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
 def check_inputs(
     tokens: torch.Tensor,
     lengths: Optional[torch.Tensor],

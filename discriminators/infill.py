@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from discriminators.base import seeded
+
 State = Tuple[torch.Tensor, torch.Tensor]
 
 
@@ -48,8 +50,7 @@ class Seq2Seq(nn.Module):
                              f"{vocab_size}, {max_length}, {emb_dim}, {hidden_dim}")
         self.vocab_size, self.max_length, self.emb_dim, self.hidden_dim = vocab_size, max_length, emb_dim, hidden_dim
         self.pad_id, self.mask_id = vocab_size, vocab_size + 1
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed):
             self.embedding = nn.Embedding(vocab_size + 2, emb_dim)
             self.encoder = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
             self.decoder = nn.LSTM(2 * emb_dim, hidden_dim, batch_first=True)

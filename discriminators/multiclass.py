@@ -24,7 +24,6 @@ the agents and ``train.py --discriminator`` build by name.
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discriminators.base import BaseDiscriminator, DivergenceError
+from discriminators.base import BaseDiscriminator, DivergenceError, seeded
 from discriminators.cnn import CNNDiscriminator
 from discriminators.rnn import RNNDiscriminator
 
@@ -205,10 +204,7 @@ def make_multiclass(name: str, vocab_size: int, num_classes: int, *, seed: Optio
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for {name!r}; accepted options: {accepted}")
-    ctx = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
-    with ctx:
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed):
         return MultiClassDiscriminator(cls(vocab_size, **options), num_classes)
 
 

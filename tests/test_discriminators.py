@@ -533,7 +533,8 @@ def test_trainer_adds_the_regularization_to_the_loss(device):
 @pytest.mark.parametrize("size", ["small", "seqgan"])
 def test_cnn_completion_scores_equal_plain_scores(size, device):
     """Groups of n rows sharing a prefix, including prefixes that hold the sequence's end, rows
-    shorter than the widest window and padded rows: score_completions equals score."""
+    shorter than the widest window and padded rows: score_completions equals score. (Off the
+    CPU, score_completions is score itself: this checks the fallback and its group check.)"""
     V, T, n = 30, 12, 4
     d = CNNDiscriminator(V, T, size=size).to(device)
     g = torch.Generator().manual_seed(0)
@@ -595,3 +596,23 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, device)
             assert a is None or not a.any()
         else:
             torch.testing.assert_close(a, b)
+
+
+def test_seeded_blocks_draw_from_the_seed_and_leave_every_global_generator_as_it_was(device):
+    from discriminators.base import seeded
+
+    cpu_before = torch.get_rng_state()
+    cuda_before = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    with seeded(3):
+        x = torch.rand(4)
+        layer = torch.nn.Linear(3, 2)
+    assert torch.equal(x, torch.rand(4, generator=torch.Generator().manual_seed(3)))
+    with seeded(3):
+        torch.rand(4)
+        assert torch.equal(torch.nn.Linear(3, 2).weight, layer.weight)  # the same seed builds the same module
+    assert torch.equal(torch.get_rng_state(), cpu_before)
+    if cuda_before is not None:
+        assert torch.equal(torch.cuda.get_rng_state(device), cuda_before)
+    with seeded(None):  # no seeding: the global stream goes on
+        y = torch.rand(1)
+    assert torch.equal(y, torch.rand(1, generator=torch.Generator().set_state(cpu_before)))

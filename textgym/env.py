@@ -30,6 +30,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from discriminators.base import seeded
 from textgym.data import OracleData, TextData, pack, resolve_data
 from textgym.masks import length_mask, pad_after
 from textgym.protocols import Discriminator, RolloutPolicy
@@ -55,9 +56,7 @@ def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextDat
             return OracleScorer(data.oracle_on(device))
         import discriminators
 
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.default_generator.manual_seed(seed)
+        with seeded(seed):
             disc = discriminators.make(discriminator, vocab_size=data.vocab_size, max_length=data.max_length)
         return disc.to(device)
     return discriminator
