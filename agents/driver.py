@@ -197,6 +197,17 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     return header, state
 
 
+def load_agent_state(agent: Agent, path: Path, header: Dict[str, Any], state: Dict[str, Any]) -> None:
+    """Load a checkpoint's agent state (its RNG states included) into ``agent``; RunError when
+    the checkpoint was written on another device type, whose generator states cannot drive
+    this device's draws (checkpoints from before the device type was recorded: unchecked)."""
+    written_on = header.get("device_type", agent.device.type)
+    if written_on != agent.device.type:
+        raise RunError(f"{path} was written by a run on {written_on}; load it with --device {written_on} "
+                       f"(its random-number states are {written_on}'s and cannot drive {agent.device.type} draws)")
+    agent.load_state_dict(state)
+
+
 def _check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
     theirs, ours = header["config"], run_values(resolved)
     diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
@@ -371,11 +382,7 @@ def train(
         header, state = read_checkpoint(ckpt)
         _check_same_config(ckpt, header, resolved)
         _check_same_data(ckpt, header, data, run, "resume")
-        written_on = header.get("device_type", agent.device.type)  # checkpoints before it was recorded: unchecked
-        if written_on != agent.device.type:
-            raise RunError(f"{ckpt} was written by a run on {written_on}; resume it with --device {written_on} "
-                           f"(its random-number states are {written_on}'s and cannot drive {agent.device.type} draws)")
-        agent.load_state_dict(state)
+        load_agent_state(agent, ckpt, header, state)
     elif run.init_from:
         warm = warm_start(agent, run)
     folder.mkdir(parents=True, exist_ok=True)

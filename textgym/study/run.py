@@ -14,7 +14,7 @@ import torch
 
 from agents.conditional import ConditionalAgent
 from agents.config import Resolved, RunConfig
-from agents.driver import RunError, atomic_write_json, build_agent, load_data, read_checkpoint, train
+from agents.driver import RunError, atomic_write_json, build_agent, load_agent_state, load_data, read_checkpoint, train
 from agents.infill import InfillAgent
 from textgym.data import OracleData, TextData
 from textgym.study.report import write_outputs
@@ -52,11 +52,11 @@ def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, dev
     if task_of(spec).name in ("infill", "classes"):
         if resolved is None:
             raise ValueError("an in-filling or class-conditional sweep rebuilds the run's agent: pass its resolved config")
-        _, state = read_checkpoint(folder / "checkpoint.pt")
+        header, state = read_checkpoint(folder / "checkpoint.pt")
         agent = build_agent(resolved, data, device)
         if not isinstance(agent, (InfillAgent, ConditionalAgent)):
             raise RunError(f"{folder}: agent {resolved.agent!r} has no task evaluation at a temperature")
-        agent.load_state_dict(state)
+        load_agent_state(agent, folder / "checkpoint.pt", header, state)
         return [{"temperature": float(tau), **agent.evaluate_task(spec.eval_samples, spec.eval_test_size, sample_seed,
                                                                   temperature=float(tau))[0]}
                 for tau in spec.temperatures]
