@@ -216,15 +216,13 @@ class CNNDiscriminator(BaseDiscriminator):
         (``unique``, ``nonzero``), and cost more than the arithmetic they save, so there every
         completion is scored in full (``score``); ``bench/results/gpu-h200`` has the figures.
         """
+        M = prefix_lengths.shape[0]
+        if tokens.shape[0] != M * n:
+            raise ValueError(f"{tokens.shape[0]} completions do not make {M} groups of {n}")
         if tokens.device.type != "cpu":
-            if tokens.shape[0] != prefix_lengths.shape[0] * n:
-                raise ValueError(f"{tokens.shape[0]} completions do not make {prefix_lengths.shape[0]} groups of {n}")
             return self.score(tokens, lengths)
         with self.scoring():
             tokens, lengths, _ = self.check_inputs(tokens, lengths)
-            M = prefix_lengths.shape[0]
-            if tokens.shape[0] != M * n:
-                raise ValueError(f"{tokens.shape[0]} completions do not make {M} groups of {n}")
             e = self._embed(tokens)
             shared = torch.minimum(prefix_lengths.to(lengths.device), lengths[::n])  # the common part of a group
             p = shared.repeat_interleave(n)

@@ -29,6 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--device {name!r}: {exc}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise pytest.UsageError(f"--device {name}: this machine has no CUDA device (torch.cuda.is_available() is False)")
+    if config.getoption("--cuda-defaults") and dev.type != "cuda":
+        raise pytest.UsageError("--cuda-defaults applies to --device cuda only")
     if dev.type == "cuda" and not config.getoption("--cuda-defaults"):
         # The device tests compare CUDA results with CPU references to float32 tolerances and
         # resumed runs with uninterrupted ones bit for bit. cuDNN rounds convolution and RNN

@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from textgym.oracle import OracleLSTM
-from textgym.sampling import CDF_BLOCK, exp_safe_bound, flat_at_zeros, inverse_cdf, linear_log_softmax, linear_logit_bound, sample_logits
+from textgym.sampling import (
+    CDF_BLOCK,
+    exp_safe_bound,
+    flat_at_zeros,
+    inverse_cdf,
+    linear_log_softmax,
+    linear_logit_bound,
+    sample_logits,
+)
 
 
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.6])
@@ -68,6 +76,8 @@ def test_two_level_inverse_cdf_is_the_one_level_search_and_never_draws_a_zero(de
     u[64:128] = 1.0 - 2.0**-24  # the largest float below 1
     ids = inverse_cdf(p.to(device), u.to(device))
     assert ids.device.type == device.type
+    # the flattened scan (a GPU's path) draws the same ids as the exact one
+    assert torch.equal(inverse_cdf(p.to(device), u.to(device), exact_scan=False), ids)
     ids = ids.cpu()
     assert bool((p.gather(1, ids[:, None]) > 0).all())
     cdf = p.double().cumsum(1)

@@ -109,13 +109,15 @@ def flat_at_zeros(cum: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     return torch.where(positive, cum, torch.zeros_like(cum)).cummax(1).values
 
 
-def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor, *, exact_scan: Optional[bool] = None) -> torch.Tensor:
     """The inverse-CDF draw of each row: the first id whose cumulative probability exceeds
     ``u · Σ probs``, found in two levels instead of one ``cumsum`` over all V entries.
 
     Args:
         probs: ``(N, V)`` unnormalized probabilities (finite, >= 0, each row's sum > 0).
         u: ``(N, 1)`` uniforms in [0, 1).
+        exact_scan: whether ``cumsum`` adds sequentially (then it never steps at a zero entry
+            and :func:`flat_at_zeros` is skipped); None: by device, True on the CPU only.
 
     Returns:
         ``(N,)`` int64 ids; never one of probability 0.
@@ -134,7 +136,7 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     sums = probs[:, : nb * B].unflatten(1, (nb, B)).sum(-1)
     if tail:
         sums = torch.cat([sums, probs[:, nb * B :].sum(1, keepdim=True)], 1)
-    exact = probs.device.type == "cpu"  # a sequential cumsum: x + 0 == x, never a step at a zero
+    exact = probs.device.type == "cpu" if exact_scan is None else exact_scan  # sequential: x + 0 == x
     positive = None if exact else sums > 0
     cdf = sums.cumsum_(1)  # (N, blocks)
     if positive is not None:
