@@ -6,13 +6,14 @@
 #   OUT=gpu-out bench/gpu_check.sh            # on a machine with a GPU, from the repository root
 #   DEVICE=cpu QUICK=1 bench/gpu_check.sh     # a dry run of the script itself on the CPU
 #
-# Writes into $OUT: env.txt (device, driver, versions), tests.log, bench.log (the benchmarks'
+# The steps' limits add up to more than one device call allows (600 s): the first steps are the
+# ones a short call must not miss; the rest run if time is left. Writes into $OUT: env.txt (device, driver, versions), tests.log, bench.log (the benchmarks'
 # progress) and bench.jsonl (their JSON lines, one per benchmark). The data sets are read from
 # $TEXTGYM_DATA; wheels in .whl/ (packages missing on the machine) are installed first.
 set -u
 OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}
-QUICK=${QUICK:+--quick}
+QUICK=$([ "${QUICK:-0}" = 1 ] && echo --quick)
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -32,13 +33,14 @@ step() {  # step NAME LIMIT_S STDOUT_FILE COMMAND...: run with a time limit; its
     timeout "$limit" "$@" >"$out" 2>>"$OUT/bench.log"
     local rc=$?
     echo "== $name: rc=$rc, $((SECONDS - t0)) s" | tee -a "$OUT/bench.log"
+    return $rc
 }
 
 bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its last) into bench.jsonl
     local name=$1 limit=$2 script=$3
     shift 3
-    (cd bench && step "$name" "$limit" "$OUT/last.out" $PY "$script" --device "$DEVICE" "$@")
-    tail -n 1 "$OUT/last.out" >>"$OUT/bench.jsonl"
+    (cd bench && step "$name" "$limit" "$OUT/last.out" $PY "$script" --device "$DEVICE" "$@") \
+        && tail -n 1 "$OUT/last.out" >>"$OUT/bench.jsonl"
     rm -f "$OUT/last.out"
 }
 
@@ -46,7 +48,7 @@ bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its l
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1
     $PY -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
     $PY -c "import os; print('cpus', os.cpu_count())"
-    $PY -m pip list 2>/dev/null | grep -i -E "^(torch|numpy|gymnasium|stable|sb3|nltk) "
+    $PY -m pip list 2>/dev/null | grep -i -E "^(torch|numpy|gymnasium|stable[-_]baselines3|sb3[-_]contrib|nltk) "
 } >"$OUT/env.txt" 2>&1
 
 step tests 150 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -q -W ignore -p no:cacheprovider -rf
@@ -58,7 +60,7 @@ if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else
     bench env 90 env_throughput.py --sizes 256 1024 16384 --sync-max 256 $R; fi
 bench discriminator 60 discriminator.py $R
 bench discriminator-cudnn-benchmark 60 discriminator.py $R --cudnn-benchmark
-bench protocol 150 paper_protocol.py ${QUICK:---mle 3 --d-pretrain 2 --adv 2}
+bench protocol 150 paper_protocol.py ${QUICK:---mle 3 --d-pretrain 2 --adv 1}
 bench sb3 90 sb3_throughput.py $R
 bench bleu 30 bleu.py --quick
 bench infill 90 infill.py --quick --out "$OUT/runs-infill"

@@ -10,8 +10,9 @@ Device time is scarce, so by default the run is the same recipe with fewer itera
 phase (``--mle``, ``--d-pretrain``, ``--adv``), everything else as in the paper budget. Each
 iteration's training seconds are recorded by phase; the time between two iterations beyond
 training is the evaluation (iterations that evaluate) or the checkpoint (the others). The
-projection is n_phase × median seconds per iteration of each phase + 75 evaluations + 370
-checkpoints + the initial evaluation: phases cost the same per iteration whatever their
+projection is Σ over phases of n_phase × (median training seconds + median checkpoint seconds
+of that phase) + 74 evaluations (every 5th of the 370 iterations) + the start-up with the
+initial evaluation: phases cost the same per iteration whatever their
 number, so the projection is the protocol's time up to the spread of those medians. ``--full``
 runs the whole protocol and reports the measured time as well.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 from common import emit, log, parser
@@ -53,6 +54,8 @@ def main() -> None:
         timed = {"mle": 1, "d_pretrain": 1, "adv": 1}
     else:
         timed = {"mle": args.mle, "d_pretrain": args.d_pretrain, "adv": args.adv}
+        if min(timed.values()) < 1:
+            p.error("--mle, --d-pretrain and --adv must be at least 1: each phase is projected from its own iterations")
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
                                 "adv_steps": timed["adv"]}
     if args.quick:  # a seconds-long smoke run of the same code path
@@ -60,41 +63,45 @@ def main() -> None:
     resolved = resolve(preset("seqgan"), "paper", explicit=explicit)
 
     seconds: Dict[str, List[float]] = {k: [] for k in counts}
-    evals: List[float] = []
-    checkpoints: List[float] = []
+    checkpoints: Dict[str, List[float]] = {k: [] for k in counts}  # by phase: the discriminator's state adds to it
+    evals: List[Tuple[str, float]] = []
     last = [0.0]
     first_rest: List[float] = []  # start-up, the initial evaluation and the first checkpoint
 
     def on_iteration(agent: Any, stats: Dict[str, Any], dt: float) -> None:
         now = time.perf_counter()
-        seconds[stats["phase"]].append(dt)
+        phase = stats["phase"]
+        seconds[phase].append(dt)
         rest = now - last[0] - dt  # evaluation (when this iteration evaluates) and checkpoint
         if not first_rest:
             first_rest.append(rest)
         elif agent.iteration % every == 0 or agent.iteration == agent.total_iterations:
-            evals.append(rest)
+            evals.append((phase, rest))
         else:
-            checkpoints.append(rest)
+            checkpoints[phase].append(rest)
         last[0] = now
-        log(f"iteration {agent.iteration} ({stats['phase']}): {dt:.2f} s training, {rest:.2f} s evaluation/checkpoint")
+        log(f"iteration {agent.iteration} ({phase}): {dt:.2f} s training, {rest:.2f} s evaluation/checkpoint")
 
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         last[0] = t0
         summary = train(resolved, out, device=device, quiet=True, on_iteration=on_iteration)
         wall = time.perf_counter() - t0
-    first = seconds["mle"][0] if seconds["mle"] else 0.0
-    med = {k: statistics.median(v[1:] if k == "mle" and len(v) > 1 else v) for k, v in seconds.items() if v}
-    start_up = first_rest[0] if first_rest else 0.0
-    ckpt = statistics.median(checkpoints) if checkpoints else 0.0
-    ev = statistics.median(evals) - ckpt if evals else 0.0
+    first = seconds["mle"][0]
+    med = {k: statistics.median(v[1:] if k == "mle" and len(v) > 1 else v) for k, v in seconds.items()}
+    start_up = first_rest[0]
+    every_ckpt = [c for v in checkpoints.values() for c in v]
+    fallback = statistics.median(every_ckpt) if every_ckpt else 0.0
+    ckpt = {k: statistics.median(v) if v else fallback for k, v in checkpoints.items()}
+    ev = statistics.median([rest - ckpt[phase] for phase, rest in evals]) if evals else 0.0
     total_iters = sum(counts.values())
     n_evals = total_iters // every + (total_iters % every != 0)
-    # the first iteration's checkpoint is inside start_up; its epoch's extra (warm-up) counted once
-    projected = (sum(counts[k] * med.get(k, 0.0) for k in counts) + n_evals * ev + (total_iters - 1) * ckpt + start_up
-                 + (first - med.get("mle", first)))
+    # the first iteration's checkpoint is inside start_up; its epoch's extra (warm-up) is counted once
+    projected = (sum(counts[k] * (med[k] + ckpt[k]) for k in counts) - ckpt["mle"] + n_evals * ev + start_up
+                 + (first - med["mle"]))
     log(f"seconds per iteration: {', '.join(f'{k} {v:.2f}' for k, v in med.items())}; evaluation {ev:.2f}, "
-        f"checkpoint {ckpt:.2f}; projected protocol {projected:.0f} s ({projected / 60:.1f} min); this run {wall:.0f} s")
+        f"checkpoint {', '.join(f'{k} {v:.2f}' for k, v in ckpt.items())}; "
+        f"projected protocol {projected:.0f} s ({projected / 60:.1f} min); this run {wall:.0f} s")
     emit({
         "benchmark": "paper_protocol", "agent": "seqgan", "budget": "paper", "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
