@@ -208,10 +208,13 @@ class Generator(nn.Module):
         ended = torch.zeros(M, dtype=torch.bool, device=self.device)
         for t in range(T):
             h, c = self._cell(table[prev], h, c, w_hh)
-            free = (prefix_lengths <= t).nonzero().squeeze(1)
-            if free.numel():
-                tokens[free, t] = sample_rows(h.index_select(0, free), self.out.weight, self.out.bias, temperature,
-                                              generator, bound)
+            if t >= max_prefix:  # every row samples: no row search (on a GPU, a host sync per step)
+                tokens[:, t] = sample_rows(h, self.out.weight, self.out.bias, temperature, generator, bound)
+            else:
+                free = (prefix_lengths <= t).nonzero().squeeze(1)
+                if free.numel():
+                    tokens[free, t] = sample_rows(h.index_select(0, free), self.out.weight, self.out.bias, temperature,
+                                                  generator, bound)
             prev = tokens[:, t]
             if self.eos_id is not None:
                 ended |= prev == self.eos_id

@@ -276,11 +276,15 @@ class OracleLSTM(nn.Module):
         bound = self.logit_bound()
         h, c = self._zeros(M)
         prev = torch.full((M,), START_TOKEN, dtype=torch.long, device=tokens.device)
+        max_prefix = int(prefix_lengths.max()) if M else 0
         for t in range(T):
             h, c = self.cell(self.embedding[prev], h, c)
-            free = (prefix_lengths <= t).nonzero().squeeze(1)
-            if free.numel():
-                tokens[free, t] = sample_rows(h.index_select(0, free), self.Wo, self.bo, temperature, generator, bound)
+            if t >= max_prefix:  # every row samples: no row search (on a GPU, a host sync per step)
+                tokens[:, t] = sample_rows(h, self.Wo, self.bo, temperature, generator, bound)
+            else:
+                free = (prefix_lengths <= t).nonzero().squeeze(1)
+                if free.numel():
+                    tokens[free, t] = sample_rows(h.index_select(0, free), self.Wo, self.bo, temperature, generator, bound)
             prev = tokens[:, t]
         return tokens
 
