@@ -59,7 +59,8 @@ def main() -> None:
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
                                 "adv_steps": timed["adv"]}
     if args.quick:  # a seconds-long smoke run of the same code path
-        explicit.update(train_size=256, d_samples=256, n_rollouts=2, eval_samples=64, eval_test_size=64)
+        explicit.update(train_size=256, d_samples=256, d_steps=1, d_epochs=1, n_rollouts=2, eval_samples=64,
+                        eval_test_size=64)
     resolved = resolve(preset("seqgan"), "paper", explicit=explicit)
 
     seconds: Dict[str, List[float]] = {k: [] for k in counts}
