@@ -50,7 +50,7 @@ from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
-from textgym.sampling import linear_logit_bound, sample_rows
+from textgym.sampling import linear_logit_bound, sample_past_prefix
 
 __all__ = ["BLEU_HYPOTHESES", "ConditionalAgent", "ConditionalConfig", "ConditionalGenerator", "require_classes"]
 
@@ -149,12 +149,11 @@ class ConditionalGenerator(Generator):
         c = torch.zeros_like(h)
         prev = torch.full((M,), self.bos_id, dtype=torch.long, device=self.device)
         cx = class_table[cls]
+        max_prefix = int(prefix_lengths.max()) if M else 0
         for t in range(T):
             h, c = self._cell(table[prev] + cx, h, c, w_hh)
-            free = (prefix_lengths <= t).nonzero().squeeze(1)
-            if free.numel():
-                tokens[free, t] = sample_rows(h.index_select(0, free), self.out.weight, self.out.bias, temperature,
-                                              generator, bound)
+            sample_past_prefix(tokens, t, h, prefix_lengths, max_prefix, self.out.weight, self.out.bias, temperature,
+                               generator, bound)
             prev = tokens[:, t]
         return tokens
 

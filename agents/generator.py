@@ -30,7 +30,7 @@ from torch import nn
 from discriminators.base import seeded
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
-from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_rows
+from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_past_prefix
 
 INITS = ("seqgan", "default")
 
@@ -208,13 +208,8 @@ class Generator(nn.Module):
         ended = torch.zeros(M, dtype=torch.bool, device=self.device)
         for t in range(T):
             h, c = self._cell(table[prev], h, c, w_hh)
-            if t >= max_prefix:  # every row samples: no row search (on a GPU, a host sync per step)
-                tokens[:, t] = sample_rows(h, self.out.weight, self.out.bias, temperature, generator, bound)
-            else:
-                free = (prefix_lengths <= t).nonzero().squeeze(1)
-                if free.numel():
-                    tokens[free, t] = sample_rows(h.index_select(0, free), self.out.weight, self.out.bias, temperature,
-                                                  generator, bound)
+            sample_past_prefix(tokens, t, h, prefix_lengths, max_prefix, self.out.weight, self.out.bias, temperature,
+                               generator, bound)
             prev = tokens[:, t]
             if self.eos_id is not None:
                 ended |= prev == self.eos_id

@@ -28,7 +28,7 @@ from torch import nn
 
 from textgym.masks import length_mask, strip_padding
 from textgym.paths import data_path
-from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_rows
+from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_past_prefix
 
 ORACLE_KEYS = (
     "00_g_embeddings", "01_Wi", "02_Ui", "03_bi", "04_Wf", "05_Uf", "06_bf",
@@ -279,12 +279,7 @@ class OracleLSTM(nn.Module):
         max_prefix = int(prefix_lengths.max()) if M else 0
         for t in range(T):
             h, c = self.cell(self.embedding[prev], h, c)
-            if t >= max_prefix:  # every row samples: no row search (on a GPU, a host sync per step)
-                tokens[:, t] = sample_rows(h, self.Wo, self.bo, temperature, generator, bound)
-            else:
-                free = (prefix_lengths <= t).nonzero().squeeze(1)
-                if free.numel():
-                    tokens[free, t] = sample_rows(h.index_select(0, free), self.Wo, self.bo, temperature, generator, bound)
+            sample_past_prefix(tokens, t, h, prefix_lengths, max_prefix, self.Wo, self.bo, temperature, generator, bound)
             prev = tokens[:, t]
         return tokens
 

@@ -197,6 +197,31 @@ def sample_rows(
     return ids
 
 
+def sample_past_prefix(
+    tokens: torch.Tensor,
+    t: int,
+    h: torch.Tensor,
+    prefix_lengths: torch.Tensor,
+    max_prefix: int,
+    weight: torch.Tensor,
+    bias: Optional[torch.Tensor],
+    temperature: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    bound: Optional[float] = None,
+) -> None:
+    """One lock-step of a rollout: write column ``t`` of ``tokens`` (M, T) with :func:`sample_rows`
+    draws from ``h`` (M, H) for the rows past their prefix (``prefix_lengths <= t``); the others
+    keep their prefix token. ``max_prefix`` is ``prefix_lengths.max()``: from there on every row
+    draws, with no search for the free rows (on a GPU, a host sync per step). The draws are the
+    same either way."""
+    if t >= max_prefix:
+        tokens[:, t] = sample_rows(h, weight, bias, temperature, generator, bound)
+        return
+    free = (prefix_lengths <= t).nonzero().squeeze(1)
+    if free.numel():
+        tokens[free, t] = sample_rows(h.index_select(0, free), weight, bias, temperature, generator, bound)
+
+
 def _base2(weight: torch.Tensor, bias: Optional[torch.Tensor], temperature: float) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The output layer scaled by log2(e)/τ, whose logits z' = z·log2(e)/τ give 2^z' = e^(z/τ)."""
     scale = _LOG2E / temperature
