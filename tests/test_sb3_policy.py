@@ -15,8 +15,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 import agents
 from agents.generator import Generator
-from agents.sb3_policy import (GeneratorPolicy, HeadWorkspace, KLRewardCallback, PrefixEncoder, generator_policy_kwargs,
-                               grouped_hidden, head_log_prob_entropy)
+from agents.policy_head import HeadWorkspace, head_log_prob_entropy
+from agents.sb3_policy import GeneratorPolicy, KLRewardCallback, PrefixEncoder, generator_policy_kwargs, grouped_hidden
 from textgym import TokenVecEnv
 from textgym.rewards import KLController, kl_shaped
 from textgym.sb3 import DiscriminatorCallback, SB3VecEnv
@@ -234,8 +234,9 @@ def test_ppo_and_a2c_train_the_generator_policy(small_oracle_data):
 
 
 def test_discriminator_callback_with_defaults_trains_the_envs_discriminator(small_oracle_data, tmp_path):
-    import discriminators
     from stable_baselines3.common.logger import configure
+
+    import discriminators
 
     torch.manual_seed(0)
     disc = discriminators.make("rnn", vocab_size=V, max_length=L, hidden=16, emb_dim=8)
