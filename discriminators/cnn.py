@@ -104,6 +104,7 @@ class CNNDiscriminator(BaseDiscriminator):
     """
 
     supports_prefixes = False
+    graph_capturable = True  # encode and head make no host sync off the CPU (discriminators.graphed)
 
     def __init__(
         self,

@@ -53,6 +53,17 @@ from torch import nn
 
 from discriminators.base import DivergenceError
 from discriminators.evaluation import balanced_by_position, correct, evaluate, per_position_sums
+from discriminators.graphed import (
+    LOSS,
+    NONFINITE,
+    REG,
+    RIGHT_FAKE,
+    RIGHT_REAL,
+    GraphedUpdates,
+    UpdateBody,
+    graph_capturable,
+    init_adam_state,
+)
 
 POSITIONS = ("last", "all")
 
@@ -80,6 +91,10 @@ class DiscriminatorTrainer:
             ``"all"`` for a discriminator with per-prefix scores, else ``"last"``.
         position_weights: with ``positions="all"``, ``(max_length,)`` non-negative weights
             ``w_t`` of the positions (None: uniform over the valid positions).
+        cuda_graph: replay each minibatch update as one captured CUDA graph
+            (:mod:`discriminators.graphed`: a non-finite loss is then caught at the end of the
+            call, which restores the call's starting state). None: on for a CUDA device when
+            the discriminator is ``graph_capturable`` and ``positions="last"``.
     """
 
     def __init__(
@@ -99,6 +114,7 @@ class DiscriminatorTrainer:
         seed: Optional[int] = None,
         positions: Optional[str] = None,
         position_weights: Optional[torch.Tensor] = None,
+        cuda_graph: Optional[bool] = None,
     ) -> None:
         if not isinstance(discriminator, nn.Module):
             raise ValueError(
@@ -124,8 +140,6 @@ class DiscriminatorTrainer:
         self.lr, self.weight_decay, self.label_smoothing = lr, weight_decay, label_smoothing
         self.replay_size, self.replay_fraction, self.batch_size = int(replay_size), replay_fraction, int(batch_size)
         self.max_grad_norm = max_grad_norm
-        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
-                                          fused=True)  # one pass over the (large) CNN's parameters
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
         self.total_steps = 0
         # getattr: nn.Module's __getattr__ types other attributes as Tensor | Module, not int
@@ -161,6 +175,23 @@ class DiscriminatorTrainer:
             if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
                 raise ValueError("position_weights must be finite, >= 0 and not all 0")
             self.position_weights = w.to(self.device)
+        capturable = graph_capturable(discriminator, positions)
+        if cuda_graph is None:
+            cuda_graph = self.device.type == "cuda" and capturable
+        elif cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph=True needs a CUDA device; the discriminator is on {self.device}")
+        elif cuda_graph and not capturable:
+            raise ValueError(
+                f"cuda_graph=True needs positions='last' and a discriminator that declares graph_capturable "
+                f"(no host sync in encode and head); {type(discriminator).__name__} with positions={positions!r} is not"
+            )
+        self.cuda_graph = bool(cuda_graph)
+        self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
+                                          fused=True,  # one pass over the (large) CNN's parameters
+                                          capturable=self.cuda_graph)
+        self._stats = torch.zeros(5, device=self.device)  # graphed.LOSS ... graphed.NONFINITE
+        self._graphed = GraphedUpdates(UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm)) \
+            if self.cuda_graph else None
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], side: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -272,7 +303,8 @@ class DiscriminatorTrainer:
 
         Raises:
             ValueError: bad inputs (also those the discriminator rejects).
-            DivergenceError: a non-finite loss or logit (the update is not applied).
+            DivergenceError: a non-finite loss or logit (the update is not applied; with
+                ``cuda_graph``, the call's starting state is restored).
         """
         if int(k) < 1:
             raise ValueError(f"k (passes over the data) must be >= 1, got {k}")
@@ -301,41 +333,44 @@ class DiscriminatorTrainer:
         pos_seen = torch.zeros(2, width, device=self.device)
         steps = 0
         try:
-            for _ in range(int(k)):
-                perm = torch.randperm(M, generator=self.generator).to(self.device)
-                for start in range(0, M, self.batch_size):
-                    idx = perm[start : start + self.batch_size]
-                    update = self.total_steps + 1
-                    try:
-                        loss, logits, prefix_logits = self._objective(tokens[idx], lengths[idx], targets[idx])
-                    except DivergenceError as exc:
-                        raise DivergenceError(f"discriminator update {update}: {exc}") from exc
-                    reg = self._regularization()
-                    total = loss + reg
-                    if not bool(torch.isfinite(total)):
-                        raise DivergenceError(
-                            f"discriminator loss is {float(loss)} (regularization {float(reg)}) at update {update} "
-                            f"(call's step {steps + 1}); lower the learning rate or restore a checkpoint"
-                        )
-                    self.optimizer.zero_grad(set_to_none=True)
-                    total.backward()
-                    if self.max_grad_norm is not None:
-                        nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
-                    self.optimizer.step()
-                    self.total_steps += 1
-                    steps += 1
-                    with torch.no_grad():
-                        r = is_real[idx]
-                        loss_sum += loss.detach() * idx.numel()
-                        reg_sum += reg.detach()
-                        ok = correct(logits.detach(), r)
-                        right += torch.stack([(ok * r).sum(), (ok * ~r).sum()])
-                        if prefix_logits is not None:
-                            valid = torch.arange(width, device=self.device)[None, :] < lengths[idx][:, None]
-                            ok_t = correct(prefix_logits.detach(), r[:, None].expand(-1, width))
-                            pr, ps = per_position_sums(ok_t, valid, r)
-                            pos_right += pr
-                            pos_seen += ps
+            if self._graphed is not None:
+                loss_sum, reg_sum, right, steps = self._graphed_passes(tokens, lengths, targets, is_real, int(k))
+            else:
+                for _ in range(int(k)):
+                    perm = torch.randperm(M, generator=self.generator).to(self.device)
+                    for start in range(0, M, self.batch_size):
+                        idx = perm[start : start + self.batch_size]
+                        update = self.total_steps + 1
+                        try:
+                            loss, logits, prefix_logits = self._objective(tokens[idx], lengths[idx], targets[idx])
+                        except DivergenceError as exc:
+                            raise DivergenceError(f"discriminator update {update}: {exc}") from exc
+                        reg = self._regularization()
+                        total = loss + reg
+                        if not bool(torch.isfinite(total)):
+                            raise DivergenceError(
+                                f"discriminator loss is {float(loss)} (regularization {float(reg)}) at update {update} "
+                                f"(call's step {steps + 1}); lower the learning rate or restore a checkpoint"
+                            )
+                        self.optimizer.zero_grad(set_to_none=True)
+                        total.backward()
+                        if self.max_grad_norm is not None:
+                            nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
+                        self.optimizer.step()
+                        self.total_steps += 1
+                        steps += 1
+                        with torch.no_grad():
+                            r = is_real[idx]
+                            loss_sum += loss.detach() * idx.numel()
+                            reg_sum += reg.detach()
+                            ok = correct(logits.detach(), r)
+                            right += torch.stack([(ok * r).sum(), (ok * ~r).sum()])
+                            if prefix_logits is not None:
+                                valid = torch.arange(width, device=self.device)[None, :] < lengths[idx][:, None]
+                                ok_t = correct(prefix_logits.detach(), r[:, None].expand(-1, width))
+                                pr, ps = per_position_sums(ok_t, valid, r)
+                                pos_right += pr
+                                pos_seen += ps
         finally:
             disc.train(was_training)
         # every pass visits each row once: no count per minibatch (on a GPU, one host sync each)
@@ -354,6 +389,35 @@ class DiscriminatorTrainer:
         if self.positions == "all":
             stats["acc_by_position"] = balanced_by_position(pos_right.cpu(), pos_seen.cpu())
         return stats
+
+    def _graphed_passes(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
+                        k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """``k`` passes of :mod:`discriminators.graphed` updates: (BCE sum, regularization sum,
+        right calls (real, fake), updates). One host sync, at the end, reads the non-finite count;
+        if it is not 0 the call's starting state is restored and DivergenceError raised."""
+        assert self._graphed is not None
+        init_adam_state(self.optimizer)  # so that the snapshot holds it, and a captured step finds it
+        state = [t for t in self.optimizer.state.values() for t in t.values() if torch.is_tensor(t)]
+        snapshot = [(t, t.detach().clone()) for t in [*self.discriminator.parameters(), *state]]
+        self._stats.zero_()
+        M, steps = tokens.shape[0], 0
+        for _ in range(k):
+            perm = torch.randperm(M, generator=self.generator).to(self.device)
+            for start in range(0, M, self.batch_size):
+                self._graphed.run(tokens, lengths, targets, is_real, perm[start : start + self.batch_size])
+                steps += 1
+        stats = self._stats.cpu()
+        if stats[NONFINITE] > 0:
+            with torch.no_grad():
+                for t, saved in snapshot:
+                    t.copy_(saved)
+            raise DivergenceError(
+                f"the discriminator's loss or logits were not finite in {int(stats[NONFINITE])} of this call's {steps} "
+                f"updates (after update {self.total_steps}); its weights and optimizer are restored to their state before "
+                "the call; lower the learning rate or restore a checkpoint"
+            )
+        self.total_steps += steps
+        return stats[LOSS], stats[REG], stats[RIGHT_REAL : RIGHT_FAKE + 1], steps
 
     def evaluate(
         self,
@@ -394,6 +458,10 @@ class DiscriminatorTrainer:
             raise ValueError(f"trainer state lacks {sorted(missing)}")
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a state saved by an eager trainer says capturable=False
+            group["capturable"] = self.cuda_graph
+        if self._graphed is not None:
+            self._graphed.reset()  # the graphs hold the replaced state tensors' addresses
         self.generator.set_state(state["generator"])
         self.replay_tokens = state["replay_tokens"].to(self.device, torch.long).clone()
         self.replay_lengths = state["replay_lengths"].to(self.device, torch.long).clone()

@@ -1,0 +1,148 @@
+"""The discriminator update as one captured CUDA graph, replayed once per minibatch.
+
+On a GPU a small discriminator's update is hundreds of tiny kernels (SeqGAN's CNN: about 470
+per update of 64 sequences), and launching them from Python costs many times their run time.
+A CUDA graph records the whole update once — forward, loss, backward, gradient clipping, the
+Adam step and the running statistics — and replays it with one launch. Replaying needs fixed
+addresses: the minibatch is copied into static buffers first, the optimizer is a capturable
+Adam, and nothing inside may make the host wait for the device (``bool(tensor)``, ``.item()``).
+
+So the update body differs from the eager one in two ways, both about checks:
+
+1. Inputs are checked once per call, on the whole set (``DiscriminatorTrainer._prepare``), not
+   per minibatch, and the body calls ``encode`` and ``head`` directly: ``forward``'s checks wait
+   for the device.
+2. A non-finite loss or logit cannot stop the update that produced it. The body counts such
+   updates on the device; the trainer reads the count once at the end of the call and, if it is
+   not 0, restores the discriminator and its optimizer to their state at the start of the call
+   (a snapshot taken then) and raises :class:`~discriminators.base.DivergenceError`. The eager
+   path raises before the first bad update instead, keeping the call's earlier updates.
+
+A graph is captured for each (rows, width) minibatch shape after ``WARMUP`` eager updates of
+that shape, run on a side stream as CUDA's capture rules ask (they initialize the optimizer's
+state and the libraries' workspaces). Replays draw dropout from the same generator offsets as
+eager updates would, so a captured update equals the eager one given the same state.
+
+:class:`UpdateBody` is the update itself; :class:`GraphedUpdates` caches the graphs. On the CPU
+the body runs directly (``capture=False``), which is how the tests check it against the eager
+update without a GPU.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from discriminators.evaluation import correct
+
+#: eager updates of a shape before its graph is captured
+WARMUP = 3
+#: graphs kept (one per minibatch shape); the oldest is dropped past this
+MAX_GRAPHS = 4
+#: slots of the running statistics: BCE sum (× rows), regularization sum, right calls on real and
+#: on fake rows, updates with a non-finite loss or logit
+LOSS, REG, RIGHT_REAL, RIGHT_FAKE, NONFINITE = range(5)
+
+
+def graph_capturable(discriminator: object, positions: str) -> bool:
+    """Whether the trainer can capture this discriminator's update: a module that declares
+    ``graph_capturable = True`` (its ``encode`` and ``head`` make no host sync), trained at the
+    last position."""
+    return positions == "last" and bool(getattr(discriminator, "graph_capturable", False))
+
+
+def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create Adam's state as its first step would (step 0, zero moments), without stepping:
+    a captured step must find its state tensors allocated, not allocate them."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group.get("amsgrad"):
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+class UpdateBody:
+    """One BCE + Adam update of ``discriminator`` on a checked minibatch, with no host sync.
+
+    ``__call__(tokens (B, W), lengths (B,), targets (B,), is_real (B,) bool)`` adds the
+    update's BCE sum, regularization, right calls and non-finite flag into ``stats`` (5,).
+    """
+
+    def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, stats: torch.Tensor,
+                 max_grad_norm: Optional[float]) -> None:
+        self.discriminator, self.optimizer, self.stats, self.max_grad_norm = discriminator, optimizer, stats, max_grad_norm
+
+    def __call__(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor) -> None:
+        disc = self.discriminator
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
+        logits = disc.head(disc.encode(tokens, lengths, valid))  # type: ignore[operator]
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        reg = disc.regularization()  # type: ignore[operator]
+        (loss + reg).backward()
+        if self.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            ok = correct(logits, is_real)
+            bad = ~(torch.isfinite(loss + reg) & torch.isfinite(logits).all())
+            self.stats += torch.stack([loss * tokens.shape[0], reg, (ok * is_real).sum(), (ok * ~is_real).sum(),
+                                       bad.float()])
+
+
+class GraphedUpdates:
+    """Runs :class:`UpdateBody` on minibatches gathered from a call's set, one CUDA graph per
+    minibatch shape (eager for the first ``WARMUP`` of a shape, or always when ``capture`` is
+    False)."""
+
+    def __init__(self, body: UpdateBody, capture: bool = True) -> None:
+        self.body, self.capture = body, capture
+        self.graphs: OrderedDict[Tuple[int, int], Tuple[Any, List[torch.Tensor]]] = OrderedDict()
+        self.seen: Dict[Tuple[int, int], int] = {}
+        self._side: Optional[Any] = None
+
+    def reset(self) -> None:
+        """Forget every graph (the optimizer's state tensors were replaced, say)."""
+        self.graphs.clear()
+        self.seen.clear()
+
+    def run(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
+            idx: torch.Tensor) -> None:
+        """One update on rows ``idx`` of the call's (M, W) set."""
+        key = (int(idx.shape[0]), int(tokens.shape[1]))
+        if not self.capture:
+            self.body.optimizer.zero_grad(set_to_none=True)
+            self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
+            return
+        if key in self.graphs:
+            graph, static = self.graphs[key]
+            for src, dst in zip((tokens, lengths, targets, is_real), static, strict=True):
+                torch.index_select(src, 0, idx, out=dst)
+            graph.replay()
+            return
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if self.seen[key] <= WARMUP:  # eager, on a side stream, as capture asks of warm-up work
+            if self._side is None:
+                self._side = torch.cuda.Stream(tokens.device)
+            self._side.wait_stream(torch.cuda.current_stream(tokens.device))
+            with torch.cuda.stream(self._side):
+                self.body.optimizer.zero_grad(set_to_none=True)
+                self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
+            torch.cuda.current_stream(tokens.device).wait_stream(self._side)
+            return
+        static = [src[idx] for src in (tokens, lengths, targets, is_real)]
+        init_adam_state(self.body.optimizer)
+        self.body.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes fresh gradients
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.body(*static)
+        self.graphs[key] = (graph, static)
+        while len(self.graphs) > MAX_GRAPHS:
+            self.graphs.popitem(last=False)
+        graph.replay()  # capture records the update without running it

@@ -1,0 +1,146 @@
+"""The discriminator update replayed as a CUDA graph (discriminators.graphed).
+
+On the CPU the same update body runs uncaptured (``capture=False``): it must train exactly as the
+eager trainer does, and its end-of-call divergence check must restore the call's starting state.
+With ``--device cuda`` the captured trainer is compared with the eager one on the GPU.
+"""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+import discriminators
+from discriminators.base import DivergenceError
+from discriminators.graphed import GraphedUpdates, UpdateBody
+from discriminators.trainer import DiscriminatorTrainer
+
+V, T = 40, 12
+
+
+def _data(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    real = torch.randint(0, V // 2, (70, T), generator=g)
+    fake = torch.randint(V // 2, V, (70, T), generator=g)
+    real_len = torch.randint(1, T + 1, (70,), generator=g)  # shorter than the widest window too
+    fake_len = torch.randint(1, T + 1, (70,), generator=g)
+    return real, real_len, fake, fake_len
+
+
+def _trainer(device, *, cuda_graph, dropout=0.25, lr=1e-3, uncaptured=False, seed=0):
+    torch.manual_seed(7)
+    d = discriminators.CNNDiscriminator(V, T, size="small", widths=(1, 2, 3, 5, 8), dropout=dropout).to(device)
+    tr = DiscriminatorTrainer(d, lr=lr, batch_size=16, seed=seed, device=device, cuda_graph=cuda_graph,
+                              max_grad_norm=5.0)
+    if uncaptured:  # the graph's update body, run directly: deferred checks, no capture
+        tr._graphed = GraphedUpdates(UpdateBody(d, tr.optimizer, tr._stats, tr.max_grad_norm), capture=False)
+    return tr
+
+
+def _params(tr):
+    return {k: v.detach().cpu().clone() for k, v in tr.discriminator.state_dict().items()}
+
+
+def _close(a, b, tol):
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=tol, rtol=0), (k, (a[k] - b[k]).abs().max())
+
+
+def test_the_graph_update_body_trains_as_the_eager_update():
+    """Same seed, same data (140 rows: 8 full minibatches and one of 12, twice): the uncaptured
+    body of the graph path reaches the eager trainer's weights and statistics."""
+    eager = _trainer("cpu", cuda_graph=False)
+    body = _trainer("cpu", cuda_graph=False, uncaptured=True)
+    for call in range(2):
+        torch.manual_seed(call)  # dropout draws from the global generator on the CPU
+        a = eager.step(*_data(call), k=2)
+        torch.manual_seed(call)
+        b = body.step(*_data(call), k=2)
+        assert a.keys() == b.keys() and a["steps"] == b["steps"] == 18 and a["total_steps"] == b["total_steps"]
+        for key in ("loss", "reg", "acc_real", "acc_fake"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    _close(_params(eager), _params(body), 1e-6)
+
+
+def test_a_diverging_graph_call_restores_its_starting_state_and_raises():
+    """A learning rate of 1e30 makes the logits infinite after one update: the call raises
+    DivergenceError and leaves the weights, the optimizer state and the update count as they
+    were before it (the eager trainer raises too, before its first bad update)."""
+    tr = _trainer("cpu", cuda_graph=False, uncaptured=True)
+    tr.step(*_data(0), k=1)
+    before, steps = _params(tr), tr.total_steps
+    moments = [s["exp_avg"].clone() for s in tr.optimizer.state.values()]
+    for g in tr.optimizer.param_groups:
+        g["lr"] = 1e30
+    with pytest.raises(DivergenceError, match="restored"):
+        tr.step(*_data(1), k=1)
+    _close(before, _params(tr), 0.0)
+    assert tr.total_steps == steps
+    assert all(torch.equal(m, s["exp_avg"]) for m, s in zip(moments, tr.optimizer.state.values(), strict=True))
+    eager = _trainer("cpu", cuda_graph=False, lr=1e30)
+    with pytest.raises(DivergenceError, match="update"):
+        eager.step(*_data(1), k=1)
+
+
+def test_cuda_graph_is_refused_where_it_cannot_run(device):
+    if device.type != "cuda":
+        with pytest.raises(ValueError, match="needs a CUDA device"):
+            _trainer(device, cuda_graph=True)
+        assert not _trainer(device, cuda_graph=None).cuda_graph  # the default: off the GPU, eager
+        return
+    assert _trainer(device, cuda_graph=None).cuda_graph  # the default on a GPU, for the CNN
+    rnn = discriminators.make("rnn", vocab_size=V, max_length=T).to(device)
+    with pytest.raises(ValueError, match="graph_capturable"):
+        DiscriminatorTrainer(rnn, cuda_graph=True)
+    assert not DiscriminatorTrainer(rnn).cuda_graph  # per-prefix training stays eager
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_the_captured_update_trains_as_the_eager_update_on_cuda(device, dropout):
+    """On a GPU: captured graphs (after their warm-up updates) and eager updates reach the same
+    weights and statistics from the same state, dropout included (the replays draw from the same
+    generator offsets); a state saved mid-way resumes into a fresh captured trainer identically."""
+    if device.type != "cuda":
+        pytest.skip("CUDA graphs need a CUDA device")
+    runs = {}
+    for graph in (False, True):
+        torch.cuda.manual_seed(3)
+        tr = _trainer(device, cuda_graph=graph, dropout=dropout)
+        stats = [tr.step(*_data(call), k=2) for call in range(3)]
+        runs[graph] = (tr, stats)
+    (eager, a), (captured, b) = runs[False], runs[True]
+    assert captured.cuda_graph and captured._graphed is not None and captured._graphed.graphs
+    for sa, sb in zip(a, b, strict=True):
+        for key in ("loss", "reg", "acc_real", "acc_fake"):
+            assert sa[key] == pytest.approx(sb[key], abs=1e-5), key
+    _close(_params(eager), _params(captured), 1e-5)
+
+    buf = io.BytesIO()
+    torch.save({"trainer": captured.state_dict(), "rng": torch.cuda.get_rng_state(device)}, buf)
+    after = captured.step(*_data(9), k=1)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=False)
+    resumed = _trainer(device, cuda_graph=True, dropout=dropout, seed=5)
+    resumed.load_state_dict(saved["trainer"])
+    torch.cuda.set_rng_state(saved["rng"], device)
+    again = resumed.step(*_data(9), k=1)
+    assert again["loss"] == pytest.approx(after["loss"], abs=1e-5)
+    _close(_params(captured), _params(resumed), 1e-5)
+
+
+@pytest.mark.device
+def test_a_diverging_captured_call_restores_its_starting_state_on_cuda(device):
+    if device.type != "cuda":
+        pytest.skip("CUDA graphs need a CUDA device")
+    tr = _trainer(device, cuda_graph=True)
+    tr.step(*_data(0), k=2)  # warm-up, capture and replays
+    before, steps = _params(tr), tr.total_steps
+    for g in tr.optimizer.param_groups:
+        g["lr"] = 1e30  # a captured Adam keeps a float lr as a constant: recapture
+    tr._graphed.reset()
+    with pytest.raises(DivergenceError, match="restored"):
+        tr.step(*_data(1), k=2)
+    _close(before, _params(tr), 0.0)
+    assert tr.total_steps == steps
