@@ -14,7 +14,9 @@ Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`
 
 ``cnn_before`` is the CNN as it was implemented before this benchmark's speed work, in the
 same process and interleaved with ``cnn`` (:class:`CNNBefore`: ReLU over every window, then the
-length mask, then the max; Adam without the fused kernel): ``ratio_vs_before`` = cnn /
+length mask, then the max; Adam without the fused kernel; on a GPU also one convolution per
+width and eager updates, where ``cnn`` pools every width with one convolution and replays each
+update as a CUDA graph; ``cnn_eager_one_conv`` and ``cnn_graph_per_width`` have one of the two): ``ratio_vs_before`` = cnn /
 cnn_before throughput, for the variable-length minibatches of the headline and (``_full``) for
 full-length ones such as the oracle's (where the mask is skipped). ``same_updates`` trains both
 from the same weights on the same 40 minibatches with the same dropout draws and reports the
@@ -88,8 +90,10 @@ def before_and_after(device: torch.device, seed: int = 0):
     cnn = discriminators.make("cnn", vocab_size=V, max_length=L)
     before = CNNBefore(V, L)
     before.load_state_dict(cnn.state_dict())
+    before.one_conv = False  # per-width convolutions, eager updates: as it was on every device
     new = discriminators.DiscriminatorTrainer(cnn, lr=1e-4, batch_size=BATCH, device=device, seed=seed)
-    old = discriminators.DiscriminatorTrainer(before, lr=1e-4, batch_size=BATCH, device=device, seed=seed)
+    old = discriminators.DiscriminatorTrainer(before, lr=1e-4, batch_size=BATCH, device=device, seed=seed,
+                                              cuda_graph=False)
     old.optimizer = torch.optim.Adam(before.parameters(), lr=1e-4)  # the previous optimizer: not fused
     return cnn, new, before, old
 
@@ -151,12 +155,21 @@ def main() -> None:
     full = torch.full_like(real_len, L)
     _, new, _, old = before_and_after(device)
     _, new_full, _, old_full = before_and_after(device)
-    t = interleaved({
+    runs = {
         "cnn": lambda: new.step(real, real_len, fake, fake_len, k=1),
         "cnn_before": lambda: old.step(real, real_len, fake, fake_len, k=1),
         "cnn_full": lambda: new_full.step(real, full, fake, full, k=1),
         "cnn_before_full": lambda: old_full.step(real, full, fake, full, k=1),
-    }, device, repeats)
+    }
+    if device.type == "cuda":  # what each of the GPU's two changes gives alone
+        eager = discriminators.DiscriminatorTrainer(discriminators.make("cnn", vocab_size=V, max_length=L), lr=1e-4,
+                                                    batch_size=BATCH, device=device, seed=0, cuda_graph=False)
+        per_width = discriminators.make("cnn", vocab_size=V, max_length=L)
+        per_width.one_conv = False
+        graphed = discriminators.DiscriminatorTrainer(per_width, lr=1e-4, batch_size=BATCH, device=device, seed=0)
+        runs["cnn_eager_one_conv"] = lambda: eager.step(real, real_len, fake, fake_len, k=1)
+        runs["cnn_graph_per_width"] = lambda: graphed.step(real, real_len, fake, fake_len, k=1)
+    t = interleaved(runs, device, repeats)
     pair = {k: 2 * n / v for k, v in t.items()}
     log("CNN, this implementation vs the previous one (interleaved): " + ", ".join(
         f"{k} {v:.0f} sequences/s" for k, v in pair.items()))
@@ -195,6 +208,7 @@ def main() -> None:
         "ratio": throughput["cnn"] / throughput["baseline"],
         "cnn_vs_before": {k: round(v, 1) for k, v in pair.items()},
         "ratio_vs_before": pair["cnn"] / pair["cnn_before"],
+        "ms_per_update": {k: round(1e3 * BATCH / v, 3) for k, v in pair.items()},
         "ratio_vs_before_full": pair["cnn_full"] / pair["cnn_before_full"],
         "same_updates": same,
         "ratio_rnn": throughput["rnn"] / throughput["baseline"],

@@ -1,4 +1,5 @@
-"""The discriminator update replayed as a CUDA graph (discriminators.graphed).
+"""The discriminator's GPU paths: the update replayed as a CUDA graph (discriminators.graphed)
+and the CNN's pooling of every width with one convolution.
 
 On the CPU the same update body runs uncaptured (``capture=False``): it must train exactly as the
 eager trainer does, and its end-of-call divergence check must restore the call's starting state.
@@ -81,6 +82,28 @@ def test_a_diverging_graph_call_restores_its_starting_state_and_raises():
     eager = _trainer("cpu", cuda_graph=False, lr=1e30)
     with pytest.raises(DivergenceError, match="update"):
         eager.step(*_data(1), k=1)
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("T", [3, 12, 20])
+def test_one_convolution_pools_as_one_convolution_per_width(device, T):
+    """The CNN's all-widths convolution (its path off the CPU) equals the per-width one, logits and
+    gradients, on sequences shorter than the widest window (8, and SeqGAN's 20) and padded ones."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(T)
+    tokens = torch.randint(0, V, (33, T), generator=g).to(device)
+    lengths = torch.randint(1, T + 1, (33,), generator=g).to(device)
+    out = {}
+    for one in (False, True):
+        torch.manual_seed(0)
+        d = discriminators.CNNDiscriminator(V, 20, size="small", widths=(1, 2, 3, 8, 20), dropout=0.0).to(device)
+        d.one_conv = one
+        logits = d(tokens, lengths)
+        logits.pow(2).sum().backward()
+        out[one] = (logits.detach(), {k: p.grad.clone() for k, p in d.named_parameters()})
+    assert torch.allclose(out[True][0], out[False][0], atol=1e-5, rtol=0)
+    for k, grad in out[False][1].items():
+        assert torch.allclose(out[True][1][k], grad, atol=1e-4, rtol=1e-4), k
 
 
 def test_cuda_graph_is_refused_where_it_cannot_run(device):

@@ -13,6 +13,8 @@ from textgym.sampling import (
     linear_log_softmax,
     linear_logit_bound,
     sample_logits,
+    sample_past_prefix,
+    sample_rows,
 )
 
 
@@ -153,3 +155,25 @@ def test_linear_log_softmax_shifts_when_the_bound_is_too_large_for_exp(device):
         out = linear_log_softmax(h.to(device), w.to(device), None, y.to(device), bound=bound)
         assert bool(torch.isfinite(out).all()) and out.device.type == device.type
         torch.testing.assert_close(out.cpu().double(), ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("all_rows", [False, True])
+def test_a_rollout_step_draws_past_the_prefix_and_keeps_the_prefix(all_rows, device):
+    """Both ways of a rollout step (the CPU's search for the free rows, the GPU's draw for every
+    row): rows still in their prefix keep their token; the others get the draw of their own row,
+    which in the all-rows way is that row of one draw over every row."""
+    g = torch.Generator(device=device).manual_seed(0)
+    M, T, H, V = 12, 6, 8, 30
+    h = torch.randn(M, H, generator=g, device=device)
+    w, b = torch.randn(V, H, generator=g, device=device), torch.randn(V, generator=g, device=device)
+    prefix = torch.arange(M, device=device) % T
+    tokens = torch.full((M, T), 99, dtype=torch.long, device=device)
+    t = 3
+    sample_past_prefix(tokens, t, h, prefix, int(prefix.max()), w, b, 1.0, torch.Generator(device=device).manual_seed(5),
+                       all_rows=all_rows)
+    free = prefix <= t
+    assert (tokens[~free, t] == 99).all() and ((tokens[free, t] >= 0) & (tokens[free, t] < V)).all()
+    rows = torch.arange(M, device=device) if all_rows else free.nonzero().squeeze(1)
+    ref = sample_rows(h[rows], w, b, 1.0, torch.Generator(device=device).manual_seed(5))
+    assert torch.equal(tokens[free, t], ref[free[rows]] if all_rows else ref)

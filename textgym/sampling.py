@@ -208,14 +208,22 @@ def sample_past_prefix(
     temperature: float = 1.0,
     generator: Optional[torch.Generator] = None,
     bound: Optional[float] = None,
+    all_rows: Optional[bool] = None,
 ) -> None:
     """One lock-step of a rollout: write column ``t`` of ``tokens`` (M, T) with :func:`sample_rows`
     draws from ``h`` (M, H) for the rows past their prefix (``prefix_lengths <= t``); the others
     keep their prefix token. ``max_prefix`` is ``prefix_lengths.max()``: from there on every row
-    draws, with no search for the free rows (on a GPU, a host sync per step). The draws are the
-    same either way."""
+    draws, with no search for the free rows; the draws are the same either way. Off the CPU
+    every row always draws and the prefix rows' draws are dropped: the search for the free rows
+    would make the host wait for the device at every step, which costs more there than the
+    draws it saves (so the GPU's draws are not the CPU's; each is deterministic). ``all_rows``
+    chooses that way on any device (None: off the CPU)."""
     if t >= max_prefix:
         tokens[:, t] = sample_rows(h, weight, bias, temperature, generator, bound)
+        return
+    if all_rows or (all_rows is None and tokens.device.type != "cpu"):
+        draws = sample_rows(h, weight, bias, temperature, generator, bound)
+        tokens[:, t] = torch.where(prefix_lengths <= t, draws, tokens[:, t])
         return
     free = (prefix_lengths <= t).nonzero().squeeze(1)
     if free.numel():
