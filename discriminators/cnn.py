@@ -110,6 +110,7 @@ class CNNDiscriminator(BaseDiscriminator):
     """
 
     supports_prefixes = False
+    filter_widths: torch.Tensor  # (F,) each filter's window width, a buffer
     graph_capturable = True  # encode and head make no host sync off the CPU (discriminators.graphed)
 
     def __init__(

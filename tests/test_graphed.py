@@ -106,6 +106,7 @@ def test_one_convolution_pools_as_one_convolution_per_width(device, T):
         assert torch.allclose(out[True][1][k], grad, atol=1e-4, rtol=1e-4), k
 
 
+@pytest.mark.device
 def test_cuda_graph_is_refused_where_it_cannot_run(device):
     if device.type != "cuda":
         with pytest.raises(ValueError, match="needs a CUDA device"):

@@ -120,6 +120,32 @@ def test_stale_partial_writes_are_removed_and_stop_after_zero_is_refused(tmp_pat
     assert not stale.exists()
 
 
+def test_a_failed_checkpoint_write_stops_the_run_with_its_error(tmp_path, oracle_data, monkeypatch, capsys):
+    """Checkpoints are written on a background thread; a write that fails (a full disk, say)
+    still stops the run with its error, and the file on disk stays the last whole checkpoint."""
+    import agents.driver as driver
+
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--stop-after", "1") == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    assert driver.read_checkpoint(ckpt)[0]["iteration"] == 1
+    real_write = driver.atomic_write_bytes
+
+    def full_disk(path, payload):
+        if path.name == "checkpoint.pt":
+            raise OSError(28, "No space left on device")
+        real_write(path, payload)
+
+    monkeypatch.setattr(driver, "atomic_write_bytes", full_disk)
+    capsys.readouterr()
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "could not write the checkpoint" in err and "No space left" in err
+    assert driver.read_checkpoint(ckpt)[0]["iteration"] == 1
+    monkeypatch.setattr(driver, "atomic_write_bytes", real_write)
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--resume") == 0
+    assert driver.read_checkpoint(ckpt)[0]["iteration"] == 3  # the last iteration's, written before the run returned
+
+
 # ---------------------------------------------------------------------- env inputs
 @pytest.fixture(scope="module")
 def small_env_data():
