@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, Literal, Optional, Sequence, Union
+from typing import Any, ClassVar, Dict, List, Literal, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -191,44 +191,59 @@ class MLEAgent(Agent):
     def optimizer_step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, name: str = "g_loss") -> float:
         """Backward, clip, step; raises FloatingPointError on a non-finite loss."""
         value = check_finite(loss.detach(), name, self.iteration)
+        self.apply_gradients(opt, loss, name)
+        return value
+
+    def apply_gradients(self, opt: torch.optim.Optimizer, loss: torch.Tensor, name: str = "g_loss", *,
+                        check: bool = True) -> None:
+        """Backward, clip, step; with ``check``, FloatingPointError on a non-finite gradient norm
+        before the step (a host sync); without, no check (the caller checks what it sums)."""
         opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.config.grad_clip
         params = [p for g in opt.param_groups for p in g["params"]]
         if clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            check_finite(norm, f"{name} gradient norm", self.iteration)
+            if check:
+                check_finite(norm, f"{name} gradient norm", self.iteration)
         opt.step()
-        return value
 
     def mle_epoch(self) -> Dict[str, float]:
         """One epoch of teacher forcing over ``data.train`` in a seeded shuffle."""
-        self._generator.train()
         n, bs = self.train_tokens.shape[0], self.config.batch_size
         perm = torch.randperm(n, generator=self.data_rng).to(self.device)
-        total, count = 0.0, 0
-        for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
-            loss = self.mle_loss(tokens, lengths)
-            value = self.optimizer_step(self.mle_opt, loss, "g_loss")
-            k = int(lengths.sum())
-            total, count = total + value * k, count + k
-        nll = total / max(count, 1)
-        return {"g_loss": nll, "nll_train": nll}
+        return self._mle_pass([perm[i : i + bs] for i in range(0, n, bs)])
 
     def mle_updates(self, k: int) -> Dict[str, float]:
         """``k`` minibatch updates on sequences drawn without replacement (reshuffled when used up)."""
+        bs = self.config.batch_size
+        order = shuffled_order(self.train_tokens.shape[0], k * bs, self.data_rng).to(self.device)
+        return self._mle_pass([order[i * bs : (i + 1) * bs] for i in range(k)])
+
+    def _mle_pass(self, batches: List[torch.Tensor]) -> Dict[str, float]:
+        """One update per batch of row ids; the token-weighted mean NLL of the batches.
+
+        On the CPU each loss is checked before its update. Elsewhere the losses are summed on
+        the device and checked once, at the end (a FloatingPointError then stops the run after
+        the pass, before its checkpoint): a check per update would make the host wait for the
+        device at every update, which on a GPU costs more than the update.
+        """
         self._generator.train()
-        n, bs = self.train_tokens.shape[0], self.config.batch_size
-        order = shuffled_order(n, k * bs, self.data_rng).to(self.device)
-        total, count = 0.0, 0
-        for i in range(k):
-            idx = order[i * bs : (i + 1) * bs]
+        deferred = self.device.type != "cpu"
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = torch.zeros((), dtype=torch.long, device=self.device)
+        for idx in batches:
             tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
-            value = self.optimizer_step(self.mle_opt, self.mle_loss(tokens, lengths), "g_loss")
-            total, count = total + value * int(lengths.sum()), count + int(lengths.sum())
-        nll = total / max(count, 1)
+            loss = self.mle_loss(tokens, lengths)
+            if deferred:
+                self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
+                value: Union[float, torch.Tensor] = loss.detach()
+            else:
+                value = self.optimizer_step(self.mle_opt, loss, "g_loss")
+            k = lengths.sum()
+            total += value * k
+            count += k
+        nll = check_finite(total, "g_loss (summed over the pass)", self.iteration) / max(int(count), 1)
         return {"g_loss": nll, "nll_train": nll}
 
     # ------------------------------------------------------------------ checkpoints
