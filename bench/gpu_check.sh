@@ -51,22 +51,21 @@ bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its l
     $PY -m pip list 2>/dev/null | grep -i -E "^(torch|numpy|gymnasium|stable[-_]baselines3|sb3[-_]contrib|nltk) "
 } >"$OUT/env.txt" 2>&1
 
-step tests 150 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -q -W ignore -p no:cacheprovider -rf
+step tests 120 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -q -W ignore -p no:cacheprovider -rf --durations 15
 R=${QUICK:---repeats 3}
+bench discriminator 90 discriminator.py $R
+bench protocol 200 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6}
+bench mc_cnn 60 mc_rollout.py --scorer cnn $R
 bench profile 60 profile_step.py $R
-bench mc_cnn 90 mc_rollout.py --scorer cnn $R
-bench mc_oracle 60 mc_rollout.py $R
+bench mc_oracle 45 mc_rollout.py $R
 if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else
-    bench env 90 env_throughput.py --sizes 256 1024 16384 --sync-max 256 $R; fi
-bench discriminator 60 discriminator.py $R
-bench discriminator-cudnn-benchmark 60 discriminator.py $R --cudnn-benchmark
-bench protocol 150 paper_protocol.py ${QUICK:---mle 3 --d-pretrain 2 --adv 1}
-bench sb3 90 sb3_throughput.py $R
-bench bleu 30 bleu.py --quick
-bench infill 90 infill.py --quick --out "$OUT/runs-infill"
-bench oracle 60 oracle.py --quick --runs "$OUT/runs-oracle"
-rm -rf "$OUT/runs-infill" "$OUT/runs-oracle"
+    bench env 45 env_throughput.py --sizes 256 1024 16384 --sync-max 256 $R; fi
+bench sb3 40 sb3_throughput.py $R
 # are resumed runs bit-identical under torch's CUDA defaults too (TF32, cuDNN's own algorithms)?
-[ "$DEVICE" = cuda ] && step tests-cuda-defaults 90 "$OUT/tests-cuda-defaults.log" $PY -m pytest -m device --device "$DEVICE" --cuda-defaults \
-    -q -W ignore -p no:cacheprovider -rf -k "resumes_identically or reference or completion"
+[ "$DEVICE" = cuda ] && step tests-cuda-defaults 60 "$OUT/tests-cuda-defaults.log" $PY -m pytest -m device --device "$DEVICE" --cuda-defaults \
+    -q -W ignore -p no:cacheprovider -rf -k "resumes_identically or reference or completion or captured"
+bench infill 60 infill.py --quick --out "$OUT/runs-infill"
+bench oracle 60 oracle.py --quick --runs "$OUT/runs-oracle"
+bench bleu 20 bleu.py --quick
+rm -rf "$OUT/runs-infill" "$OUT/runs-oracle"
 echo "== done" | tee -a "$OUT/bench.log"
