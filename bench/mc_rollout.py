@@ -10,7 +10,10 @@ Two scorers (``--scorer``), each figure says which:
   ``score_completions``, which convolves each group's shared prefix once), ``batched_plain``
   (the same, scoring every completion in full) and ``public_loop`` (for each rollout, for each
   prefix length: the generator's LSTM over the prefix, ``torch.multinomial`` for the rest, the
-  CNN on the 64 completions).
+  CNN on the 64 completions); ``batched_bf16`` is ``batched`` with the CNN's scoring in bfloat16
+  (``score_dtype="bfloat16"``: ``ratio_bf16``), and ``bf16_vs_float32`` its distance from float32
+  on the same rollouts (largest reward difference, and the decisions that change on every
+  completion of one reward, with the largest float32 |logit| among them).
 
 With the oracle scorer, compared in the same process:
 
@@ -144,23 +147,46 @@ def main_cnn(args: Any) -> None:
     tokens = gen.sample(N, generator=torch.Generator(device=device).manual_seed(0))
     lengths = torch.full((N,), T, device=device)
     g = torch.Generator(device=device).manual_seed(1)
+    d16 = discriminators.make("cnn", vocab_size=V, max_length=T, score_dtype="bfloat16").to(device)
+    d16.load_state_dict(d.state_dict())
     shared = MCReward(d, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     plain = MCReward(Plain(d), "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
+    half = MCReward(d16, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     repeats = 1 if args.quick else args.repeats
     t = interleaved({
         "batched": lambda: shared.sequence_rewards(tokens, lengths, g),
         "batched_plain": lambda: plain.sequence_rewards(tokens, lengths, g),
+        "batched_bf16": lambda: half.sequence_rewards(tokens, lengths, g),
         "public_loop": lambda: public_loop_generator(gen, d, tokens, n),
     }, device, repeats, warmup=False)
     completions = N * n * (T - 1)
     log(f"CNN scorer: batched {t['batched']:.2f} s, batched without prefix sharing {t['batched_plain']:.2f} s, "
-        f"public-code loop {t['public_loop']:.2f} s (medians of {repeats} interleaved rounds)")
+        f"batched with bfloat16 scoring {t['batched_bf16']:.2f} s, public-code loop {t['public_loop']:.2f} s "
+        f"(medians of {repeats} interleaved rounds)")
+    # bfloat16 against float32 on the same rollouts: the rewards, and the decisions (logit signs)
+    # on every completion of the reward
+    r32 = shared.sequence_rewards(tokens, lengths, torch.Generator(device=device).manual_seed(2))
+    r16 = half.sequence_rewards(tokens, lengths, torch.Generator(device=device).manual_seed(2))
+    rows = tokens.repeat_interleave(n, 0).repeat(T - 1, 1)
+    done = gen.rollout(rows, torch.arange(1, T, device=device).repeat_interleave(N * n),
+                       generator=torch.Generator(device=device).manual_seed(3))
+    z32, z16 = d.score(done), d16.score(done)
+    flips = (z32 > 0) != (z16 > 0)
+    bf16 = {"reward_max_abs_diff": float((r32 - r16).abs().max()),
+            "prob_max_abs_diff": float((torch.sigmoid(z32) - torch.sigmoid(z16)).abs().max()),
+            "logit_max_abs_diff": float((z32 - z16).abs().max()), "decision_changes": int(flips.sum()),
+            "largest_abs_logit_changed": float(z32[flips].abs().max()) if bool(flips.any()) else 0.0,
+            "completions_compared": int(done.shape[0])}
+    log(f"bfloat16 vs float32: rewards differ by at most {bf16['reward_max_abs_diff']:.2e}, D(Y) of single completions "
+        f"by {bf16['prob_max_abs_diff']:.2e}; {bf16['decision_changes']} of {bf16['completions_compared']} decisions "
+        f"change, all with |logit| <= {bf16['largest_abs_logit_changed']:.3g}")
     emit({
         "benchmark": "mc_rollout", "scorer": "cnn (SeqGAN's, 1720 filters)", "rollout_policy": "agents.Generator",
         "device": str(device),
         "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": V, "completions": completions,
                     "threads": torch.get_num_threads(), "repeats": repeats},
         "seconds": t, "ratio": t["public_loop"] / t["batched"],
+        "ratio_bf16": t["public_loop"] / t["batched_bf16"], "bf16_vs_float32": bf16,
         "ratio_prefix_sharing": t["batched_plain"] / t["batched"],
         "completions_per_s": completions / t["batched"],
     })

@@ -140,7 +140,8 @@ class GraphedUpdates:
         init_adam_state(self.body.optimizer)
         self.body.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes fresh gradients
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: the driver's checkpoint writer may be busy on another thread meanwhile
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.body(*static)
         self.graphs[key] = (graph, static)
         while len(self.graphs) > MAX_GRAPHS:

@@ -616,3 +616,34 @@ def test_seeded_blocks_draw_from_the_seed_and_leave_every_global_generator_as_it
     with seeded(None):  # no seeding: the global stream goes on
         y = torch.rand(1)
     assert torch.equal(y, torch.rand(1, generator=torch.Generator().set_state(cpu_before)))
+
+
+@pytest.mark.device
+def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device):
+    """score_dtype="bfloat16" (SeqGAN's full CNN, random weights, rows shorter than the widest
+    window and padded ones): D(Y) = σ(logit) within 1e-2 of float32, logits float32, decisions
+    changed only where the float32 logit is within 0.05 of 0; score_completions agrees; the
+    float32 scores and training (never bfloat16) are untouched by the option."""
+    V, T, n = 300, 20, 4
+    d32 = discriminators.make("cnn", vocab_size=V, max_length=T).to(device)
+    d16 = discriminators.make("cnn", vocab_size=V, max_length=T, score_dtype="bfloat16").to(device)
+    d16.load_state_dict(d32.state_dict())
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(V, (256, T), generator=g)
+    lengths = torch.randint(1, T + 1, (256,), generator=g)
+    tokens, lengths = tokens.to(device), lengths.to(device)
+    z32, z16 = d32.score(tokens, lengths), d16.score(tokens, lengths)
+    assert z16.dtype == torch.float32 and not torch.equal(z16, z32)  # it does run in another precision
+    assert float((torch.sigmoid(z16) - torch.sigmoid(z32)).abs().max()) < 1e-2
+    changed = (z16 > 0) != (z32 > 0)
+    assert bool((z32[changed].abs() < 0.05).all())
+    prefix = torch.full((256 // n,), 5, device=device)
+    shared = tokens[::n].repeat_interleave(n, 0)
+    shared[:, 5:] = tokens[:, 5:]
+    full = torch.full_like(lengths, T)
+    torch.testing.assert_close(d16.score_completions(shared, full, prefix, n), d16.score(shared, full),
+                               rtol=0, atol=0.05)
+    with torch.no_grad():  # forward, training's path, is float32 whatever score_dtype says
+        assert torch.equal(d16.eval()(tokens, lengths), d32.eval()(tokens, lengths))
+    with pytest.raises(ValueError, match="score_dtype must be one of"):
+        discriminators.make("cnn", vocab_size=V, score_dtype="float16")
