@@ -291,8 +291,8 @@ class CNNDiscriminator(BaseDiscriminator):
             return self.check_output(self.head(x))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        # float32 logits also from bfloat16 scoring (a no-op otherwise)
-        return self.out(self.dropout(features)).squeeze(-1).float()
+        # the parameters' dtype also from bfloat16 scoring (a no-op otherwise)
+        return self.out(self.dropout(features)).squeeze(-1).to(self.out.weight.dtype)
 
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:
