@@ -207,6 +207,7 @@ class CheckpointWriter:
         except OSError as exc:  # handed to the training thread by close()
             self._error = RunError(f"could not write the checkpoint {path}: {exc}; the file there is the last "
                                    "checkpoint written whole")
+            self._error.__cause__ = exc
         except BaseException as exc:
             self._error = exc
 

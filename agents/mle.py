@@ -195,18 +195,21 @@ class MLEAgent(Agent):
         return value
 
     def apply_gradients(self, opt: torch.optim.Optimizer, loss: torch.Tensor, name: str = "g_loss", *,
-                        check: bool = True) -> None:
-        """Backward, clip, step; with ``check``, FloatingPointError on a non-finite gradient norm
-        before the step (a host sync); without, no check (the caller checks what it sums)."""
+                        check: bool = True) -> Optional[torch.Tensor]:
+        """Backward, clip, step; the gradient norm when clipping (else None). With ``check``,
+        FloatingPointError on a non-finite norm before the step (a host sync); without, no
+        check (the caller checks what it sums)."""
         opt.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.config.grad_clip
         params = [p for g in opt.param_groups for p in g["params"]]
+        norm = None
         if clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(params, clip)
             if check:
                 check_finite(norm, f"{name} gradient norm", self.iteration)
         opt.step()
+        return norm
 
     def mle_epoch(self) -> Dict[str, float]:
         """One epoch of teacher forcing over ``data.train`` in a seeded shuffle."""
@@ -229,21 +232,33 @@ class MLEAgent(Agent):
         device at every update, which on a GPU costs more than the update.
         """
         self._generator.train()
-        deferred = self.device.type != "cpu"
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        count = torch.zeros((), dtype=torch.long, device=self.device)
+        if self.device.type == "cpu":
+            total, count = 0.0, 0
+            for idx in batches:
+                tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
+                value = self.optimizer_step(self.mle_opt, self.mle_loss(tokens, lengths), "g_loss")
+                k = int(lengths.sum())
+                total, count = total + value * k, count + k
+            nll = total / max(count, 1)
+            return {"g_loss": nll, "nll_train": nll}
+        return self._mle_pass_deferred(batches)
+
+    def _mle_pass_deferred(self, batches: List[torch.Tensor]) -> Dict[str, float]:
+        """:meth:`_mle_pass` off the CPU: the checks summed on the device, read once."""
+        self._generator.train()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss × tokens, tokens, bad norms
         for idx in batches:
             tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
             loss = self.mle_loss(tokens, lengths)
-            if deferred:
-                self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
-                value: Union[float, torch.Tensor] = loss.detach()
-            else:
-                value = self.optimizer_step(self.mle_opt, loss, "g_loss")
-            k = lengths.sum()
-            total += value * k
-            count += k
-        nll = check_finite(total, "g_loss (summed over the pass)", self.iteration) / max(int(count), 1)
+            norm = self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
+            n_tok = lengths.sum().double()
+            bad = torch.zeros((), device=self.device) if norm is None else (~torch.isfinite(norm)).double()
+            sums += torch.stack([loss.detach().double() * n_tok, n_tok, bad.double()])
+        total, count, bad_norms = sums.tolist()
+        if bad_norms:
+            raise FloatingPointError(f"g_loss gradient norm became non-finite in {int(bad_norms)} updates of "
+                                     f"iteration {self.iteration}")
+        nll = check_finite(torch.tensor(total), "g_loss (summed over the pass)", self.iteration) / max(count, 1.0)
         return {"g_loss": nll, "nll_train": nll}
 
     # ------------------------------------------------------------------ checkpoints

@@ -40,7 +40,7 @@ from discriminators.evaluation import correct
 
 #: eager updates of a shape before its graph is captured
 WARMUP = 3
-#: graphs kept (one per minibatch shape); the oldest is dropped past this
+#: graphs kept (one per minibatch shape); the least recently used is dropped past this
 MAX_GRAPHS = 4
 #: slots of the running statistics: BCE sum (× rows), regularization sum, right calls on real and
 #: on fake rows, updates with a non-finite loss or logit
@@ -115,12 +115,19 @@ class GraphedUpdates:
     def run(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
             idx: torch.Tensor) -> None:
         """One update on rows ``idx`` of the call's (M, W) set."""
-        key = (int(idx.shape[0]), int(tokens.shape[1]))
         if not self.capture:
             self.body.optimizer.zero_grad(set_to_none=True)
             self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
             return
+        # capture and replay use the current device's streams: make it the data's (cuda:1, say)
+        with torch.cuda.device(tokens.device):
+            self._run(tokens, lengths, targets, is_real, idx)
+
+    def _run(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
+             idx: torch.Tensor) -> None:
+        key = (int(idx.shape[0]), int(tokens.shape[1]))
         if key in self.graphs:
+            self.graphs.move_to_end(key)  # least recently used first out
             graph, static = self.graphs[key]
             for src, dst in zip((tokens, lengths, targets, is_real), static, strict=True):
                 torch.index_select(src, 0, idx, out=dst)
@@ -140,8 +147,7 @@ class GraphedUpdates:
         init_adam_state(self.body.optimizer)
         self.body.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes fresh gradients
         graph = torch.cuda.CUDAGraph()
-        # thread_local: the driver's checkpoint writer may be busy on another thread meanwhile
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph):
             self.body(*static)
         self.graphs[key] = (graph, static)
         while len(self.graphs) > MAX_GRAPHS:

@@ -563,3 +563,20 @@ def test_kl_shaping_alone_leaves_the_generator_exactly_where_it_started(tiny):
     for _ in range(4):
         assert a.train_iteration()["kl"] == 0.0
     assert gen_state_equal(a.generator, start)
+
+
+def test_the_gpus_mle_pass_with_deferred_checks_trains_as_the_checked_one(tiny):
+    """Off the CPU an MLE pass sums its losses and gradient-norm checks on the device and reads
+    them once (``_mle_pass_deferred``); run here on the CPU, it reaches the checked pass's
+    weights and loss, and a non-finite gradient norm still stops the run with FloatingPointError."""
+    cfg = dict(mle_epochs=2, batch_size=16)
+    a, b = agents.make("mle", tiny, cfg, seed=0), agents.make("mle", tiny, cfg, seed=0)
+    batches = [torch.arange(i, i + 16) for i in range(0, 64, 16)]
+    sa, sb = a._mle_pass(batches), b._mle_pass_deferred(batches)
+    assert sa["g_loss"] == pytest.approx(sb["g_loss"], rel=1e-6)
+    for (k, v), w in zip(a._generator.state_dict().items(), b._generator.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    with torch.no_grad():
+        b._generator.out.weight[0, 0] = float("inf")  # the loss may stay finite; the gradient norm does not
+    with pytest.raises(FloatingPointError, match="non-finite|became"):
+        b._mle_pass_deferred(batches)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 
 import pytest
 import torch
@@ -141,7 +142,11 @@ def test_a_failed_checkpoint_write_stops_the_run_with_its_error(tmp_path, oracle
     err = capsys.readouterr().err
     assert "could not write the checkpoint" in err and "No space left" in err
     assert driver.read_checkpoint(ckpt)[0]["iteration"] == 1
-    monkeypatch.setattr(driver, "atomic_write_bytes", real_write)
+    def slow_disk(path, payload):
+        time.sleep(0.5)  # slower than an MLE epoch here: the run must wait for its last write
+        real_write(path, payload)
+
+    monkeypatch.setattr(driver, "atomic_write_bytes", slow_disk)
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--resume") == 0
     assert driver.read_checkpoint(ckpt)[0]["iteration"] == 3  # the last iteration's, written before the run returned
 
