@@ -18,9 +18,10 @@ So the update body differs from the eager one in two ways, both about checks:
    (a snapshot taken then) and raises :class:`~discriminators.base.DivergenceError`. The eager
    path raises before the first bad update instead, keeping the call's earlier updates.
 
-A graph is captured for each (rows, width) minibatch shape after ``WARMUP`` eager updates of
-that shape, run on a side stream as CUDA's capture rules ask (they initialize the optimizer's
-state and the libraries' workspaces). Replays draw dropout from the same generator offsets as
+A graph is captured for each (rows, width) minibatch shape of at most ``MAX_CAPTURED_TOKENS``
+tokens (SeqGAN's 64 × 20 is 1,280) after ``WARMUP`` eager updates of that shape, run on a side
+stream as CUDA's capture rules ask (they initialize the optimizer's state and the libraries'
+workspaces). Replays draw dropout from the same generator offsets as
 eager updates would, so a captured update equals the eager one given the same state.
 
 :class:`UpdateBody` is the update itself; :class:`GraphedUpdates` caches the graphs. On the CPU
@@ -42,6 +43,10 @@ from discriminators.evaluation import correct
 WARMUP = 3
 #: graphs kept (one per minibatch shape); the least recently used is dropped past this
 MAX_GRAPHS = 4
+#: the most tokens (rows × width) of a captured minibatch: up to 3,072 indices torch's CUDA
+#: embedding backward runs one kernel; beyond, it sorts the indices, a path not checked for
+#: capture here, so larger minibatches run the same update body eagerly (no host sync either)
+MAX_CAPTURED_TOKENS = 3072
 #: slots of the running statistics: BCE sum (× rows), regularization sum, right calls on real and
 #: on fake rows, updates with a non-finite loss or logit
 LOSS, REG, RIGHT_REAL, RIGHT_FAKE, NONFINITE = range(5)
@@ -126,6 +131,10 @@ class GraphedUpdates:
     def _run(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
              idx: torch.Tensor) -> None:
         key = (int(idx.shape[0]), int(tokens.shape[1]))
+        if key[0] * key[1] > MAX_CAPTURED_TOKENS:
+            self.body.optimizer.zero_grad(set_to_none=True)
+            self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
+            return
         if key in self.graphs:
             self.graphs.move_to_end(key)  # least recently used first out
             graph, static = self.graphs[key]
