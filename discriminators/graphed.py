@@ -21,8 +21,10 @@ So the update body differs from the eager one in two ways, both about checks:
 A graph is captured for each (rows, width) minibatch shape of at most ``MAX_CAPTURED_TOKENS``
 tokens (SeqGAN's 64 × 20 is 1,280) after ``WARMUP`` eager updates of that shape, run on a side
 stream as CUDA's capture rules ask (they initialize the optimizer's state and the libraries'
-workspaces). Replays draw dropout from the same generator offsets as
-eager updates would, so a captured update equals the eager one given the same state.
+workspaces). Replays draw dropout from the same generator offsets as eager updates would, so a
+captured update equals the eager one given the same state. A capture that fails (an operation
+in the update that waits for the device, say) runs nothing: it warns, and the updates run
+eagerly from then on.
 
 :class:`UpdateBody` is the update itself; :class:`GraphedUpdates` caches the graphs. On the CPU
 the body runs directly (``capture=False``), which is how the tests check it against the eager
@@ -30,6 +32,7 @@ update without a GPU.
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -156,8 +159,16 @@ class GraphedUpdates:
         init_adam_state(self.body.optimizer)
         self.body.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes fresh gradients
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        try:
+            with torch.cuda.graph(graph):
+                self.body(*static)
+        except RuntimeError as exc:  # an operation capture cannot hold: nothing ran, run it eagerly
+            warnings.warn(f"the discriminator update could not be captured as a CUDA graph ({exc}); its updates "
+                          "run eagerly from now on (pass cuda_graph=False to skip the attempt)", stacklevel=2)
+            self.capture = False
+            self.body.optimizer.zero_grad(set_to_none=True)
             self.body(*static)
+            return
         self.graphs[key] = (graph, static)
         while len(self.graphs) > MAX_GRAPHS:
             self.graphs.popitem(last=False)
