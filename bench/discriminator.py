@@ -16,7 +16,9 @@ Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`
 same process and interleaved with ``cnn`` (:class:`CNNBefore`: ReLU over every window, then the
 length mask, then the max; Adam without the fused kernel; on a GPU also one convolution per
 width and eager updates, where ``cnn`` pools every width with one convolution and replays each
-update as a CUDA graph; ``cnn_eager_one_conv`` and ``cnn_graph_per_width`` have one of the two): ``ratio_vs_before`` = cnn /
+update as a CUDA graph; ``cnn_eager_one_conv`` and ``cnn_graph_per_width`` have one of the two).
+``cnn_autocast_bf16`` runs ``cnn``'s updates under ``torch.autocast(bfloat16)``, eager: what
+bfloat16 training would give, which the trainer does not offer (``ratio_autocast_bf16``): ``ratio_vs_before`` = cnn /
 cnn_before throughput, for the variable-length minibatches of the headline and (``_full``) for
 full-length ones such as the oracle's (where the mask is skipped). ``same_updates`` trains both
 from the same weights on the same 40 minibatches with the same dropout draws and reports the
@@ -161,6 +163,15 @@ def main() -> None:
         "cnn_full": lambda: new_full.step(real, full, fake, full, k=1),
         "cnn_before_full": lambda: old_full.step(real, full, fake, full, k=1),
     }
+    # what bfloat16 training would give (not an option of the trainer): the same updates under autocast
+    half = discriminators.DiscriminatorTrainer(discriminators.make("cnn", vocab_size=V, max_length=L), lr=1e-4,
+                                               batch_size=BATCH, device=device, seed=0, cuda_graph=False)
+
+    def autocast_step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            half.step(real, real_len, fake, fake_len, k=1)
+
+    runs["cnn_autocast_bf16"] = autocast_step
     if device.type == "cuda":  # what each of the GPU's two changes gives alone
         eager = discriminators.DiscriminatorTrainer(discriminators.make("cnn", vocab_size=V, max_length=L), lr=1e-4,
                                                     batch_size=BATCH, device=device, seed=0, cuda_graph=False)
@@ -208,6 +219,7 @@ def main() -> None:
         "ratio": throughput["cnn"] / throughput["baseline"],
         "cnn_vs_before": {k: round(v, 1) for k, v in pair.items()},
         "ratio_vs_before": pair["cnn"] / pair["cnn_before"],
+        "ratio_autocast_bf16": pair["cnn_autocast_bf16"] / pair["cnn"],
         "ms_per_update": {k: round(1e3 * BATCH / v, 3) for k, v in pair.items()},
         "ratio_vs_before_full": pair["cnn_full"] / pair["cnn_before_full"],
         "same_updates": same,
