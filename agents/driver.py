@@ -175,16 +175,12 @@ def write_checkpoint(path: Path, header: Dict[str, Any], body: bytes) -> None:
     atomic_write_bytes(path, out.getvalue())
 
 
-def save_checkpoint(path: Path, resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData) -> None:
-    write_checkpoint(path, *checkpoint_parts(resolved, agent, metrics_rows, data))
-
-
 class CheckpointWriter:
     """Writes each checkpoint's checksum, framing and file on a background thread.
 
     :meth:`save` serializes the agent's state at once (it must see this iteration's tensors)
-    and returns; the rest, about three quarters of a checkpoint's time for SeqGAN's
-    discriminator, overlaps the next iteration. One write at a time: :meth:`save` first waits
+    and returns; the rest (checksum, framing, the write and its fsync: most of a checkpoint's
+    time for SeqGAN's discriminator, README) overlaps the next iteration. One write at a time: :meth:`save` first waits
     for the previous one, :meth:`close` for the last. A write that failed raises from the next
     :meth:`save` or from :meth:`close`. The file on disk is always a whole checkpoint (written
     atomically), at most one iteration behind the metrics; resume cuts the metrics back to the

@@ -228,20 +228,20 @@ class MLEAgent(Agent):
 
         On the CPU each loss is checked before its update. Elsewhere the losses are summed on
         the device and checked once, at the end (a FloatingPointError then stops the run after
-        the pass, before its checkpoint): a check per update would make the host wait for the
-        device at every update, which on a GPU costs more than the update.
+        the pass, before its checkpoint): a check per update makes the host wait for the device
+        at every update, which a small model's update on a GPU cannot afford.
         """
+        if self.device.type != "cpu":
+            return self._mle_pass_deferred(batches)
         self._generator.train()
-        if self.device.type == "cpu":
-            total, count = 0.0, 0
-            for idx in batches:
-                tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
-                value = self.optimizer_step(self.mle_opt, self.mle_loss(tokens, lengths), "g_loss")
-                k = int(lengths.sum())
-                total, count = total + value * k, count + k
-            nll = total / max(count, 1)
-            return {"g_loss": nll, "nll_train": nll}
-        return self._mle_pass_deferred(batches)
+        total, count = 0.0, 0
+        for idx in batches:
+            tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
+            value = self.optimizer_step(self.mle_opt, self.mle_loss(tokens, lengths), "g_loss")
+            k = int(lengths.sum())
+            total, count = total + value * k, count + k
+        nll = total / max(count, 1)
+        return {"g_loss": nll, "nll_train": nll}
 
     def _mle_pass_deferred(self, batches: List[torch.Tensor]) -> Dict[str, float]:
         """:meth:`_mle_pass` off the CPU: the checks summed on the device, read once."""
@@ -252,7 +252,7 @@ class MLEAgent(Agent):
             loss = self.mle_loss(tokens, lengths)
             norm = self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
             n_tok = lengths.sum().double()
-            bad = torch.zeros((), device=self.device) if norm is None else (~torch.isfinite(norm)).double()
+            bad = torch.zeros((), device=self.device) if norm is None else ~torch.isfinite(norm)
             sums += torch.stack([loss.detach().double() * n_tok, n_tok, bad.double()])
         total, count, bad_norms = sums.tolist()
         if bad_norms:

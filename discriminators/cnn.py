@@ -71,11 +71,10 @@ SIZES: Dict[str, Preset] = {
 #: Precisions of the CNN's scoring. ``bfloat16`` runs the convolutions and the highway and
 #: output layers of :meth:`CNNDiscriminator.score` and ``score_completions`` in bfloat16: the
 #: rewards, and also the held-out evaluation, which scores through ``score``. Training stays
-#: float32. On SeqGAN's sizes and this project's CPU (AVX512-BF16), scoring 8,192 completions
-#: took 2.3x less time and one MC reward 1.26x less (its rollouts stay float32); a CPU without
-#: native bfloat16 is slower. The MC rewards D(Y) = σ(logit) stayed within 9.6e-4 of float32's
-#: (``bench/mc_rollout.py --scorer cnn``); the test holds single completions to 1e-2 and lets a
-#: decision (the logit's sign) change only within 0.05 of 0 (tests/test_discriminators.py).
+#: float32. It pays on a CPU with native bfloat16 (AVX512-BF16, AMX) or a GPU, and costs on a
+#: CPU without (speed and distance from float32: ``bench/mc_rollout.py --scorer cnn``, README).
+#: The test holds single completions' D(Y) = σ(logit) to 1e-2 of float32's and lets a decision
+#: (the logit's sign) change only within 0.05 of 0 (tests/test_discriminators.py).
 SCORE_DTYPES = ("float32", "bfloat16")
 
 #: the most rows that the CNN pools with one convolution off the CPU (:meth:`CNNDiscriminator._pool_all`):
@@ -213,8 +212,9 @@ class CNNDiscriminator(BaseDiscriminator):
         W - 1 zero columns, so one convolution gives every filter a window at every position j;
         windows past a sequence's end are masked as in :meth:`_pool`, then one max over time.
         The same function as the per-width pooling (tested to 1e-5), with about 6 times its
-        arithmetic (SeqGAN's sizes) in a dozen kernels instead of well over a hundred per
-        update: the trade that pays on a GPU, where launches, not arithmetic, set the pace.
+        arithmetic (SeqGAN's sizes) in a dozen kernels instead of well over a hundred: a trade
+        for a GPU, where a small update's time is its kernel count (bench/results/gpu-h200),
+        not its arithmetic; its own gain is not yet measured.
         """
         W = max(self.widths)
         pairs = [(w, cast(nn.Conv1d, conv)) for w, conv in zip(self.widths, self.convs, strict=True)]

@@ -23,6 +23,12 @@ def correct(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
     return right + 0.5 * (logits == 0).float()
 
 
+def right_calls(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
+    """(2,): the :func:`correct` calls summed over the real rows and over the fake rows."""
+    ok = correct(logits, is_real)
+    return torch.stack([(ok * is_real).sum(), (ok * ~is_real).sum()])
+
+
 def balanced_by_position(right: torch.Tensor, seen: torch.Tensor) -> List[float]:
     """``right``, ``seen``: (2, T) sums for (real, fake) at each position -> per-position balanced
     accuracy (NaN where a class has no row)."""

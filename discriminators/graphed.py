@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discriminators.evaluation import correct
+from discriminators.evaluation import right_calls
 
 #: eager updates of a shape before its graph is captured
 WARMUP = 3
@@ -98,10 +98,9 @@ class UpdateBody:
             nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():
-            ok = correct(logits, is_real)
             bad = ~(torch.isfinite(loss + reg) & torch.isfinite(logits).all())
-            self.stats += torch.stack([loss * tokens.shape[0], reg, (ok * is_real).sum(), (ok * ~is_real).sum(),
-                                       bad.float()])
+            self.stats += torch.cat([torch.stack([loss * tokens.shape[0], reg]), right_calls(logits, is_real),
+                                     bad.float()[None]])
 
 
 class GraphedUpdates:

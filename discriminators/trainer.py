@@ -45,14 +45,14 @@ calls it on the trainer's discriminator).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from discriminators.base import DivergenceError
-from discriminators.evaluation import balanced_by_position, correct, evaluate, per_position_sums
+from discriminators.evaluation import balanced_by_position, correct, evaluate, per_position_sums, right_calls
 from discriminators.graphed import (
     LOSS,
     NONFINITE,
@@ -336,41 +336,37 @@ class DiscriminatorTrainer:
             if self._graphed is not None:
                 loss_sum, reg_sum, right, steps = self._graphed_passes(tokens, lengths, targets, is_real, int(k))
             else:
-                for _ in range(int(k)):
-                    perm = torch.randperm(M, generator=self.generator).to(self.device)
-                    for start in range(0, M, self.batch_size):
-                        idx = perm[start : start + self.batch_size]
-                        update = self.total_steps + 1
-                        try:
-                            loss, logits, prefix_logits = self._objective(tokens[idx], lengths[idx], targets[idx])
-                        except DivergenceError as exc:
-                            raise DivergenceError(f"discriminator update {update}: {exc}") from exc
-                        reg = self._regularization()
-                        total = loss + reg
-                        if not bool(torch.isfinite(total)):
-                            raise DivergenceError(
-                                f"discriminator loss is {float(loss)} (regularization {float(reg)}) at update {update} "
-                                f"(call's step {steps + 1}); lower the learning rate or restore a checkpoint"
-                            )
-                        self.optimizer.zero_grad(set_to_none=True)
-                        total.backward()
-                        if self.max_grad_norm is not None:
-                            nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
-                        self.optimizer.step()
-                        self.total_steps += 1
-                        steps += 1
-                        with torch.no_grad():
-                            r = is_real[idx]
-                            loss_sum += loss.detach() * idx.numel()
-                            reg_sum += reg.detach()
-                            ok = correct(logits.detach(), r)
-                            right += torch.stack([(ok * r).sum(), (ok * ~r).sum()])
-                            if prefix_logits is not None:
-                                valid = torch.arange(width, device=self.device)[None, :] < lengths[idx][:, None]
-                                ok_t = correct(prefix_logits.detach(), r[:, None].expand(-1, width))
-                                pr, ps = per_position_sums(ok_t, valid, r)
-                                pos_right += pr
-                                pos_seen += ps
+                for idx in self._minibatches(M, int(k)):
+                    update = self.total_steps + 1
+                    try:
+                        loss, logits, prefix_logits = self._objective(tokens[idx], lengths[idx], targets[idx])
+                    except DivergenceError as exc:
+                        raise DivergenceError(f"discriminator update {update}: {exc}") from exc
+                    reg = self._regularization()
+                    total = loss + reg
+                    if not bool(torch.isfinite(total)):
+                        raise DivergenceError(
+                            f"discriminator loss is {float(loss)} (regularization {float(reg)}) at update {update} "
+                            f"(call's step {steps + 1}); lower the learning rate or restore a checkpoint"
+                        )
+                    self.optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    if self.max_grad_norm is not None:
+                        nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
+                    self.optimizer.step()
+                    self.total_steps += 1
+                    steps += 1
+                    with torch.no_grad():
+                        r = is_real[idx]
+                        loss_sum += loss.detach() * idx.numel()
+                        reg_sum += reg.detach()
+                        right += right_calls(logits.detach(), r)
+                        if prefix_logits is not None:
+                            valid = torch.arange(width, device=self.device)[None, :] < lengths[idx][:, None]
+                            ok_t = correct(prefix_logits.detach(), r[:, None].expand(-1, width))
+                            pr, ps = per_position_sums(ok_t, valid, r)
+                            pos_right += pr
+                            pos_seen += ps
         finally:
             disc.train(was_training)
         # every pass visits each row once: no count per minibatch (on a GPU, one host sync each)
@@ -390,6 +386,14 @@ class DiscriminatorTrainer:
             stats["acc_by_position"] = balanced_by_position(pos_right.cpu(), pos_seen.cpu())
         return stats
 
+    def _minibatches(self, M: int, k: int) -> Iterator[torch.Tensor]:
+        """Row ids of each minibatch of ``k`` passes over ``M`` rows, each pass in a fresh shuffle
+        drawn from the trainer's generator."""
+        for _ in range(k):
+            perm = torch.randperm(M, generator=self.generator).to(self.device)
+            for start in range(0, M, self.batch_size):
+                yield perm[start : start + self.batch_size]
+
     def _graphed_passes(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
                         k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """``k`` passes of :mod:`discriminators.graphed` updates: (BCE sum, regularization sum,
@@ -397,15 +401,13 @@ class DiscriminatorTrainer:
         if it is not 0 the call's starting state is restored and DivergenceError raised."""
         assert self._graphed is not None
         init_adam_state(self.optimizer)  # so that the snapshot holds it, and a captured step finds it
-        state = [t for t in self.optimizer.state.values() for t in t.values() if torch.is_tensor(t)]
-        snapshot = [(t, t.detach().clone()) for t in [*self.discriminator.parameters(), *state]]
+        moments = [v for per_param in self.optimizer.state.values() for v in per_param.values() if torch.is_tensor(v)]
+        snapshot = [(t, t.detach().clone()) for t in [*self.discriminator.parameters(), *moments]]
         self._stats.zero_()
-        M, steps = tokens.shape[0], 0
-        for _ in range(k):
-            perm = torch.randperm(M, generator=self.generator).to(self.device)
-            for start in range(0, M, self.batch_size):
-                self._graphed.run(tokens, lengths, targets, is_real, perm[start : start + self.batch_size])
-                steps += 1
+        steps = 0
+        for idx in self._minibatches(tokens.shape[0], k):
+            self._graphed.run(tokens, lengths, targets, is_real, idx)
+            steps += 1
         stats = self._stats.cpu()
         if stats[NONFINITE] > 0:
             with torch.no_grad():

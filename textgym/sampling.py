@@ -215,8 +215,9 @@ def sample_past_prefix(
     keep their prefix token. ``max_prefix`` is ``prefix_lengths.max()``: from there on every row
     draws, with no search for the free rows; the draws are the same either way. Off the CPU
     every row always draws and the prefix rows' draws are dropped: the search for the free rows
-    would make the host wait for the device at every step, which costs more there than the
-    draws it saves (so the GPU's draws are not the CPU's; each is deterministic). ``all_rows``
+    makes the host wait for the device at every step, and the extra draws are meant to cost less
+    than those waits (not yet timed on a GPU). So the GPU's draws are not the CPU's; each is
+    deterministic. ``all_rows``
     chooses that way on any device (None: off the CPU)."""
     if t >= max_prefix:
         tokens[:, t] = sample_rows(h, weight, bias, temperature, generator, bound)
