@@ -84,7 +84,7 @@ ONE_CONV_MAX_ROWS = 1024
 
 
 class Highway(nn.Module):
-    """One highway layer (Srivastava et al. 2015): ``y = g*relu(W_h x) + (1-g)*x``, ``g = σ(W_g x)``.
+    """One highway layer (Srivastava et al. 2015): ``y = g*relu(W_h x) + (1-g)*x``, ``g = σ(W_g x + b_g)``.
 
     Args:
         dim: feature size ``F`` of ``x`` ``(N, F)``.
@@ -98,8 +98,17 @@ class Highway(nn.Module):
         nn.init.constant_(self.gate.bias, gate_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = torch.sigmoid(self.gate(x))
-        return g * F.relu(self.transform(x)) + (1.0 - g) * x
+        """``y = x + g ⊙ (relu(W_h x) - x)``, the same sum with one product fewer. Under autocast
+        the products run in bfloat16 and the gated sum in the weights' dtype; without a
+        gradient (scoring) the sum is formed in place, which saves allocating (N, F) tensors."""
+        dtype = self.gate.weight.dtype
+        if torch.is_grad_enabled():
+            g = torch.sigmoid(self.gate(x)).to(dtype)
+            t = F.relu(self.transform(x)).to(dtype) - x.to(dtype)
+        else:
+            g = self.gate(x).to(dtype).sigmoid_()
+            t = self.transform(x).to(dtype).relu_().sub_(x.to(dtype))
+        return torch.addcmul(x.to(dtype), g, t)
 
 
 class CNNDiscriminator(BaseDiscriminator):
@@ -230,7 +239,10 @@ class CNNDiscriminator(BaseDiscriminator):
         width = max(tokens.shape[1], max(self.widths))
         if width > tokens.shape[1]:
             tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.pad_id)
-        return self.embedding(tokens).transpose(1, 2)
+        e = self.embedding(tokens)
+        if torch.is_autocast_enabled(e.device.type):  # bfloat16 scoring: cast once, not once per width
+            e = e.to(torch.get_autocast_dtype(e.device.type))
+        return e.transpose(1, 2)
 
     def _pool(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Module, w: int, start: int = 0,
               end: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -239,6 +251,9 @@ class CNNDiscriminator(BaseDiscriminator):
         N, f = e.shape[0], cast(nn.Conv1d, conv).out_channels
         if start > e.shape[2] - w:
             return e.new_full((N, f), float("-inf"))
+        if e.device.type == "cpu" and not torch.is_grad_enabled():
+            m = self._max_windows(e, lengths, cast(nn.Conv1d, conv), w, start, end)
+            return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
         c = conv(e[:, :, start:])  # (N, f, windows): j = start, start + 1, ...
         j = torch.arange(start, start + c.shape[2], device=e.device)
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
@@ -254,6 +269,37 @@ class CNNDiscriminator(BaseDiscriminator):
         m = c.amax(dim=2)
         return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
 
+    def _max_windows(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
+                     end: Optional[torch.Tensor]) -> torch.Tensor:
+        """:meth:`_pool`'s maximum before the ReLU, as one matrix product per window position:
+        e (N, E, width) -> (N, f), -inf where no window qualifies.
+
+        With the embeddings laid out as rows ``x = e.transpose(1, 2)`` (N, width·E), the window
+        at j is the column slice ``x[:, jE : (j+w)E]``, a strided view that the matrix product
+        reads in place, and its outputs are ``x[:, jE : (j+w)E] · W_w`` with ``W_w`` (w·E, f) the
+        filters laid out the same way; a running maximum over j keeps (N, f) values. This avoids
+        the convolution's (N, f, windows) output and the reduction over its short last axis.
+        Used for scoring on the CPU (no gradient); training keeps the convolution, whose backward
+        is one kernel per width.
+        """
+        x = e.transpose(1, 2).contiguous()  # (N, width, E): already contiguous when e comes from _embed
+        N, width, E = x.shape
+        rows = x.view(N, width * E)
+        weight = conv.weight.to(x.dtype).permute(0, 2, 1).reshape(conv.out_channels, w * E).t()  # (wE, f)
+        # window j qualifies for a row when j <= last: it ends by the row's length (the first
+        # window always counts) and by ``end``
+        last = (lengths - w).clamp(min=0)
+        if end is not None:
+            last = torch.minimum(last, end - w)
+        lo, hi = int(last.min()), int(last.max())
+        m = x.new_full((N, weight.shape[1]), float("-inf"))
+        for j in range(start, min(width - w, hi) + 1):
+            y = torch.mm(rows[:, j * E : (j + w) * E], weight)
+            if j > lo:  # some rows have no such window
+                y.masked_fill_((last < j)[:, None], float("-inf"))
+            torch.maximum(m, y, out=m)
+        return m + conv.bias.to(m.dtype) if conv.bias is not None else m
+
     def score_completions(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
                           n: int) -> torch.Tensor:
         """``score(tokens, lengths)`` of M groups of n rows that share their first
@@ -262,8 +308,8 @@ class CNNDiscriminator(BaseDiscriminator):
         A window that lies inside the shared prefix (``j + w <= p``) has the same convolution
         output in all n rows of a group: those windows are computed once per group (on its first
         row) and max-pooled there; each row convolves only the windows that reach into its own
-        completion (``j >= p - w + 1``; rows are bucketed by p so that each bucket is one
-        convolution per width). The pooled maximum is the maximum of the two parts, so the result
+        completion (``j >= p - w + 1``; rows are bucketed by p so that each bucket is pooled once
+        per width). The pooled maximum is the maximum of the two parts, so the result
         is ``score``'s up to float rounding (tested to 1e-5).
 
         On the CPU only: on a GPU the buckets are many small launches, each after a host sync
@@ -277,15 +323,16 @@ class CNNDiscriminator(BaseDiscriminator):
             return self.score(tokens, lengths)
         with self.scoring():
             tokens, lengths, _ = self.check_inputs(tokens, lengths)
-            e = self._embed(tokens)
+            emb = self._embed(tokens).transpose(1, 2)  # (M·n, width, E), contiguous: row gathers stay so
             shared = torch.minimum(prefix_lengths.to(lengths.device), lengths[::n])  # the common part of a group
             p = shared.repeat_interleave(n)
             pairs = list(zip(self.widths, self.convs, strict=True))
-            heads = [self._pool(e[::n], lengths[::n], conv, w, end=shared).repeat_interleave(n, 0) for w, conv in pairs]
+            e = emb[::n].contiguous().transpose(1, 2)
+            heads = [self._pool(e, lengths[::n], conv, w, end=shared).repeat_interleave(n, 0) for w, conv in pairs]
             tails = [torch.full_like(h, float("-inf")) for h in heads]
             for pv in torch.unique(p).tolist():
                 rows = (p == pv).nonzero().squeeze(1)
-                er, lr = e.index_select(0, rows), lengths.index_select(0, rows)
+                er, lr = emb.index_select(0, rows).transpose(1, 2), lengths.index_select(0, rows)
                 for k, (w, conv) in enumerate(pairs):
                     tails[k][rows] = self._pool(er, lr, conv, w, start=max(0, int(pv) - w + 1))
             x = torch.cat([torch.maximum(h, t) for h, t in zip(heads, tails, strict=True)], 1)
@@ -293,8 +340,9 @@ class CNNDiscriminator(BaseDiscriminator):
             return self.check_output(self.head(x))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
-        # the parameters' dtype also from bfloat16 scoring (a no-op otherwise)
-        return self.out(self.dropout(features)).squeeze(-1).to(self.out.weight.dtype)
+        # the output layer (one dot product per row) in the weights' dtype, also in bfloat16 scoring
+        with torch.autocast(features.device.type, enabled=False):
+            return self.out(self.dropout(features.to(self.out.weight.dtype))).squeeze(-1)
 
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:

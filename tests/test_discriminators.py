@@ -218,8 +218,8 @@ def test_score_is_deterministic_eval_no_grad_and_restores_mode(name):
     s1, s2 = d.score(x), d.score(x)
     assert torch.equal(s1, s2) and not s1.requires_grad
     assert d.training  # mode restored
-    d.eval()
-    assert torch.equal(d(x).detach(), s1)
+    d.eval()  # the CNN scores with matrix products where training convolves: equal up to rounding
+    torch.testing.assert_close(d(x).detach(), s1, rtol=1e-5, atol=1e-6)
     d.score(x)
     assert not d.training  # eval stays eval
 
@@ -556,6 +556,30 @@ def test_cnn_completion_scores_equal_plain_scores(size, device):
         d.score_completions(tokens[:-1], lengths[:-1], prefix, n)
 
 
+def test_cnn_scoring_pools_with_matrix_products_as_the_convolution_does():
+    """On the CPU without a gradient, each width's pooling is one matrix product per window
+    position (``_max_windows``): the same maxima as the convolution, masked windows included,
+    for every window range that score_completions asks for (``start``, ``end``, and rows left
+    with no qualifying window, which stay -inf)."""
+    V, T = 40, 12
+    torch.manual_seed(0)
+    d = CNNDiscriminator(V, T, size="small", widths=(1, 2, 5, 12, 15), filters=(6, 5, 4, 3, 2)).eval()
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([T, 1, 3, 7, T, 2, 5, 11])
+    tokens = torch.randint(V, (8, T), generator=g).masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
+    e = d._embed(tokens)
+    end = torch.tensor([0, 1, 4, 9, 12, 15, 5, 2])
+    for w, conv in zip(d.widths, d.convs, strict=True):
+        for start, stop in [(0, None), (2, None), (0, end), (3, end), (e.shape[2] - w, None)]:
+            with torch.enable_grad():
+                ref = d._pool(e, lengths, conv, w, start, stop)  # the convolution (training's path)
+            with torch.no_grad():
+                got = d._pool(e, lengths, conv, w, start, stop)
+            assert torch.equal(torch.isneginf(got), torch.isneginf(ref)), (w, start)
+            finite = torch.isfinite(ref)
+            torch.testing.assert_close(got[finite], ref[finite].detach(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("full_length", [True, False])
 def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, device):
     """The pooled features against the obvious computation, row by row and width by width:
@@ -591,6 +615,7 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, device)
     ref = reference()
     ref_grads = torch.autograd.grad(ref.sum(), list(d.parameters()), allow_unused=True)
     torch.testing.assert_close(logits, ref)
+    torch.testing.assert_close(d.score(tokens, lengths), ref.detach())  # scoring's path (on the CPU, matrix products)
     for a, b in zip(grads, ref_grads, strict=True):
         if b is None:
             assert a is None or not a.any()

@@ -208,10 +208,10 @@ class MCReward(Reward):
         temperature: sampling temperature of the rollouts.
         chunk_rows: at most this many rollout rows are generated and scored at once, which
             bounds memory at about ``chunk_rows × V`` floats for a policy or scorer that makes
-            all its logits at once. Default (None): 4096 on CPU (the oracle and the LSTM
-            generator split their own work further to cache size; smaller chunks cost Python
-            overhead, larger ones gained nothing in the mc_rollout benchmark) and 16384 on
-            accelerators, where fewer, larger kernels win.
+            all its logits at once. Default (None): 16384 (the oracle and the LSTM generator
+            split their own work further to cache size). Larger chunks give the CNN's
+            prefix-shared scoring larger groups per prefix length and accelerators fewer,
+            larger kernels; smaller ones only add Python overhead (``bench/mc_rollout.py``).
     """
 
     mode = "mc"
@@ -231,7 +231,7 @@ class MCReward(Reward):
 
     def rows_per_chunk(self, device: torch.device) -> int:
         """Rollout rows generated and scored at once on ``device`` (``chunk_rows`` or its default)."""
-        return self.chunk_rows or (4096 if torch.device(device).type == "cpu" else 16384)
+        return self.chunk_rows or 16384
 
     def set_rollout_policy(self, policy: RolloutPolicy) -> None:
         self.rollout_policy = policy
