@@ -101,14 +101,14 @@ class Highway(nn.Module):
         """``y = x + g ⊙ (relu(W_h x) - x)``, the same sum with one product fewer. Under autocast
         the products run in bfloat16 and the gated sum in the weights' dtype; without a
         gradient (scoring) the sum is formed in place, which saves allocating (N, F) tensors."""
-        dtype = self.gate.weight.dtype
+        wide = x.to(self.gate.weight.dtype)
         if torch.is_grad_enabled():
-            g = torch.sigmoid(self.gate(x)).to(dtype)
-            t = F.relu(self.transform(x)).to(dtype) - x.to(dtype)
+            g = torch.sigmoid(self.gate(x)).to(wide.dtype)
+            t = F.relu(self.transform(x)).to(wide.dtype) - wide
         else:
-            g = self.gate(x).to(dtype).sigmoid_()
-            t = self.transform(x).to(dtype).relu_().sub_(x.to(dtype))
-        return torch.addcmul(x.to(dtype), g, t)
+            g = self.gate(x).to(wide.dtype).sigmoid_()
+            t = self.transform(x).to(wide.dtype).relu_().sub_(wide)
+        return torch.addcmul(wide, g, t)
 
 
 class CNNDiscriminator(BaseDiscriminator):

@@ -650,6 +650,7 @@ def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device):
     changed only where the float32 logit is within 0.05 of 0; score_completions agrees; the
     float32 scores and training (never bfloat16) are untouched by the option."""
     V, T, n = 300, 20, 4
+    torch.manual_seed(0)  # weights independent of the test order (12 seeds stayed within 0.007 of float32)
     d32 = discriminators.make("cnn", vocab_size=V, max_length=T).to(device)
     d16 = discriminators.make("cnn", vocab_size=V, max_length=T, score_dtype="bfloat16").to(device)
     d16.load_state_dict(d32.state_dict())
