@@ -28,9 +28,10 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 import torch
 
-from agents.config import SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
+from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
 from discriminators.base import seeded
+from discriminators.trainer import PRECISIONS
 from textgym import scorers
 from textgym.data import OracleData
 from textgym.masks import length_mask, strip_padding
@@ -138,6 +139,9 @@ class AdversarialConfig(MLEConfig):
     d_adam_beta1: float = param(0.9, "Adam beta1 of the discriminator", check=unit_open)
     d_weight_decay: float = param(0.0, "L2 of every discriminator weight: lambda sum(w^2) / 2, as Adam's weight decay",
                                   check=nonnegative)
+    d_precision: str = param("float32", "discriminator training precision: float32, or bfloat16 mixed precision "
+                                        "(discriminators.trainer.PRECISIONS)", kind=RUN,
+                             check=lambda v: None if v in PRECISIONS else f"one of {PRECISIONS}")
     d_heldout: int = param(1000, "held-out real sequences (the test set's, else split from training) scored with as "
                                  "many fresh samples for the held-out accuracy d_heldout_acc", kind=SIZE,
                            check=at_least(1))
@@ -220,7 +224,7 @@ class AdversarialAgent(MLEAgent):
         c = self.config
         return discriminators.DiscriminatorTrainer(
             disc, lr=c.d_lr, batch_size=c.d_batch_size, betas=(c.d_adam_beta1, 0.999), weight_decay=c.d_weight_decay,
-            seed=self._d_seed(),
+            seed=self._d_seed(), precision=c.d_precision,
         )
 
     def _d_seed(self) -> int:

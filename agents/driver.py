@@ -259,7 +259,9 @@ def load_agent_state(agent: Agent, path: Path, header: Dict[str, Any], state: Di
 
 def _check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
     theirs, ours = header["config"], run_values(resolved)
-    diff = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+    # a field added since the checkpoint was written resumes at its default: the run had none
+    new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) == "default"}
+    diff = sorted(k for k in (set(theirs) | set(ours)) - new if theirs.get(k) != ours.get(k))
     if header.get("agent", resolved.agent) != resolved.agent:
         diff.insert(0, "agent")
         theirs, ours = {**theirs, "agent": header.get("agent")}, {**ours, "agent": resolved.agent}

@@ -223,3 +223,19 @@ def test_a_finished_run_says_when_its_discriminator_was_weak(tmp_path, oracle_da
     out = capsys.readouterr().out
     assert ("notice: the discriminator is weak" in out) == weak, (acc, out)
     assert acc == 0.5 if weak else acc is None  # the oracle needs no held-out check
+
+
+def test_a_checkpoint_older_than_a_config_field_resumes_at_its_default_only(tmp_path):
+    """A field added since a checkpoint was written (absent from its config) is no difference
+    while it keeps its default; set to anything else, the checkpoint is refused."""
+    from agents.config import resolve
+    from agents.driver import RunError, _check_same_config, run_values
+
+    resolved = resolve(agents.preset("seqgan"), "smoke")
+    old = {k: v for k, v in run_values(resolved).items() if k != "d_precision"}
+    _check_same_config(tmp_path / "checkpoint.pt", {"config": old}, resolved)
+    changed = resolve(agents.preset("seqgan"), "smoke", explicit={"d_precision": "bfloat16"})
+    with pytest.raises(RunError, match="another configuration.*d_precision"):
+        _check_same_config(tmp_path / "checkpoint.pt", {"config": old}, changed)
+    with pytest.raises(RunError, match="another configuration.*seed"):
+        _check_same_config(tmp_path / "checkpoint.pt", {"config": {**old, "seed": 7}}, resolved)
