@@ -72,8 +72,9 @@ SIZES: Dict[str, Preset] = {
 #: two products of :meth:`CNNDiscriminator.score` and ``score_completions`` in bfloat16 (the
 #: highway's gated sum and the output layer stay float32): the rewards, and also the held-out
 #: evaluation, which scores through ``score``. Training stays float32 unless its trainer says
-#: otherwise (``DiscriminatorTrainer(precision=...)``). It pays on a CPU with native bfloat16 (AVX512-BF16, AMX) or a GPU, and costs on a
-#: CPU without (speed and distance from float32: ``bench/mc_rollout.py --scorer cnn``, README).
+#: otherwise (``DiscriminatorTrainer(precision=...)``). It pays on a CPU with native bfloat16
+#: (AVX512-BF16, AMX) or a GPU, and costs on a CPU without (speed and distance from float32:
+#: ``bench/mc_rollout.py --scorer cnn``, README).
 #: The test holds single completions' D(Y) = σ(logit) to 1e-2 of float32's and lets a decision
 #: (the logit's sign) change only within 0.05 of 0 (tests/test_discriminators.py).
 SCORE_DTYPES = ("float32", "bfloat16")
