@@ -7,7 +7,7 @@ Two scorers (``--scorer``), each figure says which:
 - ``cnn``: SeqGAN's real reward: the same sizes with the LSTM generator of ``agents`` as rollout
   policy and SeqGAN's CNN discriminator (``discriminators.make("cnn")``, 1720 filters) as
   scorer, D(Y) = σ(logit). Compared: ``batched`` (``MCReward`` with the CNN's
-  ``score_completions``, which convolves each group's shared prefix once), ``batched_plain``
+  ``score_completions``, which pools each group's shared prefix once), ``batched_plain``
   (the same, scoring every completion in full) and ``public_loop`` (for each rollout, for each
   prefix length: the generator's LSTM over the prefix, ``torch.multinomial`` for the rest, the
   CNN on the 64 completions); ``batched_bf16`` is ``batched`` with the CNN's scoring in bfloat16
@@ -208,7 +208,7 @@ def main() -> None:
     tokens = oracle.sample(N, generator=g)
     reward = MCReward(scorer, rollout_policy=oracle, n_rollouts=n).bind(oracle.vocab_size, None, oracle.vocab_size)
     # cache-sized blocks on CPU (the sampler's row count), the reward's chunks elsewhere
-    chunk = row_chunk(oracle.vocab_size, device) or reward.rows_per_chunk(device)
+    chunk = row_chunk(oracle.vocab_size, device) or reward.rows_per_chunk()
     repeats = 1 if args.quick else args.repeats
 
     t = interleaved({
@@ -225,7 +225,7 @@ def main() -> None:
         "scorer": "oracle (log-likelihood)",
         "device": str(device),
         "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size,
-                    "chunk_rows": reward.rows_per_chunk(device), "roofline_block_rows": chunk,
+                    "chunk_rows": reward.rows_per_chunk(), "roofline_block_rows": chunk,
                     "threads": torch.get_num_threads()},
         "seconds": {"batched": t_batched, "public_loop": t_public, "loop_same_kernels": t_same,
                     "roofline_matmuls": t_roof},

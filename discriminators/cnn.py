@@ -28,7 +28,7 @@ gives a finite feature. Inputs shorter than the widest window are padded on the 
 This model has no per-prefix scores: ``supports_prefixes`` is False and it has no
 ``score_prefixes`` attribute, so dense rewards refuse it with a clear message. It scores the
 Monte-Carlo reward's completions with :meth:`CNNDiscriminator.score_completions`, which
-convolves the windows of each group's shared prefix once instead of once per rollout.
+pools the windows of each group's shared prefix once instead of once per rollout.
 """
 from __future__ import annotations
 
@@ -249,13 +249,22 @@ class CNNDiscriminator(BaseDiscriminator):
     def _pool(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Module, w: int, start: int = 0,
               end: Optional[torch.Tensor] = None) -> torch.Tensor:
         """max_j ReLU(conv)_j over the valid windows j >= ``start`` that end by ``end`` (N,) when
-        given (``j + w <= end``): e (N, E, width) -> (N, f), -inf where no window qualifies."""
+        given (``j + w <= end``): e (N, E, width) -> (N, f), -inf where no window qualifies.
+
+        The maximum comes from matrix products when scoring on the CPU (:meth:`_max_windows`),
+        from the convolution otherwise (:meth:`_max_conv`)."""
         N, f = e.shape[0], cast(nn.Conv1d, conv).out_channels
         if start > e.shape[2] - w:
             return e.new_full((N, f), float("-inf"))
-        if e.device.type == "cpu" and not torch.is_grad_enabled():
-            m = self._max_windows(e, lengths, cast(nn.Conv1d, conv), w, start, end)
-            return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
+        pool = self._max_windows if e.device.type == "cpu" and not torch.is_grad_enabled() else self._max_conv
+        m = pool(e, lengths, cast(nn.Conv1d, conv), w, start, end)
+        # ReLU after the max (they commute) touches (N, f) values instead of (N, f, windows); a row
+        # without a qualifying window keeps -inf (possible only with ``start`` or ``end``)
+        return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
+
+    def _max_conv(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
+                  end: Optional[torch.Tensor]) -> torch.Tensor:
+        """:meth:`_pool`'s maximum before the ReLU from the convolution: e (N, E, width) -> (N, f)."""
         c = conv(e[:, :, start:])  # (N, f, windows): j = start, start + 1, ...
         j = torch.arange(start, start + c.shape[2], device=e.device)
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
@@ -266,10 +275,7 @@ class CNNDiscriminator(BaseDiscriminator):
         if e.device.type != "cpu" or not bool(ok.all()):
             fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_
             c = fill(~ok[:, None, :], float("-inf"))
-        # ReLU after the max (they commute) touches (N, f) values instead of (N, f, windows); a row
-        # without a qualifying window keeps -inf (possible only with ``start`` or ``end``)
-        m = c.amax(dim=2)
-        return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
+        return c.amax(dim=2)
 
     def _max_windows(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
                      end: Optional[torch.Tensor]) -> torch.Tensor:
@@ -349,8 +355,8 @@ class CNNDiscriminator(BaseDiscriminator):
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:
         """Eval mode and no gradient (as every discriminator's), and with ``score_dtype``
-        ``"bfloat16"`` the convolutions and the highway and output layers in bfloat16
-        (``torch.autocast``; the logits come back as float32)."""
+        ``"bfloat16"`` autocast to bfloat16 (see :data:`SCORE_DTYPES` for what stays float32;
+        the logits come back as float32)."""
         bf16 = self.score_dtype == "bfloat16"
         with super().scoring(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             yield

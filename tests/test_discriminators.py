@@ -698,7 +698,7 @@ def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device):
     full = torch.full_like(lengths, T)
     torch.testing.assert_close(d16.score_completions(shared, full, prefix, n), d16.score(shared, full),
                                rtol=0, atol=0.05)
-    with torch.no_grad():  # forward, training's path, is float32 whatever score_dtype says
+    with torch.no_grad():  # forward (outside score) is float32 whatever score_dtype says
         assert torch.equal(d16.eval()(tokens, lengths), d32.eval()(tokens, lengths))
     with pytest.raises(ValueError, match="score_dtype must be one of"):
         discriminators.make("cnn", vocab_size=V, score_dtype="float16")

@@ -229,8 +229,8 @@ class MCReward(Reward):
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.chunk_rows = chunk_rows
 
-    def rows_per_chunk(self, device: torch.device) -> int:
-        """Rollout rows generated and scored at once on ``device`` (``chunk_rows`` or its default)."""
+    def rows_per_chunk(self) -> int:
+        """Rollout rows generated and scored at once (``chunk_rows`` or its default)."""
         return self.chunk_rows or 16384
 
     def set_rollout_policy(self, policy: RolloutPolicy) -> None:
@@ -248,7 +248,7 @@ class MCReward(Reward):
         if self.rollout_policy is None:
             raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
         n = self.n_rollouts
-        step = max(1, self.rows_per_chunk(tokens.device) // n)  # prefixes per chunk
+        step = max(1, self.rows_per_chunk() // n)  # prefixes per chunk
         out = []
         for i in range(0, tokens.shape[0], step):
             rows = tokens[i : i + step].repeat_interleave(n, dim=0)

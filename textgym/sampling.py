@@ -217,8 +217,7 @@ def sample_past_prefix(
     every row always draws and the prefix rows' draws are dropped: the search for the free rows
     makes the host wait for the device at every step, and the extra draws are meant to cost less
     than those waits (not yet timed on a GPU). So the GPU's draws are not the CPU's; each is
-    deterministic. ``all_rows``
-    chooses that way on any device (None: off the CPU)."""
+    deterministic. ``all_rows`` chooses that way on any device (None: off the CPU)."""
     if t >= max_prefix:
         tokens[:, t] = sample_rows(h, weight, bias, temperature, generator, bound)
         return
