@@ -272,10 +272,19 @@ class CNNDiscriminator(BaseDiscriminator):
             ok &= j[None, :] + w <= end[:, None]
         # full-length rows (the oracle's) skip the mask on the CPU; elsewhere asking would wait for
         # the device (a sync per width and forward), and the mask is cheaper than the wait
+        if not torch.is_grad_enabled():
+            if e.device.type != "cpu" or not bool(ok.all()):
+                c.masked_fill_(~ok[:, None, :], float("-inf"))
+            return c.amax(dim=2)
+        # Training: the mask is added (its backward passes the gradient through untouched) and the
+        # maximum taken with its index, whose backward puts each (row, filter)'s gradient on one
+        # window; amax's backward spreads it over tied windows in several passes over (N, f,
+        # windows). The parameters' gradients are the same: windows tie only when they hold the
+        # same tokens (repeated n-grams), and then the filter's and the embeddings' gradients do
+        # not depend on which of them gets it (tested against a per-window reference).
         if e.device.type != "cpu" or not bool(ok.all()):
-            fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_
-            c = fill(~ok[:, None, :], float("-inf"))
-        return c.amax(dim=2)
+            c = c + torch.zeros_like(ok[:, None, :], dtype=c.dtype).masked_fill_(~ok[:, None, :], float("-inf"))
+        return c.max(dim=2).values
 
     def _max_windows(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
                      end: Optional[torch.Tensor]) -> torch.Tensor:

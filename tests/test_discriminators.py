@@ -614,11 +614,15 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, device)
     """The pooled features against the obvious computation, row by row and width by width:
     ReLU of every window, the maximum over the windows that end by the row's length (the first
     window always counts), highway, output layer; with rows shorter than the widest window and
-    padded rows, and rows all of full length (the path that skips the mask)."""
+    padded rows, and rows all of full length (the path that skips the mask). Rows 0 and 4 repeat
+    an n-gram, so windows tie for the maximum: the reference splits the gradient between tied
+    windows (amax), training gives it to one, and the parameters' gradients must agree."""
     V, T = 30, 12
     torch.manual_seed(0)
     d = CNNDiscriminator(V, T, size="small", dropout=0.0).double().to(device)
     tokens = torch.randint(V, (6, T))
+    tokens[0] = torch.tensor([3, 7, 1] * 4)
+    tokens[4] = tokens[4, :4].repeat(3)  # the same 4-gram at positions 0, 4 and 8
     lengths = torch.full((6,), T) if full_length else torch.tensor([T, 1, 3, 7, T, 2])
     tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V).to(device)
     lengths = lengths.to(device)
