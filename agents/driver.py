@@ -12,7 +12,7 @@
 A run folder holds ``config.json`` (every resolved value and its source; ``train.py --config``
 reruns it), ``metrics.jsonl`` and ``metrics.csv`` (one row per iteration, evaluation rows carry
 the metrics), ``tb/`` (TensorBoard), ``checkpoint.pt`` (written atomically after every
-iteration, on a background thread: :class:`CheckpointWriter`), ``samples/`` (generated text
+iteration, on a background thread: :class:`agents.checkpoints.CheckpointWriter`), ``samples/`` (generated text
 at each evaluation), ``generator.pt`` (for ``python -m textgym.evaluate --generator``) and,
 once finished, ``summary.json`` (the final metrics under ``"metrics"``).
 
@@ -25,30 +25,32 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
 import json
 import math
-import os
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
 from agents.base import Agent
+from agents.checkpoints import (
+    CheckpointWriter,
+    RunError,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_same_config,
+    check_same_data,
+    load_agent_state,
+    read_checkpoint,
+    run_values,
+)
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.data import Corpus, OracleData, TextData, resolve_data
-from textgym.safeload import UnsafeFileError, load_data_only
 
-CHECKPOINT_FORMAT = "textgym-checkpoint-v1"
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
-
-
-class RunError(Exception):
-    """A run that cannot start or go on; the message says why and what to do."""
 
 
 # ---------------------------------------------------------------------------- data and agent
@@ -102,28 +104,6 @@ def _is_labelled(path: str) -> bool:
     return False
 
 
-def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
-    """SHA-256 of the training tokens (as used, after ``train_size``) and of the vocabulary (corpora):
-    a checkpoint resumes, and a run warm starts from another, only on the same data and ids."""
-    vocab = getattr(data, "vocab", None)
-    return {
-        "train_sha256": hashlib.sha256(data.train.cpu().numpy().tobytes()).hexdigest(),
-        "vocab_sha256": None if vocab is None else hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest(),
-    }
-
-
-def _check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str) -> None:
-    theirs, ours = header.get("data"), data_fingerprint(data)
-    if theirs is None:
-        return  # a checkpoint of an earlier release: nothing recorded to compare
-    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256")
-    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data"}
-    changed = [names[k] for k in keys if theirs.get(k) != ours.get(k)]
-    if changed:
-        raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} differ from those recorded in "
-                       f"{path}; token ids would mean other words. Use the original data file, or start a new run")
-
-
 def build_agent(resolved: Resolved, data: TextData, device: Union[str, torch.device]) -> Agent:
     """The agent of a resolved config (RunError for a config the agent refuses)."""
     import agents
@@ -132,142 +112,6 @@ def build_agent(resolved: Resolved, data: TextData, device: Union[str, torch.dev
         return agents.make(resolved.agent, data, resolved.config, device=device, seed=resolved.run.seed)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise RunError(str(exc)) from None
-
-
-# ---------------------------------------------------------------------------- files
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def run_values(resolved: Resolved) -> Dict[str, Any]:
-    """The values that define a run (JSON-normalized): a checkpoint resumes only under the same."""
-    return json.loads(json.dumps(resolved.to_json()["values"], sort_keys=True, default=str))
-
-
-def checkpoint_parts(resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData) -> Tuple[Dict[str, Any], bytes]:
-    """(header without its checksum, body): the agent's state serialized now (tensors copied off
-    the device), the part of a checkpoint that must see this iteration's state."""
-    buf = io.BytesIO()
-    torch.save({"agent": agent.state_dict()}, buf)
-    header = {"format": CHECKPOINT_FORMAT, "agent": resolved.agent, "config": run_values(resolved),
-              "data": data_fingerprint(data), "iteration": agent.iteration, "metrics_rows": metrics_rows,
-              "device_type": agent.device.type}
-    return header, buf.getvalue()
-
-
-def write_checkpoint(path: Path, header: Dict[str, Any], body: bytes) -> None:
-    """Checksum, frame and write atomically a checkpoint of :func:`checkpoint_parts`."""
-    header = {**header, "sha256": hashlib.sha256(body).hexdigest()}
-    out = io.BytesIO()
-    # the body as a byte tensor: torch.save writes a tensor's storage as it is, while a bytes
-    # object of this size goes through the pickler, several times slower
-    torch.save({"header": header, "body": torch.frombuffer(bytearray(body), dtype=torch.uint8)}, out)
-    atomic_write_bytes(path, out.getvalue())
-
-
-class CheckpointWriter:
-    """Writes each checkpoint's checksum, framing and file on a background thread.
-
-    :meth:`save` serializes the agent's state at once (it must see this iteration's tensors)
-    and returns; the rest (checksum, framing, the write and its fsync: most of a checkpoint's
-    time for SeqGAN's discriminator, README) overlaps the next iteration. One write at a time: :meth:`save` first waits
-    for the previous one, :meth:`close` for the last. A write that failed raises from the next
-    :meth:`save` or from :meth:`close`. The file on disk is always a whole checkpoint (written
-    atomically), at most one iteration behind the metrics; resume cuts the metrics back to the
-    checkpoint's rows.
-    """
-
-    def __init__(self) -> None:
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
-
-    def save(self, path: Path, resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData) -> None:
-        self.close()
-        header, body = checkpoint_parts(resolved, agent, metrics_rows, data)
-        self._thread = threading.Thread(target=self._write, args=(path, header, body), name="checkpoint-writer")
-        self._thread.start()
-
-    def _write(self, path: Path, header: Dict[str, Any], body: bytes) -> None:
-        try:
-            write_checkpoint(path, header, body)
-        except OSError as exc:  # handed to the training thread by close()
-            self._error = RunError(f"could not write the checkpoint {path}: {exc}; the file there is the last "
-                                   "checkpoint written whole")
-            self._error.__cause__ = exc
-        except BaseException as exc:
-            self._error = exc
-
-    def close(self, *, raise_error: bool = True) -> None:
-        """Wait for the write in flight; raise its error (unless ``raise_error`` is False)."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        error, self._error = self._error, None
-        if error is not None and raise_error:
-            raise error
-
-
-def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(header, agent state) of a checkpoint, every tensor on the CPU; RunError for a missing,
-    corrupt or foreign file.
-
-    The CPU, whatever the run's device: ``torch.Generator.set_state`` takes CPU byte tensors
-    only, and ``load_state_dict`` of modules and optimizers copies to their own device."""
-    if not path.is_file():
-        raise RunError(f"no checkpoint at {path}")
-    try:  # tensors and plain data only, never an object whose unpickling runs code
-        outer = load_data_only(path, f"checkpoint {path}")
-        header, body = outer["header"], outer["body"]
-        if isinstance(body, torch.Tensor) and body.dtype == torch.uint8 and body.dim() == 1:
-            body = body.numpy().tobytes()  # checkpoints written before it was a tensor hold bytes
-    except UnsafeFileError as exc:
-        raise RunError(str(exc)) from None
-    except Exception as exc:  # truncated zip, wrong structure
-        raise RunError(f"checkpoint {path} is corrupt or not a textgym checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
-        fmt = header.get("format") if isinstance(header, dict) else None
-        raise RunError(f"checkpoint {path} has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
-    if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != header.get("sha256"):
-        raise RunError(f"checkpoint {path} is corrupt (its checksum does not match)")
-    try:
-        state = load_data_only(io.BytesIO(body), f"checkpoint {path}")["agent"]
-    except UnsafeFileError as exc:
-        raise RunError(str(exc)) from None
-    return header, state
-
-
-def load_agent_state(agent: Agent, path: Path, header: Dict[str, Any], state: Dict[str, Any]) -> None:
-    """Load a checkpoint's agent state (its RNG states included) into ``agent``; RunError when
-    the checkpoint was written on another device type, whose generator states cannot drive
-    this device's draws (checkpoints from before the device type was recorded: unchecked)."""
-    written_on = header.get("device_type", agent.device.type)
-    if written_on != agent.device.type:
-        raise RunError(f"{path} was written by a run on {written_on}; load it with --device {written_on} "
-                       f"(its random-number states are {written_on}'s and cannot drive {agent.device.type} draws)")
-    agent.load_state_dict(state)
-
-
-def _check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
-    theirs, ours = header["config"], run_values(resolved)
-    # a field added since the checkpoint was written resumes at its default: the run had none
-    new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) == "default"}
-    diff = sorted(k for k in (set(theirs) | set(ours)) - new if theirs.get(k) != ours.get(k))
-    if header.get("agent", resolved.agent) != resolved.agent:
-        diff.insert(0, "agent")
-        theirs, ours = {**theirs, "agent": header.get("agent")}, {**ours, "agent": resolved.agent}
-    if diff:
-        detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs now {ours.get(k)!r}" for k in diff)
-        raise RunError(f"checkpoint {path} belongs to another configuration ({detail})")
 
 
 class MetricsLog:
@@ -367,7 +211,7 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     source = Path(run.init_from)
     path = source / "checkpoint.pt" if source.is_dir() else source
     header, state = read_checkpoint(path)
-    _check_same_data(path, header, agent.data, run, "warm start")
+    check_same_data(path, header, agent.data, run, "warm start")
     try:
         agent.warm_start(state, run.init_parts)
     except ValueError as exc:
@@ -414,7 +258,7 @@ def train(
         summary_path = folder / "summary.json"
         if summary_path.is_file():
             finished_header, _ = read_checkpoint(ckpt)
-            _check_same_config(ckpt, finished_header, resolved)
+            check_same_config(ckpt, finished_header, resolved)
             done = json.loads(summary_path.read_text())
             if done.get("finished", True):
                 return {**done, "already_finished": True}
@@ -431,8 +275,8 @@ def train(
     warm: Dict[str, Any] = {}
     if resume:
         header, state = read_checkpoint(ckpt)
-        _check_same_config(ckpt, header, resolved)
-        _check_same_data(ckpt, header, data, run, "resume")
+        check_same_config(ckpt, header, resolved)
+        check_same_data(ckpt, header, data, run, "resume")
         load_agent_state(agent, ckpt, header, state)
     elif run.init_from:
         warm = warm_start(agent, run)

@@ -124,31 +124,31 @@ def test_stale_partial_writes_are_removed_and_stop_after_zero_is_refused(tmp_pat
 def test_a_failed_checkpoint_write_stops_the_run_with_its_error(tmp_path, oracle_data, monkeypatch, capsys):
     """Checkpoints are written on a background thread; a write that fails (a full disk, say)
     still stops the run with its error, and the file on disk stays the last whole checkpoint."""
-    import agents.driver as driver
+    import agents.checkpoints as checkpoints
 
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--stop-after", "1") == 0
     ckpt = tmp_path / "run" / "checkpoint.pt"
-    assert driver.read_checkpoint(ckpt)[0]["iteration"] == 1
-    real_write = driver.atomic_write_bytes
+    assert checkpoints.read_checkpoint(ckpt)[0]["iteration"] == 1
+    real_write = checkpoints.atomic_write_bytes
 
     def full_disk(path, payload):
         if path.name == "checkpoint.pt":
             raise OSError(28, "No space left on device")
         real_write(path, payload)
 
-    monkeypatch.setattr(driver, "atomic_write_bytes", full_disk)
+    monkeypatch.setattr(checkpoints, "atomic_write_bytes", full_disk)
     capsys.readouterr()
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--resume") == 2
     err = capsys.readouterr().err
     assert "could not write the checkpoint" in err and "No space left" in err
-    assert driver.read_checkpoint(ckpt)[0]["iteration"] == 1
+    assert checkpoints.read_checkpoint(ckpt)[0]["iteration"] == 1
     def slow_disk(path, payload):
         time.sleep(0.5)  # slower than an MLE epoch here: the run must wait for its last write
         real_write(path, payload)
 
-    monkeypatch.setattr(driver, "atomic_write_bytes", slow_disk)
+    monkeypatch.setattr(checkpoints, "atomic_write_bytes", slow_disk)
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "3", "--resume") == 0
-    assert driver.read_checkpoint(ckpt)[0]["iteration"] == 3  # the last iteration's, written before the run returned
+    assert checkpoints.read_checkpoint(ckpt)[0]["iteration"] == 3  # the last iteration's, written before the run returned
 
 
 # ---------------------------------------------------------------------- env inputs

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.driver import read_checkpoint, train
+from agents.checkpoints import read_checkpoint
+from agents.driver import train
 from textgym import study
 from textgym.study import Cell, StudyError, StudySpec, expand, resolved_for, run_study
 

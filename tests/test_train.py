@@ -120,7 +120,7 @@ def test_config_json_reruns_the_same_run(tmp_path, oracle_data):
 
 
 def test_warm_start_takes_the_source_runs_generator(tmp_path, oracle_data):
-    from agents.driver import read_checkpoint
+    from agents.checkpoints import read_checkpoint
 
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", name="mle") == 0
     _, source = read_checkpoint(tmp_path / "mle" / "checkpoint.pt")
@@ -229,13 +229,13 @@ def test_a_checkpoint_older_than_a_config_field_resumes_at_its_default_only(tmp_
     """A field added since a checkpoint was written (absent from its config) is no difference
     while it keeps its default; set to anything else, the checkpoint is refused."""
     from agents.config import resolve
-    from agents.driver import RunError, _check_same_config, run_values
+    from agents.checkpoints import RunError, check_same_config, run_values
 
     resolved = resolve(agents.preset("seqgan"), "smoke")
     old = {k: v for k, v in run_values(resolved).items() if k != "d_precision"}
-    _check_same_config(tmp_path / "checkpoint.pt", {"config": old}, resolved)
+    check_same_config(tmp_path / "checkpoint.pt", {"config": old}, resolved)
     changed = resolve(agents.preset("seqgan"), "smoke", explicit={"d_precision": "bfloat16"})
     with pytest.raises(RunError, match="another configuration.*d_precision"):
-        _check_same_config(tmp_path / "checkpoint.pt", {"config": old}, changed)
+        check_same_config(tmp_path / "checkpoint.pt", {"config": old}, changed)
     with pytest.raises(RunError, match="another configuration.*seed"):
-        _check_same_config(tmp_path / "checkpoint.pt", {"config": {**old, "seed": 7}}, resolved)
+        check_same_config(tmp_path / "checkpoint.pt", {"config": {**old, "seed": 7}}, resolved)

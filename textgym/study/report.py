@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from agents.driver import atomic_write_bytes, atomic_write_json
+from agents.checkpoints import atomic_write_bytes, atomic_write_json
 from textgym.metrics import FrontierPoint, compare_frontiers
 from textgym.stats import Interval, mean_sd, paired_interval
 from textgym.study.spec import Cell, StudySpec, Task, start_key, task_of

@@ -12,9 +12,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from agents.checkpoints import RunError, atomic_write_json, load_agent_state, read_checkpoint
 from agents.conditional import ConditionalAgent
 from agents.config import Resolved, RunConfig
-from agents.driver import RunError, atomic_write_json, build_agent, load_agent_state, load_data, read_checkpoint, train
+from agents.driver import build_agent, load_data, train
 from agents.infill import InfillAgent
 from textgym.data import OracleData, TextData
 from textgym.study.report import write_outputs
