@@ -15,6 +15,7 @@ OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}
 QUICK=$([ "${QUICK:-0}" = 1 ] && echo --quick)
 PY=${PYTHON:-python3}
+case $PY in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac  # the benchmarks run from bench/
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 ROOT=$PWD
