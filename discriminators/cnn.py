@@ -85,6 +85,25 @@ SCORE_DTYPES = ("float32", "bfloat16")
 ONE_CONV_MAX_ROWS = 1024
 
 
+def _masked_max(c: torch.Tensor, ok: Optional[torch.Tensor]) -> torch.Tensor:
+    """The maximum over the last axis of ``c`` (N, f, windows) among the windows where ``ok``
+    (broadcast to c; None: all) is True, -inf where none is: -> (N, f).
+
+    With a gradient (training) the mask is added, so that its backward passes the gradient
+    through untouched, and the maximum is taken with its index, whose backward puts each (row,
+    filter)'s gradient on one window; amax's backward spreads it over tied windows in several
+    passes over (N, f, windows). The parameters' gradients are the same: windows tie only when
+    they hold the same tokens (repeated n-grams), and then the filter's and the embeddings'
+    gradients do not depend on which of them gets it (tested against a per-window reference).
+    Without a gradient the mask is filled in place and ``amax`` taken.
+    """
+    if not torch.is_grad_enabled():
+        return (c if ok is None else c.masked_fill_(~ok, float("-inf"))).amax(dim=2)
+    if ok is not None:
+        c = c + torch.zeros(ok.shape, dtype=c.dtype, device=c.device).masked_fill_(~ok, float("-inf"))
+    return c.max(dim=2).values
+
+
 class Highway(nn.Module):
     """One highway layer (Srivastava et al. 2015): ``y = g*relu(W_h x) + (1-g)*x``, ``g = σ(W_g x + b_g)``.
 
@@ -234,7 +253,7 @@ class CNNDiscriminator(BaseDiscriminator):
         c = F.conv1d(F.pad(e, (0, W - 1)), weight, bias)  # (N, F, width): a window at every position
         j = torch.arange(c.shape[2], device=e.device)
         ok = (j[None, None, :] + self.filter_widths[None, :, None] <= lengths[:, None, None]) | (j == 0)[None, None, :]
-        return F.relu(c.masked_fill(~ok, float("-inf")).amax(dim=2))
+        return F.relu(_masked_max(c, ok))
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, T) ids -> (N, E, width) embeddings, padded on the right to the widest window."""
@@ -272,19 +291,7 @@ class CNNDiscriminator(BaseDiscriminator):
             ok &= j[None, :] + w <= end[:, None]
         # full-length rows (the oracle's) skip the mask on the CPU; elsewhere asking would wait for
         # the device (a sync per width and forward), and the mask is cheaper than the wait
-        if not torch.is_grad_enabled():
-            if e.device.type != "cpu" or not bool(ok.all()):
-                c.masked_fill_(~ok[:, None, :], float("-inf"))
-            return c.amax(dim=2)
-        # Training: the mask is added (its backward passes the gradient through untouched) and the
-        # maximum taken with its index, whose backward puts each (row, filter)'s gradient on one
-        # window; amax's backward spreads it over tied windows in several passes over (N, f,
-        # windows). The parameters' gradients are the same: windows tie only when they hold the
-        # same tokens (repeated n-grams), and then the filter's and the embeddings' gradients do
-        # not depend on which of them gets it (tested against a per-window reference).
-        if e.device.type != "cpu" or not bool(ok.all()):
-            c = c + torch.zeros_like(ok[:, None, :], dtype=c.dtype).masked_fill_(~ok[:, None, :], float("-inf"))
-        return c.max(dim=2).values
+        return _masked_max(c, ok[:, None, :] if e.device.type != "cpu" or not bool(ok.all()) else None)
 
     def _max_windows(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
                      end: Optional[torch.Tensor]) -> torch.Tensor:
