@@ -155,8 +155,9 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from agents.adversarial import INFORMATIVE_ACC
+    from agents.checkpoints import RunError
     from agents.config import ConfigError
-    from agents.driver import RunError, train
+    from agents.driver import train
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

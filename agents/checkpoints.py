@@ -156,7 +156,9 @@ def load_agent_state(agent: Agent, path: Path, header: Dict[str, Any], state: Di
 
 
 def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
-    """RunError naming every value (and the agent) in which the checkpoint's run differs from ``resolved``."""
+    """RunError naming every value (and the agent) in which the checkpoint's run differs from
+    ``resolved``; a field added since the checkpoint was written is no difference while it keeps
+    its default."""
     theirs, ours = header["config"], run_values(resolved)
     # a field added since the checkpoint was written resumes at its default: the run had none
     new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) == "default"}
@@ -181,7 +183,8 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
 
 def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str) -> None:
     """RunError when ``data`` is not the data recorded in the checkpoint: its vocabulary, and for a
-    resume also its training tokens (``what``: "resume" or "warm start")."""
+    resume also its training tokens (``what``: "resume" or "warm start"). A checkpoint that
+    recorded no fingerprint (an earlier release) is not checked."""
     theirs, ours = header.get("data"), data_fingerprint(data)
     if theirs is None:
         return  # a checkpoint of an earlier release: nothing recorded to compare

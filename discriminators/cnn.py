@@ -92,10 +92,13 @@ def _masked_max(c: torch.Tensor, ok: Optional[torch.Tensor]) -> torch.Tensor:
     With a gradient (training) the mask is added, so that its backward passes the gradient
     through untouched, and the maximum is taken with its index, whose backward puts each (row,
     filter)'s gradient on one window; amax's backward spreads it over tied windows in several
-    passes over (N, f, windows). The parameters' gradients are the same: windows tie only when
-    they hold the same tokens (repeated n-grams), and then the filter's and the embeddings'
-    gradients do not depend on which of them gets it (tested against a per-window reference).
-    Without a gradient the mask is filled in place and ``amax`` taken.
+    passes over (N, f, windows). In float32 the parameters' gradients are the same: windows tie
+    (in practice) only when they hold the same tokens (repeated n-grams), and then the filter's
+    and the embeddings' gradients do not depend on which of them gets it (tested against a
+    per-window reference). In bfloat16 (mixed-precision training) different windows also tie when
+    their outputs round to the same value; the gradient then goes to one of them instead of being
+    split, another subgradient of the same maximum. Without a gradient the mask is filled in place
+    and ``amax`` taken.
     """
     if not torch.is_grad_enabled():
         return (c if ok is None else c.masked_fill_(~ok, float("-inf"))).amax(dim=2)

@@ -609,19 +609,24 @@ def test_cnn_scoring_pools_with_matrix_products_as_the_convolution_does():
             torch.testing.assert_close(got[finite], ref[finite].detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("one_conv", [False, True])
 @pytest.mark.parametrize("full_length", [True, False])
-def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, device):
+def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_conv, device):
     """The pooled features against the obvious computation, row by row and width by width:
     ReLU of every window, the maximum over the windows that end by the row's length (the first
     window always counts), highway, output layer; with rows shorter than the widest window and
-    padded rows, and rows all of full length (the path that skips the mask). Rows 0 and 4 repeat
-    an n-gram, so windows tie for the maximum: the reference splits the gradient between tied
-    windows (amax), training gives it to one, and the parameters' gradients must agree."""
+    padded rows, and rows all of full length (the path that skips the mask); per width, and with
+    all widths in one convolution (``one_conv``, the path off the CPU). Rows 0, 3 and 4 repeat an
+    n-gram (row 3 before its padding), so windows tie for the maximum: the reference splits the
+    gradient between tied windows (amax), training gives it to one, and the parameters'
+    gradients must agree."""
     V, T = 30, 12
     torch.manual_seed(0)
     d = CNNDiscriminator(V, T, size="small", dropout=0.0).double().to(device)
+    d.one_conv = one_conv
     tokens = torch.randint(V, (6, T))
     tokens[0] = torch.tensor([3, 7, 1] * 4)
+    tokens[3] = torch.tensor([5, 2] * 6)  # length 7 when not full length: ties next to masked windows
     tokens[4] = tokens[4, :4].repeat(3)  # the same 4-gram at positions 0, 4 and 8
     lengths = torch.full((6,), T) if full_length else torch.tensor([T, 1, 3, 7, T, 2])
     tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V).to(device)

@@ -228,8 +228,8 @@ def test_a_finished_run_says_when_its_discriminator_was_weak(tmp_path, oracle_da
 def test_a_checkpoint_older_than_a_config_field_resumes_at_its_default_only(tmp_path):
     """A field added since a checkpoint was written (absent from its config) is no difference
     while it keeps its default; set to anything else, the checkpoint is refused."""
-    from agents.config import resolve
     from agents.checkpoints import RunError, check_same_config, run_values
+    from agents.config import resolve
 
     resolved = resolve(agents.preset("seqgan"), "smoke")
     old = {k: v for k, v in run_values(resolved).items() if k != "d_precision"}

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from agents.checkpoints import RunError
 from agents.config import ConfigError
-from agents.driver import RunError
 from textgym.study.report import write_outputs
 from textgym.study.run import collect, run_study
 from textgym.study.spec import BUILTIN, StudyError, StudySpec, expand, load_spec, parse_shard
