@@ -148,9 +148,12 @@ def precision_accuracy(device: torch.device, seeds=(0, 1, 2), updates: int = 400
             trainer.step(real[:n], None, fake[:n], None, k=2)
             acc.setdefault(precision, []).append(trainer.evaluate(real[n:], None, fake[n:], None)["balanced_acc"])
     diff = [b - a for a, b in zip(acc["float32"], acc["bfloat16"], strict=True)]
-    log(f"held-out balanced accuracy after {updates} updates: float32 {acc['float32']}, bfloat16 {acc['bfloat16']}")
+    mean = sum(diff) / len(diff)
+    se = (sum((x - mean) ** 2 for x in diff) / (len(diff) - 1) / len(diff)) ** 0.5 if len(diff) > 1 else float("nan")
+    log(f"held-out balanced accuracy after {updates} updates: float32 {acc['float32']}, bfloat16 {acc['bfloat16']}; "
+        f"bfloat16 - float32: mean {mean:+.4f} (standard error {se:.4f})")
     return {"updates": updates, "seeds": list(seeds), "heldout_balanced_acc": acc, "bf16_minus_float32": diff,
-            "largest_abs_difference": max(abs(x) for x in diff)}
+            "largest_abs_difference": max(abs(x) for x in diff), "mean_difference": mean, "mean_difference_se": se}
 
 
 def cnn_forward_flops(d: discriminators.CNNDiscriminator, T: int) -> float:
@@ -164,13 +167,14 @@ def main() -> None:
     p.add_argument("--cudnn-benchmark", action="store_true",
                    help="let cuDNN time its convolution algorithms for each shape (torch.backends.cudnn.benchmark)")
     p.add_argument("--precision-accuracy", action="store_true",
-                   help="only compare the held-out accuracy of float32 and bfloat16 training (3 seeds, 400 updates "
-                        "each; minutes on a CPU)")
+                   help="only compare the held-out accuracy of float32 and bfloat16 training (--seeds seeds, 400 "
+                        "updates each; minutes on a CPU)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of --precision-accuracy (0, 1, ...)")
     args = p.parse_args()
     device = torch.device(args.device)
     if args.precision_accuracy:
         emit({"benchmark": "discriminator_precision_accuracy", "device": str(device),
-              **precision_accuracy(device, updates=8 if args.quick else 400)})
+              **precision_accuracy(device, seeds=tuple(range(args.seeds)), updates=8 if args.quick else 400)})
         return
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     steps = 3 if args.quick else 40  # minibatch updates per timed call

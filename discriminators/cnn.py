@@ -90,21 +90,21 @@ def _masked_max(c: torch.Tensor, ok: Optional[torch.Tensor]) -> torch.Tensor:
     (broadcast to c; None: all) is True, -inf where none is: -> (N, f).
 
     With a gradient (training) the mask is added, so that its backward passes the gradient
-    through untouched, and the maximum is taken with its index, whose backward puts each (row,
-    filter)'s gradient on one window; amax's backward spreads it over tied windows in several
-    passes over (N, f, windows). In float32 the parameters' gradients are the same: windows tie
-    (in practice) only when they hold the same tokens (repeated n-grams), and then the filter's
+    through untouched. In float32 the maximum is then taken with its index, whose backward puts
+    each (row, filter)'s gradient on one window; amax's backward spreads it over tied windows in
+    several passes over (N, f, windows). The parameters' gradients are the same: float32 windows
+    tie (in practice) only when they hold the same tokens (repeated n-grams), and then the filter's
     and the embeddings' gradients do not depend on which of them gets it (tested against a
     per-window reference). In bfloat16 (mixed-precision training) different windows also tie when
-    their outputs round to the same value; the gradient then goes to one of them instead of being
-    split, another subgradient of the same maximum. Without a gradient the mask is filled in place
-    and ``amax`` taken.
+    their outputs round to the same value, and the indexed maximum would always pick the earliest,
+    so there ``amax`` splits the gradient as before. Without a gradient the mask is filled in
+    place and ``amax`` taken.
     """
     if not torch.is_grad_enabled():
         return (c if ok is None else c.masked_fill_(~ok, float("-inf"))).amax(dim=2)
     if ok is not None:
         c = c + torch.zeros(ok.shape, dtype=c.dtype, device=c.device).masked_fill_(~ok, float("-inf"))
-    return c.max(dim=2).values
+    return c.max(dim=2).values if c.dtype in (torch.float32, torch.float64) else c.amax(dim=2)
 
 
 class Highway(nn.Module):
