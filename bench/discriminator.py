@@ -40,6 +40,7 @@ from torch import nn
 
 import discriminators
 from common import emit, interleaved, log, parser, timeit
+from textgym.stats import paired_interval
 
 V, L, BATCH = 5000, 20, 64
 SEQGAN_SCHEDULE = 5 * 3 * 20_000  # sequences per adversarial step in the original code
@@ -130,7 +131,8 @@ def precision_accuracy(device: torch.device, seeds=(0, 1, 2), updates: int = 400
     """Held-out balanced accuracy of SeqGAN's CNN trained in float32 and in bfloat16 mixed
     precision from the same weights on the same minibatches (SeqGAN's lr 1e-4): real sequences
     from the synthetic oracle, fakes from the oracle at temperature 1.5 (a task neither side
-    masters in ``updates`` updates), 1,600 + 1,600 held out; per seed, and the difference."""
+    masters in ``updates`` updates), 1,600 + 1,600 held out; per seed, and the mean difference
+    with its 95% paired t-interval over the seeds."""
     from textgym.oracle import OracleLSTM
 
     oracle = OracleLSTM().to(device)
@@ -148,12 +150,12 @@ def precision_accuracy(device: torch.device, seeds=(0, 1, 2), updates: int = 400
             trainer.step(real[:n], None, fake[:n], None, k=2)
             acc.setdefault(precision, []).append(trainer.evaluate(real[n:], None, fake[n:], None)["balanced_acc"])
     diff = [b - a for a, b in zip(acc["float32"], acc["bfloat16"], strict=True)]
-    mean = sum(diff) / len(diff)
-    se = (sum((x - mean) ** 2 for x in diff) / (len(diff) - 1) / len(diff)) ** 0.5 if len(diff) > 1 else float("nan")
+    interval = paired_interval(acc["bfloat16"], acc["float32"])  # None with one seed
     log(f"held-out balanced accuracy after {updates} updates: float32 {acc['float32']}, bfloat16 {acc['bfloat16']}; "
-        f"bfloat16 - float32: mean {mean:+.4f} (standard error {se:.4f})")
+        f"bfloat16 - float32 over the seeds: {interval}")
     return {"updates": updates, "seeds": list(seeds), "heldout_balanced_acc": acc, "bf16_minus_float32": diff,
-            "largest_abs_difference": max(abs(x) for x in diff), "mean_difference": mean, "mean_difference_se": se}
+            "largest_abs_difference": max(abs(x) for x in diff),
+            "mean_difference": None if interval is None else interval.as_dict()}
 
 
 def cnn_forward_flops(d: discriminators.CNNDiscriminator, T: int) -> float:
