@@ -74,9 +74,12 @@ def baseline_epoch(model: nn.Module, opt: torch.optim.Optimizer, tokens: torch.T
 
 
 class CNNBefore(discriminators.CNNDiscriminator):
-    """The CNN's max-over-time pooling as it was: ReLU of every window, mask, max."""
+    """The CNN's max-over-time pooling as it was: ReLU of every window, mask, max (no lookup tables)."""
 
-    def _pool(self, e, lengths, conv, w, start=0, end=None):  # type: ignore[no-untyped-def]
+    def _tables(self, ids):  # type: ignore[no-untyped-def]
+        return [None] * len(self.convs)
+
+    def _pool(self, e, lengths, conv, w, start=0, end=None, table=None):  # type: ignore[no-untyped-def]
         N, f = e.shape[0], conv.out_channels
         if start > e.shape[2] - w:
             return e.new_full((N, f), float("-inf"))

@@ -29,11 +29,18 @@ This model has no per-prefix scores: ``supports_prefixes`` is False and it has n
 ``score_prefixes`` attribute, so dense rewards refuse it with a clear message. It scores the
 Monte-Carlo reward's completions with :meth:`CNNDiscriminator.score_completions`, which
 pools the windows of each group's shared prefix once instead of once per rollout.
+
+Scoring on the CPU: the convolution of a window is a sum of products of single tokens'
+embeddings with slices of the filter, and a token's embedding is a lookup, so a scoring batch
+of many windows reads each window's outputs from per-width tables of those products (w
+additions per filter instead of w·E multiply-adds, :meth:`CNNDiscriminator._tables`); a small
+batch forms them by one matrix product per window position (:meth:`CNNDiscriminator._max_windows`).
+Training keeps the convolution.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Iterator, Optional, Sequence, Tuple, TypedDict, cast
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +75,9 @@ SIZES: Dict[str, Preset] = {
 }
 
 
-#: Precisions of the CNN's scoring. ``bfloat16`` runs the window products and the highway's
-#: two products of :meth:`CNNDiscriminator.score` and ``score_completions`` in bfloat16 (the
+#: Precisions of the CNN's scoring. ``bfloat16`` runs the window products (or builds the lookup
+#: tables, :meth:`CNNDiscriminator._tables`) and the highway's two products of
+#: :meth:`CNNDiscriminator.score` and ``score_completions`` in bfloat16 (the
 #: highway's gated sum and the output layer stay float32): the rewards, and also the held-out
 #: evaluation, which scores through ``score``. Training stays float32 unless its trainer says
 #: otherwise (``DiscriminatorTrainer(precision=...)``). It pays on a CPU with native bfloat16
@@ -83,6 +91,14 @@ SCORE_DTYPES = ("float32", "bfloat16")
 #: its extra arithmetic grows with the rows, the launches it saves do not, so large scoring
 #: batches (the MC reward's thousands of completions) keep one convolution per width
 ONE_CONV_MAX_ROWS = 1024
+
+#: a width's lookup table (:meth:`CNNDiscriminator._tables`) is built for a scoring call that
+#: pools at least this many of its windows per table row
+LOOKUP_MIN_WINDOWS = 3
+
+#: about how many windows' filter outputs one block of :meth:`CNNDiscriminator._max_lookup` forms
+#: before taking their maximum (a block's (rows, windows, f) outputs stay in the cache)
+LOOKUP_WINDOWS = 4096
 
 
 def _masked_max(c: torch.Tensor, ok: Optional[torch.Tensor]) -> torch.Tensor:
@@ -231,11 +247,15 @@ class CNNDiscriminator(BaseDiscriminator):
 
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """``(N, T)`` checked tokens -> ``(N, Σ filters)`` highway features (max-over-time pooled)."""
-        e = self._embed(tokens)
-        if self.one_conv or (self.one_conv is None and e.device.type != "cpu" and e.shape[0] <= ONE_CONV_MAX_ROWS):
-            x = self._pool_all(e, lengths)
+        ids = self._pad(tokens)
+        if self.one_conv or (self.one_conv is None and ids.device.type != "cpu" and ids.shape[0] <= ONE_CONV_MAX_ROWS):
+            x = self._pool_all(self._embed(ids), lengths)
         else:
-            x = torch.cat([self._pool(e, lengths, conv, w) for w, conv in zip(self.widths, self.convs, strict=True)], 1)
+            tables = self._tables(ids)
+            e = self._embed(ids) if any(t is None for t in tables) else None  # the widths without a table pool these
+            pairs = zip(self.widths, self.convs, tables, strict=True)
+            x = torch.cat([self._pool(ids if t is not None else cast(torch.Tensor, e), lengths, conv, w, table=t)
+                           for w, conv, t in pairs], 1)
         return self.highway(x) if self.highway is not None else x
 
     def _pool_all(self, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -258,28 +278,35 @@ class CNNDiscriminator(BaseDiscriminator):
         ok = (j[None, None, :] + self.filter_widths[None, :, None] <= lengths[:, None, None]) | (j == 0)[None, None, :]
         return F.relu(_masked_max(c, ok))
 
+    def _pad(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, T) ids -> (N, width) ids, padded on the right to the widest window."""
+        width = max(tokens.shape[1], max(self.widths))
+        return F.pad(tokens, (0, width - tokens.shape[1]), value=self.pad_id) if width > tokens.shape[1] else tokens
+
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """(N, T) ids -> (N, E, width) embeddings, padded on the right to the widest window."""
-        width = max(tokens.shape[1], max(self.widths))
-        if width > tokens.shape[1]:
-            tokens = F.pad(tokens, (0, width - tokens.shape[1]), value=self.pad_id)
-        e = self.embedding(tokens)
+        e = self.embedding(self._pad(tokens))
         if torch.is_autocast_enabled(e.device.type):  # bfloat16 scoring: cast once, not once per width
             e = e.to(torch.get_autocast_dtype(e.device.type))
         return e.transpose(1, 2)
 
     def _pool(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Module, w: int, start: int = 0,
-              end: Optional[torch.Tensor] = None) -> torch.Tensor:
+              end: Optional[torch.Tensor] = None, table: Optional[torch.Tensor] = None) -> torch.Tensor:
         """max_j ReLU(conv)_j over the valid windows j >= ``start`` that end by ``end`` (N,) when
         given (``j + w <= end``): e (N, E, width) -> (N, f), -inf where no window qualifies.
+        With ``table`` (this width's of :meth:`_tables`), ``e`` is the padded ids (N, width) instead.
 
-        The maximum comes from matrix products when scoring on the CPU (:meth:`_max_windows`),
-        from the convolution otherwise (:meth:`_max_conv`)."""
+        The maximum comes from the lookup table when given (:meth:`_max_lookup`), from matrix
+        products when scoring on the CPU (:meth:`_max_windows`), from the convolution otherwise
+        (:meth:`_max_conv`)."""
         N, f = e.shape[0], cast(nn.Conv1d, conv).out_channels
-        if start > e.shape[2] - w:
-            return e.new_full((N, f), float("-inf"))
-        pool = self._max_windows if e.device.type == "cpu" and not torch.is_grad_enabled() else self._max_conv
-        m = pool(e, lengths, cast(nn.Conv1d, conv), w, start, end)
+        if start > e.shape[-1] - w:
+            return e.new_full((N, f), float("-inf"), dtype=e.dtype if table is None else table.dtype)
+        if table is not None:
+            m = self._max_lookup(e, lengths, table, cast(nn.Conv1d, conv), w, start, end)
+        else:
+            pool = self._max_windows if e.device.type == "cpu" and not torch.is_grad_enabled() else self._max_conv
+            m = pool(e, lengths, cast(nn.Conv1d, conv), w, start, end)
         # ReLU after the max (they commute) touches (N, f) values instead of (N, f, windows); a row
         # without a qualifying window keeps -inf (possible only with ``start`` or ``end``)
         return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
@@ -327,6 +354,64 @@ class CNNDiscriminator(BaseDiscriminator):
             torch.maximum(m, y, out=m)
         return m + conv.bias.to(m.dtype) if conv.bias is not None else m
 
+    def _tables(self, ids: torch.Tensor) -> List[Optional[torch.Tensor]]:
+        """Per width w, every token's filter outputs at every offset of a window,
+        ``table_w[v·w + k] = W_w[:, :, k] · Emb(v)`` ((V+1)·w, f), where it pays: when scoring on
+        the CPU a batch ``ids`` (N, width) that has at least :data:`LOOKUP_MIN_WINDOWS` times as
+        many windows of that width as the table has rows. Else None.
+
+        Since a token's embedding is a lookup, so is each of its products with a filter: a
+        window's output is a sum of w table rows, ``W_w · [e_j; …; e_{j+w-1}] = Σ_k
+        table_w[x_{j+k}·w + k]`` (:meth:`_max_lookup`), w additions per filter instead of w·E
+        multiply-adds. The same function as the convolution up to float rounding (tested to
+        1e-5). Building a table is one (V+1, E)·(E, w·f) product, as many multiply-adds as V+1
+        windows, and writes (V+1)·w·f values: it pays for batches of many more windows than
+        that (the MC reward's thousands of completions, held-out evaluation), not for a
+        minibatch. The tables are in the weights' dtype, bfloat16 under bfloat16 scoring, and are
+        built again at every scoring call, never kept, so that they cannot go stale when the
+        weights change.
+        """
+        N, width = ids.shape
+        rows = self.embedding.num_embeddings
+        if ids.device.type != "cpu" or torch.is_grad_enabled():
+            return [None] * len(self.convs)
+        # float32 products of float32 (or float64) weights, bfloat16 ones under bfloat16 scoring
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else self.embedding.weight.dtype
+        weight = self.embedding.weight.to(dtype)
+        return [torch.mm(weight, cast(nn.Conv1d, conv).weight.to(dtype).permute(1, 2, 0).reshape(weight.shape[1], -1))
+                .view(-1, f) if N * (width - w + 1) >= LOOKUP_MIN_WINDOWS * rows else None
+                for w, conv, f in zip(self.widths, self.convs, self.filters, strict=True)]
+
+    def _max_lookup(self, ids: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor, conv: nn.Conv1d, w: int,
+                    start: int, end: Optional[torch.Tensor]) -> torch.Tensor:
+        """:meth:`_pool`'s maximum before the ReLU from this width's lookup table (:meth:`_tables`):
+        ids (N, width) -> (N, f) float32, -inf where no window qualifies.
+
+        Window j of a row is the bag of table rows ``x_{j+k}·w + k``, k < w, summed by
+        ``F.embedding_bag`` (no (windows, w, f) gather is formed); blocks of rows keep a block's
+        (rows, windows, f) outputs near :data:`LOOKUP_WINDOWS` windows, small enough to stay in
+        the cache for the maximum over windows.
+        """
+        N, width = ids.shape
+        last = (lengths - w).clamp(min=0)  # window j qualifies for a row when j <= last (see _max_windows)
+        if end is not None:
+            last = torch.minimum(last, end - w)
+        stop = min(width - w, int(last.max()))
+        m = table.new_full((N, table.shape[1]), float("-inf"))
+        if stop < start:
+            return m
+        j = torch.arange(start, stop + 1, device=ids.device)
+        masked = int(last.min()) < stop
+        offsets = torch.arange(w, device=ids.device)
+        step = max(1, LOOKUP_WINDOWS // len(j))
+        for s in range(0, N, step):
+            bags = ids[s : s + step, start : stop + w].unfold(1, w, 1) * w + offsets  # (rows, windows, w)
+            y = F.embedding_bag(bags.reshape(-1, w), table, mode="sum").view(bags.shape[0], len(j), -1)
+            if masked:
+                y.masked_fill_((j[None, :] > last[s : s + step, None])[:, :, None], float("-inf"))
+            torch.amax(y, 1, out=m[s : s + step])
+        return m + cast(torch.Tensor, conv.bias).to(m.dtype) if conv.bias is not None else m
+
     def score_completions(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
                           n: int) -> torch.Tensor:
         """``score(tokens, lengths)`` of M groups of n rows that share their first
@@ -350,18 +435,32 @@ class CNNDiscriminator(BaseDiscriminator):
             return self.score(tokens, lengths)
         with self.scoring():
             tokens, lengths, _ = self.check_inputs(tokens, lengths)
-            emb = self._embed(tokens).transpose(1, 2)  # (M·n, width, E), contiguous: row gathers stay so
+            ids = self._pad(tokens)
+            tables = self._tables(ids)
+            # the widths without a lookup table pool the embeddings (M·n, width, E), contiguous so that
+            # row gathers stay so
+            emb = self._embed(ids).transpose(1, 2) if any(t is None for t in tables) else None
+            pairs = list(zip(self.widths, self.convs, tables, strict=True))
+
+            def source(rows: Optional[torch.Tensor]) -> Callable[[Optional[torch.Tensor]], torch.Tensor]:
+                """the pooling's input for ``rows`` (None: each group's first): their ids for a width
+                with a table, else their embeddings"""
+                def select(a: torch.Tensor) -> torch.Tensor:
+                    return a[::n].contiguous() if rows is None else a.index_select(0, rows)
+                i, e = select(ids), None if emb is None else select(emb).transpose(1, 2)
+                return lambda table: i if table is not None else cast(torch.Tensor, e)
+
             shared = torch.minimum(prefix_lengths.to(lengths.device), lengths[::n])  # the common part of a group
             p = shared.repeat_interleave(n)
-            pairs = list(zip(self.widths, self.convs, strict=True))
-            e = emb[::n].contiguous().transpose(1, 2)
-            heads = [self._pool(e, lengths[::n], conv, w, end=shared).repeat_interleave(n, 0) for w, conv in pairs]
+            first = source(None)
+            heads = [self._pool(first(t), lengths[::n], conv, w, end=shared, table=t).repeat_interleave(n, 0)
+                     for w, conv, t in pairs]
             tails = [torch.full_like(h, float("-inf")) for h in heads]
             for pv in torch.unique(p).tolist():
                 rows = (p == pv).nonzero().squeeze(1)
-                er, lr = emb.index_select(0, rows).transpose(1, 2), lengths.index_select(0, rows)
-                for k, (w, conv) in enumerate(pairs):
-                    tails[k][rows] = self._pool(er, lr, conv, w, start=max(0, int(pv) - w + 1))
+                group, lr = source(rows), lengths.index_select(0, rows)
+                for k, (w, conv, t) in enumerate(pairs):
+                    tails[k][rows] = self._pool(group(t), lr, conv, w, start=max(0, int(pv) - w + 1), table=t)
             x = torch.cat([torch.maximum(h, t) for h, t in zip(heads, tails, strict=True)], 1)
             x = self.highway(x) if self.highway is not None else x
             return self.check_output(self.head(x))

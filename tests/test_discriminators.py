@@ -559,11 +559,17 @@ def test_trainer_adds_the_regularization_to_the_loss(device):
     assert s_without["reg"] == 0.0 and s_with["loss"] == pytest.approx(s_without["loss"], rel=1e-6)
 
 
+LOOKUP = {"lookup tables": 0, "products": 10**9}  # LOOKUP_MIN_WINDOWS that forces or refuses the tables
+
+
+@pytest.mark.parametrize("pooling", list(LOOKUP))
 @pytest.mark.parametrize("size", ["small", "seqgan"])
-def test_cnn_completion_scores_equal_plain_scores(size, device):
+def test_cnn_completion_scores_equal_plain_scores(size, pooling, device, monkeypatch):
     """Groups of n rows sharing a prefix, including prefixes that hold the sequence's end, rows
-    shorter than the widest window and padded rows: score_completions equals score. (Off the
-    CPU, score_completions is score itself: this checks the fallback and its group check.)"""
+    shorter than the widest window and padded rows: score_completions equals score, with the
+    windows read from lookup tables or formed by matrix products. (Off the CPU, score_completions
+    is score itself: this checks the fallback and its group check.)"""
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP[pooling])
     V, T, n = 30, 12, 4
     d = CNNDiscriminator(V, T, size=size).to(device)
     g = torch.Generator().manual_seed(0)
@@ -585,33 +591,59 @@ def test_cnn_completion_scores_equal_plain_scores(size, device):
         d.score_completions(tokens[:-1], lengths[:-1], prefix, n)
 
 
-def test_cnn_scoring_pools_with_matrix_products_as_the_convolution_does():
+def test_cnn_scoring_pools_with_matrix_products_and_lookup_tables_as_the_convolution_does(monkeypatch):
     """On the CPU without a gradient, each width's pooling is one matrix product per window
-    position (``_max_windows``): the same maxima as the convolution, masked windows included,
-    for every window range that score_completions asks for (``start``, ``end``, and rows left
-    with no qualifying window, which stay -inf)."""
+    position (``_max_windows``), or, for batches of many windows, sums of rows of a lookup table
+    (``_max_lookup``, in blocks of a few windows here): the same maxima as the convolution,
+    masked windows included, for every window range that score_completions asks for (``start``,
+    ``end``, and rows left with no qualifying window, which stay -inf)."""
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_WINDOWS", 5)  # blocks of one or a few rows
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", 0)
     V, T = 40, 12
     torch.manual_seed(0)
     d = CNNDiscriminator(V, T, size="small", widths=(1, 2, 5, 12, 15), filters=(6, 5, 4, 3, 2)).eval()
     g = torch.Generator().manual_seed(1)
     lengths = torch.tensor([T, 1, 3, 7, T, 2, 5, 11])
     tokens = torch.randint(V, (8, T), generator=g).masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
-    e = d._embed(tokens)
+    e, ids = d._embed(tokens), d._pad(tokens)
+    with torch.no_grad():
+        tables = d._tables(ids)
     end = torch.tensor([0, 1, 4, 9, 12, 15, 5, 2])
-    for w, conv in zip(d.widths, d.convs, strict=True):
+    for w, conv, table in zip(d.widths, d.convs, tables, strict=True):
+        assert table is not None and table.shape == ((V + 1) * w, conv.out_channels)
         for start, stop in [(0, None), (2, None), (0, end), (3, end), (e.shape[2] - w, None)]:
             with torch.enable_grad():
                 ref = d._pool(e, lengths, conv, w, start, stop)  # the convolution (training's path)
             with torch.no_grad():
-                got = d._pool(e, lengths, conv, w, start, stop)
-            assert torch.equal(torch.isneginf(got), torch.isneginf(ref)), (w, start)
-            finite = torch.isfinite(ref)
-            torch.testing.assert_close(got[finite], ref[finite].detach(), rtol=1e-5, atol=1e-6)
+                products = d._pool(e, lengths, conv, w, start, stop)
+                lookup = d._pool(ids, lengths, conv, w, start, stop, table=table)
+            for got in (products, lookup):
+                assert torch.equal(torch.isneginf(got), torch.isneginf(ref)), (w, start)
+                finite = torch.isfinite(ref)
+                torch.testing.assert_close(got[finite], ref[finite].detach(), rtol=1e-5, atol=1e-6)
 
 
+def test_cnn_builds_lookup_tables_only_where_they_pay():
+    """A table per width only for a scoring call on the CPU with at least LOOKUP_MIN_WINDOWS
+    windows of that width per table row: none for a training minibatch, none for a small scoring
+    batch; the widest widths (fewest windows per row) are the first to go without."""
+    from discriminators.cnn import LOOKUP_MIN_WINDOWS
+
+    V, T = 100, 20
+    d = CNNDiscriminator(V, T, size="small", widths=(1, 10, 20), filters=(4, 4, 4))
+    rows = LOOKUP_MIN_WINDOWS * (V + 1)  # rows·windows needed: w = 1 has 20 windows, w = 10 has 11, w = 20 one
+    with torch.no_grad():
+        assert [t is not None for t in d._tables(torch.zeros(rows // 20 - 1, T, dtype=torch.long))] == [False] * 3
+        assert [t is not None for t in d._tables(torch.zeros(rows // 11, T, dtype=torch.long))] == [True, False, False]
+        assert [t is not None for t in d._tables(torch.zeros(rows // 11 + 1, T, dtype=torch.long))] == [True, True, False]
+        assert [t is not None for t in d._tables(torch.zeros(rows, T, dtype=torch.long))] == [True] * 3
+    assert [t is not None for t in d._tables(torch.zeros(rows, T, dtype=torch.long))] == [False] * 3  # a gradient
+
+
+@pytest.mark.parametrize("pooling", list(LOOKUP))
 @pytest.mark.parametrize("one_conv", [False, True])
 @pytest.mark.parametrize("full_length", [True, False])
-def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_conv, device):
+def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_conv, pooling, device, monkeypatch):
     """The pooled features against the obvious computation, row by row and width by width:
     ReLU of every window, the maximum over the windows that end by the row's length (the first
     window always counts), highway, output layer; with rows shorter than the widest window and
@@ -619,7 +651,9 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_con
     all widths in one convolution (``one_conv``, the path off the CPU). Rows 0, 3 and 4 repeat an
     n-gram (row 3 before its padding), so windows tie for the maximum: the reference splits the
     gradient between tied windows (amax), training gives it to one, and the parameters'
-    gradients must agree."""
+    gradients must agree. Scoring (no gradient) reads the windows from lookup tables or forms
+    them by matrix products on the CPU."""
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP[pooling])
     V, T = 30, 12
     torch.manual_seed(0)
     d = CNNDiscriminator(V, T, size="small", dropout=0.0).double().to(device)
@@ -653,7 +687,7 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_con
     ref = reference()
     ref_grads = torch.autograd.grad(ref.sum(), list(d.parameters()), allow_unused=True)
     torch.testing.assert_close(logits, ref)
-    torch.testing.assert_close(d.score(tokens, lengths), ref.detach())  # scoring's path (on the CPU, matrix products)
+    torch.testing.assert_close(d.score(tokens, lengths), ref.detach())  # scoring's path
     for a, b in zip(grads, ref_grads, strict=True):
         if b is None:
             assert a is None or not a.any()
@@ -682,11 +716,14 @@ def test_seeded_blocks_draw_from_the_seed_and_leave_every_global_generator_as_it
 
 
 @pytest.mark.device
-def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device):
+@pytest.mark.parametrize("pooling", list(LOOKUP))
+def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device, pooling, monkeypatch):
     """score_dtype="bfloat16" (SeqGAN's full CNN, random weights, rows shorter than the widest
     window and padded ones): D(Y) = σ(logit) within 1e-2 of float32, logits float32, decisions
     changed only where the float32 logit is within 0.05 of 0; score_completions agrees; the
-    float32 scores and training (never bfloat16) are untouched by the option."""
+    float32 scores and training (never bfloat16) are untouched by the option. On the CPU, with
+    the windows from bfloat16 lookup tables or bfloat16 matrix products."""
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP[pooling])
     V, T, n = 300, 20, 4
     torch.manual_seed(0)  # weights independent of the test order (12 seeds stayed within 0.007 of float32)
     d32 = discriminators.make("cnn", vocab_size=V, max_length=T).to(device)
