@@ -40,7 +40,7 @@ Training keeps the convolution.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict, cast
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -423,7 +423,10 @@ class CNNDiscriminator(BaseDiscriminator):
         row) and max-pooled there; each row convolves only the windows that reach into its own
         completion (``j >= p - w + 1``; rows are bucketed by p so that each bucket is pooled once
         per width). The pooled maximum is the maximum of the two parts, so the result
-        is ``score``'s up to float rounding (tested to 1e-5).
+        is ``score``'s up to float rounding (tested to 1e-5). This serves the widths pooled by
+        matrix products; the widths read from lookup tables (:meth:`_tables`, large batches) pool
+        every completion in full, since a window read from a table costs less than the buckets'
+        extra passes over the (M·n, f) features.
 
         On the CPU only: on a GPU the buckets are many small launches, each after a host sync
         (``unique``, ``nonzero``), and cost more than the arithmetic they save, so there every
@@ -438,31 +441,24 @@ class CNNDiscriminator(BaseDiscriminator):
             tokens, lengths, _ = self.check_inputs(tokens, lengths)
             ids = self._pad(tokens)
             tables = self._tables(ids)
-            # the widths without a lookup table pool the embeddings (M·n, width, E), contiguous so that
-            # row gathers stay so
-            emb = self._embed(ids).transpose(1, 2) if any(t is None for t in tables) else None
-            pairs = list(zip(self.widths, self.convs, tables, strict=True))
-
-            def source(rows: Optional[torch.Tensor]) -> Callable[[Optional[torch.Tensor]], torch.Tensor]:
-                """the pooling's input for ``rows`` (None: each group's first): their ids for a width
-                with a table, else their embeddings"""
-                def select(a: torch.Tensor) -> torch.Tensor:
-                    return a[::n].contiguous() if rows is None else a.index_select(0, rows)
-                i, e = select(ids), None if emb is None else select(emb).transpose(1, 2)
-                return lambda table: i if table is not None else cast(torch.Tensor, e)
-
-            shared = torch.minimum(prefix_lengths.to(lengths.device), lengths[::n])  # the common part of a group
-            p = shared.repeat_interleave(n)
-            first = source(None)
-            heads = [self._pool(first(t), lengths[::n], conv, w, end=shared, table=t).repeat_interleave(n, 0)
-                     for w, conv, t in pairs]
-            tails = [torch.full_like(h, float("-inf")) for h in heads]
-            for pv in torch.unique(p).tolist():
-                rows = (p == pv).nonzero().squeeze(1)
-                group, lr = source(rows), lengths.index_select(0, rows)
-                for k, (w, conv, t) in enumerate(pairs):
-                    tails[k][rows] = self._pool(group(t), lr, conv, w, start=max(0, int(pv) - w + 1), table=t)
-            x = torch.cat([torch.maximum(h, t) for h, t in zip(heads, tails, strict=True)], 1)
+            parts = [None if t is None else self._pool(ids, lengths, conv, w, table=t)
+                     for w, conv, t in zip(self.widths, self.convs, tables, strict=True)]
+            pairs = [(k, self.widths[k], cast(nn.Conv1d, self.convs[k])) for k, x in enumerate(parts) if x is None]
+            if pairs:  # the widths pooled by matrix products share the prefixes' windows
+                emb = self._embed(ids).transpose(1, 2)  # (M·n, width, E), contiguous: row gathers stay so
+                shared = torch.minimum(prefix_lengths.to(lengths.device), lengths[::n])  # the common part of a group
+                p = shared.repeat_interleave(n)
+                e = emb[::n].contiguous().transpose(1, 2)
+                heads = [self._pool(e, lengths[::n], conv, w, end=shared).repeat_interleave(n, 0) for _, w, conv in pairs]
+                tails = [torch.full_like(h, float("-inf")) for h in heads]
+                for pv in torch.unique(p).tolist():
+                    rows = (p == pv).nonzero().squeeze(1)
+                    er, lr = emb.index_select(0, rows).transpose(1, 2), lengths.index_select(0, rows)
+                    for i, (_, w, conv) in enumerate(pairs):
+                        tails[i][rows] = self._pool(er, lr, conv, w, start=max(0, int(pv) - w + 1))
+                for (k, _, _), h, t in zip(pairs, heads, tails, strict=True):
+                    parts[k] = torch.maximum(h, t)
+            x = torch.cat(cast(List[torch.Tensor], parts), 1)
             x = self.highway(x) if self.highway is not None else x
             return self.check_output(self.head(x))
 
