@@ -7,10 +7,14 @@ Two scorers (``--scorer``), each figure says which:
 - ``cnn``: SeqGAN's real reward: the same sizes with the LSTM generator of ``agents`` as rollout
   policy and SeqGAN's CNN discriminator (``discriminators.make("cnn")``, 1720 filters) as
   scorer, D(Y) = σ(logit). Compared: ``batched`` (``MCReward`` with the CNN's
-  ``score_completions``, which pools each group's shared prefix once), ``batched_plain``
-  (the same, scoring every completion in full) and ``public_loop`` (for each rollout, for each
+  ``score_completions``: on the CPU a chunk of thousands of completions reads each width's
+  window outputs from lookup tables, ``CNNDiscriminator._tables``; a width with too few
+  windows for a table is pooled by matrix products, each group's shared prefix once),
+  ``batched_plain`` (the same through ``score``, without the prefix sharing) and
+  ``public_loop`` (for each rollout, for each
   prefix length: the generator's LSTM over the prefix, ``torch.multinomial`` for the rest, the
-  CNN on the 64 completions); ``batched_bf16`` is ``batched`` with the CNN's scoring in bfloat16
+  CNN on the 64 completions, whose few windows get no lookup table: one matrix product per
+  window position, about as fast as the plain convolution at that size); ``batched_bf16`` is ``batched`` with the CNN's scoring in bfloat16
   (``score_dtype="bfloat16"``: ``ratio_bf16``), and ``bf16_vs_float32`` its distance from float32
   on the same rollouts (largest reward difference, and the decisions that change on every
   completion of one reward, with the largest float32 |logit| among them).
