@@ -96,6 +96,10 @@ ONE_CONV_MAX_ROWS = 1024
 #: pools at least this many of its windows per table row
 LOOKUP_MIN_WINDOWS = 3
 
+#: the lookup tables of one scoring call of N rows hold at most this many times N·(V+1) values:
+#: 1 is one (N, V) block of logits, the memory that the MC reward's chunks allow for
+LOOKUP_MEMORY = 1.0
+
 #: about how many windows' filter outputs one block of :meth:`CNNDiscriminator._max_lookup` forms
 #: before taking their maximum (a block's (rows, windows, f) outputs stay in the cache)
 LOOKUP_WINDOWS = 4096
@@ -358,7 +362,10 @@ class CNNDiscriminator(BaseDiscriminator):
         """Per width w, every token's filter outputs at every offset of a window,
         ``table_w[v·w + k] = W_w[:, :, k] · Emb(v)`` ((V+1)·w, f), where it pays: when scoring on
         the CPU a batch ``ids`` (N, width) that has at least :data:`LOOKUP_MIN_WINDOWS` times as
-        many windows of that width as the table has rows. Else None.
+        many windows of that width as the table has rows. Else None. The tables hold at most
+        :data:`LOOKUP_MEMORY` · N·(V+1) values in all, as much as one (N, V) block of logits (the
+        memory that the MC reward's chunks allow for); the narrowest widths, with the most
+        windows per row, get theirs first.
 
         Since a token's embedding is a lookup, so is each of its products with a filter: a
         window's output is a sum of w table rows, ``W_w · [e_j; …; e_{j+w-1}] = Σ_k
@@ -373,15 +380,20 @@ class CNNDiscriminator(BaseDiscriminator):
         so that they cannot go stale when the weights change.
         """
         N, width = ids.shape
-        rows = self.embedding.num_embeddings
+        tables: List[Optional[torch.Tensor]] = [None] * len(self.convs)
         if ids.device.type != "cpu" or torch.is_grad_enabled():
-            return [None] * len(self.convs)
+            return tables
         dtype = torch.promote_types(self.embedding.weight.dtype, torch.float32)  # float64 weights stay so
         weight = self.embedding.weight.to(dtype)
-        with torch.autocast("cpu", enabled=False):  # float32 also under bfloat16 scoring
-            return [torch.mm(weight, cast(nn.Conv1d, conv).weight.to(dtype).permute(1, 2, 0).reshape(weight.shape[1], -1))
-                    .view(-1, f) if N * (width - w + 1) >= LOOKUP_MIN_WINDOWS * rows else None
-                    for w, conv, f in zip(self.widths, self.convs, self.filters, strict=True)]
+        budget = LOOKUP_MEMORY * N  # the tables' columns, all of (V+1) rows
+        for k in sorted(range(len(self.convs)), key=lambda k: self.widths[k]):  # the most windows per row first
+            w, f, conv = self.widths[k], self.filters[k], cast(nn.Conv1d, self.convs[k])
+            if N * (width - w + 1) < LOOKUP_MIN_WINDOWS * weight.shape[0] or w * f > budget:
+                break
+            budget -= w * f
+            with torch.autocast("cpu", enabled=False):  # float32 also under bfloat16 scoring
+                tables[k] = torch.mm(weight, conv.weight.to(dtype).permute(1, 2, 0).reshape(weight.shape[1], -1)).view(-1, f)
+        return tables
 
     def _max_lookup(self, ids: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor, conv: nn.Conv1d, w: int,
                     start: int, end: Optional[torch.Tensor]) -> torch.Tensor:

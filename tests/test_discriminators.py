@@ -562,6 +562,13 @@ def test_trainer_adds_the_regularization_to_the_loss(device):
 LOOKUP = {"lookup tables": 0, "products": 10**9}  # LOOKUP_MIN_WINDOWS that forces or refuses the tables
 
 
+def pool_with(pooling, monkeypatch):
+    """Force the CNN's scoring to read every width from lookup tables, or none ("products"), or
+    let it choose with ``LOOKUP_MIN_WINDOWS = pooling`` (an int)."""
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP.get(pooling, pooling))
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MEMORY", 1e9)  # no cap on the tables' size
+
+
 @pytest.mark.parametrize("pooling", [*LOOKUP, "mixed"])
 @pytest.mark.parametrize("size", ["small", "seqgan"])
 def test_cnn_completion_scores_equal_plain_scores(size, pooling, device, monkeypatch):
@@ -571,7 +578,7 @@ def test_cnn_completion_scores_equal_plain_scores(size, pooling, device, monkeyp
     shared), or both ("mixed": the widths 15 and 20 of SeqGAN's CNN have too few windows here
     for a table). (Off the CPU, score_completions is score itself: this checks the fallback and
     its group check.)"""
-    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP.get(pooling, 5))
+    pool_with(pooling if pooling in LOOKUP else 5, monkeypatch)
     V, T, n = 30, 12, 4
     d = CNNDiscriminator(V, T, size=size).to(device)
     g = torch.Generator().manual_seed(0)
@@ -587,6 +594,11 @@ def test_cnn_completion_scores_equal_plain_scores(size, pooling, device, monkeyp
     lengths[4 * n : 5 * n] = 2  # ...except where the prefix holds the end: every row of the group ends there
     tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V)
     tokens, lengths, prefix = tokens.to(device), lengths.to(device), prefix.to(device)
+    if device.type == "cpu":  # the paths asked for are the paths taken
+        with torch.no_grad():
+            built = [t is not None for t in d._tables(d._pad(tokens))]
+        expected = {"lookup tables": [True] * len(built), "products": [False] * len(built)}
+        assert built == expected.get(pooling, [w < 15 for w in d.widths])
     torch.testing.assert_close(d.score_completions(tokens, lengths, prefix, n), d.score(tokens, lengths),
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="do not make"):
@@ -600,7 +612,7 @@ def test_cnn_scoring_pools_with_matrix_products_and_lookup_tables_as_the_convolu
     masked windows included, for every window range that score_completions asks for (``start``,
     ``end``, and rows left with no qualifying window, which stay -inf)."""
     monkeypatch.setattr("discriminators.cnn.LOOKUP_WINDOWS", 5)  # blocks of one or a few rows
-    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", 0)
+    pool_with("lookup tables", monkeypatch)
     V, T = 40, 12
     torch.manual_seed(0)
     d = CNNDiscriminator(V, T, size="small", widths=(1, 2, 5, 12, 15), filters=(6, 5, 4, 3, 2)).eval()
@@ -627,19 +639,26 @@ def test_cnn_scoring_pools_with_matrix_products_and_lookup_tables_as_the_convolu
 
 def test_cnn_builds_lookup_tables_only_where_they_pay():
     """A table per width only for a scoring call on the CPU with at least LOOKUP_MIN_WINDOWS
-    windows of that width per table row: none for a training minibatch, none for a small scoring
-    batch; the widest widths (fewest windows per row) are the first to go without."""
+    windows of that width per table row, and tables of at most N·(V+1) values in all: none for
+    a training minibatch, none for a small scoring batch; the widest widths (fewest windows per
+    row) are the first to go without."""
     from discriminators.cnn import LOOKUP_MIN_WINDOWS
 
     V, T = 100, 20
-    d = CNNDiscriminator(V, T, size="small", widths=(1, 10, 20), filters=(4, 4, 4))
-    rows = LOOKUP_MIN_WINDOWS * (V + 1)  # rows·windows needed: w = 1 has 20 windows, w = 10 has 11, w = 20 one
-    with torch.no_grad():
-        assert [t is not None for t in d._tables(torch.zeros(rows // 20 - 1, T, dtype=torch.long))] == [False] * 3
-        assert [t is not None for t in d._tables(torch.zeros(rows // 11, T, dtype=torch.long))] == [True, False, False]
-        assert [t is not None for t in d._tables(torch.zeros(rows // 11 + 1, T, dtype=torch.long))] == [True, True, False]
-        assert [t is not None for t in d._tables(torch.zeros(rows, T, dtype=torch.long))] == [True] * 3
-    assert [t is not None for t in d._tables(torch.zeros(rows, T, dtype=torch.long))] == [False] * 3  # a gradient
+
+    def built(d, rows, grad=False):
+        with torch.set_grad_enabled(grad):
+            return [t is not None for t in d._tables(torch.zeros(rows, T, dtype=torch.long))]
+
+    d = CNNDiscriminator(V, T, size="small", widths=(20, 1, 10), filters=(2, 2, 2))  # any order of widths
+    need = LOOKUP_MIN_WINDOWS * (V + 1)  # rows·windows needed: w = 1 has 20 windows per row, w = 10 has 11, w = 20 one
+    assert built(d, need // 20 - 1) == [False] * 3
+    assert built(d, need // 11) == [False, True, False]
+    assert built(d, need // 11 + 1) == [False, True, True]
+    assert built(d, need) == [True] * 3
+    assert built(d, need, grad=True) == [False] * 3  # training
+    wide = CNNDiscriminator(V, T, size="small", widths=(1, 2), filters=(50, 50))  # columns w·f: 50, 100
+    assert built(wide, 100) == [True, False] and built(wide, 150) == [True, True]  # at most N·(V+1) values
 
 
 @pytest.mark.parametrize("pooling", list(LOOKUP))
@@ -655,7 +674,7 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_con
     gradient between tied windows (amax), training gives it to one, and the parameters'
     gradients must agree. Scoring (no gradient) reads the windows from lookup tables or forms
     them by matrix products on the CPU."""
-    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP[pooling])
+    pool_with(pooling, monkeypatch)
     V, T = 30, 12
     torch.manual_seed(0)
     d = CNNDiscriminator(V, T, size="small", dropout=0.0).double().to(device)
@@ -725,7 +744,7 @@ def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device, pooling,
     changed only where the float32 logit is within 0.05 of 0; score_completions agrees; the
     float32 scores and training (never bfloat16) are untouched by the option. On the CPU, with
     the windows from bfloat16 lookup tables or bfloat16 matrix products."""
-    monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP[pooling])
+    pool_with(pooling, monkeypatch)
     V, T, n = 300, 20, 4
     torch.manual_seed(0)  # weights independent of the test order (12 seeds stayed within 0.007 of float32)
     d32 = discriminators.make("cnn", vocab_size=V, max_length=T).to(device)
