@@ -6,18 +6,17 @@ Two scorers (``--scorer``), each figure says which:
   rollout policy and as scorer (its log-likelihood);
 - ``cnn``: SeqGAN's real reward: the same sizes with the LSTM generator of ``agents`` as rollout
   policy and SeqGAN's CNN discriminator (``discriminators.make("cnn")``, 1720 filters) as
-  scorer, D(Y) = σ(logit). Compared: ``batched`` (``MCReward`` with the CNN's
-  ``score_completions``: on the CPU a chunk of thousands of completions reads each width's
-  window outputs from lookup tables, ``CNNDiscriminator._tables``; a width with too few
-  windows for a table is pooled by matrix products, each group's shared prefix once),
-  ``batched_plain`` (the same through ``score``, without the prefix sharing) and
-  ``public_loop`` (for each rollout, for each
-  prefix length: the generator's LSTM over the prefix, ``torch.multinomial`` for the rest, the
-  CNN on the 64 completions, whose few windows get no lookup table: one matrix product per
-  window position, about as fast as the plain convolution at that size); ``batched_bf16`` is ``batched`` with the CNN's scoring in bfloat16
-  (``score_dtype="bfloat16"``: ``ratio_bf16``), and ``bf16_vs_float32`` its distance from float32
-  on the same rollouts (largest reward difference, and the decisions that change on every
-  completion of one reward, with the largest float32 |logit| among them).
+  scorer, D(Y) = σ(logit). Compared: ``batched`` (``MCReward``: on the CPU the CNN reads the
+  window outputs of a chunk of thousands of completions from lookup tables,
+  ``CNNDiscriminator._tables``, where a width has enough windows for one, and forms the rest by
+  matrix products) and ``public_loop`` (for each rollout, for each prefix length: the
+  generator's LSTM over the prefix, ``torch.multinomial`` for the rest, the CNN on the 64
+  completions, whose few windows get no lookup table: one matrix product per window position,
+  about as fast as the plain convolution at that size); ``batched_bf16`` is ``batched`` with
+  the CNN's scoring in bfloat16 (``score_dtype="bfloat16"``: ``ratio_bf16``), and
+  ``bf16_vs_float32`` its distance from float32 on the same rollouts (largest reward
+  difference, and the decisions that change on every completion of one reward, with the
+  largest float32 |logit| among them).
 
 With the oracle scorer, compared in the same process:
 
@@ -44,7 +43,7 @@ launches dominate instead.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -127,18 +126,6 @@ def public_loop_generator(gen: Any, d: Any, tokens: torch.Tensor, n: int) -> tor
     return rewards / n
 
 
-class Plain:
-    """A scorer seen without its ``score_completions``: every completion is scored in full."""
-
-    is_probabilistic = True
-
-    def __init__(self, scorer: Any) -> None:
-        self.scorer = scorer
-
-    def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.scorer.score(tokens, lengths)
-
-
 def main_cnn(args: Any) -> None:
     import discriminators
     from agents.generator import Generator
@@ -155,19 +142,16 @@ def main_cnn(args: Any) -> None:
     d16 = discriminators.make("cnn", vocab_size=V, max_length=T, score_dtype="bfloat16").to(device)
     d16.load_state_dict(d.state_dict())
     shared = MCReward(d, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
-    plain = MCReward(Plain(d), "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     half = MCReward(d16, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     repeats = 1 if args.quick else args.repeats
     t = interleaved({
         "batched": lambda: shared.sequence_rewards(tokens, lengths, g),
-        "batched_plain": lambda: plain.sequence_rewards(tokens, lengths, g),
         "batched_bf16": lambda: half.sequence_rewards(tokens, lengths, g),
         "public_loop": lambda: public_loop_generator(gen, d, tokens, n),
     }, device, repeats, warmup=False)
     completions = N * n * (T - 1)
-    log(f"CNN scorer: batched {t['batched']:.2f} s, batched without prefix sharing {t['batched_plain']:.2f} s, "
-        f"batched with bfloat16 scoring {t['batched_bf16']:.2f} s, public-code loop {t['public_loop']:.2f} s "
-        f"(medians of {repeats} interleaved rounds)")
+    log(f"CNN scorer: batched {t['batched']:.2f} s, batched with bfloat16 scoring {t['batched_bf16']:.2f} s, "
+        f"public-code loop {t['public_loop']:.2f} s (medians of {repeats} interleaved rounds)")
     # bfloat16 against float32 on the same rollouts: the rewards, and the decisions (logit signs)
     # on every completion of the reward
     r32 = shared.sequence_rewards(tokens, lengths, torch.Generator(device=device).manual_seed(2))
@@ -192,7 +176,6 @@ def main_cnn(args: Any) -> None:
                     "threads": torch.get_num_threads(), "repeats": repeats},
         "seconds": t, "ratio": t["public_loop"] / t["batched"],
         "ratio_bf16": t["public_loop"] / t["batched_bf16"], "bf16_vs_float32": bf16,
-        "ratio_prefix_sharing": t["batched_plain"] / t["batched"],
         "completions_per_s": completions / t["batched"],
     })
 

@@ -26,9 +26,10 @@ at j = 0 (which then covers the sequence and zero padding embeddings) is used, s
 gives a finite feature. Inputs shorter than the widest window are padded on the right.
 
 This model has no per-prefix scores: ``supports_prefixes`` is False and it has no
-``score_prefixes`` attribute, so dense rewards refuse it with a clear message. It scores the
-Monte-Carlo reward's completions with :meth:`CNNDiscriminator.score_completions`, which
-pools the windows of each group's shared prefix once instead of once per rollout.
+``score_prefixes`` attribute, so dense rewards refuse it with a clear message. The Monte-Carlo
+reward's completions are scored in full: with lookup tables (below), pooling a window again
+costs less than the bookkeeping that would share the windows of a group's common prefix
+(bench/results/NOTES.md).
 
 Scoring on the CPU: the convolution of a window is a sum of products of single tokens'
 embeddings with slices of the filter, and a token's embedding is a lookup, so a scoring batch
@@ -77,7 +78,7 @@ SIZES: Dict[str, Preset] = {
 
 #: Precisions of the CNN's scoring. ``bfloat16`` runs the window products (where they are not
 #: read from float32 lookup tables, :meth:`CNNDiscriminator._tables`) and the highway's two
-#: products of :meth:`CNNDiscriminator.score` and ``score_completions`` in bfloat16 (the
+#: products of :meth:`CNNDiscriminator.score` in bfloat16 (the
 #: highway's gated sum and the output layer stay float32): the rewards, and also the held-out
 #: evaluation, which scores through ``score``. Training stays float32 unless its trainer says
 #: otherwise (``DiscriminatorTrainer(precision=...)``). It pays on a CPU with native bfloat16
@@ -169,7 +170,7 @@ class CNNDiscriminator(BaseDiscriminator):
         l2_reg: λ of the L2 penalty on the output layer, :meth:`regularization` (0.1: SeqGAN's 0.2 on
             its two output rows).
         score_dtype: ``"float32"`` (default, exact) or ``"bfloat16"``: the precision of
-            :meth:`score` and :meth:`score_completions` (rewards, held-out evaluation), never
+            :meth:`score` (rewards, held-out evaluation), never
             of training. See :data:`SCORE_DTYPES`.
 
     ``forward(tokens (N, T), lengths (N,) | None) -> (N,)`` logits; ``features -> (N, Σ filters)``.
@@ -294,43 +295,32 @@ class CNNDiscriminator(BaseDiscriminator):
             e = e.to(torch.get_autocast_dtype(e.device.type))
         return e.transpose(1, 2)
 
-    def _pool(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Module, w: int, start: int = 0,
-              end: Optional[torch.Tensor] = None, table: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """max_j ReLU(conv)_j over the valid windows j >= ``start`` that end by ``end`` (N,) when
-        given (``j + w <= end``): e (N, E, width) -> (N, f), -inf where no window qualifies.
-        With ``table`` (this width's of :meth:`_tables`), ``e`` is the padded ids (N, width) instead.
+    def _pool(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Module, w: int,
+              table: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """max_j ReLU(conv)_j over the valid windows j: e (N, E, width) -> (N, f). With ``table``
+        (this width's of :meth:`_tables`), ``e`` is the padded ids (N, width) instead.
 
         The maximum comes from the lookup table when given (:meth:`_max_lookup`), from matrix
         products when scoring on the CPU (:meth:`_max_windows`), from the convolution otherwise
-        (:meth:`_max_conv`)."""
-        N, f = e.shape[0], cast(nn.Conv1d, conv).out_channels
-        if start > e.shape[-1] - w:
-            return e.new_full((N, f), float("-inf"), dtype=e.dtype if table is None else table.dtype)
+        (:meth:`_max_conv`). The ReLU comes after the max (they commute): it touches (N, f)
+        values instead of (N, f, windows)."""
         if table is not None:
-            m = self._max_lookup(e, lengths, table, cast(nn.Conv1d, conv), w, start, end)
-        else:
-            pool = self._max_windows if e.device.type == "cpu" and not torch.is_grad_enabled() else self._max_conv
-            m = pool(e, lengths, cast(nn.Conv1d, conv), w, start, end)
-        # ReLU after the max (they commute) touches (N, f) values instead of (N, f, windows); a row
-        # without a qualifying window keeps -inf (possible only with ``start`` or ``end``)
-        return F.relu(m) if start == 0 and end is None else torch.where(torch.isneginf(m), m, F.relu(m))
+            return F.relu(self._max_lookup(e, lengths, table, cast(nn.Conv1d, conv), w))
+        pool = self._max_windows if e.device.type == "cpu" and not torch.is_grad_enabled() else self._max_conv
+        return F.relu(pool(e, lengths, cast(nn.Conv1d, conv), w))
 
-    def _max_conv(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
-                  end: Optional[torch.Tensor]) -> torch.Tensor:
+    def _max_conv(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int) -> torch.Tensor:
         """:meth:`_pool`'s maximum before the ReLU from the convolution: e (N, E, width) -> (N, f)."""
-        c = conv(e[:, :, start:])  # (N, f, windows): j = start, start + 1, ...
-        j = torch.arange(start, start + c.shape[2], device=e.device)
+        c = conv(e)  # (N, f, windows)
+        j = torch.arange(c.shape[2], device=e.device)
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
-        if end is not None:
-            ok &= j[None, :] + w <= end[:, None]
         # full-length rows (the oracle's) skip the mask on the CPU; elsewhere asking would wait for
         # the device (a sync per width and forward), and the mask is cheaper than the wait
         return _masked_max(c, ok[:, None, :] if e.device.type != "cpu" or not bool(ok.all()) else None)
 
-    def _max_windows(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int, start: int,
-                     end: Optional[torch.Tensor]) -> torch.Tensor:
+    def _max_windows(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int) -> torch.Tensor:
         """:meth:`_pool`'s maximum before the ReLU, as one matrix product per window position:
-        e (N, E, width) -> (N, f), -inf where no window qualifies.
+        e (N, E, width) -> (N, f).
 
         With the embeddings laid out as rows ``x = e.transpose(1, 2)`` (N, width·E), the window
         at j is the column slice ``x[:, jE : (j+w)E]``, a strided view that the matrix product
@@ -345,13 +335,11 @@ class CNNDiscriminator(BaseDiscriminator):
         rows = x.view(N, width * E)
         weight = conv.weight.to(x.dtype).permute(0, 2, 1).reshape(conv.out_channels, w * E).t()  # (wE, f)
         # window j qualifies for a row when j <= last: it ends by the row's length (the first
-        # window always counts) and by ``end``
+        # window always counts)
         last = (lengths - w).clamp(min=0)
-        if end is not None:
-            last = torch.minimum(last, end - w)
         lo, hi = int(last.min()), int(last.max())
         m = x.new_full((N, weight.shape[1]), float("-inf"))
-        for j in range(start, min(width - w, hi) + 1):
+        for j in range(min(width - w, hi) + 1):
             y = torch.mm(rows[:, j * E : (j + w) * E], weight)
             if j > lo:  # some rows have no such window
                 y.masked_fill_((last < j)[:, None], float("-inf"))
@@ -395,10 +383,10 @@ class CNNDiscriminator(BaseDiscriminator):
                 tables[k] = torch.mm(weight, conv.weight.to(dtype).permute(1, 2, 0).reshape(weight.shape[1], -1)).view(-1, f)
         return tables
 
-    def _max_lookup(self, ids: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor, conv: nn.Conv1d, w: int,
-                    start: int, end: Optional[torch.Tensor]) -> torch.Tensor:
+    def _max_lookup(self, ids: torch.Tensor, lengths: torch.Tensor, table: torch.Tensor, conv: nn.Conv1d,
+                    w: int) -> torch.Tensor:
         """:meth:`_pool`'s maximum before the ReLU from this width's lookup table (:meth:`_tables`):
-        ids (N, width) -> (N, f) float32, -inf where no window qualifies.
+        ids (N, width) -> (N, f) in the table's dtype.
 
         Window j of a row is the bag of table rows ``x_{j+k}·w + k``, k < w, summed by
         ``F.embedding_bag`` (no (windows, w, f) gather is formed); blocks of rows keep a block's
@@ -407,72 +395,19 @@ class CNNDiscriminator(BaseDiscriminator):
         """
         N, width = ids.shape
         last = (lengths - w).clamp(min=0)  # window j qualifies for a row when j <= last (see _max_windows)
-        if end is not None:
-            last = torch.minimum(last, end - w)
         stop = min(width - w, int(last.max()))
-        m = table.new_full((N, table.shape[1]), float("-inf"))
-        if stop < start:
-            return m
-        j = torch.arange(start, stop + 1, device=ids.device)
+        m = table.new_empty((N, table.shape[1]))
+        j = torch.arange(stop + 1, device=ids.device)
         masked = int(last.min()) < stop
         offsets = torch.arange(w, device=ids.device)
         step = max(1, LOOKUP_WINDOWS // len(j))
         for s in range(0, N, step):
-            bags = ids[s : s + step, start : stop + w].unfold(1, w, 1) * w + offsets  # (rows, windows, w)
+            bags = ids[s : s + step, : stop + w].unfold(1, w, 1) * w + offsets  # (rows, windows, w)
             y = F.embedding_bag(bags.reshape(-1, w), table, mode="sum").view(bags.shape[0], len(j), -1)
             if masked:
                 y.masked_fill_((j[None, :] > last[s : s + step, None])[:, :, None], float("-inf"))
             torch.amax(y, 1, out=m[s : s + step])
         return m + cast(torch.Tensor, conv.bias).to(m.dtype) if conv.bias is not None else m
-
-    def score_completions(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], prefix_lengths: torch.Tensor,
-                          n: int) -> torch.Tensor:
-        """``score(tokens, lengths)`` of M groups of n rows that share their first
-        ``prefix_lengths[i]`` tokens (the MC reward's completions): (M·n, T), (M·n,), (M,) -> (M·n,).
-
-        A window that lies inside the shared prefix (``j + w <= p``) has the same convolution
-        output in all n rows of a group: those windows are computed once per group (on its first
-        row) and max-pooled there; each row convolves only the windows that reach into its own
-        completion (``j >= p - w + 1``; rows are bucketed by p so that each bucket is pooled once
-        per width). The pooled maximum is the maximum of the two parts, so the result
-        is ``score``'s up to float rounding (tested to 1e-5). This serves the widths pooled by
-        matrix products; the widths read from lookup tables (:meth:`_tables`, large batches) pool
-        every completion in full, since a window read from a table costs less than the buckets'
-        extra passes over the (M·n, f) features.
-
-        On the CPU only: on a GPU the buckets are many small launches, each after a host sync
-        (``unique``, ``nonzero``), and cost more than the arithmetic they save, so there every
-        completion is scored in full (``score``); ``bench/results/gpu-h200`` has the figures.
-        """
-        M = prefix_lengths.shape[0]
-        if tokens.shape[0] != M * n:
-            raise ValueError(f"{tokens.shape[0]} completions do not make {M} groups of {n}")
-        if tokens.device.type != "cpu":
-            return self.score(tokens, lengths)
-        with self.scoring():
-            tokens, lengths, _ = self.check_inputs(tokens, lengths)
-            ids = self._pad(tokens)
-            tables = self._tables(ids)
-            parts = [None if t is None else self._pool(ids, lengths, conv, w, table=t)
-                     for w, conv, t in zip(self.widths, self.convs, tables, strict=True)]
-            pairs = [(k, self.widths[k], cast(nn.Conv1d, self.convs[k])) for k, x in enumerate(parts) if x is None]
-            if pairs:  # the widths pooled by matrix products share the prefixes' windows
-                emb = self._embed(ids).transpose(1, 2)  # (M·n, width, E), contiguous: row gathers stay so
-                shared = torch.minimum(prefix_lengths.to(lengths.device), lengths[::n])  # the common part of a group
-                p = shared.repeat_interleave(n)
-                e = emb[::n].contiguous().transpose(1, 2)
-                heads = [self._pool(e, lengths[::n], conv, w, end=shared).repeat_interleave(n, 0) for _, w, conv in pairs]
-                tails = [torch.full_like(h, float("-inf")) for h in heads]
-                for pv in torch.unique(p).tolist():
-                    rows = (p == pv).nonzero().squeeze(1)
-                    er, lr = emb.index_select(0, rows).transpose(1, 2), lengths.index_select(0, rows)
-                    for i, (_, w, conv) in enumerate(pairs):
-                        tails[i][rows] = self._pool(er, lr, conv, w, start=max(0, int(pv) - w + 1))
-                for (k, _, _), h, t in zip(pairs, heads, tails, strict=True):
-                    parts[k] = torch.maximum(h, t)
-            x = torch.cat(cast(List[torch.Tensor], parts), 1)
-            x = self.highway(x) if self.highway is not None else x
-            return self.check_output(self.head(x))
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         # the output layer (one dot product per row) in the weights' dtype, also in bfloat16 scoring
