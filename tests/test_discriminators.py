@@ -645,10 +645,10 @@ def test_cnn_logits_and_gradients_equal_a_per_row_reference(full_length, one_con
     lengths = torch.full((6,), T) if full_length else torch.tensor([T, 1, 3, 7, T, 2])
     tokens = tokens.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], V).to(device)
     lengths = lengths.to(device)
-    if device.type == "cpu" and not one_conv:  # the paths asked for are the paths taken
-        with torch.no_grad():
-            built = [t is not None for t in d._tables(d._pad(tokens))]
-        assert built == {"lookup tables": [True] * 5, "products": [False] * 5}.get(pooling, [True, True, False, False, False])
+    with torch.no_grad():  # the paths asked for are the paths taken; no tables off the CPU
+        built = [t is not None for t in d._tables(d._pad(tokens))]
+    expected = {"lookup tables": [True] * 5, "products": [False] * 5}.get(pooling, [True, True, False, False, False])
+    assert built == (expected if device.type == "cpu" else [False] * 5)
     logits = d(tokens, lengths)
     grads = torch.autograd.grad(logits.sum(), list(d.parameters()), allow_unused=True)
 
@@ -700,14 +700,15 @@ def test_seeded_blocks_draw_from_the_seed_and_leave_every_global_generator_as_it
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("pooling", list(LOOKUP))
+@pytest.mark.parametrize("pooling", [*LOOKUP, "mixed"])
 def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device, pooling, monkeypatch):
     """score_dtype="bfloat16" (SeqGAN's full CNN, random weights, rows shorter than the widest
     window and padded ones): D(Y) = σ(logit) within 1e-2 of float32, logits float32, decisions
     changed only where the float32 logit is within 0.05 of 0; the float32 scores and training
-    (never bfloat16) are untouched by the option. On the CPU, with the windows from (float32)
-    lookup tables or bfloat16 matrix products."""
-    pool_with(pooling, monkeypatch)
+    (never bfloat16) are untouched by the option. On the CPU, with the windows from lookup
+    tables (float32 also here), or bfloat16 matrix products, or both ("mixed": widths 1–10 from
+    tables)."""
+    pool_with(pooling if pooling in LOOKUP else 9, monkeypatch)
     V, T = 300, 20
     torch.manual_seed(0)  # weights independent of the test order (12 seeds stayed within 0.007 of float32)
     d32 = discriminators.make("cnn", vocab_size=V, max_length=T).to(device)
@@ -717,6 +718,12 @@ def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device, pooling,
     tokens = torch.randint(V, (256, T), generator=g)
     lengths = torch.randint(1, T + 1, (256,), generator=g)
     tokens, lengths = tokens.to(device), lengths.to(device)
+    with d16.scoring():
+        tables = d16._tables(d16._pad(tokens))
+    if device.type == "cpu":
+        expected = {"lookup tables": [True] * 12, "products": [False] * 12}.get(pooling, [w <= 10 for w in d16.widths])
+        assert [t is not None for t in tables] == expected
+        assert all(t.dtype == torch.float32 for t in tables if t is not None)
     z32, z16 = d32.score(tokens, lengths), d16.score(tokens, lengths)
     assert z16.dtype == torch.float32 and not torch.equal(z16, z32)  # it does run in another precision
     assert float((torch.sigmoid(z16) - torch.sigmoid(z32)).abs().max()) < 1e-2

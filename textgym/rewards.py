@@ -209,9 +209,10 @@ class MCReward(Reward):
         chunk_rows: at most this many rollout rows are generated and scored at once, which
             bounds memory at about ``chunk_rows × V`` floats for a policy or scorer that makes
             all its logits at once. Default (None): 16384 (the oracle and the LSTM generator
-            split their own work further to cache size). Larger chunks give the CNN's
-            prefix-shared scoring larger groups per prefix length and accelerators fewer,
-            larger kernels; smaller ones only add Python overhead (``bench/mc_rollout.py``).
+            split their own work further to cache size). Larger chunks give the oracle's
+            prefix-shared scoring larger groups per prefix length, the CNN's scoring on the CPU
+            room for more lookup tables, and accelerators fewer, larger kernels; smaller ones
+            only add Python overhead (``bench/mc_rollout.py``).
     """
 
     mode = "mc"
