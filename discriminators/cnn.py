@@ -97,9 +97,9 @@ ONE_CONV_MAX_ROWS = 1024
 #: pools at least this many of its windows per table row
 LOOKUP_MIN_WINDOWS = 3
 
-#: the lookup tables of one scoring call of N rows hold at most this many times N·(V+1) values:
-#: 1 is one (N, V) block of logits, the memory that the MC reward's chunks allow for
-LOOKUP_MEMORY = 1.0
+#: the most memory the lookup tables of one scoring call take (all of SeqGAN's CNN's tables at
+#: V = 5000 take 250 MB)
+LOOKUP_MAX_BYTES = 256 * 2**20
 
 #: about how many windows' filter outputs one block of :meth:`CNNDiscriminator._max_lookup` forms
 #: before taking their maximum (a block's (rows, windows, f) outputs stay in the cache)
@@ -350,10 +350,10 @@ class CNNDiscriminator(BaseDiscriminator):
         """Per width w, every token's filter outputs at every offset of a window,
         ``table_w[v·w + k] = W_w[:, :, k] · Emb(v)`` ((V+1)·w, f), where it pays: when scoring on
         the CPU a batch ``ids`` (N, width) that has at least :data:`LOOKUP_MIN_WINDOWS` times as
-        many windows of that width as the table has rows. Else None. The tables hold at most
-        :data:`LOOKUP_MEMORY` · N·(V+1) values in all, as much as one (N, V) block of logits (the
-        memory that the MC reward's chunks allow for); the narrowest widths, with the most
-        windows per row, get theirs first.
+        many windows of that width as the table has rows. Else None. The tables take at most
+        :data:`LOOKUP_MAX_BYTES` in all, so that a large vocabulary cannot make them outgrow
+        the memory of a scoring call; the narrowest widths, with the most windows per row, get
+        theirs first.
 
         Since a token's embedding is a lookup, so is each of its products with a filter: a
         window's output is a sum of w table rows, ``W_w · [e_j; …; e_{j+w-1}] = Σ_k
@@ -373,7 +373,7 @@ class CNNDiscriminator(BaseDiscriminator):
             return tables
         dtype = torch.promote_types(self.embedding.weight.dtype, torch.float32)  # float64 weights stay so
         weight = self.embedding.weight.to(dtype)
-        budget = LOOKUP_MEMORY * N  # the tables' columns, all of (V+1) rows
+        budget = LOOKUP_MAX_BYTES // (weight.shape[0] * weight.element_size())  # the tables' columns
         for k in sorted(range(len(self.convs)), key=lambda k: self.widths[k]):  # the most windows per row first
             w, f, conv = self.widths[k], self.filters[k], cast(nn.Conv1d, self.convs[k])
             if N * (width - w + 1) < LOOKUP_MIN_WINDOWS * weight.shape[0] or w * f > budget:

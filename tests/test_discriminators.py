@@ -566,7 +566,7 @@ def pool_with(pooling, monkeypatch):
     """Force the CNN's scoring to read every width from lookup tables, or none ("products"), or
     let it choose with ``LOOKUP_MIN_WINDOWS = pooling`` (an int)."""
     monkeypatch.setattr("discriminators.cnn.LOOKUP_MIN_WINDOWS", LOOKUP.get(pooling, pooling))
-    monkeypatch.setattr("discriminators.cnn.LOOKUP_MEMORY", 1e9)  # no cap on the tables' size
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MAX_BYTES", 2**62)  # no cap on the tables' size
 
 
 def test_cnn_scoring_pools_with_matrix_products_and_lookup_tables_as_the_convolution_does(monkeypatch):
@@ -596,9 +596,9 @@ def test_cnn_scoring_pools_with_matrix_products_and_lookup_tables_as_the_convolu
         torch.testing.assert_close(lookup, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_cnn_builds_lookup_tables_only_where_they_pay():
+def test_cnn_builds_lookup_tables_only_where_they_pay(monkeypatch):
     """A table per width only for a scoring call on the CPU with at least LOOKUP_MIN_WINDOWS
-    windows of that width per table row, and tables of at most N·(V+1) values in all: none for
+    windows of that width per table row, and tables of at most LOOKUP_MAX_BYTES in all: none for
     a training minibatch, none for a small scoring batch; the widest widths (fewest windows per
     row) are the first to go without."""
     from discriminators.cnn import LOOKUP_MIN_WINDOWS
@@ -617,7 +617,10 @@ def test_cnn_builds_lookup_tables_only_where_they_pay():
     assert built(d, need) == [True] * 3
     assert built(d, need, grad=True) == [False] * 3  # training
     wide = CNNDiscriminator(V, T, size="small", widths=(1, 2), filters=(50, 50))  # columns w·f: 50, 100
-    assert built(wide, 100) == [True, False] and built(wide, 150) == [True, True]  # at most N·(V+1) values
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MAX_BYTES", 149 * (V + 1) * 4)  # float32 values
+    assert built(wide, need) == [True, False]
+    monkeypatch.setattr("discriminators.cnn.LOOKUP_MAX_BYTES", 150 * (V + 1) * 4)
+    assert built(wide, need) == [True, True]
 
 
 @pytest.mark.parametrize("pooling", [*LOOKUP, "mixed"])
