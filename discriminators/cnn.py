@@ -363,9 +363,9 @@ class CNNDiscriminator(BaseDiscriminator):
         windows, and writes (V+1)·w·f values: it pays for batches of many more windows than
         that (the MC reward's thousands of completions, held-out evaluation), not for a
         minibatch. The tables are float32 (float64 for float64 weights) also under bfloat16
-        scoring, whose distance from float32 then comes from the highway alone (bfloat16 tables
-        were no faster on the MC reward). They are built again at every scoring call, never kept,
-        so that they cannot go stale when the weights change.
+        scoring, whose distance from float32 then comes from the highway and the widths pooled by
+        products only (bfloat16 tables were no faster on the MC reward). They are built again at
+        every scoring call, never kept, so that they cannot go stale when the weights change.
         """
         N, width = ids.shape
         tables: List[Optional[torch.Tensor]] = [None] * len(self.convs)
