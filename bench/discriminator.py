@@ -79,15 +79,10 @@ class CNNBefore(discriminators.CNNDiscriminator):
     def _tables(self, ids):  # type: ignore[no-untyped-def]
         return [None] * len(self.convs)
 
-    def _pool(self, e, lengths, conv, w, start=0, end=None, table=None):  # type: ignore[no-untyped-def]
-        N, f = e.shape[0], conv.out_channels
-        if start > e.shape[2] - w:
-            return e.new_full((N, f), float("-inf"))
-        c = F.relu(conv(e[:, :, start:]))
-        j = torch.arange(start, start + c.shape[2], device=e.device)
+    def _pool(self, e, lengths, conv, w, table=None):  # type: ignore[no-untyped-def]
+        c = F.relu(conv(e))
+        j = torch.arange(c.shape[2], device=e.device)
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
-        if end is not None:
-            ok &= j[None, :] + w <= end[:, None]
         fill = c.masked_fill if torch.is_grad_enabled() else c.masked_fill_
         return fill(~ok[:, None, :], float("-inf")).amax(dim=2)
 
