@@ -364,7 +364,7 @@ class CNNDiscriminator(BaseDiscriminator):
         that (the MC reward's thousands of completions, held-out evaluation), not for a
         minibatch. The tables are float32 (float64 for float64 weights) also under bfloat16
         scoring, whose distance from float32 then comes from the highway and the widths pooled by
-        products only (bfloat16 tables were no faster on the MC reward). They are built again at
+        products only (bfloat16 tables did not pay: bench/results/NOTES.md). They are built again at
         every scoring call, never kept, so that they cannot go stale when the weights change.
         """
         N, width = ids.shape
