@@ -31,7 +31,7 @@ from torch import nn
 from agents.adversarial import AdversarialAgent, AdversarialConfig, check_transform, discounted_returns, resolve_transform
 from agents.config import MASKGAN, at_least, nonnegative, param, positive, unit
 from agents.mle import check_finite, derive_seed
-from discriminators.base import seeded
+from discriminators.base import load_optimizer_state, seeded
 from textgym.masks import length_mask, masked_mean
 from textgym.rewards import DenseReward
 
@@ -128,4 +128,4 @@ class ActorCriticAgent(AdversarialAgent):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.critic.load_state_dict(state["critic"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        load_optimizer_state(self.critic_opt, state["critic_opt"])

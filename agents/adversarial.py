@@ -30,7 +30,7 @@ import torch
 
 from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
-from discriminators.base import seeded
+from discriminators.base import load_optimizer_state, seeded
 from discriminators.trainer import PRECISIONS
 from textgym import scorers
 from textgym.data import OracleData
@@ -369,7 +369,7 @@ class AdversarialAgent(MLEAgent):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.gen_opt.load_state_dict(state["gen_opt"])
+        load_optimizer_state(self.gen_opt, state["gen_opt"])
         self.d_rng.set_state(state["d_rng"])
         self.heldout_rng.set_state(state["heldout_rng"])
         self.weak_rounds = int(state["weak_rounds"])

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from agents.conditional import ConditionalAgent, ConditionalConfig, ConditionalGenerator
 from agents.config import SIZE, at_least, nonnegative, param, positive
 from agents.mle import check_finite, derive_seed
-from discriminators.base import seeded
+from discriminators.base import load_optimizer_state, seeded
 from textgym.classes import MultiOracleData
 
 CATGAN = "CatGAN, Liu et al. 2020 (TextGAN-PyTorch run_catgan.py)"
@@ -325,7 +325,7 @@ class CatGANAgent(ConditionalAgent):
 
     def restore(self, s: Dict[str, Any]) -> None:
         self.gen.load_state_dict(s["gen"])
-        self.gen_opt.load_state_dict(copy.deepcopy(s["opt"]))
+        load_optimizer_state(self.gen_opt, s["opt"])
         self.beta = float(s["beta"])
 
     def discriminator_updates(self, fakes: List[Any]) -> float:
@@ -362,10 +362,10 @@ class CatGANAgent(ConditionalAgent):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.gen.load_state_dict(state["generator"])
-        self.mle_opt.load_state_dict(state["mle_opt"])
-        self.gen_opt.load_state_dict(state["gen_opt"])
+        load_optimizer_state(self.mle_opt, state["mle_opt"])
+        load_optimizer_state(self.gen_opt, state["gen_opt"])
         self.discriminator.load_state_dict(state["discriminator"])
-        self.d_opt.load_state_dict(state["d_opt"])
+        load_optimizer_state(self.d_opt, state["d_opt"])
         self.beta = float(state["beta"])
         self.parents = copy.deepcopy(state["parents"])
         self.evo_rng.set_state(state["evo_rng"])

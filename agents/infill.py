@@ -55,6 +55,7 @@ from agents.actor_critic import Critic
 from agents.adversarial import discounted_returns
 from agents.config import MASKGAN, SIZE, at_least, nonnegative, param, positive, unit
 from agents.mle import MLEAgent, MLEAgentConfig, MLEConfig, check_finite, derive_seed
+from discriminators.base import load_optimizer_state
 from discriminators.infill import Seq2Seq, Seq2SeqDiscriminator
 from textgym.data import OracleData
 from textgym.infill import MASK_MODES, ConstantInfillScorer, check_mask_options, make_blanks, unique_ngram_share
@@ -399,12 +400,12 @@ class MaskGANInfillAgent(InfillAgent):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.gen_opt.load_state_dict(state["gen_opt"])
+        load_optimizer_state(self.gen_opt, state["gen_opt"])
         self.critic.load_state_dict(state["critic"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        load_optimizer_state(self.critic_opt, state["critic_opt"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
-            self.d_opt.load_state_dict(state["d_opt"])
+            load_optimizer_state(self.d_opt, state["d_opt"])
 
     def _warm_start_part(self, state: Dict[str, Any], part: str) -> None:
         if part != "discriminator" or self.discriminator is None or "discriminator" not in state:

@@ -34,6 +34,7 @@ import torch
 from agents.base import Agent
 from agents.config import RECIPE, SEQGAN, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
+from discriminators.base import load_optimizer_state
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask, masked_mean
 from textgym.metrics import masked_nll, sequence_log_probs
@@ -280,7 +281,7 @@ class MLEAgent(Agent):
             raise ValueError(f"checkpoint of agent {state.get('agent')!r} cannot be loaded into agent {self.name!r}")
         self.iteration = int(state["iteration"])
         self._generator.load_state_dict(state["generator"])
-        self.mle_opt.load_state_dict(state["mle_opt"])
+        load_optimizer_state(self.mle_opt, state["mle_opt"])
         self.sample_rng.set_state(state["sample_rng"])
         self.data_rng.set_state(state["data_rng"])
         es = state.get("early_stopping")

@@ -23,6 +23,7 @@ import torch
 from agents.adversarial import check_transform
 from agents.base import Agent
 from agents.config import SB3, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
+from discriminators.base import load_optimizer_state
 from textgym.data import OracleData, TextData, resolve_data
 
 
@@ -228,7 +229,7 @@ class SB3Agent(Agent):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.iteration = state["iteration"]
         self.model.policy.load_state_dict(state["policy"])
-        self.model.policy.optimizer.load_state_dict(state["policy_optimizer"])
+        load_optimizer_state(self.model.policy.optimizer, state["policy_optimizer"])
         self.model.num_timesteps = state["num_timesteps"]
         self.model._last_obs = state["last_obs"].numpy()
         self.model._last_episode_starts = state["last_episode_starts"].numpy()

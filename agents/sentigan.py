@@ -39,6 +39,7 @@ from agents.conditional import ConditionalAgent, ConditionalConfig
 from agents.config import SIZE, at_least, param
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed
+from discriminators.base import load_optimizer_state
 from textgym.masks import length_mask
 from textgym.rewards import MCReward
 
@@ -240,10 +241,10 @@ class SentiGANAgent(ConditionalAgent):
         super().load_state_dict(state)
         self.generators.load_state_dict(state["generators"])
         for o, s in zip(self.mle_opts, state["mle_opts"], strict=True):
-            o.load_state_dict(s)
+            load_optimizer_state(o, s)
         for o, s in zip(self.gen_opts, state["gen_opts"], strict=True):
-            o.load_state_dict(s)
+            load_optimizer_state(o, s)
         self.discriminator.load_state_dict(state["discriminator"])
-        self.d_trainer.optimizer.load_state_dict(state["d_opt"])
+        load_optimizer_state(self.d_trainer.optimizer, state["d_opt"])
         self.d_trainer.generator.set_state(state["d_shuffle"])
         self.d_trainer.total_steps = int(state["d_total_steps"])

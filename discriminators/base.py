@@ -29,7 +29,8 @@ attribute at all, so both ``d.supports_prefixes`` and ``hasattr(d, "score_prefix
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional, Tuple, Union
+import copy
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -54,6 +55,18 @@ def seeded(seed: Optional[int]) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         yield
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+    """``optimizer.load_state_dict`` on a deep copy of ``state`` (every optimizer of the package
+    and of the agents loads through this).
+
+    torch's ``Optimizer.load_state_dict`` keeps each given tensor that already has its
+    parameter's device and dtype (Adam's moments and step count, say) instead of copying it. The
+    optimizer's updates would then write into the caller's dict, and two optimizers loaded from
+    one dict would share, and both update, the same moments.
+    """
+    optimizer.load_state_dict(copy.deepcopy(state))
 
 
 def check_inputs(

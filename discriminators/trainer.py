@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discriminators.base import DivergenceError
+from discriminators.base import DivergenceError, load_optimizer_state
 from discriminators.evaluation import balanced_by_position, correct, evaluate, per_position_sums, right_calls
 from discriminators.graphed import (
     LOSS,
@@ -478,7 +478,7 @@ class DiscriminatorTrainer:
         if missing:
             raise ValueError(f"trainer state lacks {sorted(missing)}")
         self.discriminator.load_state_dict(state["discriminator"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         for group in self.optimizer.param_groups:  # a state saved by an eager trainer says capturable=False
             group["capturable"] = self.cuda_graph
         if self._graphed is not None:

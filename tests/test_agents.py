@@ -49,6 +49,23 @@ def gen_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+def assert_same_tree(got, want, where: str = "state") -> None:
+    """Nested dicts, lists and tuples of tensors and plain values are equal, tensors bit for bit."""
+    assert type(got) is type(want), where
+    if isinstance(got, dict):
+        assert got.keys() == want.keys(), where
+        for k in got:
+            assert_same_tree(got[k], want[k], f"{where}[{k!r}]")
+    elif isinstance(got, (list, tuple)):
+        assert len(got) == len(want), where
+        for i, (x, y) in enumerate(zip(got, want)):
+            assert_same_tree(x, y, f"{where}[{i}]")
+    elif torch.is_tensor(got):
+        assert torch.equal(got, want), where
+    else:
+        assert got == want or (got != got and want != want), where  # NaN equals NaN here
+
+
 # ---------------------------------------------------------------------- generator
 def slow_log_probs(g: Generator, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Per-step reference with nn.LSTMCell holding the generator's weights."""
@@ -272,6 +289,7 @@ def test_agent_runs_and_resumes_identically(name, scorer, tiny, device):
         assert isinstance(s["phase"], str)
         assert all(math.isfinite(v) for v in s.values() if isinstance(v, float))
     state = copy.deepcopy(a.state_dict())
+    state_before = copy.deepcopy(state)
     cont = [a.train_iteration() for _ in range(2)]
     if scorer == "discriminator" and name != "mle":
         assert "d_loss" in cont[-1] and cont[-1]["phase"] == "adv"
@@ -280,6 +298,8 @@ def test_agent_runs_and_resumes_identically(name, scorer, tiny, device):
     assert b.iteration == 2
     assert [b.train_iteration() for _ in range(2)] == cont
     assert gen_state_equal(a.generator, b.generator)
+    # b trained on copies: nothing of the dict it was loaded from changed (optimizer moments included)
+    assert_same_tree(state, state_before)
 
 
 def test_same_seed_same_run_other_seed_other_run(tiny):

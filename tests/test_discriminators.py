@@ -401,11 +401,16 @@ def test_trainer_is_deterministic_and_state_dict_round_trips(device):
     buf = io.BytesIO()
     torch.save(a.state_dict(), buf)
     stats_a = _train_two(a, data, 2)
-    c = fresh(seed=99)
+    # Two trainers loaded from one state: each trains on its own copy of the optimizer's
+    # moments (torch's optimizer would keep the given tensors, which both would then update).
     buf.seek(0)
-    c.load_state_dict(torch.load(buf, weights_only=False))
+    saved = torch.load(buf, weights_only=False)
+    c, d = fresh(seed=99), fresh(seed=98)
+    c.load_state_dict(saved)
+    d.load_state_dict(saved)
     assert c.total_steps == 20 and torch.equal(c.replay_tokens, b.replay_tokens)
     assert _train_two(c, data, 2) == stats_a
+    assert _train_two(d, data, 2) == stats_a
     for (k, v), w in zip(a.discriminator.state_dict().items(), c.discriminator.state_dict().values()):
         assert torch.equal(v, w), k
     with pytest.raises(ValueError, match="lacks"):
