@@ -16,6 +16,10 @@ initial evaluation: phases cost the same per iteration whatever their
 number, so the projection is the protocol's time up to the spread of those medians. ``--full``
 runs the whole protocol and reports the measured time as well.
 
+Precision: torch's defaults (float32 matrix products in IEEE float32, cuDNN's convolutions and
+the CNN's window product in TF32 where the GPU has it); ``--tf32`` lets every float32 matrix
+product use TF32 (the highway's, the generator's).
+
 The scorer is SeqGAN's CNN discriminator (the reward) and the oracle (NLL-oracle). There is no
 baseline in another implementation: ``ratio`` = the goal's 600 s / the (projected) seconds,
 above 1 when the protocol fits 10 minutes.
@@ -43,8 +47,11 @@ def main() -> None:
     p.add_argument("--d-pretrain", type=int, default=3, help="discriminator pretraining rounds to time (50)")
     p.add_argument("--adv", type=int, default=6, help="adversarial steps to time (200)")
     p.add_argument("--full", action="store_true", help="run the whole protocol")
+    p.add_argument("--tf32", action="store_true", help="float32 matrix products in TF32 on CUDA "
+                   "(torch.backends.cuda.matmul.allow_tf32), as cuDNN's convolutions are by torch's default")
     args = p.parse_args()
     device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
     paper = resolve(preset("seqgan"), "paper")
     counts = {"mle": paper.config.mle_epochs, "d_pretrain": paper.config.d_pretrain_steps, "adv": paper.config.adv_steps}
     every = paper.run.eval_every
@@ -107,7 +114,8 @@ def main() -> None:
         "benchmark": "paper_protocol", "agent": "seqgan", "budget": "paper", "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "scorer": "cnn (SeqGAN's, the reward); oracle (NLL-oracle)", "threads": torch.get_num_threads(),
-        "quick": bool(args.quick), "protocol_iterations": counts, "timed_iterations": timed,
+        "quick": bool(args.quick), "tf32_matmul": bool(args.tf32), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "protocol_iterations": counts, "timed_iterations": timed,
         "seconds_per_iteration": med, "first_mle_epoch_seconds": first, "evaluation_seconds": ev,
         "checkpoint_seconds": ckpt, "start_up_seconds": start_up, "evaluations": n_evals,
         "projected_seconds": projected, "measured_seconds": wall if args.full else None, "run_seconds": wall,

@@ -128,6 +128,52 @@ def _masked_max(c: torch.Tensor, ok: Optional[torch.Tensor]) -> torch.Tensor:
     return c.max(dim=2).values if c.dtype in (torch.float32, torch.float64) else c.amax(dim=2)
 
 
+@contextlib.contextmanager
+def _products_as_convolutions() -> Iterator[None]:
+    """Float32 matrix products on CUDA may use TF32 exactly when cuDNN's convolutions may
+    (``torch.backends.cudnn.allow_tf32``, on in torch's defaults; off in the tests)."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+class _ConvolutionProduct(torch.autograd.Function):
+    """``windows @ weightᵀ + bias`` whose three products (forward, and the two of the backward)
+    run under :func:`_products_as_convolutions`."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, windows: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(windows, weight)
+        with _products_as_convolutions():
+            return torch.addmm(bias, windows, weight.t())
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+                 ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+        windows, weight = ctx.saved_tensors  # type: ignore[attr-defined]
+        need = ctx.needs_input_grad  # type: ignore[attr-defined]
+        with _products_as_convolutions():
+            g_windows = grad @ weight if need[0] else None
+            g_weight = grad.t() @ windows if need[1] else None
+        return g_windows, g_weight, grad.sum(0) if need[2] else None
+
+
+def _window_product(windows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(M, K) windows @ (K, F) filters + bias -> (M, F): a convolution written as a matrix
+    product, in a convolution's precision. cuDNN's float32 convolutions may use TF32 by torch's
+    default, float32 matrix products may not; the product follows the convolutions' setting,
+    so that replacing the convolution by it changes the arithmetic's speed, not its precision.
+    Under autocast (bfloat16) or off CUDA the setting does not arise: a plain ``F.linear``."""
+    if windows.device.type != "cuda" or windows.dtype != torch.float32 \
+            or torch.backends.cudnn.allow_tf32 == torch.backends.cuda.matmul.allow_tf32:
+        return F.linear(windows, weight, bias)
+    return cast(torch.Tensor, _ConvolutionProduct.apply(windows, weight, bias))
+
+
 class Highway(nn.Module):
     """One highway layer (Srivastava et al. 2015): ``y = g*relu(W_h x) + (1-g)*x``, ``g = σ(W_g x + b_g)``.
 
@@ -264,22 +310,28 @@ class CNNDiscriminator(BaseDiscriminator):
         return self.highway(x) if self.highway is not None else x
 
     def _pool_all(self, e: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The pooled features of every width from one convolution: e (N, E, width) -> (N, F).
+        """The pooled features of every width from one matrix product: e (N, E, width) -> (N, F).
 
         Each width's filters are zero-padded on the right to the widest width W, and ``e`` by
-        W - 1 zero columns, so one convolution gives every filter a window at every position j;
-        windows past a sequence's end are masked as in :meth:`_pool`, then one max over time.
-        The same function as the per-width pooling (tested to 1e-5), with about 6 times its
-        arithmetic (SeqGAN's sizes) in a dozen kernels instead of well over a hundred: a trade
-        for a GPU, where a small update's time is its kernel count (bench/results/gpu-h200),
-        not its arithmetic; its own gain is not yet measured.
+        W - 1 zero columns, so that every filter has a window at every position j: the
+        (N·width, E·W) windows (``unfold``) times the (E·W, F) filters are the convolution at
+        every position. Windows past a sequence's end are masked as in :meth:`_pool`, then one
+        max over time. The same function as the per-width pooling (tested to 1e-5), with about
+        6 times its arithmetic (SeqGAN's sizes) in a few kernels instead of well over a hundred:
+        a trade for a GPU, where a small update's time is its kernel count, not its arithmetic.
+        A matrix product rather than a convolution because the backward to the embeddings is
+        then a matrix product too; cuDNN's data-gradient kernel for this shape was the update's
+        slowest (bench/results/gpu-h200). The product keeps a convolution's precision
+        (:func:`_window_product`).
         """
         W = max(self.widths)
         pairs = [(w, cast(nn.Conv1d, conv)) for w, conv in zip(self.widths, self.convs, strict=True)]
         weight = torch.cat([F.pad(conv.weight, (0, W - w)) for w, conv in pairs])  # (F, E, W)
         bias = torch.cat([cast(torch.Tensor, conv.bias) for _, conv in pairs])
-        c = F.conv1d(F.pad(e, (0, W - 1)), weight, bias)  # (N, F, width): a window at every position
-        j = torch.arange(c.shape[2], device=e.device)
+        N, E, width = e.shape
+        windows = F.pad(e, (0, W - 1)).unfold(2, W, 1).transpose(1, 2).reshape(N * width, E * W)  # [e·W + k]
+        c = _window_product(windows, weight.reshape(weight.shape[0], E * W), bias).view(N, width, -1).transpose(1, 2)
+        j = torch.arange(width, device=e.device)
         ok = (j[None, None, :] + self.filter_widths[None, :, None] <= lengths[:, None, None]) | (j == 0)[None, None, :]
         return F.relu(_masked_max(c, ok))
 

@@ -11,9 +11,12 @@ import io
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import discriminators
 from discriminators.base import DivergenceError
+from discriminators import cnn
+from discriminators.cnn import _ConvolutionProduct
 from discriminators.graphed import GraphedUpdates, UpdateBody
 from discriminators.trainer import DiscriminatorTrainer
 
@@ -88,8 +91,9 @@ def test_a_diverging_graph_call_restores_its_starting_state_and_raises():
 @pytest.mark.device
 @pytest.mark.parametrize("T", [3, 12, 20])
 def test_one_convolution_pools_as_one_convolution_per_width(device, T):
-    """The CNN's all-widths convolution (its path off the CPU) equals the per-width one, logits and
-    gradients, on sequences shorter than the widest window (8, and SeqGAN's 20) and padded ones."""
+    """The CNN's all-widths pooling (one matrix product of unfolded windows, its path off the CPU)
+    equals one convolution per width, logits and gradients, on sequences shorter than the widest
+    window (8, and SeqGAN's 20) and padded ones."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(T)
     tokens = torch.randint(0, V, (33, T), generator=g).to(device)
@@ -172,3 +176,35 @@ def test_a_diverging_captured_call_restores_its_starting_state_on_cuda(device):
         tr.step(*_data(1), k=2)
     _close(before, _params(tr), 0.0)
     assert tr.total_steps == steps
+
+
+@pytest.mark.device
+def test_the_window_product_is_a_linear_map_in_the_convolutions_precision(device):
+    """``_ConvolutionProduct`` (the all-widths pooling's product where cuDNN's TF32 setting and the
+    matrix products' differ) has F.linear's values and gradients (float64 gradcheck), and runs its
+    products, backward included, with the matmul TF32 flag set to cuDNN's, restoring it after."""
+    g = torch.Generator().manual_seed(0)
+    w, x, b = (torch.randn(*shape, generator=g, dtype=torch.float64).to(device).requires_grad_()
+               for shape in ((5, 12), (7, 12), (5,)))
+    assert torch.autograd.gradcheck(_ConvolutionProduct.apply, (x, w, b))
+    assert torch.allclose(_ConvolutionProduct.apply(x, w, b), F.linear(x, w, b))
+    seen = []
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = flags[0].allow_tf32, flags[1].allow_tf32
+    try:
+        flags[0].allow_tf32, flags[1].allow_tf32 = False, True
+        with cnn._products_as_convolutions():
+            seen.append(flags[0].allow_tf32)
+        assert seen == [True] and flags[0].allow_tf32 is False
+        with pytest.raises(RuntimeError), cnn._products_as_convolutions():
+            raise RuntimeError
+        assert flags[0].allow_tf32 is False
+        if device.type == "cuda":  # the route taken, and TF32's rounding only
+            x32, w32, b32 = (t.detach().float().requires_grad_() for t in (x, w, b))
+            out = cnn._window_product(x32, w32, b32)
+            assert out.grad_fn is not None and "ConvolutionProduct" in type(out.grad_fn).__name__
+            out.sum().backward()
+            assert flags[0].allow_tf32 is False
+            assert torch.allclose(out, F.linear(x, w, b).float(), atol=1e-2, rtol=1e-2)
+    finally:
+        flags[0].allow_tf32, flags[1].allow_tf32 = before
