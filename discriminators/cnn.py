@@ -36,7 +36,9 @@ embeddings with slices of the filter, and a token's embedding is a lookup, so a 
 of many windows reads each window's outputs from per-width tables of those products (w
 additions per filter instead of w·E multiply-adds, :meth:`CNNDiscriminator._tables`); a small
 batch forms them by one matrix product per window position (:meth:`CNNDiscriminator._max_windows`).
-Training keeps the convolution.
+Training keeps the convolution there. Off the CPU, batches of up to ``ONE_CONV_MAX_ROWS`` rows (the
+trainer's minibatches) pool every width with one matrix product of unfolded windows
+(:meth:`CNNDiscriminator._pool_all`).
 """
 from __future__ import annotations
 
@@ -88,7 +90,7 @@ SIZES: Dict[str, Preset] = {
 #: (the logit's sign) change only within 0.05 of 0 (tests/test_discriminators.py).
 SCORE_DTYPES = ("float32", "bfloat16")
 
-#: the most rows that the CNN pools with one convolution off the CPU (:meth:`CNNDiscriminator._pool_all`):
+#: the most rows that the CNN pools with one window product off the CPU (:meth:`CNNDiscriminator._pool_all`):
 #: its extra arithmetic grows with the rows, the launches it saves do not, so large scoring
 #: batches (the MC reward's thousands of completions) keep one convolution per width
 ONE_CONV_MAX_ROWS = 1024
@@ -278,7 +280,7 @@ class CNNDiscriminator(BaseDiscriminator):
         # each filter's width, for pooling all widths at once (one_conv); not part of the state
         self.register_buffer("filter_widths", torch.repeat_interleave(torch.tensor(widths), torch.tensor(filters)),
                              persistent=False)
-        #: pool all widths with one convolution: None = off the CPU, for minibatches of at most
+        #: pool all widths with one window product: None = off the CPU, for minibatches of at most
         #: ONE_CONV_MAX_ROWS rows (see :meth:`_pool_all`)
         self.one_conv: Optional[bool] = None
         self.reset_parameters()
