@@ -231,10 +231,10 @@ class SB3Agent(Agent):
         self.model.policy.load_state_dict(state["policy"])
         load_optimizer_state(self.model.policy.optimizer, state["policy_optimizer"])
         self.model.num_timesteps = state["num_timesteps"]
-        self.model._last_obs = state["last_obs"].numpy()
-        self.model._last_episode_starts = state["last_episode_starts"].numpy()
-        self.env.tokens = state["env"]["tokens"].to(self.env.device)
-        self.env.lengths = state["env"]["lengths"].to(self.env.device)
+        self.model._last_obs = state["last_obs"].numpy().copy()
+        self.model._last_episode_starts = state["last_episode_starts"].numpy().copy()
+        self.env.tokens = state["env"]["tokens"].to(self.env.device, copy=True)  # the env writes it in place
+        self.env.lengths = state["env"]["lengths"].to(self.env.device, copy=True)
         self.env.rng.set_state(state["env"]["rng"])
         self.env._started = True
         torch.set_rng_state(state["torch_rng"])

@@ -12,6 +12,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from test_agents import same_leaves
 
 import agents
 from agents.generator import Generator
@@ -344,3 +345,23 @@ def test_a_model_with_the_generator_policy_saves_and_loads(tmp_path, small_oracl
 
 def gen_state_equal(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize("discriminator", ["oracle", "cnn"])
+def test_ppo_agent_resumes_from_a_state_in_memory_and_leaves_it_untouched(small_oracle_data, discriminator):
+    """Two PPO agents loaded from one in-memory state go on like the original, and loading
+    copies: neither the env's token buffer, the policy's optimizer nor the discriminator's
+    trainer shares tensors with the dict (the env writes its tokens in place)."""
+    # rollouts of 4 steps: the saved state falls mid-episode (L = 6), with tokens in the env's buffer
+    cfg = {"discriminator": discriminator, "num_envs": 8, "n_steps": 4, "adv_steps": 10, "sb3_kwargs": {"batch_size": 16},
+           "discriminator_options": {"size": "small"} if discriminator == "cnn" else {}}
+    a = agents.make("ppo", small_oracle_data, cfg, seed=3)
+    a.train_iteration()
+    state = copy.deepcopy(a.state_dict())
+    untouched = copy.deepcopy(state)
+    cont = [a.train_iteration() for _ in range(2)]
+    for _ in range(2):
+        b = agents.make("ppo", small_oracle_data, cfg, seed=4)
+        b.load_state_dict(state)
+        assert [b.train_iteration() for _ in range(2)] == cont
+    assert same_leaves(state, untouched)
