@@ -48,6 +48,7 @@ from agents.checkpoints import (
     run_values,
 )
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
+from textgym.allocator import keep_freed_memory
 from textgym.data import Corpus, OracleData, TextData, resolve_data
 
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
@@ -249,6 +250,7 @@ def train(
     """
     from tqdm import tqdm
 
+    keep_freed_memory()  # reuse freed pages instead of faulting fresh ones in at every step
     folder = Path(out)
     run = resolved.run
     ckpt = folder / "checkpoint.pt"

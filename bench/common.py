@@ -10,12 +10,29 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
+from textgym.allocator import keep_freed_memory
+
+#: whether glibc keeps freed blocks for reuse in this run (textgym.allocator); every JSON line says
+MALLOC: Dict[str, Optional[bool]] = {"kept": None}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Parses the common flags, then applies the allocator settings as the training driver does
+    (unless ``--default-malloc``)."""
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        parsed = super().parse_args(*args, **kwargs)
+        MALLOC["kept"] = False if parsed.default_malloc else keep_freed_memory()
+        return parsed
+
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+    p = _Parser(description=description)
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions; the median is reported")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's allocator as it is (the training driver makes it keep freed blocks: textgym.allocator)")
     return p
 
 
@@ -65,7 +82,7 @@ def log(*args: Any) -> None:
 
 def emit(result: Dict[str, Any]) -> None:
     """Print the benchmark's one JSON line (last line of stdout)."""
-    print(json.dumps(result, sort_keys=True), flush=True)
+    print(json.dumps({**result, "malloc_kept": MALLOC["kept"]}, sort_keys=True), flush=True)
 
 
 def run_or_reuse(name: str, budget: Any, explicit: Dict[str, Any], folder: Any, device: torch.device,
