@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import time
@@ -56,23 +57,30 @@ def timeit(fn: Callable[[], Any], device: torch.device, repeats: int = 3, warmup
 
 
 def interleaved(fns: Dict[str, Callable[[], Any]], device: torch.device, repeats: int = 3,
-                warmup: bool = True) -> Dict[str, float]:
+                warmup: bool = True, faults: Optional[Dict[str, float]] = None) -> Dict[str, float]:
     """Median wall time of each ``fns[name]()`` in seconds, timed in interleaved rounds.
 
     Each round runs every function once, in order, so that a slow spell of a shared machine
     hits all of them alike instead of one; ratios of these medians are what to report.
+    ``faults``, if given, receives each function's median minor page faults per call (the
+    process's, so only where the device is the CPU: a fresh page the allocator handed out).
     """
     if warmup:
         for fn in fns.values():
             fn()
         sync(device)
     times: Dict[str, list] = {name: [] for name in fns}
+    faulted: Dict[str, list] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
+            faulted[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    if faults is not None:
+        faults.update({name: statistics.median(f) for name, f in faulted.items()})
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

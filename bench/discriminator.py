@@ -220,7 +220,8 @@ def main() -> None:
         graphed = discriminators.DiscriminatorTrainer(per_width, lr=1e-4, batch_size=BATCH, device=device, seed=0)
         runs["cnn_eager_one_conv"] = lambda: eager.step(real, real_len, fake, fake_len, k=1)
         runs["cnn_graph_per_width"] = lambda: graphed.step(real, real_len, fake, fake_len, k=1)
-    t = interleaved(runs, device, repeats)
+    faults: dict = {}
+    t = interleaved(runs, device, repeats, faults=faults)
     pair = {k: 2 * n / v for k, v in t.items()}
     log("CNN, this implementation vs the previous one (interleaved): " + ", ".join(
         f"{k} {v:.0f} sequences/s" for k, v in pair.items()))
@@ -262,6 +263,7 @@ def main() -> None:
         "ratio_bf16": pair["cnn_bf16"] / pair["cnn"],
         "ratio_bf16_vs_before": pair["cnn_bf16"] / pair["cnn_before"],
         "ms_per_update": {k: round(1e3 * BATCH / v, 3) for k, v in pair.items()},
+        "minor_faults_per_update": {k: round(v / steps) for k, v in faults.items()},
         "ratio_vs_before_full": pair["cnn_full"] / pair["cnn_before_full"],
         "same_updates": same,
         "ratio_rnn": throughput["rnn"] / throughput["baseline"],

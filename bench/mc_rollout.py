@@ -144,11 +144,12 @@ def main_cnn(args: Any) -> None:
     shared = MCReward(d, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     half = MCReward(d16, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     repeats = 1 if args.quick else args.repeats
+    faults: dict = {}
     t = interleaved({
         "batched": lambda: shared.sequence_rewards(tokens, lengths, g),
         "batched_bf16": lambda: half.sequence_rewards(tokens, lengths, g),
         "public_loop": lambda: public_loop_generator(gen, d, tokens, n),
-    }, device, repeats, warmup=False)
+    }, device, repeats, warmup=False, faults=faults)
     completions = N * n * (T - 1)
     log(f"CNN scorer: batched {t['batched']:.2f} s, batched with bfloat16 scoring {t['batched_bf16']:.2f} s, "
         f"public-code loop {t['public_loop']:.2f} s (medians of {repeats} interleaved rounds)")
@@ -171,7 +172,7 @@ def main_cnn(args: Any) -> None:
         f"change, all with |logit| <= {bf16['largest_abs_logit_changed']:.3g}")
     emit({
         "benchmark": "mc_rollout", "scorer": "cnn (SeqGAN's, 1720 filters)", "rollout_policy": "agents.Generator",
-        "device": str(device),
+        "device": str(device), "minor_faults_per_call": faults,
         "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": V, "completions": completions,
                     "threads": torch.get_num_threads(), "repeats": repeats},
         "seconds": t, "ratio": t["public_loop"] / t["batched"],
