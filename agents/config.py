@@ -258,6 +258,8 @@ class RunConfig:
                                            "skips MLE pretraining unless mle_epochs is given", kind=RUN)
     init_parts: List[str] = param(["generator"], "what init_from takes: 'generator' and/or 'discriminator' "
                                                  "(optimizers always start fresh)", kind=RUN)
+    tf32: bool = param(False, "float32 matrix products in TF32 on CUDA (torch.backends.cuda.matmul.allow_tf32): "
+                              "faster, about 3 decimal digits; cuDNN's convolutions keep torch's own setting", kind=RUN)
 
 
 INIT_PARTS = ("generator", "discriminator")

@@ -247,11 +247,25 @@ def train(
     Raises:
         RunError: anything that keeps the run from starting or going on (the message says
             why); FloatingPointError when training diverges (the last good checkpoint stays).
+
+    For the run, glibc keeps freed blocks for reuse (:func:`textgym.allocator.keep_freed_memory`)
+    and float32 matrix products on CUDA may use TF32 exactly when ``resolved.run.tf32`` (torch's
+    flag is restored afterwards; cuDNN's convolutions keep torch's own setting).
     """
+    keep_freed_memory()  # reuse freed pages instead of faulting fresh ones in at every step
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = bool(resolved.run.tf32)
+    try:
+        return _train(resolved, Path(out), torch.device(device), resume, stop_after, quiet, on_iteration)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool, stop_after: Optional[int], quiet: bool,
+           on_iteration: Optional[Callable[[Agent, Dict[str, Any], float], None]]) -> Dict[str, Any]:
+    """The body of :func:`train`."""
     from tqdm import tqdm
 
-    keep_freed_memory()  # reuse freed pages instead of faulting fresh ones in at every step
-    folder = Path(out)
     run = resolved.run
     ckpt = folder / "checkpoint.pt"
     if resume:

@@ -18,7 +18,7 @@ runs the whole protocol and reports the measured time as well.
 
 Precision: torch's defaults (float32 matrix products in IEEE float32, cuDNN's convolutions and
 the CNN's window product in TF32 where the GPU has it); ``--tf32`` lets every float32 matrix
-product use TF32 (the highway's, the generator's).
+product use TF32 (the highway's, the generator's): the run's ``tf32`` option (``train.py --tf32 true``).
 
 The scorer is SeqGAN's CNN discriminator (the reward) and the oracle (NLL-oracle). There is no
 baseline in another implementation: ``ratio`` = the goal's 600 s / the (projected) seconds,
@@ -47,11 +47,10 @@ def main() -> None:
     p.add_argument("--d-pretrain", type=int, default=3, help="discriminator pretraining rounds to time (50)")
     p.add_argument("--adv", type=int, default=6, help="adversarial steps to time (200)")
     p.add_argument("--full", action="store_true", help="run the whole protocol")
-    p.add_argument("--tf32", action="store_true", help="float32 matrix products in TF32 on CUDA "
-                   "(torch.backends.cuda.matmul.allow_tf32), as cuDNN's convolutions are by torch's default")
+    p.add_argument("--tf32", action="store_true", help="the run's tf32 option: float32 matrix products in TF32 on "
+                   "CUDA, as cuDNN's convolutions are by torch's default")
     args = p.parse_args()
     device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
     paper = resolve(preset("seqgan"), "paper")
     counts = {"mle": paper.config.mle_epochs, "d_pretrain": paper.config.d_pretrain_steps, "adv": paper.config.adv_steps}
     every = paper.run.eval_every
@@ -64,7 +63,7 @@ def main() -> None:
         if min(timed.values()) < 1:
             p.error("--mle, --d-pretrain and --adv must be at least 1: each phase is projected from its own iterations")
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
-                                "adv_steps": timed["adv"]}
+                                "adv_steps": timed["adv"], "tf32": bool(args.tf32)}
     if args.quick:  # a seconds-long smoke run of the same code path
         explicit.update(train_size=256, d_samples=256, d_steps=1, d_epochs=1, n_rollouts=2, eval_samples=64,
                         eval_test_size=64)

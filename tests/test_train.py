@@ -239,3 +239,20 @@ def test_a_checkpoint_older_than_a_config_field_resumes_at_its_default_only(tmp_
         check_same_config(tmp_path / "checkpoint.pt", {"config": old}, changed)
     with pytest.raises(RunError, match="another configuration.*seed"):
         check_same_config(tmp_path / "checkpoint.pt", {"config": {**old, "seed": 7}}, resolved)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_the_run_sets_tf32_matrix_products_as_configured_and_restores_the_flag(tmp_path, oracle_data, tf32):
+    """``--tf32`` holds torch's matmul TF32 flag for the run (what CUDA's float32 products read),
+    is recorded in config.json, and the flag is as before once the run returns."""
+    from agents.config import resolve
+    from agents.driver import train as drive
+
+    seen = []
+    before = torch.backends.cuda.matmul.allow_tf32
+    resolved = resolve(agents.preset("mle"), "smoke", explicit={"tf32": tf32})
+    drive(resolved, tmp_path / "run", quiet=True,
+          on_iteration=lambda agent, stats, dt: seen.append(torch.backends.cuda.matmul.allow_tf32))
+    assert seen and set(seen) == {tf32}
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["values"]["tf32"] is tf32
