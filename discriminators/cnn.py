@@ -364,8 +364,17 @@ class CNNDiscriminator(BaseDiscriminator):
         return F.relu(pool(e, lengths, cast(nn.Conv1d, conv), w))
 
     def _max_conv(self, e: torch.Tensor, lengths: torch.Tensor, conv: nn.Conv1d, w: int) -> torch.Tensor:
-        """:meth:`_pool`'s maximum before the ReLU from the convolution: e (N, E, width) -> (N, f)."""
-        c = conv(e)  # (N, f, windows)
+        """:meth:`_pool`'s maximum before the ReLU from the convolution: e (N, E, width) -> (N, f).
+
+        On the CPU the convolution runs as a 2-D one over (N, E, 1, width) in channels-last
+        layout, which is the embeddings' own (N, width, E) layout, so oneDNN reads them in place
+        and uses its channels-last kernels: the same function, faster in bfloat16 training and
+        as fast in float32 (bench/results/NOTES.md)."""
+        if e.device.type == "cpu":
+            x = e.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # no copy when e comes from _embed
+            c = F.conv2d(x, conv.weight.unsqueeze(2), conv.bias).squeeze(2)  # (N, f, windows)
+        else:
+            c = conv(e)  # (N, f, windows)
         j = torch.arange(c.shape[2], device=e.device)
         ok = (j[None, :] + w <= lengths[:, None]) | (j[None, :] == 0)
         # full-length rows (the oracle's) skip the mask on the CPU; elsewhere asking would wait for
