@@ -1,4 +1,4 @@
-"""The GPU probe of the third device session (one H200), kept as it ran: milliseconds per captured
+"""The second GPU probe (one H200), kept as it ran: milliseconds per captured
 update of SeqGAN's CNN discriminator (64 sequences of 20 tokens, V = 5000, a capturable fused
 Adam, the update captured once as a CUDA graph and replayed per minibatch), for:
 
