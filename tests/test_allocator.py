@@ -45,8 +45,3 @@ def test_a_freed_20_mb_block_stays_in_the_heap_for_reuse():
     kept, mapped, free = _run("default")
     assert not kept and mapped >= 20 * MB and free < 20 * MB  # glibc's defaults: mapped alone, handed back
 
-
-def test_calling_it_twice_is_harmless():
-    from textgym.allocator import keep_freed_memory
-    first = keep_freed_memory()
-    assert keep_freed_memory() == first

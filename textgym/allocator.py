@@ -5,9 +5,8 @@ above the mmap threshold, 128 KiB at first, raised as blocks of larger sizes are
 the free memory at the top of the heap passes the trim threshold. The next allocation of that
 size then starts from fresh pages, and writing each 4 KiB page first costs a page fault. A
 training step allocates and frees the same large tensors every time (activations, gradients,
-their casts under bfloat16 autocast), so it can pay those faults at every step: SeqGAN's CNN
-discriminator's bfloat16 update faulted on about 25 MB per update, the CNN's MC reward on about
-1 GB per call (``bench/results/NOTES.md``).
+their casts under bfloat16 autocast), so it can pay those faults at every step (SeqGAN's CNN
+discriminator trained in bfloat16 did: ``bench/results/NOTES.md`` has the counts).
 
 :func:`keep_freed_memory` makes glibc keep freed blocks of up to 32 MiB in the process for reuse
 (``M_MMAP_THRESHOLD``, glibc's largest) and return the top of the heap only past 256 MiB
