@@ -142,6 +142,8 @@ class AdversarialConfig(MLEConfig):
     d_precision: str = param("float32", "discriminator training precision: float32, or bfloat16 mixed precision "
                                         "(discriminators.trainer.PRECISIONS)", kind=RUN,
                              check=lambda v: None if v in PRECISIONS else f"one of {PRECISIONS}")
+    d_compile: bool = param(False, "compile the discriminator's captured CUDA update with torch.compile: fused kernels "
+                                   "(needs a CUDA device and triton; DiscriminatorTrainer's compile)", kind=RUN)
     d_heldout: int = param(1000, "held-out real sequences (the test set's, else split from training) scored with as "
                                  "many fresh samples for the held-out accuracy d_heldout_acc", kind=SIZE,
                            check=at_least(1))
@@ -224,7 +226,7 @@ class AdversarialAgent(MLEAgent):
         c = self.config
         return discriminators.DiscriminatorTrainer(
             disc, lr=c.d_lr, batch_size=c.d_batch_size, betas=(c.d_adam_beta1, 0.999), weight_decay=c.d_weight_decay,
-            seed=self._d_seed(), precision=c.d_precision,
+            seed=self._d_seed(), precision=c.d_precision, compile=c.d_compile,
         )
 
     def _d_seed(self) -> int:

@@ -12,13 +12,16 @@ iteration's training seconds are recorded by phase; the time between two iterati
 training is the evaluation (iterations that evaluate) or the checkpoint (the others). The
 projection is Σ over phases of n_phase × (median training seconds + median checkpoint seconds
 of that phase) + 74 evaluations (every 5th of the 370 iterations) + the start-up with the
-initial evaluation: phases cost the same per iteration whatever their
-number, so the projection is the protocol's time up to the spread of those medians. ``--full``
+initial evaluation + each phase's first iteration's excess over its median (its warm-up:
+allocations, cuDNN's algorithm choices, compilation); the medians leave each first out. Phases
+cost the same per iteration whatever their number, so the projection is the protocol's time up to the spread of those medians. ``--full``
 runs the whole protocol and reports the measured time as well.
 
 Precision: torch's defaults (float32 matrix products in IEEE float32, cuDNN's convolutions and
 the CNN's window product in TF32 where the GPU has it); ``--tf32`` lets every float32 matrix
 product use TF32 (the highway's, the generator's): the run's ``tf32`` option (``train.py --tf32 true``).
+``--compile`` compiles the discriminator's captured update (``train.py --d-compile true``), whose
+compilation then counts in the start-up and the first iterations of the phases that train it.
 
 The scorer is SeqGAN's CNN discriminator (the reward) and the oracle (NLL-oracle). There is no
 baseline in another implementation: ``ratio`` = the goal's 600 s / the (projected) seconds,
@@ -49,6 +52,8 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="run the whole protocol")
     p.add_argument("--tf32", action="store_true", help="the run's tf32 option: float32 matrix products in TF32 on "
                    "CUDA, as cuDNN's convolutions are by torch's default")
+    p.add_argument("--compile", action="store_true", help="the run's d_compile option: the discriminator's captured "
+                   "update compiled with torch.compile")
     args = p.parse_args()
     device = torch.device(args.device)
     paper = resolve(preset("seqgan"), "paper")
@@ -63,7 +68,8 @@ def main() -> None:
         if min(timed.values()) < 1:
             p.error("--mle, --d-pretrain and --adv must be at least 1: each phase is projected from its own iterations")
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
-                                "adv_steps": timed["adv"], "tf32": bool(args.tf32)}
+                                "adv_steps": timed["adv"], "tf32": bool(args.tf32),
+                                "d_compile": bool(args.compile)}
     if args.quick:  # a seconds-long smoke run of the same code path
         explicit.update(train_size=256, d_samples=256, d_steps=1, d_epochs=1, n_rollouts=2, eval_samples=64,
                         eval_test_size=64)
@@ -94,8 +100,8 @@ def main() -> None:
         last[0] = t0
         summary = train(resolved, out, device=device, quiet=True, on_iteration=on_iteration)
         wall = time.perf_counter() - t0
-    first = seconds["mle"][0]
-    med = {k: statistics.median(v[1:] if k == "mle" and len(v) > 1 else v) for k, v in seconds.items()}
+    first = {k: v[0] for k, v in seconds.items()}  # warm-up: allocations, cuDNN's choices, compilation
+    med = {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in seconds.items()}
     start_up = first_rest[0]
     every_ckpt = [c for v in checkpoints.values() for c in v]
     fallback = statistics.median(every_ckpt) if every_ckpt else 0.0
@@ -103,9 +109,10 @@ def main() -> None:
     ev = statistics.median([rest - ckpt[phase] for phase, rest in evals]) if evals else 0.0
     total_iters = sum(counts.values())
     n_evals = total_iters // every + (total_iters % every != 0)
-    # the first iteration's checkpoint is inside start_up; its epoch's extra (warm-up) is counted once
+    # the first iteration's checkpoint is inside start_up; each phase's first iteration's extra
+    # (its warm-up) is counted once
     projected = (sum(counts[k] * (med[k] + ckpt[k]) for k in counts) - ckpt["mle"] + n_evals * ev + start_up
-                 + (first - med["mle"]))
+                 + sum(first[k] - med[k] for k in counts))
     log(f"seconds per iteration: {', '.join(f'{k} {v:.2f}' for k, v in med.items())}; evaluation {ev:.2f}, "
         f"checkpoint {', '.join(f'{k} {v:.2f}' for k, v in ckpt.items())}; "
         f"projected protocol {projected:.0f} s ({projected / 60:.1f} min); this run {wall:.0f} s")
@@ -113,9 +120,9 @@ def main() -> None:
         "benchmark": "paper_protocol", "agent": "seqgan", "budget": "paper", "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "scorer": "cnn (SeqGAN's, the reward); oracle (NLL-oracle)", "threads": torch.get_num_threads(),
-        "quick": bool(args.quick), "tf32_matmul": bool(args.tf32), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "quick": bool(args.quick), "tf32_matmul": bool(args.tf32), "d_compile": bool(args.compile), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
         "protocol_iterations": counts, "timed_iterations": timed,
-        "seconds_per_iteration": med, "first_mle_epoch_seconds": first, "evaluation_seconds": ev,
+        "seconds_per_iteration": med, "first_iteration_seconds": first, "evaluation_seconds": ev,
         "checkpoint_seconds": ckpt, "start_up_seconds": start_up, "evaluations": n_evals,
         "projected_seconds": projected, "measured_seconds": wall if args.full else None, "run_seconds": wall,
         "goal_seconds": GOAL_SECONDS, "ratio": GOAL_SECONDS / (wall if args.full else projected),

@@ -81,26 +81,45 @@ class UpdateBody:
 
     ``__call__(tokens (B, W), lengths (B,), targets (B,), is_real (B,) bool)`` adds the
     update's BCE sum, regularization, right calls and non-finite flag into ``stats`` (5,).
+
+    With ``compile=True`` the forward, the loss and the statistics (and so their backward) run
+    through ``torch.compile``, which fuses their element-wise kernels (on a GPU the update's time
+    is its kernel count: ``bench/results/gpu-h200``). Dropout then draws from torch's generator
+    as eager code does (inductor's ``fallback_random``): on the CPU the compiled update equals
+    the eager one to rounding; on CUDA the masks come from other draws of the same generator,
+    so the two differ by their dropout while each stays deterministic. The compiled product
+    runs in the precision the matrix products have when it is compiled: the CNN's window
+    product then follows ``torch.backends.cuda.matmul.allow_tf32`` rather than cuDNN's setting.
     """
 
     def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, stats: torch.Tensor,
-                 max_grad_norm: Optional[float]) -> None:
+                 max_grad_norm: Optional[float], compile: bool = False) -> None:
         self.discriminator, self.optimizer, self.stats, self.max_grad_norm = discriminator, optimizer, stats, max_grad_norm
+        self._loss = self._loss_and_stats
+        if compile:
+            self._loss = torch.compile(self._loss_and_stats, dynamic=False, options={"fallback_random": True})
 
-    def __call__(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor) -> None:
+    def _loss_and_stats(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor,
+                        is_real: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(BCE + regularization, differentiable; the update's (5,) statistics row, no gradient)."""
         disc = self.discriminator
         valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
         logits = disc.head(disc.encode(tokens, lengths, valid))  # type: ignore[operator]
         loss = F.binary_cross_entropy_with_logits(logits, targets)
         reg = disc.regularization()  # type: ignore[operator]
-        (loss + reg).backward()
-        if self.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(disc.parameters(), self.max_grad_norm)
-        self.optimizer.step()
+        total = loss + reg
         with torch.no_grad():
-            bad = ~(torch.isfinite(loss + reg) & torch.isfinite(logits).all())
-            self.stats += torch.cat([torch.stack([loss * tokens.shape[0], reg]), right_calls(logits, is_real),
-                                     bad.float()[None]])
+            bad = ~(torch.isfinite(total) & torch.isfinite(logits).all())
+            row = torch.cat([torch.stack([loss * tokens.shape[0], reg]), right_calls(logits, is_real), bad.float()[None]])
+        return total, row
+
+    def __call__(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor) -> None:
+        total, row = self._loss(tokens, lengths, targets, is_real)
+        total.backward()
+        if self.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+        self.stats += row
 
 
 class GraphedUpdates:

@@ -105,6 +105,10 @@ class DiscriminatorTrainer:
             is float32.
         precision: ``"float32"`` (default) or ``"bfloat16"`` mixed precision, see
             :data:`PRECISIONS`. Not captured as a CUDA graph (refused with ``cuda_graph=True``).
+        compile: compile the captured update's forward, loss and backward with ``torch.compile``
+            (fewer, fused kernels: see :class:`~discriminators.graphed.UpdateBody`); needs the
+            captured CUDA update (``cuda_graph``) and, on CUDA, triton. The first updates of each
+            minibatch shape pay the compilation.
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class DiscriminatorTrainer:
         position_weights: Optional[torch.Tensor] = None,
         cuda_graph: Optional[bool] = None,
         precision: str = "float32",
+        compile: bool = False,
     ) -> None:
         if not isinstance(discriminator, nn.Module):
             raise ValueError(
@@ -204,11 +209,15 @@ class DiscriminatorTrainer:
                 f"(no host sync in encode and head); {type(discriminator).__name__} with positions={positions!r} is not"
             )
         self.cuda_graph = bool(cuda_graph)
+        if compile and not self.cuda_graph:
+            raise ValueError(f"compile=True compiles the captured CUDA update (cuda_graph): a CUDA device, a float32 "
+                             f"discriminator that declares graph_capturable, positions='last'; here the device is "
+                             f"{self.device}, precision {precision!r}, positions {positions!r}")
         self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
                                           fused=True,  # one pass over the (large) CNN's parameters
                                           capturable=self.cuda_graph)
         self._stats = torch.zeros(5, device=self.device)  # graphed.LOSS ... graphed.NONFINITE
-        self._graphed = GraphedUpdates(UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm)) \
+        self._graphed = GraphedUpdates(UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm, compile=compile)) \
             if self.cuda_graph else None
 
     # ------------------------------------------------------------------ helpers
