@@ -21,7 +21,8 @@ Precision: torch's defaults (float32 matrix products in IEEE float32, cuDNN's co
 the CNN's window product in TF32 where the GPU has it); ``--tf32`` lets every float32 matrix
 product use TF32 (the highway's, the generator's): the run's ``tf32`` option (``train.py --tf32 true``).
 ``--compile`` compiles the discriminator's captured update (``train.py --d-compile true``), whose
-compilation then counts in the start-up and the first iterations of the phases that train it.
+compilation then counts in the start-up and the first iterations of the phases that train it;
+``--d-precision bfloat16`` trains the discriminator in bfloat16 mixed precision.
 
 The scorer is SeqGAN's CNN discriminator (the reward) and the oracle (NLL-oracle). There is no
 baseline in another implementation: ``ratio`` = the goal's 600 s / the (projected) seconds,
@@ -54,6 +55,8 @@ def main() -> None:
                    "CUDA, as cuDNN's convolutions are by torch's default")
     p.add_argument("--compile", action="store_true", help="the run's d_compile option: the discriminator's captured "
                    "update compiled with torch.compile")
+    p.add_argument("--d-precision", default="float32", choices=["float32", "bfloat16"],
+                   help="the run's d_precision option: the discriminator's training precision")
     args = p.parse_args()
     device = torch.device(args.device)
     paper = resolve(preset("seqgan"), "paper")
@@ -69,7 +72,7 @@ def main() -> None:
             p.error("--mle, --d-pretrain and --adv must be at least 1: each phase is projected from its own iterations")
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
                                 "adv_steps": timed["adv"], "tf32": bool(args.tf32),
-                                "d_compile": bool(args.compile)}
+                                "d_compile": bool(args.compile), "d_precision": args.d_precision, "d_precision": args.d_precision}
     if args.quick:  # a seconds-long smoke run of the same code path
         explicit.update(train_size=256, d_samples=256, d_steps=1, d_epochs=1, n_rollouts=2, eval_samples=64,
                         eval_test_size=64)

@@ -77,7 +77,8 @@ def init_adam_state(optimizer: torch.optim.Optimizer) -> None:
 
 
 class UpdateBody:
-    """One BCE + Adam update of ``discriminator`` on a checked minibatch, with no host sync.
+    """One BCE + Adam update of ``discriminator`` on a checked minibatch, with no host sync, in
+    ``precision`` (``"bfloat16"``: the forward under autocast, as the eager trainer's).
 
     ``__call__(tokens (B, W), lengths (B,), targets (B,), is_real (B,) bool)`` adds the
     update's BCE sum, regularization, right calls and non-finite flag into ``stats`` (5,).
@@ -93,8 +94,9 @@ class UpdateBody:
     """
 
     def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, stats: torch.Tensor,
-                 max_grad_norm: Optional[float], compile: bool = False) -> None:
+                 max_grad_norm: Optional[float], compile: bool = False, precision: str = "float32") -> None:
         self.discriminator, self.optimizer, self.stats, self.max_grad_norm = discriminator, optimizer, stats, max_grad_norm
+        self.bfloat16 = precision == "bfloat16"
         self._loss = self._loss_and_stats
         if compile:
             self._loss = torch.compile(self._loss_and_stats, dynamic=False, options={"fallback_random": True})
@@ -104,8 +106,11 @@ class UpdateBody:
         """(BCE + regularization, differentiable; the update's (5,) statistics row, no gradient)."""
         disc = self.discriminator
         valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
-        logits = disc.head(disc.encode(tokens, lengths, valid))  # type: ignore[operator]
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        # bfloat16 as the eager trainer's autocast; no cache of cast weights: a captured graph
+        # must recast them at every replay, as they change
+        with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=self.bfloat16, cache_enabled=False):
+            logits = disc.head(disc.encode(tokens, lengths, valid))  # type: ignore[operator]
+            loss = F.binary_cross_entropy_with_logits(logits, targets)
         reg = disc.regularization()  # type: ignore[operator]
         total = loss + reg
         with torch.no_grad():

@@ -101,10 +101,9 @@ class DiscriminatorTrainer:
         cuda_graph: replay each minibatch update as one captured CUDA graph
             (:mod:`discriminators.graphed`: a non-finite loss is then caught at the end of the
             call, which restores the call's starting state). None: on for a CUDA device when
-            the discriminator is ``graph_capturable`` and ``positions="last"`` and ``precision``
-            is float32.
+            the discriminator is ``graph_capturable`` and ``positions="last"``.
         precision: ``"float32"`` (default) or ``"bfloat16"`` mixed precision, see
-            :data:`PRECISIONS`. Not captured as a CUDA graph (refused with ``cuda_graph=True``).
+            :data:`PRECISIONS`.
         compile: compile the captured update's forward, loss and backward with ``torch.compile``
             (fewer, fused kernels: see :class:`~discriminators.graphed.UpdateBody`); needs the
             captured CUDA update (``cuda_graph``) and, on CUDA, triton. The first updates of each
@@ -195,10 +194,6 @@ class DiscriminatorTrainer:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         self.precision = precision
         capturable = graph_capturable(discriminator, positions)
-        if precision != "float32":
-            if cuda_graph:
-                raise ValueError(f"cuda_graph=True captures float32 updates only; precision={precision!r} runs eagerly")
-            cuda_graph = False
         if cuda_graph is None:
             cuda_graph = self.device.type == "cuda" and capturable
         elif cuda_graph and self.device.type != "cuda":
@@ -210,14 +205,15 @@ class DiscriminatorTrainer:
             )
         self.cuda_graph = bool(cuda_graph)
         if compile and not self.cuda_graph:
-            raise ValueError(f"compile=True compiles the captured CUDA update (cuda_graph): a CUDA device, a float32 "
-                             f"discriminator that declares graph_capturable, positions='last'; here the device is "
-                             f"{self.device}, precision {precision!r}, positions {positions!r}")
+            raise ValueError(f"compile=True compiles the captured CUDA update (cuda_graph): a CUDA device and a "
+                             f"discriminator that declares graph_capturable, trained at positions='last'; here the "
+                             f"device is {self.device} and positions {positions!r}")
         self.optimizer = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=betas, weight_decay=weight_decay,
                                           fused=True,  # one pass over the (large) CNN's parameters
                                           capturable=self.cuda_graph)
         self._stats = torch.zeros(5, device=self.device)  # graphed.LOSS ... graphed.NONFINITE
-        self._graphed = GraphedUpdates(UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm, compile=compile)) \
+        self._graphed = GraphedUpdates(UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm, compile=compile,
+                                                  precision=precision)) \
             if self.cuda_graph else None
 
     # ------------------------------------------------------------------ helpers

@@ -32,15 +32,16 @@ def _data(seed: int):
     return real, real_len, fake, fake_len
 
 
-def _trainer(device, *, cuda_graph, dropout=0.25, lr=1e-3, uncaptured=False, seed=0, compile=False, one_conv=None):
+def _trainer(device, *, cuda_graph, dropout=0.25, lr=1e-3, uncaptured=False, seed=0, compile=False, one_conv=None,
+             precision="float32"):
     torch.manual_seed(7)
     d = discriminators.CNNDiscriminator(V, T, size="small", widths=(1, 2, 3, 5, 8), dropout=dropout).to(device)
     d.one_conv = one_conv
     tr = DiscriminatorTrainer(d, lr=lr, batch_size=16, seed=seed, device=device, cuda_graph=cuda_graph,
-                              max_grad_norm=5.0, compile=compile and not uncaptured)
+                              max_grad_norm=5.0, compile=compile and not uncaptured, precision=precision)
     if uncaptured:  # the graph's update body, run directly: deferred checks, no capture
-        tr._graphed = GraphedUpdates(UpdateBody(d, tr.optimizer, tr._stats, tr.max_grad_norm, compile=compile),
-                                     capture=False)
+        tr._graphed = GraphedUpdates(UpdateBody(d, tr.optimizer, tr._stats, tr.max_grad_norm, compile=compile,
+                                                precision=precision), capture=False)
     return tr
 
 
@@ -53,11 +54,13 @@ def _close(a, b, tol):
         assert torch.allclose(a[k], b[k], atol=tol, rtol=0), (k, (a[k] - b[k]).abs().max())
 
 
-def test_the_graph_update_body_trains_as_the_eager_update():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_graph_update_body_trains_as_the_eager_update(precision):
     """Same seed, same data (140 rows: 8 full minibatches and one of 12, twice): the uncaptured
-    body of the graph path reaches the eager trainer's weights and statistics."""
-    eager = _trainer("cpu", cuda_graph=False)
-    body = _trainer("cpu", cuda_graph=False, uncaptured=True)
+    body of the graph path reaches the eager trainer's weights and statistics, in float32 and in
+    bfloat16 mixed precision."""
+    eager = _trainer("cpu", cuda_graph=False, precision=precision)
+    body = _trainer("cpu", cuda_graph=False, uncaptured=True, precision=precision)
     for call in range(2):
         torch.manual_seed(call)  # dropout draws from the global generator on the CPU
         a = eager.step(*_data(call), k=2)
@@ -187,18 +190,21 @@ def test_the_captured_update_trains_as_the_eager_update_on_cuda(device, dropout)
 @pytest.mark.device
 def test_the_compiled_captured_update_trains_as_the_eager_update_on_cuda(device):
     """On a GPU, ``compile=True``: captured compiled updates reach the eager trainer's weights
-    without dropout; with dropout (other draws than eager's) two runs from one seed agree."""
+    without dropout; with dropout (other draws than eager's) two runs from one seed agree, in
+    float32 and in bfloat16, which learns the task too."""
     if device.type != "cuda":
         pytest.skip("the compiled update is the captured CUDA update's")
     runs = {}
-    for dropout, compile in ((0.0, False), (0.0, True), (0.25, True), (0.25, True)):
+    for dropout, compile, precision in ((0.0, False, "float32"), (0.0, True, "float32"), (0.25, True, "float32"),
+                                        (0.25, True, "float32"), (0.25, True, "bfloat16"), (0.25, True, "bfloat16")):
         torch.cuda.manual_seed(3)
-        tr = _trainer(device, cuda_graph=True, compile=compile, dropout=dropout)
+        tr = _trainer(device, cuda_graph=True, compile=compile, dropout=dropout, precision=precision)
         stats = [tr.step(*_data(call), k=2) for call in range(3)]
-        runs.setdefault(dropout, []).append((_params(tr), stats[-1]))
-    for (pa, sa), (pb, sb) in (runs[0.0], runs[0.25]):
+        runs.setdefault((dropout, precision), []).append((_params(tr), stats[-1]))
+    for (pa, sa), (pb, sb) in runs.values():
         assert sa["loss"] == pytest.approx(sb["loss"], abs=1e-4)
         _close(pa, pb, 1e-4)
+    assert sa["acc_real"] > 0.9 and sa["acc_fake"] > 0.9  # bfloat16 learns the task (disjoint token halves)
 
 
 @pytest.mark.device
