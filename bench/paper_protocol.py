@@ -14,8 +14,9 @@ projection is Σ over phases of n_phase × (median training seconds + median che
 of that phase) + 74 evaluations (every 5th of the 370 iterations) + the start-up with the
 initial evaluation + each phase's first iteration's excess over its median (its warm-up:
 allocations, cuDNN's algorithm choices, compilation); the medians leave each first out. Phases
-cost the same per iteration whatever their number, so the projection is the protocol's time up to the spread of those medians. ``--full``
-runs the whole protocol and reports the measured time as well.
+cost the same per iteration whatever their number, so the projection is the protocol's time up
+to the spread of those medians. ``--full`` runs the whole protocol and reports the measured
+time as well.
 
 Precision: torch's defaults (float32 matrix products in IEEE float32, cuDNN's convolutions and
 the CNN's window product in TF32 where the GPU has it); ``--tf32`` lets every float32 matrix
@@ -72,7 +73,7 @@ def main() -> None:
             p.error("--mle, --d-pretrain and --adv must be at least 1: each phase is projected from its own iterations")
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
                                 "adv_steps": timed["adv"], "tf32": bool(args.tf32),
-                                "d_compile": bool(args.compile), "d_precision": args.d_precision, "d_precision": args.d_precision}
+                                "d_compile": bool(args.compile), "d_precision": args.d_precision}
     if args.quick:  # a seconds-long smoke run of the same code path
         explicit.update(train_size=256, d_samples=256, d_steps=1, d_epochs=1, n_rollouts=2, eval_samples=64,
                         eval_test_size=64)
@@ -123,7 +124,8 @@ def main() -> None:
         "benchmark": "paper_protocol", "agent": "seqgan", "budget": "paper", "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "scorer": "cnn (SeqGAN's, the reward); oracle (NLL-oracle)", "threads": torch.get_num_threads(),
-        "quick": bool(args.quick), "tf32_matmul": bool(args.tf32), "d_compile": bool(args.compile), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "quick": bool(args.quick), "tf32_matmul": bool(args.tf32), "d_compile": bool(args.compile),
+        "d_precision": args.d_precision, "cudnn_tf32": torch.backends.cudnn.allow_tf32,
         "protocol_iterations": counts, "timed_iterations": timed,
         "seconds_per_iteration": med, "first_iteration_seconds": first, "evaluation_seconds": ev,
         "checkpoint_seconds": ckpt, "start_up_seconds": start_up, "evaluations": n_evals,

@@ -88,7 +88,9 @@ class UpdateBody:
     is its kernel count: ``bench/results/gpu-h200``). Dropout then draws from torch's generator
     as eager code does (inductor's ``fallback_random``): on the CPU the compiled update equals
     the eager one to rounding; on CUDA the masks come from other draws of the same generator,
-    so the two differ by their dropout while each stays deterministic. The compiled product
+    so the two differ by their dropout while each stays deterministic in float32 (compiled
+    bfloat16 updates on CUDA are not bit-reproducible: the compiled embedding backward adds in
+    an order that varies). The compiled product
     runs in the precision the matrix products have when it is compiled: the CNN's window
     product then follows ``torch.backends.cuda.matmul.allow_tf32`` rather than cuDNN's setting.
     """

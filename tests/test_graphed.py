@@ -190,8 +190,8 @@ def test_the_captured_update_trains_as_the_eager_update_on_cuda(device, dropout)
 @pytest.mark.device
 def test_the_compiled_captured_update_trains_as_the_eager_update_on_cuda(device):
     """On a GPU, ``compile=True``: captured compiled updates reach the eager trainer's weights
-    without dropout; with dropout (other draws than eager's) two runs from one seed agree, in
-    float32 and in bfloat16, which learns the task too."""
+    without dropout; with dropout (other draws than eager's) two runs from one seed agree in
+    float32, and to bfloat16's rounding in bfloat16, which learns the task too."""
     if device.type != "cuda":
         pytest.skip("the compiled update is the captured CUDA update's")
     runs = {}
@@ -201,9 +201,12 @@ def test_the_compiled_captured_update_trains_as_the_eager_update_on_cuda(device)
         tr = _trainer(device, cuda_graph=True, compile=compile, dropout=dropout, precision=precision)
         stats = [tr.step(*_data(call), k=2) for call in range(3)]
         runs.setdefault((dropout, precision), []).append((_params(tr), stats[-1]))
-    for (pa, sa), (pb, sb) in runs.values():
-        assert sa["loss"] == pytest.approx(sb["loss"], abs=1e-4)
-        _close(pa, pb, 1e-4)
+    for (dropout, precision), ((pa, sa), (pb, sb)) in runs.items():
+        # compiled bfloat16 runs agree to its rounding only: the compiled embedding backward
+        # accumulates with atomic adds, whose order varies (5e-4 measured on an H200)
+        tol = 5e-3 if precision == "bfloat16" else 1e-4
+        assert sa["loss"] == pytest.approx(sb["loss"], abs=tol)
+        _close(pa, pb, tol)
     assert sa["acc_real"] > 0.9 and sa["acc_fake"] > 0.9  # bfloat16 learns the task (disjoint token halves)
 
 
