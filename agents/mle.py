@@ -35,6 +35,7 @@ from agents.base import Agent
 from agents.config import RECIPE, SEQGAN, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
 from discriminators.base import load_optimizer_state
+from discriminators.graphed import GraphedUpdates
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask, masked_mean
 from textgym.metrics import masked_nll, sequence_log_probs
@@ -110,7 +111,10 @@ class MLEAgent(Agent):
         # Every random draw comes from these generators (never the global RNG).
         self.sample_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sample"))
         self.data_rng = torch.Generator().manual_seed(derive_seed(seed, "data"))
-        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c.mle_lr)
+        # capturable on CUDA: the MLE updates replay as captured CUDA graphs there (_mle_graphs)
+        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c.mle_lr, capturable=self.device.type == "cuda")
+        self._mle_sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # see _mle_pass_deferred
+        self._mle_graphed: Optional[GraphedUpdates] = None
         self.train_tokens = data.train.to(self.device)
         self.train_lengths = data.train_lengths.to(self.device)
         self.val_size, self.patience = int(getattr(c, "val_size", 0)), int(getattr(c, "patience", 0))
@@ -244,18 +248,36 @@ class MLEAgent(Agent):
         nll = total / max(count, 1)
         return {"g_loss": nll, "nll_train": nll}
 
+    def _mle_update(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """One MLE update with no host sync; adds (loss × tokens, tokens, a non-finite gradient
+        norm) into ``_mle_sums``. The body that :meth:`_mle_pass_deferred` runs or replays."""
+        loss = self.mle_loss(tokens, lengths)
+        norm = self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
+        n_tok = lengths.sum().double()
+        bad = torch.zeros((), device=self.device) if norm is None else ~torch.isfinite(norm)
+        self._mle_sums += torch.stack([loss.detach().double() * n_tok, n_tok, bad.double()])
+
+    def _mle_graphs(self) -> Optional[GraphedUpdates]:
+        """On CUDA, the MLE update as captured CUDA graphs (:mod:`discriminators.graphed`: the
+        host launches one graph per update instead of its hundreds of kernels); None elsewhere,
+        and for a subclass with its own loss or a non-capturable optimizer (they run eagerly)."""
+        if self._mle_graphed is None and self.device.type == "cuda" and type(self).mle_loss is MLEAgent.mle_loss \
+                and all(g.get("capturable") for g in self.mle_opt.param_groups):
+            self._mle_graphed = GraphedUpdates(self._mle_update, self.mle_opt, what="the MLE update")
+        return self._mle_graphed
+
     def _mle_pass_deferred(self, batches: List[torch.Tensor]) -> Dict[str, float]:
-        """:meth:`_mle_pass` off the CPU: the checks summed on the device, read once."""
+        """:meth:`_mle_pass` off the CPU: the checks summed on the device, read once; on CUDA
+        each update replays a captured graph after a few eager ones (:meth:`_mle_graphs`)."""
         self._generator.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss × tokens, tokens, bad norms
+        self._mle_sums.zero_()
+        graphed = self._mle_graphs()
         for idx in batches:
-            tokens, lengths = self.train_tokens[idx], self.train_lengths[idx]
-            loss = self.mle_loss(tokens, lengths)
-            norm = self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
-            n_tok = lengths.sum().double()
-            bad = torch.zeros((), device=self.device) if norm is None else ~torch.isfinite(norm)
-            sums += torch.stack([loss.detach().double() * n_tok, n_tok, bad.double()])
-        total, count, bad_norms = sums.tolist()
+            if graphed is not None:
+                graphed.run((self.train_tokens, self.train_lengths), idx)
+            else:
+                self._mle_update(self.train_tokens[idx], self.train_lengths[idx])
+        total, count, bad_norms = self._mle_sums.tolist()
         if bad_norms:
             raise FloatingPointError(f"g_loss gradient norm became non-finite in {int(bad_norms)} updates of "
                                      f"iteration {self.iteration}")
@@ -281,7 +303,9 @@ class MLEAgent(Agent):
             raise ValueError(f"checkpoint of agent {state.get('agent')!r} cannot be loaded into agent {self.name!r}")
         self.iteration = int(state["iteration"])
         self._generator.load_state_dict(state["generator"])
-        load_optimizer_state(self.mle_opt, state["mle_opt"])
+        load_optimizer_state(self.mle_opt, state["mle_opt"], capturable=self.device.type == "cuda")  # as built here
+        if self._mle_graphed is not None:
+            self._mle_graphed.reset()  # the graphs step the replaced state tensors
         self.sample_rng.set_state(state["sample_rng"])
         self.data_rng.set_state(state["data_rng"])
         es = state.get("early_stopping")

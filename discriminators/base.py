@@ -57,7 +57,8 @@ def seeded(seed: Optional[int]) -> Iterator[None]:
         yield
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]) -> None:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any], *,
+                         capturable: Optional[bool] = None) -> None:
     """``optimizer.load_state_dict`` on a deep copy of ``state`` (every optimizer of the package
     and of the agents loads through this).
 
@@ -65,8 +66,17 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]
     parameter's device and dtype (Adam's moments and step count, say) instead of copying it. The
     optimizer's updates would then write into the caller's dict, and two optimizers loaded from
     one dict would share, and both update, the same moments.
+
+    ``capturable`` (Adam's setting for updates captured as CUDA graphs), when given, replaces
+    the saved groups' setting before loading: the groups take the saved settings, and a state
+    saved by a non-capturable Adam keeps its step counts on the CPU, where a capturable step
+    refuses them.
     """
-    optimizer.load_state_dict(copy.deepcopy(state))
+    state = copy.deepcopy(state)
+    if capturable is not None:
+        for group in state["param_groups"]:
+            group["capturable"] = capturable
+    optimizer.load_state_dict(state)
 
 
 def check_inputs(

@@ -26,15 +26,16 @@ captured update equals the eager one given the same state. A capture that fails 
 in the update that waits for the device, say) runs nothing: it warns, and the updates run
 eagerly from then on.
 
-:class:`UpdateBody` is the update itself; :class:`GraphedUpdates` caches the graphs. On the CPU
-the body runs directly (``capture=False``), which is how the tests check it against the eager
-update without a GPU.
+:class:`UpdateBody` is the update itself; :class:`GraphedUpdates` caches the graphs of any
+such body, and also replays the generator's MLE update on CUDA (``agents.mle``, whose deferred
+pass sums its checks on the device in the same way). On the CPU the bodies run directly
+(``capture=False``), which is how the tests check them against the eager updates without a GPU.
 """
 from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -130,14 +131,17 @@ class UpdateBody:
 
 
 class GraphedUpdates:
-    """Runs :class:`UpdateBody` on minibatches gathered from a call's set, one CUDA graph per
-    minibatch shape (eager for the first ``WARMUP`` of a shape, or always when ``capture`` is
-    False)."""
+    """Runs an update ``body(*rows)`` on minibatches gathered from a call's sources (tensors
+    indexed by row: the discriminator's tokens, lengths, targets and real flags; MLE's tokens
+    and lengths), one CUDA graph per minibatch shape (eager for the first ``WARMUP`` of a
+    shape, or always when ``capture`` is False). ``optimizer`` is the capturable Adam that
+    ``body`` steps; ``what`` names the update in the warning of a failed capture."""
 
-    def __init__(self, body: UpdateBody, capture: bool = True) -> None:
-        self.body, self.capture = body, capture
-        self.graphs: OrderedDict[Tuple[int, int], Tuple[Any, List[torch.Tensor]]] = OrderedDict()
-        self.seen: Dict[Tuple[int, int], int] = {}
+    def __init__(self, body: Callable[..., None], optimizer: torch.optim.Optimizer, capture: bool = True,
+                 what: str = "the discriminator update (cuda_graph=False skips the attempt)") -> None:
+        self.body, self.optimizer, self.capture, self.what = body, optimizer, capture, what
+        self.graphs: OrderedDict[Tuple[int, ...], Tuple[Any, List[torch.Tensor]]] = OrderedDict()
+        self.seen: Dict[Tuple[int, ...], int] = {}
         self._side: Optional[Any] = None
 
     def reset(self) -> None:
@@ -145,54 +149,53 @@ class GraphedUpdates:
         self.graphs.clear()
         self.seen.clear()
 
-    def run(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
-            idx: torch.Tensor) -> None:
-        """One update on rows ``idx`` of the call's (M, W) set."""
+    def _eager(self, rows: Sequence[torch.Tensor]) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.body(*rows)
+
+    def run(self, sources: Sequence[torch.Tensor], idx: torch.Tensor) -> None:
+        """One update on rows ``idx`` of ``sources`` (the first is (M, W) tokens)."""
         if not self.capture:
-            self.body.optimizer.zero_grad(set_to_none=True)
-            self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
+            self._eager([src[idx] for src in sources])
             return
         # capture and replay use the current device's streams: make it the data's (cuda:1, say)
-        with torch.cuda.device(tokens.device):
-            self._run(tokens, lengths, targets, is_real, idx)
+        with torch.cuda.device(sources[0].device):
+            self._run(sources, idx)
 
-    def _run(self, tokens: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor, is_real: torch.Tensor,
-             idx: torch.Tensor) -> None:
-        key = (int(idx.shape[0]), int(tokens.shape[1]))
+    def _run(self, sources: Sequence[torch.Tensor], idx: torch.Tensor) -> None:
+        key = (int(idx.shape[0]), *(int(n) for n in sources[0].shape[1:]))
         if key[0] * key[1] > MAX_CAPTURED_TOKENS:
-            self.body.optimizer.zero_grad(set_to_none=True)
-            self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
+            self._eager([src[idx] for src in sources])
             return
         if key in self.graphs:
             self.graphs.move_to_end(key)  # least recently used first out
             graph, static = self.graphs[key]
-            for src, dst in zip((tokens, lengths, targets, is_real), static, strict=True):
+            for src, dst in zip(sources, static, strict=True):
                 torch.index_select(src, 0, idx, out=dst)
             graph.replay()
             return
+        device = sources[0].device
         self.seen[key] = self.seen.get(key, 0) + 1
         if self.seen[key] <= WARMUP:  # eager, on a side stream, as capture asks of warm-up work
             if self._side is None:
-                self._side = torch.cuda.Stream(tokens.device)
-            self._side.wait_stream(torch.cuda.current_stream(tokens.device))
+                self._side = torch.cuda.Stream(device)
+            self._side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(self._side):
-                self.body.optimizer.zero_grad(set_to_none=True)
-                self.body(tokens[idx], lengths[idx], targets[idx], is_real[idx])
-            torch.cuda.current_stream(tokens.device).wait_stream(self._side)
+                self._eager([src[idx] for src in sources])
+            torch.cuda.current_stream(device).wait_stream(self._side)
             return
-        static = [src[idx] for src in (tokens, lengths, targets, is_real)]
-        init_adam_state(self.body.optimizer)
-        self.body.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes fresh gradients
+        static = [src[idx] for src in sources]
+        init_adam_state(self.optimizer)
+        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward writes fresh gradients
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
                 self.body(*static)
         except RuntimeError as exc:  # an operation capture cannot hold: nothing ran, run it eagerly
-            warnings.warn(f"the discriminator update could not be captured as a CUDA graph ({exc}); its updates "
-                          "run eagerly from now on (pass cuda_graph=False to skip the attempt)", stacklevel=2)
+            warnings.warn(f"{self.what} could not be captured as a CUDA graph ({exc}); its updates run eagerly "
+                          "from now on", stacklevel=2)
             self.capture = False
-            self.body.optimizer.zero_grad(set_to_none=True)
-            self.body(*static)
+            self._eager(static)
             return
         self.graphs[key] = (graph, static)
         while len(self.graphs) > MAX_GRAPHS:

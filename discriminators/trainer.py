@@ -212,9 +212,8 @@ class DiscriminatorTrainer:
                                           fused=True,  # one pass over the (large) CNN's parameters
                                           capturable=self.cuda_graph)
         self._stats = torch.zeros(5, device=self.device)  # graphed.LOSS ... graphed.NONFINITE
-        self._graphed = GraphedUpdates(UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm, compile=compile,
-                                                  precision=precision)) \
-            if self.cuda_graph else None
+        body = UpdateBody(discriminator, self.optimizer, self._stats, max_grad_norm, compile=compile, precision=precision)
+        self._graphed = GraphedUpdates(body, self.optimizer) if self.cuda_graph else None
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor], side: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -430,7 +429,7 @@ class DiscriminatorTrainer:
         self._stats.zero_()
         steps = 0
         for idx in self._minibatches(tokens.shape[0], k):
-            self._graphed.run(tokens, lengths, targets, is_real, idx)
+            self._graphed.run((tokens, lengths, targets, is_real), idx)
             steps += 1
         stats = self._stats.cpu()
         if stats[NONFINITE] > 0:
@@ -483,9 +482,7 @@ class DiscriminatorTrainer:
         if missing:
             raise ValueError(f"trainer state lacks {sorted(missing)}")
         self.discriminator.load_state_dict(state["discriminator"])
-        load_optimizer_state(self.optimizer, state["optimizer"])
-        for group in self.optimizer.param_groups:  # a state saved by an eager trainer says capturable=False
-            group["capturable"] = self.cuda_graph
+        load_optimizer_state(self.optimizer, state["optimizer"], capturable=self.cuda_graph)  # whoever saved it
         if self._graphed is not None:
             self._graphed.reset()  # the graphs hold the replaced state tensors' addresses
         self.generator.set_state(state["generator"])

@@ -40,8 +40,8 @@ def _trainer(device, *, cuda_graph, dropout=0.25, lr=1e-3, uncaptured=False, see
     tr = DiscriminatorTrainer(d, lr=lr, batch_size=16, seed=seed, device=device, cuda_graph=cuda_graph,
                               max_grad_norm=5.0, compile=compile and not uncaptured, precision=precision)
     if uncaptured:  # the graph's update body, run directly: deferred checks, no capture
-        tr._graphed = GraphedUpdates(UpdateBody(d, tr.optimizer, tr._stats, tr.max_grad_norm, compile=compile,
-                                                precision=precision), capture=False)
+        body = UpdateBody(d, tr.optimizer, tr._stats, tr.max_grad_norm, compile=compile, precision=precision)
+        tr._graphed = GraphedUpdates(body, tr.optimizer, capture=False)
     return tr
 
 
@@ -256,3 +256,52 @@ def test_the_window_product_is_a_linear_map_in_the_convolutions_precision(device
             assert torch.allclose(out, F.linear(x, w, b).float(), atol=1e-2, rtol=1e-2)
     finally:
         flags[0].allow_tf32, flags[1].allow_tf32 = before
+
+
+def _mle_agent(device):
+    import agents
+    from textgym.data import OracleData
+    from textgym.oracle import OracleLSTM
+
+    data = OracleData(OracleLSTM(vocab_size=V, max_length=T, seed=3), max_length=T, n_train=150, n_test=20)
+    return agents.make("mle", data, dict(mle_epochs=3, batch_size=16, val_size=0, patience=0), device=device, seed=0)
+
+
+def test_the_mle_update_body_trains_as_the_checked_mle_pass():
+    """The body that MLE's updates replay as CUDA graphs (on a GPU), run uncaptured on the CPU
+    through the deferred pass (checks summed, read once): the same generator, optimizer state and
+    per-token NLL as the CPU's checked pass, over two epochs of 9 full minibatches and one of 6."""
+    checked, body = _mle_agent("cpu"), _mle_agent("cpu")
+    body._mle_graphed = GraphedUpdates(body._mle_update, body.mle_opt, capture=False)
+    for _ in range(2):
+        a = checked.mle_epoch()
+        perm = torch.randperm(body.train_tokens.shape[0], generator=body.data_rng)
+        b = body._mle_pass_deferred([perm[i : i + 16] for i in range(0, perm.numel(), 16)])
+        assert a["nll_train"] == pytest.approx(b["nll_train"], abs=1e-6)
+    _close(checked.generator.state_dict(), body.generator.state_dict(), 1e-6)
+    for sa, sb in zip(checked.mle_opt.state.values(), body.mle_opt.state.values(), strict=True):
+        assert torch.allclose(sa["exp_avg"], sb["exp_avg"], atol=1e-7) and float(sa["step"]) == float(sb["step"]) == 20
+
+
+@pytest.mark.device
+def test_the_captured_mle_epochs_train_as_eager_ones_and_resume_from_a_cpu_checkpoint(device):
+    """On a GPU: MLE epochs replayed as captured graphs equal the same updates run eagerly, and
+    a state saved on the CPU (a non-capturable Adam, its step counts on the CPU) resumes into a
+    CUDA agent, whose captured updates then match an eager CUDA agent's."""
+    if device.type != "cuda":
+        assert _mle_agent(device)._mle_graphs() is None  # the checked pass, no graphs off CUDA
+        return
+    cpu = _mle_agent("cpu")
+    cpu.train_iteration()
+    saved = cpu.state_dict()
+    captured, eager = _mle_agent(device), _mle_agent(device)
+    eager._mle_graphed = GraphedUpdates(eager._mle_update, eager.mle_opt, capture=False)
+    for agent in (captured, eager):
+        agent.load_state_dict(saved)
+        stats = [agent.train_iteration() for _ in range(2)]
+        agent.stats = stats
+    assert captured._mle_graphs() is not None and captured._mle_graphs().graphs  # it did capture
+    for sa, sb in zip(captured.stats, eager.stats, strict=True):
+        assert sa["nll_train"] == pytest.approx(sb["nll_train"], abs=1e-5)
+    _close({k: v.cpu() for k, v in captured.generator.state_dict().items()},
+           {k: v.cpu() for k, v in eager.generator.state_dict().items()}, 1e-5)
