@@ -57,6 +57,7 @@ R=${QUICK:---repeats 3}
 bench discriminator 90 discriminator.py $R
 bench protocol 200 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6}
 bench protocol_tf32 120 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6} --tf32
+[ "$DEVICE" = cuda ] && bench protocol_compile 150 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6} --tf32 --compile
 bench mc_cnn 60 mc_rollout.py --scorer cnn $R
 bench profile 60 profile_step.py $R
 bench mc_oracle 45 mc_rollout.py $R
