@@ -60,6 +60,7 @@ bench protocol_tf32 120 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 
 [ "$DEVICE" = cuda ] && bench protocol_compile 150 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6} --tf32 --compile
 bench mc_cnn 60 mc_rollout.py --scorer cnn $R
 bench profile 60 profile_step.py $R
+[ "$DEVICE" = cuda ] && bench phases 120 profile_step.py --phases --tf32 --compile $R
 bench mc_oracle 45 mc_rollout.py $R
 if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else
     bench env 45 env_throughput.py --sizes 256 1024 16384 --sync-max 256 $R; fi

@@ -6,6 +6,14 @@ and one MC reward with the CNN (a diagnostic for choosing the next optimization,
 - ``mc_reward``: ``MCReward.sequence_rewards`` for 64 sequences × 16 rollouts with the
   ``agents`` generator as rollout policy and the CNN as scorer (``--quick``: 8 × 4, length 10).
 
+With ``--phases``, instead: SeqGAN's paper-budget agent (``--tf32``, ``--compile`` as the run
+options) timed by the parts of its iterations, each synchronized and with its host syncs: an MLE
+epoch, a discriminator round (``fake_batch`` of 10,000 samples, ``real_batch``, the trainer's
+3 epochs), one generator step (the MC reward and the policy-gradient update), the held-out
+statistics, and a checkpoint's ``state_dict`` written to memory. An adversarial step is one
+generator step, 5 rounds, the held-out statistics and a checkpoint: the parts show where the
+time beside the discriminator's updates goes.
+
 For each: wall seconds per call (median of ``--repeats`` after a warm-up), the top operators by
 self time on the device (CUDA kernel time on a GPU, CPU time otherwise) and, on CUDA, the
 number of host synchronizations per call (``torch.cuda.set_sync_debug_mode``: every
@@ -54,11 +62,60 @@ def top_ops(fn: Callable[[], Any], device: torch.device, k: int) -> Dict[str, An
     return {e.key: {"ms": round(getattr(e, key) / 1e3, 3), "calls": e.count} for e in rows}
 
 
+def phases(args: Any, device: torch.device) -> Dict[str, Any]:
+    """Seconds and host syncs of the parts of SeqGAN's paper-budget iterations (see the module docstring)."""
+    import io
+
+    import agents
+    from agents import preset
+    from agents.config import resolve
+
+    explicit: Dict[str, Any] = {"d_compile": bool(args.compile)}
+    if args.quick:
+        explicit.update(train_size=256, d_samples=256, d_epochs=1, n_rollouts=2, d_heldout=64)
+    resolved = resolve(preset("seqgan"), "paper", explicit=explicit)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32) or before
+    try:
+        agent: Any = agents.make("seqgan", "oracle", resolved.config, device=device, seed=0)
+        n = agent.config.d_samples
+        fake, fake_len = agent.fake_batch(n)
+        real, real_len = agent.real_batch(n)
+        work = {
+            "mle_epoch": agent.mle_epoch,
+            "fake_batch": lambda: agent.fake_batch(n),
+            "real_batch": lambda: agent.real_batch(n),
+            "d_trainer_step": lambda: agent.d_trainer.step(real, real_len, fake, fake_len, k=agent.config.d_epochs),
+            "discriminator_round": agent.discriminator_round,
+            "generator_step": agent.generator_step,
+            "heldout_stats": agent.heldout_stats,
+            "checkpoint_to_memory": lambda: torch.save(agent.state_dict(), io.BytesIO()),
+        }
+        out: Dict[str, Any] = {}
+        repeats = 1 if args.quick else args.repeats
+        for name, fn in work.items():
+            seconds = timeit(fn, device, repeats)
+            syncs = count_syncs(fn, device)
+            log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call")
+            out[name] = {"seconds": seconds, "host_syncs": syncs}
+        return out
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--top", type=int, default=15, help="operators listed per step")
+    p.add_argument("--phases", action="store_true", help="time the parts of SeqGAN's paper-budget iterations instead")
+    p.add_argument("--tf32", action="store_true", help="with --phases: TF32 matrix products (the run's tf32 option)")
+    p.add_argument("--compile", action="store_true", help="with --phases: the run's d_compile option (CUDA)")
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.phases:
+        emit({"benchmark": "profile_step", "mode": "phases", "device": str(device), "tf32": bool(args.tf32),
+              "d_compile": bool(args.compile), "scorer": "cnn (SeqGAN's, 1720 filters); oracle data",
+              "threads": torch.get_num_threads(), "quick": bool(args.quick), "phases": phases(args, device)})
+        return
     V = 5000
     N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)
     steps = 3 if args.quick else 40
