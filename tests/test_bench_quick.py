@@ -48,3 +48,14 @@ def test_the_step_profile_names_where_the_time_goes():
         top = out[step]["top"]
         assert out[step]["seconds"] > 0 and top and all(v["ms"] >= 0 and v["calls"] >= 1 for v in top.values())
     assert any("conv" in op for op in out["d_update"]["top"])  # the CNN's convolutions are among the costs
+
+
+def test_the_phase_profile_times_every_part_of_an_adversarial_step():
+    out = quick(["profile_step.py", "--phases"])
+    assert out["mode"] == "phases" and out["scorer"].startswith("cnn")
+    parts = out["phases"]
+    assert set(parts) == {"mle_epoch", "fake_batch", "real_batch", "d_trainer_step", "discriminator_round",
+                          "generator_step", "heldout_stats", "checkpoint_to_memory"}
+    assert all(p["seconds"] > 0 and p["host_syncs"] == -1 for p in parts.values())  # syncs are counted on CUDA only
+    # a round is its negatives, its real sequences and the trainer's epochs
+    assert parts["discriminator_round"]["seconds"] > parts["d_trainer_step"]["seconds"] * 0.5
