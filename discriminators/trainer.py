@@ -45,6 +45,7 @@ calls it on the trainer's discriminator).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
@@ -204,6 +205,10 @@ class DiscriminatorTrainer:
                 f"(no host sync in encode and head); {type(discriminator).__name__} with positions={positions!r} is not"
             )
         self.cuda_graph = bool(cuda_graph)
+        if compile and self.cuda_graph and torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32:
+            warnings.warn("compile=True: compiled, the CNN's window product runs in the float32 matrix products' "
+                          "precision (IEEE here) instead of cuDNN's (TF32), and the update is slower than uncompiled; "
+                          "allow TF32 matrix products for its speed (train.py --tf32 true)", stacklevel=2)
         if compile and not self.cuda_graph:
             raise ValueError(f"compile=True compiles the captured CUDA update (cuda_graph): a CUDA device and a "
                              f"discriminator that declares graph_capturable, trained at positions='last'; here the "

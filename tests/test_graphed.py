@@ -194,6 +194,14 @@ def test_the_compiled_captured_update_trains_as_the_eager_update_on_cuda(device)
     float32, and to bfloat16's rounding in bfloat16, which learns the task too."""
     if device.type != "cuda":
         pytest.skip("the compiled update is the captured CUDA update's")
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = flags[0].allow_tf32, flags[1].allow_tf32
+    try:  # torch's default: TF32 convolutions, IEEE products, which compiled the window product follows
+        flags[0].allow_tf32, flags[1].allow_tf32 = False, True
+        with pytest.warns(UserWarning, match="allow TF32 matrix products"):
+            _trainer(device, cuda_graph=True, compile=True)
+    finally:
+        flags[0].allow_tf32, flags[1].allow_tf32 = before
     runs = {}
     for dropout, compile, precision in ((0.0, False, "float32"), (0.0, True, "float32"), (0.25, True, "float32"),
                                         (0.25, True, "float32"), (0.25, True, "bfloat16"), (0.25, True, "bfloat16")):
