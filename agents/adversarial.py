@@ -250,9 +250,17 @@ class AdversarialAgent(MLEAgent):
         idx = idx.to(self.device)
         return self.train_tokens[idx], self.train_lengths[idx]
 
+    def sample_chunk(self) -> int:
+        """Rows sampled at once for negatives and held-out samples: 2048 on the CPU (the sampler
+        splits its work to cache size anyway; this bounds memory), 16384 elsewhere (an
+        accelerator gains from fewer, larger kernels; about 330 MB of logits at V = 5000)."""
+        return 2048 if self.device.type == "cpu" else 16384
+
     @torch.no_grad()
-    def fake_batch(self, n: int, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-        """n generator samples at temperature 1 (chunks of ``chunk`` rows to bound memory)."""
+    def fake_batch(self, n: int, chunk: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generator samples at temperature 1 (chunks of ``chunk`` rows, default
+        :meth:`sample_chunk`, to bound memory)."""
+        chunk = chunk or self.sample_chunk()
         parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=self.sample_rng) for i in range(0, n, chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
@@ -293,7 +301,8 @@ class AdversarialAgent(MLEAgent):
             return {}
         import discriminators
 
-        parts = [self._generator.sample_with_lengths(min(2048, n - i), generator=self.heldout_rng) for i in range(0, n, 2048)]
+        chunk = self.sample_chunk()
+        parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=self.heldout_rng) for i in range(0, n, chunk)]
         out = discriminators.evaluate(self.scorer, *self.heldout_real, torch.cat([p[0] for p in parts]),
                                       torch.cat([p[1] for p in parts]))
         acc = float(out["balanced_acc"])
