@@ -257,11 +257,12 @@ class AdversarialAgent(MLEAgent):
         return 2048 if self.device.type == "cpu" else 16384
 
     @torch.no_grad()
-    def fake_batch(self, n: int, chunk: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """n generator samples at temperature 1 (chunks of ``chunk`` rows, default
-        :meth:`sample_chunk`, to bound memory)."""
-        chunk = chunk or self.sample_chunk()
-        parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=self.sample_rng) for i in range(0, n, chunk)]
+    def fake_batch(self, n: int, chunk: Optional[int] = None,
+                   generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n generator samples at temperature 1 drawn from ``generator`` (default: the agent's
+        ``sample_rng``), in chunks of ``chunk`` rows (default :meth:`sample_chunk`) to bound memory."""
+        chunk, rng = chunk or self.sample_chunk(), generator or self.sample_rng
+        parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=rng) for i in range(0, n, chunk)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def discriminator_fakes(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -301,10 +302,7 @@ class AdversarialAgent(MLEAgent):
             return {}
         import discriminators
 
-        chunk = self.sample_chunk()
-        parts = [self._generator.sample_with_lengths(min(chunk, n - i), generator=self.heldout_rng) for i in range(0, n, chunk)]
-        out = discriminators.evaluate(self.scorer, *self.heldout_real, torch.cat([p[0] for p in parts]),
-                                      torch.cat([p[1] for p in parts]))
+        out = discriminators.evaluate(self.scorer, *self.heldout_real, *self.fake_batch(n, generator=self.heldout_rng))
         acc = float(out["balanced_acc"])
         self.weak_rounds = self.weak_rounds + 1 if abs(acc - 0.5) < WEAK_MARGIN else 0
         if self.weak_rounds == WEAK_ROUNDS:

@@ -90,7 +90,10 @@ class Generator(nn.Module):
             raise ValueError(f"tokens must be a (N, T) int64 tensor, got shape {tuple(tokens.shape)}")
         if tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > self.pad_id):
+        # the range check waits for the device: skipped inside a CUDA graph's capture (which a
+        # wait would break), whose callers check their data once beforehand (agents.mle)
+        capturing = tokens.is_cuda and torch.cuda.is_current_stream_capturing()
+        if tokens.numel() and not capturing and (int(tokens.min()) < 0 or int(tokens.max()) > self.pad_id):
             raise ValueError(
                 f"token ids must lie in [0, {self.vocab_size}) (or be the pad id {self.pad_id}); got range "
                 f"[{int(tokens.min())}, {int(tokens.max())}]"

@@ -111,8 +111,8 @@ class MLEAgent(Agent):
         # Every random draw comes from these generators (never the global RNG).
         self.sample_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sample"))
         self.data_rng = torch.Generator().manual_seed(derive_seed(seed, "data"))
-        # capturable on CUDA: the MLE updates replay as captured CUDA graphs there (_mle_graphs)
-        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c.mle_lr, capturable=self.device.type == "cuda")
+        # capturable where the MLE updates replay as captured CUDA graphs (_mle_graphs)
+        self.mle_opt = torch.optim.Adam(self._generator.parameters(), lr=c.mle_lr, capturable=self._mle_capturable())
         self._mle_sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # see _mle_pass_deferred
         self._mle_graphed: Optional[GraphedUpdates] = None
         self.train_tokens = data.train.to(self.device)
@@ -249,20 +249,31 @@ class MLEAgent(Agent):
         return {"g_loss": nll, "nll_train": nll}
 
     def _mle_update(self, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
-        """One MLE update with no host sync; adds (loss × tokens, tokens, a non-finite gradient
-        norm) into ``_mle_sums``. The body that :meth:`_mle_pass_deferred` runs or replays."""
+        """One MLE update; adds (loss × tokens, tokens, a non-finite gradient norm) into
+        ``_mle_sums``. The body that :meth:`_mle_pass_deferred` runs or replays; captured, it
+        makes no host sync (the generator skips its token range check: the training set was
+        checked when loaded)."""
         loss = self.mle_loss(tokens, lengths)
         norm = self.apply_gradients(self.mle_opt, loss, "g_loss", check=False)
         n_tok = lengths.sum().double()
         bad = torch.zeros((), device=self.device) if norm is None else ~torch.isfinite(norm)
         self._mle_sums += torch.stack([loss.detach().double() * n_tok, n_tok, bad.double()])
 
+    def _mle_capturable(self) -> bool:
+        """Whether this agent's MLE updates replay as CUDA graphs: on CUDA, with this class's
+        model, loss and update (a subclass with its own runs them eagerly)."""
+        own = ("build_generator", "mle_loss", "apply_gradients", "_mle_update")
+        return self.device.type == "cuda" and all(getattr(type(self), m) is getattr(MLEAgent, m) for m in own)
+
     def _mle_graphs(self) -> Optional[GraphedUpdates]:
         """On CUDA, the MLE update as captured CUDA graphs (:mod:`discriminators.graphed`: the
-        host launches one graph per update instead of its hundreds of kernels); None elsewhere,
-        and for a subclass with its own loss or a non-capturable optimizer (they run eagerly)."""
-        if self._mle_graphed is None and self.device.type == "cuda" and type(self).mle_loss is MLEAgent.mle_loss \
-                and all(g.get("capturable") for g in self.mle_opt.param_groups):
+        host launches one graph per update instead of its hundreds of kernels); None where
+        :meth:`_mle_capturable` is not, or the optimizer is not capturable. Built again when
+        ``mle_opt`` was replaced."""
+        if self._mle_graphed is not None and self._mle_graphed.optimizer is self.mle_opt:
+            return self._mle_graphed
+        self._mle_graphed = None
+        if self._mle_capturable() and all(g.get("capturable") for g in self.mle_opt.param_groups):
             self._mle_graphed = GraphedUpdates(self._mle_update, self.mle_opt, what="the MLE update")
         return self._mle_graphed
 
@@ -303,7 +314,8 @@ class MLEAgent(Agent):
             raise ValueError(f"checkpoint of agent {state.get('agent')!r} cannot be loaded into agent {self.name!r}")
         self.iteration = int(state["iteration"])
         self._generator.load_state_dict(state["generator"])
-        load_optimizer_state(self.mle_opt, state["mle_opt"], capturable=self.device.type == "cuda")  # as built here
+        capturable = all(g.get("capturable", False) for g in self.mle_opt.param_groups)
+        load_optimizer_state(self.mle_opt, state["mle_opt"], capturable=capturable)  # as built here, whoever saved it
         if self._mle_graphed is not None:
             self._mle_graphed.reset()  # the graphs step the replaced state tensors
         self.sample_rng.set_state(state["sample_rng"])

@@ -42,6 +42,7 @@ from common import emit, log, parser
 from agents import preset
 from agents.config import resolve
 from agents.driver import train
+from discriminators.trainer import PRECISIONS
 
 GOAL_SECONDS = 600.0
 
@@ -56,7 +57,7 @@ def main() -> None:
                    "CUDA, as cuDNN's convolutions are by torch's default")
     p.add_argument("--compile", action="store_true", help="the run's d_compile option: the discriminator's captured "
                    "update compiled with torch.compile")
-    p.add_argument("--d-precision", default="float32", choices=["float32", "bfloat16"],
+    p.add_argument("--d-precision", default="float32", choices=list(PRECISIONS),
                    help="the run's d_precision option: the discriminator's training precision")
     args = p.parse_args()
     device = torch.device(args.device)

@@ -111,6 +111,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="with --phases: the run's d_compile option (CUDA)")
     args = p.parse_args()
     device = torch.device(args.device)
+    if args.compile and device.type != "cuda":
+        p.error("--compile compiles the captured CUDA update: it needs --device cuda")
     if args.phases:
         emit({"benchmark": "profile_step", "mode": "phases", "device": str(device), "tf32": bool(args.tf32),
               "d_compile": bool(args.compile), "scorer": "cnn (SeqGAN's, 1720 filters); oracle data",

@@ -57,5 +57,3 @@ def test_the_phase_profile_times_every_part_of_an_adversarial_step():
     assert set(parts) == {"mle_epoch", "fake_batch", "real_batch", "d_trainer_step", "discriminator_round",
                           "generator_step", "heldout_stats", "checkpoint_to_memory"}
     assert all(p["seconds"] > 0 and p["host_syncs"] == -1 for p in parts.values())  # syncs are counted on CUDA only
-    # a round is its negatives, its real sequences and the trainer's epochs
-    assert parts["discriminator_round"]["seconds"] > parts["d_trainer_step"]["seconds"] * 0.5

@@ -294,8 +294,9 @@ def test_the_mle_update_body_trains_as_the_checked_mle_pass():
 @pytest.mark.device
 def test_the_captured_mle_epochs_train_as_eager_ones_and_resume_from_a_cpu_checkpoint(device):
     """On a GPU: MLE epochs replayed as captured graphs equal the same updates run eagerly, and
-    a state saved on the CPU (a non-capturable Adam, its step counts on the CPU) resumes into a
-    CUDA agent, whose captured updates then match an eager CUDA agent's."""
+    a state saved on the CPU (a non-capturable Adam, its step counts on the CPU) loads into CUDA
+    agents that have already trained (the captured one holds graphs of its replaced optimizer
+    state), whose captured updates then match the eager agent's."""
     if device.type != "cuda":
         assert _mle_agent(device)._mle_graphs() is None  # the checked pass, no graphs off CUDA
         return
@@ -305,9 +306,9 @@ def test_the_captured_mle_epochs_train_as_eager_ones_and_resume_from_a_cpu_check
     captured, eager = _mle_agent(device), _mle_agent(device)
     eager._mle_graphed = GraphedUpdates(eager._mle_update, eager.mle_opt, capture=False)
     for agent in (captured, eager):
+        agent.train_iteration()  # the captured agent captures its graphs here
         agent.load_state_dict(saved)
-        stats = [agent.train_iteration() for _ in range(2)]
-        agent.stats = stats
+        agent.stats = [agent.train_iteration() for _ in range(2)]
     assert captured._mle_graphs() is not None and captured._mle_graphs().graphs  # it did capture
     for sa, sb in zip(captured.stats, eager.stats, strict=True):
         assert sa["nll_train"] == pytest.approx(sb["nll_train"], abs=1e-5)
