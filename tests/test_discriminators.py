@@ -739,3 +739,28 @@ def test_cnn_bfloat16_scoring_stays_within_its_stated_tolerance(device, pooling,
         assert torch.equal(d16.eval()(tokens, lengths), d32.eval()(tokens, lengths))
     with pytest.raises(ValueError, match="score_dtype must be one of"):
         discriminators.make("cnn", vocab_size=V, score_dtype="float16")
+
+
+def test_load_optimizer_state_copies_and_can_make_a_state_capturable():
+    """``load_optimizer_state`` loads a copy (stepping the loaded optimizer leaves the given dict
+    as it was), and ``capturable=`` replaces the saved groups' setting before loading (torch
+    then moves the step counts to the parameters' device, which on the CPU is where they were),
+    leaving the given dict's setting alone."""
+    from discriminators.base import load_optimizer_state
+
+    w = torch.nn.Parameter(torch.ones(3))
+    plain = torch.optim.Adam([w], lr=0.1)
+    w.grad = torch.ones(3)
+    plain.step()
+    saved = plain.state_dict()
+    before = {k: v.clone() for k, v in saved["state"][0].items()}
+    other = torch.optim.Adam([w], lr=0.1)
+    load_optimizer_state(other, saved)
+    other.step()
+    assert all(torch.equal(saved["state"][0][k], v) for k, v in before.items())
+    assert saved["param_groups"][0]["capturable"] is False
+    captured = torch.optim.Adam([w], lr=0.1)
+    load_optimizer_state(captured, saved, capturable=True)
+    assert captured.param_groups[0]["capturable"] is True and saved["param_groups"][0]["capturable"] is False
+    step = captured.state[w]["step"]
+    assert step.dtype == torch.float32 and step.device == w.device and float(step) == 1.0
