@@ -91,9 +91,9 @@ class UpdateBody:
     the eager one to rounding; on CUDA the masks come from other draws of the same generator,
     so the two differ by their dropout while each stays deterministic in float32 (compiled
     bfloat16 updates on CUDA are not bit-reproducible: the compiled embedding backward adds in
-    an order that varies). The compiled product
-    runs in the precision the matrix products have when it is compiled: the CNN's window
-    product then follows ``torch.backends.cuda.matmul.allow_tf32`` rather than cuDNN's setting.
+    an order that varies). The compiled products run in the matrix products' precision: the
+    CNN's window product then follows ``torch.backends.cuda.matmul.allow_tf32`` rather than
+    cuDNN's setting (the trainer warns where that makes the update slower).
     """
 
     def __init__(self, discriminator: nn.Module, optimizer: torch.optim.Optimizer, stats: torch.Tensor,
