@@ -17,13 +17,16 @@ time beside the discriminator's updates goes.
 For each: wall seconds per call (median of ``--repeats`` after a warm-up), the top operators by
 self time on the device (CUDA kernel time on a GPU, CPU time otherwise) and, on CUDA, the
 number of host synchronizations per call (``torch.cuda.set_sync_debug_mode``: every
-operation that makes the host wait for the device). The tables go to stderr; the last stdout
+operation that makes the host wait for the device) with the source lines that made them. The tables go to stderr; the last stdout
 line is one JSON object with the same figures. There is no baseline: ``ratio`` is absent.
 """
 from __future__ import annotations
 
+import traceback
 import warnings
-from typing import Any, Callable, Dict
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 from common import emit, log, parser, timeit
@@ -34,19 +37,32 @@ from agents.generator import Generator
 from textgym.rewards import MCReward
 
 
-def count_syncs(fn: Callable[[], Any], device: torch.device) -> int:
-    """Host synchronizations during one ``fn()`` (CUDA only; -1 elsewhere)."""
+def count_syncs(fn: Callable[[], Any], device: torch.device) -> Tuple[int, Dict[str, int]]:
+    """Host synchronizations during one ``fn()`` and the source lines that made them,
+    ``"path:line" -> count`` (CUDA only; -1 and {} elsewhere)."""
     if device.type != "cuda":
-        return -1
+        return -1, {}
+    root = str(Path(__file__).resolve().parents[1]) + "/"
+    sites: Counter = Counter()
+
+    def record(message: Any, category: Any, filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
+        if "synchroniz" not in str(message):
+            return
+        # the innermost frame of this repository's code (not torch's, not this script's)
+        ours = [f for f in traceback.extract_stack()[:-1]
+                if f.filename.startswith(root) and "/.venv/" not in f.filename and not f.filename.endswith("profile_step.py")]
+        sites[f"{ours[-1].filename.replace(root, '')}:{ours[-1].lineno}" if ours else f"{filename}:{lineno}"] += 1
+
     torch.cuda.synchronize(device)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             fn()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return sum(sites.values()), dict(sites.most_common(12))
 
 
 def top_ops(fn: Callable[[], Any], device: torch.device, k: int) -> Dict[str, Any]:
@@ -95,9 +111,9 @@ def phases(args: Any, device: torch.device) -> Dict[str, Any]:
         repeats = 1 if args.quick else args.repeats
         for name, fn in work.items():
             seconds = timeit(fn, device, repeats)
-            syncs = count_syncs(fn, device)
-            log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call")
-            out[name] = {"seconds": seconds, "host_syncs": syncs}
+            syncs, sites = count_syncs(fn, device)
+            log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call {sites or ''}")
+            out[name] = {"seconds": seconds, "host_syncs": syncs, "sync_sites": sites}
         return out
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
@@ -141,9 +157,9 @@ def main() -> None:
     out: Dict[str, Any] = {}
     for name, fn in work.items():
         seconds = timeit(fn, device, repeats)
-        syncs = count_syncs(fn, device)
-        log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call")
-        out[name] = {"seconds": seconds, "host_syncs": syncs, "top": top_ops(fn, device, args.top)}
+        syncs, sites = count_syncs(fn, device)
+        log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call {sites or ''}")
+        out[name] = {"seconds": seconds, "host_syncs": syncs, "sync_sites": sites, "top": top_ops(fn, device, args.top)}
     out["d_update"]["ms_per_update"] = 1e3 * out["d_update"]["seconds"] / steps
     emit({"benchmark": "profile_step", "device": str(device), "scorer": "cnn (SeqGAN's, 1720 filters)",
           "threads": torch.get_num_threads(), "quick": bool(args.quick),
