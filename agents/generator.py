@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discriminators.base import seeded
+from discriminators.base import capturing, seeded
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
 from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_past_prefix
@@ -91,9 +91,8 @@ class Generator(nn.Module):
         if tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
         # the range check waits for the device: skipped inside a CUDA graph's capture (which a
-        # wait would break), whose callers check their data once beforehand (agents.mle)
-        capturing = tokens.is_cuda and torch.cuda.is_current_stream_capturing()
-        if tokens.numel() and not capturing and (int(tokens.min()) < 0 or int(tokens.max()) > self.pad_id):
+        # wait would break), whose callers check their data beforehand (agents.mle, MCReward)
+        if tokens.numel() and not capturing(tokens) and (int(tokens.min()) < 0 or int(tokens.max()) > self.pad_id):
             raise ValueError(
                 f"token ids must lie in [0, {self.vocab_size}) (or be the pad id {self.pad_id}); got range "
                 f"[{int(tokens.min())}, {int(tokens.max())}]"
@@ -193,9 +192,9 @@ class Generator(nn.Module):
         tokens (M, T) int64: row i keeps ``tokens[i, :prefix_lengths[i]]`` and samples the
         rest from p(x_t | x_<t) at ``temperature``. All rows step in lock-step; the LSTM state
         is updated for every row, the output projection and sampling only for rows past their
-        prefix. With an ``eos_id``, the loop stops once every row holds an EOS and no prefix
-        token remains (later positions are set to ``pad_id``); tokens after a row's first EOS
-        are not meaningful: cut with :func:`textgym.rewards.finish_sequences`.
+        prefix. With an ``eos_id``, on the CPU the loop stops once every row holds an EOS and no
+        prefix token remains (later positions are set to ``pad_id``); tokens after a row's first
+        EOS are not meaningful: cut with :func:`textgym.rewards.finish_sequences`.
         Returns a new (M, T) int64 tensor.
         """
         self._check_tokens(tokens)
@@ -203,11 +202,16 @@ class Generator(nn.Module):
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(self.device).long()
         table, w_hh = self._step_weights()
-        bound = linear_logit_bound(self.out.weight, self.out.bias)  # |h| <= 1: h = o · tanh(c)
+        # On the CPU the logits' bound (|h| <= 1: h = o · tanh(c)) lets the sampler skip the max
+        # shift, and the longest prefix the search for the rows that draw; elsewhere reading
+        # either waits for the device, every row draws anyway (sample_past_prefix), and the loop
+        # runs to T (a CUDA graph can hold it: MCReward's cuda_graph)
+        cpu = self.device.type == "cpu"
+        bound = linear_logit_bound(self.out.weight, self.out.bias) if cpu else None
         h = torch.zeros(M, self.hidden_dim, device=self.device)
         c = torch.zeros_like(h)
         prev = torch.full((M,), self.bos_id, dtype=torch.long, device=self.device)
-        max_prefix = int(prefix_lengths.max()) if M else 0
+        max_prefix = (int(prefix_lengths.max()) if M else 0) if cpu else T
         ended = torch.zeros(M, dtype=torch.bool, device=self.device)
         for t in range(T):
             h, c = self._cell(table[prev], h, c, w_hh)

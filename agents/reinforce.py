@@ -50,7 +50,7 @@ from typing import Any, ClassVar, Dict, Literal, Optional
 import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, discounted_returns, maligan_scorer, resolve_transform
-from agents.config import SEQGAN, SIZE, at_least, nonnegative, param, unit
+from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, unit
 from agents.generator import Generator, RolloutCopy
 from agents.mle import check_finite
 from textgym import scorers
@@ -73,6 +73,8 @@ class ReinforceConfig(AdversarialConfig):
                                                       source=SEQGAN)
     n_rollouts: int = param(16, "Monte-Carlo completions per prefix (reward='mc')", kind=SIZE, check=at_least(1),
                             source=SEQGAN)
+    mc_cuda_graph: bool = param(False, "replay the MC reward's rollouts and scoring as captured CUDA graphs (MCReward's "
+                                       "cuda_graph; CUDA only)", kind=RUN)
     gamma: float = param(1.0, "discount of dense and terminal returns", check=unit)
     baseline: Literal["none", "mean", "ema", "rise"] = param(
         "none", "baseline b: none, the batch mean of R (over tokens), an EMA of it, or rise (b = min(1, k / "
@@ -122,7 +124,7 @@ class ReinforceAgent(AdversarialAgent):
         c = self.config
         kwargs = {}
         if c.reward == "mc":
-            kwargs = {"n_rollouts": c.n_rollouts, "temperature": c.temperature}
+            kwargs = {"n_rollouts": c.n_rollouts, "temperature": c.temperature, "cuda_graph": c.mc_cuda_graph}
         # textgym refuses bad combinations (a probability transform on a plain score, dense
         # rewards without per-prefix scores, a batch transform outside terminal rewards).
         self.reward = make_reward(c.reward, self.scorer, self.reward_transform(), **kwargs)

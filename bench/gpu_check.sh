@@ -58,6 +58,7 @@ bench discriminator 90 discriminator.py $R
 bench protocol 200 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6}
 bench protocol_tf32 120 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6} --tf32
 [ "$DEVICE" = cuda ] && bench protocol_compile 150 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6} --tf32 --compile
+[ "$DEVICE" = cuda ] && bench protocol_graphs 150 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6} --tf32 --compile --mc-graph
 bench mc_cnn 60 mc_rollout.py --scorer cnn $R
 bench profile 60 profile_step.py $R
 [ "$DEVICE" = cuda ] && bench phases 120 profile_step.py --phases --tf32 --compile $R

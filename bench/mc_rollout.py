@@ -16,7 +16,8 @@ Two scorers (``--scorer``), each figure says which:
   the CNN's scoring in bfloat16 (``score_dtype="bfloat16"``: ``ratio_bf16``), and
   ``bf16_vs_float32`` its distance from float32 on the same rollouts (largest reward
   difference, and the decisions that change on every completion of one reward, with the
-  largest float32 |logit| among them).
+  largest float32 |logit| among them); on CUDA ``batched_graph`` is ``batched`` with each chunk
+  replayed from a captured CUDA graph (``MCReward(cuda_graph=True)``: ``ratio_graph``).
 
 With the oracle scorer, compared in the same process:
 
@@ -49,7 +50,7 @@ import torch
 
 from common import emit, interleaved, log, parser
 from textgym.oracle import OracleLSTM
-from textgym.rewards import MCReward
+from textgym.rewards import GRAPH_WARMUP, MCReward
 from textgym.sampling import row_chunk
 from textgym.scorers import OracleScorer
 
@@ -145,11 +146,18 @@ def main_cnn(args: Any) -> None:
     half = MCReward(d16, "prob", rollout_policy=gen, n_rollouts=n).bind(V, None, V)
     repeats = 1 if args.quick else args.repeats
     faults: dict = {}
-    t = interleaved({
+    variants = {
         "batched": lambda: shared.sequence_rewards(tokens, lengths, g),
         "batched_bf16": lambda: half.sequence_rewards(tokens, lengths, g),
         "public_loop": lambda: public_loop_generator(gen, d, tokens, n),
-    }, device, repeats, warmup=False, faults=faults)
+    }
+    graphed = None
+    if device.type == "cuda":  # each chunk replayed from a CUDA graph, timed after its warm-up and capture
+        graphed = MCReward(d, "prob", rollout_policy=gen, n_rollouts=n, cuda_graph=True).bind(V, None, V)
+        for _ in range(GRAPH_WARMUP + 1):
+            graphed.sequence_rewards(tokens, lengths, g)
+        variants["batched_graph"] = lambda: graphed.sequence_rewards(tokens, lengths, g)
+    t = interleaved(variants, device, repeats, warmup=False, faults=faults)
     completions = N * n * (T - 1)
     log(f"CNN scorer: batched {t['batched']:.2f} s, batched with bfloat16 scoring {t['batched_bf16']:.2f} s, "
         f"public-code loop {t['public_loop']:.2f} s (medians of {repeats} interleaved rounds)")
@@ -177,6 +185,8 @@ def main_cnn(args: Any) -> None:
                     "threads": torch.get_num_threads(), "repeats": repeats},
         "seconds": t, "ratio": t["public_loop"] / t["batched"],
         "ratio_bf16": t["public_loop"] / t["batched_bf16"], "bf16_vs_float32": bf16,
+        **({"ratio_graph": t["public_loop"] / t["batched_graph"], "graph_captured": bool(graphed._graphs)}
+           if graphed is not None else {}),
         "completions_per_s": completions / t["batched"],
     })
 

@@ -23,7 +23,8 @@ the CNN's window product in TF32 where the GPU has it); ``--tf32`` lets every fl
 product use TF32 (the highway's, the generator's): the run's ``tf32`` option (``train.py --tf32 true``).
 ``--compile`` compiles the discriminator's captured update (``train.py --d-compile true``), whose
 compilation then counts in the start-up and the first iterations of the phases that train it;
-``--d-precision bfloat16`` trains the discriminator in bfloat16 mixed precision.
+``--d-precision bfloat16`` trains the discriminator in bfloat16 mixed precision; ``--mc-graph``
+replays the MC reward's chunks as captured CUDA graphs (``train.py --mc-cuda-graph true``).
 
 The scorer is SeqGAN's CNN discriminator (the reward) and the oracle (NLL-oracle). There is no
 baseline in another implementation: ``ratio`` = the goal's 600 s / the (projected) seconds,
@@ -57,6 +58,8 @@ def main() -> None:
                    "CUDA, as cuDNN's convolutions are by torch's default")
     p.add_argument("--compile", action="store_true", help="the run's d_compile option: the discriminator's captured "
                    "update compiled with torch.compile")
+    p.add_argument("--mc-graph", action="store_true", help="the run's mc_cuda_graph option: the MC reward's rollouts "
+                   "and scoring replayed as captured CUDA graphs")
     p.add_argument("--d-precision", default="float32", choices=list(PRECISIONS),
                    help="the run's d_precision option: the discriminator's training precision")
     args = p.parse_args()
@@ -74,7 +77,8 @@ def main() -> None:
             p.error("--mle, --d-pretrain and --adv must be at least 1: each phase is projected from its own iterations")
     explicit: Dict[str, Any] = {"mle_epochs": timed["mle"], "d_pretrain_steps": timed["d_pretrain"],
                                 "adv_steps": timed["adv"], "tf32": bool(args.tf32),
-                                "d_compile": bool(args.compile), "d_precision": args.d_precision}
+                                "d_compile": bool(args.compile), "d_precision": args.d_precision,
+                                "mc_cuda_graph": bool(args.mc_graph)}
     if args.quick:  # a seconds-long smoke run of the same code path
         explicit.update(train_size=256, d_samples=256, d_steps=1, d_epochs=1, n_rollouts=2, eval_samples=64,
                         eval_test_size=64)
@@ -126,7 +130,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "scorer": "cnn (SeqGAN's, the reward); oracle (NLL-oracle)", "threads": torch.get_num_threads(),
         "quick": bool(args.quick), "tf32_matmul": bool(args.tf32), "d_compile": bool(args.compile),
-        "d_precision": args.d_precision, "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "d_precision": args.d_precision, "mc_cuda_graph": bool(args.mc_graph), "cudnn_tf32": torch.backends.cudnn.allow_tf32,
         "protocol_iterations": counts, "timed_iterations": timed,
         "seconds_per_iteration": med, "first_iteration_seconds": first, "evaluation_seconds": ev,
         "checkpoint_seconds": ckpt, "start_up_seconds": start_up, "evaluations": n_evals,

@@ -40,6 +40,13 @@ class DivergenceError(FloatingPointError):
     """A discriminator produced non-finite logits, or its training loss became non-finite."""
 
 
+def capturing(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s device stream is being captured into a CUDA graph. The checks that
+    read a tensor's values on the host (a wait for the device, which capture forbids) skip
+    themselves then; whoever captures checks the graph's inputs before and its outputs after."""
+    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 @contextlib.contextmanager
 def seeded(seed: Optional[int]) -> Iterator[None]:
     """A block whose random draws (module initializations) come from torch's CPU generator
@@ -125,7 +132,7 @@ def check_inputs(
         device = tokens.device
     tokens = tokens.to(device=device, dtype=torch.long)
     bad = (tokens < 0) | (tokens > V)
-    if bool(bad.any()):
+    if not capturing(tokens) and bool(bad.any()):
         value = int(tokens[bad][0])
         raise ValueError(
             f"token id {value} is out of range for a discriminator with a vocabulary of {V} tokens "
@@ -144,7 +151,7 @@ def check_inputs(
         raise ValueError(f"lengths must have shape ({N},) to match tokens {tuple(tokens.shape)}, got {tuple(lengths.shape)}")
     lengths = lengths.to(device=device, dtype=torch.long)
     bad_len = (lengths < 1) | (lengths > T)
-    if bool(bad_len.any()):
+    if not capturing(lengths) and bool(bad_len.any()):
         value = int(lengths[bad_len][0])
         raise ValueError(f"length {value} is out of range: lengths must lie in [1, {T}] for tokens of {T} positions")
     valid = positions[None, :] < lengths[:, None]
@@ -225,7 +232,7 @@ class BaseDiscriminator(nn.Module):
     def check_output(self, logits: torch.Tensor) -> torch.Tensor:
         """Raise :class:`DivergenceError` if any logit is NaN or infinite; return ``logits``."""
         finite = torch.isfinite(logits)
-        if not bool(finite.all()):
+        if not capturing(logits) and not bool(finite.all()):
             bad = int((~finite).sum())
             raise DivergenceError(
                 f"{type(self).__name__} produced {bad} non-finite logits out of {logits.numel()}; "

@@ -315,3 +315,36 @@ def test_mc_reward_with_the_generator_and_the_cnn_on_the_device(device):
     r = reward.sequence_rewards(tokens, torch.full((4,), 6, device=device), torch.Generator(device=device).manual_seed(1))
     assert r.shape == (4, 6) and r.device.type == device.type and bool(((r >= 0) & (r <= 1)).all())
     torch.testing.assert_close(r[:, -1], torch.sigmoid(d.score(tokens)))
+
+
+@pytest.mark.device
+def test_the_captured_mc_reward_equals_the_eager_one(device):
+    """``MCReward(cuda_graph=True)``: on CUDA each chunk's rollout and scoring replays a captured
+    graph after its warm-up calls, drawing the same numbers from the same generator as the eager
+    reward (five calls: two eager, the capture, two replays); out-of-range ids are refused before
+    a replay, and a new rollout policy drops the graphs. Off CUDA the option changes nothing."""
+    from agents.generator import Generator
+    from discriminators import CNNDiscriminator
+
+    gen = Generator(50, 6, seed=0).to(device)
+    d = CNNDiscriminator(50, 6, size="small").to(device)
+    tokens = gen.sample(4, generator=torch.Generator(device=device).manual_seed(0))
+    lengths = torch.full((4,), 6, device=device)
+    out = {}
+    for graph in (False, True):
+        reward = MCReward(d, "prob", rollout_policy=gen, n_rollouts=3, cuda_graph=graph).bind(50, None, 50)
+        rng = torch.Generator(device=device).manual_seed(1)
+        out[graph] = [reward.sequence_rewards(tokens, lengths, rng) for _ in range(5)]
+    for a, b in zip(out[False], out[True], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert not torch.equal(out[True][3], out[True][4])  # replays draw fresh rollouts
+    if device.type != "cuda":
+        assert not reward._graphs
+        return
+    assert reward._graphs  # captured
+    bad = tokens.clone()
+    bad[0, 0] = 51
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        reward.sequence_rewards(bad, lengths, rng)
+    reward.set_rollout_policy(gen)
+    assert not reward._graphs

@@ -27,6 +27,7 @@ Modes, for a sequence x_1..x_T generated one token per step (Y_{1:t} the prefix 
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Dict, Optional, Union
 
 import torch
@@ -197,6 +198,10 @@ class DenseReward(Reward):
         return s * length_mask(lengths, tokens.shape[1])
 
 
+#: eager calls of a chunk shape before :class:`MCReward` (``cuda_graph=True``) captures it
+GRAPH_WARMUP = 2
+
+
 class MCReward(Reward):
     """SeqGAN's Monte-Carlo rollout reward.
 
@@ -213,13 +218,20 @@ class MCReward(Reward):
             prefix-shared scoring larger groups per prefix length, the CNN's scoring on the CPU
             room for more lookup tables, and accelerators fewer, larger kernels; smaller ones
             only add Python overhead (``bench/mc_rollout.py``).
+        cuda_graph: on CUDA, replay each chunk's rollout and scoring as a captured CUDA graph
+            (one launch instead of thousands; the chunk's first ``GRAPH_WARMUP`` calls of a shape
+            run eagerly). Inside the graph nothing checks values on the host: the prefixes are
+            checked before each replay and the rewards' finiteness after it. The policy's and the
+            scorer's weights must change in place (as optimizers do); another policy given to
+            :meth:`set_rollout_policy` drops the graphs. A chunk that cannot be captured warns
+            and runs eagerly from then on. Ignored off CUDA.
     """
 
     mode = "mc"
 
     def __init__(self, scorer: Discriminator, transform: Union[str, Transform, None] = None,
                  rollout_policy: Optional[RolloutPolicy] = None, n_rollouts: int = 16,
-                 temperature: float = 1.0, chunk_rows: Optional[int] = None) -> None:
+                 temperature: float = 1.0, chunk_rows: Optional[int] = None, cuda_graph: bool = False) -> None:
         super().__init__(scorer, transform)
         if n_rollouts < 1:
             raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
@@ -229,12 +241,18 @@ class MCReward(Reward):
         if chunk_rows is not None and int(chunk_rows) < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.chunk_rows = chunk_rows
+        self.cuda_graph = cuda_graph
+        self._graphs: Dict[Any, Any] = {}  # (shapes, policy, scorer, generator) -> (graph, inputs, output)
+        self._seen: Dict[Any, int] = {}
 
     def rows_per_chunk(self) -> int:
         """Rollout rows generated and scored at once (``chunk_rows`` or its default)."""
         return self.chunk_rows or 16384
 
     def set_rollout_policy(self, policy: RolloutPolicy) -> None:
+        if policy is not self.rollout_policy:  # the graphs replay the old policy's rollout
+            self._graphs.clear()
+            self._seen.clear()
         self.rollout_policy = policy
 
     def values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
@@ -250,15 +268,59 @@ class MCReward(Reward):
             raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
         n = self.n_rollouts
         step = max(1, self.rows_per_chunk() // n)  # prefixes per chunk
-        out = []
-        for i in range(0, tokens.shape[0], step):
-            rows = tokens[i : i + step].repeat_interleave(n, dim=0)
-            plen = prefix_lengths[i : i + step].repeat_interleave(n)
-            full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)
-            full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
-            s = scorers.score_completions(self.scorer, full, flen, prefix_lengths[i : i + step], n)
-            out.append(self.transform(s.to(tokens.device)).view(-1, n).mean(1))
-        return torch.cat(out) if out else torch.zeros(0, device=tokens.device)
+        chunk = self._chunk_values
+        if self.cuda_graph and tokens.is_cuda:
+            chunk = self._graphed_chunk_values
+            top = self.vocab_size  # the pad id is V; unbound (None): the lower end only
+            lo, hi = (int(v) for v in torch.stack([tokens.min(), tokens.max()]).tolist()) if tokens.numel() else (0, 0)
+            if lo < 0 or (top is not None and hi > top):  # checked once here: the replays check nothing
+                raise ValueError(f"token ids must lie in [0, {top}], got [{lo}, {hi}]")
+        out = [chunk(tokens[i : i + step], prefix_lengths[i : i + step], generator)
+               for i in range(0, tokens.shape[0], step)]
+        values = torch.cat(out) if out else torch.zeros(0, device=tokens.device)
+        if chunk == self._graphed_chunk_values and not bool(torch.isfinite(values).all()):
+            raise ValueError(f"the scorer {type(self.scorer).__name__} returned non-finite scores; scores must be finite")
+        return values
+
+    def _chunk_values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
+                      generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Q of one chunk of prefixes: their n rollouts generated and scored at once -> (P,)."""
+        n = self.n_rollouts
+        rows = tokens.repeat_interleave(n, dim=0)
+        plen = prefix_lengths.repeat_interleave(n)
+        full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)  # type: ignore[union-attr]
+        full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
+        s = scorers.score_completions(self.scorer, full, flen, prefix_lengths, n)
+        return self.transform(s.to(tokens.device)).view(-1, n).mean(1)
+
+    def _graphed_chunk_values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
+                              generator: Optional[torch.Generator]) -> torch.Tensor:
+        """:meth:`_chunk_values` replayed from a CUDA graph per chunk shape (see ``cuda_graph``)."""
+        key = (tuple(tokens.shape), id(self.rollout_policy), id(self.scorer), id(generator), self.temperature)
+        if key in self._graphs:
+            graph, inputs, output = self._graphs[key]
+            inputs[0].copy_(tokens)
+            inputs[1].copy_(prefix_lengths)
+            graph.replay()
+            return output.clone()
+        self._seen[key] = self._seen.get(key, 0) + 1
+        if self._seen[key] <= GRAPH_WARMUP or not self.cuda_graph:
+            return self._chunk_values(tokens, prefix_lengths, generator)
+        inputs = [tokens.clone(), prefix_lengths.clone()]
+        graph = torch.cuda.CUDAGraph()
+        if generator is not None:
+            graph.register_generator_state(generator)
+        try:
+            with torch.cuda.graph(graph):
+                output = self._chunk_values(inputs[0], inputs[1], generator)
+        except RuntimeError as exc:  # an operation capture cannot hold: run eagerly from now on
+            warnings.warn(f"the MC reward's chunk could not be captured as a CUDA graph ({exc}); it runs eagerly "
+                          "from now on", stacklevel=3)
+            self.cuda_graph = False
+            return self._chunk_values(tokens, prefix_lengths, generator)
+        self._graphs[key] = (graph, inputs, output)
+        graph.replay()  # capture records the chunk without running it
+        return output.clone()
 
     def step(self, tokens, lengths, done, active, generator=None):
         r = torch.zeros(tokens.shape[0], device=tokens.device)

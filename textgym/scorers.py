@@ -15,6 +15,7 @@ from typing import Optional
 
 import torch
 
+from discriminators.base import capturing
 from textgym.masks import length_mask, strip_padding
 from textgym.protocols import Discriminator, LikelihoodModel, Trainable, device_of
 
@@ -103,7 +104,7 @@ def _call(scorer: Discriminator, method: str, fallback: str, tokens: torch.Tenso
 def _checked(scorer: Discriminator, out: torch.Tensor, shape: tuple) -> torch.Tensor:
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"the scorer {type(scorer).__name__} returned shape {tuple(out.shape)}, expected {tuple(shape)}")
-    if not torch.isfinite(out).all():
+    if not capturing(out) and not torch.isfinite(out).all():  # a captured caller checks after replay
         bad = int((~torch.isfinite(out)).sum())
         raise ValueError(f"the scorer {type(scorer).__name__} returned {bad} non-finite scores; scores must be finite")
     return out
@@ -128,7 +129,7 @@ def score_completions(scorer: Discriminator, tokens: torch.Tensor, lengths: Opti
         return score(scorer, tokens, lengths)
     groups = tokens.reshape(M, n, T)
     in_prefix = length_mask(prefix_lengths.to(tokens.device), T)
-    if not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
+    if not capturing(tokens) and not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
         raise ValueError("the completions of a group do not share their prefix")
     device = device_of(scorer) or tokens.device
     with torch.no_grad():
