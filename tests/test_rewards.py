@@ -321,30 +321,29 @@ def test_mc_reward_with_the_generator_and_the_cnn_on_the_device(device):
 def test_the_captured_mc_reward_equals_the_eager_one(device):
     """``MCReward(cuda_graph=True)``: on CUDA each chunk's rollout and scoring replays a captured
     graph after its warm-up calls, drawing the same numbers from the same generator as the eager
-    reward (five calls: two eager, the capture, two replays); out-of-range ids are refused before
-    a replay, and a new rollout policy drops the graphs. Off CUDA the option changes nothing."""
+    reward: five calls on fresh sequences (two eager, the capture, two replays), two chunk shapes
+    (chunk_rows), a generator with an end-of-sequence id. Out-of-range ids are refused before a
+    replay, and another rollout policy captures again. Off CUDA the option changes nothing."""
     from agents.generator import Generator
     from discriminators import CNNDiscriminator
 
-    gen = Generator(50, 6, seed=0).to(device)
+    gen = Generator(50, 6, eos_id=7, seed=0).to(device)
     d = CNNDiscriminator(50, 6, size="small").to(device)
-    tokens = gen.sample(4, generator=torch.Generator(device=device).manual_seed(0))
-    lengths = torch.full((4,), 6, device=device)
     out = {}
     for graph in (False, True):
-        reward = MCReward(d, "prob", rollout_policy=gen, n_rollouts=3, cuda_graph=graph).bind(50, None, 50)
-        rng = torch.Generator(device=device).manual_seed(1)
-        out[graph] = [reward.sequence_rewards(tokens, lengths, rng) for _ in range(5)]
+        reward = MCReward(d, "prob", rollout_policy=gen, n_rollouts=3, chunk_rows=48, cuda_graph=graph).bind(50, 7, 50)
+        rng, data = torch.Generator(device=device).manual_seed(1), torch.Generator(device=device).manual_seed(0)
+        out[graph] = [reward.sequence_rewards(*gen.sample_with_lengths(4, generator=data), rng) for _ in range(5)]
     for a, b in zip(out[False], out[True], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
-    assert not torch.equal(out[True][3], out[True][4])  # replays draw fresh rollouts
     if device.type != "cuda":
         assert not reward._graphs
         return
-    assert reward._graphs  # captured
-    bad = tokens.clone()
+    assert len(reward._graphs) == 2  # 20 prefixes in chunks of 16: two shapes, both captured
+    bad, lengths = gen.sample_with_lengths(4, generator=data)
     bad[0, 0] = 51
     with pytest.raises(ValueError, match="token ids must lie in"):
         reward.sequence_rewards(bad, lengths, rng)
-    reward.set_rollout_policy(gen)
-    assert not reward._graphs
+    reward.set_rollout_policy(Generator(50, 6, eos_id=7, seed=1).to(device))
+    reward.sequence_rewards(*gen.sample_with_lengths(4, generator=data), rng)
+    assert not reward._graphs  # the new policy's chunks start their warm-up again

@@ -28,11 +28,13 @@ Modes, for a sequence x_1..x_T generated one token per step (Y_{1:t} the prefix 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, Optional, Union
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
+from discriminators.base import DivergenceError
 from textgym import scorers
 from textgym.masks import length_mask, pad_after
 from textgym.protocols import Discriminator, RolloutPolicy
@@ -200,6 +202,9 @@ class DenseReward(Reward):
 
 #: eager calls of a chunk shape before :class:`MCReward` (``cuda_graph=True``) captures it
 GRAPH_WARMUP = 2
+#: captured chunk shapes kept by an :class:`MCReward` (each holds its own memory), the least
+#: recently used dropped first
+MAX_GRAPHS = 4
 
 
 class MCReward(Reward):
@@ -221,10 +226,11 @@ class MCReward(Reward):
         cuda_graph: on CUDA, replay each chunk's rollout and scoring as a captured CUDA graph
             (one launch instead of thousands; the chunk's first ``GRAPH_WARMUP`` calls of a shape
             run eagerly). Inside the graph nothing checks values on the host: the prefixes are
-            checked before each replay and the rewards' finiteness after it. The policy's and the
-            scorer's weights must change in place (as optimizers do); another policy given to
-            :meth:`set_rollout_policy` drops the graphs. A chunk that cannot be captured warns
-            and runs eagerly from then on. Ignored off CUDA.
+            checked before each replay and the raw scores' finiteness after it
+            (:class:`~discriminators.base.DivergenceError`). The policy's and the scorer's weights
+            must change in place (as optimizers do); another policy, scorer, generator,
+            transform, special ids or precision setting captures again. A chunk that waits for
+            the device warns and runs eagerly from then on. Ignored off CUDA.
     """
 
     mode = "mc"
@@ -242,18 +248,28 @@ class MCReward(Reward):
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.chunk_rows = chunk_rows
         self.cuda_graph = cuda_graph
-        self._graphs: Dict[Any, Any] = {}  # (shapes, policy, scorer, generator) -> (graph, inputs, output)
-        self._seen: Dict[Any, int] = {}
+        # captured chunks by shape: (graph, static inputs, values, finite flag), least recently used first
+        self._graphs: OrderedDict[Tuple[int, ...], Tuple[Any, List[torch.Tensor], torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._seen: Dict[Tuple[int, ...], int] = {}
+        self._graphs_for: Optional[tuple] = None  # the setting the graphs were captured in (_graph_setting)
 
     def rows_per_chunk(self) -> int:
         """Rollout rows generated and scored at once (``chunk_rows`` or its default)."""
         return self.chunk_rows or 16384
 
     def set_rollout_policy(self, policy: RolloutPolicy) -> None:
-        if policy is not self.rollout_policy:  # the graphs replay the old policy's rollout
-            self._graphs.clear()
-            self._seen.clear()
         self.rollout_policy = policy
+
+    def bind(self, vocab_size: int, eos_id: Optional[int], pad_id: int) -> Reward:
+        self._graphs_for = None  # new special ids: capture again
+        return super().bind(vocab_size, eos_id, pad_id)
+
+    def _graph_setting(self, generator: Optional[torch.Generator]) -> tuple:
+        """What a captured chunk depends on besides its inputs and the weights' values (which
+        change in place). The objects are held, so that a new one can never take a dead one's id."""
+        return (self.rollout_policy, self.scorer, generator, self.transform, self.n_rollouts, self.temperature,
+                self.eos_id, self.pad_id, getattr(self.scorer, "score_dtype", None),
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
 
     def values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -266,61 +282,88 @@ class MCReward(Reward):
         """
         if self.rollout_policy is None:
             raise ValueError("reward='mc' needs a rollout policy: pass rollout_policy= or call set_rollout_policy()")
-        n = self.n_rollouts
-        step = max(1, self.rows_per_chunk() // n)  # prefixes per chunk
-        chunk = self._chunk_values
-        if self.cuda_graph and tokens.is_cuda:
-            chunk = self._graphed_chunk_values
-            top = self.vocab_size  # the pad id is V; unbound (None): the lower end only
-            lo, hi = (int(v) for v in torch.stack([tokens.min(), tokens.max()]).tolist()) if tokens.numel() else (0, 0)
-            if lo < 0 or (top is not None and hi > top):  # checked once here: the replays check nothing
-                raise ValueError(f"token ids must lie in [0, {top}], got [{lo}, {hi}]")
-        out = [chunk(tokens[i : i + step], prefix_lengths[i : i + step], generator)
-               for i in range(0, tokens.shape[0], step)]
-        values = torch.cat(out) if out else torch.zeros(0, device=tokens.device)
-        if chunk == self._graphed_chunk_values and not bool(torch.isfinite(values).all()):
-            raise ValueError(f"the scorer {type(self.scorer).__name__} returned non-finite scores; scores must be finite")
-        return values
+        step = max(1, self.rows_per_chunk() // self.n_rollouts)  # prefixes per chunk
+        chunks = [(tokens[i : i + step], prefix_lengths[i : i + step]) for i in range(0, tokens.shape[0], step)]
+        if not (self.cuda_graph and tokens.is_cuda):
+            out = [self._chunk_values(t, p, generator)[0] for t, p in chunks]
+            return torch.cat(out) if out else torch.zeros(0, device=tokens.device)
+        setting = self._graph_setting(generator)
+        if setting != self._graphs_for:
+            self._graphs.clear()
+            self._seen.clear()
+            self._graphs_for = setting
+        top = self.vocab_size  # the pad id is V; unbound (None): the lower end only
+        lo, hi = (int(v) for v in torch.stack([tokens.min(), tokens.max()]).tolist()) if tokens.numel() else (0, 0)
+        if lo < 0 or (top is not None and hi > top):  # checked once here: a replay checks nothing
+            raise ValueError(f"token ids must lie in [0, {top}], got [{lo}, {hi}]")
+        with torch.cuda.device(tokens.device):  # capture and replay on the data's device
+            pairs = [self._graphed_chunk_values(t, p, generator) for t, p in chunks]
+        if pairs and not bool(torch.stack([ok for _, ok in pairs]).all()):
+            raise DivergenceError(f"the scorer {type(self.scorer).__name__} returned non-finite scores in the MC reward")
+        return torch.cat([v for v, _ in pairs]) if pairs else torch.zeros(0, device=tokens.device)
 
     def _chunk_values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
-                      generator: Optional[torch.Generator]) -> torch.Tensor:
-        """Q of one chunk of prefixes: their n rollouts generated and scored at once -> (P,)."""
+                      generator: Optional[torch.Generator]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Q of one chunk of prefixes, their n rollouts generated and scored at once -> (P,), and
+        whether every raw score was finite (a 0-d bool tensor; the eager scorers raise first)."""
         n = self.n_rollouts
         rows = tokens.repeat_interleave(n, dim=0)
         plen = prefix_lengths.repeat_interleave(n)
         full = self.rollout_policy.rollout(rows, plen, temperature=self.temperature, generator=generator)  # type: ignore[union-attr]
         full, flen = finish_sequences(full.to(tokens.device), self.eos_id, self.pad_id)
-        s = scorers.score_completions(self.scorer, full, flen, prefix_lengths, n)
-        return self.transform(s.to(tokens.device)).view(-1, n).mean(1)
+        s = scorers.score_completions(self.scorer, full, flen, prefix_lengths, n).to(tokens.device)
+        return self.transform(s).view(-1, n).mean(1), torch.isfinite(s).all()
 
     def _graphed_chunk_values(self, tokens: torch.Tensor, prefix_lengths: torch.Tensor,
-                              generator: Optional[torch.Generator]) -> torch.Tensor:
-        """:meth:`_chunk_values` replayed from a CUDA graph per chunk shape (see ``cuda_graph``)."""
-        key = (tuple(tokens.shape), id(self.rollout_policy), id(self.scorer), id(generator), self.temperature)
+                              generator: Optional[torch.Generator]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_chunk_values` replayed from a CUDA graph per chunk shape (see ``cuda_graph``).
+
+        The first ``GRAPH_WARMUP`` calls of a shape run eagerly on a side stream (as capture
+        asks of warm-up work), the last of them with any wait for the device made an error, so
+        that a chunk that capture could not hold is found before capturing (it then warns and
+        runs eagerly from then on); the next call captures."""
+        key = tuple(tokens.shape)
         if key in self._graphs:
-            graph, inputs, output = self._graphs[key]
+            self._graphs.move_to_end(key)
+            graph, inputs, value, ok = self._graphs[key]
             inputs[0].copy_(tokens)
             inputs[1].copy_(prefix_lengths)
             graph.replay()
-            return output.clone()
+            return value.clone(), ok.clone()
         self._seen[key] = self._seen.get(key, 0) + 1
-        if self._seen[key] <= GRAPH_WARMUP or not self.cuda_graph:
-            return self._chunk_values(tokens, prefix_lengths, generator)
+        if self._seen[key] <= GRAPH_WARMUP:
+            side = torch.cuda.Stream(tokens.device)
+            side.wait_stream(torch.cuda.current_stream(tokens.device))
+            try:
+                with torch.cuda.stream(side):
+                    if self._seen[key] < GRAPH_WARMUP:
+                        out = self._chunk_values(tokens, prefix_lengths, generator)
+                    else:
+                        torch.cuda.set_sync_debug_mode("error")
+                        try:
+                            out = self._chunk_values(tokens, prefix_lengths, generator)
+                        finally:
+                            torch.cuda.set_sync_debug_mode("default")
+            except RuntimeError as exc:
+                if "synchroniz" not in str(exc):
+                    raise
+                warnings.warn(f"the MC reward's chunk waits for the device ({exc}), which a CUDA graph cannot hold; it "
+                              "runs eagerly from now on", stacklevel=3)
+                self.cuda_graph = False
+                out = self._chunk_values(tokens, prefix_lengths, generator)
+            torch.cuda.current_stream(tokens.device).wait_stream(side)
+            return out
         inputs = [tokens.clone(), prefix_lengths.clone()]
         graph = torch.cuda.CUDAGraph()
         if generator is not None:
             graph.register_generator_state(generator)
-        try:
-            with torch.cuda.graph(graph):
-                output = self._chunk_values(inputs[0], inputs[1], generator)
-        except RuntimeError as exc:  # an operation capture cannot hold: run eagerly from now on
-            warnings.warn(f"the MC reward's chunk could not be captured as a CUDA graph ({exc}); it runs eagerly "
-                          "from now on", stacklevel=3)
-            self.cuda_graph = False
-            return self._chunk_values(tokens, prefix_lengths, generator)
-        self._graphs[key] = (graph, inputs, output)
+        with torch.cuda.graph(graph):
+            value, ok = self._chunk_values(inputs[0], inputs[1], generator)
+        self._graphs[key] = (graph, inputs, value, ok)
+        while len(self._graphs) > MAX_GRAPHS:
+            self._graphs.popitem(last=False)
         graph.replay()  # capture records the chunk without running it
-        return output.clone()
+        return value.clone(), ok.clone()
 
     def step(self, tokens, lengths, done, active, generator=None):
         r = torch.zeros(tokens.shape[0], device=tokens.device)
