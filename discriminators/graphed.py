@@ -153,6 +153,25 @@ class GraphedUpdates:
         self.optimizer.zero_grad(set_to_none=True)
         self.body(*rows)
 
+    def _without_waits(self, rows: Sequence[torch.Tensor]) -> bool:
+        """One eager update with every wait for the device made an error, so that a body that
+        capture could not hold is found before capturing (a capture that fails midway can leave
+        the CUDA generators in capture mode). False (the update did not complete: it warns and
+        turns capture off) when the body waits."""
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            self._eager(rows)
+            return True
+        except RuntimeError as exc:
+            if "synchroniz" not in str(exc):
+                raise
+            warnings.warn(f"{self.what} waits for the device ({exc}), which a CUDA graph cannot hold; its updates run "
+                          "eagerly from now on", stacklevel=4)
+            self.capture = False
+            return False
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
     def run(self, sources: Sequence[torch.Tensor], idx: torch.Tensor) -> None:
         """One update on rows ``idx`` of ``sources`` (the first is (M, W) tokens)."""
         if not self.capture:
@@ -180,8 +199,12 @@ class GraphedUpdates:
             if self._side is None:
                 self._side = torch.cuda.Stream(device)
             self._side.wait_stream(torch.cuda.current_stream(device))
+            rows = [src[idx] for src in sources]
             with torch.cuda.stream(self._side):
-                self._eager([src[idx] for src in sources])
+                if self.seen[key] < WARMUP:
+                    self._eager(rows)
+                elif not self._without_waits(rows):  # the last warm-up: would capture hold it?
+                    self._eager(rows)
             torch.cuda.current_stream(device).wait_stream(self._side)
             return
         static = [src[idx] for src in sources]
