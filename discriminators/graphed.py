@@ -56,6 +56,24 @@ MAX_CAPTURED_TOKENS = 3072
 LOSS, REG, RIGHT_REAL, RIGHT_FAKE, NONFINITE = range(5)
 
 
+def without_waits(fn: Callable[[], Any], what: str) -> Tuple[bool, Any]:
+    """``(True, fn())`` with every wait for the device made an error, or ``(False, None)`` and a
+    warning when ``fn`` waits, which a CUDA graph cannot hold: the last warm-up call before a
+    capture runs this way, so that such work is found before capturing (a capture that fails
+    midway can leave the CUDA generators in capture mode). ``what`` names it in the warning."""
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        return True, fn()
+    except RuntimeError as exc:
+        if "synchroniz" not in str(exc):
+            raise
+        warnings.warn(f"{what} waits for the device ({exc}), which a CUDA graph cannot hold; it runs eagerly from "
+                      "now on", stacklevel=4)
+        return False, None
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def graph_capturable(discriminator: object, positions: str) -> bool:
     """Whether the trainer can capture this discriminator's update: a module that declares
     ``graph_capturable = True`` (its ``encode`` and ``head`` make no host sync), trained at the
@@ -153,25 +171,6 @@ class GraphedUpdates:
         self.optimizer.zero_grad(set_to_none=True)
         self.body(*rows)
 
-    def _without_waits(self, rows: Sequence[torch.Tensor]) -> bool:
-        """One eager update with every wait for the device made an error, so that a body that
-        capture could not hold is found before capturing (a capture that fails midway can leave
-        the CUDA generators in capture mode). False (the update did not complete: it warns and
-        turns capture off) when the body waits."""
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            self._eager(rows)
-            return True
-        except RuntimeError as exc:
-            if "synchroniz" not in str(exc):
-                raise
-            warnings.warn(f"{self.what} waits for the device ({exc}), which a CUDA graph cannot hold; its updates run "
-                          "eagerly from now on", stacklevel=4)
-            self.capture = False
-            return False
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-
     def run(self, sources: Sequence[torch.Tensor], idx: torch.Tensor) -> None:
         """One update on rows ``idx`` of ``sources`` (the first is (M, W) tokens)."""
         if not self.capture:
@@ -203,7 +202,8 @@ class GraphedUpdates:
             with torch.cuda.stream(self._side):
                 if self.seen[key] < WARMUP:
                     self._eager(rows)
-                elif not self._without_waits(rows):  # the last warm-up: would capture hold it?
+                elif not without_waits(lambda: self._eager(rows), self.what)[0]:  # the last: would capture hold it?
+                    self.capture = False
                     self._eager(rows)
             torch.cuda.current_stream(device).wait_stream(self._side)
             return

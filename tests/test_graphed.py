@@ -314,3 +314,27 @@ def test_the_captured_mle_epochs_train_as_eager_ones_and_resume_from_a_cpu_check
         assert sa["nll_train"] == pytest.approx(sb["nll_train"], abs=1e-5)
     _close({k: v.cpu() for k, v in captured.generator.state_dict().items()},
            {k: v.cpu() for k, v in eager.generator.state_dict().items()}, 1e-5)
+
+
+def test_without_waits_reports_work_that_waits_for_the_device(monkeypatch):
+    """The check before a capture: the work's result when it makes no wait; False and a warning
+    when it waits (as torch's sync debug mode reports it); other errors pass through; the mode
+    is restored in every case. (The mode itself is CUDA's; here its switch is recorded.)"""
+    from discriminators.graphed import without_waits
+
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    assert without_waits(lambda: 7, "the work") == (True, 7)
+
+    def waits():
+        raise RuntimeError("called a synchronizing CUDA operation")
+
+    with pytest.warns(UserWarning, match="the work waits for the device"):
+        assert without_waits(waits, "the work") == (False, None)
+
+    def fails():
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        without_waits(fails, "the work")
+    assert modes == ["error", "default"] * 3

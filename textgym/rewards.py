@@ -27,14 +27,14 @@ Modes, for a sequence x_1..x_T generated one token per step (Y_{1:t} the prefix 
 """
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
 
 from discriminators.base import DivergenceError
+from discriminators.graphed import without_waits
 from textgym import scorers
 from textgym.masks import length_mask, pad_after
 from textgym.protocols import Discriminator, RolloutPolicy
@@ -334,25 +334,17 @@ class MCReward(Reward):
         if self._seen[key] <= GRAPH_WARMUP:
             side = torch.cuda.Stream(tokens.device)
             side.wait_stream(torch.cuda.current_stream(tokens.device))
-            try:
-                with torch.cuda.stream(side):
-                    if self._seen[key] < GRAPH_WARMUP:
+            with torch.cuda.stream(side):
+                if self._seen[key] < GRAPH_WARMUP:
+                    out = self._chunk_values(tokens, prefix_lengths, generator)
+                else:  # the last: would capture hold it?
+                    held, out = without_waits(lambda: self._chunk_values(tokens, prefix_lengths, generator),
+                                              "the MC reward's chunk")
+                    if not held:
+                        self.cuda_graph = False
                         out = self._chunk_values(tokens, prefix_lengths, generator)
-                    else:
-                        torch.cuda.set_sync_debug_mode("error")
-                        try:
-                            out = self._chunk_values(tokens, prefix_lengths, generator)
-                        finally:
-                            torch.cuda.set_sync_debug_mode("default")
-            except RuntimeError as exc:
-                if "synchroniz" not in str(exc):
-                    raise
-                warnings.warn(f"the MC reward's chunk waits for the device ({exc}), which a CUDA graph cannot hold; it "
-                              "runs eagerly from now on", stacklevel=3)
-                self.cuda_graph = False
-                out = self._chunk_values(tokens, prefix_lengths, generator)
             torch.cuda.current_stream(tokens.device).wait_stream(side)
-            return out
+            return cast(Tuple[torch.Tensor, torch.Tensor], out)
         inputs = [tokens.clone(), prefix_lengths.clone()]
         graph = torch.cuda.CUDAGraph()
         if generator is not None:
