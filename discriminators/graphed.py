@@ -74,6 +74,20 @@ def without_waits(fn: Callable[[], Any], what: str) -> Tuple[bool, Any]:
         torch.cuda.set_sync_debug_mode("default")
 
 
+def warm_up(fn: Callable[[], Any], device: torch.device, last: bool, what: str) -> Tuple[bool, Any]:
+    """One eager call of work about to be captured, on a side stream as capture asks of warm-up
+    work: ``(whether a graph can hold it, fn's result)``. The ``last`` warm-up call runs under
+    :func:`without_waits`; work that waits then warns and runs again, eagerly."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        held, out = without_waits(fn, what) if last else (True, fn())
+        if not held:
+            out = fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    return held, out
+
+
 def graph_capturable(discriminator: object, positions: str) -> bool:
     """Whether the trainer can capture this discriminator's update: a module that declares
     ``graph_capturable = True`` (its ``encode`` and ``head`` make no host sync), trained at the
@@ -160,7 +174,6 @@ class GraphedUpdates:
         self.body, self.optimizer, self.capture, self.what = body, optimizer, capture, what
         self.graphs: OrderedDict[Tuple[int, ...], Tuple[Any, List[torch.Tensor]]] = OrderedDict()
         self.seen: Dict[Tuple[int, ...], int] = {}
-        self._side: Optional[Any] = None
 
     def reset(self) -> None:
         """Forget every graph (the optimizer's state tensors were replaced, say)."""
@@ -194,18 +207,9 @@ class GraphedUpdates:
             return
         device = sources[0].device
         self.seen[key] = self.seen.get(key, 0) + 1
-        if self.seen[key] <= WARMUP:  # eager, on a side stream, as capture asks of warm-up work
-            if self._side is None:
-                self._side = torch.cuda.Stream(device)
-            self._side.wait_stream(torch.cuda.current_stream(device))
+        if self.seen[key] <= WARMUP:
             rows = [src[idx] for src in sources]
-            with torch.cuda.stream(self._side):
-                if self.seen[key] < WARMUP:
-                    self._eager(rows)
-                elif not without_waits(lambda: self._eager(rows), self.what)[0]:  # the last: would capture hold it?
-                    self.capture = False
-                    self._eager(rows)
-            torch.cuda.current_stream(device).wait_stream(self._side)
+            self.capture = warm_up(lambda: self._eager(rows), device, self.seen[key] == WARMUP, self.what)[0]
             return
         static = [src[idx] for src in sources]
         init_adam_state(self.optimizer)

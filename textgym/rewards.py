@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from discriminators.base import DivergenceError
-from discriminators.graphed import without_waits
+from discriminators.graphed import warm_up
 from textgym import scorers
 from textgym.masks import length_mask, pad_after
 from textgym.protocols import Discriminator, RolloutPolicy
@@ -332,18 +332,8 @@ class MCReward(Reward):
             return value.clone(), ok.clone()
         self._seen[key] = self._seen.get(key, 0) + 1
         if self._seen[key] <= GRAPH_WARMUP:
-            side = torch.cuda.Stream(tokens.device)
-            side.wait_stream(torch.cuda.current_stream(tokens.device))
-            with torch.cuda.stream(side):
-                if self._seen[key] < GRAPH_WARMUP:
-                    out = self._chunk_values(tokens, prefix_lengths, generator)
-                else:  # the last: would capture hold it?
-                    held, out = without_waits(lambda: self._chunk_values(tokens, prefix_lengths, generator),
-                                              "the MC reward's chunk")
-                    if not held:
-                        self.cuda_graph = False
-                        out = self._chunk_values(tokens, prefix_lengths, generator)
-            torch.cuda.current_stream(tokens.device).wait_stream(side)
+            self.cuda_graph, out = warm_up(lambda: self._chunk_values(tokens, prefix_lengths, generator), tokens.device,
+                                           self._seen[key] == GRAPH_WARMUP, "the MC reward's chunk")
             return cast(Tuple[torch.Tensor, torch.Tensor], out)
         inputs = [tokens.clone(), prefix_lengths.clone()]
         graph = torch.cuda.CUDAGraph()
