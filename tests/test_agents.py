@@ -46,7 +46,7 @@ def make(name, data, cfg, seed=0, device="cpu"):
 
 
 def gen_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def same_leaves(a, b) -> bool:

@@ -12,7 +12,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from test_agents import same_leaves
+from test_agents import gen_state_equal, same_leaves
 
 import agents
 from agents.generator import Generator
@@ -341,10 +341,6 @@ def test_a_model_with_the_generator_policy_saves_and_loads(tmp_path, small_oracl
     loaded = PPO.load(tmp_path / "ppo.zip", env=model.get_env())
     assert isinstance(loaded.policy, GeneratorPolicy)
     assert gen_state_equal(loaded.policy.generator, gen)
-
-
-def gen_state_equal(a, b) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize("discriminator", ["oracle", "cnn"])
