@@ -243,8 +243,11 @@ def describe(cls: type) -> List[Tuple[str, str, str, Any, str, Optional[str]]]:
 class RunConfig:
     """What a run is about and how it is evaluated; shared by every agent (``train.py`` flags)."""
 
-    data: str = param("oracle", "'oracle' (the SeqGAN synthetic benchmark) or a text file, one sentence per line", kind=RUN)
-    test_data: Optional[str] = param(None, "held-out text file for NLL-test and BLEU (corpora; the oracle has its own)", kind=RUN)
+    data: str = param("oracle", "'oracle' (the SeqGAN synthetic benchmark), 'oracle-classes' (two oracles, for class-"
+                      "conditional agents), 'coco' (COCO captions from the data "
+                      "directory, with their test split) or a text file, one sentence per line", kind=RUN)
+    test_data: Optional[str] = param(None, "held-out text file for NLL-test and BLEU (corpora; the oracle and 'coco' "
+                                     "have their own)", kind=RUN)
     max_length: Optional[int] = param(None, "tokens per sequence (oracle: 20; corpora: longest sentence + 1)", kind=RUN,
                                       check=at_least(1))
     train_size: Optional[int] = param(None, "use the first N training sequences (None: all)", kind=SIZE, check=at_least(1))

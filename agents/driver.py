@@ -49,15 +49,16 @@ from agents.checkpoints import (
 )
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
-from textgym.data import Corpus, OracleData, TextData, resolve_data
+from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, resolve_data
 
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
 
 
 # ---------------------------------------------------------------------------- data and agent
 def load_data(run: RunConfig) -> TextData:
-    """The run's data: the oracle benchmark, "oracle-classes" (MultiOracleData, k = 2), a corpus, or a
-    labelled corpus (a file whose first line holds a TAB), cut to ``train_size`` sequences."""
+    """The run's data: the oracle benchmark, "oracle-classes" (MultiOracleData, k = 2), a named corpus
+    (``textgym.data.CORPORA``), a corpus file, or a labelled corpus (a file whose first line holds
+    a TAB), cut to ``train_size`` sequences."""
     data: TextData
     if run.data == "oracle":
         if run.test_data:
@@ -71,12 +72,16 @@ def load_data(run: RunConfig) -> TextData:
         data = MultiOracleData(2, max_length=run.max_length or 20)
     else:
         try:
-            if _is_labelled(run.data):  # label<TAB>sentence lines: a labelled corpus
+            train, test = run.data, run.test_data
+            if train in CORPORA:  # a named corpus: its files, and its test split unless test_data is given
+                named = corpus_files(train)
+                train, test = str(named[0]), test or str(named[1])
+            if _is_labelled(train):  # label<TAB>sentence lines: a labelled corpus
                 from textgym.classes import LabelledCorpus
 
-                data = LabelledCorpus(run.data, run.test_data, max_length=run.max_length)
+                data = LabelledCorpus(train, test, max_length=run.max_length)
             else:
-                data = Corpus(run.data, run.test_data, max_length=run.max_length)
+                data = Corpus(train, test, max_length=run.max_length)
         except FileNotFoundError as exc:
             raise RunError(str(exc)) from None
     n = run.train_size

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import need_data
 
-from textgym.data import EOS_ID, UNK_ID, Corpus, OracleData, Vocab, resolve_data
+from textgym.data import EOS_ID, UNK_ID, Corpus, OracleData, Vocab, corpus_files, resolve_data
 from textgym.oracle import ORACLE_KEYS, OracleLSTM
 
 
@@ -165,6 +165,23 @@ def test_real_corpus_loads():
 def test_resolve_data_errors():
     with pytest.raises(TypeError, match="data must be"):
         resolve_data(3.5)
+
+
+def test_a_named_corpus_is_its_files_with_their_test_split():
+    train, test = need_data("coco", "image_coco.txt"), need_data("coco", "test_coco.txt")
+    assert corpus_files("coco") == (train, test)
+    c = resolve_data("coco")
+    by_path = Corpus(train, test)
+    assert torch.equal(c.train, by_path.train) and torch.equal(c.test, by_path.test)
+    assert c.vocab.itos == by_path.vocab.itos
+
+
+def test_a_named_corpus_without_its_files_says_where_it_looked(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"coco/image_coco.txt and coco/test_coco.txt in the data directory"):
+        resolve_data("coco")
+    with pytest.raises(ValueError, match="unknown corpus name 'cocoa'"):
+        corpus_files("cocoa")
 
 
 def test_oracle_row_chunking_changes_no_draw_and_no_score(monkeypatch):

@@ -144,6 +144,7 @@ def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys)
     ({"temperatures": [0.5, 0.8]}, "must include 1.0"),
     ({"budget": "huge"}, "unknown budget"),
     ({"controls": "constant"}, "unknown study spec field 'controls'.*did you mean control"),
+    ({"mle": {"mle_epochs": 1, "val_size": 600}}, "val_size = 600 sequences, but budget 'smoke' keeps train_size = 512"),
 ])
 def test_bad_specs_are_refused_before_any_training(tmp_path, capsys, change, match):
     spec_file = tmp_path / "spec.json"

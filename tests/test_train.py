@@ -256,3 +256,26 @@ def test_the_run_sets_tf32_matrix_products_as_configured_and_restores_the_flag(t
     assert seen and set(seen) == {tf32}
     assert torch.backends.cuda.matmul.allow_tf32 == before
     assert json.loads((tmp_path / "run" / "config.json").read_text())["values"]["tf32"] is tf32
+
+
+def test_the_named_corpus_coco_loads_its_files_and_split_and_a_given_test_file_wins(tmp_path):
+    from conftest import need_data
+
+    from agents.config import RunConfig
+    from agents.driver import RunError, load_data
+
+    need_data("coco", "image_coco.txt")
+    data = load_data(RunConfig(data="coco"))
+    assert data.train.shape[0] == 10_000 and data.test.shape[0] == 10_000
+    own = tmp_path / "test.txt"
+    own.write_text("a man rides a horse\n")
+    assert load_data(RunConfig(data="coco", test_data=str(own))).test.shape[0] == 1
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", "coco", "--train-size", "200") == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]["nll_test"] > 0
+
+
+def test_a_named_corpus_missing_from_the_data_directory_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path))
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", "coco") != 0
+    assert "corpus 'coco' needs coco/image_coco.txt and coco/test_coco.txt" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -8,6 +8,9 @@ one a valid action; the id ``V`` (``pad_id``) pads observations and sequence ten
 their length and never is a token. Corpora reserve ``0`` for ``<eos>`` and ``1`` for ``<unk>``;
 the oracle has no special tokens (all 5000 ids are words; sequences end at ``max_length``).
 
+Named corpora (:data:`CORPORA`, ``train.py --data coco``) are files of the data directory with
+their standard train/test split.
+
 Both :class:`Corpus` and :class:`OracleData` expose the same :class:`TextData` interface:
 ``vocab_size``, ``pad_id``, ``eos_id`` (None for the oracle), ``max_length``, and the train
 and test sets as ``(M, T)`` int64 tensors padded with ``pad_id`` plus ``(M,)`` lengths.
@@ -20,7 +23,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Literal, Optional, Sequence, Union, overload
+from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 
@@ -33,9 +36,13 @@ EOS, UNK = "<eos>", "<unk>"
 DEFAULT_LENGTH_CAP = 64  # a corpus's default max_length is at most max(this, 4 × median + 1)
 EOS_ID, UNK_ID = 0, 1
 
+#: corpora of the data directory by name: (training file, test file) in it. ``coco``: the
+#: MS-COCO captions split of Texygen and RelGAN (10,000 + 10,000 sentences).
+CORPORA: Dict[str, Tuple[str, str]] = {"coco": ("coco/image_coco.txt", "coco/test_coco.txt")}
+
 __all__ = [
-    "EOS", "EOS_ID", "UNK", "UNK_ID", "Corpus", "OracleData", "TextData", "Vocab", "cache_dir", "cached_samples",
-    "data_dir", "data_path", "pack", "read_lines", "read_sentences", "resolve_data",
+    "CORPORA", "EOS", "EOS_ID", "UNK", "UNK_ID", "Corpus", "OracleData", "TextData", "Vocab", "cache_dir",
+    "cached_samples", "corpus_files", "data_dir", "data_path", "pack", "read_lines", "read_sentences", "resolve_data",
 ]
 
 
@@ -80,6 +87,19 @@ class Vocab:
                 break
             out.append(self.itos[i])
         return out
+
+
+def corpus_files(name: str) -> Tuple[Path, Path]:
+    """The (training, test) files of the named corpus ``name`` (:data:`CORPORA`); ValueError for an
+    unknown name, FileNotFoundError saying where they were looked for when they are missing."""
+    if name not in CORPORA:
+        raise ValueError(f"unknown corpus name {name!r}: the named corpora are {sorted(CORPORA)}")
+    found = [data_path(part) for part in CORPORA[name]]
+    if found[0] is None or found[1] is None:
+        root = data_dir()
+        where = f"the data directory {str(root)!r}" if root is not None else "no data directory (set TEXTGYM_DATA)"
+        raise FileNotFoundError(f"corpus {name!r} needs {' and '.join(CORPORA[name])} in {where}")
+    return found[0], found[1]
 
 
 def read_lines(path: Union[str, os.PathLike]) -> List[str]:
@@ -321,7 +341,8 @@ def resolve_data(data: Union[str, os.PathLike, TextData], max_length: Optional[i
 
 
 def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length: Optional[int] = None) -> TextData:
-    """``"oracle"``, a path to a text file, or a TextData object -> TextData.
+    """``"oracle"``, a named corpus (:data:`CORPORA`, with its test split), a path to a text file,
+    or a TextData object -> TextData.
 
     The oracle data set is cached per ``max_length`` (it is deterministic).
     """
@@ -334,6 +355,8 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
         if L not in _ORACLE_CACHE:
             _ORACLE_CACHE[L] = OracleData(max_length=L)
         return _ORACLE_CACHE[L]
+    if isinstance(data, str) and data in CORPORA:
+        return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
         return Corpus(data, max_length=max_length)
     raise TypeError(f"data must be 'oracle', a path to a text file, or a TextData object; got {type(data).__name__}")

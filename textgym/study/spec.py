@@ -87,8 +87,8 @@ class StudySpec:
 
     name: str
     grid: List[Dict[str, List[Any]]]  # entries {field: [values]}; "agent" is required in each
-    data: str = "oracle"  # "oracle" or a corpus file (one sentence per line)
-    test_data: Optional[str] = None  # a corpus's test file
+    data: str = "oracle"  # "oracle", "oracle-classes", a named corpus ("coco") or a corpus file (one sentence per line)
+    test_data: Optional[str] = None  # a corpus file's test file (a named corpus has its own)
     budget: str = "default"  # an agents.config budget: caps on every run's size fields
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     control: str = "constant"  # the no-information discriminator of every adversarial cell's control
@@ -137,8 +137,7 @@ BUILTIN: Dict[str, Dict[str, Any]] = {
     },
     "coco-shaping": {
         "name": "coco-shaping",
-        "data": "coco/image_coco.txt",
-        "test_data": "coco/test_coco.txt",
+        "data": "coco",
         "grid": [
             *({"agent": [a]} for a in SHAPING_AGENTS),
             {"agent": ["reinforce"], "reward": ["terminal", "mc", "dense"], "transform": ["prob", "log"],
@@ -337,11 +336,16 @@ def expand(spec: StudySpec) -> List[Cell]:
     probe = Path("<study>")
     for start in cells[: len(start_agents)]:
         try:
-            resolved_for(start, spec, probe)
+            start_run = resolved_for(start, spec, probe)
         except ConfigError as exc:
             hint = (f" (the start of {start.agent} is that agent's own MLE phase: spec.mle takes its fields, e.g. "
                     "mle_epochs)" if task.own_starts else "")
             raise StudyError(f"the spec's mle start{hint}: {exc}") from None
+        val_size, train_size = getattr(start_run.config, "val_size", 0), start_run.run.train_size
+        if val_size and train_size is not None and val_size >= train_size:
+            raise StudyError(f"the spec's mle start holds out val_size = {val_size} sequences, but budget "
+                             f"{spec.budget!r} keeps train_size = {train_size}: set mle.val_size below it in the spec "
+                             "(the built-in 'smoke' spec is a quick first try)")
     by_seed: List[Cell] = []
     for key, (agent, values) in grid_cells.items():
         cell = Cell(key, "cell", agent, _freeze(values), spec.seeds[0])
