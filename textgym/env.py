@@ -77,7 +77,8 @@ class TokenVecEnv(VectorEnv):
 
     Args:
         num_envs: N.
-        data: ``"oracle"`` (default), a path to a text file (one sentence per line) or a TextData.
+        data: ``"oracle"`` (default), a named corpus (``"coco"``: ``textgym.data.CORPORA``), a path
+            to a text file (one sentence per line) or a TextData.
         max_length: L, tokens per episode at most (default: 20 for the oracle, the data's own).
         reward: ``"terminal"``, ``"mc"``, ``"dense"`` or a :class:`~textgym.rewards.Reward`.
         discriminator: the scorer: ``"oracle"`` (the oracle's log-likelihood; default on oracle
