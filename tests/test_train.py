@@ -272,6 +272,16 @@ def test_the_named_corpus_coco_loads_its_files_and_split_and_a_given_test_file_w
     assert load_data(RunConfig(data="coco", test_data=str(own))).test.shape[0] == 1
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", "coco", "--train-size", "200") == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["metrics"]["nll_test"] > 0
+    # its generator against the named corpus's test split, as against that file given by path
+    from textgym.evaluate import main as evaluate_main
+
+    results = []
+    for refs in ("coco", str(need_data("coco", "test_coco.txt"))):
+        out = tmp_path / f"eval-{len(results)}.json"
+        assert evaluate_main(["--generator", str(tmp_path / "run" / "generator.pt"), "--references", refs,
+                              "--n-samples", "100", "--json", str(out)]) == 0
+        results.append(json.loads(out.read_text()))
+    assert results[0] == results[1] and results[0]["nll_test"] > 0 and "bleu4" in results[0]
 
 
 def test_a_named_corpus_missing_from_the_data_directory_is_a_clear_error(tmp_path, monkeypatch, capsys):

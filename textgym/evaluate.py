@@ -6,6 +6,8 @@
     python -m textgym.evaluate samples.txt --oracle
     # a trained generator (a run folder's generator.pt) on its benchmark, with the frontier plot
     python -m textgym.evaluate --generator runs/seqgan/generator.pt --frontier --plot frontier.png
+    # a generator trained on a corpus, against that corpus's test split
+    python -m textgym.evaluate --generator runs/seqgan-coco-s0/generator.pt --references coco
     # training curves of run folders
     python -m textgym.evaluate --curves runs/mle runs/seqgan --plot curves.png
 
@@ -24,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from textgym.data import OracleData, TextData, Vocab, pack, read_sentences, resolve_data
+from textgym.data import CORPORA, OracleData, TextData, Vocab, corpus_files, pack, read_sentences, resolve_data
 from textgym.metrics import (
     corpus_frontier,
     masked_nll,
@@ -184,6 +186,17 @@ def oracle_nll_of_ids(hyps: List[List[str]], data: OracleData) -> float:
     return oracle_nll(data.oracle, tokens, lengths)
 
 
+def read_references(source: str) -> List[List[str]]:
+    """The reference sentences of ``--references``: a text file, or the test split of a named
+    corpus (``coco``: :data:`textgym.data.CORPORA`)."""
+    if source in CORPORA and not Path(source).is_file():
+        try:
+            return read_sentences(corpus_files(source)[1])
+        except FileNotFoundError as exc:
+            raise SystemExit(f"error: {exc}") from None
+    return read_sentences(source)
+
+
 def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     """The ``--generator`` command: a generator file's metrics (and frontier)."""
     gen, vocab = load_generator(Path(args.generator), args.device)
@@ -203,8 +216,9 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
                 plot_frontier(pts, args.plot)
         return result
     if not args.references:
-        raise SystemExit("error: a corpus generator needs --references (a held-out text file)")
-    refs = read_sentences(args.references)
+        raise SystemExit("error: a corpus generator needs --references (a held-out text file, or coco for the COCO "
+                         "captions' test split)")
+    refs = read_references(args.references)
     ref_ids = [vocab.encode(s) + [0] for s in refs]
     ref_t, ref_l = pack([r[: gen.max_length] for r in ref_ids], gen.max_length, vocab.pad_id)
     result["nll_test"] = nll_test(gen, ref_t, ref_l)
@@ -226,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m textgym.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("samples", nargs="?", help="a file of generated sentences, one per line")
-    p.add_argument("--references", help="reference text file (BLEU, NLL-test)")
+    p.add_argument("--references", help="reference text file (BLEU, NLL-test), or a named corpus (coco: its test split)")
     p.add_argument("--oracle", action="store_true", help="score id samples under the SeqGAN oracle (NLL-oracle)")
     p.add_argument("--generator", help="a generator.pt written by train.py")
     p.add_argument("--curves", nargs="+", help="run folders whose training curves to plot")
@@ -262,7 +276,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.oracle:
             result["nll_oracle"] = oracle_nll_of_ids(hyps, resolve_data("oracle"))
         else:
-            refs = read_sentences(args.references) if args.references else None
+            refs = read_references(args.references) if args.references else None
             result.update(bleu_table(hyps, refs, args.orders, args.metrics))
     else:
         parser.error("nothing to evaluate: give a samples file, --generator or --curves")
