@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
@@ -40,11 +41,29 @@ class DivergenceError(FloatingPointError):
     """A discriminator produced non-finite logits, or its training loss became non-finite."""
 
 
+_REHEARSAL = threading.local()
+
+
+@contextlib.contextmanager
+def rehearsing() -> Iterator[None]:
+    """A block that runs work as a CUDA graph will capture it: the warm-up calls before a capture
+    (:func:`discriminators.graphed.warm_up`). :func:`capturing` is True for CUDA tensors inside,
+    so the warm-up runs the very body that will be captured, without the value checks that
+    capture skips, and the check for waits on its last call sees only what capture would."""
+    before = getattr(_REHEARSAL, "on", False)
+    _REHEARSAL.on = True
+    try:
+        yield
+    finally:
+        _REHEARSAL.on = before
+
+
 def capturing(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor``'s device stream is being captured into a CUDA graph. The checks that
-    read a tensor's values on the host (a wait for the device, which capture forbids) skip
-    themselves then; whoever captures checks the graph's inputs before and its outputs after."""
-    return tensor.is_cuda and torch.cuda.is_current_stream_capturing()
+    """Whether ``tensor``'s device stream is being captured into a CUDA graph, or work is being
+    rehearsed for a capture (:func:`rehearsing`). The checks that read a tensor's values on the
+    host (a wait for the device, which capture forbids) skip themselves then; whoever captures
+    checks the graph's inputs before and its outputs after."""
+    return tensor.is_cuda and (getattr(_REHEARSAL, "on", False) or torch.cuda.is_current_stream_capturing())
 
 
 @contextlib.contextmanager

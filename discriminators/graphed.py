@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from discriminators.base import rehearsing
 from discriminators.evaluation import right_calls
 
 #: eager updates of a shape before its graph is captured
@@ -61,6 +62,7 @@ def without_waits(fn: Callable[[], Any], what: str) -> Tuple[bool, Any]:
     warning when ``fn`` waits, which a CUDA graph cannot hold: the last warm-up call before a
     capture runs this way, so that such work is found before capturing (a capture that fails
     midway can leave the CUDA generators in capture mode). ``what`` names it in the warning."""
+    previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.set_sync_debug_mode("error")
     try:
         return True, fn()
@@ -71,17 +73,24 @@ def without_waits(fn: Callable[[], Any], what: str) -> Tuple[bool, Any]:
                       "now on", stacklevel=4)
         return False, None
     finally:
-        torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.set_sync_debug_mode(previous)
 
 
 def warm_up(fn: Callable[[], Any], device: torch.device, last: bool, what: str) -> Tuple[bool, Any]:
     """One eager call of work about to be captured, on a side stream as capture asks of warm-up
-    work: ``(whether a graph can hold it, fn's result)``. The ``last`` warm-up call runs under
-    :func:`without_waits`; work that waits then warns and runs again, eagerly."""
+    work: ``(whether a graph can hold it, fn's result)``.
+
+    It runs as the capture will (:func:`~discriminators.base.rehearsing`: the host-side value
+    checks skip themselves, and the caller checks inputs before and results after, as it does
+    around a replay). The ``last`` warm-up call runs under :func:`without_waits`; work that
+    waits then warns and runs again, eagerly with its checks. That second call repeats whatever
+    the first did before its wait (random draws, say): the fallback is deterministic, but its
+    draws differ from a run that was eager from the start."""
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
-        held, out = without_waits(fn, what) if last else (True, fn())
+        with rehearsing():
+            held, out = without_waits(fn, what) if last else (True, fn())
         if not held:
             out = fn()
     torch.cuda.current_stream(device).wait_stream(side)

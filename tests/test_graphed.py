@@ -324,6 +324,7 @@ def test_without_waits_reports_work_that_waits_for_the_device(monkeypatch):
 
     modes = []
     monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: "warn")  # the user's own setting
     assert without_waits(lambda: 7, "the work") == (True, 7)
 
     def waits():
@@ -337,4 +338,119 @@ def test_without_waits_reports_work_that_waits_for_the_device(monkeypatch):
 
     with pytest.raises(RuntimeError, match="out of memory"):
         without_waits(fails, "the work")
-    assert modes == ["error", "default"] * 3
+    assert modes == ["error", "warn"] * 3
+
+
+class _ReportsCuda(torch.Tensor):
+    """A CPU tensor that says it is on CUDA: what the host-side checks see on a GPU."""
+
+    @property
+    def is_cuda(self):
+        return True
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+def test_a_rehearsal_skips_the_host_side_checks_as_a_capture_does(monkeypatch):
+    """Inside ``rehearsing()`` (the warm-up before a capture) the checks that read CUDA values on
+    the host skip themselves, as inside a capture; outside, they check."""
+    from agents.generator import Generator
+    from discriminators.base import capturing, rehearsing
+
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    gen = Generator(10, 4, seed=0)
+    d = discriminators.CNNDiscriminator(10, 4, size="small")
+    bad = torch.tensor([[3, 11, 2, 10]]).as_subclass(_ReportsCuda)  # 11 is outside [0, pad id 10]
+    nan = torch.tensor([0.5, float("nan")]).as_subclass(_ReportsCuda)
+    with pytest.raises(ValueError):
+        gen._check_tokens(bad)
+    with pytest.raises(DivergenceError):
+        d.check_output(nan)
+    with rehearsing():
+        assert capturing(bad) and not capturing(torch.tensor([1]))  # CPU tensors are never skipped
+        gen._check_tokens(bad)
+        d.check_output(nan)
+        with rehearsing():
+            pass
+        assert capturing(bad)  # a nested block restores the outer state
+    assert not capturing(bad)
+
+
+def test_warm_up_runs_the_body_as_it_will_be_captured(monkeypatch):
+    """Every warm-up call runs rehearsed; when the checked last call waits for the device, the
+    work runs again eagerly with its checks (not rehearsed)."""
+    import contextlib
+
+    from discriminators import graphed
+    from discriminators.base import capturing
+
+    class _Stream:
+        def __init__(self, *args):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "Stream", _Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: _Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+    monkeypatch.setattr(torch.cuda, "get_sync_debug_mode", lambda: "default")
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    probe = torch.zeros(1).as_subclass(_ReportsCuda)
+    seen = []
+
+    def body():
+        seen.append(capturing(probe))
+        return len(seen)
+
+    assert graphed.warm_up(body, torch.device("cpu"), False, "the body") == (True, 1)
+    assert graphed.warm_up(body, torch.device("cpu"), True, "the body") == (True, 2)
+    assert seen == [True, True]
+
+    def waits():
+        seen.append(capturing(probe))
+        if len(seen) == 3:
+            raise RuntimeError("called a synchronizing CUDA operation")
+        return "eager"
+
+    with pytest.warns(UserWarning, match="the body waits for the device"):
+        assert graphed.warm_up(waits, torch.device("cpu"), True, "the body") == (False, "eager")
+    assert seen[2:] == [True, False]
+
+
+def test_the_mc_reward_turns_graphs_off_for_good_once_a_chunk_waits(monkeypatch):
+    """A chunk whose checked warm-up waits for the device turns ``cuda_graph`` off: the rest of
+    that call and every later call run eagerly, nothing is captured, and the rewards equal an
+    eager reward's from the same draws. (CUDA's objects are stand-ins that record captures.)"""
+    import contextlib
+
+    from agents.generator import Generator
+    from textgym import rewards
+    from textgym.rewards import MCReward
+
+    captures = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: captures.append("graph"))
+    calls = {"n": 0}
+
+    def warm_up(fn, device, last, what):  # the last warm-up of every shape reports a wait
+        calls["n"] += 1
+        return (not last), fn()
+
+    monkeypatch.setattr(rewards, "warm_up", warm_up)
+    gen = Generator(50, 6, eos_id=7, seed=0)
+    d = discriminators.CNNDiscriminator(50, 6, size="small")
+    tok, _ = gen.sample_with_lengths(4, generator=torch.Generator().manual_seed(0))
+    graphed = MCReward(d, "prob", rollout_policy=gen, n_rollouts=3, chunk_rows=12, cuda_graph=True).bind(50, 7, 50)
+    eager = MCReward(d, "prob", rollout_policy=gen, n_rollouts=3, chunk_rows=12).bind(50, 7, 50)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for m in (9, 9, 10, 9):  # chunks of 4 prefixes: 4, 4, 1 (and 4, 4, 2)
+        rows, plen = tok[torch.arange(m) % 4], torch.arange(m) % 5 + 1
+        out = graphed.values(rows.as_subclass(_ReportsCuda), plen.as_subclass(_ReportsCuda), g1)
+        assert torch.equal(out, eager.values(rows, plen, g2))
+    assert not graphed.cuda_graph and captures == [] and not graphed._graphs
+    assert calls["n"] == 2  # a first warm-up, then the checked one that waits; nothing after

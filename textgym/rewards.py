@@ -27,6 +27,7 @@ Modes, for a sequence x_1..x_T generated one token per step (Y_{1:t} the prefix 
 """
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
@@ -230,7 +231,9 @@ class MCReward(Reward):
             (:class:`~discriminators.base.DivergenceError`). The policy's and the scorer's weights
             must change in place (as optimizers do); another policy, scorer, generator,
             transform, special ids or precision setting captures again. A chunk that waits for
-            the device warns and runs eagerly from then on. Ignored off CUDA.
+            the device, or fails to capture, warns and turns graphs off for good. Ignored off
+            CUDA. It pays where chunk shapes repeat (:meth:`sequence_rewards`, a fixed batch):
+            each new shape costs two eager calls and a capture, and only ``MAX_GRAPHS`` are kept.
     """
 
     mode = "mc"
@@ -296,8 +299,10 @@ class MCReward(Reward):
         lo, hi = (int(v) for v in torch.stack([tokens.min(), tokens.max()]).tolist()) if tokens.numel() else (0, 0)
         if lo < 0 or (top is not None and hi > top):  # checked once here: a replay checks nothing
             raise ValueError(f"token ids must lie in [0, {top}], got [{lo}, {hi}]")
-        with torch.cuda.device(tokens.device):  # capture and replay on the data's device
-            pairs = [self._graphed_chunk_values(t, p, generator) for t, p in chunks]
+        with torch.cuda.device(tokens.device):  # capture and replay on the data's device; once a chunk
+            # could not be captured (cuda_graph turned off), the rest run eagerly
+            pairs = [self._graphed_chunk_values(t, p, generator) if self.cuda_graph
+                     else self._chunk_values(t, p, generator) for t, p in chunks]
         if pairs and not bool(torch.stack([ok for _, ok in pairs]).all()):
             raise DivergenceError(f"the scorer {type(self.scorer).__name__} returned non-finite scores in the MC reward")
         return torch.cat([v for v, _ in pairs]) if pairs else torch.zeros(0, device=tokens.device)
@@ -332,20 +337,33 @@ class MCReward(Reward):
             return value.clone(), ok.clone()
         self._seen[key] = self._seen.get(key, 0) + 1
         if self._seen[key] <= GRAPH_WARMUP:
-            self.cuda_graph, out = warm_up(lambda: self._chunk_values(tokens, prefix_lengths, generator), tokens.device,
-                                           self._seen[key] == GRAPH_WARMUP, "the MC reward's chunk")
+            held, out = warm_up(lambda: self._chunk_values(tokens, prefix_lengths, generator), tokens.device,
+                                self._seen[key] == GRAPH_WARMUP, "the MC reward's chunk")
+            if not held:
+                self._stay_eager()
             return cast(Tuple[torch.Tensor, torch.Tensor], out)
         inputs = [tokens.clone(), prefix_lengths.clone()]
         graph = torch.cuda.CUDAGraph()
         if generator is not None:
             graph.register_generator_state(generator)
-        with torch.cuda.graph(graph):
-            value, ok = self._chunk_values(inputs[0], inputs[1], generator)
+        try:
+            with torch.cuda.graph(graph):
+                value, ok = self._chunk_values(inputs[0], inputs[1], generator)
+        except RuntimeError as exc:  # an operation capture cannot hold: run it eagerly from now on
+            warnings.warn(f"the MC reward's chunk could not be captured as a CUDA graph ({exc}); it runs eagerly "
+                          "from now on", stacklevel=3)
+            self._stay_eager()
+            return self._chunk_values(tokens, prefix_lengths, generator)
         self._graphs[key] = (graph, inputs, value, ok)
         while len(self._graphs) > MAX_GRAPHS:
             self._graphs.popitem(last=False)
         graph.replay()  # capture records the chunk without running it
         return value.clone(), ok.clone()
+
+    def _stay_eager(self) -> None:
+        """Turn ``cuda_graph`` off for good (a chunk waits for the device) and free the graphs."""
+        self.cuda_graph = False
+        self._graphs.clear()
 
     def step(self, tokens, lengths, done, active, generator=None):
         r = torch.zeros(tokens.shape[0], device=tokens.device)
