@@ -234,6 +234,8 @@ class MCReward(Reward):
             the device, or fails to capture, warns and turns graphs off for good. Ignored off
             CUDA. It pays where chunk shapes repeat (:meth:`sequence_rewards`, a fixed batch):
             each new shape costs two eager calls and a capture, and only ``MAX_GRAPHS`` are kept.
+            The oracle's scorer cannot be held (it picks the positions it scores by value, a
+            wait for the device): with it, the first checked warm-up warns and all runs eagerly.
     """
 
     mode = "mc"
