@@ -218,7 +218,9 @@ class GraphedUpdates:
         self.seen[key] = self.seen.get(key, 0) + 1
         if self.seen[key] <= WARMUP:
             rows = [src[idx] for src in sources]
-            self.capture = warm_up(lambda: self._eager(rows), device, self.seen[key] == WARMUP, self.what)[0]
+            if not warm_up(lambda: self._eager(rows), device, self.seen[key] == WARMUP, self.what)[0]:
+                self.capture = False  # for good: run() goes eager from now on
+                self.graphs.clear()
             return
         static = [src[idx] for src in sources]
         init_adam_state(self.optimizer)

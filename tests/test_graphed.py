@@ -454,3 +454,37 @@ def test_the_mc_reward_turns_graphs_off_for_good_once_a_chunk_waits(monkeypatch)
         assert torch.equal(out, eager.values(rows, plen, g2))
     assert not graphed.cuda_graph and captures == [] and not graphed._graphs
     assert calls["n"] == 2  # a first warm-up, then the checked one that waits; nothing after
+
+
+def test_graphed_updates_stay_eager_and_free_their_graphs_once_a_shape_waits(monkeypatch):
+    """A minibatch shape whose checked warm-up waits for the device turns capture off for good:
+    every later update runs eagerly (none is lost) and the graphs of other shapes are freed.
+    (CUDA's graph objects are stand-ins.)"""
+    import contextlib
+
+    from discriminators import graphed
+
+    class _Graph:
+        def replay(self):
+            calls.append("replay")
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _Graph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+    monkeypatch.setattr(graphed, "warm_up", lambda fn, device, last, what: (fn(), (not (last and waits), None))[1])
+    w = torch.nn.Parameter(torch.zeros(1))
+    runner = GraphedUpdates(lambda rows: calls.append(rows.shape[0]), torch.optim.Adam([w]))
+    data = torch.zeros(8, 3, dtype=torch.long)
+    waits = False
+    for _ in range(graphed.WARMUP + 1):  # shape (2, 3): warm-ups, then its capture
+        runner.run((data,), torch.arange(2))
+    assert list(runner.graphs) == [(2, 3)]
+    waits = True
+    for _ in range(graphed.WARMUP + 2):  # shape (4, 3): its checked warm-up waits
+        runner.run((data,), torch.arange(4))
+    runner.run((data,), torch.arange(2))
+    assert not runner.capture and not runner.graphs
+    # the warm-ups, the stand-in capture (which runs the body) and its first replay; then every
+    # update of either shape runs eagerly
+    assert calls == [2] * (graphed.WARMUP + 1) + ["replay"] + [4] * (graphed.WARMUP + 2) + [2]
