@@ -114,6 +114,26 @@ def test_the_area_counts_only_the_range_both_sweeps_cover():
     assert comp.verdict == "crosses"  # B still reaches diversities below 8.0 that A cannot
 
 
+def test_a_crossing_narrower_than_any_grid_is_found_and_the_area_is_exact():
+    # B is better than A only within about 0.01 of x = 5 (A's vertex at 5.0 lies above B's segment)
+    a = curve("a", [(0.1, (0.0, 10.0)), (0.2, (5.0, 5.0)), (0.3, (5.01, 1.0)), (0.4, (10.0, 0.0))])
+    b = curve("b", [(0.1, (0.0, 10.1)), (0.2, (4.995, 5.1)), (0.3, (5.002, 4.9)), (0.4, (10.0, 0.1))])
+    assert compare_frontiers(a, b).verdict == "crosses" and compare_frontiers(b, a).verdict == "crosses"
+
+    def line(pts, x):  # the frontier through (diversity, quality) vertices, by linear interpolation
+        pts = sorted(pts)
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+            if x0 <= x <= x1:
+                return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        raise AssertionError(x)
+
+    xa = [(p.diversity, p.quality) for p in a]
+    xb = [(p.diversity, p.quality) for p in b]
+    n = 200_000  # midpoint rule on a fine grid: an independent estimate of the area
+    area = sum(line(xb, (i + 0.5) * 10 / n) - line(xa, (i + 0.5) * 10 / n) for i in range(n)) * 10 / n
+    assert compare_frontiers(a, b).area == pytest.approx(area, abs=1e-6)
+
+
 def test_an_interval_prints_three_decimals_or_scientific_notation_when_every_figure_rounds_to_zero():
     assert str(Interval(0.1234, 0.0456, 0.2011, 2.0, 0.95)) == "+0.123 [+0.046, +0.201] *"
     assert str(Interval(-0.01, -0.05, 0.03, 2.0, 0.95)) == "-0.010 [-0.050, +0.030]"

@@ -190,12 +190,14 @@ class FrontierComparison:
     overlap: tuple[float, float]
 
 
-def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], grid: int = 512,
+def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint],
                       tol: float = 1e-9) -> FrontierComparison:
     """Compare the Pareto frontiers of two temperature sweeps (see :class:`FrontierComparison`).
 
-    The high-temperature points where both metrics get worse are not on a frontier; the two
-    frontiers are compared at ``grid`` points of their common range.
+    The high-temperature points where both metrics get worse are not on a frontier. Both
+    frontiers are piecewise linear, so their difference is linear between the x values of their
+    vertices: it is compared at those x values of the common range, and the area is the exact
+    trapezoid sum over them (a fixed grid could step over a narrow place where B is better).
     """
     if not a or not b:
         raise ValueError("compare_frontiers needs points on both curves")
@@ -204,10 +206,11 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], gr
                          f"{b[0].quality_name}/{b[0].diversity_name}")
     fa, fb = pareto_front(_lower_is_better(a)), pareto_front(_lower_is_better(b))
     lo, hi = max(fa[0][0], fb[0][0]), max(fa[-1][0], fb[-1][0])
-    xs = [lo + (hi - lo) * i / (grid - 1) for i in range(grid)] if hi > lo else [lo]
+    kinks = sorted({x for x, _ in fa + fb})
+    xs = [lo] + [x for x in kinks if lo < x < hi] + ([hi] if hi > lo else [])
     diff = [_interp(fb, x) - _interp(fa, x) for x in xs]
     common = min(fa[-1][0], fb[-1][0])  # the area: only where both sweeps have points
-    cx = [lo + (common - lo) * i / (grid - 1) for i in range(grid)] if common > lo else []
+    cx = [lo] + [x for x in kinks if lo < x < common] + [common] if common > lo else []
     cd = [_interp(fb, x) - _interp(fa, x) for x in cx]
     area = sum((d0 + d1) / 2 * (x1 - x0) for x0, x1, d0, d1 in zip(cx, cx[1:], cd, cd[1:], strict=False))
     better = max(diff) > tol or fa[0][0] < fb[0][0] - tol  # A is better somewhere, or reaches diversity B cannot
