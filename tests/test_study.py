@@ -372,3 +372,53 @@ def test_a_class_conditional_study_refuses_other_data_and_mixed_tasks():
         expand(StudySpec.from_dict({**CLASSES_SPEC, "grid": [{"agent": ["sentigan"]}, {"agent": ["seqgan"]}]}))
     with pytest.raises(StudyError, match="start of catgan is that agent's own MLE phase.*unknown config key 'val_size'"):
         expand(StudySpec.from_dict({**CLASSES_SPEC, "mle": {"mle_epochs": 1, "val_size": 10}}))
+
+
+def _hand_record(key, role, seed, shift, agent="seqgan", control=None, mle=None):
+    """A study record whose sweep is the line nll_oracle = 9 + shift + (tau - 1), nll_test = 8 - (tau - 1)
+    over three temperatures: ``shift`` < 0 is a better generator at every diversity."""
+    sweep = [{"temperature": t, "nll_oracle": 9.0 + shift + (t - 1.0), "nll_test": 8.0 - (t - 1.0), "entropy": 7.0}
+             for t in (0.8, 1.0, 1.2)]
+    return {"key": key, "role": role, "agent": agent, "values": {}, "seed": seed, "control": control,
+            "mle_control": mle, "summary_metrics": {}, "sweep": sweep, "seconds": 1.0, "iterations": 1, "curves": []}
+
+
+def _hand_records(seeds, cell_shifts, control_shifts):
+    records = []
+    for i, s in enumerate(seeds):
+        records += [_hand_record("mle start", "start", s, 0.0, agent="mle"),
+                    _hand_record("mle +1 updates", "mle", s, 0.0, agent="mle"),
+                    _hand_record("seqgan discriminator=constant", "control", s, control_shifts[i], mle="mle +1 updates"),
+                    _hand_record("seqgan", "cell", s, cell_shifts[i], control="seqgan discriminator=constant",
+                                 mle="mle +1 updates")]
+    return records
+
+
+def test_the_analysis_reports_cell_minus_control_with_the_paired_t_interval_and_the_better_frontier():
+    from textgym.study.report import analyze
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    cell, control = [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1]
+    comp = analyze(spec, _hand_records([0, 1, 2], cell, control))["comparisons"][0]
+    d = [c - r for c, r in zip(cell, control)]  # -0.5, -0.3, -0.9: mean -0.5667, sd 0.3055
+    mean = sum(d) / 3
+    sd = (sum((x - mean) ** 2 for x in d) / 2) ** 0.5
+    half = 4.302652729911275 * sd / 3 ** 0.5  # t quantile 0.975 with 2 degrees of freedom
+    ci = comp["control"]["differences"]["nll_oracle"]
+    assert ci["estimate"] == pytest.approx(mean) and ci["low"] == pytest.approx(mean - half)
+    assert ci["high"] == pytest.approx(mean + half)
+    assert comp["control"]["frontier"]["verdict"] == "dominates"  # lower NLL-oracle at every NLL-test
+    # the area between the frontiers over the shared NLL-test range [7.8, 8.2]: (control - cell) x 0.4
+    assert comp["control"]["frontier"]["areas"] == pytest.approx([-x * 0.4 for x in d])
+    assert comp["start"]["differences"]["nll_oracle"]["estimate"] == pytest.approx(sum(cell) / 3)
+
+
+def test_one_seed_gives_no_intervals_and_the_reading_claims_nothing():
+    from textgym.study.report import analyze, frontier_axes, reading
+    from textgym.study.spec import task_of
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0]})
+    analysis = analyze(spec, _hand_records([0], [-2.5], [0.2]))
+    assert analysis["comparisons"][0]["start"]["differences"] == {}
+    text = "\n".join(reading(analysis, frontier_axes(spec)[0], task_of(spec)))
+    assert "no intervals" in text and "did not move" not in text and "Indistinguishable" not in text

@@ -177,9 +177,13 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
 def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     """Sentences generated from the numbers: which cells beat their controls on the frontier's
     quality ``q``, and where none does."""
+    comps = analysis["comparisons"]
+    if comps and not any(comp[label]["differences"] for comp in comps for label in ("control", "mle", "start")):
+        return ["- No comparison pairs two or more seeds, so there are no intervals and this reading calls no cell "
+                "better, worse or unchanged; run the study with at least 3 seeds."]
     out: List[str] = []
     winners = []
-    for comp in analysis["comparisons"]:
+    for comp in comps:
         ctrl = comp["control"]
         vs_ctrl = _better(q, ctrl["differences"].get(q, {}), task)
         fronts = {label: comp[label]["frontier"] or {} for label in ("control", "mle", "start")}
@@ -210,8 +214,8 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     if dominated:
         out.append("- Frontier dominated by the MLE control's (the same updates spent on MLE do better at every "
                    "diversity): " + ", ".join(f"`{k}`" for k in dominated) + ".")
-    moved = [c["key"] for c in analysis["comparisons"] if (c["start"]["frontier"] or {}).get("verdict") == "equal"
-             or all(not d.get("excludes_zero") for d in c["start"]["differences"].values())]
+    moved = [c["key"] for c in analysis["comparisons"] if c["start"]["differences"]
+             and all(not d.get("excludes_zero") for d in c["start"]["differences"].values())]
     if moved:
         out.append("- Not distinguishable from the MLE start on any metric (the updates did not move the generator "
                    "measurably): " + ", ".join(f"`{k}`" for k in moved) + ".")
