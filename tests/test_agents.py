@@ -590,3 +590,121 @@ def test_the_gpus_mle_pass_with_deferred_checks_trains_as_the_checked_one(tiny):
         b._generator.out.weight[0, 0] = float("inf")  # the loss may stay finite; the gradient norm does not
     with pytest.raises(FloatingPointError, match="non-finite|became"):
         b._mle_pass_deferred(batches)
+
+
+# ---------------------------------------------------------------------- MaskGAN's actor-critic, ScratchGAN's pieces
+class PrefixTableScorer(TableScorer):
+    """A fixed probabilistic scorer with per-prefix scores: the logit of prefix x_{≤t} of row i
+    is ``logits[i, t]``."""
+
+    supports_prefixes = True
+
+    def score_prefixes(self, tokens, lengths=None):
+        return self.logits[: tokens.shape[0], : tokens.shape[1]].clone()
+
+    def score(self, tokens, lengths=None):
+        return self.logits[: tokens.shape[0], tokens.shape[1] - 1].clone()
+
+
+class PositionCritic(torch.nn.Module):
+    """A critic whose output the test sets: V_t = v[t] in every row, whatever the state."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.v = torch.nn.Parameter(torch.tensor(values, dtype=torch.float32))
+
+    def forward(self, h):
+        return self.v[: h.shape[1]].expand(h.shape[0], -1)
+
+
+def fixed_samples(agent, tokens, lengths):
+    """Make the agent's generator 'sample' the given batch."""
+    agent.generator.sample_with_lengths = lambda n, temperature=1.0, generator=None: (tokens.clone(), lengths.clone())
+
+
+def test_maskgan_step_uses_the_clipped_critic_advantage_and_the_critic_regresses_the_return(tiny):
+    """One generator step on a fixed batch, fixed prefix logits s and a critic V_t = v_t, against
+    r = log σ(s), R_t = Σ_s γ^{s-t} r_s, A = clip(R - V, ±c), L_G = -Σ A log π / Σ L_i,
+    L_V = Σ (R - V)² / Σ L_i and its gradient dL_V/dv_t = -2 Σ_i (R_{i,t} - v_t) / Σ L_i."""
+    gamma, clip, lr = 0.5, 1.0, 0.1
+    N = 3
+    logits = torch.tensor([[2.0, -1.0, 0.5, 1.0, -2.0, 0.0, 3.0, -0.5],
+                           [-1.5, 0.5, 1.0, 9.0, 9.0, 9.0, 9.0, 9.0],
+                           [0.0, -3.0, 2.5, -1.0, 0.3, 9.0, 9.0, 9.0]])
+    lengths = torch.tensor([L, 3, 5])
+    tokens = torch.randint(0, V, (N, L), generator=torch.Generator().manual_seed(4))
+    values = [-2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0]
+    a = make("maskgan", tiny, tiny_config(discriminator=PrefixTableScorer(logits), mle_epochs=0, batch_size=N,
+                                          gamma=gamma, adv_clip=clip, critic_warmup=0), seed=0)
+    a.critic = PositionCritic(values)
+    a.critic_opt = torch.optim.SGD(a.critic.parameters(), lr=lr)
+    fixed_samples(a, tokens, lengths)
+    lp = slow_log_probs(a.generator, tokens)  # log π(x_t | x_<t) before the step
+    # the hand computation, one entry at a time
+    total = sum(lengths.tolist())
+    g_loss = v_loss = adv = 0.0
+    grad = [0.0] * L
+    n_clipped = n_free = 0
+    for i in range(N):
+        n = int(lengths[i])
+        r = [math.log(1 / (1 + math.exp(-float(logits[i, t])))) for t in range(n)]
+        for t in range(n):
+            R = sum(gamma ** (s - t) * r[s] for s in range(t, n))
+            A = R - values[t]
+            if abs(A) > clip:
+                n_clipped += 1
+                A = clip if A > 0 else -clip
+            else:
+                n_free += 1
+            g_loss -= A * float(lp[i, t]) / total
+            adv += A / total
+            v_loss += (R - values[t]) ** 2 / total
+            grad[t] += -2 * (R - values[t]) / total
+    assert n_clipped >= 5 and n_free >= 5  # the clip matters for this batch, and not everywhere
+    stats = a.generator_step()
+    assert stats["g_loss"] == pytest.approx(g_loss, rel=1e-5)
+    assert stats["advantage"] == pytest.approx(adv, rel=1e-5)
+    assert stats["critic_loss"] == pytest.approx(v_loss, rel=1e-5)
+    # the critic took one SGD step on L_V: v_t <- v_t - lr dL_V/dv_t
+    want = [v - lr * g for v, g in zip(values, grad)]
+    torch.testing.assert_close(a.critic.v.detach(), torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
+def test_ema_baseline_follows_its_documented_rule(tiny):
+    """baseline='ema': b_k = d·b_{k-1} + (1-d)·(mean of R over the valid tokens), b_0 = 0, updated
+    before use (ScratchGAN's ewma_reward), and the same rule after a resume."""
+    d = 0.8
+    a = make("scratchgan", tiny, tiny_config(discriminator=PrefixTableScorer(torch.zeros(4, L)), baseline_decay=d), seed=0)
+    assert a.config.baseline == "ema"
+    R1 = torch.tensor([[1.0, 2.0, 3.0], [5.0, 100.0, 100.0]])
+    m1 = torch.tensor([[True, True, True], [True, False, False]])  # mean over valid tokens: 11 / 4
+    R2 = torch.tensor([[-2.0, 0.0, 4.0], [6.0, 7.0, -3.0]])
+    m2 = torch.ones(2, 3, dtype=torch.bool)  # mean 2
+    b1 = a.baseline(R1, m1)
+    assert b1 == pytest.approx(0.2 * 2.75)  # 0.8 · 0 + 0.2 · 2.75 = 0.55
+    b2 = a.baseline(R2, m2)
+    assert b2 == pytest.approx(0.8 * 0.55 + 0.2 * 2.0)  # 0.84
+    b = make("scratchgan", tiny, tiny_config(discriminator=PrefixTableScorer(torch.zeros(4, L)), baseline_decay=d), seed=0)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    assert b.baseline(R1, m1) == pytest.approx(0.8 * 0.84 + 0.2 * 2.75)  # 1.222
+
+
+def test_scratchgan_dense_reward_is_two_d_minus_one(tiny):
+    """ScratchGAN's reward r_t = 2 D(x_{≤t}) - 1 (transform centered_prob): with logits ±log 3
+    and 0, D = 3/4, 1/4, 1/2 and r = 1/2, -1/2, 0; the returns discount it with γ."""
+    s = math.log(3.0)
+    logits = torch.tensor([[s, -s, 0.0, s, s, -s, 0.0, 0.0],
+                           [-s, -s, s, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    r = [[0.5, -0.5, 0.0, 0.5, 0.5, -0.5, 0.0, 0.0], [-0.5, -0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    gamma = 0.5
+    a = make("scratchgan", tiny, tiny_config(discriminator=PrefixTableScorer(logits), gamma=gamma), seed=0)
+    assert a.config.transform == "centered_prob"
+    tokens = torch.randint(0, V, (2, L), generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([L, 4])
+    torch.testing.assert_close(a.reward.sequence_rewards(tokens, lengths),
+                               torch.tensor([r[0], r[1][:4] + [0.0] * 4]), rtol=0, atol=1e-6)
+    R = a.returns(tokens, lengths)
+    for i in range(2):
+        for t in range(L):
+            want = sum(gamma ** (u - t) * r[i][u] for u in range(t, int(lengths[i]))) if t < lengths[i] else 0.0
+            assert float(R[i, t]) == pytest.approx(want, abs=1e-6)

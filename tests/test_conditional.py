@@ -193,3 +193,72 @@ def test_evaluate_task_at_a_temperature(data):
     assert cold["nll_test"] != default["nll_test"] and cold["nll_oracle"] != default["nll_oracle"]
     with pytest.raises(ValueError, match="temperature must be > 0"):
         agent.evaluate_task(40, 40, seed=3, temperature=0.0)
+
+
+# ---------------------------------------------------------------------- SentiGAN's penalty update, CatGAN's selection
+def test_sentigan_generator_step_minimizes_the_penalty_weighted_log_likelihood(data):
+    """One step of generator 0 on a fixed batch with fixed rewards Q: the loss is
+    Σ_{b,t<L_b} (1 - Q_{b,t}) log G(y_{b,t} | y_{b,<t}) / Σ_b L_b (a hand sum), and the update
+    lowers log G of the penalized sequence, more than that of the sequence without penalty."""
+    agent = SentiGANAgent(data, SMOKE_S, seed=0)
+    g = agent.gen(0)
+    T = data.max_length
+    tokens = torch.randint(0, data.vocab_size, (4, T), generator=torch.Generator().manual_seed(3))
+    lengths = torch.tensor([T, T, 4, 2])
+    q = torch.tensor([[1.0] * T,                         # row 0: no penalty
+                      [0.0] * T,                         # row 1: full penalty
+                      [0.9, 0.8, 0.95, 0.85, 0.1, 0.2],  # rows 2-3: small penalties (beyond the length: ignored)
+                      [0.7, 0.9, 0.0, 0.0, 0.0, 0.0]])
+    g.sample_with_lengths = lambda n, generator=None, temperature=1.0: (tokens.clone(), lengths.clone())
+    agent.rewards[0].sequence_rewards = lambda tokens, lengths, generator=None: q.clone()
+    with torch.no_grad():
+        before = g.log_probs(tokens)
+    want = 0.0
+    for b in range(4):
+        for t in range(int(lengths[b])):
+            want += (1.0 - float(q[b, t])) * float(before[b, t])
+    want /= int(lengths.sum())
+    stats = agent.generator_step(0)
+    assert stats["g_loss"] == pytest.approx(want, rel=1e-5)
+    assert want < 0  # log-likelihoods weighted by penalties >= 0
+    with torch.no_grad():
+        after = g.log_probs(tokens)
+    seq = lambda lp, b: float(lp[b, : int(lengths[b])].sum())  # log G(Y_b)
+    drop_penalized = seq(after, 1) - seq(before, 1)
+    drop_free = seq(after, 0) - seq(before, 0)
+    assert drop_penalized < 0 and drop_penalized < drop_free
+
+
+def test_catgan_evolution_keeps_the_fittest_children_at_their_best_temperature(data):
+    """evolve with the fitness stubbed to known scores: each (parent, mutation) keeps its best
+    temperature among β(i), β(i+1), β(i-1) (β(j) = β_max^{j/N}), the n_parent best children
+    become the parents (best first), and the generator continues as the best child with its β,
+    its mutation and its samples."""
+    beta_max, N, step = 10.0, 10, 3
+    agent = CatGANAgent(data, {**SMOKE_C, "n_parent": 2, "beta_max": beta_max, "temp_horizon": N}, seed=0)
+    # call order: parent 0 rsgan (3 temperatures), parent 0 ragan, parent 1 rsgan, parent 1 ragan
+    scores = [1.0, 8.0, 3.0,  2.0, 0.0, 4.0,  7.0, 6.0, 5.0,  6.5, 2.5, 9.0]
+    calls = []
+
+    def fitness(beta, eval_real):
+        j = len(calls)
+        calls.append((beta, copy.deepcopy(agent.gen.state_dict()), [f"samples-{j}"]))
+        return scores[j] - 0.25, 0.25, scores[j], calls[-1][2]
+
+    agent.fitness = fitness
+    stats, samples = agent.evolve(step)
+    assert len(calls) == 12
+    temps = [beta_max ** (step / N), beta_max ** ((step + 1) / N), beta_max ** ((step - 1) / N)]
+    for k in range(4):
+        assert [c[0] for c in calls[3 * k : 3 * k + 3]] == pytest.approx(temps)
+    # children: 8 (call 1), 4 (call 5), 7 (call 6), 9 (call 11); kept: call 11, then call 1
+    assert [p["beta"] for p in agent.parents] == pytest.approx([temps[2], temps[1]])
+    for parent, j in zip(agent.parents, (11, 1), strict=True):
+        for key, value in calls[j][1].items():
+            assert torch.equal(parent["gen"][key], value), (j, key)
+    assert not torch.equal(calls[11][1]["out.weight"], calls[1][1]["out.weight"])  # distinct children
+    for key, value in calls[11][1].items():
+        assert torch.equal(agent.gen.state_dict()[key], value)
+    assert agent.beta == pytest.approx(temps[2])
+    assert stats["fitness"] == 9.0 and stats["fitness_q"] == 8.75 and stats["fitness_d"] == 0.25
+    assert stats["mutation"] == "ragan" and samples == ["samples-11"]

@@ -113,6 +113,7 @@ def test_env_invariants_under_random_actions_and_the_oracles_dense_reward_telesc
 def test_terminal_oracle_reward_is_the_completed_sequences_mean_log_likelihood(small_oracle_data, device):
     env = InfillVecEnv(6, data=small_oracle_data, reward="terminal", seed=1, device=device)
     episodes = run_random_episodes(env, 30, seed=1)
+    assert len(episodes) > 20  # 3 blanks per sequence of 6: about 6 · 30 / 4 episodes finish
     oracle = env.oracle  # the shared oracle on the CPU, else the env's copy on its device
     for _, filled, rewards, _ in episodes:
         assert all(r == 0 for r in rewards[:-1])
@@ -241,6 +242,43 @@ def test_mle_infill_learns_the_blanks(small_oracle_data):
     assert after["nll_infill"] < before["nll_infill"] - 0.3
     assert {"nll_oracle", "nll_oracle_true", "unique2", "unique3", "unique4"} <= set(after)
     assert "[" in lines[0]
+
+
+@pytest.mark.parametrize("temperature", [None, 0.5])
+def test_nll_infill_is_the_mean_tempered_nll_over_the_blank_positions_only(small_oracle_data, temperature):
+    """``nll_infill`` against a loop over sequences and their blanks, one sequence per generator
+    pass: -log softmax(logits / τ)[true token], averaged over the blanks (the given tokens, which
+    the context shows, are not scored)."""
+    from agents.infill import EVAL_MASK_SEED
+
+    agent = agents.make("mle-infill", small_oracle_data, {"temperature": 0.8}, seed=0)
+    gen, mask_id = agent.generator, small_oracle_data.vocab_size + 1
+    # a generator taught to copy the given tokens too: they become cheap, the blanks stay dear
+    opt = torch.optim.Adam(gen.parameters(), lr=0.03)
+    tok, lens = small_oracle_data.train[:256], small_oracle_data.train_lengths[:256]
+    for _ in range(30):
+        context = agent.context_of(tok, lens, agent.blanks_for(lens))
+        loss = -gen.log_probs(context, tok).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    k = 24
+    metrics, _ = agent.evaluate_task(8, k, seed=0, temperature=temperature)
+    tau = 0.8 if temperature is None else temperature
+    tok, lens = small_oracle_data.test[:k], small_oracle_data.test_lengths[:k]
+    blanks = agent.blanks_for(lens, torch.Generator().manual_seed(EVAL_MASK_SEED))  # the evaluation's fixed blanks
+    terms, others = [], []
+    with torch.no_grad():
+        for i in range(k):
+            x = tok[i : i + 1]
+            context = x.masked_fill(blanks[i : i + 1], mask_id)
+            logits = gen(context, x)[0][0] / tau  # (L, V) teacher-forced on the true sequence
+            for t in range(int(lens[i])):
+                nll = -float(torch.log_softmax(logits[t], -1)[int(x[0, t])])
+                (terms if bool(blanks[i, t]) else others).append(nll)
+    assert terms and others
+    assert metrics["nll_infill"] == pytest.approx(sum(terms) / len(terms), rel=1e-5, abs=1e-5)
+    assert sum(others) / len(others) < sum(terms) / len(terms) - 0.5  # scoring every position would differ
 
 
 @pytest.mark.parametrize("discriminator", ["seq2seq", "constant", "oracle"])

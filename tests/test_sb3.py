@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import A2C, DQN, PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from textgym import TokenVecEnv
 from textgym.sb3 import SB3VecEnv, TokenFeaturesExtractor
@@ -162,3 +162,76 @@ def test_policy_generator_log_probs_match_the_policy(small_oracle_data, device):
         obs[:, t:] = 50
         _, ref, _ = model.policy.evaluate_actions(obs.float(), x[:, t])
         torch.testing.assert_close(lp[:, t], ref, rtol=1e-5, atol=1e-5)
+
+
+class TrainerSteps(BaseCallback):
+    """After each rollout (placed after the DiscriminatorCallback): the trainer's step count."""
+
+    def __init__(self, trainer) -> None:
+        super().__init__()
+        self.trainer, self.counts = trainer, []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.counts.append(self.trainer.total_steps)
+
+
+def test_discriminator_callback_trains_only_every_train_every_rollouts(small_oracle_data):
+    import discriminators
+    from textgym.sb3 import DiscriminatorCallback
+
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=8, emb_dim=8)
+    venv = TokenVecEnv(8, data=small_oracle_data, discriminator=disc, seed=0)
+    trainer = discriminators.DiscriminatorTrainer(disc, batch_size=16, seed=0)
+    cb = DiscriminatorCallback(trainer=trainer, train_every=2, heldout=0)
+    steps = TrainerSteps(trainer)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=48, n_epochs=1, seed=0, policy_kwargs=POLICY_KWARGS)
+    model.learn(8 * 6 * 4, callback=CallbackList([cb, steps]))
+    assert cb.rollouts == 4
+    grew = [b > a for a, b in zip([0, *steps.counts], steps.counts, strict=False)]
+    assert grew == [False, True, False, True]
+
+
+def test_discriminator_callback_evaluates_on_reals_it_never_trains_on_without_a_test_set(tmp_path, monkeypatch):
+    """Data with no test set: the held-out reals come out of the training reals."""
+    import discriminators
+    from textgym.data import Corpus
+    from textgym.sb3 import DiscriminatorCallback
+
+    lines = [f"a{i % 6} b{i // 6}" + " c" * (i % 3) for i in range(60)]  # 60 distinct sentences
+    assert len(set(lines)) == 60
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    data = Corpus(tmp_path / "c.txt")
+    assert data.test is None
+
+    class Recording:
+        """A trainer that records the real sequences it is given."""
+
+        def __init__(self, discriminator) -> None:
+            self.discriminator, self.reals = discriminator, []
+
+        def step(self, real, real_len, fake, fake_len, k=1):
+            self.reals += [tuple(r[:n].tolist()) for r, n in zip(real, real_len, strict=True)]
+            return {}
+
+    evaluated = []
+
+    def spy(discriminator, real, real_len, fake, fake_len, *args, **kwargs):
+        evaluated.extend(tuple(r[:n].tolist()) for r, n in zip(real, real_len, strict=True))
+        return {"balanced_acc": 0.5, "loss": 0.7}
+
+    monkeypatch.setattr(discriminators, "evaluate", spy)
+    disc = discriminators.make("rnn", vocab_size=data.vocab_size, max_length=data.max_length, hidden=8, emb_dim=8)
+    venv = TokenVecEnv(8, data=data, discriminator=disc, seed=0)
+    trainer = Recording(disc)
+    cb = DiscriminatorCallback(trainer=trainer)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=8, batch_size=64, n_epochs=1, seed=0, policy_kwargs=POLICY_KWARGS)
+    model.learn(8 * 8 * 4, callback=cb)
+    assert cb.rollouts == 4 and len(trainer.reals) >= 40  # one real per finished episode
+    train = {tuple(r[:n].tolist()) for r, n in zip(data.train, data.train_lengths, strict=True)}
+    heldout = set(evaluated)
+    assert len(heldout) == 60 // 5 and heldout <= train  # the last fifth of the training sequences
+    assert not heldout & set(trainer.reals)
+    assert len(set(trainer.reals)) > 60 // 2  # trained on many of the other sequences

@@ -79,7 +79,12 @@ def test_policy_log_probs_equal_the_generators_on_every_path(small_oracle_data):
     with torch.no_grad():  # acting: the cached, step-by-step path, one prefix length per call
         for t in range(L):
             rows = torch.arange(t, len(obs), L)
-            _, _, lp_t = policy(obs[rows].float())
+            sampled, _, lp_t = policy(obs[rows].float())
+            # the log-probability returned with a sampled token is the generator's of that token:
+            # the sequence with token t replaced, teacher-forced (position t sees only x_<t)
+            swapped = seqs.clone()
+            swapped[:, t] = sampled
+            torch.testing.assert_close(lp_t, gen.log_probs(swapped)[:, t], rtol=1e-5, atol=1e-5)
             dist = policy.get_distribution(obs[rows].float())
             torch.testing.assert_close(dist.log_prob(actions[rows]), expected[rows], rtol=1e-5, atol=1e-5)
 
@@ -189,6 +194,18 @@ def test_adaptive_controller_moves_beta_toward_its_target():
     assert fixed.update(10.0, 10**6) == 0.3
     with pytest.raises(ValueError, match="beta must be >= 0"):
         KLController(-1.0)
+
+
+def test_adaptive_controller_steps_are_the_proportional_rule_by_hand():
+    """e = clip(kl / target - 1, -0.2, 0.2), β ← β (1 + e n / horizon) (Ziegler et al. 2019)."""
+    c = KLController(0.1, target=0.05, horizon=1000)
+    assert c.update(0.055, 100) == pytest.approx(0.1 * 1.01, rel=1e-12)  # e = +0.1: β · (1 + 0.1 · 0.1)
+    assert c.update(0.045, 500) == pytest.approx(0.101 * 0.95, rel=1e-12)  # e = -0.1: β · (1 - 0.1 · 0.5)
+    assert c.update(0.5, 100) == pytest.approx(0.09595 * 1.02, rel=1e-12)  # e = 9 clipped to 0.2
+    assert c.update(0.0, 250) == pytest.approx(0.0978690 * 0.95, rel=1e-12)  # e = -1 clipped to -0.2
+    assert c.beta == pytest.approx(0.09297555, rel=1e-12)
+    big = KLController(2.0, target=0.1, horizon=100)
+    assert big.update(0.11, 1000) == pytest.approx(2.0 * 2.0, rel=1e-12)  # e = 0.1 over 10 horizons: β doubles
 
 
 class Recorder(BaseCallback):

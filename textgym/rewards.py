@@ -428,11 +428,14 @@ def kl_shaped(rewards: torch.Tensor, log_probs: torch.Tensor, ref_log_probs: tor
 
 
 class KLController:
-    """β of a KL penalty: fixed, or adapted toward a target KL as RL4LMs' adaptive controller does.
+    """β of a KL penalty: fixed, or adapted toward a target KL by the proportional controller of
+    Ziegler et al. (2019), "Fine-Tuning Language Models from Human Preferences".
 
     With ``target`` set, after each batch of ``n`` tokens whose mean per-token KL estimate is
     ``kl``: e = clip(kl / target - 1, -0.2, 0.2) and β ← β · (1 + e · n / horizon), so β grows
-    while the policy drifts further than the target and shrinks while it stays closer.
+    while the policy drifts further than the target and shrinks while it stays closer. (RL4LMs'
+    controller uses the same error with a fixed step, β ← β · (1 + 0.1 e) per update; the
+    n / horizon step here makes the rate independent of how many tokens an update holds.)
 
     Args:
         beta: the (initial) coefficient, >= 0.
