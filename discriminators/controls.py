@@ -134,6 +134,12 @@ class RandomDiscriminator(NoInformationDiscriminator):
     def logits(self, shape: tuple, device: torch.device) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator).to(device)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sequence of logits from ``seed`` (an env's ``reset(seed=...)`` calls this,
+        so that the same seed gives the same rewards)."""
+        self.seed = int(seed)
+        self.generator.manual_seed(self.seed)
+
     def state_dict(self) -> Dict[str, Any]:
         """The generator's state (to resume the same sequence of logits)."""
         return {"generator": self.generator.get_state()}

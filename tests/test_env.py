@@ -263,3 +263,18 @@ def test_envs_never_move_the_shared_oracle(small_oracle_data, monkeypatch, rewar
     assert venv.scorer.oracle is own
     if reward == "mc":
         assert venv.reward_fn.rollout_policy is own
+
+
+@pytest.mark.parametrize("reward", ["terminal", "dense"])
+def test_reset_with_a_seed_repeats_the_random_controls_rewards(small_oracle_data, reward):
+    env = TokenVecEnv(4, data=small_oracle_data, reward=reward, discriminator="random")
+    actions = torch.randint(0, 50, (small_oracle_data.max_length, 4), generator=torch.Generator().manual_seed(1))
+
+    def episode(seed):
+        env.reset(seed=seed)
+        return torch.stack([env.step(a)[1] for a in actions])
+
+    first = episode(7)
+    assert first.abs().sum() > 0  # the control's N(0, 1) logits, not zeros
+    assert torch.equal(episode(7), first)
+    assert not torch.equal(episode(8), first)

@@ -329,12 +329,19 @@ class TokenVecEnv(VectorEnv):
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        """Start new episodes. Returns ``(obs (N, L) int64 tensor, infos dict)`` (``(N, L + 1)`` with classes)."""
+        """Start new episodes. Returns ``(obs (N, L) int64 tensor, infos dict)`` (``(N, L + 1)`` with classes).
+
+        A ``seed`` reseeds the env's generator and a scorer that draws its own numbers (the
+        ``"random"`` control's ``reseed``), so the same seed and actions give the same rewards.
+        """
         if seed is not None:
             _check_seed(seed)
         super().reset(seed=seed)
         if seed is not None:
             self.rng.manual_seed(int(seed))
+            reseed = getattr(getattr(self.reward_fn, "scorer", None), "reseed", None)
+            if callable(reseed):
+                reseed(int(seed))
         options = options or {}
         if self.num_classes is None and "classes" in options:
             raise ValueError("options['classes'] was given, but this env has no classes: build it with "
