@@ -6,7 +6,7 @@ Examples:
     python train.py --agent seqgan --help                           # every field of seqgan, with its default
     python train.py --agent mle --data corpus.txt --test-data test.txt --budget smoke
     python train.py --agent seqgan --init-from runs/mle --discriminator oracle
-    python train.py --agent seqgan --out runs/a --resume            # continue runs/a from its checkpoint
+    python train.py --config runs/a/config.json --out runs/a --resume  # continue runs/a from its checkpoint
     python train.py --config runs/a/config.json --out runs/b        # rerun a run from its config.json
 
 Each agent has one typed config (``agents.config``); every field is a flag (``--gen-lr 0.001``,
@@ -183,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{folder} holds a finished run ({summary['iterations']} iterations); nothing to do")
     elif not summary["finished"]:
         print(f"stopped after iteration {summary['iterations']}/{summary['total_iterations']}; "
-              f"continue with --resume --out {folder}")
+              f"continue with: python train.py --config {folder / 'config.json'} --out {folder} --resume")
         return 0
     print(json.dumps({"agent": resolved.agent, "iterations": summary["iterations"], **summary["metrics"]}))
     acc = summary["metrics"].get("d_heldout_acc")

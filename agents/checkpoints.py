@@ -11,13 +11,19 @@ iteration through :class:`CheckpointWriter`.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+try:
+    import fcntl
+except ImportError:  # Windows: run folders are not locked
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 
@@ -45,6 +51,48 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+#: the file of a run folder that a running process holds locked (see :func:`claim_run_folder`)
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def claim_run_folder(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for one process while the block runs: RunError when another process holds it.
+
+    Two runs started into one folder would interleave their metrics and checkpoints (each checks
+    that the folder is free before either writes anything), so the folder is created and its
+    ``.lock`` file locked (``flock``, released by the system when the process dies) before those
+    checks. A folder this call created is removed again when the block leaves nothing but the
+    lock in it (a run refused before it wrote anything). Without ``fcntl`` (Windows) nothing is
+    locked.
+    """
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RunError(f"{folder} is a file, not a run folder; choose another --out") from None
+    lock = open(folder / LOCK_NAME, "a+")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                raise RunError(f"{folder} is in use by another run (process {holder}); wait for it to end or choose "
+                               "another --out") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+        yield
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+            folder.rmdir()
+        lock.close()
 
 
 def run_values(resolved: Resolved) -> Dict[str, Any]:
@@ -155,6 +203,14 @@ def load_agent_state(agent: Agent, path: Path, header: Dict[str, Any], state: Di
     agent.load_state_dict(state)
 
 
+def _same_value(key: str, a: Any, b: Any) -> bool:
+    """Config values compare equal; the run folder a run warm started from compares as a path (a
+    study resumed with its folder spelled otherwise, ``runs/mle`` and ``runs/mle/``)."""
+    if key == "init_from" and isinstance(a, str) and isinstance(b, str):
+        return a == b or Path(a).resolve() == Path(b).resolve()
+    return bool(a == b)
+
+
 def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
     """RunError naming every value (and the agent) in which the checkpoint's run differs from
     ``resolved``; a field added since the checkpoint was written is no difference while it keeps
@@ -162,13 +218,14 @@ def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) ->
     theirs, ours = header["config"], run_values(resolved)
     # a field added since the checkpoint was written resumes at its default: the run had none
     new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) == "default"}
-    diff = sorted(k for k in (set(theirs) | set(ours)) - new if theirs.get(k) != ours.get(k))
+    diff = sorted(k for k in (set(theirs) | set(ours)) - new if not _same_value(k, theirs.get(k), ours.get(k)))
     if header.get("agent", resolved.agent) != resolved.agent:
         diff.insert(0, "agent")
         theirs, ours = {**theirs, "agent": header.get("agent")}, {**ours, "agent": resolved.agent}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs now {ours.get(k)!r}" for k in diff)
-        raise RunError(f"checkpoint {path} belongs to another configuration ({detail})")
+        raise RunError(f"checkpoint {path} belongs to another configuration ({detail}); to continue that run, "
+                       f"pass --config {path.parent / 'config.json'}")
 
 
 def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
@@ -192,5 +249,6 @@ def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: Run
     names = {"vocab_sha256": "vocabulary", "train_sha256": "training data"}
     changed = [names[k] for k in keys if theirs.get(k) != ours.get(k)]
     if changed:
-        raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} differ from those recorded in "
+        raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} "
+                       f"{'differ' if len(changed) > 1 else 'differs'} from those recorded in "
                        f"{path}; token ids would mean other words. Use the original data file, or start a new run")

@@ -37,12 +37,14 @@ import torch
 
 from agents.base import Agent
 from agents.checkpoints import (
+    LOCK_NAME,
     CheckpointWriter,
     RunError,
     atomic_write_bytes,
     atomic_write_json,
     check_same_config,
     check_same_data,
+    claim_run_folder,
     load_agent_state,
     read_checkpoint,
     run_values,
@@ -127,8 +129,16 @@ class MetricsLog:
         self.jsonl = folder / "metrics.jsonl"
         self.csv = folder / "metrics.csv"
         rows: List[dict] = []
-        if keep_rows is not None and self.jsonl.exists():
-            rows = [json.loads(line) for line in self.jsonl.read_text().splitlines()[:keep_rows]]
+        if keep_rows and self.jsonl.exists():
+            for i, line in enumerate(self.jsonl.read_text().splitlines()[:keep_rows]):
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    raise RunError(f"{self.jsonl} line {i + 1} is corrupt (not JSON), but the checkpoint counts "
+                                   f"{keep_rows} rows as written; repair or delete that line to resume") from None
+        if keep_rows and len(rows) < keep_rows:
+            warnings.warn(f"{self.jsonl} holds {len(rows)} of the {keep_rows} rows the checkpoint counts; the curves "
+                          "of the missing iterations are lost (the run itself resumes exactly)", stacklevel=3)
         self.rows = rows
         atomic_write_bytes(self.jsonl, "".join(json.dumps(r) + "\n" for r in rows).encode())
         from torch.utils.tensorboard import SummaryWriter
@@ -203,6 +213,16 @@ def export_generator_file(agent: Agent, data: TextData, folder: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- the loop
+def _last_evaluation(rows: List[dict]) -> Dict[str, float]:
+    """The metrics of the last evaluation among the logged rows (the first row, iteration 0, holds
+    an evaluation and nothing else): what a resumed run reports when it has no iteration left."""
+    keys = [k for k in rows[0] if k not in ("iteration", "phase")] if rows else []
+    for row in reversed(rows):
+        if keys and all(k in row for k in keys):
+            return {k: row[k] for k in keys}
+    return {}
+
+
 def _is_run_folder(folder: Path) -> bool:
     try:
         return json.loads((folder / "config.json").read_text()).get("format") == CONFIG_FORMAT
@@ -261,7 +281,8 @@ def train(
     before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = bool(resolved.run.tf32)
     try:
-        return _train(resolved, Path(out), torch.device(device), resume, stop_after, quiet, on_iteration)
+        with claim_run_folder(Path(out)):
+            return _train(resolved, Path(out), torch.device(device), resume, stop_after, quiet, on_iteration)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
 
@@ -280,10 +301,14 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
         if summary_path.is_file():
             finished_header, _ = read_checkpoint(ckpt)
             check_same_config(ckpt, finished_header, resolved)
-            done = json.loads(summary_path.read_text())
-            if done.get("finished", True):
+            try:
+                done = json.loads(summary_path.read_text())
+            except ValueError:
+                raise RunError(f"{summary_path} is corrupt (not JSON); delete it and resume again to write it anew "
+                               "(the checkpoint holds the finished run)") from None
+            if isinstance(done, dict) and done.get("finished", True):
                 return {**done, "already_finished": True}
-    elif folder.exists() and any(folder.iterdir()):
+    elif any(p.name != LOCK_NAME for p in folder.iterdir()):
         if ckpt.exists():
             raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --out")
         if not _is_run_folder(folder):
@@ -315,6 +340,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     last_d: Dict[str, float] = {}  # the discriminator's last held-out figures (d_heldout_acc, d_heldout_loss)
     if header is not None:
         last_d = {k: v for r in log.rows for k, v in r.items() if k.startswith("d_heldout") and isinstance(v, float)}
+        last_eval = _last_evaluation(log.rows)
     if agent.iteration == 0:  # metrics of the starting generator, the curves' first point
         last_eval = evaluate(agent, data, run, folder)
         log.add({"iteration": 0, "phase": "init", **last_eval})

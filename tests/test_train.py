@@ -289,3 +289,57 @@ def test_a_named_corpus_missing_from_the_data_directory_is_a_clear_error(tmp_pat
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", "coco") != 0
     assert "corpus 'coco' needs coco/image_coco.txt and coco/test_coco.txt" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_in_use_by_a_running_process_is_refused(tmp_path, oracle_data, capsys):
+    from agents.checkpoints import claim_run_folder
+
+    with claim_run_folder(tmp_path / "run"):  # another run holds it (a second open file description)
+        assert run(tmp_path, "--agent", "mle", "--budget", "smoke") == 2
+        assert "in use by another run" in capsys.readouterr().err
+        assert not (tmp_path / "run" / "config.json").exists()
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke") == 0  # free again once released
+
+
+def test_the_printed_resume_command_continues_the_run(tmp_path, oracle_data, capsys):
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, name="full") == 0
+    assert run(tmp_path, *args, "--stop-after", "1", name="cut") == 0
+    hint = capsys.readouterr().out.split("continue with: python train.py ")[1].split()
+    assert train.main([*hint, "--quiet"]) == 0
+    full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
+    assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
+
+
+def test_a_run_killed_between_its_last_checkpoint_and_its_summary_resumes_to_the_full_summary(tmp_path, oracle_data):
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke") == 0
+    folder = tmp_path / "run"
+    full = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").unlink()  # the kill came after the final checkpoint was written
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--resume") == 0
+    resumed = json.loads((folder / "summary.json").read_text())
+    assert {"nll_oracle", "nll_test", "entropy", "d_heldout_acc"} <= set(full["metrics"])
+    assert resumed["metrics"] == full["metrics"]
+
+
+def test_resume_accepts_the_warm_start_folder_spelled_otherwise(tmp_path, oracle_data, monkeypatch):
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", name="mle") == 0
+    monkeypatch.chdir(tmp_path)  # first relative, then absolute with a trailing slash: the same folder
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", "mle", "--stop-after", "1") == 0
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", f"{tmp_path / 'mle'}/", "--resume") == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["finished"]
+
+
+def test_corrupt_metrics_or_summary_files_are_refused_on_resume_with_the_file_named(tmp_path, oracle_data, capsys):
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, "--stop-after", "2") == 0
+    folder = tmp_path / "run"
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    (folder / "metrics.jsonl").write_text("\n".join([lines[0], lines[1][:10], *lines[2:]]) + "\n")  # a torn row
+    assert run(tmp_path, *args, "--resume") == 2
+    assert "metrics.jsonl line 2 is corrupt" in capsys.readouterr().err
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert run(tmp_path, *args, "--resume") == 0
+    (folder / "summary.json").write_text('{"agent": "ml')
+    assert run(tmp_path, *args, "--resume") == 2
+    assert "summary.json is corrupt" in capsys.readouterr().err
