@@ -99,7 +99,8 @@ def test_oracle_file_errors(tmp_path):
 def test_oracle_fallback_without_data(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path))
     oracle = OracleLSTM.load(seed=0)
-    assert "not comparable" in capsys.readouterr().err
+    notice = capsys.readouterr().err
+    assert "not comparable" in notice and f"not found in {tmp_path}" in notice  # the directory searched
     assert oracle.vocab_size == 5000 and oracle.source.startswith("freshly initialized")
     same = OracleLSTM.load(seed=0, quiet=True)
     assert torch.equal(oracle.Wo, same.Wo)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from textgym.masks import length_mask, strip_padding
-from textgym.paths import data_path
+from textgym.paths import data_dir, data_path
 from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_past_prefix
 
 ORACLE_KEYS = (
@@ -146,8 +146,10 @@ class OracleLSTM(nn.Module):
         if default is not None:
             return cls.from_npz(default, max_length=max_length)
         if not quiet:
+            root = data_dir()
+            where = f"in {root}" if root is not None else "(no data directory: set TEXTGYM_DATA)"
             print(
-                "textgym: oracle_lstm/target_params.npz not found (set TEXTGYM_DATA); using a freshly "
+                f"textgym: oracle_lstm/target_params.npz not found {where}; using a freshly "
                 f"initialized oracle (seed {seed}): NLL-oracle numbers are not comparable to published ones",
                 file=sys.stderr,
             )
