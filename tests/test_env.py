@@ -278,3 +278,15 @@ def test_reset_with_a_seed_repeats_the_random_controls_rewards(small_oracle_data
     assert first.abs().sum() > 0  # the control's N(0, 1) logits, not zeros
     assert torch.equal(episode(7), first)
     assert not torch.equal(episode(8), first)
+
+
+def test_a_single_env_stepped_after_its_episode_ended_says_to_reset(small_oracle_data):
+    env = TokenEnv(data=small_oracle_data)
+    env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, _ = env.step(3)
+    with pytest.raises(RuntimeError, match=r"episode has ended; call reset\(\)"):
+        env.step(3)
+    env.reset()
+    env.step(3)

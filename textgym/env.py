@@ -478,6 +478,8 @@ class TokenEnv(gym.Env):
         a = np.asarray(action)
         if a.size != 1:
             raise ValueError(f"action must be one token id, got an array of shape {a.shape}")
+        if bool(self.venv._finished[0]):
+            raise RuntimeError("the episode has ended; call reset() before stepping again")
         obs, r, term, trunc, _ = self.venv.step(a.reshape(1))
         return obs[0].cpu().numpy().copy(), float(r[0]), bool(term[0]), bool(trunc[0]), {}
 
