@@ -8,6 +8,8 @@ is the starting point of RL fine-tuning::
     from agents.sb3_policy import GeneratorPolicy, generator_policy_kwargs
 
     model = PPO(GeneratorPolicy, SB3VecEnv(venv), policy_kwargs=generator_policy_kwargs("runs/mle"))
+    # a corpus run: vocab= refuses a generator trained on other words of the same vocabulary size
+    policy_kwargs = generator_policy_kwargs("runs/mle-coco-s0", vocab=venv)
 
 - **Actor:** π(a | x_<t) = softmax(W h_t + b), the generator's own distribution at the prefix
   that the observation holds (``(N, max_length)`` ids padded with ``vocab_size``).
@@ -34,7 +36,7 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -273,15 +275,65 @@ def load_generator_state(generator: Generator, state: Dict[str, torch.Tensor]) -
                          f"{str(exc).splitlines()[0]}") from None
 
 
-def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = None, **overrides: Any) -> Dict[str, Any]:
+def _vocab_words(vocab: Any) -> Optional[List[str]]:
+    """The words (id order) of ``vocab``: a :class:`~textgym.data.Vocab`, its word list, a data set
+    (None for one without a vocabulary: the oracle benchmarks) or a textgym env (its data's)."""
+    from textgym.data import TextData, Vocab
+    from textgym.sb3 import unwrap_token_env
+
+    if isinstance(vocab, Vocab):
+        return list(vocab.itos)
+    if isinstance(vocab, (list, tuple)) and all(isinstance(w, str) for w in vocab):
+        return list(vocab)
+    if not isinstance(vocab, TextData):
+        try:
+            vocab = unwrap_token_env(vocab).data
+        except TypeError:
+            raise TypeError(f"vocab must be a Vocab, a list of words, a TextData or a textgym env, got "
+                            f"{type(vocab).__name__}") from None
+    words = getattr(vocab, "vocab", None)
+    return None if words is None else list(words.itos)
+
+
+def check_generator_vocab(path: Path, theirs: Optional[List[str]], vocab: Any) -> None:
+    """ValueError when the vocabulary ``theirs`` recorded in the generator file ``path`` (None: an
+    oracle-benchmark generator) is not the vocabulary of ``vocab`` (see :func:`_vocab_words`)."""
+    ours = _vocab_words(vocab)
+    if theirs == ours:
+        return
+    if theirs is None or ours is None:
+        kinds = ["the oracle benchmark (no vocabulary)" if w is None else f"a corpus of {len(w)} words" for w in (theirs, ours)]
+        raise ValueError(f"{path} holds a generator of {kinds[0]}, but the given vocabulary is {kinds[1]}")
+    n = max(len(theirs), len(ours))
+    padded = [list(w) + [None] * (n - len(w)) for w in (theirs, ours)]
+    differ = [i for i in range(n) if padded[0][i] != padded[1][i]]
+    i = differ[0]
+    raise ValueError(f"{path} holds a generator trained on another vocabulary: {len(theirs)} words there, {len(ours)} "
+                     f"given, {len(differ)} ids differ (id {i} is {padded[0][i]!r} there but {padded[1][i]!r} here); "
+                     "its token ids would mean other words")
+
+
+def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = None, *, vocab: Any = None,
+                            **overrides: Any) -> Dict[str, Any]:
     """``policy_kwargs`` of :class:`GeneratorPolicy` starting from an MLE run.
 
     ``source``: a run folder (its ``generator.pt``, the run's last generator), a ``generator.pt``
     file, a state dict (a ``Generator.state_dict()`` or an agent state holding one under
-    ``"generator"``), or None (a fresh generator). The sizes are read from the weights.
+    ``"generator"``), or None (a fresh generator). The sizes are read from the weights; only
+    they are checked (by the policy, against the env's), unless ``vocab`` is given.
+
+    ``vocab``: what the generator must have been trained on: the env the policy will act in (or
+    its data set, :class:`~textgym.data.Vocab` or word list). The vocabulary recorded in the
+    generator file must then be the same words in the same order (as ``train.py --init-from``
+    requires), else ValueError naming the difference: a generator trained on other words of the
+    same vocabulary size would otherwise load. A state dict records no vocabulary, so ``vocab``
+    with a state dict is a ValueError too.
     """
     state: Optional[Dict[str, torch.Tensor]] = None
     if isinstance(source, dict):
+        if vocab is not None:
+            raise ValueError("vocab= checks the vocabulary recorded in a generator file; a state dict records none "
+                             "(give the run folder or its generator.pt)")
         state = source.get("generator", source)
     elif source is not None:
         from textgym.evaluate import GENERATOR_FORMAT
@@ -294,6 +346,8 @@ def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = Non
         blob = load_data_only(path, str(path))
         if not isinstance(blob, dict) or blob.get("format") != GENERATOR_FORMAT:
             raise ValueError(f"{path} is not a textgym generator file")
+        if vocab is not None:
+            check_generator_vocab(path, blob.get("vocab"), vocab)
         state = blob["state_dict"]
     kwargs: Dict[str, Any] = {}
     if state is not None:

@@ -341,6 +341,36 @@ def test_policy_kwargs_from_an_mle_run_folder(tmp_path, oracle_data):
         generator_policy_kwargs(tmp_path / "nothing")
 
 
+def test_policy_kwargs_check_the_generators_vocabulary_when_given_one(tmp_path, small_oracle_data):
+    """A generator file trained on other words of the same vocabulary size loads by size alone;
+    given the env (or its data, Vocab or word list), its recorded vocabulary must be the env's."""
+    from textgym.evaluate import export_generator
+
+    (tmp_path / "corpus.txt").write_text("a b c\nb c a\n")
+    (tmp_path / "renamed.txt").write_text("aX bX cX\nbX cX aX\n")  # as many words, other words
+    env = TokenVecEnv(2, data=str(tmp_path / "corpus.txt"), discriminator="constant")
+    renamed = TokenVecEnv(2, data=str(tmp_path / "renamed.txt"), discriminator="constant")
+    oracle = TokenVecEnv(2, data=small_oracle_data, discriminator="oracle")
+    V_c = env.vocab_size
+    kw = dict(vocab_size=V_c, max_length=env.max_length, eos_id=0, emb_dim=4, hidden_dim=4)
+    torch.save(export_generator(Generator(**kw), kw, env.data.vocab), tmp_path / "generator.pt")
+    for given in (env, SB3VecEnv(env), env.data, env.data.vocab, env.data.vocab.itos):
+        assert generator_policy_kwargs(tmp_path, vocab=given)["emb_dim"] == 4
+    assert renamed.vocab_size == V_c and generator_policy_kwargs(tmp_path)["emb_dim"] == 4  # unchecked: loads
+    with pytest.raises(ValueError, match="another vocabulary: 5 words there, 5 given, 3 ids differ \\(id 2 is 'a' there "
+                                         "but 'aX' here\\)"):
+        generator_policy_kwargs(tmp_path, vocab=renamed)
+    with pytest.raises(ValueError, match="a corpus of 5 words, but the given vocabulary is the oracle benchmark"):
+        generator_policy_kwargs(tmp_path / "generator.pt", vocab=oracle)
+    with pytest.raises(ValueError, match="a state dict records none"):
+        generator_policy_kwargs(Generator(**kw).state_dict(), vocab=env)
+    kw = dict(vocab_size=V, max_length=L, eos_id=None, emb_dim=4, hidden_dim=4)
+    torch.save(export_generator(Generator(**kw), kw, None), tmp_path / "oracle.pt")
+    assert generator_policy_kwargs(tmp_path / "oracle.pt", vocab=oracle)["hidden_dim"] == 4
+    with pytest.raises(ValueError, match="the oracle benchmark \\(no vocabulary\\), but the given vocabulary is a corpus"):
+        generator_policy_kwargs(tmp_path / "oracle.pt", vocab=env)
+
+
 def test_the_mc_reward_completes_prefixes_with_the_policys_generator(small_oracle_data):
     import discriminators
 

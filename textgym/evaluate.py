@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -197,11 +198,38 @@ def read_references(source: str) -> List[List[str]]:
     return read_sentences(source)
 
 
+def corpus_options_given(args: argparse.Namespace) -> List[str]:
+    """The options of ``args`` that only apply to text against references (``--references``, and
+    ``--metrics``/``--orders`` when not left at their defaults)."""
+    defaults = build_parser()
+    given = ["--references"] if args.references else []
+    return given + [f"--{k}" for k in ("metrics", "orders") if getattr(args, k) != defaults.get_default(k)]
+
+
+def reference_coverage(refs: List[List[str]], vocab: Vocab, max_length: int) -> tuple[float, int]:
+    """The share of the reference words outside ``vocab`` (they are scored as ``<unk>``) and the
+    number of references longer than ``max_length - 1`` words (cut at ``max_length``, ``<eos>`` lost)."""
+    n_words = sum(len(s) for s in refs)
+    unknown = sum(1 for s in refs for w in s if w not in vocab.stoi)
+    return (unknown / n_words if n_words else 0.0), sum(1 for s in refs if len(s) + 1 > max_length)
+
+
 def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
-    """The ``--generator`` command: a generator file's metrics (and frontier)."""
+    """The ``--generator`` command: a generator file's metrics (and frontier).
+
+    An oracle-benchmark generator is scored on the oracle (corpus options are refused); a corpus
+    generator on ``--references``, encoded through its vocabulary: the share of reference words
+    outside it (``references_unk_rate``, scored as ``<unk>``) and the number of references cut at
+    its max_length (``references_truncated``) are reported, with a warning when not zero.
+    """
     gen, vocab = load_generator(Path(args.generator), args.device)
     result: Dict[str, Any] = {}
     if vocab is None:  # an oracle-benchmark generator
+        corpus_only = corpus_options_given(args)
+        if corpus_only:
+            raise SystemExit(f"error: {args.generator} is a generator of the synthetic oracle benchmark (no vocabulary): "
+                             f"it is scored on the oracle, and {' '.join(corpus_only)} (text against references) "
+                             "does not apply; drop it")
         data = resolve_data("oracle", gen.max_length)
         if data.vocab_size != gen.vocab_size:
             raise SystemExit(f"error: the generator has {gen.vocab_size} tokens but the oracle has {data.vocab_size}")
@@ -219,12 +247,19 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
         raise SystemExit("error: a corpus generator needs --references (a held-out text file, or coco for the COCO "
                          "captions' test split)")
     refs = read_references(args.references)
+    unk_rate, truncated = reference_coverage(refs, vocab, gen.max_length)
+    if unk_rate or truncated:
+        warnings.warn(f"{100 * unk_rate:.1f}% of the words of the references {args.references} are outside the "
+                      f"generator's vocabulary of {len(vocab)} (scored as <unk>), and {truncated} of {len(refs)} "
+                      f"references are longer than max_length - 1 = {gen.max_length - 1} words (cut, <eos> lost): "
+                      "NLL-test covers the references as encoded, not as written", stacklevel=2)
     ref_ids = [vocab.encode(s) + [0] for s in refs]
     ref_t, ref_l = pack([r[: gen.max_length] for r in ref_ids], gen.max_length, vocab.pad_id)
     result["nll_test"] = nll_test(gen, ref_t, ref_l)
     tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
     hyps = [vocab.decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths, strict=True)]
     result.update(bleu_table(hyps, refs, args.orders, args.metrics))
+    result.update(references_unk_rate=unk_rate, references_truncated=truncated)
     if args.frontier:
         pts = corpus_frontier({Path(args.generator).parent.name: gen}, refs, vocab.decode, args.temperatures,
                               n=min(args.n_samples, 500), seed=args.seed)
@@ -234,6 +269,17 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
 
             plot_frontier(pts, args.plot)
     return result
+
+
+def plot_curves(run_dirs: Sequence[str], path: str) -> Path:
+    """The ``--curves`` command: :func:`textgym.plots.plot_training_curves` of the run folders
+    (a torn last line of a ``metrics.jsonl`` is skipped, see :func:`textgym.plots.read_metrics`)."""
+    from textgym.plots import plot_training_curves
+
+    try:
+        return plot_training_curves(run_dirs, path)
+    except (FileNotFoundError, ValueError) as exc:  # not a run folder, a corrupt line, labels that repeat
+        raise SystemExit(f"error: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,9 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     samples_file = args.samples
     if args.curves:
-        from textgym.plots import plot_training_curves
-
-        out = plot_training_curves(args.curves, args.plot or "curves.png")
+        out = plot_curves(args.curves, args.plot or "curves.png")
         print(f"wrote {out}")
         return 0
     if args.generator:
@@ -274,6 +318,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         hyps = read_samples(samples_file)
         result = {"samples": len(hyps)}
         if args.oracle:
+            corpus_only = corpus_options_given(args)
+            if corpus_only:
+                parser.error(f"--oracle scores token ids under the oracle; {' '.join(corpus_only)} (text against "
+                             "references) does not apply")
             result["nll_oracle"] = oracle_nll_of_ids(hyps, resolve_data("oracle"))
         else:
             refs = read_references(args.references) if args.references else None

@@ -3,6 +3,7 @@ curves of run folders. PNG files through matplotlib's non-interactive Agg backen
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
@@ -44,11 +45,26 @@ def plot_frontier(points: Iterable[FrontierPoint], path: Union[str, Path], title
 
 
 def read_metrics(run_dir: Union[str, Path]) -> List[Dict]:
-    """The rows of a run folder's ``metrics.jsonl``."""
+    """The rows of a run folder's ``metrics.jsonl``. A last line that is not JSON (a write cut
+    short by a kill) is skipped with a warning; a corrupt line elsewhere is a ValueError naming
+    the file and the line."""
     f = Path(run_dir) / "metrics.jsonl"
     if not f.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {f} does not exist")
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    lines = [(i + 1, line) for i, line in enumerate(f.read_text(errors="replace").splitlines()) if line.strip()]
+    rows: List[Dict] = []
+    for n, line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if n == lines[-1][0]:
+                warnings.warn(f"{f} line {n}, the last, is incomplete (a write cut short): skipped", stacklevel=2)
+                break
+            raise ValueError(f"{f} line {n} is corrupt (not JSON); repair or delete that line") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{f} line {n} is corrupt (not a JSON object); repair or delete that line")
+        rows.append(row)
+    return rows
 
 
 def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, Path],

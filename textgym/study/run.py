@@ -18,6 +18,7 @@ from agents.config import Resolved, RunConfig
 from agents.driver import build_agent, load_data, train
 from agents.infill import InfillAgent
 from textgym.data import OracleData, TextData
+from textgym.plots import read_metrics
 from textgym.study.report import write_outputs
 from textgym.study.spec import (
     RECORD_FORMAT,
@@ -37,7 +38,7 @@ from textgym.study.spec import (
 # ---------------------------------------------------------------------------- one run
 def _curves(folder: Path, task: Task) -> List[Dict[str, Any]]:
     keep = ("iteration", "phase", *task.curves, "nll_val")
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_metrics(folder)
     return [{k: r[k] for k in keep if k in r} for r in rows]
 
 

@@ -1,0 +1,71 @@
+"""``python -m textgym.evaluate``: options that do not apply are refused, references the generator
+cannot see as written are reported, and training curves survive a torn last line."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from agents.generator import Generator
+from textgym.data import EOS, UNK, Vocab
+from textgym.evaluate import export_generator
+from textgym.evaluate import main as evaluate_main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def generator_file(path, vocab_size, max_length, vocab=None):
+    """A small generator file as train.py writes it (``vocab`` None: an oracle-benchmark generator)."""
+    kwargs = dict(vocab_size=vocab_size, max_length=max_length, eos_id=0, emb_dim=4, hidden_dim=4)
+    torch.save(export_generator(Generator(**kwargs), kwargs, vocab), path)
+    return str(path)
+
+
+def test_an_oracle_generator_refuses_the_options_of_text_against_references(tmp_path, capsys):
+    gen = generator_file(tmp_path / "generator.pt", 5000, 20)  # the oracle benchmark's sizes
+    (tmp_path / "refs.txt").write_text("a man rides a horse\n")
+    with pytest.raises(SystemExit, match="synthetic oracle benchmark .* --references .* does not apply"):
+        evaluate_main(["--generator", gen, "--references", str(tmp_path / "refs.txt")])
+    with pytest.raises(SystemExit, match="--orders .* does not apply"):
+        evaluate_main(["--generator", gen, "--orders", "2"])
+    # the same for a samples file scored with --oracle
+    (tmp_path / "ids.txt").write_text("1 2 3\n")
+    with pytest.raises(SystemExit):
+        evaluate_main([str(tmp_path / "ids.txt"), "--oracle", "--references", str(tmp_path / "refs.txt")])
+    assert "--references (text against references) does not apply" in capsys.readouterr().err
+
+
+def test_references_outside_the_generators_vocabulary_or_length_are_reported(tmp_path):
+    vocab = Vocab([EOS, UNK, "a", "b", "c"])
+    gen = generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
+    refs = tmp_path / "refs.txt"
+    refs.write_text("a b zz\na b c a b\n")  # 1 of 8 words unknown; the second is cut (5 words + <eos> > 4)
+    out = tmp_path / "e.json"
+    with pytest.warns(UserWarning, match=r"12\.5% of the words .* outside .* 1 of 2 references are longer"):
+        assert evaluate_main(["--generator", gen, "--references", str(refs), "--n-samples", "20", "--orders", "2",
+                              "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["references_unk_rate"] == 0.125 and result["references_truncated"] == 1
+    refs.write_text("a b\nc a b\n")  # every word known, every reference fits: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate_main(["--generator", gen, "--references", str(refs), "--n-samples", "20", "--orders", "2",
+                              "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["references_unk_rate"] == 0.0 and result["references_truncated"] == 0
+
+
+def test_curves_skip_a_torn_last_line_and_name_a_corrupt_one(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = "".join(json.dumps({"iteration": i, "nll_oracle": 9.0 - i}) + "\n" for i in range(3))
+    (run / "metrics.jsonl").write_text(rows + '{"iteration": 3, "nll_or')  # killed while writing
+    with pytest.warns(UserWarning, match="metrics.jsonl line 4, the last, is incomplete"):
+        assert evaluate_main(["--curves", str(run), "--plot", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 0
+    assert (run / "metrics.jsonl").read_text().endswith('"nll_or')  # the run folder is left as it is
+    (run / "metrics.jsonl").write_text(rows.replace("}\n", "\n", 1) + rows)  # line 1 lost its brace
+    with pytest.raises(SystemExit, match="metrics.jsonl line 1 is corrupt"):
+        evaluate_main(["--curves", str(run), "--plot", str(tmp_path / "c.png")])
