@@ -47,6 +47,12 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -100,14 +106,16 @@ def run_values(resolved: Resolved) -> Dict[str, Any]:
     return json.loads(json.dumps(resolved.to_json()["values"], sort_keys=True, default=str))
 
 
-def checkpoint_parts(resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData) -> Tuple[Dict[str, Any], bytes]:
+def checkpoint_parts(resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData,
+                     train_seconds: float = 0.0) -> Tuple[Dict[str, Any], bytes]:
     """(header without its checksum, body): the agent's state serialized now (tensors copied off
-    the device), the part of a checkpoint that must see this iteration's state."""
+    the device), the part of a checkpoint that must see this iteration's state. ``train_seconds``:
+    the time spent in training iterations so far, over every session of the run."""
     buf = io.BytesIO()
     torch.save({"agent": agent.state_dict()}, buf)
     header = {"format": CHECKPOINT_FORMAT, "agent": resolved.agent, "config": run_values(resolved),
               "data": data_fingerprint(data), "iteration": agent.iteration, "metrics_rows": metrics_rows,
-              "device_type": agent.device.type}
+              "device_type": agent.device.type, "train_seconds": round(train_seconds, 3)}
     return header, buf.getvalue()
 
 
@@ -137,9 +145,10 @@ class CheckpointWriter:
         self._thread: Optional[threading.Thread] = None
         self._error: Optional[BaseException] = None
 
-    def save(self, path: Path, resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData) -> None:
+    def save(self, path: Path, resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData,
+             train_seconds: float = 0.0) -> None:
         self.close()
-        header, body = checkpoint_parts(resolved, agent, metrics_rows, data)
+        header, body = checkpoint_parts(resolved, agent, metrics_rows, data, train_seconds)
         self._thread = threading.Thread(target=self._write, args=(path, header, body), name="checkpoint-writer")
         self._thread.start()
 

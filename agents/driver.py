@@ -334,7 +334,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     every = run.eval_every
     stop = total if stop_after is None else min(total, agent.iteration + stop_after)
     started = time.time()
-    train_seconds = 0.0
+    train_seconds = float(header.get("train_seconds", 0.0)) if header else 0.0  # earlier sessions' time
     bar = tqdm(total=total, initial=agent.iteration, desc=resolved.agent, disable=quiet, dynamic_ncols=True)
     last_eval: Dict[str, float] = {}
     last_d: Dict[str, float] = {}  # the discriminator's last held-out figures (d_heldout_acc, d_heldout_loss)
@@ -362,7 +362,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
                 last_eval = evaluate(agent, data, run, folder)
                 row.update(last_eval)
             log.add(row)
-            writer.save(ckpt, resolved, agent, len(log.rows), data)
+            writer.save(ckpt, resolved, agent, len(log.rows), data, train_seconds)
             if on_iteration is not None:
                 on_iteration(agent, stats, dt)
             bar.update(1)

@@ -256,3 +256,11 @@ def test_cached_samples_never_move_the_oracle(monkeypatch, tmp_path):
     assert moves == []
     assert torch.equal(x, oracle.sample_dataset(16, 5))
     assert torch.equal(cached_samples(oracle, 16, seed=5), x)  # from the disk cache now
+
+
+def test_a_misspelled_data_set_name_suggests_the_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="did you mean 'coco'"):
+        resolve_data("cocoa")
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # no close name: the missing file
+        resolve_data("my_corpus.txt")

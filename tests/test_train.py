@@ -343,3 +343,16 @@ def test_corrupt_metrics_or_summary_files_are_refused_on_resume_with_the_file_na
     (folder / "summary.json").write_text('{"agent": "ml')
     assert run(tmp_path, *args, "--resume") == 2
     assert "summary.json is corrupt" in capsys.readouterr().err
+
+
+def test_train_seconds_add_up_over_the_sessions_of_a_resumed_run(tmp_path, oracle_data):
+    from agents.checkpoints import read_checkpoint
+
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, "--stop-after", "2") == 0
+    first, _ = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert first["train_seconds"] > 0
+    assert run(tmp_path, *args, "--resume") == 0
+    last, _ = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["train_seconds"] == last["train_seconds"] > first["train_seconds"]

@@ -18,6 +18,7 @@ and test sets as ``(M, T)`` int64 tensors padded with ``pad_id`` plus ``(M,)`` l
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import warnings
 from collections import Counter
@@ -358,5 +359,11 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
     if isinstance(data, str) and data in CORPORA:
         return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
+        if isinstance(data, str) and not Path(data).exists():
+            names = ["oracle", *CORPORA]
+            close = difflib.get_close_matches(data, names, n=1, cutoff=0.6)
+            if close:
+                raise FileNotFoundError(f"data {data!r} is neither a file nor a named data set (did you mean "
+                                        f"{close[0]!r}? the names are {', '.join(names)})")
         return Corpus(data, max_length=max_length)
     raise TypeError(f"data must be 'oracle', a path to a text file, or a TextData object; got {type(data).__name__}")
