@@ -3,6 +3,7 @@ cannot see as written are reported, and training curves survive a torn last line
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import pytest
@@ -69,3 +70,26 @@ def test_curves_skip_a_torn_last_line_and_name_a_corrupt_one(tmp_path):
     (run / "metrics.jsonl").write_text(rows.replace("}\n", "\n", 1) + rows)  # line 1 lost its brace
     with pytest.raises(SystemExit, match="metrics.jsonl line 1 is corrupt"):
         evaluate_main(["--curves", str(run), "--plot", str(tmp_path / "c.png")])
+
+
+def test_a_uniform_generators_entropy_and_nll_test_are_log_v_and_bleu_uses_the_test_references(tmp_path):
+    from textgym.bleu import bleu, self_bleu
+    from textgym.data import Corpus
+    from textgym.evaluate import evaluate_generator
+
+    words = "a b c d e f g h".split()
+    (tmp_path / "train.txt").write_text("\n".join(" ".join(words[i:i + 4]) for i in range(5)) + "\n")
+    (tmp_path / "test.txt").write_text("h g f e\nd c b a\n")  # no sentence of the training set
+    data = Corpus(tmp_path / "train.txt", tmp_path / "test.txt", max_length=6)
+    gen = Generator(vocab_size=data.vocab_size, max_length=6, eos_id=data.eos_id, emb_dim=4, hidden_dim=4)
+    with torch.no_grad():  # logits 0 everywhere: every token, <eos> included, has probability 1/V
+        gen.out.weight.zero_()
+        gen.out.bias.zero_()
+    ev = evaluate_generator(gen, data, n_samples=200, bleu_samples=50, temperature=0.7)
+    assert ev.metrics["entropy"] == pytest.approx(math.log(data.vocab_size), abs=1e-5)  # the closed form, ln V
+    assert ev.metrics["nll_test"] == pytest.approx(math.log(data.vocab_size), abs=1e-5)
+    hyps = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(ev.tokens[:50], ev.lengths[:50])]
+    refs = [s.split() for s in ("h g f e", "d c b a")]
+    assert ev.metrics["bleu4"] == bleu(hyps, refs, 4) and ev.metrics["self_bleu4"] == self_bleu(hyps, 4)
+    train_refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(data.train, data.train_lengths)]
+    assert bleu(hyps, train_refs, 4) != ev.metrics["bleu4"]  # the test split is what the metric reads

@@ -107,16 +107,6 @@ def test_batched_mc_agrees_with_slow_reference_statistically(small_oracle_data, 
     torch.testing.assert_close(slow[:, -1], scorer.score(tokens))
 
 
-def test_mc_estimates_converge_to_each_other(small_oracle_data):
-    # Two independent batched estimates with many rollouts agree closely, entry by entry.
-    oracle = small_oracle_data.oracle
-    reward = MCReward(OracleScorer(oracle), rollout_policy=oracle, n_rollouts=512).bind(50, None, 50)
-    tokens = small_oracle_data.test[:4]
-    a = reward.sequence_rewards(tokens, torch.full((4,), 6), generator=torch.Generator().manual_seed(0))
-    b = reward.sequence_rewards(tokens, torch.full((4,), 6), generator=torch.Generator().manual_seed(1))
-    assert (a - b).abs().max() < 0.15
-
-
 def test_oracle_scores_completions_with_each_shared_prefix_once(small_oracle_data, device):
     """score_completions (prefix scored once per group) equals scoring every row in full, with
     and without sequences that end early, and refuses groups that do not share the prefix."""

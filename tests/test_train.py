@@ -166,6 +166,15 @@ def test_generator_file_evaluates(tmp_path, oracle_data, capsys):
     result = json.loads((tmp_path / "e.json").read_text())
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert result["nll_oracle"] > 5.7 and abs(result["nll_oracle"] - summary["metrics"]["nll_oracle"]) < 0.5
+    # the file holds the run's final generator, weight for weight
+    from agents.checkpoints import read_checkpoint
+    from textgym.evaluate import load_generator
+
+    loaded, _ = load_generator(tmp_path / "run" / "generator.pt")
+    _, state = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    trained = state["generator"]
+    assert trained.keys() == loaded.state_dict().keys()
+    assert all(torch.equal(trained[k], v) for k, v in loaded.state_dict().items())
 
 
 def test_corpus_run_reports_bleu_and_self_bleu(tmp_path):
