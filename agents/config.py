@@ -424,18 +424,32 @@ def translate_deprecated(values: Mapping[str, Any]) -> Dict[str, Any]:
     return out
 
 
+#: the top-level keys of a ``config.json`` (:meth:`Resolved.to_json`); ``sources`` is informative only
+CONFIG_KEYS = ("format", "agent", "budget", "values", "sources")
+
+
 def from_json(blob: Mapping[str, Any], path: str = "config.json") -> Tuple[str, str, Dict[str, Any]]:
-    """(agent, budget, values) of a ``config.json``; ConfigError for anything else."""
+    """(agent, budget, values) of a ``config.json``; ConfigError for anything else.
+
+    An unknown top-level key is refused (a typo such as ``"budgte"`` would otherwise be ignored
+    and the run would take another budget), and so is a missing or non-string ``budget``: every
+    ``config.json`` the driver writes has one, so its absence means a hand-edited file."""
     if not isinstance(blob, Mapping) or blob.get("format") != CONFIG_FORMAT:
         raise ConfigError(f"{path} is not a textgym config (expected \"format\": {CONFIG_FORMAT!r})")
+    for k in blob:
+        if k not in CONFIG_KEYS:
+            raise ConfigError(f"{path}: unknown top-level key {k!r}{suggest(k, CONFIG_KEYS)}; valid: {list(CONFIG_KEYS)}")
     values = blob.get("values")
     if not isinstance(values, Mapping) or not isinstance(blob.get("agent"), str):
         raise ConfigError(f"{path}: expected an \"agent\" name and a \"values\" object")
-    return blob["agent"], str(blob.get("budget", "paper")), dict(values)
+    if not isinstance(blob.get("budget"), str):
+        raise ConfigError(f"{path}: expected a \"budget\" name (one of {sorted(BUDGETS)}), got {blob.get('budget')!r}; "
+                          "add it to the file (train.py writes it into every config.json)")
+    return blob["agent"], blob["budget"], dict(values)
 
 
 __all__ = [
-    "BUDGETS", "CONFIG_FORMAT", "DEPRECATED_KEYS", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError", "Preset",
+    "BUDGETS", "CONFIG_FORMAT", "CONFIG_KEYS", "DEPRECATED_KEYS", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError", "Preset",
     "Resolved", "RunConfig", "all_field_names", "as_dict", "coerce", "describe", "field_types", "fields_of", "from_json",
     "param", "parse_text", "replace", "resolve", "suggest", "translate_deprecated", "validate",
 ]

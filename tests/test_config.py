@@ -222,3 +222,21 @@ def test_command_line_values_parse_by_field_type():
     assert parse_text("opts", Dict[str, Any], '{"size": "small"}') == {"size": "small"}
     with pytest.raises(ConfigError, match="batch_size: expected int"):
         parse_text("batch_size", int, "6.5")
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"budgte": "smoke"}, "unknown top-level key 'budgte' (did you mean budget?)"),
+    ({"budget": None}, "expected a \"budget\" name"),
+    ({"budget": 3}, "expected a \"budget\" name"),
+])
+def test_a_config_file_with_an_unknown_top_level_key_or_no_budget_is_refused(tmp_path, capsys, change, match):
+    """A typo in a config.json's top-level key was ignored, and the run took the paper budget instead."""
+    blob = resolve(agents.preset("mle"), "smoke").to_json()
+    del blob["budget"]
+    blob.update({k: v for k, v in change.items() if v is not None})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(blob))
+    assert train.main(["--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert match in err and str(path) in err
+    assert not (tmp_path / "run").exists()

@@ -422,3 +422,75 @@ def test_one_seed_gives_no_intervals_and_the_reading_claims_nothing():
     assert analysis["comparisons"][0]["start"]["differences"] == {}
     text = "\n".join(reading(analysis, frontier_axes(spec)[0], task_of(spec)))
     assert "no intervals" in text and "did not move" not in text and "Indistinguishable" not in text
+
+
+# ---------------------------------------------------------------------------- bad values and corrupt files
+ONE_CELL = {**SPEC, "seeds": [0], "grid": [{"agent": ["seqgan"], "discriminator": ["rnn"]}]}
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"eval_samples": "many"}, "eval_samples must be an integer >= 1, got 'many'"),
+    ({"eval_samples": 1.5}, "eval_samples must be an integer >= 1, got 1.5"),
+    ({"eval_test_size": -5}, "eval_test_size must be an integer >= 1 .*got -5"),
+    ({"bleu_samples": 0}, "bleu_samples must be an integer >= 1, got 0"),
+    ({"seeds": [0, True]}, "seeds must be integers >= 0, got True"),
+    ({"seeds": [0, -1]}, "seeds must be integers >= 0, got -1"),
+    ({"seeds": 3}, "seeds must be a list, got 3"),
+    ({"temperatures": [1.0, True]}, "temperatures must be at least 2 finite positive numbers"),
+    ({"temperatures": [1.0, float("inf")]}, "temperatures must be at least 2 finite positive numbers"),
+    ({"mle": [1]}, "mle must be a mapping of config fields"),
+    ({"budget": ["smoke"]}, "budget must be a string"),
+    ({"format": "other-v9"}, "\"format\" is 'other-v9', not this version's 'textgym-study-v1'"),
+])
+def test_spec_sizes_seeds_and_format_are_checked_before_any_training(tmp_path, capsys, change, match):
+    """These passed expand(): a bad evaluation size crashed after the start had trained or ran
+    silently, a bool passed for a seed, and any "format" was dropped."""
+    import re
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({**ONE_CELL, **change}))
+    assert study.main(["run", str(spec_file), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(match, err), err
+    assert not (tmp_path / "out" / "cells").exists()
+
+
+def test_a_corrupt_spec_json_of_a_study_folder_is_named_by_run_and_merge(tmp_path, capsys, oracle_data):
+    spec_file = tmp_path / "my-spec.json"
+    spec_file.write_text(json.dumps(ONE_CELL))
+    out = tmp_path / "out"
+    out.mkdir()
+    for content, what in (('{"format": "textgym-study-v1", "na', "not JSON"), ("[1, 2]", "a JSON list, not a study spec")):
+        (out / "spec.json").write_text(content)
+        assert study.main(["run", str(spec_file), "--out", str(out), "--quiet"]) == 2
+        assert study.main(["merge", str(out)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"error: {out / 'spec.json'} is corrupt ({what}); restore it from a copy of the spec the study "
+                       "was started with, or start the study in another folder"] * 2
+        assert not (out / "cells").exists()
+
+
+def test_a_corrupt_or_foreign_record_json_is_refused_before_anything_trains(tmp_path, oracle_data):
+    """A corrupt record.json was a run failure that rerunning 'retries' (it never could), a JSON
+    list one an AttributeError, and the record of another run was reused as this run's."""
+    spec = StudySpec.from_dict(ONE_CELL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "spec.json").write_text(json.dumps(spec.to_dict()))
+    cell = next(c for c in expand(spec) if c.role == "cell")
+    path = cell.folder(out) / "record.json"
+    path.parent.mkdir(parents=True)
+    redo = "; delete it and rerun the study to redo that run"
+    foreign = {"format": study.RECORD_FORMAT, "key": "mle start", "seed": 0}
+    for content, problem in (('{"format": "textgym-study-cell-v1", "ke', "is corrupt (not JSON)"),
+                             ("[]", "is corrupt (a JSON list, not a study record)"),
+                             (json.dumps(foreign), "is the record of run s0 'mle start', not of s0 'seqgan discriminator=rnn'")):
+        path.write_text(content)
+        calls = [lambda: run_study(spec, out, quiet=True), lambda: study.run_cell(cell, spec, out)]
+        if content != json.dumps(foreign):
+            calls.append(lambda: study.collect(out, spec))
+        for call in calls:
+            with pytest.raises(StudyError) as exc:
+                call()
+            assert str(exc.value) == f"{path} {problem}{redo}"
+        assert [p.name for p in (out / "cells" / "s0").iterdir()] == [cell.folder_name]  # nothing trained

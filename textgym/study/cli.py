@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -10,7 +9,7 @@ from typing import List, Optional, Sequence
 from agents.checkpoints import RunError
 from agents.config import ConfigError
 from textgym.study.report import write_outputs
-from textgym.study.run import collect, run_study
+from textgym.study.run import collect, read_folder_spec, run_study
 from textgym.study.spec import BUILTIN, StudyError, StudySpec, expand, load_spec, parse_shard
 
 
@@ -62,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             out = Path(args.out)
             if not (out / "spec.json").is_file():
                 raise StudyError(f"{out} holds no study (no spec.json)")
-            spec = StudySpec.from_dict(json.loads((out / "spec.json").read_text()))
+            spec = StudySpec.from_dict(read_folder_spec(out / "spec.json"))
             report = write_outputs(out, spec, collect(out, spec, partial=args.partial))
             print(f"report: {report}")
             return 0

@@ -74,16 +74,53 @@ def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, dev
     return out
 
 
+REDO = "delete it and rerun the study to redo that run"
+
+
+def read_json_file(path: Path, what: str, todo: str) -> Dict[str, Any]:
+    """The JSON object in ``path`` (``what`` it should hold); StudyError naming the file and ``todo``
+    when it is not JSON or not an object, instead of a traceback from further down."""
+    try:
+        blob = json.loads(path.read_text())
+    except ValueError:
+        raise StudyError(f"{path} is corrupt (not JSON); {todo}") from None
+    if not isinstance(blob, dict):
+        raise StudyError(f"{path} is corrupt (a JSON {type(blob).__name__}, not {what}); {todo}")
+    return blob
+
+
+def read_folder_spec(path: Path) -> Dict[str, Any]:
+    """A study folder's ``spec.json`` as a dict (StudyError when it is corrupt)."""
+    return read_json_file(path, "a study spec", "restore it from a copy of the spec the study was started with, "
+                                                "or start the study in another folder")
+
+
+def finished_record(cell: Cell, root: Path) -> Optional[Dict[str, Any]]:
+    """The ``record.json`` of a finished run of ``cell``, or None when it has none (or one of an
+    earlier record format, which is redone). StudyError when the file is corrupt (rerunning
+    cannot fix that) or is the record of another run (reusing it would report that run's
+    results under this cell's name)."""
+    path = cell.folder(root) / "record.json"
+    if not path.is_file():
+        return None
+    record = read_json_file(path, "a study record", REDO)
+    if record.get("format") != RECORD_FORMAT:
+        return None
+    if (record.get("key"), record.get("seed")) != (cell.key, cell.seed):
+        raise StudyError(f"{path} is the record of run s{record.get('seed')} {record.get('key')!r}, not of "
+                         f"s{cell.seed} {cell.key!r}; {REDO}")
+    return record
+
+
 def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threads: int = 0) -> Dict[str, Any]:
     """Train (or resume, or reuse) one run and evaluate it; returns and writes its ``record.json``."""
     if threads > 0:
         torch.set_num_threads(threads)
     folder = cell.folder(root)
     record_path = folder / "record.json"
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("format") == RECORD_FORMAT:
-            return record
+    record = finished_record(cell, root)
+    if record is not None:
+        return record
     t0 = time.perf_counter()
     resolved = resolved_for(cell, spec, root)
     with warnings.catch_warnings(record=True) as caught:  # kept in the record, not printed across the progress bar
@@ -112,7 +149,7 @@ def _check_folder_spec(out: Path, spec: StudySpec) -> None:
     path = out / "spec.json"
     new = json.loads(json.dumps(spec.to_dict()))
     if path.is_file():
-        old = json.loads(path.read_text())
+        old = read_folder_spec(path)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise StudyError(f"{out} holds a study with another spec (fields {diff} differ); choose another --out")
@@ -138,6 +175,8 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
     _check_folder_spec(out, spec)
     root = out if shard is None else out / "shards" / f"{shard[0]}-of-{shard[1]}"
     todo = shard_cells(cells, shard)
+    for c in todo:  # a corrupt or foreign record.json is refused before anything trains
+        finished_record(c, root)
     started = time.perf_counter()
     threads = max(1, (torch.get_num_threads() if workers == 1 else (torch.get_num_threads() // workers)))
     records: List[Dict[str, Any]] = []
@@ -183,12 +222,11 @@ def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str,
     StudyError naming the missing runs unless ``partial``."""
     found: Dict[Tuple[int, str], Dict[str, Any]] = {}
     for path in sorted(out.glob("cells/s*/*/record.json")) + sorted(out.glob("shards/*/cells/s*/*/record.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except ValueError:
-            raise StudyError(f"{path} is corrupt (not JSON); delete it and rerun the study to redo that run") from None
+        rec = read_json_file(path, "a study record", REDO)
         if rec.get("format") != RECORD_FORMAT:
             raise StudyError(f"{path} is not a study record (format {rec.get('format')!r})")
+        if not isinstance(rec.get("seed"), int) or not isinstance(rec.get("key"), str):
+            raise StudyError(f"{path} is corrupt (no run key and seed); {REDO}")
         found.setdefault((rec["seed"], rec["key"]), rec)
     wanted = [(c.seed, c.key) for c in expand(spec)]
     missing = [w for w in wanted if w not in found]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -102,6 +103,9 @@ class StudySpec:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> StudySpec:
         names = {f.name for f in fields(cls)}
+        if "format" in d and d["format"] != SPEC_FORMAT:  # to_dict writes it; a hand-written spec may leave it out
+            raise StudyError(f"the spec's \"format\" is {d['format']!r}, not this version's {SPEC_FORMAT!r}: "
+                             f"bring its fields up to this version and set \"format\": {SPEC_FORMAT!r}, or leave it out")
         d = {k: v for k, v in d.items() if k != "format"}
         for k in d:
             if k not in names:
@@ -285,9 +289,36 @@ def resolved_for(cell: Cell, spec: StudySpec, root: Path) -> Any:
     return resolve(agents.preset(cell.agent), spec.budget, explicit=explicit)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # JSON's true is an int in Python
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_types(spec: StudySpec) -> None:
+    """StudyError for a spec field of the wrong type or range: the study's evaluation reads its
+    sizes only after the runs have trained, and a bool passes for an int seed."""
+    words = {str: "a string", list: "a list", dict: "a mapping of config fields"}
+    for name, tp in (("name", str), ("data", str), ("budget", str), ("control", str), ("grid", list), ("seeds", list),
+                     ("temperatures", list), ("mle", dict), ("run", dict)):
+        if not isinstance(getattr(spec, name), tp):
+            raise StudyError(f"{name} must be {words[tp]}, got {getattr(spec, name)!r}")
+    bad = [s for s in spec.seeds if not _is_int(s) or s < 0]
+    if bad:
+        raise StudyError(f"seeds must be integers >= 0, got {', '.join(map(repr, bad))} in {spec.seeds}")
+    for name in ("eval_samples", "eval_test_size", "bleu_samples"):
+        v = getattr(spec, name)
+        if not (v is None and name == "eval_test_size") and not (_is_int(v) and v >= 1):
+            whole = " (or null: the whole test set)" if name == "eval_test_size" else ""
+            raise StudyError(f"{name} must be an integer >= 1{whole}, got {v!r}")
+
+
 def expand(spec: StudySpec) -> List[Cell]:
     """Every run of the study, validated: starts first, then for each seed the MLE controls, the
     no-information controls and the grid cells. Raises StudyError before anything runs."""
+    _check_types(spec)
     if not spec.grid:
         raise StudyError("the study's grid is empty")
     if not spec.seeds:
@@ -298,8 +329,8 @@ def expand(spec: StudySpec) -> List[Cell]:
         raise StudyError(f"unknown budget {spec.budget!r}{suggest(spec.budget, BUDGETS)}; valid: {sorted(BUDGETS)}")
     if spec.control not in NO_INFORMATION:
         raise StudyError(f"control must be one of {list(NO_INFORMATION)}, got {spec.control!r}")
-    if len(spec.temperatures) < 2 or any(not (isinstance(t, (int, float)) and t > 0) for t in spec.temperatures):
-        raise StudyError(f"temperatures must be at least 2 positive numbers, got {spec.temperatures}")
+    if len(spec.temperatures) < 2 or any(not (_is_number(t) and 0 < t < math.inf) for t in spec.temperatures):
+        raise StudyError(f"temperatures must be at least 2 finite positive numbers, got {spec.temperatures}")
     if 1.0 not in spec.temperatures:
         raise StudyError("temperatures must include 1.0 (the cells' own sampling distribution)")
     task = task_of(spec)
