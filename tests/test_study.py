@@ -441,6 +441,7 @@ ONE_CELL = {**SPEC, "seeds": [0], "grid": [{"agent": ["seqgan"], "discriminator"
     ({"mle": [1]}, "mle must be a mapping of config fields"),
     ({"budget": ["smoke"]}, "budget must be a string"),
     ({"format": "other-v9"}, "\"format\" is 'other-v9', not this version's 'textgym-study-v1'"),
+    ({"name": "../../etc"}, "name must be letters, digits and . _ \\+ - .*got '../../etc'"),
 ])
 def test_spec_sizes_seeds_and_format_are_checked_before_any_training(tmp_path, capsys, change, match):
     """These passed expand(): a bad evaluation size crashed after the start had trained or ran

@@ -305,6 +305,8 @@ def _check_types(spec: StudySpec) -> None:
                      ("temperatures", list), ("mle", dict), ("run", dict)):
         if not isinstance(getattr(spec, name), tp):
             raise StudyError(f"{name} must be {words[tp]}, got {getattr(spec, name)!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", spec.name):  # it names the default study folder
+        raise StudyError(f"name must be letters, digits and . _ + - (it names the study's folder), got {spec.name!r}")
     bad = [s for s in spec.seeds if not _is_int(s) or s < 0]
     if bad:
         raise StudyError(f"seeds must be integers >= 0, got {', '.join(map(repr, bad))} in {spec.seeds}")
