@@ -183,7 +183,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{folder} holds a finished run ({summary['iterations']} iterations); nothing to do")
     elif not summary["finished"]:
         print(f"stopped after iteration {summary['iterations']}/{summary['total_iterations']}; "
-              f"continue with: python train.py --config {folder / 'config.json'} --out {folder} --resume")
+              f"continue with: python train.py --config {folder / 'config.json'} --out {folder} --resume"
+              + (f" --device {args.device}" if args.device != "cpu" else ""))
         return 0
     print(json.dumps({"agent": resolved.agent, "iterations": summary["iterations"], **summary["metrics"]}))
     acc = summary["metrics"].get("d_heldout_acc")

@@ -47,12 +47,13 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; some network mounts refuse)
+        with contextlib.suppress(OSError):
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -70,35 +71,54 @@ def claim_run_folder(folder: Path) -> Iterator[None]:
     Two runs started into one folder would interleave their metrics and checkpoints (each checks
     that the folder is free before either writes anything), so the folder is created and its
     ``.lock`` file locked (``flock``, released by the system when the process dies) before those
-    checks. A folder this call created is removed again when the block leaves nothing but the
-    lock in it (a run refused before it wrote anything). Without ``fcntl`` (Windows) nothing is
-    locked.
+    checks. Leaving, a process that held the lock and started no run there (no ``config.json``)
+    removes the lock file it created, and the folder when it created it and left it empty (a
+    run refused before it wrote anything). Nothing is locked where the system cannot lock: no
+    ``fcntl`` (Windows), a filesystem without ``flock``, a folder that cannot be written.
     """
-    created = not folder.exists()
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{folder} is a file, not a run folder; choose another --out")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise RunError(f"{folder} is a file, not a run folder; choose another --out") from None
-    lock = open(folder / LOCK_NAME, "a+")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()  # atomic: exactly one of several starts creates it
+        created = True
+    except FileExistsError:
+        created = False
+    except NotADirectoryError:
+        raise RunError(f"{folder} lies below a file, not a folder; choose another --out") from None
+    fd: Optional[int] = None
+    lock_created = held = False
+    if fcntl is not None:
+        try:
+            fd, lock_created = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                fd = os.open(folder / LOCK_NAME, os.O_RDWR)
+        except OSError:  # a folder that cannot be written: a run can only read it
+            pass
     try:
-        if fcntl is not None:
+        if fd is not None:
             try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
             except BlockingIOError:
-                lock.seek(0)
-                holder = lock.read().strip() or "unknown"
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise RunError(f"{folder} is in use by another run (process {holder}); wait for it to end or choose "
                                "another --out") from None
-            lock.seek(0)
-            lock.truncate()
-            lock.write(str(os.getpid()))
-            lock.flush()
+            except OSError:  # a filesystem without flock (some network mounts): unlocked, as before
+                pass
+            if held:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
-            (folder / LOCK_NAME).unlink(missing_ok=True)
-            folder.rmdir()
-        lock.close()
+        if held and lock_created and not (folder / "config.json").exists():
+            (folder / LOCK_NAME).unlink(missing_ok=True)  # while still held: no one else can have locked it
+        if fd is not None:
+            os.close(fd)
+        if created and not any(folder.iterdir()):
+            with contextlib.suppress(OSError):  # another start may just have entered it
+                folder.rmdir()
 
 
 def run_values(resolved: Resolved) -> Dict[str, Any]:
@@ -107,15 +127,16 @@ def run_values(resolved: Resolved) -> Dict[str, Any]:
 
 
 def checkpoint_parts(resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData,
-                     train_seconds: float = 0.0) -> Tuple[Dict[str, Any], bytes]:
+                     train_seconds: float = 0.0, warm: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], bytes]:
     """(header without its checksum, body): the agent's state serialized now (tensors copied off
     the device), the part of a checkpoint that must see this iteration's state. ``train_seconds``:
-    the time spent in training iterations so far, over every session of the run."""
+    the time spent in training iterations so far, over every session of the run; ``warm``: what
+    the run's warm start took (:func:`agents.driver.warm_start`), for a resumed run's summary."""
     buf = io.BytesIO()
     torch.save({"agent": agent.state_dict()}, buf)
     header = {"format": CHECKPOINT_FORMAT, "agent": resolved.agent, "config": run_values(resolved),
               "data": data_fingerprint(data), "iteration": agent.iteration, "metrics_rows": metrics_rows,
-              "device_type": agent.device.type, "train_seconds": round(train_seconds, 3)}
+              "device_type": agent.device.type, "train_seconds": round(train_seconds, 3), "warm_start": warm or {}}
     return header, buf.getvalue()
 
 
@@ -146,9 +167,9 @@ class CheckpointWriter:
         self._error: Optional[BaseException] = None
 
     def save(self, path: Path, resolved: Resolved, agent: Agent, metrics_rows: int, data: TextData,
-             train_seconds: float = 0.0) -> None:
+             train_seconds: float = 0.0, warm: Optional[Dict[str, Any]] = None) -> None:
         self.close()
-        header, body = checkpoint_parts(resolved, agent, metrics_rows, data, train_seconds)
+        header, body = checkpoint_parts(resolved, agent, metrics_rows, data, train_seconds, warm)
         self._thread = threading.Thread(target=self._write, args=(path, header, body), name="checkpoint-writer")
         self._thread.start()
 
@@ -233,8 +254,8 @@ def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) ->
         theirs, ours = {**theirs, "agent": header.get("agent")}, {**ours, "agent": resolved.agent}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs now {ours.get(k)!r}" for k in diff)
-        raise RunError(f"checkpoint {path} belongs to another configuration ({detail}); to continue that run, "
-                       f"pass --config {path.parent / 'config.json'}")
+        raise RunError(f"checkpoint {path} belongs to another configuration ({detail}); that run continues under "
+                       f"its own configuration: {path.parent / 'config.json'} (train.py --config)")
 
 
 def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:

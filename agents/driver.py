@@ -51,7 +51,7 @@ from agents.checkpoints import (
 )
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
-from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, resolve_data
+from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
 
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
 
@@ -75,6 +75,7 @@ def load_data(run: RunConfig) -> TextData:
     else:
         try:
             train, test = run.data, run.test_data
+            refuse_misspelled_name(train)
             if train in CORPORA:  # a named corpus: its files, and its test split unless test_data is given
                 named = corpus_files(train)
                 train, test = str(named[0]), test or str(named[1])
@@ -132,10 +133,13 @@ class MetricsLog:
         if keep_rows and self.jsonl.exists():
             for i, line in enumerate(self.jsonl.read_text().splitlines()[:keep_rows]):
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except ValueError:
-                    raise RunError(f"{self.jsonl} line {i + 1} is corrupt (not JSON), but the checkpoint counts "
-                                   f"{keep_rows} rows as written; repair or delete that line to resume") from None
+                    row = None
+                if not isinstance(row, dict):
+                    raise RunError(f"{self.jsonl} line {i + 1} is corrupt (not a JSON object), but the checkpoint counts "
+                                   f"{keep_rows} rows as written; repair or delete that line to resume")
+                rows.append(row)
         if keep_rows and len(rows) < keep_rows:
             warnings.warn(f"{self.jsonl} holds {len(rows)} of the {keep_rows} rows the checkpoint counts; the curves "
                           "of the missing iterations are lost (the run itself resumes exactly)", stacklevel=3)
@@ -324,6 +328,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
         check_same_config(ckpt, header, resolved)
         check_same_data(ckpt, header, data, run, "resume")
         load_agent_state(agent, ckpt, header, state)
+        warm = dict(header.get("warm_start") or {})  # what the first session took, for the summary
     elif run.init_from:
         warm = warm_start(agent, run)
     folder.mkdir(parents=True, exist_ok=True)
@@ -362,7 +367,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
                 last_eval = evaluate(agent, data, run, folder)
                 row.update(last_eval)
             log.add(row)
-            writer.save(ckpt, resolved, agent, len(log.rows), data, train_seconds)
+            writer.save(ckpt, resolved, agent, len(log.rows), data, train_seconds, warm)
             if on_iteration is not None:
                 on_iteration(agent, stats, dt)
             bar.update(1)

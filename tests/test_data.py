@@ -262,5 +262,7 @@ def test_a_misspelled_data_set_name_suggests_the_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="did you mean 'coco'"):
         resolve_data("cocoa")
+    with pytest.raises(FileNotFoundError, match="did you mean 'oracle-classes'"):
+        resolve_data("oracle-clases")
     with pytest.raises(FileNotFoundError, match="does not exist"):  # no close name: the missing file
         resolve_data("my_corpus.txt")

@@ -441,7 +441,8 @@ ONE_CELL = {**SPEC, "seeds": [0], "grid": [{"agent": ["seqgan"], "discriminator"
     ({"mle": [1]}, "mle must be a mapping of config fields"),
     ({"budget": ["smoke"]}, "budget must be a string"),
     ({"format": "other-v9"}, "\"format\" is 'other-v9', not this version's 'textgym-study-v1'"),
-    ({"name": "../../etc"}, "name must be letters, digits and . _ \\+ - .*got '../../etc'"),
+    ({"name": "../../etc"}, "name must not be empty, start with '.' or hold a path separator .*got '../../etc'"),
+    ({"name": "a/b"}, "name must not be empty, start with '.' or hold a path separator .*got 'a/b'"),
 ])
 def test_spec_sizes_seeds_and_format_are_checked_before_any_training(tmp_path, capsys, change, match):
     """These passed expand(): a bad evaluation size crashed after the start had trained or ran
@@ -495,3 +496,19 @@ def test_a_corrupt_or_foreign_record_json_is_refused_before_anything_trains(tmp_
                 call()
             assert str(exc.value) == f"{path} {problem}{redo}"
         assert [p.name for p in (out / "cells" / "s0").iterdir()] == [cell.folder_name]  # nothing trained
+
+
+def test_a_cell_with_one_seed_among_cells_with_three_gets_no_verdict():
+    """merge --partial: a cell that finished one seed has no interval; it is neither called
+    indistinguishable from its control nor unchanged."""
+    from textgym.study.report import analyze, frontier_axes, reading
+    from textgym.study.spec import task_of
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan", "maligan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
+    records += [_hand_record("maligan discriminator=constant", "control", 0, 0.0, agent="maligan", mle="mle +1 updates"),
+                _hand_record("maligan", "cell", 0, -3.0, agent="maligan", control="maligan discriminator=constant",
+                             mle="mle +1 updates")]
+    lines = reading(analyze(spec, records), frontier_axes(spec)[0], task_of(spec))
+    about = [line for line in lines if "`maligan`" in line]
+    assert len(about) == 1 and about[0].startswith("- No interval against the no-information control")

@@ -105,6 +105,7 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path, oracle_data, capsys):
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke") == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine" and not (tmp_path / "run" / "config.json").exists()
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["notes.txt"]  # no lock file left behind
 
 
 def test_config_json_reruns_the_same_run(tmp_path, oracle_data):
@@ -336,7 +337,9 @@ def test_resume_accepts_the_warm_start_folder_spelled_otherwise(tmp_path, oracle
     monkeypatch.chdir(tmp_path)  # first relative, then absolute with a trailing slash: the same folder
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", "mle", "--stop-after", "1") == 0
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", f"{tmp_path / 'mle'}/", "--resume") == 0
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["finished"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["finished"] and summary["init_from"] == "mle"  # what the first session's warm start took
+    assert summary["source_agent"] == "mle" and summary["init_parts"]
 
 
 def test_corrupt_metrics_or_summary_files_are_refused_on_resume_with_the_file_named(tmp_path, oracle_data, capsys):
@@ -346,7 +349,7 @@ def test_corrupt_metrics_or_summary_files_are_refused_on_resume_with_the_file_na
     lines = (folder / "metrics.jsonl").read_text().splitlines()
     (folder / "metrics.jsonl").write_text("\n".join([lines[0], lines[1][:10], *lines[2:]]) + "\n")  # a torn row
     assert run(tmp_path, *args, "--resume") == 2
-    assert "metrics.jsonl line 2 is corrupt" in capsys.readouterr().err
+    assert "metrics.jsonl line 2 is corrupt (not a JSON object)" in capsys.readouterr().err
     (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     assert run(tmp_path, *args, "--resume") == 0
     (folder / "summary.json").write_text('{"agent": "ml')
@@ -365,3 +368,39 @@ def test_train_seconds_add_up_over_the_sessions_of_a_resumed_run(tmp_path, oracl
     last, _ = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["train_seconds"] == last["train_seconds"] > first["train_seconds"]
+
+
+def test_a_start_refused_by_the_lock_never_removes_the_holders_folder(tmp_path, monkeypatch):
+    """Two starts that both found no folder: the one refused must not take the folder (and the
+    lock) away from the one that holds it, nor may a third start then get in."""
+    import errno
+    from pathlib import Path
+
+    import agents.checkpoints as ck
+    from agents.checkpoints import RunError, claim_run_folder
+
+    folder = tmp_path / "run"
+    with claim_run_folder(folder):
+        exists = Path.exists
+        with monkeypatch.context() as m:  # B checked before A created the folder
+            m.setattr(Path, "exists", lambda self: False if self == folder else exists(self))
+            with pytest.raises(RunError, match="in use"):
+                with claim_run_folder(folder):
+                    pass
+        assert (folder / ".lock").is_file()
+        with pytest.raises(RunError, match="in use"):
+            with claim_run_folder(folder):
+                pass
+    if ck.fcntl is not None:  # a filesystem without flock runs unlocked instead of failing
+        def no_locks(fd, op):
+            raise OSError(errno.ENOLCK, "No locks available")
+
+        monkeypatch.setattr(ck.fcntl, "flock", no_locks)
+        with claim_run_folder(tmp_path / "nfs"):
+            assert (tmp_path / "nfs").is_dir()
+
+
+def test_a_misspelled_data_name_on_the_command_line_suggests_the_name(tmp_path, capsys):
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", "cocoa") == 2
+    assert "did you mean 'coco'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -333,6 +333,21 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     return x
 
 
+#: the data sets known by name: the oracle benchmark, its two-class version (``train.py --data``) and the corpora
+DATA_NAMES = ("oracle", "oracle-classes", *CORPORA)
+
+
+def refuse_misspelled_name(data: str) -> None:
+    """FileNotFoundError suggesting the name when ``data`` is no file but close to a name of
+    :data:`DATA_NAMES` (``"cocoa"``: did you mean ``"coco"``?)."""
+    if data in DATA_NAMES or Path(data).exists():
+        return
+    close = difflib.get_close_matches(data, DATA_NAMES, n=1, cutoff=0.6)
+    if close:
+        raise FileNotFoundError(f"data {data!r} is neither a file nor a named data set (did you mean {close[0]!r}? "
+                                f"the names are {', '.join(DATA_NAMES)})")
+
+
 @overload
 def resolve_data(data: Literal["oracle"] = "oracle", max_length: Optional[int] = None) -> OracleData: ...
 
@@ -359,11 +374,7 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
     if isinstance(data, str) and data in CORPORA:
         return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
-        if isinstance(data, str) and not Path(data).exists():
-            names = ["oracle", *CORPORA]
-            close = difflib.get_close_matches(data, names, n=1, cutoff=0.6)
-            if close:
-                raise FileNotFoundError(f"data {data!r} is neither a file nor a named data set (did you mean "
-                                        f"{close[0]!r}? the names are {', '.join(names)})")
+        if isinstance(data, str):
+            refuse_misspelled_name(data)
         return Corpus(data, max_length=max_length)
     raise TypeError(f"data must be 'oracle', a path to a text file, or a TextData object; got {type(data).__name__}")

@@ -190,7 +190,7 @@ class FrontierComparison:
     overlap: tuple[float, float]
 
 
-def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint],
+def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], *,
                       tol: float = 1e-9) -> FrontierComparison:
     """Compare the Pareto frontiers of two temperature sweeps (see :class:`FrontierComparison`).
 

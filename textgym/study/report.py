@@ -206,7 +206,8 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     else:
         out.insert(0, "- **No cell beats both its no-information control and MLE's frontier** (the MLE control's and "
                       "the MLE start's) with intervals that exclude 0.")
-    unclear = [c["key"] for c in analysis["comparisons"] if _better(q, c["control"]["differences"].get(q, {}), task) is None]
+    unclear = [c["key"] for c in analysis["comparisons"] if q in c["control"]["differences"]
+               and _better(q, c["control"]["differences"][q], task) is None]
     if unclear:
         out.append(f"- Indistinguishable from their no-information control on {q.replace('_', '-')}: "
                    + ", ".join(f"`{k}`" for k in unclear) + ".")
@@ -219,6 +220,10 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     if moved:
         out.append("- Not distinguishable from the MLE start on any metric (the updates did not move the generator "
                    "measurably): " + ", ".join(f"`{k}`" for k in moved) + ".")
+    alone = [c["key"] for c in analysis["comparisons"] if not c["control"]["differences"]]
+    if alone:
+        out.append("- No interval against the no-information control (fewer than two paired seeds), so nothing is "
+                   "said of: " + ", ".join(f"`{k}`" for k in alone) + ".")
     return out
 
 

@@ -300,13 +300,15 @@ def _is_number(v: Any) -> bool:
 def _check_types(spec: StudySpec) -> None:
     """StudyError for a spec field of the wrong type or range: the study's evaluation reads its
     sizes only after the runs have trained, and a bool passes for an int seed."""
-    words = {str: "a string", list: "a list", dict: "a mapping of config fields"}
-    for name, tp in (("name", str), ("data", str), ("budget", str), ("control", str), ("grid", list), ("seeds", list),
-                     ("temperatures", list), ("mle", dict), ("run", dict)):
+    sequence = (list, tuple)
+    words = {str: "a string", sequence: "a list", dict: "a mapping of config fields"}
+    for name, tp in (("name", str), ("data", str), ("budget", str), ("control", str), ("grid", sequence),
+                     ("seeds", sequence), ("temperatures", sequence), ("mle", dict), ("run", dict)):
         if not isinstance(getattr(spec, name), tp):
             raise StudyError(f"{name} must be {words[tp]}, got {getattr(spec, name)!r}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", spec.name):  # it names the default study folder
-        raise StudyError(f"name must be letters, digits and . _ + - (it names the study's folder), got {spec.name!r}")
+    if not spec.name or spec.name.startswith(".") or re.search(r"[/\\\x00-\x1f]", spec.name):
+        raise StudyError(f"name must not be empty, start with '.' or hold a path separator (it names the study's "
+                         f"folder), got {spec.name!r}")
     bad = [s for s in spec.seeds if not _is_int(s) or s < 0]
     if bad:
         raise StudyError(f"seeds must be integers >= 0, got {', '.join(map(repr, bad))} in {spec.seeds}")
