@@ -240,3 +240,14 @@ def test_a_config_file_with_an_unknown_top_level_key_or_no_budget_is_refused(tmp
     err = capsys.readouterr().err
     assert match in err and str(path) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_config_json_of_a_run_with_custom_caps_reruns_to_the_same_values():
+    from agents.config import from_json
+
+    first = resolve(agents.preset("seqgan"), {"adv_steps": 3, "mle_epochs": 2})  # caps as a mapping: budget "custom"
+    blob = json.loads(json.dumps(first.to_json()))
+    assert blob["budget"] == "custom"
+    agent, budget, values = from_json(blob)
+    again = resolve(agents.preset(agent), budget, file_values=values)
+    assert again.values() == first.values() and again.values()["adv_steps"] == 3
