@@ -93,3 +93,27 @@ def test_a_uniform_generators_entropy_and_nll_test_are_log_v_and_bleu_uses_the_t
     assert ev.metrics["bleu4"] == bleu(hyps, refs, 4) and ev.metrics["self_bleu4"] == self_bleu(hyps, 4)
     train_refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(data.train, data.train_lengths)]
     assert bleu(hyps, train_refs, 4) != ev.metrics["bleu4"]  # the test split is what the metric reads
+
+
+def test_nll_test_known_leaves_out_the_test_words_outside_the_vocabulary(tmp_path):
+    from textgym.data import UNK_ID, Corpus
+    from textgym.evaluate import evaluate_generator
+
+    (tmp_path / "train.txt").write_text("a b c\nb c d\nc d a\n")
+    (tmp_path / "test.txt").write_text("a zebra c\nd c b\n")  # 'zebra' is no training word: <unk>
+    data = Corpus(tmp_path / "train.txt", tmp_path / "test.txt", max_length=5)
+    gen = Generator(vocab_size=data.vocab_size, max_length=5, eos_id=data.eos_id, emb_dim=4, hidden_dim=4)
+    metrics = evaluate_generator(gen, data, n_samples=20, bleu_samples=10).metrics
+    nll, known = [], []  # a slow reference: one sequence at a time, position by position
+    for row, n in zip(data.test, data.test_lengths):
+        lp = gen.log_probs(row[None])[0]
+        for t in range(int(n)):
+            nll.append(-float(lp[t]))
+            if int(row[t]) != UNK_ID:
+                known.append(-float(lp[t]))
+    assert len(known) == len(nll) - 1  # one position is <unk>
+    assert metrics["nll_test"] == pytest.approx(sum(nll) / len(nll), rel=1e-5)
+    assert metrics["nll_test_known"] == pytest.approx(sum(known) / len(known), rel=1e-5)
+    (tmp_path / "test.txt").write_text("a b c\n")  # every test word known: no second figure
+    data = Corpus(tmp_path / "train.txt", tmp_path / "test.txt", max_length=5)
+    assert "nll_test_known" not in evaluate_generator(gen, data, n_samples=20, bleu_samples=10).metrics

@@ -27,11 +27,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from textgym.data import CORPORA, OracleData, TextData, Vocab, corpus_files, pack, read_sentences, resolve_data
+from textgym.data import CORPORA, UNK_ID, OracleData, TextData, Vocab, corpus_files, pack, read_sentences, resolve_data
 from textgym.metrics import (
     corpus_frontier,
     masked_nll,
-    nll_test,
+    nll_test_parts,
     oracle_frontier,
     oracle_nll,
     points_as_dicts,
@@ -121,7 +121,9 @@ def evaluate_generator(
 
     - ``nll_oracle`` (oracle data): the oracle's mean per-token NLL of the samples;
     - ``nll_test`` (when ``data`` has a test set): the generator's mean per-token NLL of the
-      first ``test_size`` held-out sequences (all when None), at ``temperature``;
+      first ``test_size`` held-out sequences (all when None), at ``temperature``; on a corpus
+      whose test words include some outside the vocabulary, also ``nll_test_known``, the same
+      over the other positions (:func:`textgym.metrics.nll_test_parts`);
     - ``entropy``: the generator's own mean per-token NLL of its samples, -E[log p(x_t|x_<t)],
       the Monte-Carlo estimate of its per-token entropy (a collapsing generator's falls);
     - ``bleu{n}`` and ``self_bleu{n}`` (corpora) of the first ``bleu_samples`` samples, with
@@ -134,7 +136,9 @@ def evaluate_generator(
     if data.test is not None:
         k = test_size or len(data.test)
         assert data.test_lengths is not None
-        out["nll_test"] = nll_test(generator, data.test[:k], data.test_lengths[:k], temperature=temperature)
+        unknown = UNK_ID if getattr(data, "vocab", None) is not None else None  # corpora: test words outside it
+        out.update(nll_test_parts(generator, data.test[:k], data.test_lengths[:k], temperature=temperature,
+                                  unknown_id=unknown))
     device = tokens.device
     gen_lp = sequence_log_probs(generator, tokens, lengths, temperature=temperature)
     out["entropy"] = masked_nll(gen_lp.to(device), lengths)
@@ -255,7 +259,7 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
                       "NLL-test covers the references as encoded, not as written", stacklevel=2)
     ref_ids = [vocab.encode(s) + [0] for s in refs]
     ref_t, ref_l = pack([r[: gen.max_length] for r in ref_ids], gen.max_length, vocab.pad_id)
-    result["nll_test"] = nll_test(gen, ref_t, ref_l)
+    result.update(nll_test_parts(gen, ref_t, ref_l, unknown_id=UNK_ID))
     tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
     hyps = [vocab.decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths, strict=True)]
     result.update(bleu_table(hyps, refs, args.orders, args.metrics))

@@ -43,9 +43,11 @@ def sample_sequences(
     return finish_sequences(torch.cat(chunks), eos, pad)
 
 
-def masked_nll(log_probs: torch.Tensor, lengths: torch.Tensor) -> float:
-    """Mean of ``-log_probs`` (N, T) over positions < lengths (N,)."""
+def masked_nll(log_probs: torch.Tensor, lengths: torch.Tensor, keep: Optional[torch.Tensor] = None) -> float:
+    """Mean of ``-log_probs`` (N, T) over positions < lengths (N,) (and where ``keep`` (N, T) is True)."""
     mask = length_mask(lengths.to(log_probs.device), log_probs.shape[1])
+    if keep is not None:
+        mask = mask & keep.to(mask.device)
     return float(-(log_probs * mask).sum() / mask.sum().clamp(min=1))
 
 
@@ -87,13 +89,29 @@ def nll_test(model: SequenceModel, tokens: torch.Tensor, lengths: Optional[torch
     At temperature τ the model's distribution is softmax(logits / τ) (τ ≠ 1 calls
     ``model.log_probs(tokens, temperature=τ)``).
     """
+    return nll_test_parts(model, tokens, lengths, temperature=temperature)["nll_test"]
+
+
+def nll_test_parts(model: SequenceModel, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None, *,
+                   temperature: float = 1.0, unknown_id: Optional[int] = None) -> Dict[str, float]:
+    """``{"nll_test": ...}`` of :func:`nll_test` and, when the held-out ``tokens`` hold
+    ``unknown_id`` (a corpus's ``<unk>``: test words missing from the training vocabulary),
+    ``"nll_test_known"``: the same mean over the other positions, from the same pass. The
+    generator never sees ``<unk>`` in training when every training word is in the vocabulary, so
+    those positions weigh how little mass it gives an unseen token, not how well it models text."""
     if len(tokens) == 0:
         raise ValueError("nll_test needs at least one held-out sequence")
     if lengths is None:
         lengths = torch.full((len(tokens),), tokens.shape[1], dtype=torch.long)
     device = device_of(model, tokens.device)
     tokens, lengths = tokens.to(device), lengths.to(device)
-    return masked_nll(sequence_log_probs(model, tokens, lengths, temperature=temperature), lengths)
+    lp = sequence_log_probs(model, tokens, lengths, temperature=temperature)
+    out = {"nll_test": masked_nll(lp, lengths)}
+    if unknown_id is not None:
+        unknown = tokens.cpu() == unknown_id
+        if bool((unknown & length_mask(lengths.cpu(), tokens.shape[1])).any()):
+            out["nll_test_known"] = masked_nll(lp, lengths, keep=~unknown)
+    return out
 
 
 @dataclass
