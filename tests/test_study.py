@@ -512,3 +512,10 @@ def test_a_cell_with_one_seed_among_cells_with_three_gets_no_verdict():
     lines = reading(analyze(spec, records), frontier_axes(spec)[0], task_of(spec))
     about = [line for line in lines if "`maligan`" in line]
     assert len(about) == 1 and about[0].startswith("- No interval against the no-information control")
+
+
+def test_two_runs_whose_keys_would_share_a_folder_are_refused_before_anything_runs():
+    spec = StudySpec.from_dict({"name": "x", "seeds": [0], "grid": [{
+        "agent": ["seqgan"], "discriminator": ["rnn"], "discriminator_options": [{"x": [1, 2]}, {"x": "1, 2"}]}]})
+    with pytest.raises(StudyError, match="would share the folder"):
+        expand(spec)

@@ -415,6 +415,12 @@ def expand(spec: StudySpec) -> List[Cell]:
     unique: Dict[str, Cell] = {}  # controls shared by several cells appear once
     for c0 in sorted(by_seed, key=lambda c: ({"mle": 0, "control": 1, "cell": 2}[c.role], c.key)):
         unique.setdefault(c0.key, c0)
+    folders: Dict[str, str] = {}
+    for c0 in unique.values():  # a run's folder is named after its key with odd characters replaced
+        other = folders.setdefault(c0.folder_name, c0.key)
+        if other != c0.key:
+            raise StudyError(f"runs {other!r} and {c0.key!r} would share the folder {c0.folder_name!r}; write their "
+                             "values so that they differ in letters, digits or = . , _ + -")
     for seed in spec.seeds:
         cells.extend(Cell(c.key, c.role, c.agent, c.values, seed, c.control, c.mle_control) for c in unique.values())
     return cells
