@@ -308,7 +308,8 @@ class AdversarialAgent(MLEAgent):
         if self.weak_rounds == WEAK_ROUNDS:
             warnings.warn(
                 f"{self.name}: the discriminator's held-out accuracy has stayed within {WEAK_MARGIN} of chance for "
-                f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning, stacklevel=2)
+                f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning,
+                stacklevel=3)  # past torch.no_grad's wrapper: the line of train_iteration that asked
         stats: Dict[str, Any] = {"d_heldout_acc": acc, "d_heldout_loss": float(out["loss"])}
         if "acc_by_position" in out:
             stats["d_heldout_acc_by_position"] = [round(float(a), 4) for a in out["acc_by_position"]]
