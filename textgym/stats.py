@@ -52,6 +52,7 @@ def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with ``df`` > 0 degrees of freedom (not necessarily an integer)."""
     if df <= 0:
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    df = min(df, 1e10)  # beyond, the t is the normal to double precision, and betainc loses accuracy
     tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
     return 1.0 - tail if t > 0 else tail
 
