@@ -187,10 +187,11 @@ class InfillAgent(MLEAgent):
         return self._generator
 
     # ------------------------------------------------------------------ blanks
-    def blanks_for(self, lengths: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def blanks_for(self, tokens: torch.Tensor, lengths: torch.Tensor,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
         c = self.config
-        return make_blanks(lengths, self.data.max_length, c.mask_rate, c.mask_mode, c.mask_span,
-                           eos_id=self.data.eos_id, generator=self.mask_rng if generator is None else generator)
+        return make_blanks(lengths, self.data.max_length, c.mask_rate, c.mask_mode, c.mask_span, eos_id=self.data.eos_id,
+                           tokens=tokens, generator=self.mask_rng if generator is None else generator)
 
     def context_of(self, tokens: torch.Tensor, lengths: torch.Tensor, blanks: torch.Tensor) -> torch.Tensor:
         """The masked sequence m(x): MASK at the blanks, PAD beyond the length."""
@@ -205,12 +206,12 @@ class InfillAgent(MLEAgent):
         return -masked_mean(lp, blanks)
 
     def mle_loss(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.blank_nll(tokens, lengths, self.blanks_for(lengths))
+        return self.blank_nll(tokens, lengths, self.blanks_for(tokens, lengths))
 
     def validation_nll(self) -> float:
         g = torch.Generator(device=self.device).manual_seed(EVAL_MASK_SEED)
         with torch.no_grad():
-            return float(self.blank_nll(self.val_tokens, self.val_lengths, self.blanks_for(self.val_lengths, g)))
+            return float(self.blank_nll(self.val_tokens, self.val_lengths, self.blanks_for(self.val_tokens, self.val_lengths, g)))
 
     # ------------------------------------------------------------------ evaluation (the driver calls it)
     @torch.no_grad()
@@ -232,7 +233,7 @@ class InfillAgent(MLEAgent):
         g = torch.Generator(device=self.device).manual_seed(EVAL_MASK_SEED)
         k = min(len(test), test_size or len(test))
         tok, lens = test[:k].to(self.device), test_len[:k].to(self.device)
-        blanks = self.blanks_for(lens, g)
+        blanks = self.blanks_for(tok, lens, g)
         gen.eval()
         real = tok.masked_fill(~length_mask(lens, tok.shape[1]), self.pad_id)
         logits, _ = gen(self.context_of(tok, lens, blanks), real)
@@ -330,7 +331,7 @@ class MaskGANInfillAgent(InfillAgent):
         idx = torch.randint(len(self.train_tokens), (self.config.batch_size,), generator=self.data_rng).to(self.device)
         tok, lens = self.train_tokens[idx], self.train_lengths[idx]
         tok = tok.masked_fill(~length_mask(lens, tok.shape[1]), self.pad_id)
-        blanks = self.blanks_for(lens)
+        blanks = self.blanks_for(tok, lens)
         return tok, lens, blanks, self.context_of(tok, lens, blanks)
 
     @torch.no_grad()

@@ -217,7 +217,7 @@ def test_generator_fills_only_the_blanks_and_its_teacher_forcing_matches_samplin
     agent = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1}, seed=0, device=device)
     gen = agent.generator
     tok, lens = small_oracle_data.test[:64].to(device), small_oracle_data.test_lengths[:64].to(device)
-    blanks = agent.blanks_for(lens)
+    blanks = agent.blanks_for(tok, lens)
     context = agent.context_of(tok, lens, blanks)
     filled = gen.sample(context, lens, generator=torch.Generator(device=device).manual_seed(0))
     assert filled.device.type == device.type
@@ -257,7 +257,7 @@ def test_nll_infill_is_the_mean_tempered_nll_over_the_blank_positions_only(small
     opt = torch.optim.Adam(gen.parameters(), lr=0.03)
     tok, lens = small_oracle_data.train[:256], small_oracle_data.train_lengths[:256]
     for _ in range(30):
-        context = agent.context_of(tok, lens, agent.blanks_for(lens))
+        context = agent.context_of(tok, lens, agent.blanks_for(tok, lens))
         loss = -gen.log_probs(context, tok).mean()
         opt.zero_grad()
         loss.backward()
@@ -266,7 +266,7 @@ def test_nll_infill_is_the_mean_tempered_nll_over_the_blank_positions_only(small
     metrics, _ = agent.evaluate_task(8, k, seed=0, temperature=temperature)
     tau = 0.8 if temperature is None else temperature
     tok, lens = small_oracle_data.test[:k], small_oracle_data.test_lengths[:k]
-    blanks = agent.blanks_for(lens, torch.Generator().manual_seed(EVAL_MASK_SEED))  # the evaluation's fixed blanks
+    blanks = agent.blanks_for(tok, lens, torch.Generator().manual_seed(EVAL_MASK_SEED))  # the evaluation's fixed blanks
     terms, others = [], []
     with torch.no_grad():
         for i in range(k):
@@ -362,3 +362,31 @@ def test_task_evaluation_uses_common_random_numbers_across_runs_and_iterations(t
                                 "mle_epochs": 0, "adv_steps": 2, "gen_lr": 1e-30}), tmp_path / "b", quiet=True)
     assert b["iterations"] != a["iterations"]
     assert b["metrics"]["nll_oracle"] == pytest.approx(a["metrics"]["nll_oracle"], abs=1e-6)
+
+
+def test_same_step_infos_describe_the_new_episodes_that_the_observations_show(small_oracle_data):
+    env = InfillVecEnv(6, data=small_oracle_data, mask_rate=0.5, mask_mode="random", seed=0,
+                       autoreset_mode=AutoresetMode.SAME_STEP)
+    L = env.max_length
+    obs, info = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    restarted = 0
+    for _ in range(40):
+        obs, _, term, _, info = env.step(torch.as_tensor(rng.integers(0, env.vocab_size, env.num_envs)))
+        restarted += int(term.sum())
+        assert torch.equal(obs[:, :L] == env.mask_id, info["blanks"])  # the new episodes' blanks
+        open_first = [int((obs[i, L:] == env.mask_id).nonzero()[0]) for i in range(env.num_envs)]
+        assert info["cursor"].tolist() == open_first  # the first open blank of each shown episode
+    assert restarted > 5
+
+
+def test_a_sentence_cut_at_max_length_can_have_its_last_word_blanked(tmp_path):
+    from textgym.infill import make_blanks, maskable_lengths
+
+    (tmp_path / "c.txt").write_text("a b c d e f\nb c\n")
+    data = Corpus(tmp_path / "c.txt", max_length=4)  # the first sentence keeps 4 words and no <eos>
+    assert maskable_lengths(data.train_lengths, data.eos_id, data.train).tolist() == [4, 2]
+    g = torch.Generator().manual_seed(0)
+    hits = sum(make_blanks(data.train_lengths, 4, 0.3, "random", eos_id=data.eos_id, tokens=data.train, generator=g).long()
+               for _ in range(300))
+    assert int(hits[0, 3]) > 0 and int(hits[1, 2]) == 0  # the cut sentence's last word yes, an <eos> never

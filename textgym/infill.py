@@ -76,20 +76,28 @@ def check_mask_options(rate: float, mode: str, span: Optional[int], max_length: 
             raise ValueError(f"mask_span={span} is longer than the sequences (max_length={max_length})")
 
 
-def maskable_lengths(lengths: torch.Tensor, eos_id: Optional[int]) -> torch.Tensor:
-    """(N,) positions that may be blanked: the length, less the final ``<eos>`` on corpora."""
-    return lengths - (0 if eos_id is None else 1)
+def maskable_lengths(lengths: torch.Tensor, eos_id: Optional[int], tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(N,) positions that may be blanked: the length, less a final ``<eos>`` on corpora. With
+    ``tokens`` (N, T), only rows whose last token is ``<eos>`` lose it (a sentence cut at
+    ``max_length`` has none); without, every row is taken to end with one."""
+    if eos_id is None:
+        return lengths
+    if tokens is None:
+        return lengths - 1
+    last = tokens.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+    return lengths - ((last == eos_id) & (lengths > 0)).long()
 
 
 def make_blanks(lengths: torch.Tensor, max_length: int, rate: float, mode: str = "contiguous",
-                span: Optional[int] = None, *, eos_id: Optional[int] = None,
+                span: Optional[int] = None, *, eos_id: Optional[int] = None, tokens: Optional[torch.Tensor] = None,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """(N,) lengths -> (N, L) bool, True at the blanks (see the module docstring).
+    """(N,) lengths -> (N, L) bool, True at the blanks (see the module docstring); ``eos_id`` and
+    the ``tokens`` themselves say which rows end with an ``<eos>`` that is never blanked.
 
     ValueError when a sequence has no maskable position or is shorter than ``span``.
     """
     check_mask_options(rate, mode, span, max_length)
-    m = maskable_lengths(lengths, eos_id)
+    m = maskable_lengths(lengths, eos_id, tokens)
     if m.numel() and int(m.min()) < 1:
         raise ValueError("a sequence has no token to blank out (length 0, or only <eos>)")
     N, dev = lengths.shape[0], lengths.device
@@ -183,7 +191,7 @@ class InfillVecEnv(VectorEnv):
             raise ValueError(f"the data has no {split} sequences")
         self.device = torch.device(device)
         self.pool, self.pool_lengths = pool.to(self.device), pool_lengths.to(self.device)
-        shortest = int(maskable_lengths(self.pool_lengths, self.data.eos_id).min())
+        shortest = int(maskable_lengths(self.pool_lengths, self.data.eos_id, self.pool).min())
         if mask_span is not None and mask_span > shortest:
             raise ValueError(f"mask_span={mask_span} is longer than the shortest {split} sequence "
                              f"({shortest} maskable tokens)")
@@ -253,7 +261,7 @@ class InfillVecEnv(VectorEnv):
         idx = torch.randint(len(self.pool), (n,), generator=self.rng, device=self.device)
         tok, lens = self.pool[idx], self.pool_lengths[idx]
         blanks = make_blanks(lens, self.max_length, self.mask_rate, self.mask_mode, self.mask_span,
-                             eos_id=self.eos_id, generator=self.rng)
+                             eos_id=self.eos_id, tokens=tok, generator=self.rng)
         return tok, lens, blanks
 
     # ------------------------------------------------------------------ gymnasium API
@@ -294,7 +302,7 @@ class InfillVecEnv(VectorEnv):
                 raise ValueError("options['blanks'] must mark at least one position per episode, all within its length")
         else:
             blanks = make_blanks(lens, L, self.mask_rate, self.mask_mode, self.mask_span, eos_id=self.eos_id,
-                                 generator=self.rng)
+                                 tokens=tok, generator=self.rng)
         self._load(rows, tok, lens, blanks)
         self._started = True
         return self._obs(), self._infos()
@@ -323,14 +331,16 @@ class InfillVecEnv(VectorEnv):
         done = active & (nxt >= self.lengths)
         rewards = self._rewards(at, nxt, done) * active
         self.cursor = torch.where(active, nxt, self.cursor)
-        infos = self._infos()
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            infos["final_obs"], infos["_final_obs"] = self._obs(), done.clone()
+            final = self._obs()
             rows = done.nonzero().squeeze(1)
             if rows.numel():
                 self._load(rows, *self._draw(len(rows)))
+            infos = self._infos()  # of the episodes the returned observations show, the new ones included
+            infos["final_obs"], infos["_final_obs"] = final, done.clone()
             self._finished = torch.zeros_like(done)
         else:
+            infos = self._infos()
             self._finished = done
         return self._obs(), rewards.float(), done.clone(), torch.zeros_like(done), infos
 
