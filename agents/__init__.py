@@ -59,7 +59,11 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
     Preset("seqgan", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="mc", transform="prob", n_rollouts=16, gamma=1.0, baseline="none",
         rollout_rate=0.8, rollout_update="mix"), SEQGAN,
-        "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline."),
+        "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline. Deviations "
+        "(shared by every REINFORCE agent): the policy-gradient loss is a per-token mean whose gradient is clipped "
+        "at norm 5 (the original sums over the 64 x 20 tokens before the same clip, so it clips nearly every "
+        "step); a dedicated BOS embedding starts each sequence (the original feeds token 0's); MLE epochs "
+        "reshuffle the data and keep the last partial batch."),
     Preset("maligan", MaliGANAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform="maligan", gamma=1.0, baseline="rise", baseline_rise=100),
         MALIGAN, "Algorithm 1 with the baseline rising from 0 to 1 (linearly over half the steps: our choice). The "
@@ -73,7 +77,10 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         d_pretrain_steps=0, d_steps=1, d_epochs=1, d_samples=512, d_batch_size=1024, d_lr=9.38e-3, d_adam_beta1=0.5,
         d_weight_decay=1e-6), SCRATCHGAN,
         "No pretraining; one D update (512 real + 512 fake, Adam beta1 0.5, L2 1e-6) per generator update; reward "
-        "2 D(x_<=t) - 1, discount 0.23. Deviation: fresh samples for D, where the code reuses the generator's batch."),
+        "2 D(x_<=t) - 1, discount 0.23. Deviations, for CPU budgets: SeqGAN-size models (LSTM 32/32 generator, "
+        "128-unit rnn D; theirs 2 x 512 LSTMs with GloVe embeddings and a 512-unit D) and 2,000 steps (theirs "
+        "200,000); the generator's gradient clipped at norm 5 (theirs unclipped); each step updates G, then D "
+        "(theirs D, then G)."),
     Preset("reinforce", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform=None, gamma=1.0, baseline="mean"), SEQGAN,
         "Plain REINFORCE on the terminal D(Y) with a batch-mean baseline, in SeqGAN's schedule."),
@@ -84,7 +91,10 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "The GAN-mode values of the authors' PTB command (batch 128, generator lr 3.89e-5, discount 0.89072, "
         "discriminator lr 5e-4, 2 discriminator updates per generator update). Deviations: unconditional (every "
         "token is generated, no in-filling mask); an MLP critic on the generator's state with lr 5e-3 and 50 "
-        "warm-up updates (their RNN critic uses 5.18e-7); SeqGAN's schedule for MLE and D pretraining."),
+        "warm-up updates (their RNN critic uses 5.18e-7); 120 MLE epochs and 50 D pretraining updates of 128 + "
+        "128 sequences; 32-unit models without dropout (theirs 2 x 650, variational dropout); the loss a per-token "
+        "mean with G's gradient clipped at 5 (theirs a sum, G, D and critic clipped at 10); G, then D each step "
+        "(theirs D and critic, then G)."),
     Preset("mle-infill", InfillAgent, dict(mle_epochs=120, batch_size=64, mle_lr=7.4876e-4, mask_rate=0.5,
                                            mask_mode="contiguous"), MASKGAN,
            "MLE of the seq2seq in-filling generator on the blanks (lr of the authors' pretraining command)."),
@@ -93,13 +103,17 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         gen_lr=3.8877e-5, gamma=0.89072, adv_clip=5.0, d_lr=5e-4, d_steps=2, d_pretrain_steps=50), MASKGAN,
         "The authors' GAN-mode command (contiguous blanks at present rate 0.5, batch 128, generator lr 3.89e-5, "
         "discount 0.89072, D lr 5e-4, 2 D updates per step). Deviations: one-layer 32-unit LSTMs without attention "
-        "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates)."),
+        "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates); G's gradient clipped at 5 (theirs 10); one span "
+        "of round(0.5 L) blanks starting anywhere (theirs int(0.5 L) - 1 starting after the first token)."),
     Preset("sentigan", SentiGANAgent, dict(
         mle_epochs=120, batch_size=64, mle_lr=0.01, gen_lr=0.01, adv_steps=100, g_steps=1, n_rollouts=16,
         discriminator="multiclass-cnn", d_lr=1e-4, d_pretrain_steps=5, d_pretrain_epochs=3, d_steps=4, d_epochs=2,
         d_samples=5000), SENTIGAN,
-        "k generators, penalty V = 1 - D_i(Y) from 16 MC rollouts. Deviations: V multiplies log G_i (the reference "
-        "code multiplies G_i with the opposite sign); per-token mean loss; the project's multiclass-cnn discriminator."),
+        "k generators, penalty V = 1 - D_i(Y) from 16 MC rollouts. Deviations: V multiplies log G_i (the authors' "
+        "code multiplies G_i, with RMSProp); per-token mean loss; the project's multiclass-cnn discriminator; "
+        "generator i's reward is D_i (TextGAN-PyTorch passes class 1's probability to every generator); 5,000 real "
+        "sequences per class per D round (TextGAN: all 10,000); adversarial updates clipped at 5 (TextGAN: none) "
+        "with their own Adam (TextGAN: one Adam per generator for MLE and adversarial updates)."),
     Preset("catgan", CatGANAgent, dict(
         mle_epochs=150, batch_size=64, mle_lr=0.01, gen_lr=1e-4, adv_steps=2000, g_steps=1, d_lr=1e-4, d_steps=3,
         d_loss="rsgan", evolution=True, mutations=["rsgan", "ragan"], n_parent=1, lambda_fd=0.001, eval_batches=8),

@@ -204,8 +204,8 @@ class ConditionalConfig:
     mle_epochs: int = param(120, "MLE pretraining epochs", kind=SIZE, check=at_least(0))
     batch_size: int = param(64, "sequences per minibatch", kind=RECIPE, check=at_least(1))
     mle_lr: float = param(0.01, "Adam learning rate of MLE", check=positive)
-    grad_clip: float = param(5.0, "global gradient-norm clip of generator updates (0: none; clip_norm 5.0 in "
-                                  "TextGAN-PyTorch)", check=nonnegative)
+    grad_clip: float = param(5.0, "global gradient-norm clip of generator updates (0: none; TextGAN-PyTorch clips "
+                                  "MLE at 5.0 and SentiGAN's adversarial updates not at all)", check=nonnegative)
     emb_dim: int = param(32, "generator embedding size", check=at_least(1))
     hidden_dim: int = param(32, "generator LSTM size", check=at_least(1))
     init: str = param("seqgan", "generator init: seqgan (N(0, 0.1)) or default (PyTorch's)",

@@ -30,7 +30,8 @@ oracle reward does; ``"constant"`` is the no-information control (r_t = log 1/2)
 Recipe (the GAN-mode command of the authors' code for PTB): batch 128, generator lr 3.8877e-5,
 discount 0.89072, discriminator lr 5e-4 with 2 updates per generator update, contiguous blanks
 at a present rate of 0.5 (``mask_rate`` 0.5), advantage clipping 5. MLE: lr 7.4876e-4 (their
-pretraining command; batch 20 there, ours 64). Deviations, for CPU budgets: one-layer LSTMs of
+pretraining command; batch 20 there, ours 64 for ``mle-infill`` and 128 in ``maskgan-infill``'s
+MLE phase). Deviations, for CPU budgets: one-layer LSTMs of
 32 units without attention and variational dropout (theirs: 2 x 650, Luong attention); the
 critic is an MLP on the generator's decoder state with lr 5e-3 and 50 warm-up updates (theirs:
 an RNN head with lr 5.18e-7).

@@ -11,7 +11,8 @@ the k real classes and generated text apart. Per adversarial step, for each gene
     4. L(θ_i) = Σ_{b,t<L_b} V_t · log G_i(y_t | Y_{1:t-1}) / Σ_b L_b            minimized (Adam, clip 5)
 
 so ∇L is the policy gradient of the expected penalty E_{Y~G_i}[V(Y)]: the penalty-based
-objective of the paper (minimize E[V · log G_i] instead of maximizing E[D_i · log G_i]).
+objective (minimize E[V · log G_i] instead of maximizing E[D_i · log G_i]; the authors' code
+minimizes Σ V · G_i(y_t) itself, with RMSProp).
 Then ``d_steps`` discriminator rounds: ``d_samples`` fresh samples of each generator (label
 fake) and as many real sequences of each class (label its class), ``d_epochs`` epochs of
 cross-entropy (:class:`~discriminators.multiclass.MultiClassTrainer`).
@@ -96,8 +97,8 @@ class SentiGANConfig(ConditionalConfig):
                          source=SENTIGAN)
     d_epochs: int = param(2, "epochs of each adversarial round (ADV_d_epoch)", kind=SIZE, check=at_least(1),
                           source=SENTIGAN)
-    d_samples: int = param(5000, "fake samples per generator per round, and as many real ones per class "
-                                 "(samples_num // k)", kind=SIZE, check=at_least(1), source=SENTIGAN)
+    d_samples: int = param(5000, "fake samples per generator per round (samples_num // k), and as many real ones "
+                                 "per class (TextGAN-PyTorch: all of them)", kind=SIZE, check=at_least(1), source=SENTIGAN)
 
 
 class SentiGANAgent(ConditionalAgent):
