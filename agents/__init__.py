@@ -62,8 +62,9 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline. Deviations "
         "(shared by every REINFORCE agent): the policy-gradient loss is a per-token mean whose gradient is clipped "
         "at norm 5 (the original sums over the 64 x 20 tokens before the same clip, so it clips nearly every "
-        "step); a dedicated BOS embedding starts each sequence (the original feeds token 0's); MLE epochs "
-        "reshuffle the data and keep the last partial batch."),
+        "step; the mean keeps the step independent of batch size and length and the clip a safeguard); a "
+        "dedicated BOS embedding starts each sequence (the original feeds token 0's, which is also a word); MLE "
+        "epochs reshuffle the data and keep the last partial batch."),
     Preset("maligan", MaliGANAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform="maligan", gamma=1.0, baseline="rise", baseline_rise=100),
         MALIGAN, "Algorithm 1 with the baseline rising from 0 to 1 (linearly over half the steps: our choice). The "
@@ -79,8 +80,8 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "No pretraining; one D update (512 real + 512 fake, Adam beta1 0.5, L2 1e-6) per generator update; reward "
         "2 D(x_<=t) - 1, discount 0.23. Deviations, for CPU budgets: SeqGAN-size models (LSTM 32/32 generator, "
         "128-unit rnn D; theirs 2 x 512 LSTMs with GloVe embeddings and a 512-unit D) and 2,000 steps (theirs "
-        "200,000); the generator's gradient clipped at norm 5 (theirs unclipped); each step updates G, then D "
-        "(theirs D, then G)."),
+        "200,000); the generator's gradient clipped at norm 5 (theirs unclipped; the generator's shared default); "
+        "each step updates G, then D (theirs D, then G; one loop serves every adversarial agent)."),
     Preset("reinforce", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform=None, gamma=1.0, baseline="mean"), SEQGAN,
         "Plain REINFORCE on the terminal D(Y) with a batch-mean baseline, in SeqGAN's schedule."),
