@@ -337,3 +337,39 @@ def test_the_captured_mc_reward_equals_the_eager_one(device):
     reward.set_rollout_policy(Generator(50, 6, eos_id=7, seed=1).to(device))
     reward.sequence_rewards(*gen.sample_with_lengths(4, generator=data), rng)
     assert not reward._graphs  # the new policy's chunks start their warm-up again
+
+
+class _CountingRollout:
+    """Completes prefix p with tokens (p + k) % 7 + 2 and an <eos> (id 0) at position p + 2: a
+    deterministic policy whose completions depend on the prefix, counting the rows it completes."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def rollout(self, tokens, prefix_lengths, *, temperature=1.0, generator=None):
+        self.rows += tokens.shape[0]
+        M, T = tokens.shape
+        pos = torch.arange(T)[None, :]
+        fill = (prefix_lengths[:, None] + pos) % 7 + 2
+        out = torch.where(pos < prefix_lengths[:, None], tokens, fill)
+        return torch.where(pos == prefix_lengths[:, None] + 2, torch.zeros_like(out), out)
+
+
+def test_mc_rewards_of_short_sequences_roll_out_only_their_proper_prefixes(toy_scorer):
+    V, T, n = 10, 8, 3
+    policy = _CountingRollout()
+    reward = MCReward(toy_scorer(V), transform="prob", rollout_policy=policy, n_rollouts=n).bind(V, 0, V)
+    tokens = torch.tensor([[5, 6, 0, V, V, V, V, V], [4, 4, 4, 4, 4, 0, V, V], [3, 9, 2, 7, 5, 8, 6, 2]])
+    lengths = torch.tensor([3, 6, 8])  # two end with <eos>, one runs to T
+    got = reward.sequence_rewards(tokens, lengths)
+    assert policy.rows == n * int((lengths - 1).sum())  # no rollout of a prefix at or past the end
+    scorer = toy_scorer(V)
+    want = torch.zeros(3, T)
+    for i in range(3):  # the slow definition: Q of each proper prefix, then D(Y) at the last step
+        L = int(lengths[i])
+        for p in range(1, L):
+            full = policy.rollout(tokens[i : i + 1], torch.tensor([p]))[0]
+            end = int((full == 0).nonzero()[0]) + 1 if bool((full == 0).any()) else T
+            want[i, p - 1] = torch.sigmoid(scorer.score(full[None, :end]))[0]
+        want[i, L - 1] = torch.sigmoid(scorer.score(tokens[i : i + 1, :L]))[0]
+    torch.testing.assert_close(got, want)

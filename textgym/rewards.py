@@ -381,13 +381,20 @@ class MCReward(Reward):
                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Rewards of every step of N finished sequences at once: (N, T) (0 beyond each length).
 
-        All N·(T-1) proper prefixes × n rollouts are one batched generation; the finished
-        sequences are scored directly for the last step.
+        The proper prefixes of every sequence (lengths 1..L_i - 1) × n rollouts are one batched
+        generation; the finished sequences are scored directly for the last step. Prefixes at or
+        past a sequence's end are not rolled out (their steps are masked): on a corpus of short
+        sentences padded to a long ``T`` that is most of the N·(T-1).
         """
         N, T = tokens.shape
         p = torch.arange(1, T, device=tokens.device).repeat(N)  # prefix lengths 1..T-1, row-major (N, T-1)
-        rows = tokens.repeat_interleave(T - 1, dim=0)
-        q = self.values(rows, p, generator).view(N, T - 1)
+        proper = p < lengths.repeat_interleave(T - 1)
+        if bool(proper.all()):  # every sequence runs to T (the oracle): all N·(T-1) rows
+            q = self.values(tokens.repeat_interleave(T - 1, dim=0), p, generator).view(N, T - 1)
+        else:
+            src = proper.nonzero().squeeze(1)
+            vals = self.values(tokens[src // (T - 1)], p[src], generator)
+            q = torch.zeros(N * (T - 1), dtype=vals.dtype, device=tokens.device).index_put_((src,), vals).view(N, T - 1)
         r = torch.zeros(N, T, device=tokens.device)
         r[:, : T - 1] = q
         r.scatter_(1, (lengths - 1)[:, None], self._final(tokens, lengths)[:, None])
