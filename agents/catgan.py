@@ -92,9 +92,13 @@ def soft_logits(disc: Any, soft: torch.Tensor, tokens: torch.Tensor, lengths: to
     """D's logits of soft one-hot rows (N, T, V): the discriminator runs on ``tokens`` (the hard
     ids, for lengths and shapes) with its embedding lookup replaced by ``soft @ E[:V]``;
     differentiable in ``soft``. Needs a discriminator whose ``embedding`` is called once on the
-    (possibly right-padded) token ids, as the package's CNN and RNN discriminators do."""
+    (possibly right-padded) token ids, as the package's CNN and RNN discriminators do when
+    gradients are on. The pass runs with gradients on also inside ``torch.no_grad()`` (CatGAN's
+    fitness): there the CNN scores CPU batches from lookup tables of token ids, which would
+    bypass the embedding and score the hard tokens; the result is then detached."""
     emb = disc.embedding
     V = soft.shape[2]
+    outer_grad = torch.is_grad_enabled()
 
     def hook(module: Any, inputs: Tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         width = inputs[0].shape[1]
@@ -103,9 +107,11 @@ def soft_logits(disc: Any, soft: torch.Tensor, tokens: torch.Tensor, lengths: to
 
     handle = emb.register_forward_hook(hook)
     try:
-        return disc(tokens, lengths)
+        with torch.enable_grad():
+            out = disc(tokens, lengths)
     finally:
         handle.remove()
+    return out if outer_grad else out.detach()
 
 
 def temperature_at(beta_max: float, i: int, horizon: int) -> float:

@@ -262,3 +262,23 @@ def test_catgan_evolution_keeps_the_fittest_children_at_their_best_temperature(d
     assert agent.beta == pytest.approx(temps[2])
     assert stats["fitness"] == 9.0 and stats["fitness_q"] == 8.75 and stats["fitness_d"] == 0.25
     assert stats["mutation"] == "ragan" and samples == ["samples-11"]
+
+
+def test_soft_logits_read_the_soft_rows_also_under_no_grad_where_the_cnn_would_use_lookup_tables():
+    """CatGAN's fitness runs without gradients, where the CNN scores a large CPU batch from lookup
+    tables of token ids: the soft rows must still be what it reads."""
+    import discriminators
+
+    torch.manual_seed(0)
+    V, T, N = 30, 10, 512
+    d = discriminators.make("cnn", vocab_size=V, max_length=T, emb_dim=16, widths=[2, 3, 4, 5], filters=[8] * 4).eval()
+    g = torch.Generator().manual_seed(1)
+    tokens, lengths = torch.randint(V, (N, T), generator=g), torch.full((N,), T)
+    soft = torch.softmax(torch.randn(N, T, V, generator=g), -1)  # far from one-hot
+    with torch.no_grad():
+        assert all(t is not None for t in d._tables(d._pad(tokens)))  # the table path is the one at stake
+        fitness_view = soft_logits(d, soft, tokens, lengths)
+        hard = d(tokens, lengths)
+    reference = soft_logits(d, soft, tokens, lengths).detach()  # with gradients: through the embedding
+    torch.testing.assert_close(fitness_view, reference)
+    assert (fitness_view - hard).abs().max() > 0.05 and not fitness_view.requires_grad
