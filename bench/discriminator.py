@@ -12,6 +12,9 @@ Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`
   ``BCEWithLogitsLoss``) by a hand-written loop: ``nn.Embedding(V + 1, 64)``, mean over the
   valid positions, ``nn.Linear(64, 1)``. It is the cheapest reasonable discriminator, so
 
+These four are timed in interleaved rounds (medians of ``--repeats``; the runs recorded in
+``bench/results/discriminator.json`` before 2026-11-29 timed them one after the other).
+
 ``cnn_before`` is the CNN as it was implemented before this benchmark's speed work, in the
 same process and interleaved with ``cnn`` (:class:`CNNBefore`: ReLU over every window, then the
 length mask, then the max; Adam without the fused kernel; on a GPU also one convolution per
@@ -39,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import discriminators
-from common import emit, interleaved, log, parser, timeit
+from common import emit, interleaved, log, parser
 from textgym.stats import paired_interval
 
 V, L, BATCH = 5000, 20, 64
@@ -188,16 +191,23 @@ def main() -> None:
     torch.manual_seed(0)
     log(f"device {device}, V={V}, length {L}, batch {BATCH}, {steps} updates per timed call, {torch.get_num_threads()} threads")
 
-    throughput = {}
     models = {"cnn": discriminators.make("cnn", vocab_size=V, max_length=L),
               "rnn": discriminators.make("rnn", vocab_size=V, max_length=L),
               "rnn_last": discriminators.make("rnn", vocab_size=V, max_length=L)}
-    for name, d in models.items():
-        positions = "last" if name == "rnn_last" else None  # rnn: every prefix's logit (its default)
-        trainer = discriminators.DiscriminatorTrainer(d, lr=1e-4, batch_size=BATCH, device=device, seed=0,
-                                                      positions=positions)
-        t = timeit(lambda: trainer.step(real, real_len, fake, fake_len, k=1), device, repeats)
-        throughput[name] = 2 * n / t
+    trainers = {name: discriminators.DiscriminatorTrainer(d, lr=1e-4, batch_size=BATCH, device=device, seed=0,
+                                                          positions="last" if name == "rnn_last" else None)
+                for name, d in models.items()}  # rnn: every prefix's logit (its default)
+    base = MeanPoolBaseline(V).to(device)
+    opt = torch.optim.Adam(base.parameters(), lr=1e-4)
+    tokens = torch.cat([real.masked_fill(torch.arange(L, device=device) >= real_len[:, None], V),
+                        fake.masked_fill(torch.arange(L, device=device) >= fake_len[:, None], V)])
+    lengths = torch.cat([real_len, fake_len])
+    targets = torch.cat([torch.ones(n, device=device), torch.zeros(n, device=device)])
+    fns = {name: (lambda tr=tr: tr.step(real, real_len, fake, fake_len, k=1)) for name, tr in trainers.items()}
+    fns["baseline"] = lambda: baseline_epoch(base, opt, tokens, lengths, targets, g)
+    seconds = interleaved(fns, device, repeats)  # every ratio of this first group in interleaved rounds
+    throughput = {name: 2 * n / t for name, t in seconds.items()}
+    for name, t in seconds.items():
         log(f"{name}: {t:.3f} s per {steps} updates, {throughput[name]:.0f} sequences/s")
 
     full = torch.full_like(real_len, L)
@@ -236,15 +246,6 @@ def main() -> None:
     log(f"after the same updates: held-out logits differ by at most {same['max_logit_difference']:.2e}, "
         f"held-out accuracy {same['heldout_acc']}, AUC {same['heldout_auc']}")
 
-    base = MeanPoolBaseline(V).to(device)
-    opt = torch.optim.Adam(base.parameters(), lr=1e-4)
-    tokens = torch.cat([real.masked_fill(torch.arange(L, device=device) >= real_len[:, None], V),
-                        fake.masked_fill(torch.arange(L, device=device) >= fake_len[:, None], V)])
-    lengths = torch.cat([real_len, fake_len])
-    targets = torch.cat([torch.ones(n, device=device), torch.zeros(n, device=device)])
-    t = timeit(lambda: baseline_epoch(base, opt, tokens, lengths, targets, g), device, repeats)
-    throughput["baseline"] = 2 * n / t
-    log(f"baseline (embedding + mean-pool + linear, plain loop): {t:.3f} s, {throughput['baseline']:.0f} sequences/s")
 
     cnn = models["cnn"]
     gflops = 3 * cnn_forward_flops(cnn, L) * throughput["cnn"] / 1e9
