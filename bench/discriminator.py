@@ -11,6 +11,7 @@ Adam, binary cross-entropy: sequences per second of ``DiscriminatorTrainer.step`
 - ``baseline``: plain PyTorch in this process, trained the same way (same minibatches, Adam,
   ``BCEWithLogitsLoss``) by a hand-written loop: ``nn.Embedding(V + 1, 64)``, mean over the
   valid positions, ``nn.Linear(64, 1)``. It is the cheapest reasonable discriminator, so
+  ``ratio`` (cnn over baseline throughput) says what the CNN's size costs against it.
 
 These four are timed in interleaved rounds (medians of ``--repeats``; the runs recorded in
 ``bench/results/discriminator.json`` before 2026-11-29 timed them one after the other).
