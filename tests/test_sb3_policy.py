@@ -205,7 +205,11 @@ def test_adaptive_controller_steps_are_the_proportional_rule_by_hand():
     assert c.update(0.0, 250) == pytest.approx(0.0978690 * 0.95, rel=1e-12)  # e = -1 clipped to -0.2
     assert c.beta == pytest.approx(0.09297555, rel=1e-12)
     big = KLController(2.0, target=0.1, horizon=100)
-    assert big.update(0.11, 1000) == pytest.approx(2.0 * 2.0, rel=1e-12)  # e = 0.1 over 10 horizons: β doubles
+    assert big.update(0.11, 1050) == pytest.approx(2.0 * 1.1**10 * 1.05, rel=1e-12)  # e = 0.1, once per horizon
+    # a whole rollout of KL 0 at the start (n = 13 horizons): β shrinks but stays positive
+    start = KLController(0.1, target=0.05, horizon=10_000)
+    beta = start.update(0.0, 131_072)
+    assert beta == pytest.approx(0.1 * 0.8**13 * (1 - 0.2 * 0.1072), rel=1e-12) and beta > 0
 
 
 class Recorder(BaseCallback):

@@ -460,10 +460,16 @@ class KLController:
         self.beta, self.target, self.horizon = float(beta), target, horizon
 
     def update(self, kl: float, n: int) -> float:
-        """Adapt β after ``n`` tokens of mean KL ``kl``; returns the new β."""
+        """Adapt β after ``n`` tokens of mean KL ``kl``; returns the new β.
+
+        Up to ``horizon`` tokens the step is the rule's, β (1 + e n / horizon); a longer batch
+        takes it once per horizon, β (1 + e)^k (1 + e r / horizon) with n = k·horizon + r, so that
+        β stays positive (one linear step over 5 horizons at e = -0.2 would make it 0 or negative:
+        a KL bonus)."""
         if self.target is not None:
             error = min(max(kl / self.target - 1.0, -0.2), 0.2)
-            self.beta *= 1.0 + error * n / self.horizon
+            whole, rest = divmod(int(n), self.horizon)
+            self.beta *= (1.0 + error) ** whole * (1.0 + error * rest / self.horizon)
         return self.beta
 
     def state_dict(self) -> Dict[str, float]:
