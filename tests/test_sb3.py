@@ -235,3 +235,18 @@ def test_discriminator_callback_evaluates_on_reals_it_never_trains_on_without_a_
     assert len(heldout) == 60 // 5 and heldout <= train  # the last fifth of the training sequences
     assert not heldout & set(trainer.reals)
     assert len(set(trainer.reals)) > 60 // 2  # trained on many of the other sequences
+
+
+def test_train_pys_ppo_holds_out_reals_on_a_corpus_without_a_test_set(tmp_path):
+    """The agent handed the callback the whole training set, so no reals were held out and no
+    held-out accuracy was logged."""
+    import agents
+    from textgym.data import Corpus
+
+    lines = [f"a{i % 6} b{i // 6}" + " c" * (i % 3) for i in range(60)]
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    data = Corpus(tmp_path / "c.txt")
+    agent = agents.make("ppo", data, {"discriminator": "rnn", "num_envs": 4, "adv_steps": 2}, seed=0)
+    held, train = agent.callback.heldout_real, agent.callback.real_tokens
+    assert held is not None and len(held[0]) == 12 and len(train) == 48
+    assert not {tuple(r.tolist()) for r in held[0]} & {tuple(r.tolist()) for r in train}
