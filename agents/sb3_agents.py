@@ -200,6 +200,15 @@ class SB3Agent(Agent):
             else:
                 raise ValueError(f"unknown part {part!r}; valid: generator, discriminator")
 
+    def _sb3_env(self) -> Any:
+        """The :class:`textgym.sb3.SB3VecEnv` that SB3 steps (under any VecEnv wrappers)."""
+        from textgym.sb3 import SB3VecEnv
+
+        env: Any = self.model.get_env()
+        while not isinstance(env, SB3VecEnv):
+            env = env.venv
+        return env
+
     def state_dict(self) -> Dict[str, Any]:
         """Tensors and plain data only (checkpoints are read with ``weights_only=True``): the
         policy's and its optimizer's state dicts rather than SB3's zip (whose data section
@@ -211,7 +220,9 @@ class SB3Agent(Agent):
             "policy": self.model.policy.state_dict(), "policy_optimizer": self.model.policy.optimizer.state_dict(),
             "last_obs": torch.from_numpy(np.asarray(self.model._last_obs)).clone(),
             "last_episode_starts": torch.from_numpy(np.asarray(self.model._last_episode_starts)).clone(),
-            "env": {"tokens": env.tokens, "lengths": env.lengths, "rng": env.rng.get_state()},
+            "env": {"tokens": env.tokens, "lengths": env.lengths, "rng": env.rng.get_state(),
+                    # the running episodes' returns and lengths so far, for SB3's episode statistics
+                    "returns": self._sb3_env()._returns.clone(), "steps": self._sb3_env()._steps.clone()},
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                           "has_gauss": int(has_gauss), "gauss": float(gauss)},
@@ -236,6 +247,9 @@ class SB3Agent(Agent):
         self.env.tokens = state["env"]["tokens"].to(self.env.device, copy=True)  # the env writes it in place
         self.env.lengths = state["env"]["lengths"].to(self.env.device, copy=True)
         self.env.rng.set_state(state["env"]["rng"])
+        if "returns" in state["env"]:  # checkpoints of earlier releases lack them
+            self._sb3_env()._returns.copy_(state["env"]["returns"])
+            self._sb3_env()._steps.copy_(state["env"]["steps"])
         self.env._started = True
         torch.set_rng_state(state["torch_rng"])
         r = state["numpy_rng"]

@@ -250,3 +250,22 @@ def test_train_pys_ppo_holds_out_reals_on_a_corpus_without_a_test_set(tmp_path):
     held, train = agent.callback.heldout_real, agent.callback.real_tokens
     assert held is not None and len(held[0]) == 12 and len(train) == 48
     assert not {tuple(r.tolist()) for r in held[0]} & {tuple(r.tolist()) for r in train}
+
+
+def test_a_resumed_ppo_run_reports_the_episodes_it_was_in_the_middle_of(small_oracle_data):
+    """Rollouts shorter than an episode: a checkpoint falls mid-episode, and the resumed run must
+    report those episodes' whole returns and lengths, as the uninterrupted run does."""
+    import copy
+
+    import agents
+
+    cfg = {"discriminator": "rnn", "reward": "dense", "num_envs": 4, "adv_steps": 3, "n_steps": 4}
+    a = agents.make("ppo", small_oracle_data, cfg, seed=0)
+    a.train_iteration()
+    state = copy.deepcopy(a.state_dict())
+    a.train_iteration()
+    b = agents.make("ppo", small_oracle_data, cfg, seed=0)
+    b.load_state_dict(state)
+    b.train_iteration()
+    assert len(a.model.ep_info_buffer) > 0  # 6-token episodes end within the second rollout
+    assert [(e["r"], e["l"]) for e in a.model.ep_info_buffer] == [(e["r"], e["l"]) for e in b.model.ep_info_buffer]
