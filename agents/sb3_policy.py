@@ -194,6 +194,9 @@ class GeneratorPolicy(ActorCriticPolicy):
                  generator_state: Optional[Dict[str, torch.Tensor]] = None, value_hidden: int = 64, **kwargs: Any) -> None:
         if not isinstance(action_space, spaces.Discrete) or not isinstance(observation_space, spaces.Box):
             raise ValueError("GeneratorPolicy needs textgym's token env: Box observations of ids and Discrete actions")
+        from textgym.sb3 import refuse_class_column
+
+        refuse_class_column(observation_space, "GeneratorPolicy")
         self.gen_kwargs: Dict[str, Any] = dict(emb_dim=emb_dim, hidden_dim=hidden_dim, eos_id=eos_id)
         self.vocab_size, self.max_length = int(action_space.n), int(observation_space.shape[0])
         self.value_hidden = value_hidden

@@ -269,3 +269,20 @@ def test_a_resumed_ppo_run_reports_the_episodes_it_was_in_the_middle_of(small_or
     b.train_iteration()
     assert len(a.model.ep_info_buffer) > 0  # 6-token episodes end within the second rollout
     assert [(e["r"], e["l"]) for e in a.model.ep_info_buffer] == [(e["r"], e["l"]) for e in b.model.ep_info_buffer]
+
+
+def test_the_token_reading_sb3_components_refuse_a_class_conditional_env(small_oracle_data):
+    """The class id in the last column would be read as a token (and passed to the discriminator
+    as one); SB3's MLP policy on the raw observations still works."""
+    from agents.sb3_policy import GeneratorPolicy
+    from textgym.sb3 import DiscriminatorCallback
+
+    env = TokenVecEnv(4, data=small_oracle_data, classes=2, discriminator="rnn")
+    venv = SB3VecEnv(env)
+    with pytest.raises(ValueError, match="ends? with a class id"):
+        PPO(GeneratorPolicy, venv, n_steps=8, batch_size=8)
+    with pytest.raises(ValueError, match="TokenFeaturesExtractor reads observations as token prefixes"):
+        TokenFeaturesExtractor(venv.observation_space)
+    with pytest.raises(ValueError, match="DiscriminatorCallback reads observations as token prefixes"):
+        DiscriminatorCallback().setup(env)
+    PPO("MlpPolicy", venv, n_steps=8, batch_size=8).learn(16)

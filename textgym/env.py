@@ -16,7 +16,9 @@ Class-conditional episodes (the ``classes`` option): on data with class labels
 conditioned on a class id in ``0 .. k-1`` and the observation grows by one entry: it is the
 ``(max_length + 1,)`` int64 array ``[tokens (padded as above) ..., class id]``, the class id in
 the LAST entry (``Box`` with high ``vocab_size`` for the tokens and ``k - 1`` for the class), so
-that the first ``max_length`` entries are the usual tokens and SB3 consumes it unchanged.
+that the first ``max_length`` entries are the usual tokens and SB3's MLP policy consumes it
+unchanged (the components that read every column as a token, ``GeneratorPolicy``,
+``TokenFeaturesExtractor`` and ``DiscriminatorCallback``, refuse it).
 """
 from __future__ import annotations
 

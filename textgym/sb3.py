@@ -60,6 +60,15 @@ def same_step_view(env: Any) -> Any:
     return view
 
 
+def refuse_class_column(space: Any, what: str) -> None:
+    """ValueError when ``space`` holds a class-conditional env's observations (the tokens, then the
+    class id, whose bound differs): ``what`` reads every column as a token."""
+    high = np.asarray(getattr(space, "high", [])).reshape(-1)
+    if high.size > 1 and high[-1] != high[0]:
+        raise ValueError(f"{what} reads observations as token prefixes, but these end with a class id (a "
+                         "class-conditional env); use SB3's MLP policy on the raw observations, or an env without classes")
+
+
 class SB3VecEnv(VecEnv):
     """Stable-Baselines3 ``VecEnv`` over a :class:`TokenVecEnv` (or an in-filling
     :class:`~textgym.infill.InfillVecEnv`, whose flat observations any SB3 policy reads).
@@ -166,6 +175,7 @@ class TokenFeaturesExtractor(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: spaces.Box, features_dim: int = 64, embed_dim: int = 32) -> None:
+        refuse_class_column(observation_space, "TokenFeaturesExtractor")
         super().__init__(observation_space, features_dim)
         self.pad_id = int(np.asarray(observation_space.high).max())
         self.start_id = self.pad_id + 1
@@ -307,6 +317,7 @@ class DiscriminatorCallback(BaseCallback):
 
     def setup(self, env: TokenVecEnv) -> None:
         """Fill in the defaults from ``env`` (called when training starts; idempotent)."""
+        refuse_class_column(env.single_observation_space, "DiscriminatorCallback")
         if self.discriminator is None:
             self.discriminator = self.trainer.discriminator if self.trainer is not None else env.scorer
         if not isinstance(self.discriminator, nn.Module):
