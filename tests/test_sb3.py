@@ -286,3 +286,15 @@ def test_the_token_reading_sb3_components_refuse_a_class_conditional_env(small_o
     with pytest.raises(ValueError, match="DiscriminatorCallback reads observations as token prefixes"):
         DiscriminatorCallback().setup(env)
     PPO("MlpPolicy", venv, n_steps=8, batch_size=8).learn(16)
+
+
+def test_the_callback_holds_out_nothing_from_a_corpus_too_small_for_a_fifth(tmp_path):
+    from textgym.data import Corpus
+    from textgym.sb3 import DiscriminatorCallback
+
+    (tmp_path / "c.txt").write_text("a b\nb c\nc a\n")
+    data = Corpus(tmp_path / "c.txt")
+    env = TokenVecEnv(2, data=data, discriminator="rnn")
+    cb = DiscriminatorCallback()
+    cb.setup(env)
+    assert cb.heldout_real is None and len(cb.real_tokens) == 3  # not an empty held-out set to divide by

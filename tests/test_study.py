@@ -519,3 +519,12 @@ def test_two_runs_whose_keys_would_share_a_folder_are_refused_before_anything_ru
         "agent": ["seqgan"], "discriminator": ["rnn"], "discriminator_options": [{"x": [1, 2]}, {"x": "1, 2"}]}]})
     with pytest.raises(StudyError, match="would share the folder"):
         expand(spec)
+
+
+def test_a_record_copied_into_another_runs_folder_is_refused_by_merge(finished, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    folders = sorted(p.parent for p in out.glob("cells/s0/*/record.json"))
+    shutil.copy(folders[0] / "record.json", folders[1] / "record.json")  # folders[1] now claims to be folders[0]'s run
+    assert study.main(["merge", str(out)]) == 2
+    assert "whose folder is" in capsys.readouterr().err

@@ -334,11 +334,11 @@ class DiscriminatorCallback(BaseCallback):
             data = env.data
             test = getattr(data, "test", None)
             train_t, train_l = data.train, data.train_lengths
-            if self.n_heldout and test is not None:
+            if self.n_heldout and test is not None and len(test):
                 n = min(self.n_heldout, len(test))
                 assert data.test_lengths is not None
                 self.heldout_real = (test[:n], data.test_lengths[:n])
-            elif self.n_heldout and self.real_tokens is None:
+            elif self.n_heldout and self.real_tokens is None and len(train_t) >= 5:  # a fifth of at least one
                 n = min(self.n_heldout, len(train_t) // 5)
                 self.heldout_real = (train_t[len(train_t) - n :], train_l[len(train_t) - n :])
                 train_t, train_l = train_t[: len(train_t) - n], train_l[: len(train_t) - n]

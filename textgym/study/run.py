@@ -227,6 +227,10 @@ def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str,
             raise StudyError(f"{path} is not a study record (format {rec.get('format')!r})")
         if not isinstance(rec.get("seed"), int) or not isinstance(rec.get("key"), str):
             raise StudyError(f"{path} is corrupt (no run key and seed); {REDO}")
+        home = Cell(rec["key"], "", "", (), rec["seed"]).folder(path.parents[3])
+        if path.parent != home:  # a record copied into another run's folder would stand for that run
+            raise StudyError(f"{path} is the record of run s{rec['seed']} {rec['key']!r}, whose folder is {home}; "
+                             "move it there or delete it")
         found.setdefault((rec["seed"], rec["key"]), rec)
     wanted = [(c.seed, c.key) for c in expand(spec)]
     missing = [w for w in wanted if w not in found]
