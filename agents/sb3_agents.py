@@ -113,7 +113,8 @@ class SB3Agent(Agent):
             size = n_steps * c.num_envs  # minibatch: the largest divisor of the rollout <= 256
             kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
         kw.update(c.sb3_kwargs)
-        self.model = algo(policy, SB3VecEnv(self.env), **kw)
+        self.vec_env = SB3VecEnv(self.env)  # its episode returns and lengths are part of the state
+        self.model = algo(policy, self.vec_env, **kw)
         self.env = unwrap_token_env(self.model.get_env())  # the same-step view SB3 steps
         if c.policy == "generator":
             self._generator: Any = self.model.policy.generator
@@ -200,15 +201,6 @@ class SB3Agent(Agent):
             else:
                 raise ValueError(f"unknown part {part!r}; valid: generator, discriminator")
 
-    def _sb3_env(self) -> Any:
-        """The :class:`textgym.sb3.SB3VecEnv` that SB3 steps (under any VecEnv wrappers)."""
-        from textgym.sb3 import SB3VecEnv
-
-        env: Any = self.model.get_env()
-        while not isinstance(env, SB3VecEnv):
-            env = env.venv
-        return env
-
     def state_dict(self) -> Dict[str, Any]:
         """Tensors and plain data only (checkpoints are read with ``weights_only=True``): the
         policy's and its optimizer's state dicts rather than SB3's zip (whose data section
@@ -222,7 +214,7 @@ class SB3Agent(Agent):
             "last_episode_starts": torch.from_numpy(np.asarray(self.model._last_episode_starts)).clone(),
             "env": {"tokens": env.tokens, "lengths": env.lengths, "rng": env.rng.get_state(),
                     # the running episodes' returns and lengths so far, for SB3's episode statistics
-                    "returns": self._sb3_env()._returns.clone(), "steps": self._sb3_env()._steps.clone()},
+                    "returns": self.vec_env._returns.clone(), "steps": self.vec_env._steps.clone()},
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                           "has_gauss": int(has_gauss), "gauss": float(gauss)},
@@ -248,8 +240,8 @@ class SB3Agent(Agent):
         self.env.lengths = state["env"]["lengths"].to(self.env.device, copy=True)
         self.env.rng.set_state(state["env"]["rng"])
         if "returns" in state["env"]:  # checkpoints of earlier releases lack them
-            self._sb3_env()._returns.copy_(state["env"]["returns"])
-            self._sb3_env()._steps.copy_(state["env"]["steps"])
+            self.vec_env._returns.copy_(state["env"]["returns"])
+            self.vec_env._steps.copy_(state["env"]["steps"])
         self.env._started = True
         torch.set_rng_state(state["torch_rng"])
         r = state["numpy_rng"]
