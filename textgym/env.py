@@ -106,6 +106,8 @@ class TokenVecEnv(VectorEnv):
     ``reset(options=...)`` accepts ``"prefix"``: an (N, P) int tensor/array or a list of N
     id lists that each episode starts from (with ``"prefix_lengths"`` (N,) for a padded
     tensor), and ``"reset_mask"``: (N,) bool, the envs to reset (the others keep their state).
+    A prefix holds for the episodes this ``reset`` starts only: an autoreset starts an empty
+    episode (call ``reset(options={"prefix": ..., "reset_mask": done})`` to continue from prefixes).
 
     Classes: with k classes (``num_classes``; None without), every episode has a class id,
     constant until it ends. ``reset`` draws one per reset env uniformly from the env's seeded
