@@ -30,7 +30,7 @@ from torch import nn
 from discriminators.base import capturing, seeded
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
-from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_past_prefix
+from textgym.sampling import generator_on, linear_log_softmax, linear_logit_bound, sample_past_prefix
 
 INITS = ("seqgan", "default")
 
@@ -199,6 +199,7 @@ class Generator(nn.Module):
         """
         self._check_tokens(tokens)
         tokens = tokens.to(self.device).long().clone()
+        generator = generator_on(generator, self.device)
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(self.device).long()
         table, w_hh = self._step_weights()

@@ -303,6 +303,9 @@ def test_the_captured_mle_epochs_train_as_eager_ones_and_resume_from_a_cpu_check
     cpu = _mle_agent("cpu")
     cpu.train_iteration()
     saved = cpu.state_dict()
+    # the sampling generator's state is device-specific (a CUDA generator refuses a CPU one's, as
+    # checkpoints refuse another device type): what is carried over here is the weights and Adam
+    saved["sample_rng"] = torch.Generator(device).manual_seed(0).get_state()
     captured, eager = _mle_agent(device), _mle_agent(device)
     eager._mle_graphed = GraphedUpdates(eager._mle_update, eager.mle_opt, capture=False)
     for agent in (captured, eager):

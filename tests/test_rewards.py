@@ -308,6 +308,28 @@ def test_mc_reward_with_the_generator_and_the_cnn_on_the_device(device):
 
 
 @pytest.mark.device
+def test_a_rollout_policy_on_another_device_than_the_env_draws_from_the_env_generator(device):
+    """An MC reward of a CPU env whose rollout policy lives on ``device`` (an SB3 policy on CUDA
+    next to an env on the CPU): the policy draws from a generator on its own device seeded by one
+    draw of the env's (torch refuses a CPU generator for CUDA draws), so the same seed gives the
+    same rewards, on the env's device, and the env's generator advances."""
+    from agents.generator import Generator
+    from discriminators import CNNDiscriminator
+    from textgym.sampling import generator_on
+
+    gen = Generator(30, 6, eos_id=None, seed=0).to(device)
+    reward = MCReward(CNNDiscriminator(30, 6, size="small"), "prob", rollout_policy=gen, n_rollouts=2).bind(30, None, 30)
+    tokens, lengths = torch.randint(30, (3, 6), generator=torch.Generator().manual_seed(0)), torch.full((3,), 6)
+    rngs = [torch.Generator().manual_seed(5) for _ in range(2)]
+    out = [reward.sequence_rewards(tokens, lengths, rng) for rng in rngs]
+    torch.testing.assert_close(out[0], out[1], atol=0, rtol=0)
+    assert out[0].device.type == "cpu" and out[0].shape == (3, 6)  # (N, T): a reward per token
+    assert not torch.equal(rngs[0].get_state(), torch.Generator().manual_seed(5).get_state())
+    same = torch.Generator(device)
+    assert generator_on(same, device) is same and generator_on(None, device) is None
+
+
+@pytest.mark.device
 def test_the_captured_mc_reward_equals_the_eager_one(device):
     """``MCReward(cuda_graph=True)``: on CUDA each chunk's rollout and scoring replays a captured
     graph after its warm-up calls, drawing the same numbers from the same generator as the eager
@@ -329,7 +351,8 @@ def test_the_captured_mc_reward_equals_the_eager_one(device):
     if device.type != "cuda":
         assert not reward._graphs
         return
-    assert len(reward._graphs) == 2  # 20 prefixes in chunks of 16: two shapes, both captured
+    assert (16, 6) in reward._graphs  # the full chunks of 16 prefixes were captured (the last chunk's
+    # size depends on how many sampled sequences ended early)
     bad, lengths = gen.sample_with_lengths(4, generator=data)
     bad[0, 0] = 51
     with pytest.raises(ValueError, match="token ids must lie in"):

@@ -27,6 +27,20 @@ SAMPLER_VERSION = 4
 _LOG2E = 1.0 / math.log(2.0)
 
 
+def generator_on(generator: Optional[torch.Generator], device: torch.device) -> Optional[torch.Generator]:
+    """``generator`` when it draws on ``device``'s type (or is None), else a generator on ``device``
+    seeded by one draw of ``generator`` (so the draws still follow its seed and advance its state).
+
+    torch refuses a CPU generator for draws on a CUDA tensor and the other way round; a rollout
+    policy on another device than the env whose generator it is handed (an SB3 policy on CUDA
+    completing the prefixes of a CPU env's MC reward) draws from this one.
+    """
+    if generator is None or generator.device.type == torch.device(device).type:
+        return generator
+    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device).manual_seed(seed)
+
+
 def row_chunk(n_cols: int, device: torch.device) -> Optional[int]:
     """Rows per chunk for row-wise work on ``(rows, n_cols)`` float tensors: the logits that
     :func:`sample_rows` and :func:`linear_log_softmax` make.

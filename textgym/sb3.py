@@ -29,7 +29,7 @@ from textgym.env import TokenVecEnv
 from textgym.infill import InfillVecEnv
 from textgym.protocols import RolloutPolicy
 from textgym.rewards import MCReward
-from textgym.sampling import sample_logits
+from textgym.sampling import generator_on, sample_logits
 
 
 def unwrap_token_env(env: Any) -> Any:
@@ -231,6 +231,7 @@ class SB3PolicyGenerator:
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         device = self.policy.device
         tokens, prefix_lengths = tokens.to(device).clone(), prefix_lengths.to(device)
+        generator = generator_on(generator, device)
         T = tokens.shape[1]
         pos = torch.arange(T, device=device)
         for t in range(T):
