@@ -152,6 +152,8 @@ class SB3Agent(Agent):
     def train_iteration(self) -> Dict[str, Any]:
         if self.model.ep_info_buffer is not None:
             self.model.ep_info_buffer.clear()  # episode statistics of this iteration only
+        if self.callback is not None:
+            self.callback.last_stats = {}  # d_* figures only on iterations that retrain the discriminator
         try:
             self.model.learn(self.rollout_steps, callback=self.callbacks, reset_num_timesteps=self.iteration == 0,
                              progress_bar=False)

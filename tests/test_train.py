@@ -40,6 +40,7 @@ def test_every_agent_runs_with_the_smoke_budget(tmp_path, agent, oracle_data):
     ("seqgan", 3, []),                                   # cut between adversarial steps
     ("ppo", 1, []),
     ("ppo", 1, ["--d-every", "2", "--adv-steps", "3"]),  # cut while sequences wait for the next D retraining
+    ("ppo", 2, ["--d-every", "2", "--adv-steps", "3"]),  # cut right after a D retraining: the next row has no d_*
 ])
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, agent, cut, extra, oracle_data):
     assert run(tmp_path, "--agent", agent, "--budget", "smoke", *extra, name="full") == 0
@@ -319,6 +320,56 @@ def test_the_printed_resume_command_continues_the_run(tmp_path, oracle_data, cap
     assert train.main([*hint, "--quiet"]) == 0
     full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
     assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_prints_the_command_that_resumes_it(tmp_path, oracle_data, capsys,
+                                                                                  monkeypatch):
+    """Ctrl-C mid-run: exit status 130, no traceback, the resume command on stderr; it continues
+    to the uninterrupted run's result. Interrupted before any checkpoint: says to start over."""
+    from agents.mle import MLEAgent
+
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, name="full") == 0
+    step = MLEAgent.train_iteration
+
+    def interrupted_at(n):
+        def train_iteration(self):
+            if self.iteration == n:
+                raise KeyboardInterrupt
+            return step(self)
+        return train_iteration
+
+    monkeypatch.setattr(MLEAgent, "train_iteration", interrupted_at(2))
+    assert run(tmp_path, *args, name="cut") == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "interrupted; the last checkpoint is kept" in err
+    monkeypatch.setattr(MLEAgent, "train_iteration", step)
+    assert train.main([*err.split("continue with: python train.py ")[1].split(), "--quiet"]) == 0
+    full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
+    assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
+    monkeypatch.setattr(MLEAgent, "train_iteration", interrupted_at(0))
+    assert run(tmp_path, *args, name="early") == 130
+    assert "interrupted before the first checkpoint" in capsys.readouterr().err
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path, oracle_data, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for device, said in (("cuda", "no CUDA device"), ("gpu", "is not a torch device")):
+        assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--device", device) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err
+        assert not (tmp_path / "run").exists()
+
+
+def test_a_corpus_file_that_cannot_be_read_is_a_clear_error(tmp_path, capsys):
+    blank, binary = tmp_path / "blank.txt", tmp_path / "binary.txt"
+    blank.write_text("\n\n")
+    binary.write_bytes(b"\xff\xfe\x00 abc\n")
+    for f, said in ((blank, "holds no sentences"), (binary, "UTF-8")):
+        assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", str(f)) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err
 
 
 def test_a_run_killed_between_its_last_checkpoint_and_its_summary_resumes_to_the_full_summary(tmp_path, oracle_data):
