@@ -153,6 +153,12 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
     return resolved, args
 
 
+def resume_command(folder: Path, device: str) -> str:
+    """The command that continues the run in ``folder`` (its own config, the same device)."""
+    return (f"python train.py --config {folder / 'config.json'} --out {folder} --resume"
+            + (f" --device {device}" if device != "cpu" else ""))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from agents.adversarial import INFORMATIVE_ACC
     from agents.checkpoints import RunError
@@ -179,12 +185,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except FloatingPointError as exc:
         print(f"error: training diverged: {exc}; the last good checkpoint is {folder / 'checkpoint.pt'}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoint in flight was finished (or not begun) by the driver
+        if (folder / "checkpoint.pt").is_file():
+            print(f"\ninterrupted; the last checkpoint is kept: continue with: {resume_command(folder, args.device)}",
+                  file=sys.stderr)
+        else:
+            print("\ninterrupted before the first checkpoint; run the same command again to start over", file=sys.stderr)
+        return 130
     if summary.get("already_finished"):
         print(f"{folder} holds a finished run ({summary['iterations']} iterations); nothing to do")
     elif not summary["finished"]:
         print(f"stopped after iteration {summary['iterations']}/{summary['total_iterations']}; "
-              f"continue with: python train.py --config {folder / 'config.json'} --out {folder} --resume"
-              + (f" --device {args.device}" if args.device != "cpu" else ""))
+              f"continue with: {resume_command(folder, args.device)}")
         return 0
     print(json.dumps({"agent": resolved.agent, "iterations": summary["iterations"], **summary["metrics"]}))
     acc = summary["metrics"].get("d_heldout_acc")

@@ -52,6 +52,7 @@ from agents.checkpoints import (
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
 from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
+from textgym.protocols import usable_device
 
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
 
@@ -85,7 +86,7 @@ def load_data(run: RunConfig) -> TextData:
                 data = LabelledCorpus(train, test, max_length=run.max_length)
             else:
                 data = Corpus(train, test, max_length=run.max_length)
-        except FileNotFoundError as exc:
+        except (FileNotFoundError, ValueError) as exc:  # a missing, empty, binary or malformed file
             raise RunError(str(exc)) from None
     n = run.train_size
     if n is not None and n < len(data.train):
@@ -281,12 +282,16 @@ def train(
     and float32 matrix products on CUDA may use TF32 exactly when ``resolved.run.tf32`` (torch's
     flag is restored afterwards; cuDNN's convolutions keep torch's own setting).
     """
+    try:
+        device = usable_device(device)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     keep_freed_memory()  # reuse freed pages instead of faulting fresh ones in at every step
     before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = bool(resolved.run.tf32)
     try:
         with claim_run_folder(Path(out)):
-            return _train(resolved, Path(out), torch.device(device), resume, stop_after, quiet, on_iteration)
+            return _train(resolved, Path(out), device, resume, stop_after, quiet, on_iteration)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
 

@@ -528,3 +528,53 @@ def test_a_record_copied_into_another_runs_folder_is_refused_by_merge(finished, 
     shutil.copy(folders[0] / "record.json", folders[1] / "record.json")  # folders[1] now claims to be folders[0]'s run
     assert study.main(["merge", str(out)]) == 2
     assert "whose folder is" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_a_study_quietly_and_tells_how_to_resume(tmp_path, monkeypatch, capsys):
+    """In one process: exit status 130, no traceback, "run the same command again"."""
+    from textgym.study import cli, run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "run_cell", interrupted)
+    assert cli.main(["run", "smoke", "--out", str(tmp_path / "s"), "--quiet"]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
+    """Workers ignore SIGINT (a Ctrl-C reaches the whole process group; the parent cancels the
+    queued runs and ends the running ones with SIGTERM, which they turn into SystemExit so that
+    their ``finally`` blocks run)."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from textgym.study.run import _ignore_ctrl_c, _stop_workers, _until_stopped
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_ignore_ctrl_c)
+    pid = pool.submit(os.getpid).result(timeout=120)  # the worker has started (its initializer ran)
+    pool.submit(_until_stopped, time.sleep, 60)  # as the study's workers run their cells
+    queued = pool.submit(time.sleep, 60)
+    (proc,) = pool._processes.values()
+    assert proc.pid == pid
+    time.sleep(0.5)  # the worker is inside time.sleep
+    os.kill(proc.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.is_alive()  # ignored
+    _stop_workers(pool)
+    proc.join(30)
+    assert not proc.is_alive() and proc.exitcode == 128 + signal.SIGTERM  # it took no queued run
+    assert queued.cancelled() or queued.exception(timeout=30) is not None
+    pool.shutdown(wait=True)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_the_study_folder_is_made(tmp_path, capsys):
+    from textgym.study import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert cli.main(["run", "smoke", "--out", str(tmp_path / "s"), "--device", "cuda", "--quiet"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err and not (tmp_path / "s").exists()

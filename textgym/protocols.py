@@ -8,7 +8,7 @@ any :class:`SequenceModel`, and :class:`textgym.scorers.OracleScorer` any
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import torch
 
@@ -110,3 +110,24 @@ def device_of(obj: object, default: Optional[torch.device] = None) -> Optional[t
     parameters = getattr(obj, "parameters", None)
     p = next(iter(parameters()), None) if callable(parameters) else None
     return default if p is None else p.device
+
+
+def usable_device(device: Union[str, torch.device]) -> torch.device:
+    """``torch.device(device)``, or ValueError saying why this machine cannot compute there: not a
+    device name, or a CUDA (MPS) device where torch has none (torch itself would fail later, at the
+    first tensor moved there, with an AssertionError from deep inside)."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {str(device)!r} is not a torch device ({str(exc).splitlines()[0]}); "
+                         "use cpu, cuda or cuda:N") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: torch finds no CUDA device here (torch.cuda.is_available() is "
+                             "False: a CPU-only torch build, or no GPU); use cpu")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+    elif d.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r}: torch finds no MPS device here; use cpu")
+    return d

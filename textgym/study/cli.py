@@ -74,6 +74,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (StudyError, ConfigError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished runs are kept and each unfinished one has its last checkpoint: run the same "
+              "command again to resume", file=sys.stderr)
+        return 130
     if result["report"] is not None:
         print(Path(result["report"]).read_text())
         print(f"study folder: {out} ({result['seconds'] / 60:.1f} min)")

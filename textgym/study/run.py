@@ -3,6 +3,8 @@ temperatures; the records of a study folder collected."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -19,6 +21,7 @@ from agents.driver import build_agent, load_data, train
 from agents.infill import InfillAgent
 from textgym.data import OracleData, TextData
 from textgym.plots import read_metrics
+from textgym.protocols import usable_device
 from textgym.study.report import write_outputs
 from textgym.study.spec import (
     RECORD_FORMAT,
@@ -139,9 +142,44 @@ def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threa
     return record
 
 
+def _ignore_ctrl_c() -> None:
+    """A worker's start: Ctrl-C (sent to the whole process group) is the parent's to handle, and
+    the parent's SIGTERM ends the worker with SystemExit, so that its run's ``finally`` blocks
+    (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and end the workers (each unfinished run resumes from its last
+    checkpoint)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() drops this table
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+
+
+def _until_stopped(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a worker. The parent's SIGTERM arrives as SystemExit; once ``fn``'s
+    ``finally`` blocks ran, the process ends here (returning to the pool would let it take the
+    next queued run)."""
+    try:
+        return fn(*args)
+    except SystemExit as exc:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc.code, int) else 1)
+
+
 def _worker(job: Tuple[Cell, Dict[str, Any], str, str, int]) -> Dict[str, Any]:
     cell, spec_dict, root, device, threads = job
-    return run_cell(cell, StudySpec.from_dict(spec_dict), Path(root), device, threads)
+    return _until_stopped(run_cell, cell, StudySpec.from_dict(spec_dict), Path(root), device, threads)
 
 
 # ---------------------------------------------------------------------------- the study
@@ -167,6 +205,10 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
     """
     from tqdm import tqdm
 
+    try:
+        usable_device(device)
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
     cells = expand(spec)
     data = load_data(RunConfig(**{k: v for k, v in _run_values(spec, spec.seeds[0]).items()
                                   if k in {f.name for f in fields(RunConfig)}}))
@@ -197,16 +239,21 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
                 continue
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                     initializer=_ignore_ctrl_c) as pool:
                 futures = {pool.submit(_worker, (c, spec.to_dict(), str(root), device, threads)): c for c in jobs}
-                for fut in as_completed(futures):
-                    c = futures[fut]
-                    try:
-                        records.append(fut.result())
-                    except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
-                        failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
-                    bar.set_postfix_str(f"done s{c.seed} {c.key}")
-                    bar.update(1)
+                try:
+                    for fut in as_completed(futures):
+                        c = futures[fut]
+                        try:
+                            records.append(fut.result())
+                        except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
+                            failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
+                        bar.set_postfix_str(f"done s{c.seed} {c.key}")
+                        bar.update(1)
+                except KeyboardInterrupt:  # the workers ignore Ctrl-C: stop them here, quietly
+                    _stop_workers(pool)
+                    raise
     finally:
         bar.close()
     if failures:
