@@ -117,3 +117,41 @@ def test_nll_test_known_leaves_out_the_test_words_outside_the_vocabulary(tmp_pat
     (tmp_path / "test.txt").write_text("a b c\n")  # every test word known: no second figure
     data = Corpus(tmp_path / "train.txt", tmp_path / "test.txt", max_length=5)
     assert "nll_test_known" not in evaluate_generator(gen, data, n_samples=20, bleu_samples=10).metrics
+
+
+def test_bad_options_are_refused_before_anything_is_evaluated(tmp_path, capsys):
+    """Each with its reason and no traceback: a temperature of 0 was a ZeroDivisionError, a
+    --json path in a missing folder failed after the evaluation ran (its results lost)."""
+    vocab = Vocab([EOS, UNK, "a", "b", "c"])
+    gen = generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
+    (tmp_path / "refs.txt").write_text("a b\n")
+    common = ["--generator", gen, "--references", str(tmp_path / "refs.txt"), "--n-samples", "20", "--orders", "2"]
+    for extra, said in ((["--temperatures", "0", "--frontier"], "--temperatures must be finite and > 0"),
+                        (["--temperatures", "inf", "--frontier"], "--temperatures must be finite and > 0"),
+                        (["--n-samples", "0"], "--n-samples must be >= 1"),
+                        (["--orders", "0"], "--orders are n-gram orders >= 1"),
+                        (["--json", str(tmp_path / "nodir" / "e.json")], "no folder"),
+                        (["--plot", str(tmp_path / "f.png")], "add --frontier"),
+                        (["--device", "gpu"], "is not a torch device")):
+        with pytest.raises(SystemExit):
+            evaluate_main([*common, *extra])
+        assert said in capsys.readouterr().err
+    for refs, said in (("nosuch.txt", "does not exist"), (str(tmp_path / "empty.txt"), "holds no sentences")):
+        (tmp_path / "empty.txt").write_text("\n")
+        with pytest.raises(SystemExit, match=said):
+            evaluate_main(["--generator", gen, "--references", refs])
+
+
+def test_a_run_folder_stands_for_its_generator_file_and_a_checkpoint_is_named_as_such(tmp_path):
+    vocab = Vocab([EOS, UNK, "a", "b", "c"])
+    generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
+    (tmp_path / "refs.txt").write_text("a b\nc a\n")
+    out = tmp_path / "e.json"
+    assert evaluate_main(["--generator", str(tmp_path), "--references", str(tmp_path / "refs.txt"), "--n-samples", "20",
+                          "--orders", "2", "--json", str(out)]) == 0
+    assert "bleu2" in json.loads(out.read_text())
+    from agents.checkpoints import write_checkpoint
+
+    write_checkpoint(tmp_path / "checkpoint.pt", {"format": "textgym-checkpoint"}, b"state")
+    with pytest.raises(SystemExit, match="is a training checkpoint, not a generator file"):
+        evaluate_main(["--generator", str(tmp_path / "checkpoint.pt")])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from textgym.metrics import (
     sample_sequences,
     sequence_log_probs,
 )
+from textgym.protocols import usable_device
 from textgym.safeload import UnsafeFileError, load_data_only
 
 GENERATOR_FORMAT = "textgym-generator-v1"
@@ -86,6 +88,9 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[Any, Optional[Vocab
     except Exception as exc:
         raise SystemExit(f"error: {path} is not a readable textgym generator file ({type(exc).__name__}: {exc})") from None
     try:
+        if isinstance(blob, dict) and "header" in blob and "body" in blob:
+            raise SystemExit(f"error: {path} is a training checkpoint, not a generator file: give the run folder "
+                             f"or its generator.pt")
         if not isinstance(blob, dict) or blob.get("format") != GENERATOR_FORMAT:
             raise ValueError(f"format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}")
         name = blob.get("class")
@@ -194,12 +199,15 @@ def oracle_nll_of_ids(hyps: List[List[str]], data: OracleData) -> float:
 def read_references(source: str) -> List[List[str]]:
     """The reference sentences of ``--references``: a text file, or the test split of a named
     corpus (``coco``: :data:`textgym.data.CORPORA`)."""
-    if source in CORPORA and not Path(source).is_file():
-        try:
+    try:
+        if source in CORPORA and not Path(source).is_file():
             return read_sentences(corpus_files(source)[1])
-        except FileNotFoundError as exc:
-            raise SystemExit(f"error: {exc}") from None
-    return read_sentences(source)
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"references file {source} does not exist (a text file, or a named corpus: "
+                                    f"{', '.join(sorted(CORPORA))})")
+        return read_sentences(source)
+    except (FileNotFoundError, ValueError) as exc:  # missing, empty, not UTF-8
+        raise SystemExit(f"error: {exc}") from None
 
 
 def corpus_options_given(args: argparse.Namespace) -> List[str]:
@@ -292,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("samples", nargs="?", help="a file of generated sentences, one per line")
     p.add_argument("--references", help="reference text file (BLEU, NLL-test), or a named corpus (coco: its test split)")
     p.add_argument("--oracle", action="store_true", help="score id samples under the SeqGAN oracle (NLL-oracle)")
-    p.add_argument("--generator", help="a generator.pt written by train.py")
+    p.add_argument("--generator", help="a generator.pt written by train.py, or its run folder")
     p.add_argument("--curves", nargs="+", help="run folders whose training curves to plot")
     p.add_argument("--metrics", nargs="+", default=["bleu", "self_bleu"], choices=["bleu", "self_bleu"])
     p.add_argument("--orders", nargs="+", type=int, default=[2, 3, 4, 5], help="BLEU n-gram orders")
@@ -306,9 +314,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (``parser.error``) what would fail only after the evaluation ran, or deep inside it."""
+    bad = [t for t in args.temperatures if not (math.isfinite(t) and t > 0)]
+    if bad:
+        parser.error(f"--temperatures must be finite and > 0, got {bad[0]:g}")
+    if args.n_samples < 1:
+        parser.error(f"--n-samples must be >= 1, got {args.n_samples}")
+    if any(n < 1 for n in args.orders):
+        parser.error(f"--orders are n-gram orders >= 1, got {min(args.orders)}")
+    try:
+        usable_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    for flag in ("json", "plot"):
+        path = getattr(args, flag)
+        if path is not None and (Path(path).is_dir() or not Path(path).absolute().parent.is_dir()):
+            parser.error(f"--{flag} {path}: " + ("is a folder; give a file path" if Path(path).is_dir()
+                                                 else f"no folder {Path(path).absolute().parent} to write it in"))
+    if args.generator and args.plot and not args.frontier:
+        parser.error("--plot with --generator draws the temperature frontier: add --frontier")
+    if args.generator and Path(args.generator).is_dir():  # a run folder: its generator file
+        args.generator = str(Path(args.generator) / "generator.pt")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_args(parser, args)
     samples_file = args.samples
     if args.curves:
         out = plot_curves(args.curves, args.plot or "curves.png")
