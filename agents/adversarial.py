@@ -30,7 +30,7 @@ import torch
 
 from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
-from discriminators.base import load_optimizer_state, seeded
+from discriminators.base import load_optimizer_state, load_weights, seeded
 from discriminators.trainer import PRECISIONS
 from textgym import scorers
 from textgym.data import OracleData
@@ -392,11 +392,8 @@ class AdversarialAgent(MLEAgent):
         if part != "discriminator":
             super()._warm_start_part(state, part)
             return
-        if self.discriminator is None or not hasattr(self.discriminator, "load_state_dict"):
+        if not isinstance(self.discriminator, torch.nn.Module):
             raise ValueError(f"agent {self.name!r} trains no discriminator module to warm start")
         if "discriminator" not in state:
             raise ValueError("the source run has no trained discriminator")
-        try:
-            self.discriminator.load_state_dict(state["discriminator"])
-        except RuntimeError as exc:
-            raise ValueError(f"the source run's discriminator does not fit this one: {str(exc).splitlines()[0]}") from None
+        load_weights(self.discriminator, state["discriminator"], "the source run's discriminator")

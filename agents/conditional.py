@@ -45,7 +45,7 @@ from agents.base import Agent
 from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed, shuffled_order
-from discriminators.base import seeded
+from discriminators.base import load_weights, seeded
 from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData
 from textgym.masks import length_mask
@@ -464,11 +464,7 @@ class ConditionalAgent(Agent):
         for part in parts:
             if part != "generator":
                 raise ValueError(f"agent {self.name!r} takes only its generator from another run, not {part!r}")
-            try:
-                cast(nn.Module, self.generator).load_state_dict(state[self.generator_key])
-            except RuntimeError as exc:
-                raise ValueError(f"the source run's generator does not fit this one (classes, vocabulary, emb_dim "
-                                 f"or hidden_dim differ): {str(exc).splitlines()[0]}") from None
+            load_weights(cast(nn.Module, self.generator), state[self.generator_key], "the source run's generator")
 
     def state_dict(self) -> Dict[str, Any]:
         return {"agent": self.name, "iteration": self.iteration, "sample_rng": self.sample_rng.get_state(),

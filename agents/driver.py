@@ -243,10 +243,14 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     path = source / "checkpoint.pt" if source.is_dir() else source
     header, state = read_checkpoint(path)
     check_same_data(path, header, agent.data, run, "warm start")
+    policy = state.get("policy")
+    if "generator" not in state and isinstance(policy, dict):  # an SB3 run of the generator policy: its actor
+        generator = {k.removeprefix("generator."): v for k, v in policy.items() if k.startswith("generator.")}
+        state = {**state, "generator": generator} if generator else state
     try:
         agent.warm_start(state, run.init_parts)
     except ValueError as exc:
-        raise RunError(f"init_from {source}: {exc}") from None
+        raise RunError(f"init_from {source} (a {header.get('agent')} run): {exc}") from None
     return {"init_from": str(source), "init_parts": list(run.init_parts), "source_agent": header.get("agent"),
             "source_iteration": header.get("iteration")}
 

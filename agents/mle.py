@@ -34,7 +34,7 @@ import torch
 from agents.base import Agent
 from agents.config import RECIPE, SEQGAN, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
-from discriminators.base import load_optimizer_state
+from discriminators.base import load_optimizer_state, load_weights
 from discriminators.graphed import GraphedUpdates
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask, masked_mean
@@ -332,12 +332,8 @@ class MLEAgent(Agent):
                 self._warm_start_part(state, part)
                 continue
             if "generator" not in state:
-                raise ValueError(f"the source run (agent {state.get('agent')!r}) has no LSTM generator to start from")
-            try:
-                self._generator.load_state_dict(state["generator"])
-            except RuntimeError as exc:
-                raise ValueError(f"the source run's generator does not fit this one (vocabulary, emb_dim or "
-                                 f"hidden_dim differ): {str(exc).splitlines()[0]}") from None
+                raise ValueError("the source run has no LSTM generator to start from")
+            load_weights(self._generator, state["generator"], "the source run's generator")
 
     def _warm_start_part(self, state: Dict[str, Any], part: str) -> None:
         raise ValueError(f"agent {self.name!r} has no {part} to warm start")

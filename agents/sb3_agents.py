@@ -188,7 +188,7 @@ class SB3Agent(Agent):
                 if self.config.policy != "generator":
                     raise ValueError("policy='gru' has no generator to warm start; use policy='generator'")
                 if "generator" not in state:
-                    raise ValueError(f"the source run (agent {state.get('agent')!r}) has no LSTM generator to start from")
+                    raise ValueError("the source run has no LSTM generator to start from")
                 from agents.sb3_policy import load_generator_state
 
                 load_generator_state(self._generator, state["generator"])

@@ -50,6 +50,7 @@ from torch.distributions import Categorical
 
 from agents.generator import Generator
 from agents.policy_head import HeadWorkspace, head_log_prob_entropy
+from discriminators.base import load_weights
 from textgym.rewards import KLController
 from textgym.sampling import sample_logits
 
@@ -271,11 +272,7 @@ class GeneratorPolicy(ActorCriticPolicy):
 
 def load_generator_state(generator: Generator, state: Dict[str, torch.Tensor]) -> None:
     """Load a generator's weights, or ValueError saying which sizes differ."""
-    try:
-        generator.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"the generator weights do not fit (vocabulary, emb_dim or hidden_dim differ): "
-                         f"{str(exc).splitlines()[0]}") from None
+    load_weights(generator, state, "the given generator")
 
 
 def _vocab_words(vocab: Any) -> Optional[List[str]]:

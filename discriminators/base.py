@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -103,6 +103,28 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict[str, Any]
         for group in state["param_groups"]:
             group["capturable"] = capturable
     optimizer.load_state_dict(state)
+
+
+def load_weights(module: torch.nn.Module, state: Any, what: str) -> None:
+    """``module.load_state_dict(state)``, or ValueError saying how ``what`` (the weights' source,
+    e.g. "the source run's generator") differs from ``module``: the parameters whose shapes differ
+    (there and here), and those only one side has. torch's own message is a multi-line list that
+    callers used to cut to its first line, "Error(s) in loading state_dict for Generator:"."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{what} is not a set of weights (a {type(state).__name__}, not a state dict)")
+    own = module.state_dict()
+    shapes = [f"{k} is {tuple(v.shape)} there, {tuple(own[k].shape)} here" for k, v in state.items()
+              if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape]
+    missing, extra = [k for k in own if k not in state], [k for k in state if k not in own]
+
+    def some(keys: List[str]) -> str:
+        return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+    parts = ([f"shapes differ ({some(shapes)})"] if shapes else []) + ([f"missing there: {some(missing)}"] if missing else []) \
+        + ([f"not in this model: {some(extra)}"] if extra else [])
+    if parts:
+        raise ValueError(f"{what} does not fit this {type(module).__name__}: {'; '.join(parts)}")
+    module.load_state_dict(state)
 
 
 def check_inputs(

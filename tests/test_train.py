@@ -147,13 +147,30 @@ def test_warm_start_takes_the_source_runs_generator(tmp_path, oracle_data):
     assert first["nll_test"] == pytest.approx(mle_last["nll_test"], rel=1e-6)
 
 
+def test_a_ppo_run_of_the_generator_policy_warm_starts_another_agent_with_its_actor(tmp_path, oracle_data):
+    """Its checkpoint holds the SB3 policy, whose actor is the LSTM generator ("the source run
+    (agent None) has no LSTM generator" before)."""
+    from agents.checkpoints import read_checkpoint
+    from agents.driver import build_agent, load_data, warm_start
+
+    assert run(tmp_path, "--agent", "ppo", "--budget", "smoke", name="ppo") == 0
+    _, source = read_checkpoint(tmp_path / "ppo" / "checkpoint.pt")
+    resolved = agents.config.resolve(agents.preset("mle"), "smoke", explicit={"init_from": str(tmp_path / "ppo")})
+    agent = build_agent(resolved, load_data(resolved.run), "cpu")
+    assert warm_start(agent, resolved.run)["source_agent"] == "ppo"
+    for k, v in agent.generator.state_dict().items():
+        assert torch.equal(v, source["policy"][f"generator.{k}"]), k
+
+
 def test_warm_start_refusals(tmp_path, oracle_data, capsys):
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "nothing")) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", name="mle") == 0
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "mle"),
                "--hidden-dim", "16", name="bad") == 2
-    assert "does not fit" in capsys.readouterr().err
+    err = capsys.readouterr().err  # which weights differ, and how (torch's message was cut to its first line)
+    assert "(a mle run): the source run's generator does not fit" in err
+    assert "lstm.weight_hh_l0 is (128, 32) there, (64, 16) here" in err
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "mle"),
                "--init-parts", '["discriminator"]', name="bad2") == 2
     assert "no trained discriminator" in capsys.readouterr().err
