@@ -66,6 +66,28 @@ def test_oracle_frontier_is_monotone_in_temperature(oracle_data, device):
     assert min(d, key=d.get) == 1.0  # the oracle explains its own test data best at temperature 1
 
 
+def test_each_run_keeps_its_colour_in_every_panel_of_the_curves(tmp_path, monkeypatch):
+    """A run without a panel's metric left the colour cycle to restart there, so the next run's
+    line took the colour that the legend gives the first run."""
+    import matplotlib.pyplot as plt
+
+    from textgym import plots
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    for name, keys in (("mle", ("nll_oracle",)), ("seqgan", ("nll_oracle", "d_loss"))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text(
+            "".join(json.dumps({"iteration": i, **{k: 1.0 + i for k in keys}}) + "\n" for i in range(3)))
+    plots.plot_training_curves([tmp_path / "mle", tmp_path / "seqgan"], tmp_path / "c.png")
+    (fig,) = figures
+    colour = {line.get_label(): line.get_color() for ax in fig.axes for line in ax.get_lines()
+              if ax.get_title() == "nll-oracle"}
+    (d_line,) = [line for ax in fig.axes if ax.get_title() == "d-loss" for line in ax.get_lines()]
+    assert d_line.get_label() == "seqgan" and d_line.get_color() == colour["seqgan"] != colour["mle"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["mle", "seqgan"]
+
+
 def test_plots_are_written(tmp_path, small_oracle_data):
     o = small_oracle_data.oracle
     pts = oracle_frontier({"a": o, "b": o}, o, small_oracle_data.test, temperatures=(0.8, 1.0), n=100)

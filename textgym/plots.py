@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from textgym.metrics import FrontierPoint
 
@@ -81,16 +81,18 @@ def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, 
     if not present:
         raise ValueError(f"none of the metrics {list(keys)} appear in {list(runs)}")
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
+    handles: Dict[str, Any] = {}  # each run's colour is its own in every panel, also where another run has no line
     for ax, key in zip(axes[0], present, strict=True):
-        for name, rows in runs.items():
+        for i, (name, rows) in enumerate(runs.items()):
             xs = [r["iteration"] for r in rows if isinstance(r.get(key), (int, float))]
             ys = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
             if xs:
-                ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=name)
+                (line,) = ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=name, color=f"C{i % 10}")
+                handles.setdefault(name, line)
         ax.set_title(key.replace("_", "-"))
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(handles=[handles[n] for n in runs if n in handles], fontsize=8)  # every run, in order
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
