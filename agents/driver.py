@@ -63,18 +63,16 @@ def load_data(run: RunConfig) -> TextData:
     (``textgym.data.CORPORA``), a corpus file, or a labelled corpus (a file whose first line holds
     a TAB), cut to ``train_size`` sequences."""
     data: TextData
-    if run.data == "oracle":
-        if run.test_data:
-            raise RunError("test_data applies to text corpora; the oracle benchmark has its own test set")
-        data = resolve_data("oracle", run.max_length)
-    elif run.data == "oracle-classes":  # class-conditional agents: k = 2 oracle LSTMs, one per class
-        from textgym.classes import MultiOracleData
+    if run.data in ("oracle", "oracle-classes") and run.test_data:
+        raise RunError(f"test_data applies to text corpora; the {run.data} benchmark has its own test set")
+    try:
+        if run.data == "oracle":
+            data = resolve_data("oracle", run.max_length)
+        elif run.data == "oracle-classes":  # class-conditional agents: k = 2 oracle LSTMs, one per class
+            from textgym.classes import MultiOracleData
 
-        if run.test_data:
-            raise RunError("test_data applies to text corpora; the oracle-classes benchmark has its own test set")
-        data = MultiOracleData(2, max_length=run.max_length or 20)
-    else:
-        try:
+            data = MultiOracleData(2, max_length=run.max_length or 20)
+        else:
             train, test = run.data, run.test_data
             refuse_misspelled_name(train)
             if train in CORPORA:  # a named corpus: its files, and its test split unless test_data is given
@@ -86,8 +84,8 @@ def load_data(run: RunConfig) -> TextData:
                 data = LabelledCorpus(train, test, max_length=run.max_length)
             else:
                 data = Corpus(train, test, max_length=run.max_length)
-        except (FileNotFoundError, ValueError) as exc:  # a missing, empty, binary or malformed file
-            raise RunError(str(exc)) from None
+    except (FileNotFoundError, ValueError) as exc:  # a missing, empty, binary or malformed file; TEXTGYM_DATA
+        raise RunError(str(exc)) from None
     n = run.train_size
     if n is not None and n < len(data.train):
         cut: Any = copy.copy(data)

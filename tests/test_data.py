@@ -106,6 +106,17 @@ def test_oracle_fallback_without_data(monkeypatch, tmp_path, capsys):
     assert torch.equal(oracle.Wo, same.Wo)
 
 
+def test_a_data_directory_that_does_not_exist_is_an_error_not_a_fresh_oracle(monkeypatch, tmp_path, capsys):
+    """A mistyped TEXTGYM_DATA fell back to a freshly initialized oracle with only a notice."""
+    import train
+
+    monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path / "nosuch"))
+    with pytest.raises(FileNotFoundError, match="TEXTGYM_DATA=.*nosuch is not a directory"):
+        OracleLSTM.load(seed=0)
+    assert train.main(["--agent", "mle", "--budget", "smoke", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "is not a directory" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 # ---------------------------------------------------------------------------- corpora
 def write(tmp_path, name, text, encoding="utf-8"):
     p = tmp_path / name

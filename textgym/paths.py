@@ -11,9 +11,16 @@ from typing import Optional
 
 
 def data_dir() -> Optional[Path]:
-    """The data directory: ``$TEXTGYM_DATA``, else ``../shared/data`` beside the checkout; None if absent."""
+    """The data directory: ``$TEXTGYM_DATA``, else ``../shared/data`` beside the checkout; None if absent.
+
+    FileNotFoundError when ``$TEXTGYM_DATA`` names no directory: a mistyped path would otherwise
+    fall back to a freshly initialized oracle, whose numbers compare with nothing.
+    """
     env = os.environ.get("TEXTGYM_DATA")
     if env:
+        if not Path(env).is_dir():
+            raise FileNotFoundError(f"TEXTGYM_DATA={env} is not a directory; point it at the data folder, or unset it "
+                                    "to use ../shared/data beside the checkout")
         return Path(env)
     candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
