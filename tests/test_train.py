@@ -121,6 +121,19 @@ def test_config_json_reruns_the_same_run(tmp_path, oracle_data):
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
 
 
+def test_a_budget_given_with_a_config_file_replaces_the_caps_of_the_files_budget(tmp_path):
+    """The file's own values stay (a flag's gen_lr), the values its budget set follow the new one
+    (they silently kept the file's smoke sizes while config.json recorded the new budget)."""
+    from agents.config import resolve
+
+    resolved = resolve(agents.preset("seqgan"), "smoke", explicit={"gen_lr": 0.02})
+    (tmp_path / "config.json").write_text(json.dumps(resolved.to_json()))
+    again, _ = train.parse(["--config", str(tmp_path / "config.json")])
+    assert again.config.adv_steps == 2 and again.config.gen_lr == 0.02  # the file as it is
+    default, _ = train.parse(["--config", str(tmp_path / "config.json"), "--budget", "default"])
+    assert default.config.adv_steps == 15 and default.config.gen_lr == 0.02 and default.budget == "default"
+
+
 def test_warm_start_takes_the_source_runs_generator(tmp_path, oracle_data):
     from agents.checkpoints import read_checkpoint
 
