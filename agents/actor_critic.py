@@ -28,7 +28,14 @@ from typing import Any, ClassVar, Dict, Optional
 import torch
 from torch import nn
 
-from agents.adversarial import AdversarialAgent, AdversarialConfig, check_transform, discounted_returns, resolve_transform
+from agents.adversarial import (
+    AdversarialAgent,
+    AdversarialConfig,
+    check_discriminator,
+    check_transform,
+    discounted_returns,
+    resolve_transform,
+)
 from agents.config import MASKGAN, at_least, nonnegative, param, positive, unit
 from agents.mle import check_finite, derive_seed
 from discriminators.base import load_optimizer_state, seeded
@@ -53,7 +60,7 @@ class ActorCriticConfig(AdversarialConfig):
     """Fields of the MaskGAN-style actor-critic."""
 
     discriminator: Any = param("rnn", "a discriminators registry name with per-prefix scores, 'oracle', or an object of "
-                                      "the Discriminator protocol", source=MASKGAN)
+                                      "the Discriminator protocol", check=check_discriminator, source=MASKGAN)
     transform: Optional[str] = param("log", "reward transform of the discriminator's prefix logits (log: log D)",
                                      check=check_transform, source=MASKGAN)
     gamma: float = param(0.89, "discount (rl_discount_rate)", check=unit, source=MASKGAN)

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 import torch
 
-from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, positive, unit_open
+from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, positive, suggest, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
 from discriminators.base import load_optimizer_state, load_weights, seeded
 from discriminators.trainer import PRECISIONS
@@ -115,6 +115,15 @@ def check_transform(v: Any) -> Optional[str]:
         f"None or one of {sorted([*TRANSFORMS, *EXTRA_TRANSFORMS])}"
 
 
+def check_discriminator(v: Any) -> Optional[str]:
+    """A ``discriminator`` field: a registry name, 'oracle', or an object (not a string)."""
+    import discriminators
+
+    names = [*discriminators.available(), "oracle"]
+    return None if not isinstance(v, str) or v in names else \
+        f"one of {sorted(names)} or a Discriminator object{suggest(v, names)}"
+
+
 @dataclass
 class AdversarialConfig(MLEConfig):
     """Fields of the adversarial schedule and its discriminator (every adversarial agent)."""
@@ -125,7 +134,8 @@ class AdversarialConfig(MLEConfig):
     adam_beta1: float = param(0.9, "Adam beta1 of the adversarial generator optimizer", check=unit_open)
     temperature: float = param(1.0, "sampling temperature of training samples and rollouts", check=positive)
     discriminator: Any = param("cnn", "a discriminators registry name, 'oracle' (the oracle's log-likelihood, oracle "
-                                      "data only), or an object of the Discriminator protocol", source=SEQGAN)
+                                      "data only), or an object of the Discriminator protocol", check=check_discriminator,
+                               source=SEQGAN)
     discriminator_options: Dict[str, Any] = param({}, "keyword options of discriminators.make")
     d_lr: float = param(1e-4, "discriminator learning rate", check=positive, source=SEQGAN)
     d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1), source=SEQGAN)

@@ -203,11 +203,15 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         raise RunError(f"no checkpoint at {path}")
     try:  # tensors and plain data only, never an object whose unpickling runs code
         outer = load_data_only(path, f"checkpoint {path}")
+        if isinstance(outer, dict) and "format" in outer and "state_dict" in outer:  # what evaluate reads
+            raise RunError(f"{path} is a generator file, not a checkpoint: give the run folder (it holds checkpoint.pt)")
         header, body = outer["header"], outer["body"]
         if isinstance(body, torch.Tensor) and body.dtype == torch.uint8 and body.dim() == 1:
             body = body.numpy().tobytes()  # checkpoints written before it was a tensor hold bytes
     except UnsafeFileError as exc:
         raise RunError(str(exc)) from None
+    except RunError:
+        raise
     except Exception as exc:  # truncated zip, wrong structure
         raise RunError(f"checkpoint {path} is corrupt or not a textgym checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Dict, List, Literal, Optional, Sequence
 import numpy as np
 import torch
 
-from agents.adversarial import check_transform
+from agents.adversarial import check_discriminator, check_transform
 from agents.base import Agent
 from agents.config import SB3, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
 from discriminators.base import load_optimizer_state
@@ -38,7 +38,8 @@ class SB3Config:
     transform: Optional[str] = param(None, "reward transform (None: prob, or identity for the oracle)",
                                      check=check_transform)
     n_rollouts: int = param(16, "Monte-Carlo rollouts (reward='mc')", kind=SIZE, check=at_least(1))
-    discriminator: Any = param("cnn", "a discriminators registry name (rnn for dense rewards) or 'oracle'")
+    discriminator: Any = param("cnn", "a discriminators registry name (rnn for dense rewards) or 'oracle'",
+                               check=check_discriminator)
     discriminator_options: Dict[str, Any] = param({}, "keyword options of discriminators.make")
     d_lr: float = param(1e-4, "discriminator learning rate", check=positive)
     d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1))

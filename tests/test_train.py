@@ -55,7 +55,9 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, agent, cut, extra,
 
 def test_refusals(tmp_path, oracle_data, capsys):
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--discriminator", "lstm9") == 2
-    assert "valid" in capsys.readouterr().err
+    assert "'oracle'" in capsys.readouterr().err  # every valid name, the oracle's likelihood included
+    assert run(tmp_path, "--agent", "ppo", "--budget", "smoke", "--discriminator", "rnm") == 2
+    assert "did you mean rnn" in capsys.readouterr().err
     # dense rewards need per-prefix scores, which the CNN has not
     assert run(tmp_path, "--agent", "scratchgan", "--budget", "smoke", "--discriminator", "cnn") == 2
     assert "prefix" in capsys.readouterr().err
@@ -179,6 +181,9 @@ def test_warm_start_refusals(tmp_path, oracle_data, capsys):
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "nothing")) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", name="mle") == 0
+    assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "mle" / "generator.pt"),
+               name="file") == 2
+    assert "is a generator file, not a checkpoint: give the run folder" in capsys.readouterr().err
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "mle"),
                "--hidden-dim", "16", name="bad") == 2
     err = capsys.readouterr().err  # which weights differ, and how (torch's message was cut to its first line)
