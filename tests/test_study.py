@@ -413,6 +413,23 @@ def test_the_analysis_reports_cell_minus_control_with_the_paired_t_interval_and_
     assert comp["start"]["differences"]["nll_oracle"]["estimate"] == pytest.approx(sum(cell) / 3)
 
 
+def test_frontiers_without_a_common_range_report_no_area_instead_of_a_zero_interval():
+    """A collapsed cell (one point on its frontier) shares no diversity range with its references:
+    its area is "no common range", not +0.000 [+0.000, +0.000]."""
+    from textgym.study.report import analyze, report_markdown
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
+    for r in records:
+        if r["key"] == "seqgan":  # every temperature gives the same samples
+            r["sweep"] = [{**p, "nll_oracle": 1.0, "nll_test": 12.0} for p in r["sweep"]]
+    analysis = analyze(spec, records)
+    fr = analysis["comparisons"][0]["control"]["frontier"]
+    assert fr["area"] is None and fr["area_note"] == "no common range" and fr["areas"] == [None] * 3
+    text = report_markdown(spec, analysis, records)
+    assert "| no common range |" in text and "(area no common range)" in text  # the table's column, the reading
+
+
 def test_one_seed_gives_no_intervals_and_the_reading_claims_nothing():
     from textgym.study.report import analyze, frontier_axes, reading
     from textgym.study.spec import task_of

@@ -84,17 +84,20 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
                 ci = paired_interval([_at(runs[s])[m] for s in both], [_at(ref[s])[m] for s in both]) if both else None
                 if ci is not None:
                     diffs[m] = ci.as_dict()
-            areas = []
+            areas: List[Optional[float]] = []  # None for a seed whose two sweeps share no diversity range
             for s in seeds:
                 comp = compare_frontiers(frontier_points(runs[s], key, axes), frontier_points(ref[s], ref_key, axes))
-                areas.append(comp.area)
+                areas.append(comp.area if comp.overlap[1] > comp.overlap[0] else None)
             mean = compare_frontiers(frontier_points(_mean_sweep([runs[s] for s in seeds]), key, axes),
                                      frontier_points(_mean_sweep([ref[s] for s in seeds]), ref_key, axes)) if seeds else None
-            area_ci = paired_interval(areas, [0.0] * len(areas))
+            shared = [a for a in areas if a is not None]
+            area_ci = paired_interval(shared, [0.0] * len(shared))
             entry[label] = {"key": ref_key, "seeds": seeds, "differences": diffs,
                             "frontier": None if mean is None else {
                                 "verdict": mean.verdict, "area_of_means": mean.area, "areas": areas,
-                                "area": None if area_ci is None else area_ci.as_dict()}}
+                                "area": None if area_ci is None else area_ci.as_dict(),
+                                **({} if len(shared) == len(areas) else {"area_note": (
+                                    f"{len(shared)} of {len(areas)} seeds share a range" if shared else "no common range")})}}
         comparisons.append(entry)
     return {"rows": rows, "comparisons": comparisons}
 
@@ -104,6 +107,15 @@ def _fmt_ci(d: Optional[Dict[str, Any]]) -> str:
     if not d:
         return "–"
     return str(Interval(d["estimate"], d["low"], d["high"], d["df"], d["level"]))
+
+
+def _fmt_area(frontier: Dict[str, Any]) -> str:
+    """The frontier area's interval over the seeds whose sweeps share a diversity range, and how
+    many do when not all of them."""
+    note = frontier.get("area_note")
+    if note == "no common range":
+        return note
+    return _fmt_ci(frontier.get("area")) + (f" ({note})" if note else "")
 
 
 def _better(metric: str, ci: Dict[str, Any], task: Task) -> Optional[bool]:
@@ -163,13 +175,14 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
             c = comp[label]
             fr = c["frontier"] or {}
             lines.append(f"| {comp['key']} | {c['key']} | " + " | ".join(_fmt_ci(c["differences"].get(m)) for m in compared)
-                         + f" | {fr.get('verdict', '–')} | {_fmt_ci(fr.get('area'))} |")
+                         + f" | {fr.get('verdict', '–')} | {_fmt_area(fr)} |")
     quality, _, axes = frontier_axes(spec)
     lines += ["", f"Frontier: the Pareto frontiers of the temperature sweeps {spec.temperatures} ({axes}), averaged "
               "over seeds: *dominates* (at least as good wherever the reference attains a diversity, and reaching as "
               "far), *dominated*, *crosses* or *equal*. "
-              "Area: ∫ (reference − cell) over the common range with lower-is-better axes, per seed [95% interval]; "
-              "positive means the cell is better.", ""]
+              "Area: ∫ (reference − cell) over the common range with lower-is-better axes, per seed [95% interval] "
+              "over the seeds whose two sweeps share a diversity range (a collapsed generator's single point shares "
+              "none); positive means the cell is better.", ""]
     lines += ["## Reading", ""] + reading(analysis, quality, task)
     return "\n".join(lines) + "\n"
 
@@ -188,7 +201,8 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
         vs_ctrl = _better(q, ctrl["differences"].get(q, {}), task)
         fronts = {label: comp[label]["frontier"] or {} for label in ("control", "mle", "start")}
         names = (("control", "control"), ("mle", "MLE control"), ("start", "MLE start"))
-        verdicts = ", ".join(f"{name} {fronts[label].get('verdict', '–')} (area {_fmt_ci(fronts[label].get('area'))})"
+        verdicts = ", ".join(f"{name} {fronts[label].get('verdict', '–')} "
+                             f"(area {_fmt_area(fronts[label])})"
                              for label, name in names)
         desc = (f"`{comp['key']}`: {q.replace('_', '-')} vs its no-information control "
                 f"{_fmt_ci(ctrl['differences'].get(q))}; frontier vs {verdicts}")
