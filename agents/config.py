@@ -395,8 +395,10 @@ def resolve(preset: Preset, budget: Union[str, Mapping[str, Optional[int]]] = "p
         if isinstance(before, int) and isinstance(after, int) and before > 0 and after != before:
             agent_vals[k] = max(1, round(preset_vals[k] * after / before))
             sources[k] = f"scaled with {ref}"
-    if run_vals["init_from"] and "mle_epochs" in agent_vals and sources["mle_epochs"] not in ("config", "flag"):
-        agent_vals["mle_epochs"] = 0  # warm started: no MLE pretraining unless asked for
+    if (run_vals["init_from"] and "mle_epochs" in agent_vals and "adv_steps" in agent_vals
+            and sources["mle_epochs"] not in ("config", "flag")):
+        # warm started: no MLE pretraining unless asked for (an MLE agent's epochs are its training)
+        agent_vals["mle_epochs"] = 0
         sources["mle_epochs"] = "init_from"
     run = RunConfig(**run_vals)
     validate(run)

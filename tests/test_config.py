@@ -119,6 +119,9 @@ def test_warm_start_skips_mle_unless_asked():
     assert r.config.mle_epochs == 0 and r.sources["mle_epochs"] == "init_from"
     r = resolve(agents.preset("seqgan"), "smoke", explicit={"init_from": "runs/x", "mle_epochs": 2})
     assert r.config.mle_epochs == 2
+    for agent in ("mle", "mle-infill"):  # MLE's epochs are the whole run: a warm start continues them (it did nothing)
+        r = resolve(agents.preset(agent), "default", explicit={"init_from": "runs/x"})
+        assert r.config.mle_epochs == 12 and r.sources["mle_epochs"] == "budget"
 
 
 @pytest.mark.parametrize("explicit,match", [
