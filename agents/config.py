@@ -251,7 +251,8 @@ class RunConfig:
     max_length: Optional[int] = param(None, "tokens per sequence (oracle: 20; corpora: longest sentence + 1)", kind=RUN,
                                       check=at_least(1))
     train_size: Optional[int] = param(None, "use the first N training sequences (None: all)", kind=SIZE, check=at_least(1))
-    seed: int = param(0, "seeds everything; the same seed on CPU (and thread count) gives the same run", kind=RUN, check=at_least(0))
+    seed: int = param(0, "seeds everything; the same seed on CPU (and thread count) gives the same run", kind=RUN,
+                      check=at_least(0))
     eval_every: int = param(5, "evaluate every N iterations (and at the start and the end)", kind=SIZE, check=at_least(1))
     eval_samples: int = param(5000, "generator samples for NLL-oracle, entropy and BLEU (the oracle protocol: 5,000)",
                               kind=SIZE, check=at_least(1))
