@@ -384,7 +384,7 @@ def test_bad_config_values_are_refused(name, over, match, tiny):
     ("scratchgan", ProbScorer(), "per-prefix"),            # dense reward without prefix scores
     ("maskgan", ProbScorer(), "per-prefix"),
     ("scratchgan", "cnn", "per-prefix"),                   # the registry's CNN has no prefix scores
-    ("seqgan", "transformer", "unknown discriminator"),
+    ("seqgan", "transformer", "'transformer' is invalid: expected one of"),
 ])
 def test_scorers_that_cannot_give_the_reward_are_refused(name, scorer, match, tiny):
     with pytest.raises(ValueError, match=match):
