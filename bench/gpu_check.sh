@@ -19,7 +19,10 @@ case $PY in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac  #
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 ROOT=$PWD
-export PYTHONUNBUFFERED=1 TEXTGYM_DATA=${TEXTGYM_DATA:-$ROOT/.data}
+export PYTHONUNBUFFERED=1
+if [ -z "${TEXTGYM_DATA:-}" ] && [ -d "$ROOT/.data" ]; then  # the carried copy of the data, when there is one
+    export TEXTGYM_DATA=$ROOT/.data
+fi
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site

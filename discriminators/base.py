@@ -124,7 +124,10 @@ def load_weights(module: torch.nn.Module, state: Any, what: str) -> None:
         + ([f"not in this model: {some(extra)}"] if extra else [])
     if parts:
         raise ValueError(f"{what} does not fit this {type(module).__name__}: {'; '.join(parts)}")
-    module.load_state_dict(state)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:  # what the shape check cannot see (an entry that is not a tensor, say)
+        raise ValueError(f"{what} does not fit this {type(module).__name__}: {str(exc).strip()}") from None
 
 
 def check_inputs(

@@ -110,6 +110,9 @@ def test_a_data_directory_that_does_not_exist_is_an_error_not_a_fresh_oracle(mon
     """A mistyped TEXTGYM_DATA fell back to a freshly initialized oracle with only a notice."""
     import train
 
+    import textgym.data
+
+    monkeypatch.setattr(textgym.data, "_ORACLE_CACHE", {})  # an earlier test's oracle would be reused
     monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path / "nosuch"))
     with pytest.raises(FileNotFoundError, match="TEXTGYM_DATA=.*nosuch is not a directory"):
         OracleLSTM.load(seed=0)

@@ -136,6 +136,10 @@ def test_bad_options_are_refused_before_anything_is_evaluated(tmp_path, capsys):
         with pytest.raises(SystemExit):
             evaluate_main([*common, *extra])
         assert said in capsys.readouterr().err
+    (tmp_path / "samples.txt").write_text("a b\n")
+    with pytest.raises(SystemExit):
+        evaluate_main([str(tmp_path / "samples.txt"), "--plot", str(tmp_path / "s.png")])
+    assert "a samples file has nothing to plot" in capsys.readouterr().err
     for refs, said in (("nosuch.txt", "does not exist"), (str(tmp_path / "empty.txt"), "holds no sentences")):
         (tmp_path / "empty.txt").write_text("\n")
         with pytest.raises(SystemExit, match=said):
@@ -155,3 +159,25 @@ def test_a_run_folder_stands_for_its_generator_file_and_a_checkpoint_is_named_as
     write_checkpoint(tmp_path / "checkpoint.pt", {"format": "textgym-checkpoint"}, b"state")
     with pytest.raises(SystemExit, match="is a training checkpoint, not a generator file"):
         evaluate_main(["--generator", str(tmp_path / "checkpoint.pt")])
+
+
+def test_a_data_directory_that_does_not_exist_is_a_clear_error(tmp_path, monkeypatch):
+    import textgym.data
+
+    monkeypatch.setattr(textgym.data, "_ORACLE_CACHE", {})
+    monkeypatch.setenv("TEXTGYM_DATA", str(tmp_path / "nosuch"))
+    (tmp_path / "ids.txt").write_text("1 2 3\n")
+    with pytest.raises(SystemExit, match="error: TEXTGYM_DATA=.* is not a directory"):
+        evaluate_main([str(tmp_path / "ids.txt"), "--oracle"])
+
+
+def test_weights_that_do_not_fit_are_a_value_error_naming_the_difference():
+    from discriminators.base import load_weights
+
+    g = Generator(vocab_size=5, max_length=4, emb_dim=4, hidden_dim=4)
+    state = g.state_dict()
+    with pytest.raises(ValueError, match="not in this model: extra"):
+        load_weights(g, {**state, "extra": torch.zeros(1)}, "the source")
+    with pytest.raises(ValueError, match="the source does not fit this Generator"):
+        load_weights(g, {**state, "out.bias": "not a tensor"}, "the source")
+    load_weights(g, state, "the source")  # what fits loads

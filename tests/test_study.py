@@ -566,6 +566,7 @@ def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
     import multiprocessing as mp
     import os
     import signal
+    import sys
     import time
     from concurrent.futures import ProcessPoolExecutor
 
@@ -573,6 +574,8 @@ def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
 
     pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_ignore_ctrl_c)
     pid = pool.submit(os.getpid).result(timeout=120)  # the worker has started (its initializer ran)
+    err = pool.submit(_until_stopped, sys.exit, "error: boom").exception(timeout=60)
+    assert isinstance(err, SystemExit) and err.code == "error: boom"  # another exit is reported, the worker lives
     pool.submit(_until_stopped, time.sleep, 60)  # as the study's workers run their cells
     queued = pool.submit(time.sleep, 60)
     (proc,) = pool._processes.values()
@@ -582,8 +585,10 @@ def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
     time.sleep(0.5)
     assert proc.is_alive()  # ignored
     _stop_workers(pool)
-    proc.join(30)
-    assert not proc.is_alive() and proc.exitcode == 128 + signal.SIGTERM  # it took no queued run
+    deadline = time.time() + 60  # the pool's manager thread may reap the child first: poll its exit code
+    while proc.exitcode is None and time.time() < deadline:
+        proc.join(0.1)
+    assert proc.exitcode == 128 + signal.SIGTERM  # it took no queued run
     assert queued.cancelled() or queued.exception(timeout=30) is not None
     pool.shutdown(wait=True)
 
@@ -595,3 +600,13 @@ def test_a_device_this_machine_lacks_is_refused_before_the_study_folder_is_made(
         pytest.skip("this machine has CUDA")
     assert cli.main(["run", "smoke", "--out", str(tmp_path / "s"), "--device", "cuda", "--quiet"]) == 2
     assert "no CUDA device" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_a_run_whose_generator_file_is_missing_is_a_run_error_with_the_remedy(tmp_path, small_oracle_data):
+    """The evaluate CLI's SystemExit became a worker's silent exit (and a broken pool)."""
+    from agents.checkpoints import RunError
+    from textgym.study.run import evaluate_sweep
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}]})
+    with pytest.raises(RunError, match="no generator file at .*; delete the run's folder and rerun the study"):
+        evaluate_sweep(tmp_path, small_oracle_data, spec, 0, "cpu")

@@ -132,8 +132,10 @@ def test_a_budget_given_with_a_config_file_replaces_the_caps_of_the_files_budget
     (tmp_path / "config.json").write_text(json.dumps(resolved.to_json()))
     again, _ = train.parse(["--config", str(tmp_path / "config.json")])
     assert again.config.adv_steps == 2 and again.config.gen_lr == 0.02  # the file as it is
-    default, _ = train.parse(["--config", str(tmp_path / "config.json"), "--budget", "default"])
-    assert default.config.adv_steps == 15 and default.config.gen_lr == 0.02 and default.budget == "default"
+    for budget in ("default", "paper"):  # as if resolved under that budget with the file's own flag
+        swapped, _ = train.parse(["--config", str(tmp_path / "config.json"), "--budget", budget])
+        direct = resolve(agents.preset("seqgan"), budget, explicit={"gen_lr": 0.02})
+        assert swapped.to_json()["values"] == direct.to_json()["values"] and swapped.budget == budget
 
 
 def test_warm_start_takes_the_source_runs_generator(tmp_path, oracle_data):

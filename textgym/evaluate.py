@@ -334,6 +334,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
                                                  else f"no folder {Path(path).absolute().parent} to write it in"))
     if args.generator and args.plot and not args.frontier:
         parser.error("--plot with --generator draws the temperature frontier: add --frontier")
+    if args.plot and not (args.generator or args.curves):
+        parser.error("--plot draws a generator's frontier (--generator --frontier) or training curves (--curves); "
+                     "a samples file has nothing to plot")
     if args.generator and Path(args.generator).is_dir():  # a run folder: its generator file
         args.generator = str(Path(args.generator) / "generator.pt")
 
@@ -342,6 +345,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
+    try:
+        return _run(parser, args)
+    except FileNotFoundError as exc:  # the data directory ($TEXTGYM_DATA) or a file the evaluation reads
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     samples_file = args.samples
     if args.curves:
         out = plot_curves(args.curves, args.plot or "curves.png")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -45,6 +46,10 @@ def _curves(folder: Path, task: Task) -> List[Dict[str, Any]]:
     return [{k: r[k] for k in keep if k in r} for r in rows]
 
 
+REDO = "delete it and rerun the study to redo that run"
+REDO_RUN = "delete the run's folder and rerun the study to redo it"
+
+
 def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, device: str,
                    resolved: Optional[Resolved] = None) -> List[Dict[str, Any]]:
     """The study's evaluation of a finished run's generator at every temperature, with the same
@@ -67,7 +72,10 @@ def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, dev
                 for tau in spec.temperatures]
     from textgym.evaluate import evaluate_generator, load_generator
 
-    gen, _ = load_generator(folder / "generator.pt", device=device)
+    try:
+        gen, _ = load_generator(folder / "generator.pt", device=device)
+    except SystemExit as exc:  # the evaluate CLI's error for a missing or corrupt file
+        raise RunError(f"{str(exc.code).removeprefix('error: ')}; {REDO_RUN}") from None
     orders = () if isinstance(data, OracleData) else (2, 3, 4, 5)
     out = []
     for tau in spec.temperatures:
@@ -75,9 +83,6 @@ def evaluate_sweep(folder: Path, data: TextData, spec: StudySpec, seed: int, dev
                                 test_size=spec.eval_test_size, bleu_samples=spec.bleu_samples, bleu_orders=orders)
         out.append({"temperature": float(tau), **ev.metrics})
     return out
-
-
-REDO = "delete it and rerun the study to redo that run"
 
 
 def read_json_file(path: Path, what: str, todo: str) -> Dict[str, Any]:
@@ -144,16 +149,21 @@ def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threa
 
 def _ignore_ctrl_c() -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the parent's to handle, and
-    the parent's SIGTERM ends the worker with SystemExit, so that its run's ``finally`` blocks
-    (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
-    import signal
-
+    the parent's SIGTERM ends the worker with :class:`_Stopped`, so that its run's ``finally``
+    blocks (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
 
 
+class _Stopped(SystemExit):
+    """The parent's SIGTERM in a worker (and only that: other SystemExits are errors to report)."""
+
+
 def _exit_quietly(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    # one stop only: the pool's manager thread sends a second SIGTERM once another worker has
+    # exited, which would cut this worker's finally blocks short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Stopped(128 + signum)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -166,12 +176,11 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def _until_stopped(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a worker. The parent's SIGTERM arrives as SystemExit; once ``fn``'s
-    ``finally`` blocks ran, the process ends here (returning to the pool would let it take the
-    next queued run)."""
+    """``fn(*args)`` in a worker. Once ``fn``'s ``finally`` blocks ran after the parent's
+    SIGTERM, the process ends here (returning to the pool would let it take a queued run)."""
     try:
         return fn(*args)
-    except SystemExit as exc:
+    except _Stopped as exc:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(exc.code if isinstance(exc.code, int) else 1)
@@ -241,8 +250,15 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
 
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                      initializer=_ignore_ctrl_c) as pool:
-                futures = {pool.submit(_worker, (c, spec.to_dict(), str(root), device, threads)): c for c in jobs}
+                futures: Dict[Any, Cell] = {}
                 try:
+                    # the workers start here, and ignore Ctrl-C from their first instruction on (an
+                    # ignored signal stays ignored across exec); the parent takes it again after
+                    parent_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    try:
+                        futures = {pool.submit(_worker, (c, spec.to_dict(), str(root), device, threads)): c for c in jobs}
+                    finally:
+                        signal.signal(signal.SIGINT, parent_handler)
                     for fut in as_completed(futures):
                         c = futures[fut]
                         try:
