@@ -170,9 +170,10 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel the queued runs and end the workers (each unfinished run resumes from its last
     checkpoint)."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() drops this table
-    pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
         proc.terminate()
+    # then wait for them, so that the pool closes its queues (no leaked semaphores at exit)
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _until_stopped(fn: Any, *args: Any) -> Any:
