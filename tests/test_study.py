@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -610,3 +611,41 @@ def test_a_run_whose_generator_file_is_missing_is_a_run_error_with_the_remedy(tm
     spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}]})
     with pytest.raises(RunError, match="no generator file at .*; delete the run's folder and rerun the study"):
         evaluate_sweep(tmp_path, small_oracle_data, spec, 0, "cpu")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_study_workers_stop_when_the_study_process_is_killed(tmp_path):
+    """A study killed from outside (SIGKILL, a scheduler's limit) left its workers training on."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, time, multiprocessing as mp\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from textgym.study.run import _ignore_ctrl_c, _until_stopped\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_ignore_ctrl_c)\n"
+        "    pid = pool.submit(os.getpid).result(timeout=120)\n"
+        "    pool.submit(_until_stopped, time.sleep, 120)\n"
+        "    print(pid, flush=True)\n"
+        "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    worker = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(30)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return  # gone
+        with open(f"/proc/{worker}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":  # exited, waiting to be reaped by init
+                return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail("the worker outlived the study's process")

@@ -153,6 +153,23 @@ def _ignore_ctrl_c() -> None:
     blocks (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
+    _stop_with_parent()
+
+
+def _stop_with_parent() -> None:
+    """On Linux, have the kernel send this worker SIGTERM when the study's process dies (killed,
+    or ended by a scheduler's time limit): an orphaned worker would otherwise go on training."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _Stopped(SystemExit):
