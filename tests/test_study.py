@@ -573,7 +573,8 @@ def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
 
     from textgym.study.run import _ignore_ctrl_c, _stop_workers, _until_stopped
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_ignore_ctrl_c)
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_ignore_ctrl_c,
+                               initargs=(os.getpid(),))
     pid = pool.submit(os.getpid).result(timeout=120)  # the worker has started (its initializer ran)
     err = pool.submit(_until_stopped, sys.exit, "error: boom").exception(timeout=60)
     assert isinstance(err, SystemExit) and err.code == "error: boom"  # another exit is reported, the worker lives
@@ -627,7 +628,8 @@ def test_study_workers_stop_when_the_study_process_is_killed(tmp_path):
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from textgym.study.run import _ignore_ctrl_c, _until_stopped\n"
         "if __name__ == '__main__':\n"
-        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_ignore_ctrl_c)\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_ignore_ctrl_c,\n"
+        "                               initargs=(os.getpid(),))\n"
         "    pid = pool.submit(os.getpid).result(timeout=120)\n"
         "    pool.submit(_until_stopped, time.sleep, 120)\n"
         "    print(pid, flush=True)\n"

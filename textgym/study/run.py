@@ -147,18 +147,19 @@ def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threa
     return record
 
 
-def _ignore_ctrl_c() -> None:
+def _ignore_ctrl_c(parent: Optional[int] = None) -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the parent's to handle, and
     the parent's SIGTERM ends the worker with :class:`_Stopped`, so that its run's ``finally``
     blocks (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
-    _stop_with_parent()
+    _stop_with_parent(parent)
 
 
-def _stop_with_parent() -> None:
-    """On Linux, have the kernel send this worker SIGTERM when the study's process dies (killed,
-    or ended by a scheduler's time limit): an orphaned worker would otherwise go on training."""
+def _stop_with_parent(parent: Optional[int]) -> None:
+    """On Linux, have the kernel send this worker SIGTERM when the study's process (pid
+    ``parent``) dies, killed or ended by a scheduler's time limit: an orphaned worker would
+    otherwise go on training."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -168,7 +169,7 @@ def _stop_with_parent() -> None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the parent died before the request took effect
+    if parent is not None and os.getppid() != parent:  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -267,7 +268,7 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
             import multiprocessing as mp
 
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_ignore_ctrl_c) as pool:
+                                     initializer=_ignore_ctrl_c, initargs=(os.getpid(),)) as pool:
                 futures: Dict[Any, Cell] = {}
                 try:
                     # the workers start here, and ignore Ctrl-C from their first instruction on (an
