@@ -106,7 +106,7 @@ def test_nll_test_known_leaves_out_the_test_words_outside_the_vocabulary(tmp_pat
     metrics = evaluate_generator(gen, data, n_samples=20, bleu_samples=10).metrics
     nll, known = [], []  # a slow reference: one sequence at a time, position by position
     for row, n in zip(data.test, data.test_lengths):
-        lp = gen.log_probs(row[None])[0]
+        lp = gen.log_probs(row[None])[0].detach()
         for t in range(int(n)):
             nll.append(-float(lp[t]))
             if int(row[t]) != UNK_ID:
