@@ -39,6 +39,10 @@ class RunError(Exception):
     """A run that cannot start or go on; the message says why and what to do."""
 
 
+class FolderInUse(RunError):
+    """The run folder is held by another process (:func:`claim_run_folder`)."""
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -103,8 +107,8 @@ def claim_run_folder(folder: Path) -> Iterator[None]:
                 held = True
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise RunError(f"{folder} is in use by another run (process {holder}); wait for it to end or choose "
-                               "another --out") from None
+                raise FolderInUse(f"{folder} is in use by another run (process {holder}); wait for it to end or "
+                                  "choose another --out") from None
             except OSError:  # a filesystem without flock (some network mounts): unlocked, as before
                 pass
             if held:

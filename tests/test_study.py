@@ -107,6 +107,25 @@ def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(finished, tmp_
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents)
 
 
+def test_runs_another_process_is_training_are_left_to_it(finished, tmp_path):
+    """A second `study run` on the same folder skips the runs the first holds (their folders'
+    locks) instead of reporting them as failed, and says to rerun once they are done."""
+    from agents.checkpoints import claim_run_folder
+
+    out, _ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    spec = StudySpec.from_dict(SPEC)
+    cell = next(c for c in expand(spec) if c.seed == 1 and c.key == CELLS[1])
+    shutil.rmtree(cell.folder(copy))  # still to be trained
+    with claim_run_folder(cell.folder(copy)):  # as another process training it holds it
+        with pytest.raises(StudyError, match=r"(?s)1 run\(s\) are being trained by another process.*s1 seqgan") as err:
+            run_study(spec, copy, quiet=True)
+        assert "failed" not in str(err.value)
+    run_study(spec, copy, quiet=True)  # once it is free, the rerun finishes the study
+    assert rows(copy) == rows(out)
+
+
 def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys):
     out, _ = finished
     sharded = tmp_path / "sharded"

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from agents.checkpoints import RunError, atomic_write_json, load_agent_state, read_checkpoint
+from agents.checkpoints import FolderInUse, RunError, atomic_write_json, load_agent_state, read_checkpoint
 from agents.conditional import ConditionalAgent
 from agents.config import Resolved, RunConfig
 from agents.driver import build_agent, load_data, train
@@ -251,16 +251,19 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
     threads = max(1, (torch.get_num_threads() if workers == 1 else (torch.get_num_threads() // workers)))
     records: List[Dict[str, Any]] = []
     failures: List[str] = []
+    busy: List[str] = []  # runs that another process (another `study run` on this folder) is training
     bar = tqdm(total=len(todo), desc=f"study {spec.name}", disable=quiet, dynamic_ncols=True, unit="run")
     try:
         for phase in (("start",), ("mle", "control", "cell")):
-            failed_seeds = {int(f.split()[0][1:]) for f in failures}
+            failed_seeds = {int(f.split()[0][1:]) for f in failures + busy}
             jobs = [c for c in todo if c.role in phase and c.seed not in failed_seeds]  # a failed start stops its seed
             if workers <= 1 or len(jobs) <= 1:
                 for c in jobs:
                     bar.set_postfix_str(f"s{c.seed} {c.key}")
                     try:
                         records.append(run_cell(c, spec, root, device))
+                    except FolderInUse:
+                        busy.append(f"s{c.seed} {c.key}")
                     except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
                         failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
                     bar.update(1)
@@ -282,6 +285,8 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
                         c = futures[fut]
                         try:
                             records.append(fut.result())
+                        except FolderInUse:
+                            busy.append(f"s{c.seed} {c.key}")
                         except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
                             failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
                         bar.set_postfix_str(f"done s{c.seed} {c.key}")
@@ -291,9 +296,13 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
                     raise
     finally:
         bar.close()
-    if failures:
-        raise StudyError(f"{len(failures)} run(s) failed; the others are kept, and rerunning the command retries "
-                         "these:\n  " + "\n  ".join(failures))
+    if failures or busy:
+        parts = ([f"{len(failures)} run(s) failed; the others are kept, and rerunning the command retries these:\n  "
+                  + "\n  ".join(failures)] if failures else []) \
+            + ([f"{len(busy)} run(s) are being trained by another process (another `study run` on this folder), and "
+                "were left to it (with the runs of their seeds that start from them); rerun this command once it has "
+                "finished them:\n  " + "\n  ".join(busy)] if busy else [])
+        raise StudyError("\n".join(parts))
     seconds = time.perf_counter() - started
     report = write_outputs(out, spec, collect(out, spec)) if shard is None else None
     return {"runs": records, "seconds": seconds, "report": report}
