@@ -590,9 +590,9 @@ def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
     import time
     from concurrent.futures import ProcessPoolExecutor
 
-    from textgym.study.run import _ignore_ctrl_c, _stop_workers, _until_stopped
+    from textgym.study.run import _start_worker, _stop_workers, _until_stopped
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_ignore_ctrl_c,
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_start_worker,
                                initargs=(os.getpid(),))
     pid = pool.submit(os.getpid).result(timeout=120)  # the worker has started (its initializer ran)
     err = pool.submit(_until_stopped, sys.exit, "error: boom").exception(timeout=60)
@@ -645,9 +645,9 @@ def test_study_workers_stop_when_the_study_process_is_killed(tmp_path):
     script.write_text(
         "import os, time, multiprocessing as mp\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
-        "from textgym.study.run import _ignore_ctrl_c, _until_stopped\n"
+        "from textgym.study.run import _start_worker, _until_stopped\n"
         "if __name__ == '__main__':\n"
-        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_ignore_ctrl_c,\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_start_worker,\n"
         "                               initargs=(os.getpid(),))\n"
         "    pid = pool.submit(os.getpid).result(timeout=120)\n"
         "    pool.submit(_until_stopped, time.sleep, 120)\n"
@@ -670,3 +670,44 @@ def test_study_workers_stop_when_the_study_process_is_killed(tmp_path):
         time.sleep(0.2)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the worker outlived the study's process")
+
+
+def test_a_study_started_outside_the_main_thread_leaves_signals_alone():
+    """Only the main thread may set signal handlers (signal.signal raised ValueError elsewhere)."""
+    import signal
+    import threading
+
+    from textgym.study.run import _ctrl_c_ignored
+
+    seen = []
+
+    def body():
+        with _ctrl_c_ignored():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen == [signal.getsignal(signal.SIGINT)]  # ran, and changed nothing
+    with _ctrl_c_ignored():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+def test_a_failed_start_is_reported_and_stops_the_runs_of_its_seed(tmp_path, monkeypatch, oracle_data):
+    from agents.checkpoints import RunError
+    from textgym.study import run
+
+    called = []
+
+    def fake_run_cell(cell, spec, root, device="cpu", threads=0):
+        called.append((cell.seed, cell.role))
+        if cell.seed == 0 and cell.role == "start":
+            raise RunError("the start broke")
+        return {"key": cell.key, "seed": cell.seed}
+
+    monkeypatch.setattr(run, "run_cell", fake_run_cell)
+    with pytest.raises(StudyError, match=r"(?s)1 run\(s\) failed.*s0 mle start: RunError: the start broke"):
+        run_study(StudySpec.from_dict(SPEC), tmp_path / "s", quiet=True)
+    assert (0, "start") in called and not any(s == 0 and r != "start" for s, r in called)
+    assert sum(s == 1 for s, _ in called) == len([c for c in expand(StudySpec.from_dict(SPEC)) if c.seed == 1])

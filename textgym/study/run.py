@@ -2,16 +2,18 @@
 temperatures; the records of a study folder collected."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -147,7 +149,22 @@ def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threa
     return record
 
 
-def _ignore_ctrl_c(parent: Optional[int] = None) -> None:
+@contextlib.contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while the block runs, in the main thread (the only one that may set signal
+    handlers; elsewhere nothing changes). Workers spawned in the block ignore it from their first
+    instruction on: an ignored signal stays ignored across exec, and Python keeps it so."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _start_worker(parent: Optional[int] = None) -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the parent's to handle, and
     the parent's SIGTERM ends the worker with :class:`_Stopped`, so that its run's ``finally``
     blocks (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
@@ -252,43 +269,40 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
     records: List[Dict[str, Any]] = []
     failures: List[str] = []
     busy: List[str] = []  # runs that another process (another `study run` on this folder) is training
+    stopped_seeds: set = set()  # seeds with a failed or busy run: their later runs start from it
+
+    def outcome(c: Cell, result: Any) -> None:
+        """Keep a run's record (``result()``), or note why there is none."""
+        try:
+            records.append(result())
+            return
+        except FolderInUse:
+            busy.append(f"s{c.seed} {c.key}")
+        except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
+            failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
+        stopped_seeds.add(c.seed)
+
     bar = tqdm(total=len(todo), desc=f"study {spec.name}", disable=quiet, dynamic_ncols=True, unit="run")
     try:
         for phase in (("start",), ("mle", "control", "cell")):
-            failed_seeds = {int(f.split()[0][1:]) for f in failures + busy}
-            jobs = [c for c in todo if c.role in phase and c.seed not in failed_seeds]  # a failed start stops its seed
+            jobs = [c for c in todo if c.role in phase and c.seed not in stopped_seeds]  # a failed start stops its seed
             if workers <= 1 or len(jobs) <= 1:
                 for c in jobs:
                     bar.set_postfix_str(f"s{c.seed} {c.key}")
-                    try:
-                        records.append(run_cell(c, spec, root, device))
-                    except FolderInUse:
-                        busy.append(f"s{c.seed} {c.key}")
-                    except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
-                        failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
+                    outcome(c, lambda c=c: run_cell(c, spec, root, device))
                     bar.update(1)
                 continue
             import multiprocessing as mp
 
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                     initializer=_ignore_ctrl_c, initargs=(os.getpid(),)) as pool:
+                                     initializer=_start_worker, initargs=(os.getpid(),)) as pool:
                 futures: Dict[Any, Cell] = {}
                 try:
-                    # the workers start here, and ignore Ctrl-C from their first instruction on (an
-                    # ignored signal stays ignored across exec); the parent takes it again after
-                    parent_handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                    try:
+                    with _ctrl_c_ignored():  # the workers start here and inherit it
                         futures = {pool.submit(_worker, (c, spec.to_dict(), str(root), device, threads)): c for c in jobs}
-                    finally:
-                        signal.signal(signal.SIGINT, parent_handler)
                     for fut in as_completed(futures):
                         c = futures[fut]
-                        try:
-                            records.append(fut.result())
-                        except FolderInUse:
-                            busy.append(f"s{c.seed} {c.key}")
-                        except (FloatingPointError, RunError, RuntimeError, ValueError) as exc:
-                            failures.append(f"s{c.seed} {c.key}: {type(exc).__name__}: {exc}")
+                        outcome(c, fut.result)
                         bar.set_postfix_str(f"done s{c.seed} {c.key}")
                         bar.update(1)
                 except KeyboardInterrupt:  # the workers ignore Ctrl-C: stop them here, quietly
