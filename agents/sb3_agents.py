@@ -23,7 +23,7 @@ import torch
 from agents.adversarial import check_discriminator, check_transform
 from agents.base import Agent
 from agents.config import SB3, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
-from discriminators.base import load_optimizer_state
+from discriminators.base import load_optimizer_state, load_weights
 from textgym.data import OracleData, TextData, resolve_data
 
 
@@ -190,17 +190,15 @@ class SB3Agent(Agent):
                     raise ValueError("policy='gru' has no generator to warm start; use policy='generator'")
                 if "generator" not in state:
                     raise ValueError("the source run has no LSTM generator to start from")
-                from agents.sb3_policy import load_generator_state
-
-                load_generator_state(self._generator, state["generator"])
+                load_weights(self._generator, state["generator"], "the source run's generator")
                 self.model.policy.encoder.reset()
                 if self.kl is not None:
-                    load_generator_state(self.kl.reference, state["generator"])
+                    load_weights(self.kl.reference, state["generator"], "the source run's generator")
                     self.kl.encoder.reset()
             elif part == "discriminator":
-                if self.discriminator is None or state.get("discriminator") is None:
+                if not isinstance(self.discriminator, torch.nn.Module) or state.get("discriminator") is None:
                     raise ValueError("the discriminator cannot be warm started here (no learned discriminator on one side)")
-                self.discriminator.load_state_dict(state["discriminator"])
+                load_weights(self.discriminator, state["discriminator"], "the source run's discriminator")
             else:
                 raise ValueError(f"unknown part {part!r}; valid: generator, discriminator")
 

@@ -215,7 +215,7 @@ class GeneratorPolicy(ActorCriticPolicy):
         seed = 0 if self._initial_state is not None else int(torch.randint(2**31 - 1, ()))
         self.generator = Generator(self.vocab_size, self.max_length, seed=seed, **self.gen_kwargs)
         if self._initial_state is not None:
-            load_generator_state(self.generator, self._initial_state)
+            load_weights(self.generator, self._initial_state, "the given generator")
         self._initial_state = None
         self.value_head = nn.Sequential(nn.Linear(self.generator.hidden_dim, self.value_hidden), nn.Tanh(),
                                         nn.Linear(self.value_hidden, 1))
@@ -268,11 +268,6 @@ class GeneratorPolicy(ActorCriticPolicy):
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> torch.Tensor:
         return self.get_distribution(observation).get_actions(deterministic=deterministic)
-
-
-def load_generator_state(generator: Generator, state: Dict[str, torch.Tensor]) -> None:
-    """Load a generator's weights, or ValueError saying which sizes differ."""
-    load_weights(generator, state, "the given generator")
 
 
 def _vocab_words(vocab: Any) -> Optional[List[str]]:
