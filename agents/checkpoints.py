@@ -241,12 +241,27 @@ def load_agent_state(agent: Agent, path: Path, header: Dict[str, Any], state: Di
     agent.load_state_dict(state)
 
 
-def _same_value(key: str, a: Any, b: Any) -> bool:
-    """Config values compare equal; the run folder a run warm started from compares as a path (a
-    study resumed with its folder spelled otherwise, ``runs/mle`` and ``runs/mle/``)."""
+def _same_value(key: str, a: Any, b: Any, header: Dict[str, Any]) -> bool:
+    """Config values compare equal; the run a run warm started from is the same when its path is
+    (spelled otherwise: ``runs/mle`` and ``runs/mle/``) or when the checkpoint now there is the one
+    the warm start took (its checksum, recorded in ``header``): a study folder moved or copied
+    elsewhere resumes its unfinished runs."""
     if key == "init_from" and isinstance(a, str) and isinstance(b, str):
-        return a == b or Path(a).resolve() == Path(b).resolve()
+        return a == b or Path(a).resolve() == Path(b).resolve() or _holds_warm_start(Path(b), header)
     return bool(a == b)
+
+
+def _holds_warm_start(source: Path, header: Dict[str, Any]) -> bool:
+    """Whether the run folder (or checkpoint) ``source`` holds the very checkpoint that the run of
+    ``header`` warm started from (checkpoints of earlier releases recorded no checksum: no)."""
+    taken = (header.get("warm_start") or {}).get("source_sha256")
+    path = source / "checkpoint.pt" if source.is_dir() else source
+    if not taken or not path.is_file():
+        return False
+    try:
+        return read_checkpoint(path)[0].get("sha256") == taken
+    except RunError:  # corrupt or foreign: not the source
+        return False
 
 
 def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
@@ -256,7 +271,7 @@ def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) ->
     theirs, ours = header["config"], run_values(resolved)
     # a field added since the checkpoint was written resumes at its default: the run had none
     new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) == "default"}
-    diff = sorted(k for k in (set(theirs) | set(ours)) - new if not _same_value(k, theirs.get(k), ours.get(k)))
+    diff = sorted(k for k in (set(theirs) | set(ours)) - new if not _same_value(k, theirs.get(k), ours.get(k), header))
     if header.get("agent", resolved.agent) != resolved.agent:
         diff.insert(0, "agent")
         theirs, ours = {**theirs, "agent": header.get("agent")}, {**ours, "agent": resolved.agent}

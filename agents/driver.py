@@ -250,7 +250,7 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     except ValueError as exc:
         raise RunError(f"init_from {source} (a {header.get('agent')} run): {exc}") from None
     return {"init_from": str(source), "init_parts": list(run.init_parts), "source_agent": header.get("agent"),
-            "source_iteration": header.get("iteration")}
+            "source_iteration": header.get("iteration"), "source_sha256": header.get("sha256")}
 
 
 def train(

@@ -106,6 +106,30 @@ def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(finished, tmp_
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents)
 
 
+def test_a_study_folder_moved_with_an_interrupted_run_resumes_it_in_its_new_place(finished, tmp_path):
+    """The interrupted run's warm start is recorded at the old place; the checkpoint now at the new
+    place is the same one (its checksum), so the run resumes instead of being refused."""
+    out, _ = finished
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(out, old)
+    spec = StudySpec.from_dict(SPEC)
+    cell = next(c for c in expand(spec) if c.seed == 1 and c.key == CELLS[1])
+    shutil.rmtree(cell.folder(old))
+    train(resolved_for(cell, spec, old), cell.folder(old), stop_after=1, quiet=True)
+    shutil.move(old, new)
+    start = next(c for c in expand(spec) if c.seed == 1 and c.role == "start").folder(new) / "checkpoint.pt"
+    other = next(c for c in expand(spec) if c.seed == 0 and c.role == "start").folder(new) / "checkpoint.pt"
+    kept = start.read_bytes()
+    shutil.copyfile(other, start)  # another start's checkpoint in its place: not the run's warm start
+    with pytest.raises(StudyError, match="another configuration.*init_from"):
+        run_study(spec, new, quiet=True)
+    start.write_bytes(kept)
+    run_study(spec, new, quiet=True)
+    assert rows(new) == rows(out)
+    header, _ = read_checkpoint(cell.folder(new) / "checkpoint.pt")
+    assert header["warm_start"]["init_from"].startswith(str(old))  # as the first session recorded it
+
+
 def test_runs_another_process_is_training_are_left_to_it(finished, tmp_path):
     """A second `study run` on the same folder skips the runs the first holds (their folders'
     locks) instead of reporting them as failed, and says to rerun once they are done."""
