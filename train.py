@@ -169,7 +169,7 @@ def resume_command(folder: Path, device: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from agents.adversarial import INFORMATIVE_ACC
-    from agents.checkpoints import RunError
+    from agents.checkpoints import RunError, Terminated, sigterm_stops
     from agents.config import ConfigError
     from agents.driver import train
 
@@ -185,21 +185,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     folder = Path(args.out or f"runs/{resolved.agent}-{Path(str(run.data)).stem}-s{run.seed}")
     try:
-        summary = train(resolved, folder, device=args.device, resume=args.resume, stop_after=args.stop_after,
-                        quiet=args.quiet)
+        with sigterm_stops():
+            summary = train(resolved, folder, device=args.device, resume=args.resume, stop_after=args.stop_after,
+                            quiet=args.quiet)
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:
         print(f"error: training diverged: {exc}; the last good checkpoint is {folder / 'checkpoint.pt'}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:  # Ctrl-C: the checkpoint in flight was finished (or not begun) by the driver
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the driver finished (or never began) the checkpoint in flight
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if (folder / "checkpoint.pt").is_file():
-            print(f"\ninterrupted; the last checkpoint is kept: continue with: {resume_command(folder, args.device)}",
+            print(f"\n{what}; the last checkpoint is kept: continue with: {resume_command(folder, args.device)}",
                   file=sys.stderr)
         else:
-            print("\ninterrupted before the first checkpoint; run the same command again to start over", file=sys.stderr)
-        return 130
+            print(f"\n{what} before the first checkpoint; run the same command again to start over", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     if summary.get("already_finished"):
         print(f"{folder} holds a finished run ({summary['iterations']} iterations); nothing to do")
     elif not summary["finished"]:

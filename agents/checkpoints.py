@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -152,6 +153,33 @@ def write_checkpoint(path: Path, header: Dict[str, Any], body: bytes) -> None:
     # object of this size goes through the pickler, several times slower
     torch.save({"header": header, "body": torch.frombuffer(bytearray(body), dtype=torch.uint8)}, out)
     atomic_write_bytes(path, out.getvalue())
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit) in a block of :func:`sigterm_stops`: the same
+    orderly stop as Ctrl-C (the checkpoint in flight finished, a message on how to resume), with
+    exit status 143 instead of 130."""
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the block runs, in the main thread (the only one
+    that may set signal handlers; elsewhere nothing changes). Without it a kill ended the process
+    where it stood: a study's workers lost their runs' last iteration, and its queues were left
+    for the resource tracker to report."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: a second kill would cut the cleanup short
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 class CheckpointWriter:

@@ -114,3 +114,32 @@ def test_a_study_started_outside_the_main_thread_leaves_signals_alone():
     with _ctrl_c_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     assert signal.getsignal(signal.SIGINT) == before  # restored
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals to a process")
+def test_a_killed_study_stops_like_ctrl_c_and_leaks_nothing(tmp_path, oracle_data):
+    """SIGTERM (``kill``, a scheduler's time limit) to ``study run --workers 2``: the workers
+    finish their runs' checkpoints, the study exits with 143 and the resume message, and the
+    resource tracker has no leaked semaphore to report (a stopped worker's tqdm lock was one).
+    Before, the process died where it stood, silently, with exit status -15."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from textgym.data import data_dir
+
+    out = tmp_path / "study"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TEXTGYM_DATA": str(data_dir())}
+    proc = subprocess.Popen([sys.executable, "-m", "textgym.study", "run", "smoke", "--workers", "2", "--seeds",
+                             "0", "1", "2", "3", "--quiet", "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not list(out.glob("cells/s*/*/record.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # once a first run has finished, the workers are training the next ones
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "terminated; finished runs are kept" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err and "leaked" not in err, err

@@ -389,6 +389,36 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_prints_the_command_that_resumes_it
     assert "interrupted before the first checkpoint" in capsys.readouterr().err
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does_with_exit_status_143(tmp_path, oracle_data, capsys, monkeypatch):
+    """``kill`` (or a scheduler's time limit) mid-run: the checkpoint is kept, the resume command
+    is printed, the exit status is 143 and SIGTERM's handler is restored; the resumed run ends as
+    the uninterrupted one does. Before, the process died silently with the last iteration lost."""
+    import os
+    import signal
+
+    from agents.mle import MLEAgent
+
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, name="full") == 0
+    step = MLEAgent.train_iteration
+
+    def killed_at_2(self):
+        if self.iteration == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(MLEAgent, "train_iteration", killed_at_2)
+    assert run(tmp_path, *args, name="cut") == 143
+    assert signal.getsignal(signal.SIGTERM) == before
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "terminated; the last checkpoint is kept" in err
+    monkeypatch.setattr(MLEAgent, "train_iteration", step)
+    assert train.main([*err.split("continue with: python train.py ")[1].split(), "--quiet"]) == 0
+    full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
+    assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
+
+
 def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path, oracle_data, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

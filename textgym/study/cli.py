@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from agents.checkpoints import RunError
+from agents.checkpoints import RunError, Terminated, sigterm_stops
 from agents.config import ConfigError
 from textgym.study.report import write_outputs
 from textgym.study.run import collect, read_folder_spec, run_study
@@ -70,14 +70,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise StudyError(f"--workers must be >= 1, got {args.workers}")
         shard = parse_shard(args.shard) if args.shard else None
         out = Path(args.out or f"runs/study-{spec.name}-{spec.budget}")
-        result = run_study(spec, out, workers=args.workers, shard=shard, device=args.device, quiet=args.quiet)
+        with sigterm_stops():
+            result = run_study(spec, out, workers=args.workers, shard=shard, device=args.device, quiet=args.quiet)
     except (StudyError, ConfigError, RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; finished runs are kept and each unfinished one has its last checkpoint: run the same "
-              "command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (Terminated)
+        print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}; finished runs are kept and each "
+              "unfinished one has its last checkpoint: run the same command again to resume", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     if result["report"] is not None:
         print(Path(result["report"]).read_text())
         print(f"study folder: {out} ({result['seconds'] / 60:.1f} min)")

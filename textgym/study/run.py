@@ -167,7 +167,14 @@ def _ctrl_c_ignored() -> Iterator[None]:
 def _start_worker(parent: Optional[int] = None) -> None:
     """A worker's start: Ctrl-C (sent to the whole process group) is the parent's to handle, and
     the parent's SIGTERM ends the worker with :class:`_Stopped`, so that its run's ``finally``
-    blocks (the checkpoint writer, the run folder's lock) run and no traceback is printed."""
+    blocks (the checkpoint writer, the run folder's lock) run and no traceback is printed.
+
+    tqdm's lock becomes a thread lock: its default, a multiprocessing lock made at the first bar
+    (even a disabled one), is a named semaphore that a stopped worker's ``os._exit`` leaves to the
+    resource tracker, which then warned of leaked semaphores. A worker's runs draw no bars."""
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_quietly)
     _stop_with_parent(parent)
