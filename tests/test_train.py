@@ -359,40 +359,13 @@ def test_the_printed_resume_command_continues_the_run(tmp_path, oracle_data, cap
     assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
 
 
-def test_ctrl_c_keeps_the_last_checkpoint_and_prints_the_command_that_resumes_it(tmp_path, oracle_data, capsys,
-                                                                                  monkeypatch):
-    """Ctrl-C mid-run: exit status 130, no traceback, the resume command on stderr; it continues
-    to the uninterrupted run's result. Interrupted before any checkpoint: says to start over."""
-    from agents.mle import MLEAgent
-
-    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
-    assert run(tmp_path, *args, name="full") == 0
-    step = MLEAgent.train_iteration
-
-    def interrupted_at(n):
-        def train_iteration(self):
-            if self.iteration == n:
-                raise KeyboardInterrupt
-            return step(self)
-        return train_iteration
-
-    monkeypatch.setattr(MLEAgent, "train_iteration", interrupted_at(2))
-    assert run(tmp_path, *args, name="cut") == 130
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "interrupted; the last checkpoint is kept" in err
-    monkeypatch.setattr(MLEAgent, "train_iteration", step)
-    assert train.main([*err.split("continue with: python train.py ")[1].split(), "--quiet"]) == 0
-    full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
-    assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
-    monkeypatch.setattr(MLEAgent, "train_iteration", interrupted_at(0))
-    assert run(tmp_path, *args, name="early") == 130
-    assert "interrupted before the first checkpoint" in capsys.readouterr().err
-
-
-def test_sigterm_stops_a_run_as_ctrl_c_does_with_exit_status_143(tmp_path, oracle_data, capsys, monkeypatch):
-    """``kill`` (or a scheduler's time limit) mid-run: the checkpoint is kept, the resume command
-    is printed, the exit status is 143 and SIGTERM's handler is restored; the resumed run ends as
-    the uninterrupted one does. Before, the process died silently with the last iteration lost."""
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_a_stop_keeps_the_last_checkpoint_and_prints_the_command_that_resumes_it(tmp_path, oracle_data, capsys,
+                                                                                  monkeypatch, stop):
+    """Ctrl-C, or SIGTERM (``kill``, a scheduler's time limit), mid-run: exit status 130 (143), no
+    traceback, the resume command on stderr, SIGTERM's handler restored; it continues to the
+    uninterrupted run's result. Interrupted before any checkpoint: says to start over. (SIGTERM
+    used to end the process where it stood, silently.)"""
     import os
     import signal
 
@@ -401,22 +374,30 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_with_exit_status_143(tmp_path, oracl
     args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
     assert run(tmp_path, *args, name="full") == 0
     step = MLEAgent.train_iteration
+    status, said = (130, "interrupted") if stop == "ctrl-c" else (143, "terminated")
 
-    def killed_at_2(self):
-        if self.iteration == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return step(self)
+    def stopped_at(n):
+        def train_iteration(self):
+            if self.iteration == n:
+                if stop == "ctrl-c":
+                    raise KeyboardInterrupt
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step(self)
+        return train_iteration
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(MLEAgent, "train_iteration", killed_at_2)
-    assert run(tmp_path, *args, name="cut") == 143
+    monkeypatch.setattr(MLEAgent, "train_iteration", stopped_at(2))
+    assert run(tmp_path, *args, name="cut") == status
     assert signal.getsignal(signal.SIGTERM) == before
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "terminated; the last checkpoint is kept" in err
+    assert "Traceback" not in err and f"{said}; the last checkpoint is kept" in err
     monkeypatch.setattr(MLEAgent, "train_iteration", step)
     assert train.main([*err.split("continue with: python train.py ")[1].split(), "--quiet"]) == 0
     full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
     assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
+    monkeypatch.setattr(MLEAgent, "train_iteration", stopped_at(0))
+    assert run(tmp_path, *args, name="early") == status
+    assert f"{said} before the first checkpoint" in capsys.readouterr().err
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path, oracle_data, capsys):
