@@ -141,3 +141,31 @@ def test_an_interval_prints_three_decimals_or_scientific_notation_when_every_fig
     assert str(Interval(-0.01, -0.05, 0.03, 2.0, 0.95)) == "-0.010 [-0.050, +0.030]"
     assert str(Interval(2.68e-4, 9.0e-5, 4.46e-4, 2.0, 0.95)) == "+2.7e-04 [+9.0e-05, +4.5e-04] *"
     assert str(Interval(0.0, 0.0, 0.0, float("inf"), 0.95)) == "+0.000 [+0.000, +0.000]"
+    # a bound that excludes 0 by less than 0.0005 would print as "-0.000" next to its "*"
+    assert str(Interval(-0.032, -0.065, -3.84e-4, 2.0, 0.95)) == "-3.2e-02 [-6.5e-02, -3.8e-04] *"
+    assert str(Interval(-0.032, -0.065, 3.84e-4, 2.0, 0.95)) == "-0.032 [-0.065, +0.000]"  # includes 0: as before
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_values_are_refused_by_name_instead_of_failing_inside_statistics(bad):
+    from textgym.stats import mean_sd
+
+    for call in (lambda: paired_interval([bad, 1.0, 2.0], [0.0, 0.0, 0.0]), lambda: mean_sd([bad, 1.0]),
+                 lambda: welch_interval([bad, 1.0], [0.0, 1.0])):
+        with pytest.raises(ValueError, match=f"values must be finite, got {bad}"):
+            call()
+    with pytest.raises(ValueError, match="degrees of freedom must be > 0, got nan"):
+        t_quantile(0.975, math.nan)  # returned 4.5e-13
+
+
+def test_a_point_with_an_unmeasured_metric_is_on_no_frontier():
+    """A NaN quality at the lowest diversity made it the whole frontier, so every difference was
+    NaN and the verdict "equal"; by hand, without it: B reaches x = 1 where A has nothing, A is
+    better at x = 2 (by 1) and x = 3 (by 0.5), so they cross with area (1 + 0.5) / 2 = 0.75."""
+    a = curve("a", [(0.5, (1.0, math.nan)), (1.0, (2.0, 1.0)), (1.5, (3.0, 0.5))])
+    b = curve("b", [(0.5, (1.0, 3.0)), (1.0, (2.0, 2.0)), (1.5, (3.0, 1.0))])
+    comp = compare_frontiers(a, b)
+    assert comp.verdict == "crosses" and comp.area == pytest.approx(0.75) and comp.overlap == (2.0, 3.0)
+    assert pareto_front([(math.nan, 0.1), (1.0, 3.0), (3.0, 0.5)]) == pareto_front([(1.0, 3.0), (math.nan, 0.1), (3.0, 0.5)])
+    with pytest.raises(ValueError, match="sweep of a has no point with finite"):
+        compare_frontiers(curve("a", [(1.0, (math.inf, 1.0))]), b)

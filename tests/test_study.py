@@ -473,6 +473,57 @@ def test_frontiers_without_a_common_range_report_no_area_instead_of_a_zero_inter
     assert "| no common range |" in text and "(area no common range)" in text  # the table's column, the reading
 
 
+def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_analysis():
+    from textgym.study.report import analyze, report_markdown
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
+    cell1 = next(r for r in records if r["key"] == "seqgan" and r["seed"] == 1)
+    cell1["sweep"][1]["nll_test"] = float("nan")  # the evaluation at temperature 1
+    analysis = analyze(spec, records)
+    assert analysis["left_out"] == ["s1 seqgan: nll_test = nan"]
+    ci = analysis["comparisons"][0]["control"]["differences"]
+    assert ci["nll_test"]["df"] == 1.0 and ci["nll_oracle"]["df"] == 2.0  # the other two seeds; the other metrics whole
+    assert "Left out as not finite (the statistics use the other seeds): s1 seqgan: nll_test = nan." in \
+        report_markdown(spec, analysis, records)
+
+
+@pytest.mark.parametrize("shifts, claim", [
+    ([0.5, 0.4, 0.6], "Frontier dominated by the MLE control's, with an area interval below 0"),
+    ([0.5, -0.1, 0.3], "Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval "
+                       "includes 0"),
+])
+def test_a_frontier_is_called_dominated_by_mles_only_when_the_seeds_area_interval_says_so(shifts, claim):
+    """The seed-averaged frontier is below MLE's in both cases; in the second one seed is better
+    than MLE, and "dominated" was claimed without an interval, a weaker test than a "beats" faces."""
+    from textgym.study.report import analyze, frontier_axes, reading
+    from textgym.study.spec import task_of
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    analysis = analyze(spec, _hand_records([0, 1, 2], shifts, [0.0, 0.1, 0.1]))
+    assert analysis["comparisons"][0]["mle"]["frontier"]["verdict"] == "dominated"
+    lines = reading(analysis, frontier_axes(spec)[0], task_of(spec))
+    assert [line for line in lines if "MLE control's" in line and "seqgan" in line] == [
+        f"- {claim}" + (" (the same updates spent on MLE do better at every diversity)" if "below 0" in claim else "")
+        + ": `seqgan`."]
+
+
+def test_a_cell_that_beats_its_control_while_worse_on_another_metric_says_so():
+    """A generator collapsed onto a few likely sequences beats its control on NLL-oracle and is far
+    worse on NLL-test: the reading names both."""
+    from textgym.study.report import analyze, frontier_axes, reading
+    from textgym.study.spec import task_of
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.4, -0.6], [0.0, 0.0, 0.0])
+    for r in records:
+        if r["key"] == "seqgan":
+            r["sweep"] = [{**p, "nll_test": p["nll_test"] + 1.0 + 0.1 * r["seed"]} for p in r["sweep"]]
+    lines = reading(analyze(spec, records), frontier_axes(spec)[0], task_of(spec))
+    (line,) = [x for x in lines if x.startswith("- Beats its control")]
+    assert "; but worse than its control on nll-test +1.100 [+0.852, +1.348] *" in line
+
+
 def test_one_seed_gives_no_intervals_and_the_reading_claims_nothing():
     from textgym.study.report import analyze, frontier_axes, reading
     from textgym.study.spec import task_of

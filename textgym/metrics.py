@@ -15,6 +15,7 @@ Sampled sequences are cut at their first ``<eos>`` when the data has one.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -172,9 +173,11 @@ def _lower_is_better(points: Sequence[FrontierPoint]) -> List[tuple[float, float
 
 
 def pareto_front(xy: Sequence[tuple[float, float]]) -> List[tuple[float, float]]:
-    """The points no other point beats on both axes (lower is better), sorted by x (y then falls)."""
+    """The points no other point beats on both axes (lower is better), sorted by x (y then falls).
+    A point with a NaN or infinite coordinate (a metric that could not be measured) is on no
+    frontier: NaN compares as neither better nor worse and would hide the other points."""
     front: List[tuple[float, float]] = []
-    for x, y in sorted(xy):
+    for x, y in sorted(p for p in xy if math.isfinite(p[0]) and math.isfinite(p[1])):
         if not front or y < front[-1][1]:
             front.append((x, y))
     return front
@@ -223,6 +226,10 @@ def compare_frontiers(a: Sequence[FrontierPoint], b: Sequence[FrontierPoint], *,
         raise ValueError(f"the curves measure different things: {a[0].quality_name}/{a[0].diversity_name} against "
                          f"{b[0].quality_name}/{b[0].diversity_name}")
     fa, fb = pareto_front(_lower_is_better(a)), pareto_front(_lower_is_better(b))
+    for front, curve in ((fa, a), (fb, b)):
+        if not front:
+            raise ValueError(f"the sweep of {curve[0].model} has no point with finite {curve[0].quality_name} "
+                             f"and {curve[0].diversity_name}")
     lo, hi = max(fa[0][0], fb[0][0]), max(fa[-1][0], fb[-1][0])
     kinks = sorted({x for x, _ in fa + fb})
     xs = [lo] + [x for x in kinks if lo < x < hi] + ([hi] if hi > lo else [])

@@ -50,7 +50,7 @@ def betainc(a: float, b: float, x: float) -> float:
 
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with ``df`` > 0 degrees of freedom (not necessarily an integer)."""
-    if df <= 0:
+    if not df > 0:  # NaN too
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
     df = min(df, 1e10)  # beyond, the t is the normal to double precision, and betainc loses accuracy
     tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
@@ -94,9 +94,12 @@ class Interval:
 
     def __str__(self) -> str:
         """``+0.123 [+0.045, +0.201] *`` (``*``: excludes 0); in scientific notation when every
-        figure is below 0.0005, so that a tiny difference that excludes 0 does not read as 0."""
+        figure is below 0.0005, or when the interval excludes 0 by less than that, so that neither
+        a tiny difference nor the bound that excludes 0 reads as 0 ("[-0.065, -0.000] *")."""
         values = (self.estimate, self.low, self.high)
-        fmt = "+.1e" if 0 < max(abs(v) for v in values) < 0.0005 else "+.3f"
+        near = min(abs(self.low), abs(self.high))
+        tiny = 0 < max(abs(v) for v in values) < 0.0005 or (self.excludes_zero and near < 0.0005)
+        fmt = "+.1e" if tiny else "+.3f"
         return f"{self.estimate:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]" + (" *" if self.excludes_zero else "")
 
 
@@ -106,6 +109,7 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) 
     se² = s_a²/n_a + s_b²/n_b and df = se⁴ / ((s_a²/n_a)²/(n_a-1) + (s_b²/n_b)²/(n_b-1)). When both
     variances are 0 the interval is the point itself (df = inf).
     """
+    _check_finite(a, b)
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
@@ -119,9 +123,12 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) 
 
 
 def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Optional[Interval]:
-    """Mean of a_i - b_i with a t-interval on n - 1 degrees of freedom; None with fewer than 2 pairs."""
+    """Mean of a_i - b_i with a t-interval on n - 1 degrees of freedom; None with fewer than 2 pairs.
+    Differences that are all equal give the point itself as the interval (sd 0), which excludes 0
+    unless the difference is 0: the formula's answer, to be read with the number of pairs."""
     if len(a) != len(b):
         raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    _check_finite(a, b)
     d = [x - y for x, y in zip(a, b, strict=True)]
     if len(d) < 2:
         return None
@@ -132,8 +139,17 @@ def paired_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95)
 
 def mean_sd(xs: Sequence[float]) -> str:
     """``"m ± sd"`` over seeds (``"m"`` for one value, ``"–"`` for none)."""
+    _check_finite(xs)
     if not xs:
         return "–"
     if len(xs) == 1:
         return f"{xs[0]:.3f}"
     return f"{statistics.fmean(xs):.3f} ± {statistics.stdev(xs):.3f}"
+
+
+def _check_finite(*groups: Sequence[float]) -> None:
+    """ValueError naming a NaN or infinite value (``statistics`` fails on them with an unrelated
+    message, or returns NaN bounds that compare as no difference)."""
+    bad = [v for g in groups for v in g if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"values must be finite, got {bad[0]} (leave out the runs whose metric could not be measured)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -24,6 +25,13 @@ def _at(record: Dict[str, Any], tau: float = 1.0) -> Dict[str, Any]:
     if acc is not None:
         m["d_heldout_acc"] = acc
     return m
+
+
+def _value(record: Dict[str, Any], metric: str) -> Optional[float]:
+    """The run's ``metric`` (:func:`_at`), or None when it is missing or not finite (NaN, inf:
+    left out of the statistics, and listed by :func:`analyze`)."""
+    v = _at(record).get(metric)
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def frontier_axes(spec: StudySpec) -> Tuple[str, str, str]:
@@ -61,7 +69,7 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
         first = next(iter(runs.values()))
         stats = {}
         for m in metrics:
-            xs = [_at(r)[m] for r in runs.values() if _at(r).get(m) is not None]
+            xs = [v for r in runs.values() if (v := _value(r, m)) is not None]
             if xs:
                 stats[m] = {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
                             "values": xs}
@@ -80,8 +88,8 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
             seeds = sorted(set(runs) & set(ref))
             diffs: Dict[str, Any] = {}
             for m in metrics:
-                both = [s for s in seeds if _at(runs[s]).get(m) is not None and _at(ref[s]).get(m) is not None]
-                ci = paired_interval([_at(runs[s])[m] for s in both], [_at(ref[s])[m] for s in both]) if both else None
+                pairs = [(x, y) for s in seeds if (x := _value(runs[s], m)) is not None and (y := _value(ref[s], m)) is not None]
+                ci = paired_interval([x for x, _ in pairs], [y for _, y in pairs]) if pairs else None
                 if ci is not None:
                     diffs[m] = ci.as_dict()
             areas: List[Optional[float]] = []  # None for a seed whose two sweeps share no diversity range
@@ -99,7 +107,9 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
                                 **({} if len(shared) == len(areas) else {"area_note": (
                                     f"{len(shared)} of {len(areas)} seeds share a range" if shared else "no common range")})}}
         comparisons.append(entry)
-    return {"rows": rows, "comparisons": comparisons}
+    left_out = [f"s{r['seed']} {r['key']}: {m} = {_at(r)[m]}" for r in records for m in metrics
+                if _at(r).get(m) is not None and _value(r, m) is None]
+    return {"rows": rows, "comparisons": comparisons, **({"left_out": left_out} if left_out else {})}
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -167,7 +177,10 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
     for row in analysis["rows"]:
         cells = [mean_sd(row["metrics"][m]["values"]) if m in row["metrics"] else "–" for m in present]
         lines.append(f"| {row['key']} | {row['role']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Differences (mean of the paired differences over seeds [95% t-interval]; * excludes 0)", ""]
+    if analysis.get("left_out"):
+        lines += ["", "Left out as not finite (the statistics use the other seeds): " + "; ".join(analysis["left_out"]) + "."]
+    lines += ["", "## Differences (cell − reference: mean of the paired differences over seeds [95% t-interval]; "
+              "* excludes 0)", ""]
     lines += ["| cell | against | " + " | ".join(m.replace("_", "-") for m in compared) + " | frontier | frontier area |",
               "|---|---|" + "---:|" * len(compared) + "---|---:|"]
     for comp in analysis["comparisons"]:
@@ -208,6 +221,9 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
                 f"{_fmt_ci(ctrl['differences'].get(q))}; frontier vs {verdicts}")
         beats_mle = all(fronts[label].get("verdict") == "dominates" and (fronts[label].get("area") or {}).get("low", 0) > 0
                         for label in ("mle", "start"))
+        worse = [f"{m.replace('_', '-')} {_fmt_ci(d)}" for m, d in ctrl["differences"].items() if _better(m, d, task) is False]
+        if vs_ctrl and worse:  # e.g. a generator collapsed onto a few likely sequences
+            desc += f"; but worse than its control on {', '.join(worse)}"
         if vs_ctrl and beats_mle:
             winners.append(desc)
         elif vs_ctrl:
@@ -225,15 +241,22 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     if unclear:
         out.append(f"- Indistinguishable from their no-information control on {q.replace('_', '-')}: "
                    + ", ".join(f"`{k}`" for k in unclear) + ".")
-    dominated = [c["key"] for c in analysis["comparisons"] if (c["mle"]["frontier"] or {}).get("verdict") == "dominated"]
+    # held to the same standard as a cell that beats MLE: the seeds' areas' interval, not only the mean sweep's verdict
+    mle_fronts = [(c["key"], c["mle"]["frontier"] or {}) for c in analysis["comparisons"]]
+    dominated = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and (f.get("area") or {}).get("high", 0) < 0]
+    below = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and k not in dominated]
     if dominated:
-        out.append("- Frontier dominated by the MLE control's (the same updates spent on MLE do better at every "
-                   "diversity): " + ", ".join(f"`{k}`" for k in dominated) + ".")
+        out.append("- Frontier dominated by the MLE control's, with an area interval below 0 (the same updates spent "
+                   "on MLE do better at every diversity): " + ", ".join(f"`{k}`" for k in dominated) + ".")
+    if below:
+        out.append("- Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval "
+                   "includes 0: " + ", ".join(f"`{k}`" for k in below) + ".")
     moved = [c["key"] for c in analysis["comparisons"] if c["start"]["differences"]
              and all(not d.get("excludes_zero") for d in c["start"]["differences"].values())]
     if moved:
-        out.append("- Not distinguishable from the MLE start on any metric (the updates did not move the generator "
-                   "measurably): " + ", ".join(f"`{k}`" for k in moved) + ".")
+        out.append("- Not distinguishable from the MLE start on any metric (no interval excludes 0; with this many "
+                   "seeds that does not show that the generator stayed where it started): "
+                   + ", ".join(f"`{k}`" for k in moved) + ".")
     alone = [c["key"] for c in analysis["comparisons"] if not c["control"]["differences"]]
     if alone:
         out.append("- No interval against the no-information control (fewer than two paired seeds), so nothing is "
