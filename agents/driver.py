@@ -248,7 +248,9 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     try:
         agent.warm_start(state, run.init_parts)
     except ValueError as exc:
-        raise RunError(f"init_from {source} (a {header.get('agent')} run): {exc}") from None
+        hint = ("; the sizes are this run's config (emb_dim, hidden_dim, ...): give it the source run's, which its "
+                f"{source / 'config.json' if source.is_dir() else 'config.json'} records") if "shapes differ" in str(exc) else ""
+        raise RunError(f"init_from {source} (a {header.get('agent')} run): {exc}{hint}") from None
     return {"init_from": str(source), "init_parts": list(run.init_parts), "source_agent": header.get("agent"),
             "source_iteration": header.get("iteration"), "source_sha256": header.get("sha256")}
 

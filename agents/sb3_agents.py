@@ -121,6 +121,8 @@ class SB3Agent(Agent):
             self._generator: Any = self.model.policy.generator
         else:
             self._generator = SB3PolicyGenerator(self.model.policy, data.vocab_size, data.max_length, data.eos_id)
+        if c.reward == "mc":  # the policy completes the prefixes from the first rollout on (not the env's default)
+            self.env.set_rollout_policy(self._generator)
         self.callbacks: List[Any] = []
         self.callback = None
         if isinstance(self.discriminator, torch.nn.Module):  # the no-information controls are never trained

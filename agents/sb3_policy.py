@@ -195,9 +195,12 @@ class GeneratorPolicy(ActorCriticPolicy):
                  generator_state: Optional[Dict[str, torch.Tensor]] = None, value_hidden: int = 64, **kwargs: Any) -> None:
         if not isinstance(action_space, spaces.Discrete) or not isinstance(observation_space, spaces.Box):
             raise ValueError("GeneratorPolicy needs textgym's token env: Box observations of ids and Discrete actions")
-        from textgym.sb3 import refuse_class_column
+        from textgym.sb3 import refuse_non_prefix
 
-        refuse_class_column(observation_space, "GeneratorPolicy")
+        refuse_non_prefix(observation_space, "GeneratorPolicy")
+        if kwargs.get("net_arch") is not None:
+            raise ValueError("GeneratorPolicy takes no net_arch: its actor is the generator (emb_dim, hidden_dim) and "
+                             "its critic one hidden layer of value_hidden units")
         self.gen_kwargs: Dict[str, Any] = dict(emb_dim=emb_dim, hidden_dim=hidden_dim, eos_id=eos_id)
         self.vocab_size, self.max_length = int(action_space.n), int(observation_space.shape[0])
         self.value_hidden = value_hidden
@@ -314,8 +317,10 @@ def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = Non
 
     ``source``: a run folder (its ``generator.pt``, the run's last generator), a ``generator.pt``
     file, a state dict (a ``Generator.state_dict()`` or an agent state holding one under
-    ``"generator"``), or None (a fresh generator). The sizes are read from the weights; only
-    they are checked (by the policy, against the env's), unless ``vocab`` is given.
+    ``"generator"``), or None (a fresh generator). The sizes are read from the weights, and a
+    generator file's end-of-sequence id from the file (with a state dict, pass ``eos_id=`` on a
+    corpus, or the policy's samples are not cut at ``<eos>``); only the sizes are checked (by the
+    policy, against the env's), unless ``vocab`` is given.
 
     ``vocab``: what the generator must have been trained on: the env the policy will act in (or
     its data set, :class:`~textgym.data.Vocab` or word list). The vocabulary recorded in the
@@ -325,6 +330,7 @@ def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = Non
     with a state dict is a ValueError too.
     """
     state: Optional[Dict[str, torch.Tensor]] = None
+    file_kwargs: Dict[str, Any] = {}
     if isinstance(source, dict):
         if vocab is not None:
             raise ValueError("vocab= checks the vocabulary recorded in a generator file; a state dict records none "
@@ -344,10 +350,13 @@ def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = Non
         if vocab is not None:
             check_generator_vocab(path, blob.get("vocab"), vocab)
         state = blob["state_dict"]
+        file_kwargs = dict(blob.get("kwargs") or {})
     kwargs: Dict[str, Any] = {}
     if state is not None:
         kwargs.update(generator_state=state, emb_dim=int(state["embedding.weight"].shape[1]),
                       hidden_dim=int(state["lstm.weight_hh_l0"].shape[1]))
+    if file_kwargs.get("eos_id") is not None:  # the data's end of sequence: samples are cut there
+        kwargs["eos_id"] = int(file_kwargs["eos_id"])
     kwargs.update(overrides)
     return kwargs
 

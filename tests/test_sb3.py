@@ -298,3 +298,63 @@ def test_the_callback_holds_out_nothing_from_a_corpus_too_small_for_a_fifth(tmp_
     cb = DiscriminatorCallback()
     cb.setup(env)
     assert cb.heldout_real is None and len(cb.real_tokens) == 3  # not an empty held-out set to divide by
+
+
+def test_the_token_reading_sb3_components_refuse_an_infilling_env(small_oracle_data):
+    """The in-filling observation (context with mask ids, then the fill) was read as a prefix
+    padded with the mask id: the features extractor silently encoded the wrong positions, the
+    generator policy failed with a bare IndexError and the callback at its first retraining."""
+    from agents.sb3_policy import GeneratorPolicy
+    from textgym.infill import InfillVecEnv
+    from textgym.sb3 import DiscriminatorCallback
+
+    env = InfillVecEnv(4, data=small_oracle_data)
+    venv = SB3VecEnv(env)
+    with pytest.raises(ValueError, match="GeneratorPolicy reads observations as token prefixes, but these are an in-fill"):
+        PPO(GeneratorPolicy, venv, n_steps=8, batch_size=8)
+    with pytest.raises(ValueError, match="TokenFeaturesExtractor reads observations as token prefixes, but these are an in"):
+        PPO("MlpPolicy", venv, n_steps=8, batch_size=8, policy_kwargs=POLICY_KWARGS)
+    with pytest.raises(ValueError, match="DiscriminatorCallback trains a discriminator of whole sequences"):
+        DiscriminatorCallback().setup(env)
+    PPO("MlpPolicy", venv, n_steps=8, batch_size=8).learn(16)  # the raw observations: as before
+
+
+def test_sb3s_make_vec_env_builds_the_registered_env(small_oracle_data):
+    """make_vec_env asks for render_mode="rgb_array" and retries without it only on a TypeError;
+    the env's ValueError stopped it. The refusal still names the modes."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import textgym
+    from textgym.env import TokenEnv
+
+    venv = make_vec_env(textgym.ENV_ID, n_envs=2, env_kwargs=dict(data=small_oracle_data, seed=0))
+    assert venv.num_envs == 2 and venv.reset().shape == (2, small_oracle_data.max_length)
+    with pytest.raises(ValueError, match="render_mode must be None or 'ansi', got 'rgb_array'"):
+        TokenEnv(render_mode="rgb_array", data=small_oracle_data)
+
+
+def test_the_ppo_agents_policy_completes_the_mc_rewards_prefixes_from_the_first_rollout(small_oracle_data):
+    """It was the oracle (the env's default on oracle data) until the callback's first retraining,
+    and for the whole run of a no-information control; on a corpus the first rollout failed."""
+    import agents
+
+    for disc in ("rnn", "constant"):
+        agent = agents.make("ppo", small_oracle_data, {"discriminator": disc, "reward": "mc", "n_rollouts": 2,
+                                                       "num_envs": 4, "adv_steps": 1}, seed=0)
+        assert agent.env.reward_fn.rollout_policy is agent.generator
+        agent.train_iteration()
+        assert agent.env.reward_fn.rollout_policy is agent.generator
+
+
+def test_the_callback_makes_the_policy_the_rollout_policy_when_training_starts(tmp_path):
+    """On a corpus (no default rollout policy) the first rollout of an MC reward failed with
+    "needs a rollout policy" before the callback had set one."""
+    from textgym.data import Corpus
+    from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator
+
+    lines = [f"a{i % 6} b{i // 6}" + " c" * (i % 3) for i in range(60)]
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    venv = TokenVecEnv(4, data=Corpus(tmp_path / "c.txt"), discriminator="rnn", reward="mc", n_rollouts=2, seed=0)
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=8, batch_size=32, n_epochs=1, seed=0, policy_kwargs=POLICY_KWARGS)
+    model.learn(32, callback=DiscriminatorCallback())
+    assert isinstance(venv.reward_fn.rollout_policy, SB3PolicyGenerator)

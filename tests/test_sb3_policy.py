@@ -375,6 +375,25 @@ def test_policy_kwargs_check_the_generators_vocabulary_when_given_one(tmp_path, 
         generator_policy_kwargs(tmp_path / "oracle.pt", vocab=env)
 
 
+def test_a_policy_loaded_from_a_corpus_generator_file_cuts_its_samples_at_eos(tmp_path):
+    """The file records the data's end-of-sequence id; it was dropped, so the policy's generator
+    sampled every sequence to the full length, tokens after <eos> included."""
+    from textgym.evaluate import export_generator
+
+    (tmp_path / "corpus.txt").write_text("a b c\nb c a\nc a\n")
+    env = TokenVecEnv(4, data=str(tmp_path / "corpus.txt"), discriminator="constant")
+    assert env.eos_id is not None
+    kw = dict(vocab_size=env.vocab_size, max_length=env.max_length, eos_id=env.eos_id, emb_dim=4, hidden_dim=4)
+    torch.save(export_generator(Generator(**kw), kw, env.data.vocab), tmp_path / "generator.pt")
+    kwargs = generator_policy_kwargs(tmp_path, vocab=env)
+    assert kwargs["eos_id"] == env.eos_id
+    model = PPO(GeneratorPolicy, SB3VecEnv(env), n_steps=4, batch_size=16, seed=0, policy_kwargs=kwargs)
+    assert model.policy.generator.eos_id == env.eos_id
+    assert generator_policy_kwargs(tmp_path, eos_id=None)["eos_id"] is None  # an explicit value wins
+    with pytest.raises(ValueError, match="GeneratorPolicy takes no net_arch"):
+        PPO(GeneratorPolicy, SB3VecEnv(env), n_steps=4, batch_size=16, policy_kwargs={**kwargs, "net_arch": [64]})
+
+
 def test_the_mc_reward_completes_prefixes_with_the_policys_generator(small_oracle_data):
     import discriminators
 

@@ -191,6 +191,7 @@ def test_warm_start_refusals(tmp_path, oracle_data, capsys):
     err = capsys.readouterr().err  # which weights differ, and how (torch's message was cut to its first line)
     assert "(a mle run): the source run's generator does not fit" in err
     assert "lstm.weight_hh_l0 is (128, 32) there, (64, 16) here" in err
+    assert f"give it the source run's, which its {tmp_path / 'mle' / 'config.json'} records" in err  # where sizes come from
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--init-from", str(tmp_path / "mle"),
                "--init-parts", '["discriminator"]', name="bad2") == 2
     assert "no trained discriminator" in capsys.readouterr().err

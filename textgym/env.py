@@ -442,6 +442,11 @@ class TokenVecEnv(VectorEnv):
         pass
 
 
+class UnsupportedRenderMode(ValueError, TypeError):
+    """A render mode the env does not have. Also a TypeError: SB3's ``make_vec_env`` asks for
+    ``render_mode="rgb_array"`` and retries without it only on a TypeError."""
+
+
 def _single(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """A single env's keyword arguments for its vector env (gym.make's ``max_episode_steps`` dropped)."""
     return {k: v for k, v in kwargs.items() if k != "max_episode_steps"}
@@ -464,7 +469,7 @@ class TokenEnv(gym.Env):
     def _wrap(self, render_mode: Optional[str], venv: Any) -> None:
         """Hold the one-env ``venv`` and take its spaces (single-env faces of vector envs share this)."""
         if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+            raise UnsupportedRenderMode(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
         self.venv = venv
         self.observation_space = venv.single_observation_space

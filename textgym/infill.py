@@ -143,6 +143,13 @@ class ConstantInfillScorer:
         return torch.zeros(filled.shape, device=filled.device)
 
 
+
+class InfillBox(spaces.Box):
+    """The in-filling env's observation space, ``(2L,)`` ids: the context with its blanks, then
+    the fill. A Box like any other for SB3's MLP policies; its own class tells the policies that
+    read a token prefix (``TokenFeaturesExtractor``, ``GeneratorPolicy``) to refuse it instead of
+    misreading the mask id as padding."""
+
 class InfillVecEnv(VectorEnv):
     """N in-filling episodes stepped as one batched tensor operation (see the module docstring).
 
@@ -220,7 +227,7 @@ class InfillVecEnv(VectorEnv):
             raise ValueError(f"transform must be 'log', 'prob' or 'logit', got {transform!r}")
         self.transform = TRANSFORMS[transform].fn
 
-        self.single_observation_space = spaces.Box(0, V + 1, shape=(2 * L,), dtype=np.int64)
+        self.single_observation_space = InfillBox(0, V + 1, shape=(2 * L,), dtype=np.int64)
         self.single_action_space = spaces.Discrete(V)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

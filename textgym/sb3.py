@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from textgym.env import TokenVecEnv
-from textgym.infill import InfillVecEnv
+from textgym.infill import InfillBox, InfillVecEnv
 from textgym.protocols import RolloutPolicy
 from textgym.rewards import MCReward
 from textgym.sampling import generator_on, sample_logits
@@ -60,9 +60,13 @@ def same_step_view(env: Any) -> Any:
     return view
 
 
-def refuse_class_column(space: Any, what: str) -> None:
-    """ValueError when ``space`` holds a class-conditional env's observations (the tokens, then the
-    class id, whose bound differs): ``what`` reads every column as a token."""
+def refuse_non_prefix(space: Any, what: str) -> None:
+    """ValueError when ``space`` holds observations that are not a token prefix, which ``what``
+    reads every column of as one: an in-filling env's (:class:`~textgym.infill.InfillBox`) or a
+    class-conditional env's (the tokens, then the class id, whose bound differs)."""
+    if isinstance(space, InfillBox):
+        raise ValueError(f"{what} reads observations as token prefixes, but these are an in-filling env's (the "
+                         "context with its blanks, then the fill); use SB3's MLP policy on the raw observations")
     high = np.asarray(getattr(space, "high", [])).reshape(-1)
     if high.size > 1 and high[-1] != high[0]:
         raise ValueError(f"{what} reads observations as token prefixes, but these end with a class id (a "
@@ -71,7 +75,7 @@ def refuse_class_column(space: Any, what: str) -> None:
 
 class SB3VecEnv(VecEnv):
     """Stable-Baselines3 ``VecEnv`` over a :class:`TokenVecEnv` (or an in-filling
-    :class:`~textgym.infill.InfillVecEnv`, whose flat observations any SB3 policy reads).
+    :class:`~textgym.infill.InfillVecEnv`, whose flat observations SB3's MLP policies read).
 
     SB3 semantics: same-step autoreset, the finished sequence in
     ``infos[i]["terminal_observation"]``, episode statistics in ``infos[i]["episode"] = {"r",
@@ -175,7 +179,7 @@ class TokenFeaturesExtractor(BaseFeaturesExtractor):
     """
 
     def __init__(self, observation_space: spaces.Box, features_dim: int = 64, embed_dim: int = 32) -> None:
-        refuse_class_column(observation_space, "TokenFeaturesExtractor")
+        refuse_non_prefix(observation_space, "TokenFeaturesExtractor")
         super().__init__(observation_space, features_dim)
         self.pad_id = int(np.asarray(observation_space.high).max())
         self.start_id = self.pad_id + 1
@@ -274,7 +278,7 @@ class DiscriminatorCallback(BaseCallback):
 
     and logs both under ``discriminator/`` (to TensorBoard when SB3 logs there). The env's
     reward holds the same discriminator object, so the next rollout's rewards change. With an
-    MC reward, the SB3 policy becomes the reward's rollout policy after each retraining
+    MC reward, the SB3 policy becomes the reward's rollout policy when training starts and after each retraining
     (``update_rollout_policy``): its ``generator`` when it has one (``GeneratorPolicy``), else the
     policy through :class:`SB3PolicyGenerator`.
 
@@ -316,9 +320,15 @@ class DiscriminatorCallback(BaseCallback):
     def _init_callback(self) -> None:
         self.setup(unwrap_token_env(self.training_env))
 
+    def _on_training_start(self) -> None:
+        self._set_rollout_policy(unwrap_token_env(self.training_env))
+
     def setup(self, env: TokenVecEnv) -> None:
         """Fill in the defaults from ``env`` (called when training starts; idempotent)."""
-        refuse_class_column(env.single_observation_space, "DiscriminatorCallback")
+        if isinstance(env, InfillVecEnv):  # its discriminator scores a fill given its context, not a sequence
+            raise ValueError("DiscriminatorCallback trains a discriminator of whole sequences; an in-filling env's "
+                             "context-conditioned discriminator is trained by train.py --agent maskgan --task infill")
+        refuse_non_prefix(env.single_observation_space, "DiscriminatorCallback")
         if self.discriminator is None:
             self.discriminator = self.trainer.discriminator if self.trainer is not None else env.scorer
         if not isinstance(self.discriminator, nn.Module):
@@ -375,6 +385,10 @@ class DiscriminatorCallback(BaseCallback):
         self.last_stats = stats
         for k, v in stats.items():
             self.logger.record(f"discriminator/{k}", v)
+        self._set_rollout_policy(env)
+
+    def _set_rollout_policy(self, env: TokenVecEnv) -> None:
+        """With an MC reward (and ``update_rollout_policy``), the SB3 policy completes the prefixes."""
         reward = env.reward_fn
         if self.update_rollout_policy and isinstance(reward, MCReward):
             # a policy that is a generator (GeneratorPolicy) completes prefixes itself, in one batched pass
