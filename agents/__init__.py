@@ -59,8 +59,12 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
     Preset("seqgan", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="mc", transform="prob", n_rollouts=16, gamma=1.0, baseline="none",
         rollout_rate=0.8, rollout_update="mix"), SEQGAN,
-        "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline. Deviations "
-        "(shared by every REINFORCE agent): the policy-gradient loss is a per-token mean whose gradient is clipped "
+        "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline. Deviations: "
+        "the rollout rule is the one SeqGAN's rollout.py states (update_rate 0.8), but that code's rollout graph "
+        "reads theta's variables, so its rollouts in effect use theta itself, as Algorithm 1 (beta <- theta) does "
+        "at one generator step per epoch; --rollout-rate 0 gives that (the 0.8 rule was kept as the code's "
+        "stated intent, and the committed SeqGAN results use it). Shared by every REINFORCE agent: the "
+        "policy-gradient loss is a per-token mean whose gradient is clipped "
         "at norm 5 (the original sums over the 64 x 20 tokens before the same clip, so it clips nearly every "
         "step; the mean keeps the step independent of batch size and length and the clip a safeguard); a "
         "dedicated BOS embedding starts each sequence (the original feeds token 0's, which is also a word); MLE "
@@ -80,7 +84,9 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "No pretraining; one D update (512 real + 512 fake, Adam beta1 0.5, L2 1e-6) per generator update; reward "
         "2 D(x_<=t) - 1, discount 0.23. Deviations, for CPU budgets: SeqGAN-size models (LSTM 32/32 generator, "
         "128-unit rnn D; theirs 2 x 512 LSTMs with GloVe embeddings and a 512-unit D) and 2,000 steps (theirs "
-        "200,000); the generator's gradient clipped at norm 5 (theirs unclipped; the generator's shared default); "
+        "200,000); a plain rnn D (theirs adds 8 sinusoidal position features through a learned projection and "
+        "drops out embedding rows); the generator's gradient clipped at norm 5 (theirs unclipped; the generator's "
+        "shared default); "
         "each step updates G, then D (theirs D, then G; one loop serves every adversarial agent)."),
     Preset("reinforce", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform=None, gamma=1.0, baseline="mean"), SEQGAN,
@@ -92,8 +98,9 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "The GAN-mode values of the authors' PTB command (batch 128, generator lr 3.89e-5, discount 0.89072, "
         "discriminator lr 5e-4, 2 discriminator updates per generator update). Deviations: unconditional (every "
         "token is generated, no in-filling mask); an MLP critic on the generator's state with lr 5e-3 and 50 "
-        "warm-up updates (their RNN critic uses 5.18e-7); 120 MLE epochs and 50 D pretraining updates of 128 + "
-        "128 sequences; 32-unit models without dropout (theirs 2 x 650, variational dropout); the loss a per-token "
+        "warm-up updates (their RNN critic uses 5.18e-7); 120 MLE epochs at SeqGAN's lr 0.01 and batch 128 (their "
+        "pretraining: lr 7.49e-4, batch 20) and 50 D pretraining updates of 128 + 128 sequences; "
+        "32-unit models without dropout (theirs 2 x 650, variational dropout); the loss a per-token "
         "mean with G's gradient clipped at 5 (theirs a sum, G, D and critic clipped at 10); G, then D each step "
         "(theirs D and critic, then G)."),
     Preset("mle-infill", InfillAgent, dict(mle_epochs=120, batch_size=64, mle_lr=7.4876e-4, mask_rate=0.5,
@@ -105,7 +112,9 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "The authors' GAN-mode command (contiguous blanks at present rate 0.5, batch 128, generator lr 3.89e-5, "
         "discount 0.89072, D lr 5e-4, 2 D updates per step). Deviations: one-layer 32-unit LSTMs without attention "
         "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates); G's gradient clipped at 5 (theirs 10); one span "
-        "of round(0.5 L) blanks starting anywhere (theirs int(0.5 L) - 1 starting after the first token)."),
+        "of round(0.5 L) blanks starting anywhere (theirs int(0.5 L) - 1 starting after the first token), in the "
+        "MLE phase too (their pretraining command blanks at random positions); 50 D pretraining updates at the D's "
+        "lr 5e-4 (their GAN command pretrains no D)."),
     Preset("sentigan", SentiGANAgent, dict(
         mle_epochs=120, batch_size=64, mle_lr=0.01, gen_lr=0.01, adv_steps=100, g_steps=1, n_rollouts=16,
         discriminator="multiclass-cnn", d_lr=1e-4, d_pretrain_steps=5, d_pretrain_epochs=3, d_steps=4, d_epochs=2,
@@ -114,14 +123,18 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "code multiplies G_i, with RMSProp); per-token mean loss; the project's multiclass-cnn discriminator; "
         "generator i's reward is D_i (TextGAN-PyTorch passes class 1's probability to every generator); 5,000 real "
         "sequences per class per D round (TextGAN: all 10,000); adversarial updates clipped at 5 (TextGAN: none) "
-        "with their own Adam (TextGAN: one Adam per generator for MLE and adversarial updates)."),
+        "with their own Adam (TextGAN: one Adam per generator for MLE and adversarial updates). The schedule is "
+        "TextGAN's; the authors' toy code runs 10 x 3 D pretraining epochs, 350 adversarial steps and 1 x 3 D "
+        "epochs per step."),
     Preset("catgan", CatGANAgent, dict(
         mle_epochs=150, batch_size=64, mle_lr=0.01, gen_lr=1e-4, adv_steps=2000, g_steps=1, d_lr=1e-4, d_steps=3,
         d_loss="rsgan", evolution=True, mutations=["rsgan", "ragan"], n_parent=1, lambda_fd=0.001, eval_batches=8),
         CATGAN,
         "Category-wise RSGAN, evolutionary selection (rsgan/ragan mutations, fitness F_q + 0.001 F_d). Deviations: "
-        "LSTM + Gumbel-softmax generator instead of RMC; CNN D without num_rep; D loss RSGAN (the run script: RaGAN); "
-        "beta_max 1 on oracle data, 100 on corpora."),
+        "LSTM + Gumbel-softmax generator instead of RMC; the SeqGAN CNN as D (TextGAN's CatGAN_D: num_rep "
+        "representations, a one-matrix highway sigma(h) relu(h) + (1 - sigma(h)) x, a 1200-100-1 linear head, "
+        "uniform(+-0.05) initialization); D loss RSGAN (the run script: RaGAN); beta_max 1 on oracle data, 100 on "
+        "corpora."),
 ]}
 
 #: ``train.py --task infill``: agent name -> its in-filling preset
@@ -201,8 +214,11 @@ def _register_optional() -> None:
         from agents import sb3_agents
     except ImportError:  # the module or its dependencies are absent: those agents are not offered
         return
-    for p in (Preset("ppo", sb3_agents.PPOAgent, dict(learning_rate=3e-4), SB3, "PPO with SB3's defaults (lr 3e-4)."),
-              Preset("a2c", sb3_agents.A2CAgent, dict(learning_rate=7e-4), SB3, "A2C with SB3's defaults (lr 7e-4).")):
+    for p in (Preset("ppo", sb3_agents.PPOAgent, dict(learning_rate=3e-4), SB3,
+                     "PPO with SB3's defaults (lr 3e-4) but for the rollout, n_steps = max_length (SB3: 2048), and the "
+                     "minibatch, the largest divisor of the rollout up to 256 (SB3: 64)."),
+              Preset("a2c", sb3_agents.A2CAgent, dict(learning_rate=7e-4), SB3,
+                     "A2C with SB3's defaults (lr 7e-4) but for the rollout, n_steps = max_length (SB3: 5).")):
         if p.name not in PRESETS:
             register(p)
 

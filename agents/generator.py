@@ -76,8 +76,8 @@ class Generator(nn.Module):
             self.embedding = nn.Embedding(vocab_size + 1, emb_dim)
             self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
             self.out = nn.Linear(hidden_dim, vocab_size)
-            if init == "seqgan":
-                for p in self.parameters():
+            if init == "seqgan":  # N(0, 0.1) for every parameter; torch's LSTM has two bias vectors (input and
+                for p in self.parameters():  # hidden), so a gate's summed bias has sd 0.14 (SeqGAN's one: 0.1)
                     nn.init.normal_(p, 0.0, 0.1)
 
     # ------------------------------------------------------------------ helpers

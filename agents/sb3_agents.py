@@ -10,7 +10,8 @@ no-information control). ``kl_beta > 0`` subtracts β · (log π - log π_ref) f
 (:class:`agents.sb3_policy.KLRewardCallback`), π_ref being the generator at the start (the warm
 start's); ``kl_target`` adapts β toward a per-token KL. One iteration is one SB3 rollout of
 ``n_steps`` × ``num_envs`` tokens followed by SB3's update. The fields are :class:`SB3Config`'s;
-the PPO and A2C presets use SB3's own defaults for the algorithm.
+the PPO and A2C presets use SB3's own defaults for the algorithm except the rollout (``n_steps``:
+one episode, ``max_length``) and PPO's minibatch (the largest divisor of the rollout up to 256).
 """
 from __future__ import annotations
 
