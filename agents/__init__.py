@@ -61,7 +61,8 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         rollout_rate=0.8, rollout_update="mix"), SEQGAN,
         "Reward D(Y) of 16 rollouts by the delayed policy beta <- 0.8 beta + 0.2 theta; no baseline. Deviations: "
         "the rollout rule is the one SeqGAN's rollout.py states (update_rate 0.8), but that code's rollout graph "
-        "reads theta's variables, so its rollouts in effect use theta itself; --rollout-rate 0 gives that (the 0.8 rule was kept as the code's "
+        "reads theta's variables, so its rollouts in effect use theta itself; --rollout-rate 0 gives that (the 0.8 "
+        "rule was kept as the code's "
         "stated intent, and the committed SeqGAN results use it). Shared by every REINFORCE agent: the "
         "policy-gradient loss is a per-token mean whose gradient is clipped "
         "at norm 5 (the original sums over the 64 x 20 tokens before the same clip, so it clips nearly every "
