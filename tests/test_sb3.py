@@ -9,6 +9,7 @@ import pytest
 import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.monitor import Monitor
 
 from textgym import TokenVecEnv
 from textgym.sb3 import SB3VecEnv, TokenFeaturesExtractor
@@ -37,7 +38,7 @@ def test_vecenv_semantics(small_oracle_data, device):
     assert env.action_masks().shape == (3, 50)
     assert env.get_attr("vocab_size") == [50, 50, 50]
     assert len(env.env_method("action_masks", indices=[0, 2])) == 2
-    assert env.env_is_wrapped(object) == [False] * 3
+    assert env.env_is_wrapped(object) == [False] * 3 and env.env_is_wrapped(Monitor) == [True] * 3
 
 
 def test_features_extractor_reads_only_the_prefix(small_oracle_data):
@@ -358,3 +359,18 @@ def test_the_callback_makes_the_policy_the_rollout_policy_when_training_starts(t
     model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=8, batch_size=32, n_epochs=1, seed=0, policy_kwargs=POLICY_KWARGS)
     model.learn(32, callback=DiscriminatorCallback())
     assert isinstance(venv.reward_fn.rollout_policy, SB3PolicyGenerator)
+
+
+def test_evaluate_policy_reads_the_envs_episode_reports_without_a_monitor_warning(small_oracle_data):
+    """SB3VecEnv reports episodes as SB3's Monitor does; evaluate_policy warned that it was not
+    Monitor-wrapped and counted the rewards itself."""
+    import warnings
+
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    venv = SB3VecEnv(TokenVecEnv(4, data=small_oracle_data, discriminator="oracle", seed=0))
+    model = PPO("MlpPolicy", venv, n_steps=6, batch_size=24, seed=0, policy_kwargs=POLICY_KWARGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rewards, lengths = evaluate_policy(model, venv, n_eval_episodes=8, deterministic=False, return_episode_rewards=True)
+    assert len(rewards) == 8 and lengths == [small_oracle_data.max_length] * 8

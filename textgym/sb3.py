@@ -167,7 +167,12 @@ class SB3VecEnv(VecEnv):
         return [result for _ in targets]
 
     def env_is_wrapped(self, wrapper_class: type, indices=None) -> List[bool]:
-        return [False for _ in self._targets(indices)]
+        """True for SB3's ``Monitor`` only: the env reports its episodes as a Monitor does
+        (``info["episode"]``), which ``evaluate_policy`` and ``EvalCallback`` then read instead of
+        warning that returns may be altered."""
+        from stable_baselines3.common.monitor import Monitor
+
+        return [wrapper_class is Monitor for _ in self._targets(indices)]
 
 
 class TokenFeaturesExtractor(BaseFeaturesExtractor):
