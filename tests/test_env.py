@@ -290,3 +290,14 @@ def test_a_single_env_stepped_after_its_episode_ended_says_to_reset(small_oracle
         env.step(3)
     env.reset()
     env.step(3)
+
+
+def test_a_numpy_integer_seed_resets_the_vector_and_single_envs(small_oracle_data):
+    """Accepted by the constructor, then refused by gymnasium's reset ("Seed must be a python integer")."""
+    from textgym.env import TokenEnv
+
+    venv = TokenVecEnv(2, data=small_oracle_data, seed=np.int64(0))
+    a, _ = venv.reset(seed=np.int64(3))
+    b, _ = TokenVecEnv(2, data=small_oracle_data).reset(seed=3)
+    assert torch.equal(a, b)
+    TokenEnv(data=small_oracle_data).reset(seed=np.int64(3))

@@ -390,3 +390,52 @@ def test_a_sentence_cut_at_max_length_can_have_its_last_word_blanked(tmp_path):
     hits = sum(make_blanks(data.train_lengths, 4, 0.3, "random", eos_id=data.eos_id, tokens=data.train, generator=g).long()
                for _ in range(300))
     assert int(hits[0, 3]) > 0 and int(hits[1, 2]) == 0  # the cut sentence's last word yes, an <eos> never
+
+
+def test_the_single_infill_env_keeps_its_finished_episode_until_reset(tmp_path):
+    """Its vector env resets in the same step: render showed the next episode's context after the
+    last fill, a further step filled that unseen episode, and step's info was empty."""
+    (tmp_path / "c.txt").write_text("the cat sat on the mat\na dog ran\n")
+    env = gym.make(textgym.INFILL_ENV_ID, render_mode="ansi", data=str(tmp_path / "c.txt"), discriminator="constant",
+                   mask_span=1).unwrapped
+    obs, info = env.reset(seed=0)
+    assert set(info) == {"blanks", "cursor"} and "_" in env.render()
+    fill = env.venv.data.vocab.stoi["cat"]
+    obs, r, term, trunc, info = env.step(fill)
+    assert term and set(info) == {"blanks", "cursor"} and int(info["blanks"].sum()) == 1
+    text = env.render()
+    assert "_" not in text and "cat" in text.split()  # the episode just finished, its blank filled
+    L = env.venv.max_length
+    assert env.observation_space.contains(obs) and int(info["cursor"]) == int((obs[:L] != env.venv.pad_id).sum())
+    with pytest.raises(RuntimeError, match="the episode has ended; call reset"):
+        env.step(fill)
+    env.reset()
+    assert "_" in env.render()
+
+
+def test_the_infill_env_refuses_non_finite_scores_and_takes_numpy_seeds_and_mode_names(small_oracle_data):
+    """-inf * 0 made the autoreset step's reward NaN, and non-finite scores passed as rewards."""
+
+    class Broken:
+        def score_filled(self, context, filled, lengths):
+            out = torch.zeros(filled.shape)
+            out[0, 0] = -float("inf")
+            return out
+
+    env = InfillVecEnv(2, data=small_oracle_data, discriminator=Broken(), mask_span=1, seed=0)
+    env.reset(seed=np.int64(3))  # gymnasium's reset took Python ints only
+    with pytest.raises(ValueError, match="returned 1 non-finite scores; scores must be finite"):
+        env.step(torch.tensor([1, 1]))
+    assert InfillVecEnv(2, data=small_oracle_data, autoreset_mode="same_step").autoreset_mode == AutoresetMode.SAME_STEP
+    with pytest.raises(ValueError, match="autoreset_mode must be one of .*got 'disabled'"):
+        InfillVecEnv(2, data=small_oracle_data, autoreset_mode="disabled")
+
+
+def test_the_infill_env_scores_on_the_discriminators_device(small_oracle_data, device):
+    """An env on the CPU with its discriminator on ``device`` (the CUDA case failed)."""
+    V, L = small_oracle_data.vocab_size, small_oracle_data.max_length
+    d = Seq2SeqDiscriminator(V, L, emb_dim=8, hidden_dim=12, seed=3).to(device)
+    env = InfillVecEnv(3, data=small_oracle_data, discriminator=d, seed=0)
+    env.reset(seed=0)
+    _, r, *_ = env.step(torch.tensor([1, 2, 3]))
+    assert r.device.type == "cpu" and torch.isfinite(r).all()

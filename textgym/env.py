@@ -23,7 +23,7 @@ unchanged (the components that read every column as a token, ``GeneratorPolicy``
 from __future__ import annotations
 
 import secrets
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import gymnasium as gym
 import numpy as np
@@ -67,6 +67,16 @@ def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextDat
 def _is_int(v: Any) -> bool:
     """An integer (Python or numpy), not a bool."""
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def parse_autoreset_mode(mode: Any, allowed: Tuple[AutoresetMode, ...]) -> AutoresetMode:
+    """An AutoresetMode from itself or its name or value (``"same_step"``, ``"SameStep"``), one
+    of ``allowed``; ValueError naming the choices otherwise."""
+    names = {**{m.value: m for m in allowed}, **{m.name.lower(): m for m in allowed}}
+    found = names.get(mode) if isinstance(mode, str) else mode if mode in allowed else None
+    if not isinstance(found, AutoresetMode):
+        raise ValueError(f"autoreset_mode must be one of {sorted(names)} or an AutoresetMode of them, got {mode!r}")
+    return found
 
 
 def _check_seed(seed: Any) -> None:
@@ -146,13 +156,7 @@ class TokenVecEnv(VectorEnv):
             raise ValueError(f"max_length must be an integer >= 1 (tokens per episode), got {max_length!r}")
         if seed is not None:
             _check_seed(seed)
-        modes = {**{m.value: m for m in AutoresetMode}, **{m.name.lower(): m for m in AutoresetMode}}
-        if isinstance(autoreset_mode, str):
-            if autoreset_mode not in modes:
-                raise ValueError(f"autoreset_mode must be one of {sorted(modes)} or an AutoresetMode, got {autoreset_mode!r}")
-            autoreset_mode = modes[autoreset_mode]
-        elif not isinstance(autoreset_mode, AutoresetMode):
-            raise ValueError(f"autoreset_mode must be one of {sorted(modes)} or an AutoresetMode, got {autoreset_mode!r}")
+        autoreset_mode = parse_autoreset_mode(autoreset_mode, tuple(AutoresetMode))
         self.data = resolve_data(data, max_length)
         self.device = torch.device(device)
         self.num_envs = num_envs
@@ -214,7 +218,7 @@ class TokenVecEnv(VectorEnv):
             self.classes = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self.rng = torch.Generator(device=self.device)
         # unseeded: 63 bits of OS entropy (what numpy's SeedSequence() draws, less its top bits)
-        self.rng.manual_seed(secrets.randbits(63) if seed is None else seed)
+        self.rng.manual_seed(secrets.randbits(63) if seed is None else int(seed))
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -340,9 +344,10 @@ class TokenVecEnv(VectorEnv):
         """
         if seed is not None:
             _check_seed(seed)
+            seed = int(seed)  # a numpy integer too: gymnasium's reset takes Python ints only
         super().reset(seed=seed)
         if seed is not None:
-            self.rng.manual_seed(int(seed))
+            self.rng.manual_seed(seed)
             reseed = getattr(getattr(self.reward_fn, "scorer", None), "reseed", None)
             if callable(reseed):
                 reseed(int(seed))
@@ -476,7 +481,7 @@ class TokenEnv(gym.Env):
         self.action_space = venv.single_action_space
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        super().reset(seed=seed)
+        super().reset(seed=seed if seed is None or not _is_int(seed) else int(seed))  # a numpy integer as a Python one
         options = dict(options or {})
         if options.get("prefix") is not None:
             options["prefix"] = [list(np.asarray(options["prefix"]).reshape(-1))]

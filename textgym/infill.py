@@ -54,8 +54,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.data import OracleData, TextData, resolve_data
-from textgym.env import TokenEnv, _single
+from textgym.env import TokenEnv, _is_int, _single, parse_autoreset_mode
 from textgym.masks import length_mask, strip_padding
+from textgym.protocols import device_of
 from textgym.rewards import TRANSFORMS
 
 MASK_MODES = ("contiguous", "random")
@@ -180,7 +181,8 @@ class InfillVecEnv(VectorEnv):
                  mask_mode: str = "contiguous", mask_span: Optional[int] = None, reward: str = "dense",
                  discriminator: Any = None, transform: str = "log", split: str = "train",
                  device: Union[str, torch.device] = "cpu", seed: Optional[int] = None,
-                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP, max_length: Optional[int] = None) -> None:
+                 autoreset_mode: Union[str, AutoresetMode] = AutoresetMode.NEXT_STEP,
+                 max_length: Optional[int] = None) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
         self.data = resolve_data(data, max_length)
@@ -190,8 +192,7 @@ class InfillVecEnv(VectorEnv):
             raise ValueError(f"reward must be 'dense' or 'terminal', got {reward!r}")
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        if autoreset_mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
+        autoreset_mode = parse_autoreset_mode(autoreset_mode, (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP))
         pool, pool_lengths = (self.data.train, self.data.train_lengths) if split == "train" else \
             (self.data.test, self.data.test_lengths)
         if pool is None or pool_lengths is None:
@@ -239,7 +240,7 @@ class InfillVecEnv(VectorEnv):
         self._finished = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         self._started = False
         self.rng = torch.Generator(device=self.device)
-        self.rng.manual_seed(secrets.randbits(63) if seed is None else seed)
+        self.rng.manual_seed(secrets.randbits(63) if seed is None else int(seed))
 
     # ------------------------------------------------------------------ helpers
     def _obs(self) -> torch.Tensor:
@@ -274,7 +275,7 @@ class InfillVecEnv(VectorEnv):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         """Start new episodes: ``(obs (N, 2L), infos)``."""
-        super().reset(seed=seed)
+        super().reset(seed=seed if seed is None or not _is_int(seed) else int(seed))  # a numpy integer as a Python one
         if seed is not None:
             self.rng.manual_seed(int(seed))
         options = options or {}
@@ -336,7 +337,7 @@ class InfillVecEnv(VectorEnv):
         self.filled[r_, at] = torch.where(active, a, self.filled[r_, at])
         nxt = self._next_blank(self.cursor)
         done = active & (nxt >= self.lengths)
-        rewards = self._rewards(at, nxt, done) * active
+        rewards = torch.where(active, self._rewards(at, nxt, done), 0.0)  # a reset row's reward is exactly 0
         self.cursor = torch.where(active, nxt, self.cursor)
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             final = self._obs()
@@ -366,10 +367,15 @@ class InfillVecEnv(VectorEnv):
             whole = (lp * length_mask(self.lengths, L)).sum(1) / self.lengths
             return torch.where(done, whole, torch.zeros_like(whole))
         assert self.scorer is not None
-        score = self.transform(self.scorer.score_filled(self.context, self.filled, self.lengths).to(self.device))
+        on = device_of(self.scorer, self.device)  # the scorer's device (a model), else the env's
+        raw = self.scorer.score_filled(self.context.to(on), self.filled.to(on), self.lengths.to(on)).to(self.device)
+        if not torch.isfinite(raw).all():
+            raise ValueError(f"the scorer {type(self.scorer).__name__} returned {int((~torch.isfinite(raw)).sum())} "
+                             "non-finite scores; scores must be finite")
+        score = self.transform(raw)
         if self.reward_mode == "dense":
             return score[r_, at]
-        mean = (score * self.blanks).sum(1) / self.blanks.sum(1)
+        mean = torch.where(self.blanks, score, 0.0).sum(1) / self.blanks.sum(1)
         return torch.where(done, mean, torch.zeros_like(mean))
 
     def action_masks(self) -> torch.Tensor:
@@ -381,10 +387,15 @@ class InfillVecEnv(VectorEnv):
 
 
 class InfillEnv(TokenEnv):
-    """The single-env face of :class:`InfillVecEnv` (numpy observations), same keyword arguments."""
+    """The single-env face of :class:`InfillVecEnv` (numpy observations), same keyword arguments.
+
+    Its vector env autoresets in the same step; this face keeps the finished episode (the
+    observation, ``render``, ``info``) until ``reset`` and refuses steps in between, as
+    :class:`~textgym.env.TokenEnv` does. ``info`` is ``{"blanks", "cursor"}`` after every call."""
 
     def __init__(self, render_mode: Optional[str] = None, **kwargs: Any) -> None:
         self._wrap(render_mode, InfillVecEnv(num_envs=1, autoreset_mode=AutoresetMode.SAME_STEP, **_single(kwargs)))
+        self._ended: Optional[Tuple[torch.Tensor, Dict[str, np.ndarray]]] = None  # (observation, info) of a finished episode
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         gym.Env.reset(self, seed=seed)  # TokenEnv's reset speaks of prefixes
@@ -395,19 +406,30 @@ class InfillEnv(TokenEnv):
         if opts.get("lengths") is not None:
             opts["lengths"] = np.asarray(opts["lengths"]).reshape(1)
         obs, info = self.venv.reset(seed=seed, options=opts)
+        self._ended = None
         return obs[0].cpu().numpy(), {k: v[0].cpu().numpy() for k, v in info.items()}
 
     def step(self, action: Any):
+        if self._ended is not None:
+            raise RuntimeError("the episode has ended; call reset() before stepping again")
+        blanks = self.venv.blanks[0].cpu().numpy()  # the episode's, before a same-step reset replaces them
         obs, r, term, trunc, info = self.venv.step(np.asarray(action).reshape(1))
         if bool(term[0]):
-            obs = info["final_obs"]
-        return obs[0].cpu().numpy(), float(r[0]), bool(term[0]), bool(trunc[0]), {}
+            length = int((info["final_obs"][0, : self.venv.max_length] != self.venv.pad_id).sum())
+            shown = {"blanks": blanks, "cursor": np.asarray(length)}  # no blank left: the cursor is at the end
+            self._ended = (info["final_obs"][0], shown)
+            return info["final_obs"][0].cpu().numpy(), float(r[0]), True, bool(trunc[0]), dict(shown)
+        return obs[0].cpu().numpy(), float(r[0]), False, bool(trunc[0]), {k: v[0].cpu().numpy() for k, v in info.items()}
 
     def render(self) -> Optional[str]:
         if self.render_mode != "ansi":
             return None
         v = self.venv
-        n = int(v.lengths[0])
-        words = [v.data.decode([t]) if t < v.vocab_size else "_" for t in v.filled[0, :n].tolist()]
+        if self._ended is not None:  # the finished episode, not the one the vector env drew next
+            context, filled = self._ended[0][: v.max_length], self._ended[0][v.max_length :]
+            n = int((context != v.pad_id).sum())
+        else:
+            filled, n = v.filled[0], int(v.lengths[0])
+        words = [v.data.decode([t]) if t < v.vocab_size else "_" for t in filled[:n].tolist()]
         return " ".join(words)
 
