@@ -280,3 +280,25 @@ def test_a_misspelled_data_set_name_suggests_the_name(tmp_path, monkeypatch):
         resolve_data("oracle-clases")
     with pytest.raises(FileNotFoundError, match="does not exist"):  # no close name: the missing file
         resolve_data("my_corpus.txt")
+
+
+def test_long_test_sentences_are_counted_in_a_warning_too(tmp_path):
+    """Only the training file's were: a test sentence was cut (or dropped) silently, changing
+    NLL-test and the BLEU references."""
+    train = write(tmp_path, "t.txt", "a b\nb a\n")
+    test = write(tmp_path, "v.txt", "a b a b a b\na b\n")
+    with pytest.warns(UserWarning, match=r"1 of 2 test sentences of .*v\.txt have more than max_length - 1 = 2 words: "
+                                         r"truncated"):
+        c = Corpus(train, test)
+    assert c.test_lengths.tolist() == [3, 3]
+    with pytest.warns(UserWarning, match="dropped"):
+        assert Corpus(train, test, long_sentences="drop").test_lengths.tolist() == [3]
+
+
+def test_a_byte_order_mark_is_no_part_of_a_word_and_eos_only_ends_a_line(tmp_path):
+    (tmp_path / "bom.txt").write_bytes("\ufeffa b\nb a\n".encode())
+    assert Corpus(tmp_path / "bom.txt").vocab.itos[2:] == ["a", "b"]  # was '\ufeffa', a word of its own
+    c = Corpus(write(tmp_path, "e.txt", "a b <eos>\nb a\n"))  # a written end marker: the line's end
+    assert c.train_lengths.tolist() == [3, 3]
+    with pytest.raises(ValueError, match=r"e2\.txt, line 2: '<eos>' inside a sentence"):
+        Corpus(write(tmp_path, "e2.txt", "a b\na <eos> b\n"))  # was the sentence "a", silently

@@ -181,3 +181,28 @@ def test_weights_that_do_not_fit_are_a_value_error_naming_the_difference():
     with pytest.raises(ValueError, match="the source does not fit this Generator"):
         load_weights(g, {**state, "out.bias": "not a tensor"}, "the source")
     load_weights(g, state, "the source")  # what fits loads
+
+
+def test_self_bleu_of_one_sample_and_a_byte_order_mark_and_blank_oracle_lines(tmp_path, capsys):
+    """One sample ended in a traceback from self_bleu (after the NLL work had run, with
+    --generator); a byte-order mark made the first word another word; --oracle counted a blank
+    line as a sample it did not score."""
+    (tmp_path / "one.txt").write_text("a man rides\n")
+    (tmp_path / "refs.txt").write_text("a man rides\n")
+    with pytest.raises(SystemExit, match="Self-BLEU scores each sample against the others and needs at least 2"):
+        evaluate_main([str(tmp_path / "one.txt"), "--references", str(tmp_path / "refs.txt")])
+    assert evaluate_main([str(tmp_path / "one.txt"), "--references", str(tmp_path / "refs.txt"), "--metrics", "bleu",
+                          "--orders", "2"]) == 0
+    vocab = Vocab([EOS, UNK, "a", "b", "c"])
+    gen = generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
+    with pytest.raises(SystemExit):
+        evaluate_main(["--generator", gen, "--references", str(tmp_path / "refs.txt"), "--n-samples", "1"])
+    assert "--n-samples must be >= 2 (or --metrics bleu)" in capsys.readouterr().err
+    (tmp_path / "bom.txt").write_bytes("\ufeffa man rides\n".encode())
+    out = tmp_path / "b.json"
+    assert evaluate_main([str(tmp_path / "bom.txt"), "--references", str(tmp_path / "refs.txt"), "--metrics", "bleu",
+                          "--orders", "2", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["bleu2"] == pytest.approx(1.0)  # was 0.77: '\ufeffa' is not 'a'
+    (tmp_path / "ids.txt").write_text("1 2 3\n\n4 5 6\n")
+    assert evaluate_main([str(tmp_path / "ids.txt"), "--oracle", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["samples"] == 2

@@ -110,7 +110,7 @@ def read_lines(path: Union[str, os.PathLike]) -> List[str]:
         raise FileNotFoundError(f"corpus file {str(path)!r} does not exist or is not a file")
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the first word
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}): "
@@ -120,8 +120,19 @@ def read_lines(path: Union[str, os.PathLike]) -> List[str]:
 
 
 def read_sentences(path: Union[str, os.PathLike], lowercase: bool = False) -> List[List[str]]:
-    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines skipped)."""
-    sentences = [(line.lower() if lowercase else line).split() for line in read_lines(path)]
+    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines skipped).
+
+    A final ``<eos>`` on a line is dropped (the line's end is one); one inside a sentence is a
+    ValueError naming the line: it would end the sentence there, silently."""
+    sentences = []
+    for number, line in enumerate(read_lines(path), 1):
+        words = (line.lower() if lowercase else line).split()
+        if words and words[-1] == EOS:
+            words.pop()
+        if EOS in words:
+            raise ValueError(f"{path}, line {number}: {EOS!r} inside a sentence; it is the reserved end-of-sentence "
+                             "token (one at the end of a line is allowed)")
+        sentences.append(words)
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError(f"corpus file {str(path)!r} holds no sentences (it is empty or blank)")
@@ -210,7 +221,14 @@ class Corpus(TextData):
             raise ValueError(f"no sentence of {str(train)!r} fits max_length={max_length} with long_sentences='drop'")
         te = tel = None
         if test is not None:
-            te, tel = self._encode(self._read(test, lowercase), max_length)
+            test_sents = self._read(test, lowercase)
+            long_test = sum(1 for s in test_sents if len(s) + 1 > max_length)
+            if long_test:
+                warnings.warn(f"{long_test} of {len(test_sents)} test sentences of {test} have more than max_length - 1 = "
+                              f"{max_length - 1} words: {'truncated' if long_sentences == 'truncate' else 'dropped'}, "
+                              "so NLL-test and the BLEU references see them so. Set max_length (train.py --max-length) "
+                              "to keep them whole", stacklevel=2)
+            te, tel = self._encode(test_sents, max_length)
         super().__init__(len(self.vocab), max_length, EOS_ID, tr, trl, te, tel, name=Path(train).name)
 
     def _read(self, path: Union[str, os.PathLike], lowercase: bool) -> List[List[str]]:

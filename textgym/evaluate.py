@@ -162,6 +162,9 @@ def bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: S
     from textgym.bleu import bleu, self_bleu
 
     out: Dict[str, float] = {}
+    if "self_bleu" in metrics and len(hyps) < 2:
+        raise SystemExit(f"error: Self-BLEU scores each sample against the others and needs at least 2 samples, got "
+                         f"{len(hyps)} (or use --metrics bleu)")
     for n in orders:
         if "bleu" in metrics and refs is not None:
             out[f"bleu{n}"] = bleu(hyps, refs, n)
@@ -175,7 +178,7 @@ def read_samples(path: str) -> List[List[str]]:
     if not p.is_file():
         raise SystemExit(f"error: samples file {path} does not exist")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first word
     except UnicodeDecodeError as exc:
         raise SystemExit(f"error: samples file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     lines = text.splitlines()
@@ -321,6 +324,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--temperatures must be finite and > 0, got {bad[0]:g}")
     if args.n_samples < 1:
         parser.error(f"--n-samples must be >= 1, got {args.n_samples}")
+    if args.n_samples < 2 and "self_bleu" in args.metrics and args.generator:
+        parser.error("Self-BLEU scores each sample against the others: --n-samples must be >= 2 (or --metrics bleu)")
     if any(n < 1 for n in args.orders):
         parser.error(f"--orders are n-gram orders >= 1, got {min(args.orders)}")
     try:
@@ -369,6 +374,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             if corpus_only:
                 parser.error(f"--oracle scores token ids under the oracle; {' '.join(corpus_only)} (text against "
                              "references) does not apply")
+            result["samples"] = sum(1 for h in hyps if h)  # the sequences scored: a blank line has no token
             result["nll_oracle"] = oracle_nll_of_ids(hyps, resolve_data("oracle"))
         else:
             refs = read_references(args.references) if args.references else None

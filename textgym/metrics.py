@@ -99,7 +99,9 @@ def nll_test_parts(model: SequenceModel, tokens: torch.Tensor, lengths: Optional
     ``unknown_id`` (a corpus's ``<unk>``: test words missing from the training vocabulary),
     ``"nll_test_known"``: the same mean over the other positions, from the same pass. The
     generator never sees ``<unk>`` in training when every training word is in the vocabulary, so
-    those positions weigh how little mass it gives an unseen token, not how well it models text."""
+    those positions weigh how little mass it gives an unseen token, not how well it models text.
+    A corpus that writes ``<unk>`` itself (PTB) has it in training too, under the same id: there
+    ``nll_test_known`` also leaves out the test's own ``<unk>`` tokens, which the generator learned."""
     if len(tokens) == 0:
         raise ValueError("nll_test needs at least one held-out sequence")
     if lengths is None:
