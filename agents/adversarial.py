@@ -132,7 +132,9 @@ class AdversarialConfig(MLEConfig):
     g_steps: int = param(1, "generator updates per adversarial step", check=at_least(1), source=SEQGAN)
     gen_lr: float = param(0.01, "Adam learning rate of adversarial generator updates", check=positive, source=SEQGAN)
     adam_beta1: float = param(0.9, "Adam beta1 of the adversarial generator optimizer", check=unit_open)
-    temperature: float = param(1.0, "sampling temperature of training samples and rollouts", check=positive)
+    temperature: float = param(1.0, "sampling temperature of training samples and rollouts: 1 (the policy-gradient "
+                                    "losses use the untempered log-probabilities, so other temperatures would bias them)",
+                               check=lambda v: None if v == 1.0 else "1.0 (the losses use untempered log-probabilities)")
     discriminator: Any = param("cnn", "a discriminators registry name, 'oracle' (the oracle's log-likelihood, oracle "
                                       "data only), or an object of the Discriminator protocol", check=check_discriminator,
                                source=SEQGAN)

@@ -72,8 +72,6 @@ class SB3Agent(Agent):
     config: SB3Config
 
     def __init__(self, data: Any, config: Any = None, device: Any = "cpu", seed: int = 0) -> None:
-        from stable_baselines3 import A2C, PPO
-
         from textgym.env import TokenVecEnv
         from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator, SB3VecEnv, TokenFeaturesExtractor, unwrap_token_env
 
@@ -99,7 +97,7 @@ class SB3Agent(Agent):
             scorer = self.discriminator
         self.env = TokenVecEnv(c.num_envs, data=data, reward=c.reward, discriminator=scorer,
                                transform=c.transform, n_rollouts=c.n_rollouts, device=self.device, seed=seed)
-        algo = {"ppo": PPO, "a2c": A2C}[self.ALGO]
+        algo = self.algorithm()
         n_steps = c.n_steps or data.max_length
         if c.policy == "generator":
             from agents.sb3_policy import GeneratorPolicy
@@ -112,8 +110,7 @@ class SB3Agent(Agent):
         kw: Dict[str, Any] = dict(n_steps=n_steps, learning_rate=c.learning_rate, seed=seed, device=self.device, verbose=0,
                                   policy_kwargs=policy_kwargs)
         if self.ALGO == "ppo":
-            size = n_steps * c.num_envs  # minibatch: the largest divisor of the rollout <= 256
-            kw["batch_size"] = max(d for d in range(1, min(256, size) + 1) if size % d == 0)
+            kw["batch_size"] = ppo_batch_size(n_steps * c.num_envs)
         kw.update(c.sb3_kwargs)
         self.vec_env = SB3VecEnv(self.env)  # its episode returns and lengths are part of the state
         self.model = algo(policy, self.vec_env, **kw)
@@ -144,6 +141,28 @@ class SB3Agent(Agent):
             self.kl = KLRewardCallback(self._generator, KLController(c.kl_beta, c.kl_target, c.kl_horizon))
             self.callbacks.append(self.kl)
         self.rollout_steps = n_steps * c.num_envs
+
+    @classmethod
+    def algorithm(cls) -> Any:
+        from stable_baselines3 import A2C, PPO
+
+        return {"ppo": PPO, "a2c": A2C}[cls.ALGO]
+
+    @classmethod
+    def updates_per_iteration(cls, config: SB3Config, max_length: int) -> int:
+        """The policy's optimizer steps in one iteration (one SB3 ``learn`` of a rollout), what a
+        study's MLE control matches: A2C one; PPO ``n_epochs`` passes over the rollout of
+        ``n_steps × num_envs`` tokens in minibatches of ``batch_size`` (the last one partial),
+        SB3's own defaults unless ``sb3_kwargs`` sets them."""
+        if cls.ALGO != "ppo":
+            return 1
+        import inspect
+
+        defaults = inspect.signature(cls.algorithm().__init__).parameters
+        rollout = (config.n_steps or max_length) * config.num_envs
+        batch = int(config.sb3_kwargs.get("batch_size", ppo_batch_size(rollout)))
+        epochs = int(config.sb3_kwargs.get("n_epochs", defaults["n_epochs"].default))
+        return epochs * -(-rollout // batch)
 
     @property
     def generator(self) -> Any:
@@ -266,6 +285,12 @@ class SB3Agent(Agent):
             self.kl.encoder.reset()
         if hasattr(self.model.policy, "encoder"):
             self.model.policy.encoder.reset()
+
+
+def ppo_batch_size(rollout: int) -> int:
+    """PPO's minibatch here: the largest divisor of the rollout's ``n_steps × num_envs`` tokens up
+    to 256 (SB3's default, 64, makes many small steps; a divisor leaves no partial minibatch)."""
+    return max(d for d in range(1, min(256, rollout) + 1) if rollout % d == 0)
 
 
 class PPOAgent(SB3Agent):

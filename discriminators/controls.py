@@ -1,8 +1,13 @@
 """No-information discriminators: controls that score without looking at the sequence.
 
 - :class:`ConstantDiscriminator` (``"constant"``): logit 0 (D = 1/2) for every sequence and
-  every prefix. Every reward transform then gives the same reward to everything, so an
-  algorithm trained on it learns nothing from the discriminator.
+  every prefix. Every reward transform then gives the same reward to every sequence and every
+  token, so an algorithm trained on it learns nothing from the discriminator. It keeps what the
+  reward's form alone says, as a control should, since the learned discriminator's rewards carry
+  it too: where per-token rewards are summed (dense rewards, discounting) a constant reward per
+  token is a bonus (``prob``: +1/2) or a penalty (``log``: log 1/2) per token, so on data whose
+  sequences end at ``<eos>`` it favours long or short sequences; and without a baseline a
+  constant positive reward still moves the policy (toward its likelier sequences).
 - :class:`RandomDiscriminator` (``"random"``): i.i.d. standard-normal logits, independent of
   the input; drawn from its own seeded CPU ``torch.Generator``, so the same seed gives the same
   sequence of logits and each call advances that generator (never the global RNG).

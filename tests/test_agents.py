@@ -710,3 +710,13 @@ def test_scratchgan_dense_reward_is_two_d_minus_one(tiny):
         for t in range(L):
             want = sum(gamma ** (u - t) * r[i][u] for u in range(t, int(lengths[i]))) if t < lengths[i] else 0.0
             assert float(R[i, t]) == pytest.approx(want, abs=1e-6)
+
+
+def test_a_training_temperature_other_than_1_is_refused():
+    """Samples at temperature tau with the score function of log p at 1 is a biased gradient (and
+    MaliGAN's optimal-D weight p_data / p_1 the wrong one); no recipe sets it, so it is refused."""
+    from agents.config import ConfigError, resolve
+
+    for name in ("seqgan", "maligan-mixed", "maskgan"):
+        with pytest.raises(ConfigError, match=r"temperature = 0\.8 is invalid: expected 1\.0 \(the losses use untempered"):
+            resolve(agents.preset(name), "smoke", explicit={"temperature": 0.8})

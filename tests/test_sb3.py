@@ -374,3 +374,27 @@ def test_evaluate_policy_reads_the_envs_episode_reports_without_a_monitor_warnin
         warnings.simplefilter("error")
         rewards, lengths = evaluate_policy(model, venv, n_eval_episodes=8, deterministic=False, return_episode_rewards=True)
     assert len(rewards) == 8 and lengths == [small_oracle_data.max_length] * 8
+
+
+@pytest.mark.parametrize("algo, sb3_kwargs", [("ppo", {}), ("ppo", {"batch_size": 10, "n_epochs": 3}), ("a2c", {})])
+def test_updates_per_iteration_counts_the_policys_optimizer_steps(small_oracle_data, algo, sb3_kwargs):
+    """What a study's MLE control matches: PPO makes n_epochs passes of minibatches per iteration,
+    and its MLE control used to get one update per iteration (1/50 of PPO's at N = 64, L = 20)."""
+    import agents
+
+    cfg = {"discriminator": "oracle", "num_envs": 4, "n_steps": 6, "adv_steps": 1, "sb3_kwargs": sb3_kwargs}
+    agent = agents.make(algo, small_oracle_data, cfg, seed=0)
+    steps = []
+    step = agent.model.policy.optimizer.step
+    agent.model.policy.optimizer.step = lambda *a, **k: (steps.append(1), step(*a, **k))[1]
+    agent.train_iteration()
+    expected = type(agent).updates_per_iteration(agent.config, small_oracle_data.max_length)
+    assert len(steps) == expected == {"ppo": 10 if not sb3_kwargs else 9, "a2c": 1}[algo]
+
+
+def test_a_ppo_cells_mle_control_makes_as_many_updates_as_ppo():
+    from textgym.study import StudySpec, expand
+
+    spec = StudySpec.from_dict({"name": "p", "data": "oracle", "seeds": [0], "grid": [
+        {"agent": ["ppo"], "discriminator": ["oracle"], "adv_steps": [150], "num_envs": [64]}]})
+    assert {c.key for c in expand(spec) if c.role == "mle"} == {"mle +7500 updates"}  # 150 x 10 epochs x 1280 / 256

@@ -20,7 +20,8 @@ Controls, added to every study:
    here it starts from the same checkpoint as every cell, so that the study compares rewards,
    not initializations.
 2. **The MLE control.** For each seed and each number G of generator updates that an adversarial
-   cell makes (``adv_steps × g_steps``), MLE continued from the start for G updates, with the
+   cell makes (``adv_steps × g_steps``; for PPO its optimizer steps, ``n_epochs`` passes of
+   minibatches over each rollout), MLE continued from the start for G updates, with the
    start's optimizer policy (Adam, ``mle_lr``, ``batch_size`` of the ``mle`` preset).
 3. **The no-information control** of every adversarial cell: the same cell with
    ``discriminator = spec.control`` (``constant`` logits by default). Cells that differ only in

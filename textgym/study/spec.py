@@ -281,6 +281,18 @@ def task_of(spec: StudySpec) -> Task:
     return TASKS[next(iter(found), "generate")]
 
 
+def iteration_updates(agent: str, resolved: Any, spec: StudySpec) -> int:
+    """The generator's optimizer steps per adversarial iteration of ``agent`` as ``resolved``:
+    ``g_steps``, or what the agent class says it makes (an SB3 agent: PPO's epochs of minibatches,
+    which depend on the data's sequence length)."""
+    per = getattr(agents.preset(agent).agent, "updates_per_iteration", None)
+    if per is None:
+        return int(getattr(resolved.config, "g_steps", 1))
+    from textgym.data import resolve_data
+
+    return int(per(resolved.config, resolved.run.max_length or resolve_data(spec.data).max_length))
+
+
 def resolved_for(cell: Cell, spec: StudySpec, root: Path) -> Any:
     """The cell's :class:`agents.config.Resolved` (the warm start points into ``root``)."""
     explicit = {**_run_values(spec, cell.seed), **_thaw(cell.values)}
@@ -394,7 +406,7 @@ def expand(spec: StudySpec) -> List[Cell]:
         adversarial = hasattr(c, "discriminator") and hasattr(c, "adv_steps")
         if not adversarial:
             raise StudyError(f"cell {key!r}: agent {agent!r} has no discriminator and adversarial steps to study")
-        g_steps = int(getattr(c, "g_steps", 1))  # SB3 agents: one update phase per iteration
+        g_steps = iteration_updates(agent, resolved, spec)
         updates = int(c.adv_steps) * g_steps
         mle_agent = agent if task.own_starts else task.start
         mle_key = f"{agent} mle +{updates} updates" if task.own_starts else f"{task.start} +{updates} updates"
