@@ -55,8 +55,10 @@ def test_study_workers_leave_ctrl_c_to_the_parent_which_ends_them():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
-def test_study_workers_stop_when_the_study_process_is_killed(tmp_path):
-    """A study killed from outside (SIGKILL, a scheduler's limit) left its workers training on."""
+@pytest.mark.parametrize("busy", [True, False])
+def test_study_workers_stop_when_the_study_process_is_killed(tmp_path, busy):
+    """A study killed from outside (SIGKILL, a scheduler's limit) left its workers training on;
+    an idle worker (waiting for its next run) then hung in its exit."""
     import os
     import signal
     import subprocess
@@ -71,7 +73,7 @@ def test_study_workers_stop_when_the_study_process_is_killed(tmp_path):
         "    pool = ProcessPoolExecutor(1, mp_context=mp.get_context('spawn'), initializer=_start_worker,\n"
         "                               initargs=(os.getpid(),))\n"
         "    pid = pool.submit(os.getpid).result(timeout=120)\n"
-        "    pool.submit(_until_stopped, time.sleep, 120)\n"
+        + ("    pool.submit(_until_stopped, time.sleep, 120)\n" if busy else "") +
         "    print(pid, flush=True)\n"
         "    time.sleep(120)\n")
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

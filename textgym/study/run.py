@@ -205,7 +205,12 @@ def _exit_quietly(signum: int, frame: Any) -> None:
     # one stop only: the pool's manager thread sends a second SIGTERM once another worker has
     # exited, which would cut this worker's finally blocks short
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _in_run:  # idle, waiting for a run: nothing to clean up. A SystemExit raised in the
+        os._exit(128 + signum)  # pool's loop left the worker hanging in its exit after the study's death
     raise _Stopped(128 + signum)
+
+
+_in_run = False  # whether this worker is inside _until_stopped (a run whose finally blocks must run)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -221,12 +226,16 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 def _until_stopped(fn: Any, *args: Any) -> Any:
     """``fn(*args)`` in a worker. Once ``fn``'s ``finally`` blocks ran after the parent's
     SIGTERM, the process ends here (returning to the pool would let it take a queued run)."""
+    global _in_run
+    _in_run = True
     try:
         return fn(*args)
     except _Stopped as exc:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(exc.code if isinstance(exc.code, int) else 1)
+    finally:
+        _in_run = False
 
 
 def _worker(job: Tuple[Cell, Dict[str, Any], str, str, int]) -> Dict[str, Any]:
