@@ -89,45 +89,34 @@ def test_every_run_starts_from_its_seeds_early_stopped_mle_and_the_controls_matc
             {k: v for k, v in seqgan["values"].items() if k != "discriminator"}
 
 
-def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one(finished, tmp_path):
+def test_rerun_skips_finished_runs_and_resumes_an_interrupted_one_also_in_a_moved_folder(finished, tmp_path):
+    """The folder is moved after the interruption: the interrupted run's warm start is recorded
+    at the old place, and the checkpoint now at the new place is the same one (its checksum), so
+    the run resumes instead of being refused; another start's checkpoint there is refused."""
     out, _ = finished
-    copy = tmp_path / "copy"
+    copy, moved = tmp_path / "copy", tmp_path / "moved"
     shutil.copytree(out, copy)
     spec = StudySpec.from_dict(SPEC)
-    stamps = {p: p.stat().st_mtime_ns for p in copy.glob("cells/*/*/checkpoint.pt")}
     # interrupt one run after its first iteration: its folder holds a checkpoint and no summary
     cell = next(c for c in expand(spec) if c.seed == 1 and c.key == CELLS[1])
-    folder = cell.folder(copy)
-    shutil.rmtree(folder)
-    summary = train(resolved_for(cell, spec, copy), folder, stop_after=1, quiet=True)
-    assert not summary["finished"] and not (folder / "record.json").exists()
-    run_study(spec, copy, quiet=True)
-    assert rows(copy) == rows(out)
-    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents)
-
-
-def test_a_study_folder_moved_with_an_interrupted_run_resumes_it_in_its_new_place(finished, tmp_path):
-    """The interrupted run's warm start is recorded at the old place; the checkpoint now at the new
-    place is the same one (its checksum), so the run resumes instead of being refused."""
-    out, _ = finished
-    old, new = tmp_path / "old", tmp_path / "new"
-    shutil.copytree(out, old)
-    spec = StudySpec.from_dict(SPEC)
-    cell = next(c for c in expand(spec) if c.seed == 1 and c.key == CELLS[1])
-    shutil.rmtree(cell.folder(old))
-    train(resolved_for(cell, spec, old), cell.folder(old), stop_after=1, quiet=True)
-    shutil.move(old, new)
-    start = next(c for c in expand(spec) if c.seed == 1 and c.role == "start").folder(new) / "checkpoint.pt"
-    other = next(c for c in expand(spec) if c.seed == 0 and c.role == "start").folder(new) / "checkpoint.pt"
+    shutil.rmtree(cell.folder(copy))
+    summary = train(resolved_for(cell, spec, copy), cell.folder(copy), stop_after=1, quiet=True)
+    assert not summary["finished"] and not (cell.folder(copy) / "record.json").exists()
+    shutil.move(copy, moved)
+    folder = cell.folder(moved)
+    stamps = {p: p.stat().st_mtime_ns for p in moved.glob("cells/*/*/checkpoint.pt")}
+    start = next(c for c in expand(spec) if c.seed == 1 and c.role == "start").folder(moved) / "checkpoint.pt"
+    other = next(c for c in expand(spec) if c.seed == 0 and c.role == "start").folder(moved) / "checkpoint.pt"
     kept = start.read_bytes()
     shutil.copyfile(other, start)  # another start's checkpoint in its place: not the run's warm start
     with pytest.raises(StudyError, match="another configuration.*init_from"):
-        run_study(spec, new, quiet=True)
+        run_study(spec, moved, quiet=True)
     start.write_bytes(kept)
-    run_study(spec, new, quiet=True)
-    assert rows(new) == rows(out)
-    header, _ = read_checkpoint(cell.folder(new) / "checkpoint.pt")
-    assert header["warm_start"]["init_from"].startswith(str(old))  # as the first session recorded it
+    run_study(spec, moved, quiet=True)
+    assert rows(moved) == rows(out)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if folder not in p.parents and p != start)
+    header, _ = read_checkpoint(folder / "checkpoint.pt")
+    assert header["warm_start"]["init_from"].startswith(str(copy))  # as the first session recorded it
 
 
 def test_runs_another_process_is_training_are_left_to_it(finished, tmp_path):
