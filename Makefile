@@ -18,7 +18,7 @@ quickstart: setup
 	$(BIN)/python train.py --agent seqgan --budget default --out runs/quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=15
 
 # The linter and the type checker, with zero findings on the packages and train.py.
 lint: setup
