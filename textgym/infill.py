@@ -58,6 +58,7 @@ from textgym.env import TokenEnv, _is_int, _single, parse_autoreset_mode
 from textgym.masks import length_mask, strip_padding
 from textgym.protocols import device_of
 from textgym.rewards import TRANSFORMS
+from textgym.scorers import _checked
 
 MASK_MODES = ("contiguous", "random")
 
@@ -369,10 +370,7 @@ class InfillVecEnv(VectorEnv):
         assert self.scorer is not None
         on = device_of(self.scorer, self.device)  # the scorer's device (a model), else the env's
         raw = self.scorer.score_filled(self.context.to(on), self.filled.to(on), self.lengths.to(on)).to(self.device)
-        if not torch.isfinite(raw).all():
-            raise ValueError(f"the scorer {type(self.scorer).__name__} returned {int((~torch.isfinite(raw)).sum())} "
-                             "non-finite scores; scores must be finite")
-        score = self.transform(raw)
+        score = self.transform(_checked(self.scorer, raw, tuple(self.filled.shape)))  # finite, (N, L)
         if self.reward_mode == "dense":
             return score[r_, at]
         mean = torch.where(self.blanks, score, 0.0).sum(1) / self.blanks.sum(1)
@@ -395,7 +393,7 @@ class InfillEnv(TokenEnv):
 
     def __init__(self, render_mode: Optional[str] = None, **kwargs: Any) -> None:
         self._wrap(render_mode, InfillVecEnv(num_envs=1, autoreset_mode=AutoresetMode.SAME_STEP, **_single(kwargs)))
-        self._ended: Optional[Tuple[torch.Tensor, Dict[str, np.ndarray]]] = None  # (observation, info) of a finished episode
+        self._ended: Optional[torch.Tensor] = None  # the observation (2L,) of a finished episode, until reset
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         gym.Env.reset(self, seed=seed)  # TokenEnv's reset speaks of prefixes
@@ -417,7 +415,7 @@ class InfillEnv(TokenEnv):
         if bool(term[0]):
             length = int((info["final_obs"][0, : self.venv.max_length] != self.venv.pad_id).sum())
             shown = {"blanks": blanks, "cursor": np.asarray(length)}  # no blank left: the cursor is at the end
-            self._ended = (info["final_obs"][0], shown)
+            self._ended = info["final_obs"][0]
             return info["final_obs"][0].cpu().numpy(), float(r[0]), True, bool(trunc[0]), dict(shown)
         return obs[0].cpu().numpy(), float(r[0]), False, bool(trunc[0]), {k: v[0].cpu().numpy() for k, v in info.items()}
 
@@ -426,7 +424,7 @@ class InfillEnv(TokenEnv):
             return None
         v = self.venv
         if self._ended is not None:  # the finished episode, not the one the vector env drew next
-            context, filled = self._ended[0][: v.max_length], self._ended[0][v.max_length :]
+            context, filled = self._ended[: v.max_length], self._ended[v.max_length :]
             n = int((context != v.pad_id).sum())
         else:
             filled, n = v.filled[0], int(v.lengths[0])
