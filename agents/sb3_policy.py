@@ -231,6 +231,12 @@ class GeneratorPolicy(ActorCriticPolicy):
         data.update(self.gen_kwargs, value_hidden=self.value_hidden)  # the weights travel in the state dict
         return data
 
+    @property
+    def lstm_actor(self) -> nn.Module:
+        """RecurrentPPO reads this first; without it the user got an AttributeError on an internal name."""
+        raise TypeError("GeneratorPolicy is not a RecurrentActorCriticPolicy (RecurrentPPO passes LSTM states in and "
+                        "out of the policy); it keeps each sequence's LSTM state itself, so use it with PPO or A2C")
+
     # ------------------------------------------------------------------ states
     def set_training_mode(self, mode: bool) -> None:
         """SB3 switches modes around every update: the cached states of the old weights go."""

@@ -431,3 +431,15 @@ def test_ppo_agent_resumes_from_a_state_in_memory_and_leaves_it_untouched(small_
         b.load_state_dict(state)
         assert [b.train_iteration() for _ in range(2)] == cont
     assert same_leaves(state, untouched)
+
+
+def test_contrib_algorithms_refuse_the_generator_policy_with_a_message(small_oracle_data):
+    """MaskablePPO and RecurrentPPO need their own policy classes; both say so (RecurrentPPO used
+    to fail with an AttributeError on one of its internal names)."""
+    from sb3_contrib import MaskablePPO, RecurrentPPO
+
+    env = SB3VecEnv(TokenVecEnv(4, data=small_oracle_data, discriminator="oracle", seed=0))
+    with pytest.raises(ValueError, match="MaskableActorCriticPolicy"):
+        MaskablePPO(GeneratorPolicy, env, n_steps=L, batch_size=24)
+    with pytest.raises(TypeError, match="RecurrentPPO .*use it with PPO or A2C"):
+        RecurrentPPO(GeneratorPolicy, env, n_steps=L, batch_size=24)
