@@ -116,6 +116,7 @@ def test_same_step_autoreset_reports_final_obs(small_oracle_data, device):
     assert term.tolist() == [True, False]
     assert info["_final_obs"].tolist() == [True, False]
     assert info["final_obs"][0].tolist() == [7, 7, 7, 7, 7, 9]
+    assert info["final_info"] == {} and info["_final_info"].tolist() == [True, False]  # as gymnasium's vector envs
     assert obs[0].tolist() == [50] * 6 and obs[1].tolist()[:2] == [1, 9]
 
 

@@ -154,6 +154,9 @@ def test_discriminator_per_token_scores_equal_a_slow_reference_and_env_dense_rew
             rewards[i, int(cursors[-1][i])] = r[i]
             if term[i]:
                 finals[i] = info["final_obs"][i].cpu()
+                # the finished episode's infos (gymnasium's final_info), not the new episode's
+                assert bool(info["_final_info"][i])
+                assert torch.equal(info["final_info"]["blanks"][i].cpu(), finals[i][:L] == env.mask_id)
     assert len(finals) == 5
     with torch.no_grad():
         for i, final in finals.items():

@@ -427,6 +427,7 @@ class TokenVecEnv(VectorEnv):
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             infos["final_obs"] = self._obs()
             infos["_final_obs"] = done.clone()
+            infos["final_info"], infos["_final_info"] = {}, done.clone()  # a step has no per-env infos
             self.tokens[done] = self.pad_id
             self.lengths[done] = 0
             if self.classes is not None and bool(done.any()):

@@ -341,12 +341,13 @@ class InfillVecEnv(VectorEnv):
         rewards = torch.where(active, self._rewards(at, nxt, done), 0.0)  # a reset row's reward is exactly 0
         self.cursor = torch.where(active, nxt, self.cursor)
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            final = self._obs()
+            final, final_info = self._obs(), self._infos()
             rows = done.nonzero().squeeze(1)
             if rows.numel():
                 self._load(rows, *self._draw(len(rows)))
             infos = self._infos()  # of the episodes the returned observations show, the new ones included
             infos["final_obs"], infos["_final_obs"] = final, done.clone()
+            infos["final_info"], infos["_final_info"] = final_info, done.clone()
             self._finished = torch.zeros_like(done)
         else:
             infos = self._infos()
@@ -410,14 +411,13 @@ class InfillEnv(TokenEnv):
     def step(self, action: Any):
         if self._ended is not None:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
-        blanks = self.venv.blanks[0].cpu().numpy()  # the episode's, before a same-step reset replaces them
         obs, r, term, trunc, info = self.venv.step(np.asarray(action).reshape(1))
-        if bool(term[0]):
-            length = int((info["final_obs"][0, : self.venv.max_length] != self.venv.pad_id).sum())
-            shown = {"blanks": blanks, "cursor": np.asarray(length)}  # no blank left: the cursor is at the end
+        if bool(term[0]):  # the finished episode's observation and infos, not those of the one reset in its place
             self._ended = info["final_obs"][0]
-            return info["final_obs"][0].cpu().numpy(), float(r[0]), True, bool(trunc[0]), dict(shown)
-        return obs[0].cpu().numpy(), float(r[0]), False, bool(trunc[0]), {k: v[0].cpu().numpy() for k, v in info.items()}
+            shown = {k: v[0].cpu().numpy() for k, v in info["final_info"].items()}
+            return self._ended.cpu().numpy(), float(r[0]), True, bool(trunc[0]), shown
+        shown = {k: v[0].cpu().numpy() for k, v in info.items() if "final_" not in k}
+        return obs[0].cpu().numpy(), float(r[0]), False, bool(trunc[0]), shown
 
     def render(self) -> Optional[str]:
         if self.render_mode != "ansi":
