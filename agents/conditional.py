@@ -432,9 +432,6 @@ class ConditionalAgent(Agent):
         from textgym.bleu import bleu
 
         d: Any = self.data
-        eos = d.eos_id
-        def words(row: List[int]) -> List[int]:
-            return [t for t in row if t != eos and t < d.vocab_size]
         out: Dict[str, float] = {}
         scores = []
         for c in range(self.num_classes):
@@ -442,8 +439,8 @@ class ConditionalAgent(Agent):
             hyp_idx = (labels == c).nonzero().squeeze(1)[:BLEU_HYPOTHESES].tolist()
             if not refs_idx or not hyp_idx:
                 continue
-            refs = [words(d.test[i, : int(d.test_lengths[i])].tolist()) for i in refs_idx]
-            hyps = [words(tokens[i, : int(lengths[i])].tolist()) for i in hyp_idx]
+            refs = d.bleu_references(refs_idx)
+            hyps = [d.decode(tokens[i, : int(lengths[i])].tolist()).split() for i in hyp_idx]
             out[f"bleu4_c{c}"] = bleu(hyps, refs, 4)
             scores.append(out[f"bleu4_c{c}"])
         if scores:

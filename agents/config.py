@@ -258,7 +258,8 @@ class RunConfig:
                                     "NLL-oracle; 5,000 halves the evaluation's time)",
                               kind=SIZE, check=at_least(1))
     eval_test_size: Optional[int] = param(None, "held-out sequences for NLL-test (None: all)", kind=SIZE, check=at_least(1))
-    bleu_samples: int = param(500, "samples scored by BLEU-4 and Self-BLEU-4 on corpora", kind=SIZE, check=at_least(1))
+    bleu_samples: int = param(500, "samples scored by BLEU-4 and Self-BLEU-4 on corpora (Self-BLEU needs two)", kind=SIZE,
+                              check=at_least(2))
     init_from: Optional[str] = param(None, "warm start from this run folder's checkpoint (see init_parts); "
                                            "skips MLE pretraining unless mle_epochs is given", kind=RUN)
     init_parts: List[str] = param(["generator"], "what init_from takes: 'generator' and/or 'discriminator' "

@@ -119,6 +119,34 @@ def test_nll_test_known_leaves_out_the_test_words_outside_the_vocabulary(tmp_pat
     assert "nll_test_known" not in evaluate_generator(gen, data, n_samples=20, bleu_samples=10).metrics
 
 
+def test_bleu_scores_against_the_test_sentences_as_written_so_a_generated_unk_matches_no_unknown_word(tmp_path):
+    """The run's BLEU equals BLEU against the test file's words (as ``python -m textgym.evaluate
+    --references`` reads them): a test word outside the vocabulary, encoded as ``<unk>``, used to
+    match every generated ``<unk>``."""
+    from textgym.bleu import bleu
+    from textgym.data import UNK_ID, Corpus
+    from textgym.evaluate import evaluate_generator
+
+    (tmp_path / "train.txt").write_text("a b c\nb c d\nc d a\n")
+    (tmp_path / "test.txt").write_text("a zebra c\nd a zebra\n")  # 'zebra' is no training word: <unk>
+    data = Corpus(tmp_path / "train.txt", tmp_path / "test.txt", max_length=5)
+    gen = Generator(vocab_size=data.vocab_size, max_length=5, eos_id=data.eos_id, emb_dim=4, hidden_dim=4)
+    with torch.no_grad():  # mostly 'a' and <unk>: many 'a <unk>' bigrams
+        gen.out.weight.zero_()
+        gen.out.bias.zero_()
+        gen.out.bias[UNK_ID], gen.out.bias[data.vocab.stoi["a"]] = 3.0, 3.0
+    ev = evaluate_generator(gen, data, n_samples=100, bleu_samples=100, bleu_orders=(2,))
+    hyps = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(ev.tokens, ev.lengths)]
+    assert sum(h.count("<unk>") for h in hyps) > 20
+    as_written = [line.split() for line in (tmp_path / "test.txt").read_text().splitlines()]
+    assert ev.metrics["bleu2"] == pytest.approx(bleu(hyps, as_written, 2), abs=1e-12)
+    encoded = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(data.test, data.test_lengths)]
+    assert bleu(hyps, encoded, 2) > ev.metrics["bleu2"] + 0.05  # what the encoded references gave
+    # one BLEU sample: a ValueError a caller (the study) can catch, not SystemExit (which ended a whole study)
+    with pytest.raises(ValueError, match="Self-BLEU .* needs at least 2 samples, got 1"):
+        evaluate_generator(gen, data, n_samples=10, bleu_samples=1)
+
+
 def test_bad_options_are_refused_before_anything_is_evaluated(tmp_path, capsys):
     """Each with its reason and no traceback: a temperature of 0 was a ZeroDivisionError, a
     --json path in a missing folder failed after the evaluation ran (its results lost)."""

@@ -24,7 +24,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import Dict, Hashable, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 
@@ -169,6 +169,28 @@ class TextData:
         """A sequence of ids as text (ids joined by spaces for the oracle)."""
         return " ".join(str(int(i)) for i in ids if int(i) < self.vocab_size)
 
+    def bleu_references(self, rows: Optional[Iterable[int]] = None) -> List[List[Hashable]]:
+        """The test sentences (the training ones without a test set), or those at ``rows``, as
+        BLEU references: each a list of the words :meth:`decode` writes, which a generated
+        sentence's ``decode(...).split()`` is compared with."""
+        tokens, lengths = (self.test, self.test_lengths) if self.test is not None else (self.train, self.train_lengths)
+        assert lengths is not None
+        return [self._reference_words(tokens[i, : int(lengths[i])].tolist())
+                for i in (range(len(tokens)) if rows is None else rows)]
+
+    def _reference_words(self, ids: List[int]) -> List[Hashable]:
+        return list(self.decode(ids).split())
+
+
+class _OutOfVocabulary:
+    """The token a BLEU reference holds where its sentence has a word outside the vocabulary."""
+
+    def __repr__(self) -> str:
+        return "<out-of-vocabulary>"
+
+
+OUT_OF_VOCABULARY = _OutOfVocabulary()
+
 
 class Corpus(TextData):
     """A text corpus: any UTF-8 file with one sentence per line, whitespace tokens.
@@ -255,6 +277,12 @@ class Corpus(TextData):
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.vocab.decode(ids))
+
+    def _reference_words(self, ids: List[int]) -> List[Hashable]:
+        """A test word outside the vocabulary is encoded as ``<unk>``; in a reference it becomes
+        :data:`OUT_OF_VOCABULARY`, which no generated sentence holds (as it cannot hold the word
+        itself): a generated ``<unk>`` would otherwise count as a match."""
+        return [OUT_OF_VOCABULARY if w == UNK else w for w in self.vocab.decode(ids)]
 
 
 class OracleData(TextData):

@@ -24,7 +24,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import torch
 
@@ -150,27 +150,31 @@ def evaluate_generator(
     if not isinstance(data, OracleData):
         hyps = [data.decode(r[: int(n)].tolist()).split()
                 for r, n in zip(tokens[:bleu_samples], lengths[:bleu_samples], strict=True)]
-        ref_t, ref_l = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
-        assert ref_l is not None
-        refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(ref_t, ref_l, strict=True)]
-        out.update(bleu_table(hyps, refs, bleu_orders, ("bleu", "self_bleu")))
+        out.update(bleu_table(hyps, data.bleu_references(), bleu_orders, ("bleu", "self_bleu")))
     return Evaluation(out, tokens, lengths)
 
 
-def bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: Sequence[int],
+def bleu_table(hyps: List[List[str]], refs: Optional[Sequence[Sequence[Hashable]]], orders: Sequence[int],
                metrics: Sequence[str]) -> Dict[str, float]:
     from textgym.bleu import bleu, self_bleu
 
     out: Dict[str, float] = {}
     if "self_bleu" in metrics and len(hyps) < 2:
-        raise SystemExit(f"error: Self-BLEU scores each sample against the others and needs at least 2 samples, got "
-                         f"{len(hyps)} (or use --metrics bleu)")
+        raise ValueError(f"Self-BLEU scores each sample against the others and needs at least 2 samples, got {len(hyps)}")
     for n in orders:
         if "bleu" in metrics and refs is not None:
             out[f"bleu{n}"] = bleu(hyps, refs, n)
         if "self_bleu" in metrics:
             out[f"self_bleu{n}"] = self_bleu(hyps, n)
     return out
+
+
+def _cli_bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orders: Sequence[int],
+                    metrics: Sequence[str]) -> Dict[str, float]:
+    try:
+        return bleu_table(hyps, refs, orders, metrics)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc} (or use --metrics bleu)") from None
 
 
 def read_samples(path: str) -> List[List[str]]:
@@ -273,7 +277,7 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     result.update(nll_test_parts(gen, ref_t, ref_l, unknown_id=UNK_ID))
     tokens, lengths = sample_sequences(gen, args.n_samples, seed=args.seed)
     hyps = [vocab.decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths, strict=True)]
-    result.update(bleu_table(hyps, refs, args.orders, args.metrics))
+    result.update(_cli_bleu_table(hyps, refs, args.orders, args.metrics))
     result.update(references_unk_rate=unk_rate, references_truncated=truncated)
     if args.frontier:
         pts = corpus_frontier({Path(args.generator).parent.name: gen}, refs, vocab.decode, args.temperatures,
@@ -378,7 +382,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             result["nll_oracle"] = oracle_nll_of_ids(hyps, resolve_data("oracle"))
         else:
             refs = read_references(args.references) if args.references else None
-            result.update(bleu_table(hyps, refs, args.orders, args.metrics))
+            result.update(_cli_bleu_table(hyps, refs, args.orders, args.metrics))
     else:
         parser.error("nothing to evaluate: give a samples file, --generator or --curves")
     width = max(len(k) for k in result)

@@ -326,9 +326,10 @@ def _check_types(spec: StudySpec) -> None:
         raise StudyError(f"seeds must be integers >= 0, got {', '.join(map(repr, bad))} in {spec.seeds}")
     for name in ("eval_samples", "eval_test_size", "bleu_samples"):
         v = getattr(spec, name)
-        if not (v is None and name == "eval_test_size") and not (_is_int(v) and v >= 1):
+        least = 2 if name == "bleu_samples" else 1  # Self-BLEU scores each sample against the others
+        if not (v is None and name == "eval_test_size") and not (_is_int(v) and v >= least):
             whole = " (or null: the whole test set)" if name == "eval_test_size" else ""
-            raise StudyError(f"{name} must be an integer >= 1{whole}, got {v!r}")
+            raise StudyError(f"{name} must be an integer >= {least}{whole}, got {v!r}")
 
 
 def expand(spec: StudySpec) -> List[Cell]:
