@@ -533,6 +533,7 @@ ONE_CELL = {**SPEC, "seeds": [0], "grid": [{"agent": ["seqgan"], "discriminator"
     ({"eval_samples": 1.5}, "eval_samples must be an integer >= 1, got 1.5"),
     ({"eval_test_size": -5}, "eval_test_size must be an integer >= 1 .*got -5"),
     ({"bleu_samples": 1}, "bleu_samples must be an integer >= 2, got 1"),  # Self-BLEU needs two
+    ({"grid": [{"agent": ["ppo"], "policy": ["gru"]}]}, "policy 'gru' cannot start from the study's MLE generator"),
     ({"seeds": [0, True]}, "seeds must be integers >= 0, got True"),
     ({"seeds": [0, -1]}, "seeds must be integers >= 0, got -1"),
     ({"seeds": 3}, "seeds must be a list, got 3"),

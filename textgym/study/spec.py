@@ -407,6 +407,9 @@ def expand(spec: StudySpec) -> List[Cell]:
         adversarial = hasattr(c, "discriminator") and hasattr(c, "adv_steps")
         if not adversarial:
             raise StudyError(f"cell {key!r}: agent {agent!r} has no discriminator and adversarial steps to study")
+        if getattr(c, "policy", "generator") != "generator":  # every cell starts from the MLE start's generator
+            raise StudyError(f"cell {key!r}: policy {c.policy!r} cannot start from the study's MLE generator and "
+                             "writes no generator file to evaluate; use policy 'generator'")
         g_steps = iteration_updates(agent, resolved, spec)
         updates = int(c.adv_steps) * g_steps
         mle_agent = agent if task.own_starts else task.start
