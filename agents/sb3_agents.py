@@ -189,7 +189,9 @@ class SB3Agent(Agent):
             raise FloatingPointError(f"the {self.ALGO} policy's parameters became non-finite at iteration {self.iteration}")
         self.iteration += 1
         eps = [e["r"] for e in self.model.ep_info_buffer]
-        stats: Dict[str, Any] = {"phase": "rl", "episode_reward": float(np.mean(eps)) if eps else float("nan")}
+        stats: Dict[str, Any] = {"phase": "rl"}
+        if eps:  # none when n_steps < max_length leaves every episode running (NaN read as divergence)
+            stats["episode_reward"] = float(np.mean(eps))
         for k in ("train/loss", "train/policy_loss", "train/value_loss", "train/entropy_loss"):
             v = self.model.logger.name_to_value.get(k)
             if v is not None:
