@@ -145,9 +145,20 @@ def checkpoint_parts(resolved: Resolved, agent: Agent, metrics_rows: int, data: 
     return header, buf.getvalue()
 
 
+def _header_sha256(header: Dict[str, Any]) -> str:
+    """SHA-256 of a header's values (its own checksum left out): the body's checksum does not
+    cover the header, whose ``metrics_rows`` decides how much of metrics.jsonl a resume keeps."""
+    values = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_HEADER_KEYS = ("config", "iteration", "metrics_rows", "sha256")
+
+
 def write_checkpoint(path: Path, header: Dict[str, Any], body: bytes) -> None:
     """Checksum, frame and write atomically a checkpoint of :func:`checkpoint_parts`."""
     header = {**header, "sha256": hashlib.sha256(body).hexdigest()}
+    header["header_sha256"] = _header_sha256(header)
     out = io.BytesIO()
     # the body as a byte tensor: torch.save writes a tensor's storage as it is, while a bytes
     # object of this size goes through the pickler, several times slower
@@ -249,6 +260,11 @@ def read_checkpoint(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
         fmt = header.get("format") if isinstance(header, dict) else None
         raise RunError(f"checkpoint {path} has format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
+    if "header_sha256" in header and header["header_sha256"] != _header_sha256(header):  # earlier releases: none
+        raise RunError(f"checkpoint {path} is corrupt (its header's checksum does not match)")
+    missing = [k for k in _HEADER_KEYS if k not in header]
+    if missing:
+        raise RunError(f"checkpoint {path} is corrupt (its header lacks {', '.join(missing)})")
     if not isinstance(body, bytes) or hashlib.sha256(body).hexdigest() != header.get("sha256"):
         raise RunError(f"checkpoint {path} is corrupt (its checksum does not match)")
     try:
@@ -310,26 +326,31 @@ def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) ->
 
 
 def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
-    """SHA-256 of the training tokens (as used, after ``train_size``) and of the vocabulary (corpora):
-    a checkpoint resumes, and a run warm starts from another, only on the same data and ids."""
+    """SHA-256 of the training tokens (as used, after ``train_size``), of the test tokens (which
+    NLL-test, BLEU and the discriminator's held-out reals read) and of the vocabulary (corpora):
+    a checkpoint resumes only on the same data, and a run warm starts from another only on the
+    same ids."""
     vocab = getattr(data, "vocab", None)
     return {
         "train_sha256": hashlib.sha256(data.train.cpu().numpy().tobytes()).hexdigest(),
+        "test_sha256": None if data.test is None else hashlib.sha256(data.test.cpu().numpy().tobytes()).hexdigest(),
         "vocab_sha256": None if vocab is None else hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest(),
     }
 
 
 def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str) -> None:
     """RunError when ``data`` is not the data recorded in the checkpoint: its vocabulary, and for a
-    resume also its training tokens (``what``: "resume" or "warm start"). A checkpoint that
-    recorded no fingerprint (an earlier release) is not checked."""
+    resume also its training and test tokens (``what``: "resume" or "warm start"). What a
+    checkpoint did not record (an earlier release) is not checked."""
     theirs, ours = header.get("data"), data_fingerprint(data)
     if theirs is None:
         return  # a checkpoint of an earlier release: nothing recorded to compare
-    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256")
-    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data"}
-    changed = [names[k] for k in keys if theirs.get(k) != ours.get(k)]
+    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256", "test_sha256")
+    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data", "test_sha256": "test data"}
+    changed = [names[k] for k in keys if k in theirs and theirs[k] != ours.get(k)]
     if changed:
+        why = ("token ids would mean other words" if "vocabulary" in changed
+               else "the run's metrics would mix two data sets")
         raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} "
                        f"{'differ' if len(changed) > 1 else 'differs'} from those recorded in "
-                       f"{path}; token ids would mean other words. Use the original data file, or start a new run")
+                       f"{path}; {why}. Use the original data files, or start a new run")

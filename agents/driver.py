@@ -341,7 +341,8 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     elif run.init_from:
         warm = warm_start(agent, run)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "config.json", resolved.to_json())
+    if not (resume and (folder / "config.json").is_file()):  # a resume keeps where each value came from
+        atomic_write_json(folder / "config.json", resolved.to_json())
     log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration if header else None)
 
     total = agent.total_iterations

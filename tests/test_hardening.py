@@ -87,6 +87,14 @@ def test_resume_and_warm_start_refuse_a_corpus_that_changed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "resume refused" in err and "vocabulary" in err and str(corpus) in err
     corpus.write_text("\n".join(lines) + "\n")  # the original content resumes
+    test = tmp_path / "test.txt"
+    test.write_text("the cat sat on the mat\n")
+    tested = ["--test-data", str(test), "--out", str(tmp_path / "tested"), "--quiet"]
+    assert train.main([*args, *tested, "--stop-after", "1"]) == 0
+    test.write_text("the dog sat on the mat\n")  # NLL-test and BLEU would mix two test sets
+    capsys.readouterr()
+    assert train.main([*args, *tested, "--resume"]) == 2
+    assert "resume refused: the test data" in capsys.readouterr().err
     assert run(tmp_path, *args, "--resume") == 0
     other = tmp_path / "other.txt"
     other.write_text("\n".join(line.replace("dog", "ant") for line in lines) + "\n")

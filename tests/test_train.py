@@ -73,6 +73,10 @@ def test_checkpoints_of_other_configurations_and_corrupt_ones_are_refused(tmp_pa
     assert re.search("another configuration.*seed", capsys.readouterr().err)
     ckpt = tmp_path / "run" / "checkpoint.pt"
     data = ckpt.read_bytes()
+    outer = torch.load(ckpt, weights_only=True)  # a header value changed: the body's checksum does not see it
+    torch.save({**outer, "header": {**outer["header"], "metrics_rows": 1}}, ckpt)
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--resume") == 2
+    assert "corrupt (its header's checksum does not match)" in capsys.readouterr().err
     ckpt.write_bytes(data[: len(data) // 2])
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--resume") == 2
     assert "corrupt" in capsys.readouterr().err
@@ -355,9 +359,12 @@ def test_the_printed_resume_command_continues_the_run(tmp_path, oracle_data, cap
     assert run(tmp_path, *args, name="full") == 0
     assert run(tmp_path, *args, "--stop-after", "1", name="cut") == 0
     hint = capsys.readouterr().out.split("continue with: python train.py ")[1].split()
-    assert train.main([*hint, "--quiet"]) == 0
+    assert "--config" in hint and train.main([*hint, "--quiet"]) == 0
     full, cut = (json.loads((tmp_path / n / "summary.json").read_text()) for n in ("full", "cut"))
     assert cut["metrics"] == full["metrics"] and cut["iterations"] == 3
+    # the resume from config.json kept its record of where each value came from (it rewrote every one as
+    # "config": a later --config with another --budget then read the smoke caps as the file's own values)
+    assert (tmp_path / "full" / "config.json").read_text() == (tmp_path / "cut" / "config.json").read_text()
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
