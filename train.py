@@ -150,6 +150,8 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         if k in DEPRECATED_KEYS:
             print(f"warning: --set {k}=... is deprecated; use --{DEPRECATED_KEYS[k].replace('_', '-')}", file=sys.stderr)
             for k2, v2 in translate_deprecated({k: v.strip()}).items():
+                if k2 not in valid:
+                    raise ConfigError(f"--set {k}={v.strip()}: agent {agent!r} has no {k2} to set")
                 texts.append((k2, v2))
             continue
         if k not in valid:

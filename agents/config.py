@@ -424,7 +424,11 @@ def translate_deprecated(values: Mapping[str, Any]) -> Dict[str, Any]:
     if "reward_scorer" in out:
         warnings.warn("the config key 'reward_scorer' is deprecated: use discriminator='oracle' for the oracle's "
                       "likelihood", DeprecationWarning, stacklevel=3)
-        if out.pop("reward_scorer") == "oracle":
+        value = out.pop("reward_scorer")
+        if value not in ("oracle", "discriminator"):
+            raise ConfigError(f"reward_scorer (deprecated) was 'oracle' or 'discriminator', got {value!r}; "
+                              "use discriminator='oracle' for the oracle's likelihood")
+        if value == "oracle":
             out["discriminator"] = "oracle"
     return out
 

@@ -193,6 +193,11 @@ def test_names_of_the_earlier_release_still_work_with_a_warning(small_oracle_dat
     with pytest.warns(DeprecationWarning, match="reward_scorer"):
         a = agents.make("seqgan", small_oracle_data, {"reward_scorer": "oracle", "mle_epochs": 0})
     assert a.config.discriminator == "oracle" and a.discriminator is None
+    # a misspelled value was dropped without a word; an agent without a discriminator raised KeyError
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="got 'orcale'"):
+        agents.make("seqgan", small_oracle_data, {"reward_scorer": "orcale"})
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="agent 'mle' has no discriminator"):
+        train.parse(["--agent", "mle", "--set", "reward_scorer=oracle"])
     with pytest.warns(DeprecationWarning, match="PRESETS"):
         old = agents.AGENTS
     assert old["seqgan"][0] is agents.ReinforceAgent and old["seqgan"][1]["n_rollouts"] == 16
