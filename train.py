@@ -194,7 +194,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:
-        print(f"error: training diverged: {exc}; the last good checkpoint is {folder / 'checkpoint.pt'}", file=sys.stderr)
+        ckpt = folder / "checkpoint.pt"
+        kept = f"the last good checkpoint is {ckpt}" if ckpt.is_file() else "no checkpoint was written before it"
+        print(f"error: training diverged: {exc}; {kept}", file=sys.stderr)
         return 3
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the driver finished (or never began) the checkpoint in flight
         what = "terminated" if isinstance(exc, Terminated) else "interrupted"
