@@ -11,6 +11,7 @@ import torch
 
 import agents
 import train
+from agents.checkpoints import _header_sha256
 
 
 def run(tmp_path, *args: str, name: str = "run") -> int:
@@ -261,7 +262,9 @@ def test_a_checkpoint_from_another_device_type_is_refused_with_the_device_to_use
     ckpt = tmp_path / "run" / "checkpoint.pt"
     outer = torch.load(ckpt, weights_only=True)
     assert outer["header"]["device_type"] == "cpu"
-    torch.save({"header": {**outer["header"], "device_type": "cuda"}, "body": outer["body"]}, ckpt)
+    header = {**outer["header"], "device_type": "cuda"}
+    header["header_sha256"] = _header_sha256(header)  # as a CUDA run writes it: a whole header
+    torch.save({"header": header, "body": outer["body"]}, ckpt)
     before = (tmp_path / "run" / "metrics.jsonl").read_text()
     capsys.readouterr()
     assert run(tmp_path, "--agent", "seqgan", "--budget", "smoke", "--resume") == 2
@@ -315,7 +318,7 @@ def test_the_named_corpus_coco_loads_its_files_and_split_and_a_given_test_file_w
     from conftest import need_data
 
     from agents.config import RunConfig
-    from agents.driver import RunError, load_data
+    from agents.driver import load_data
 
     need_data("coco", "image_coco.txt")
     data = load_data(RunConfig(data="coco"))
