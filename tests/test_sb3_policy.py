@@ -194,6 +194,9 @@ def test_adaptive_controller_moves_beta_toward_its_target():
     assert fixed.update(10.0, 10**6) == 0.3
     with pytest.raises(ValueError, match="beta must be >= 0"):
         KLController(-1.0)
+    # a target with β = 0: the multiplicative rule never moves β, so no penalty ever applied (silently)
+    with pytest.raises(ValueError, match="needs a starting β > 0"):
+        KLController(0.0, target=0.05)
 
 
 def test_adaptive_controller_steps_are_the_proportional_rule_by_hand():

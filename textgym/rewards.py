@@ -455,6 +455,9 @@ class KLController:
             raise ValueError(f"beta must be >= 0, got {beta}")
         if target is not None and target <= 0:
             raise ValueError(f"target KL must be > 0, got {target}")
+        if target is not None and beta == 0:  # the rule multiplies β: from 0 it never moves, and no penalty applies
+            raise ValueError("an adaptive β (a KL target) needs a starting β > 0 (kl_beta): it scales β up or down "
+                             "and cannot leave 0")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.beta, self.target, self.horizon = float(beta), target, horizon
