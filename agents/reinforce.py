@@ -89,7 +89,7 @@ class ReinforceConfig(AdversarialConfig):
     rollout_every: int = param(1, "period of rollout_update='hard'", check=at_least(1))
     kl_beta: float = param(0.0, "β of the per-token KL penalty to the generator at the adversarial start (0: none)",
                            check=nonnegative)
-    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, starting from kl_beta > 0 (None: β stays kl_beta)",
+    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, from kl_beta > 0 (None: fixed β)",
                                        check=at_least(1e-12))
     kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
 

@@ -54,7 +54,7 @@ class SB3Config:
     hidden_dim: int = param(32, "generator LSTM size (policy='generator')", check=at_least(1))
     features_dim: int = param(64, "GRU size of the features extractor (policy='gru')", check=at_least(1))
     kl_beta: float = param(0.0, "β of the per-token KL penalty to the starting generator (0: none)", check=nonnegative)
-    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, starting from kl_beta > 0 (None: β stays kl_beta)",
+    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, from kl_beta > 0 (None: fixed β)",
                                        check=at_least(1e-12))
     kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
     sb3_kwargs: Dict[str, Any] = param({}, "any other keyword argument of the SB3 algorithm")
