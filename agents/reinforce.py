@@ -78,7 +78,7 @@ class ReinforceConfig(AdversarialConfig):
     gamma: float = param(1.0, "discount of dense and terminal returns", check=unit)
     baseline: Literal["none", "mean", "ema", "rise"] = param(
         "none", "baseline b: none, the batch mean of R (over tokens), an EMA of it, or rise (b = min(1, k / "
-                "baseline_rise) at the k-th generator update, for weights of mean 1)", source=SEQGAN)
+                "baseline_rise) after k generator updates, 0 at the first, for weights of mean 1)", source=SEQGAN)
     baseline_rise: int = param(100, "generator updates over which baseline='rise' goes from 0 to 1", kind=SIZE,
                                check=at_least(1), scale_with="adv_steps")
     baseline_decay: float = param(0.9, "EMA decay d of baseline='ema' (b <- d b + (1 - d) mean R)", check=unit)
@@ -238,7 +238,7 @@ class MaliGANAgent(ReinforceAgent):
         ∇θ ≈ (1/m) Σ_i (w_i - b) ∇θ log p_θ(x_i)
 
     with the paper's baseline b that rises slowly from 0 towards 1 (``baseline="rise"``: b =
-    min(1, k / ``baseline_rise``) at the k-th update; the paper says only that b rises slowly,
+    min(1, k / ``baseline_rise``) after k updates, 0 at the first; the paper says only that b rises slowly,
     the linear ramp over half of the adversarial steps is our choice), or the zero-sum
     ``baseline="mean"``, b = mean_i w_i = 1 (a mean over sequences, not tokens). Implemented as
     the REINFORCE loss with the terminal reward w_i and γ = 1 (every token of x_i gets R = w_i):
