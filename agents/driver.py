@@ -328,8 +328,9 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
             raise RunError(f"{folder} is not empty and holds no textgym run; choose another --out")
     data = load_data(run)
     agent = build_agent(resolved, data, device)
-    for stale in folder.glob(".*.tmp-*") if folder.is_dir() else []:  # left by a kill during an atomic write
-        stale.unlink(missing_ok=True)
+    for pattern in (".*.tmp-*", "samples/.*.tmp-*"):  # left by a kill during an atomic write
+        for stale in folder.glob(pattern) if folder.is_dir() else []:
+            stale.unlink(missing_ok=True)
     header: Optional[Dict[str, Any]] = None
     warm: Dict[str, Any] = {}
     if resume:

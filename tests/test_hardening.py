@@ -125,8 +125,10 @@ def test_stale_partial_writes_are_removed_and_stop_after_zero_is_refused(tmp_pat
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2", "--stop-after", "1") == 0
     stale = tmp_path / "run" / ".checkpoint.pt.tmp-99999"  # what a kill -9 during a checkpoint write leaves
     stale.write_bytes(b"\0" * 1000)
+    stale_samples = tmp_path / "run" / "samples" / ".iter_00001.txt.tmp-99999"  # or during a samples file's
+    stale_samples.write_bytes(b"\0" * 10)
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2", "--resume") == 0
-    assert not stale.exists()
+    assert not stale.exists() and not stale_samples.exists()
 
 
 def test_a_failed_checkpoint_write_stops_the_run_with_its_error(tmp_path, oracle_data, monkeypatch, capsys):
