@@ -28,6 +28,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -152,6 +153,8 @@ class MetricsLog:
         self.rows.append(row)
         with open(self.jsonl, "a") as f:
             f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the checkpoint that counts it (which is fsynced too)
         for k, v in row.items():
             if isinstance(v, (int, float)) and k != "iteration":
                 self.tb.add_scalar(k, v, row["iteration"])

@@ -347,3 +347,31 @@ def test_exploding_metrics_warn(tmp_path, oracle_data):
     with pytest.warns(RuntimeWarning, match="far above a uniform model's .* probably diverged"):
         rc = run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-lr", "1e6")
     assert rc in (0, 3)
+
+
+def test_every_metrics_row_is_on_disk_before_the_checkpoint_that_counts_it(tmp_path, oracle_data, monkeypatch):
+    """The checkpoint is fsynced; a metrics row only appended could be lost by an OS crash while
+    the checkpoint counting it survived (the curves of those iterations gone)."""
+    import os
+
+    import agents.checkpoints as checkpoints
+
+    synced: list = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def write_checkpoint(path, header, body):
+        rows = (path.parent / "metrics.jsonl").read_text().count("\n")
+        assert rows == header["metrics_rows"]
+        last_metrics_sync = max(i for i, name in enumerate(synced) if name.endswith("metrics.jsonl"))
+        assert synced.count(synced[last_metrics_sync]) >= header["metrics_rows"]  # one fsync per row added
+        real_write(path, header, body)
+
+    real_write = checkpoints.write_checkpoint
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(checkpoints, "write_checkpoint", write_checkpoint)
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2") == 0
+    assert any(name.endswith("metrics.jsonl") for name in synced)
