@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders", nargs="+", type=int, default=[2, 3, 4, 5], help="BLEU n-gram orders")
     p.add_argument("--frontier", action="store_true", help="sweep the sampling temperature (with --generator)")
     p.add_argument("--temperatures", nargs="+", type=float, default=[0.5, 0.75, 1.0, 1.25, 1.5])
-    p.add_argument("--n-samples", dest="n_samples", type=int, default=2000, help="samples drawn from a generator")
+    p.add_argument("--n-samples", dest="n_samples", type=int, default=5000,
+                   help="samples drawn from a generator (the oracle protocol scores NLL-oracle on >= 5,000)")
     p.add_argument("--plot", help="PNG path for the frontier or curves plot")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--device", default="cpu")
