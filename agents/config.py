@@ -29,7 +29,10 @@ import types
 import typing
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple, TypeVar, Union
+
+if TYPE_CHECKING:
+    from textgym.rewards import KLController
 
 RECIPE, SIZE, RUN = "recipe", "size", "run"
 KINDS = (RECIPE, SIZE, RUN)
@@ -236,6 +239,27 @@ def describe(cls: type) -> List[Tuple[str, str, str, Any, str, Optional[str]]]:
         src = f.metadata.get("source")
         rows.append((name, f.metadata["kind"], type_name(hints[name]), default, f.metadata["help"], src))
     return rows
+
+
+# ------------------------------------------------------------------------------ shared groups of fields
+@dataclass
+class KLConfig:
+    """The KL shaping fields of the agents that take them (the REINFORCE family, ppo, a2c): the
+    penalty β (log π - log π_ref) per token, π_ref the generator the RL phase starts from."""
+
+    kl_beta: float = param(0.0, "β of the per-token KL penalty to the generator the RL phase starts from (0: none)",
+                           check=nonnegative)
+    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, from kl_beta > 0 (None: fixed β)",
+                                       check=at_least(1e-12))
+    kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
+
+    def kl_controller(self) -> Optional[KLController]:
+        """The β controller of these fields, or None when there is no penalty."""
+        from textgym.rewards import KLController  # torch-free config module: imported where used
+
+        if self.kl_beta == 0 and self.kl_target is None:
+            return None
+        return KLController(self.kl_beta, self.kl_target, self.kl_horizon)
 
 
 # ------------------------------------------------------------------------------ the run's own fields
@@ -461,7 +485,7 @@ def from_json(blob: Mapping[str, Any], path: str = "config.json") -> Tuple[str, 
 
 
 __all__ = [
-    "BUDGETS", "CONFIG_FORMAT", "CONFIG_KEYS", "DEPRECATED_KEYS", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError", "Preset",
-    "Resolved", "RunConfig", "all_field_names", "as_dict", "coerce", "describe", "field_types", "fields_of", "from_json",
-    "param", "parse_text", "replace", "resolve", "suggest", "translate_deprecated", "validate",
+    "BUDGETS", "CONFIG_FORMAT", "CONFIG_KEYS", "DEPRECATED_KEYS", "INIT_PARTS", "RECIPE", "RUN", "SIZE", "ConfigError",
+    "KLConfig", "Preset", "Resolved", "RunConfig", "all_field_names", "as_dict", "coerce", "describe", "field_types",
+    "fields_of", "from_json", "param", "parse_text", "replace", "resolve", "suggest", "translate_deprecated", "validate",
 ]

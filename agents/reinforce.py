@@ -50,7 +50,7 @@ from typing import Any, ClassVar, Dict, Literal, Optional
 import torch
 
 from agents.adversarial import AdversarialAgent, AdversarialConfig, discounted_returns, maligan_scorer, resolve_transform
-from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, unit
+from agents.config import RUN, SEQGAN, SIZE, KLConfig, at_least, param, unit
 from agents.generator import Generator, RolloutCopy
 from agents.mle import check_finite
 from textgym import scorers
@@ -66,7 +66,7 @@ def terminal_rewards(final: torch.Tensor, lengths: torch.Tensor, T: int) -> torc
 
 # ---------------------------------------------------------------------- REINFORCE (SeqGAN, ScratchGAN)
 @dataclass
-class ReinforceConfig(AdversarialConfig):
+class ReinforceConfig(KLConfig, AdversarialConfig):
     """Fields of the REINFORCE family (SeqGAN, MaliGAN-basic, ScratchGAN, plain REINFORCE)."""
 
     reward: Literal["mc", "terminal", "dense"] = param("mc", "reward mode: mc (SeqGAN's rollouts), terminal or dense",
@@ -87,11 +87,6 @@ class ReinforceConfig(AdversarialConfig):
     rollout_update: Literal["mix", "hard"] = param("mix", "rollout policy rule: mix (above) or hard (beta <- theta "
                                                           "every rollout_every updates)", source=SEQGAN)
     rollout_every: int = param(1, "period of rollout_update='hard'", check=at_least(1))
-    kl_beta: float = param(0.0, "β of the per-token KL penalty to the generator at the adversarial start (0: none)",
-                           check=nonnegative)
-    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, from kl_beta > 0 (None: fixed β)",
-                                       check=at_least(1e-12))
-    kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
 
 
 class ReinforceAgent(AdversarialAgent):
@@ -109,10 +104,8 @@ class ReinforceAgent(AdversarialAgent):
         self.rollout_copy: Optional[RolloutCopy] = None
         if c.reward == "mc":
             self.rollout_copy = RolloutCopy(self._generator, c.rollout_rate, c.rollout_update, c.rollout_every)
-        self.kl: Optional[KLController] = None
+        self.kl: Optional[KLController] = c.kl_controller()
         self.kl_reference: Optional[Generator] = None  # a frozen copy of the generator, set when adversarial steps begin
-        if c.kl_beta > 0 or c.kl_target is not None:
-            self.kl = KLController(c.kl_beta, c.kl_target, c.kl_horizon)
 
     def reward_transform(self) -> Any:
         """The transform applied to scorer outputs (identity in oracle mode)."""

@@ -23,13 +23,13 @@ import torch
 
 from agents.adversarial import check_discriminator, check_transform
 from agents.base import Agent
-from agents.config import SB3, SIZE, ConfigError, at_least, nonnegative, param, positive, replace
+from agents.config import SB3, SIZE, ConfigError, KLConfig, at_least, param, positive, replace
 from discriminators.base import load_optimizer_state, load_weights
 from textgym.data import OracleData, TextData, resolve_data
 
 
 @dataclass
-class SB3Config:
+class SB3Config(KLConfig):
     """Fields of the Stable-Baselines3 agents (``ppo``, ``a2c``)."""
 
     adv_steps: int = param(200, "iterations (one SB3 rollout and update each)", kind=SIZE, check=at_least(0))
@@ -53,10 +53,6 @@ class SB3Config:
     emb_dim: int = param(32, "generator embedding size (policy='generator')", check=at_least(1))
     hidden_dim: int = param(32, "generator LSTM size (policy='generator')", check=at_least(1))
     features_dim: int = param(64, "GRU size of the features extractor (policy='gru')", check=at_least(1))
-    kl_beta: float = param(0.0, "β of the per-token KL penalty to the starting generator (0: none)", check=nonnegative)
-    kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, from kl_beta > 0 (None: fixed β)",
-                                       check=at_least(1e-12))
-    kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
     sb3_kwargs: Dict[str, Any] = param({}, "any other keyword argument of the SB3 algorithm")
 
     @property
@@ -132,13 +128,13 @@ class SB3Agent(Agent):
             self.callback.setup(self.env)
             self.callbacks.append(self.callback)
         self.kl = None
-        if c.kl_beta > 0 or c.kl_target is not None:
+        controller = c.kl_controller()
+        if controller is not None:
             if c.policy != "generator":
                 raise ConfigError("kl_beta and kl_target need policy='generator' (a reference generator to compare with)")
             from agents.sb3_policy import KLRewardCallback
-            from textgym.rewards import KLController
 
-            self.kl = KLRewardCallback(self._generator, KLController(c.kl_beta, c.kl_target, c.kl_horizon))
+            self.kl = KLRewardCallback(self._generator, controller)
             self.callbacks.append(self.kl)
         self.rollout_steps = n_steps * c.num_envs
 
