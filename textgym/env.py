@@ -425,9 +425,8 @@ class TokenVecEnv(VectorEnv):
         truncated = torch.zeros(N, dtype=torch.bool, device=self.device)
 
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            infos["final_obs"] = self._obs()
-            infos["_final_obs"] = done.clone()
-            infos["final_info"], infos["_final_info"] = {}, done.clone()  # a step has no per-env infos
+            infos["final_obs"], infos["final_info"] = self._obs(), {}  # a step has no per-env infos
+            infos["_final_obs"] = infos["_final_info"] = done.clone()  # one mask for both (one copy per step)
             self.tokens[done] = self.pad_id
             self.lengths[done] = 0
             if self.classes is not None and bool(done.any()):

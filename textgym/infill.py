@@ -346,8 +346,8 @@ class InfillVecEnv(VectorEnv):
             if rows.numel():
                 self._load(rows, *self._draw(len(rows)))
             infos = self._infos()  # of the episodes the returned observations show, the new ones included
-            infos["final_obs"], infos["_final_obs"] = final, done.clone()
-            infos["final_info"], infos["_final_info"] = final_info, done.clone()
+            infos["final_obs"], infos["final_info"] = final, final_info
+            infos["_final_obs"] = infos["_final_info"] = done.clone()  # one mask for both (one copy per step)
             self._finished = torch.zeros_like(done)
         else:
             infos = self._infos()
