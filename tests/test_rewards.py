@@ -292,6 +292,38 @@ def test_a_plain_callable_scorer_follows_the_protocol(small_oracle_data, device)
     assert torch.equal(rewards[-1].cpu(), torch.full((3,), float(L))) and all(bool((r == 0).all()) for r in rewards[:-1])
 
 
+def test_a_module_s_own_scoring_methods_run_in_eval_mode():
+    """A user module in training mode with its own ``score_prefixes``/``score_completions``
+    (the protocol's optional methods) scores with dropout off, and its mode is restored."""
+    from textgym import scorers
+
+    class DropoutScorer(torch.nn.Module):
+        is_probabilistic = True
+
+        def __init__(self):
+            super().__init__()
+            self.vocab_size, self.emb, self.drop = 50, torch.nn.Embedding(51, 4), torch.nn.Dropout(0.5)
+            self.seen = []
+
+        def score_prefixes(self, tokens, lengths=None):
+            self.seen.append((self.training, torch.is_grad_enabled()))
+            return self.drop(self.emb(tokens)).sum(-1).cumsum(1)
+
+        def score_completions(self, tokens, lengths, prefix_lengths, n):
+            return self.score_prefixes(tokens, lengths)[:, -1]
+
+        def forward(self, tokens, lengths=None):
+            return self.score_prefixes(tokens, lengths)[:, -1]
+
+    torch.manual_seed(0)
+    d, x = DropoutScorer().train(), torch.randint(50, (4, 6))
+    x[1, :2], x[3, :3] = x[0, :2], x[2, :3]  # two groups of 2 completions, of prefixes of 2 and 3 tokens
+    a, b = scorers.score_prefixes(d, x), scorers.score_prefixes(d, x)
+    c = scorers.score_completions(d, x, None, torch.tensor([2, 3]), 2)
+    assert torch.equal(a, b) and torch.equal(c, a[:, -1])
+    assert d.seen == [(False, False)] * 3 and d.training
+
+
 def test_mc_reward_with_the_generator_and_the_cnn_on_the_device(device):
     """SeqGAN's reward where its tensors live: the generator's rollouts and the CNN's scores on
     ``device``; the last step's reward is D(Y) of the sequence itself."""
