@@ -197,6 +197,11 @@ def test_adaptive_controller_moves_beta_toward_its_target():
     # a target with β = 0: the multiplicative rule never moves β, so no penalty ever applied (silently)
     with pytest.raises(ValueError, match="needs a starting β > 0"):
         KLController(0.0, target=0.05)
+    # a NaN estimate would pass through the clip and leave β NaN for every later update
+    for kl in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="KL estimate must be finite"):
+            c.update(kl, 100)
+    assert math.isfinite(c.beta)
 
 
 def test_adaptive_controller_steps_are_the_proportional_rule_by_hand():

@@ -27,6 +27,7 @@ Modes, for a sequence x_1..x_T generated one token per step (Y_{1:t} the prefix 
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
@@ -469,6 +470,9 @@ class KLController:
         takes it once per horizon, β (1 + e)^k (1 + e r / horizon) with n = k·horizon + r, so that
         β stays positive (one linear step over 5 horizons at e = -0.2 would make it 0 or negative:
         a KL bonus)."""
+        if not math.isfinite(kl):  # min/max would pass a NaN through the clip and β would stay NaN
+            raise ValueError(f"the KL estimate must be finite, got {kl} (the policy's or the reference's "
+                             "log-probabilities are not finite)")
         if self.target is not None:
             error = min(max(kl / self.target - 1.0, -0.2), 0.2)
             whole, rest = divmod(int(n), self.horizon)
