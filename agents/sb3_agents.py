@@ -91,8 +91,8 @@ class SB3Agent(Agent):
             self.discriminator = discriminators.make(c.discriminator, vocab_size=data.vocab_size,
                                                      max_length=data.max_length, **c.discriminator_options).to(self.device)
             scorer = self.discriminator
-        self.env = TokenVecEnv(c.num_envs, data=data, reward=c.reward, discriminator=scorer,
-                               transform=c.transform, n_rollouts=c.n_rollouts, device=self.device, seed=seed)
+        self.env = TokenVecEnv(c.num_envs, data=data, reward=c.reward, discriminator=scorer, transform=c.transform,
+                               n_rollouts=c.n_rollouts if c.reward == "mc" else None, device=self.device, seed=seed)
         algo = self.algorithm()
         n_steps = c.n_steps or data.max_length
         if c.policy == "generator":

@@ -39,7 +39,8 @@ def test_gymnasium_and_sb3_checkers(small_oracle_data, reward, device):
     from gymnasium.utils.env_checker import check_env
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = TokenEnv(data=small_oracle_data, reward=reward, n_rollouts=2, seed=0, device=device)
+    mc = {"n_rollouts": 2} if reward == "mc" else {}
+    env = TokenEnv(data=small_oracle_data, reward=reward, seed=0, device=device, **mc)
     check_env(env, skip_render_check=True)
     sb3_check_env(env)
 
@@ -146,6 +147,12 @@ def test_reset_with_prefix(small_oracle_data, device):
     single = TokenEnv(data=small_oracle_data, device=device)
     obs, _ = single.reset(options={"prefix": np.array([5, 6])})
     assert obs.tolist()[:3] == [5, 6, 50]
+    # the single env takes a padded prefix with its length, and integral floats, as the vector env does
+    obs, _ = single.reset(options={"prefix": np.array([5, 6, 7, 7]), "prefix_lengths": np.array([2])})
+    assert obs.tolist()[:3] == [5, 6, 50]
+    obs, _ = single.reset(options={"prefix": torch.tensor([5.0, 6.0, 7.0], device=device)})
+    assert obs.tolist()[:4] == [5, 6, 7, 50]
+    assert single.reset(options={"prefix": []})[0].tolist()[0] == 50
 
 
 def test_bad_prefixes(small_oracle_data, corpus, toy_scorer):
@@ -158,6 +165,8 @@ def test_bad_prefixes(small_oracle_data, corpus, toy_scorer):
         venv.reset(options={"prefix": [[1]]})
     with pytest.raises(ValueError, match="unknown reset options"):
         venv.reset(options={"prefx": [[1], [2]]})
+    with pytest.raises(ValueError, match="without options\\['prefix'\\]"):
+        venv.reset(options={"prefix_lengths": [1, 1]})
     cvenv = TokenVecEnv(1, data=corpus, discriminator=toy_scorer(corpus.vocab_size))
     with pytest.raises(ValueError, match="<eos>"):
         cvenv.reset(options={"prefix": [[2, 0]]})
@@ -302,3 +311,21 @@ def test_a_numpy_integer_seed_resets_the_vector_and_single_envs(small_oracle_dat
     b, _ = TokenVecEnv(2, data=small_oracle_data).reset(seed=3)
     assert torch.equal(a, b)
     TokenEnv(data=small_oracle_data).reset(seed=np.int64(3))
+
+
+def test_arguments_that_would_be_ignored_are_refused(small_oracle_data):
+    """A Reward object brings its own scorer, transform and rollouts; the MC options apply to
+    reward='mc' only. Either way the env used to drop them without a word."""
+    from textgym.rewards import TerminalReward
+
+    reward = TerminalReward(OracleScorer(small_oracle_data.oracle))
+    for extra in ({"discriminator": "rnn"}, {"transform": "log"}, {"n_rollouts": 4}, {"rollout_policy": object()}):
+        with pytest.raises(ValueError, match="Reward object given as reward= brings its own"):
+            TokenVecEnv(2, data=small_oracle_data, reward=reward, **extra)
+    for extra in ({"n_rollouts": -5}, {"rollout_policy": object()}):
+        with pytest.raises(ValueError, match="apply to reward='mc' only"):
+            TokenVecEnv(2, data=small_oracle_data, reward="terminal", **extra)
+    with pytest.raises(ValueError, match="n_rollouts must be >= 1"):
+        TokenVecEnv(2, data=small_oracle_data, reward="mc", n_rollouts=0)
+    assert TokenVecEnv(2, data=small_oracle_data, reward="mc").reward_fn.n_rollouts == 16  # SeqGAN's
+    assert TokenVecEnv(2, data=small_oracle_data, reward=reward).reward_fn is reward

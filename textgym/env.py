@@ -98,7 +98,7 @@ class TokenVecEnv(VectorEnv):
         transform: reward shaping, a name from ``textgym.rewards.TRANSFORMS``.
         rollout_policy: the MC reward's rollout policy (default: the oracle on oracle data,
             :attr:`oracle`).
-        n_rollouts: MC completions per prefix.
+        n_rollouts: MC completions per prefix (default 16, SeqGAN's).
         device: where every tensor lives.
         seed: seeds the env's generator (MC rollouts); ``reset(seed=...)`` reseeds.
         autoreset_mode: NEXT_STEP (default), SAME_STEP or DISABLED (gymnasium semantics).
@@ -142,7 +142,7 @@ class TokenVecEnv(VectorEnv):
         discriminator: Union[str, Discriminator, None] = None,
         transform: Union[str, Transform, None] = None,
         rollout_policy: Optional[RolloutPolicy] = None,
-        n_rollouts: int = 16,
+        n_rollouts: Optional[int] = None,
         device: Union[str, torch.device] = "cpu",
         seed: Optional[int] = None,
         autoreset_mode: Union[str, AutoresetMode] = AutoresetMode.NEXT_STEP,
@@ -186,16 +186,20 @@ class TokenVecEnv(VectorEnv):
         # The oracle on this env's device: the data set (and its oracle) may be shared with envs
         # on other devices, so never move it in place.
         self.oracle = self.data.oracle_on(self.device) if isinstance(self.data, OracleData) else None
+        named = {"discriminator": discriminator, "transform": transform, "rollout_policy": rollout_policy,
+                 "n_rollouts": n_rollouts}
         if isinstance(reward, Reward):
+            given = sorted(k for k, v in named.items() if v is not None)
+            if given:  # they would be ignored: the object holds its own scorer, transform and rollouts
+                raise ValueError(f"{', '.join(given)} configure a reward built from its name; the Reward object "
+                                 f"given as reward= brings its own (set them on the object)")
             self.reward_fn = reward
         else:
             scorer = resolve_scorer(discriminator, self.data, self.device, seed)
-            kw = {}
-            if reward == "mc":
-                if rollout_policy is None and self.oracle is not None:
-                    rollout_policy = self.oracle
-                kw = dict(rollout_policy=rollout_policy, n_rollouts=n_rollouts)
-            self.reward_fn = make_reward(reward, scorer, transform, **kw)
+            kw = {k: named[k] for k in ("rollout_policy", "n_rollouts") if named[k] is not None}
+            if reward == "mc" and rollout_policy is None and self.oracle is not None:
+                kw["rollout_policy"] = self.oracle
+            self.reward_fn = make_reward(reward, scorer, transform, **kw)  # refuses MC options for other rewards
         self.reward_fn.bind(V, self.eos_id, self.pad_id)
 
         if self.num_classes is None:
@@ -369,6 +373,8 @@ class TokenVecEnv(VectorEnv):
             mask = m.bool()
             if mask.shape != (self.num_envs,):
                 raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {tuple(mask.shape)}")
+        if options.get("prefix_lengths") is not None and options.get("prefix") is None:
+            raise ValueError("options['prefix_lengths'] was given without options['prefix'] (the padded prefixes)")
         if "prefix" in options and options["prefix"] is not None:
             tok, lens = self._parse_prefix(options["prefix"], options.get("prefix_lengths"))
         else:
@@ -483,8 +489,9 @@ class TokenEnv(gym.Env):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed if seed is None or not _is_int(seed) else int(seed))  # a numpy integer as a Python one
         options = dict(options or {})
-        if options.get("prefix") is not None:
-            options["prefix"] = [list(np.asarray(options["prefix"]).reshape(-1))]
+        prefix = options.get("prefix")
+        if prefix is not None:  # one sequence: the one row of a padded (1, P) prefix (prefix_lengths still apply)
+            options["prefix"] = prefix.reshape(1, -1) if torch.is_tensor(prefix) else np.asarray(prefix).reshape(1, -1)
         obs, _ = self.venv.reset(seed=seed, options=options)
         return obs[0].cpu().numpy().copy(), {}
 
