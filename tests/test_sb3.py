@@ -148,6 +148,28 @@ def test_callback_updates_the_mc_rollout_policy(small_oracle_data, device):
     assert torch.equal(out[1, :2], small_oracle_data.test[1, :2]) and torch.equal(out[3], small_oracle_data.test[3])
 
 
+def test_a_policy_without_a_prefix_distribution_is_refused_as_mc_rollout_policy_before_stepping(small_oracle_data):
+    """DQN's policy has no token distribution and RecurrentPPO's needs its LSTM states: the
+    callback says so when training starts, not with an internal error in the first step."""
+    from sb3_contrib import RecurrentPPO
+
+    import discriminators
+    from textgym.sb3 import DiscriminatorCallback
+
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=16, emb_dim=8)
+    venv = TokenVecEnv(2, data=small_oracle_data, discriminator=disc, reward="mc", n_rollouts=2, seed=0)
+    for model in (DQN("MlpPolicy", SB3VecEnv(venv), learning_starts=0, buffer_size=100, seed=0, policy_kwargs=POLICY_KWARGS),
+                  RecurrentPPO("MlpLstmPolicy", SB3VecEnv(venv), n_steps=6, batch_size=12, seed=0,
+                               policy_kwargs=POLICY_KWARGS)):
+        with pytest.raises(ValueError, match="cannot complete an MC reward's prefixes"):
+            model.learn(12, callback=DiscriminatorCallback(heldout=0))
+        assert model.num_timesteps == 0
+    # keeping the env's rollout policy (the oracle here) works
+    DQN("MlpPolicy", SB3VecEnv(venv), learning_starts=0, buffer_size=100, seed=0, policy_kwargs=POLICY_KWARGS).learn(
+        12, callback=DiscriminatorCallback(heldout=0, update_rollout_policy=False))
+    assert venv.reward_fn.rollout_policy is small_oracle_data.oracle
+
+
 def test_policy_generator_log_probs_match_the_policy(small_oracle_data, device):
     from textgym.sb3 import SB3PolicyGenerator
 

@@ -12,6 +12,7 @@ per step.
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 import warnings
 from typing import Any, Dict, List, Optional
@@ -209,6 +210,14 @@ class SB3PolicyGenerator:
     """
 
     def __init__(self, policy: Any, vocab_size: int, max_length: int, eos_id: Optional[int]) -> None:
+        get = getattr(policy, "get_distribution", None)
+        required = [] if get is None else [p for p in inspect.signature(get).parameters.values()
+                                           if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(required) != 1:  # DQN's has none; RecurrentPPO's also needs the LSTM states
+            raise ValueError(f"{type(policy).__name__} gives no token distribution from the prefix alone "
+                             "(get_distribution(obs)), so it cannot complete an MC reward's prefixes; use PPO, A2C or "
+                             "MaskablePPO, or keep the env's rollout policy (DiscriminatorCallback(update_rollout_policy="
+                             "False) and env.set_rollout_policy(generator))")
         self.policy = policy
         self.vocab_size, self.max_length, self.eos_id, self.pad_id = vocab_size, max_length, eos_id, vocab_size
 
