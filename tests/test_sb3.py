@@ -421,3 +421,21 @@ def test_a_ppo_cells_mle_control_makes_as_many_updates_as_ppo():
     spec = StudySpec.from_dict({"name": "p", "data": "oracle", "seeds": [0], "grid": [
         {"agent": ["ppo"], "discriminator": ["oracle"], "adv_steps": [150], "num_envs": [64]}]})
     assert {c.key for c in expand(spec) if c.role == "mle"} == {"mle +7500 updates"}  # 150 x 10 epochs x 1280 / 256
+
+
+def test_sb3vecenv_refuses_a_wrapper_it_would_skip(small_oracle_data):
+    """SB3VecEnv steps the textgym env itself: a reward wrapper or an early time limit around it
+    would silently do nothing, so they are refused; conversions and checks pass."""
+    import gymnasium as gym
+    from gymnasium.wrappers.vector import ArrayConversion, TransformReward
+
+    venv = TokenVecEnv(2, data=small_oracle_data)
+    with pytest.raises(ValueError, match="TransformReward would have no effect"):
+        SB3VecEnv(TransformReward(venv, lambda r: r * 0 + 100.0))
+    with pytest.raises(ValueError, match="TimeLimit would have no effect"):
+        SB3VecEnv(gym.make("textgym/TokenGen-v0", data=small_oracle_data, max_episode_steps=2))
+    assert SB3VecEnv(ArrayConversion(venv, env_xp=torch, target_xp=np)).token_env.data is small_oracle_data
+    single = SB3VecEnv(gym.make("textgym/TokenGen-v0", data=small_oracle_data, max_episode_steps=6))
+    single.reset()
+    dones = [single.step(np.array([1]))[2][0] for _ in range(6)]
+    assert dones == [False] * 5 + [True]

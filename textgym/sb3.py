@@ -21,30 +21,57 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+from gymnasium.wrappers.vector import ArrayConversion
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from textgym.env import TokenVecEnv
+from textgym.env import TokenEnv, TokenVecEnv
 from textgym.infill import InfillBox, InfillVecEnv
 from textgym.protocols import RolloutPolicy
 from textgym.rewards import MCReward
 from textgym.sampling import generator_on, sample_logits
 
 
-def unwrap_token_env(env: Any) -> Any:
-    """The textgym vector env (:class:`TokenVecEnv` or :class:`~textgym.infill.InfillVecEnv`) inside
-    ``env`` (the env itself, a gymnasium vector wrapper of one, or a SB3VecEnv)."""
-    seen = env
-    while not isinstance(seen, (TokenVecEnv, InfillVecEnv)):
+def _layers(env: Any) -> List[Any]:
+    """``env``, the env it wraps, and so on down to the textgym vector env (:class:`TokenVecEnv`
+    or :class:`~textgym.infill.InfillVecEnv`), which comes last."""
+    layers = [env]
+    while not isinstance(layers[-1], (TokenVecEnv, InfillVecEnv)):
+        seen = layers[-1]
         inner = getattr(seen, "token_env", None) or getattr(seen, "venv", None) or getattr(seen, "env", None)
         if inner is None or inner is seen:
             raise TypeError("expected a textgym TokenVecEnv or InfillVecEnv (e.g. from "
-                            "gym.make_vec('textgym/TokenGen-v0')), "
-                            f"got {type(env).__name__}")
-        seen = inner
-    return seen
+                            f"gym.make_vec('textgym/TokenGen-v0')), got {type(env).__name__}")
+        layers.append(inner)
+    return layers
+
+
+def unwrap_token_env(env: Any) -> Any:
+    """The textgym vector env (:class:`TokenVecEnv` or :class:`~textgym.infill.InfillVecEnv`) inside
+    ``env`` (the env itself, a gymnasium or SB3 wrapper of one, or a SB3VecEnv)."""
+    return _layers(env)[-1]
+
+
+def _refuse_skipped_wrappers(env: Any) -> Any:
+    """The textgym vector env inside ``env`` for :class:`SB3VecEnv`, which steps it directly: a
+    wrapper on the way that changes rewards, observations or episodes would be skipped, so it is
+    refused. Let through: array conversions and gymnasium's call-order checks (SB3VecEnv converts
+    itself), the single-env faces of textgym's envs, and a time limit that never cuts an episode."""
+    layers = _layers(env)
+    inner = layers[-1]
+    for layer in layers[:-1]:
+        if isinstance(layer, (ArrayConversion, OrderEnforcing, PassiveEnvChecker, TokenEnv, SB3VecEnv)):
+            continue
+        if isinstance(layer, TimeLimit) and layer._max_episode_steps >= inner.max_length:
+            continue
+        raise ValueError(f"SB3VecEnv steps the textgym env inside {type(env).__name__} directly, so its wrapper "
+                         f"{type(layer).__name__} would have no effect; give SB3VecEnv the env itself and wrap the "
+                         "SB3VecEnv instead (SB3's VecEnvWrapper classes, e.g. VecNormalize; max_length for shorter "
+                         "episodes)")
+    return inner
 
 
 def same_step_view(env: Any) -> Any:
@@ -91,7 +118,7 @@ class SB3VecEnv(VecEnv):
     """
 
     def __init__(self, vector_env: Any) -> None:
-        env = unwrap_token_env(vector_env)
+        env = _refuse_skipped_wrappers(vector_env)
         if env.autoreset_mode != AutoresetMode.SAME_STEP:
             env = same_step_view(env)
         self.token_env = env
