@@ -428,3 +428,15 @@ def test_mc_rewards_of_short_sequences_roll_out_only_their_proper_prefixes(toy_s
             want[i, p - 1] = torch.sigmoid(scorer.score(full[None, :end]))[0]
         want[i, L - 1] = torch.sigmoid(scorer.score(tokens[i : i + 1, :L]))[0]
     torch.testing.assert_close(got, want)
+
+
+def test_masked_mean_ignores_any_value_at_masked_positions():
+    from textgym.masks import masked_mean
+
+    x = torch.tensor([[1.0, 2.0, -math.inf], [3.0, math.nan, math.inf]], requires_grad=True)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    out = masked_mean(x, mask)
+    assert out.item() == 2.0
+    out.backward()
+    assert torch.equal(x.grad, mask.float() / 3)
+    assert masked_mean(x, torch.zeros_like(mask)).item() == 0.0

@@ -40,5 +40,9 @@ def strip_padding(tokens: torch.Tensor, lengths: Optional[torch.Tensor]) -> torc
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` ``(N, T)`` over the True entries of ``mask`` ``(N, T)`` (0 when there are none)."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
+    """Mean of ``x`` ``(N, T)`` over the True entries of ``mask`` ``(N, T)`` (0 when there are none).
+
+    The masked-out entries are selected away, not multiplied by 0: a ``-inf`` or NaN there (the
+    log-probability of a forbidden token at a padded position) would make the product NaN.
+    """
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)
