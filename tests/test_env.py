@@ -165,6 +165,10 @@ def test_bad_prefixes(small_oracle_data, corpus, toy_scorer):
         venv.reset(options={"prefix": [[1]]})
     with pytest.raises(ValueError, match="unknown reset options"):
         venv.reset(options={"prefx": [[1], [2]]})
+    with pytest.raises(ValueError, match="reset_mask'\\] must have shape \\(2,\\), got \\(0,\\)"):
+        venv.reset(options={"reset_mask": []})
+    with pytest.raises(ValueError, match="must be booleans"):
+        venv.reset(options={"reset_mask": [2, 0]})
     with pytest.raises(ValueError, match="without options\\['prefix'\\]"):
         venv.reset(options={"prefix_lengths": [1, 1]})
     cvenv = TokenVecEnv(1, data=corpus, discriminator=toy_scorer(corpus.vocab_size))

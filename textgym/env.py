@@ -367,12 +367,13 @@ class TokenVecEnv(VectorEnv):
         if mask is None:
             mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         else:
-            m = self._as_tensor(mask, "options['reset_mask']").view(-1)
-            if m.dtype != torch.bool and not (m.numel() and bool(((m == 0) | (m == 1)).all()) and not m.is_complex()):
+            m = self._as_tensor(mask, "options['reset_mask']")
+            if m.numel() != self.num_envs:
+                raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {tuple(m.shape)}")
+            m = m.reshape(-1)
+            if m.dtype != torch.bool and not (bool(((m == 0) | (m == 1)).all()) and not m.is_complex()):
                 raise ValueError(f"options['reset_mask'] must be booleans (or 0/1), got {m.tolist()}")
             mask = m.bool()
-            if mask.shape != (self.num_envs,):
-                raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {tuple(mask.shape)}")
         if options.get("prefix_lengths") is not None and options.get("prefix") is None:
             raise ValueError("options['prefix_lengths'] was given without options['prefix'] (the padded prefixes)")
         if "prefix" in options and options["prefix"] is not None:
