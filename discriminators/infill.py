@@ -12,8 +12,11 @@ and ``filled`` (N, L), the same sequence with the blanks filled (by the data or 
 
 one embedding shared by encoder and decoder (``seq2seq_share_embedding``). The decoder sees
 the whole masked sequence through its initial state, and at step t whether position t is a
-blank (and its token when it is not). The generator reads ``y_t = filled_{t-1}`` (``PAD`` at
-t = 0) and predicts ``filled_t``; the discriminator reads ``y_t = filled_t`` and judges it.
+blank (and its token when it is not). The encoder reads each row up to its length only (a
+packed sequence; the length is given, or the ids before the row's first ``PAD``): its final
+state would otherwise also read the padding, and every score would change with the width the
+batch is padded to. The generator reads ``y_t = filled_{t-1}`` (``PAD`` at t = 0) and
+predicts ``filled_t``; the discriminator reads ``y_t = filled_t`` and judges it.
 
 :class:`Seq2SeqDiscriminator`: ``logit_t = w · d_t + b`` = logit of P(filled_t is real | context,
 filled_≤t). Causal in ``filled``: the open blanks after t do not change ``logit_t``. MaskGAN
@@ -72,10 +75,24 @@ class Seq2Seq(nn.Module):
                 raise ValueError(f"{name} ids must lie in [0, {self.mask_id}] (tokens, PAD={self.pad_id}, "
                                  f"MASK={self.mask_id})")
 
-    def encode(self, context: torch.Tensor) -> State:
-        """context (N, L) -> the decoder's initial state (h, c), each (1, N, H)."""
-        _, state = self.encoder(self.embedding(context))
-        return state
+    def encode(self, context: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> State:
+        """context (N, L) -> the decoder's initial state (h, c), each (1, N, H): the encoder's
+        state after the first ``lengths[i]`` ids of row i (``lengths`` (N,) in [0, L]; default:
+        the ids before the row's first ``PAD``). A row of length 0 has nothing to score and reads
+        its first id (a packed sequence cannot be empty)."""
+        N, L = context.shape
+        # on the CPU: pack_padded_sequence takes them there
+        lengths = (context != self.pad_id).cumprod(1).sum(1).cpu() if lengths is None else torch.as_tensor(lengths).cpu()
+        if tuple(lengths.shape) != (N,):
+            raise ValueError(f"lengths must have shape ({N},) (one per row of context), got {tuple(lengths.shape)}")
+        lo, hi = (int(lengths.min()), int(lengths.max())) if N else (0, 0)
+        if lo < 0 or hi > L:
+            raise ValueError(f"lengths must lie in [0, {L}] (the width of context), got values from {lo} to {hi}")
+        x = self.embedding(context)
+        if lo == L or not N:  # every row whole (the oracle's data): nothing to leave out, no packing
+            return self.encoder(x)[1]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
+        return self.encoder(packed)[1]  # (h, c) in the rows' own order
 
     def decode(self, inputs: torch.Tensor, context: torch.Tensor, state: State) -> Tuple[torch.Tensor, State]:
         """Decoder inputs y (N, T) and context tokens (N, T) at the same positions, from ``state``
@@ -87,8 +104,10 @@ class Seq2Seq(nn.Module):
 class Seq2SeqDiscriminator(Seq2Seq):
     """Context-conditioned per-token discriminator (see the module docstring).
 
-    ``forward(context, filled) -> (N, L)`` logits (differentiable, current mode);
-    ``score_filled(context, filled, lengths)`` the same in eval mode without gradient (rewards).
+    ``forward(context, filled, lengths=None) -> (N, L)`` logits (differentiable, current mode);
+    ``score_filled(context, filled, lengths=None)`` the same in eval mode without gradient
+    (rewards). ``lengths`` (N,) as :meth:`Seq2Seq.encode` takes them; the logits at positions
+    ``>= lengths[i]`` are meaningless, and nothing there changes those before.
     """
 
     is_probabilistic = True
@@ -96,10 +115,10 @@ class Seq2SeqDiscriminator(Seq2Seq):
     def build_head(self) -> None:
         self.head = nn.Linear(self.hidden_dim, 1)
 
-    def forward(self, context: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, filled: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         context, filled = context.to(self.device).long(), filled.to(self.device).long()
         self.check(context, filled)
-        states, _ = self.decode(filled, context, self.encode(context))
+        states, _ = self.decode(filled, context, self.encode(context, lengths))
         return self.head(states).squeeze(-1)
 
     @torch.no_grad()
@@ -109,7 +128,7 @@ class Seq2SeqDiscriminator(Seq2Seq):
         was = self.training
         self.eval()
         try:
-            return self.forward(context, filled)
+            return self.forward(context, filled, lengths)
         finally:
             self.train(was)
 

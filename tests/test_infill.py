@@ -175,6 +175,44 @@ def test_discriminator_per_token_scores_equal_a_slow_reference_and_env_dense_rew
                                        rtol=1e-5, atol=1e-5)
 
 
+def test_discriminator_scores_read_each_sequence_up_to_its_length_only(device):
+    """The encoder read the padding too: the same sequence scored at another width, or beside a
+    longer one, got other scores at every position (up to 0.05 in logits)."""
+    V, N, W = 50, 4, 12
+    ref_d = Seq2SeqDiscriminator(V, W, emb_dim=8, hidden_dim=12, seed=3)
+    d = copy.deepcopy(ref_d).to(device)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(V, (N, W), generator=g)
+    lengths = torch.tensor([5, 3, 1, W])
+    beyond = ~length_mask(lengths, W)
+    filled = tokens.masked_fill(beyond, V)
+    context = filled.masked_fill((torch.rand(N, W, generator=g) < 0.4) & ~beyond, V + 1)
+    garbage = torch.randint(V + 2, (N, W), generator=g)  # any ids (MASK and PAD too) beyond the lengths
+    wider = torch.full((N, 7), V)
+    E, zero = ref_d.embedding.weight, torch.zeros(ref_d.hidden_dim)
+    with torch.no_grad():
+        refs = []
+        for i, n in enumerate(lengths.tolist()):  # the hand-written LSTMs on the sequence alone
+            _, h, c = lstm_ref(ref_d.encoder, E[context[i, :n]], zero, zero)
+            states, _, _ = lstm_ref(ref_d.decoder, torch.cat([E[filled[i, :n]], E[context[i, :n]]], -1), h, c)
+            refs.append(states @ ref_d.head.weight[0] + ref_d.head.bias[0])
+        scored = {
+            "padded, given lengths": d.score_filled(context.to(device), filled.to(device), lengths.to(device)),
+            "garbage beyond the lengths": d.score_filled(torch.where(beyond, garbage, context).to(device),
+                                                         torch.where(beyond, garbage, filled).to(device), lengths),
+            "more padding": d.score_filled(torch.cat([context, wider], 1).to(device),
+                                           torch.cat([filled, wider], 1).to(device), lengths.to(device)),
+            "lengths from the padding (training)": d(context.to(device), filled.to(device)),
+        }
+    for how, scores in scored.items():
+        for i, n in enumerate(lengths.tolist()):
+            torch.testing.assert_close(scores[i, :n].cpu(), refs[i], rtol=1e-5, atol=1e-5, msg=lambda m, how=how: f"{how}: {m}")
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, 12\] .*got values from 2 to 13"):
+        d.score_filled(context, filled, lengths + 1)
+    with pytest.raises(ValueError, match=r"lengths must have shape \(4,\)"):
+        d.score_filled(context, filled, lengths[:2])
+
+
 def test_env_reset_takes_given_sequences_and_blanks_and_refuses_bad_ones(small_oracle_data, device):
     V, L = small_oracle_data.vocab_size, small_oracle_data.max_length
     env = InfillVecEnv(2, data=small_oracle_data, discriminator="constant", device=device)
