@@ -9,11 +9,11 @@
 
 Defaults are the original code's (``discriminator.py`` of LantaoYu/SeqGAN): embedding 64,
 widths [1..10, 15, 20] with [100, 200, 200, 200, 200, 100, 100, 100, 100, 100, 160, 160]
-filters (F = 1720), dropout 0.25 (keep probability 0.75), uniform(-1, 1) embeddings, conv
-weights from a truncated normal of std 0.1 and biases 0.1, highway gate bias 0. The original
-has a two-class softmax output; one logit is the same model with one fewer redundant row. The
-highway and output weights keep PyTorch's default initialization (the original: TensorFlow's
-default for ``get_variable``).
+filters (F = 1720), dropout 0.25 (keep probability 0.75), uniform(-1, 1) embeddings, conv and
+output weights from a truncated normal of std 0.1 (cut at ±2 std, as TensorFlow's) and their
+biases 0.1, highway gate bias 0. The original has a two-class softmax output; one logit is the
+same model with one fewer redundant row. The highway's weights (and its transform bias) keep
+PyTorch's default initialization (the original: TensorFlow's default for ``get_variable``).
 
 Regularization: like the original, the trainer adds ``l2_reg · (‖W_o‖² + ‖b_o‖²) / 2`` of the
 output layer to the loss (:meth:`CNNDiscriminator.regularization`). The original's

@@ -104,6 +104,16 @@ def test_labelled_corpus_bad_arguments(labelled, tmp_path):
         LabelledCorpus(tmp_path / "missing.tsv")
 
 
+def test_labelled_corpus_reads_eos_as_corpus_does(tmp_path):
+    """A final ``<eos>`` is the line's end; one inside a sentence is refused with its line, as
+    Corpus does (LabelledCorpus kept the first as a word and let the second cut a sentence)."""
+    data = LabelledCorpus(write(tmp_path, "e.tsv", ["pos\tthe cat sat <eos>", "neg\tthe dog ran"]))
+    assert data.train_lengths.tolist() == [4, 4] and "<eos>" not in data.vocab.itos[2:]
+    assert data.decode(data.train[0].tolist()) == "the cat sat"
+    with pytest.raises(ValueError, match=r"e2\.tsv', line 2: '<eos>' inside a sentence"):
+        LabelledCorpus(write(tmp_path, "e2.tsv", ["pos\tthe cat sat", "neg\tthe <eos> dog ran"]))
+
+
 # ---------------------------------------------------------------------- MultiOracleData
 def slow_token_nll(oracle: OracleLSTM, seq: list[int]) -> list[float]:
     """Per-token NLL of one sequence, one step of the LSTM cell at a time."""
@@ -178,9 +188,23 @@ def test_per_class_nll_oracle_matches_a_slow_reference(small_multi, device):
     assert own < swapped
 
 
+def test_per_class_nll_oracle_takes_labels_as_nll_oracle_does(small_multi):
+    """nll_oracle takes a list or a numpy array of labels; nll_oracle_per_class crashed on them."""
+    tokens, labels = small_multi.test, small_multi.test_labels
+    expected = small_multi.nll_oracle_per_class(tokens, labels)
+    for given in (labels.tolist(), labels.numpy()):
+        torch.testing.assert_close(small_multi.nll_oracle_per_class(tokens, given), expected)
+    with pytest.raises(ValueError, match="class id 2 is out of range"):
+        small_multi.nll_oracle_per_class(tokens[:2], [0, 2])
+
+
 def test_multi_oracle_errors(small_multi):
     with pytest.raises(ValueError, match=r"class id 2 is out of range for 2 classes \(valid ids: 0\.\.1\)"):
         small_multi.oracle_for(2)
+    for c in (1.7, 1.0, True):  # 1.7 was class 1
+        with pytest.raises(ValueError, match=rf"a class id must be an integer, got {c!r}"):
+            small_multi.oracle_for(c)
+    assert small_multi.oracle_for(np.int64(1)) is small_multi.oracle_for(torch.tensor(1)) is small_multi.oracles[1]
     with pytest.raises(ValueError, match="class id -1 is out of range"):
         small_multi.nll_oracle(small_multi.train[:3], torch.tensor([0, -1, 1]))
     with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
@@ -192,6 +216,14 @@ def test_multi_oracle_errors(small_multi):
     with pytest.raises(ValueError, match="share one vocabulary"):
         MultiOracleData(oracles=[OracleLSTM(10, 4, 4, max_length=6), OracleLSTM(11, 4, 4, max_length=6)],
                         max_length=6, n_train=2, n_test=2)
+
+
+@pytest.mark.parametrize("size", ["vocab_size", "emb_dim", "hidden_dim"])
+@pytest.mark.parametrize("value", [0, -3, 2.5])
+def test_multi_oracle_refuses_bad_oracle_sizes_by_name(size, value):
+    """vocab_size=0 was a torch RuntimeError, emb_dim=0 and hidden_dim=0 were accepted."""
+    with pytest.raises(ValueError, match=rf"{size} must be an integer >= 1, got {value}"):
+        MultiOracleData(2, seqgan_oracle=False, max_length=4, n_train=2, n_test=2, **{size: value})
 
 
 # ---------------------------------------------------------------------- the env's classes option

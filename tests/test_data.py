@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import need_data
 
-from textgym.data import EOS_ID, UNK_ID, Corpus, OracleData, Vocab, corpus_files, resolve_data
+from textgym.data import EOS_ID, UNK_ID, Corpus, OracleData, Vocab, corpus_files, read_lines, resolve_data
 from textgym.oracle import ORACLE_KEYS, OracleLSTM
 
 
@@ -302,3 +302,38 @@ def test_a_byte_order_mark_is_no_part_of_a_word_and_eos_only_ends_a_line(tmp_pat
     assert c.train_lengths.tolist() == [3, 3]
     with pytest.raises(ValueError, match=r"e2\.txt, line 2: '<eos>' inside a sentence"):
         Corpus(write(tmp_path, "e2.txt", "a b\na <eos> b\n"))  # was the sentence "a", silently
+
+
+def test_only_a_newline_ends_a_line(tmp_path):
+    """str.splitlines also split at form feeds, "\\x1c".."\\x1e", NEL and U+2028/U+2029: one line
+    became several sentences, and the errors after it named the wrong line."""
+    odd = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    p = write(tmp_path, "odd.txt", f"a{odd}b\r\nc d\n\ne\r")  # Windows line ends; a last line without "\n"
+    assert read_lines(p) == [f"a{odd}b", "c d", "", "e"]
+    assert Corpus(p).train_lengths.tolist() == [3, 3, 2]  # three sentences ("a b": the odd characters are spaces)
+    with pytest.raises(ValueError, match=r"bad\.txt, line 2: '<eos>' inside a sentence"):
+        Corpus(write(tmp_path, "bad.txt", "a\x0cb\nc <eos> d\n"))
+
+
+def test_oracle_data_never_changes_the_callers_oracle(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
+    oracle = OracleLSTM(vocab_size=20, max_length=4, seed=1)
+    data = OracleData(oracle, max_length=6, n_train=8, n_test=8)
+    assert oracle.max_length == 4 and oracle.sample(2).shape == (2, 4)  # was set to 6
+    assert data.oracle.max_length == 6 and data.train.shape == (8, 6)
+    assert torch.equal(data.oracle.Wo, oracle.Wo)
+    assert OracleData(oracle, max_length=4, n_train=8, n_test=8).oracle is oracle  # no copy needed
+
+
+def test_oracle_classes_is_refused_here_with_what_to_pass_instead():
+    """"oracle-classes" (train.py's name for the class-conditional benchmark, suggested for
+    misspellings) was taken for a file name: "corpus file 'oracle-classes' does not exist"."""
+    import gymnasium as gym
+
+    import textgym  # noqa: F401  (registers the env)
+
+    message = r"'oracle-classes' names the class-conditional .* data=textgym\.classes\.MultiOracleData\(2"
+    with pytest.raises(ValueError, match=message):
+        resolve_data("oracle-classes")
+    with pytest.raises(ValueError, match=message):
+        gym.make_vec("textgym/TokenGen-v0", num_envs=2, data="oracle-classes")

@@ -24,12 +24,13 @@ episode on a class (its ``classes`` option).
 from __future__ import annotations
 
 import copy
+import operator
 import os
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 import torch
 
-from textgym.data import Corpus, TextData, _canonical, cached_samples, pack, read_lines
+from textgym.data import Corpus, TextData, _canonical, at_length, cached_samples, pack, read_lines, sentence_words
 from textgym.masks import length_mask, strip_padding
 from textgym.oracle import OracleLSTM
 from textgym.protocols import device_of
@@ -68,7 +69,8 @@ class LabelledCorpus(Corpus):
 
     The label is the text before the first TAB (surrounding whitespace removed); the sentence,
     after it, is tokenized like :class:`~textgym.data.Corpus` (whitespace tokens, optionally
-    lower-cased; labels are never lower-cased). Blank lines are skipped. Everything else
+    lower-cased; labels are never lower-cased; ``<eos>`` as
+    :func:`~textgym.data.sentence_words` reads it). Blank lines are skipped. Everything else
     (vocabulary from the training file, ``max_length``, ``long_sentences``, ``min_count``,
     ``max_vocab``) is Corpus's; a sentence dropped for its length drops its label with it, so
     ``train_labels[i]`` is always the class of ``train[i]``.
@@ -86,8 +88,8 @@ class LabelledCorpus(Corpus):
     Raises:
         ValueError: naming the file and the 1-based line number, for a non-blank line without
             a TAB, an empty label, a label not among ``classes`` (or, in the test file, not a
-            label of the training file), or a label without a sentence; and for a bad
-            ``classes`` list (empty, duplicate or empty names).
+            label of the training file), a label without a sentence, or an ``<eos>`` inside a
+            sentence; and for a bad ``classes`` list (empty, duplicate or empty names).
     """
 
     num_classes: int
@@ -152,7 +154,7 @@ class LabelledCorpus(Corpus):
             label = label.strip()
             if not label:
                 raise ValueError(f"{where}, line {n}: empty label before the TAB")
-            words = (text.lower() if lowercase else text).split()
+            words = sentence_words(text, lowercase, f"{where}, line {n}")
             if not words:
                 raise ValueError(f"{where}, line {n}: label {label!r} has no sentence after the TAB")
             found.append((label, n))
@@ -190,11 +192,16 @@ class MultiOracleData(TextData):
     All sequences are whole (``eos_id`` is None; every length is ``max_length``).
 
     The oracles: by default (``seqgan_oracle=True``) class 0's is the published SeqGAN oracle
-    (:meth:`OracleLSTM.load`, vocabulary 5000, embedding and hidden size 32; with seed 88 its
-    samples are those of OracleData's defaults) and class c >= 1's a fresh oracle of the same
-    architecture with every weight drawn from N(0, 1), as SeqGAN initializes its oracle
-    (``OracleLSTM(seed=oracle_seed + c)``). With ``seqgan_oracle=False`` every class's oracle is
-    a fresh one (class c from seed ``oracle_seed + c``) of the given sizes; or pass ``oracles``.
+    (:meth:`OracleLSTM.load`, vocabulary 5000, embedding and hidden size 32) and class c >= 1's a
+    fresh oracle of the same architecture with every weight drawn from N(0, 1), as SeqGAN
+    initializes its oracle (``OracleLSTM(seed=oracle_seed + c)``). With ``seqgan_oracle=False``
+    every class's oracle is a fresh one (class c from seed ``oracle_seed + c``) of the given
+    sizes; or pass ``oracles``.
+
+    Class 0 and :class:`~textgym.data.OracleData`: with the default ``n_train``, ``n_test`` and
+    ``seed``, class 0's first 4000 training and first 2000 test sequences are the first rows of
+    OracleData's default train and test sets, and the rest are not: ``sample_dataset`` draws in
+    batches of 2000, and a shorter last batch (1000 and 500 rows here) draws other sequences.
 
     Args:
         num_classes: k (default 2, or ``len(oracles)``).
@@ -208,8 +215,8 @@ class MultiOracleData(TextData):
         oracle_seed: initialization seed of the fresh oracles.
 
     Raises:
-        ValueError: a bad size, k < 1, oracles of different vocabularies, or sizes that
-            contradict the published oracle.
+        ValueError: a size or count that is not an integer >= 1, oracles of different
+            vocabularies, or sizes that contradict the published oracle.
     """
 
     test: torch.Tensor
@@ -231,7 +238,9 @@ class MultiOracleData(TextData):
         seed: int = 88,
         oracle_seed: int = 100,
     ) -> None:
-        for what, v in (("max_length", max_length), ("n_train", n_train), ("n_test", n_test)):
+        sizes_asked = (("max_length", max_length), ("n_train", n_train), ("n_test", n_test), ("emb_dim", emb_dim),
+                       ("hidden_dim", hidden_dim), *((("vocab_size", vocab_size),) if vocab_size is not None else ()))
+        for what, v in sizes_asked:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{what} must be an integer >= 1, got {v!r}")
         if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool)
@@ -261,12 +270,7 @@ class MultiOracleData(TextData):
             V = found[0].vocab_size if found else (5000 if vocab_size is None else vocab_size)
             for c in range(len(found), k):
                 found.append(OracleLSTM(V, emb_dim, hidden_dim, max_length=max_length, seed=oracle_seed + c))
-        self.oracles: List[OracleLSTM] = []
-        for o in found:
-            if o.max_length != max_length:  # never change the caller's oracle in place
-                o = copy.deepcopy(o)
-                o.max_length = max_length
-            self.oracles.append(o)
+        self.oracles: List[OracleLSTM] = [at_length(o, max_length) for o in found]
         self.num_classes = len(self.oracles)
         self.class_names = [f"oracle{c}" for c in range(self.num_classes)]
         self.n_train, self.n_test, self.seed = n_train, n_test, seed
@@ -285,11 +289,15 @@ class MultiOracleData(TextData):
         return self.train_labels
 
     def _check_class(self, c: int) -> int:
-        if not isinstance(c, int) or isinstance(c, bool):
-            try:
-                c = int(c)  # a numpy or 0-d torch integer
-            except (TypeError, ValueError):
-                raise ValueError(f"a class id must be an integer, got {c!r}") from None
+        """``c`` as an int: a Python, numpy or 0-d torch integer (``operator.index``, which
+        refuses 1.7 where ``int`` would make it class 1; bools are refused too)."""
+        try:
+            index = None if isinstance(c, bool) else operator.index(c)
+        except TypeError:
+            index = None
+        if index is None:
+            raise ValueError(f"a class id must be an integer, got {c!r}")
+        c = index
         if not 0 <= c < self.num_classes:
             raise ValueError(f"class id {c} is out of range for {self.num_classes} classes "
                              f"(valid ids: 0..{self.num_classes - 1})")
@@ -358,7 +366,7 @@ class MultiOracleData(TextData):
         """NLL-oracle of each class's rows: ``(k,)`` float, entry c the mean per-token NLL of the
         rows labelled c under oracle c (NaN for a class without rows)."""
         nll, mask = self._token_nll(tokens, labels, lengths)
-        labels = labels.to(nll.device).long()
+        labels = check_labels(labels, tokens.shape[0], self.num_classes).to(nll.device)
         k = self.num_classes
         total = torch.zeros(k, device=nll.device).index_add_(0, labels, (nll * mask).sum(1))
         count = torch.zeros(k, device=nll.device).index_add_(0, labels, mask.sum(1))

@@ -44,6 +44,7 @@ CORPORA: Dict[str, Tuple[str, str]] = {"coco": ("coco/image_coco.txt", "coco/tes
 __all__ = [
     "CORPORA", "EOS", "EOS_ID", "UNK", "UNK_ID", "Corpus", "OracleData", "TextData", "Vocab", "cache_dir",
     "cached_samples", "corpus_files", "data_dir", "data_path", "pack", "read_lines", "read_sentences", "resolve_data",
+    "sentence_words",
 ]
 
 
@@ -104,7 +105,11 @@ def corpus_files(name: str) -> Tuple[Path, Path]:
 
 
 def read_lines(path: Union[str, os.PathLike]) -> List[str]:
-    """The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not UTF-8)."""
+    r"""The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not UTF-8).
+
+    Only ``\n`` ends a line (``\r\n`` too: a ``\r`` before it is dropped): ``str.splitlines``
+    would also split at form feeds, ``\x1c``-``\x1e``, NEL and the Unicode line separators,
+    cutting a sentence in two and shifting the line number of every error after it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"corpus file {str(path)!r} does not exist or is not a file")
@@ -116,23 +121,32 @@ def read_lines(path: Union[str, os.PathLike]) -> List[str]:
             f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}): "
             "textgym reads UTF-8 text with one sentence per line"
         ) from None
-    return text.splitlines()
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the file's final "\n" ends the last line; it starts none
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def sentence_words(text: str, lowercase: bool, where: str) -> List[str]:
+    """The whitespace tokens of one line's sentence (lower-cased when ``lowercase``).
+
+    A final ``<eos>`` is dropped (the line's end is one); one inside the sentence is a
+    ValueError starting with ``where`` (the file and line): it would end the sentence there,
+    silently. :func:`read_sentences` and :class:`textgym.classes.LabelledCorpus` both read so."""
+    words = (text.lower() if lowercase else text).split()
+    if words and words[-1] == EOS:
+        words.pop()
+    if EOS in words:
+        raise ValueError(f"{where}: {EOS!r} inside a sentence; it is the reserved end-of-sentence "
+                         "token (one at the end of a line is allowed)")
+    return words
 
 
 def read_sentences(path: Union[str, os.PathLike], lowercase: bool = False) -> List[List[str]]:
-    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines skipped).
-
-    A final ``<eos>`` on a line is dropped (the line's end is one); one inside a sentence is a
-    ValueError naming the line: it would end the sentence there, silently."""
-    sentences = []
-    for number, line in enumerate(read_lines(path), 1):
-        words = (line.lower() if lowercase else line).split()
-        if words and words[-1] == EOS:
-            words.pop()
-        if EOS in words:
-            raise ValueError(f"{path}, line {number}: {EOS!r} inside a sentence; it is the reserved end-of-sentence "
-                             "token (one at the end of a line is allowed)")
-        sentences.append(words)
+    """Read a UTF-8 text file with one sentence per line into whitespace tokens (blank lines
+    skipped; ``<eos>`` as :func:`sentence_words` reads it)."""
+    sentences = [sentence_words(line, lowercase, f"{path}, line {number}")
+                 for number, line in enumerate(read_lines(path), 1)]
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError(f"corpus file {str(path)!r} holds no sentences (it is empty or blank)")
@@ -309,8 +323,7 @@ class OracleData(TextData):
             oracle = OracleLSTM.load(max_length=max_length)
         elif isinstance(oracle, (str, os.PathLike)):
             oracle = OracleLSTM.load(oracle, max_length=max_length)
-        oracle.max_length = max_length
-        self.oracle = oracle
+        self.oracle = oracle = at_length(oracle, max_length)
         self._device_copies: Dict[torch.device, OracleLSTM] = {}
         tr = cached_samples(oracle, n_train, seed)
         te = cached_samples(oracle, n_test, seed + 1)
@@ -333,6 +346,16 @@ class OracleData(TextData):
         if device not in copies:
             copies[device] = copy.deepcopy(self.oracle).to(device)
         return copies[device]
+
+
+def at_length(oracle: OracleLSTM, max_length: int) -> OracleLSTM:
+    """``oracle`` when it samples ``max_length`` tokens, else a copy that does: never the
+    caller's oracle changed in place (it may be in use elsewhere at its own length)."""
+    if oracle.max_length == max_length:
+        return oracle
+    oracle = copy.deepcopy(oracle)
+    oracle.max_length = max_length
+    return oracle
 
 
 def _canonical(device: Union[str, torch.device]) -> torch.device:
@@ -379,7 +402,8 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     return x
 
 
-#: the data sets known by name: the oracle benchmark, its two-class version (``train.py --data``) and the corpora
+#: the data sets known by name: the oracle benchmark, its two-class version (``train.py --data``; not
+#: :func:`resolve_data`, which says what to pass instead) and the corpora
 DATA_NAMES = ("oracle", "oracle-classes", *CORPORA)
 
 
@@ -406,7 +430,10 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
     """``"oracle"``, a named corpus (:data:`CORPORA`, with its test split), a path to a text file,
     or a TextData object -> TextData.
 
-    The oracle data set is cached per ``max_length`` (it is deterministic).
+    The oracle data set is cached per ``max_length`` (it is deterministic). ``"oracle-classes"``
+    (a name of ``train.py --data`` and of studies, which build it) is a ValueError saying what to
+    pass instead: :class:`textgym.classes.MultiOracleData` builds on this module, so this module
+    cannot build it without an import cycle.
     """
     if isinstance(data, TextData):
         if max_length is not None and max_length != data.max_length:
@@ -417,6 +444,9 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
         if L not in _ORACLE_CACHE:
             _ORACLE_CACHE[L] = OracleData(max_length=L)
         return _ORACLE_CACHE[L]
+    if isinstance(data, str) and data == "oracle-classes":
+        raise ValueError("'oracle-classes' names the class-conditional oracle benchmark for train.py and studies; "
+                         "here pass the data object: data=textgym.classes.MultiOracleData(2, max_length=...)")
     if isinstance(data, str) and data in CORPORA:
         return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
