@@ -47,7 +47,7 @@ from agents.generator import Generator
 from agents.mle import check_finite, derive_seed, shuffled_order
 from discriminators.base import load_weights, seeded
 from textgym.classes import ClassData, MultiOracleData, num_classes_of
-from textgym.data import TextData
+from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
 from textgym.sampling import linear_logit_bound, sample_past_prefix
@@ -238,7 +238,7 @@ class ConditionalAgent(Agent):
                  device: Union[str, torch.device] = "cpu", seed: int = 0) -> None:
         if isinstance(data, str):
             if data == "oracle-classes":
-                data = MultiOracleData(2)
+                data = resolve_data(data)
             else:
                 raise ValueError(f"{self.name} needs labelled data: 'oracle-classes' or a ClassData object, "
                                  f"got {data!r}")

@@ -67,12 +67,8 @@ def load_data(run: RunConfig) -> TextData:
     if run.data in ("oracle", "oracle-classes") and run.test_data:
         raise RunError(f"test_data applies to text corpora; the {run.data} benchmark has its own test set")
     try:
-        if run.data == "oracle":
-            data = resolve_data("oracle", run.max_length)
-        elif run.data == "oracle-classes":  # class-conditional agents: k = 2 oracle LSTMs, one per class
-            from textgym.classes import MultiOracleData
-
-            data = MultiOracleData(2, max_length=run.max_length or 20)
+        if run.data in ("oracle", "oracle-classes"):  # the latter for class-conditional agents: k = 2 oracles
+            data = resolve_data(run.data, run.max_length)
         else:
             train, test = run.data, run.test_data
             refuse_misspelled_name(train)

@@ -325,15 +325,15 @@ def test_oracle_data_never_changes_the_callers_oracle(monkeypatch, tmp_path):
     assert OracleData(oracle, max_length=4, n_train=8, n_test=8).oracle is oracle  # no copy needed
 
 
-def test_oracle_classes_is_refused_here_with_what_to_pass_instead():
+def test_oracle_classes_is_a_data_set_name_for_the_env_too():
     """"oracle-classes" (train.py's name for the class-conditional benchmark, suggested for
     misspellings) was taken for a file name: "corpus file 'oracle-classes' does not exist"."""
     import gymnasium as gym
 
-    import textgym  # noqa: F401  (registers the env)
+    from textgym.classes import MultiOracleData
 
-    message = r"'oracle-classes' names the class-conditional .* data=textgym\.classes\.MultiOracleData\(2"
-    with pytest.raises(ValueError, match=message):
-        resolve_data("oracle-classes")
-    with pytest.raises(ValueError, match=message):
-        gym.make_vec("textgym/TokenGen-v0", num_envs=2, data="oracle-classes")
+    data = resolve_data("oracle-classes", 8)
+    assert isinstance(data, MultiOracleData) and data.num_classes == 2 and data.max_length == 8
+    assert resolve_data("oracle-classes", 8) is data  # cached: deterministic, built once per length
+    venv = gym.make_vec("textgym/TokenGen-v0", num_envs=2, data="oracle-classes", max_length=8)
+    assert venv.num_classes == 2 and venv.data is data and venv.reset(seed=0)[0].shape == (2, 9)

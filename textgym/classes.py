@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union, runti
 
 import torch
 
-from textgym.data import Corpus, TextData, _canonical, at_length, cached_samples, pack, read_lines, sentence_words
+from textgym.data import BUILDERS, Corpus, TextData, _canonical, at_length, cached_samples, pack, read_lines, sentence_words
 from textgym.masks import length_mask, strip_padding
 from textgym.oracle import OracleLSTM
 from textgym.protocols import device_of
@@ -371,3 +371,20 @@ class MultiOracleData(TextData):
         total = torch.zeros(k, device=nll.device).index_add_(0, labels, (nll * mask).sum(1))
         count = torch.zeros(k, device=nll.device).index_add_(0, labels, mask.sum(1))
         return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+
+
+_ORACLE_CLASSES: Dict[int, MultiOracleData] = {}
+
+
+def oracle_classes(max_length: Optional[int] = None) -> MultiOracleData:
+    """The class-conditional oracle benchmark by its name, ``"oracle-classes"``: k = 2 oracles
+    (:class:`MultiOracleData`'s defaults) of ``max_length`` tokens (default 20), cached per
+    length (it is deterministic); ``resolve_data("oracle-classes")`` and ``train.py --data
+    oracle-classes`` give it."""
+    L = 20 if max_length is None else max_length
+    if L not in _ORACLE_CLASSES:
+        _ORACLE_CLASSES[L] = MultiOracleData(2, max_length=L)
+    return _ORACLE_CLASSES[L]
+
+
+BUILDERS["oracle-classes"] = oracle_classes

@@ -24,7 +24,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Hashable, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import Callable, Dict, Hashable, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 
@@ -402,9 +402,11 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     return x
 
 
-#: the data sets known by name: the oracle benchmark, its two-class version (``train.py --data``; not
-#: :func:`resolve_data`, which says what to pass instead) and the corpora
+#: the data sets known by name: the oracle benchmark, its two-class version and the corpora
 DATA_NAMES = ("oracle", "oracle-classes", *CORPORA)
+#: named data sets built by modules that build on this one: name -> builder(max_length or None);
+#: :mod:`textgym.classes` adds ``"oracle-classes"`` (the package imports it)
+BUILDERS: Dict[str, Callable[[Optional[int]], TextData]] = {}
 
 
 def refuse_misspelled_name(data: str) -> None:
@@ -430,10 +432,8 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
     """``"oracle"``, a named corpus (:data:`CORPORA`, with its test split), a path to a text file,
     or a TextData object -> TextData.
 
-    The oracle data set is cached per ``max_length`` (it is deterministic). ``"oracle-classes"``
-    (a name of ``train.py --data`` and of studies, which build it) is a ValueError saying what to
-    pass instead: :class:`textgym.classes.MultiOracleData` builds on this module, so this module
-    cannot build it without an import cycle.
+    The oracle data set is cached per ``max_length`` (it is deterministic); ``"oracle-classes"``
+    comes from its builder in :data:`BUILDERS`.
     """
     if isinstance(data, TextData):
         if max_length is not None and max_length != data.max_length:
@@ -444,9 +444,8 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
         if L not in _ORACLE_CACHE:
             _ORACLE_CACHE[L] = OracleData(max_length=L)
         return _ORACLE_CACHE[L]
-    if isinstance(data, str) and data == "oracle-classes":
-        raise ValueError("'oracle-classes' names the class-conditional oracle benchmark for train.py and studies; "
-                         "here pass the data object: data=textgym.classes.MultiOracleData(2, max_length=...)")
+    if isinstance(data, str) and data in BUILDERS:
+        return BUILDERS[data](max_length)
     if isinstance(data, str) and data in CORPORA:
         return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
