@@ -27,6 +27,26 @@ from agents.config import SB3, SIZE, ConfigError, KLConfig, at_least, param, pos
 from discriminators.base import load_optimizer_state, load_weights
 from textgym.data import OracleData, TextData, resolve_data
 
+#: SB3 arguments the agent sets itself, from the fields named (None: from the run or the agent)
+SET_BY_FIELDS = {"n_steps": "n_steps", "learning_rate": "learning_rate", "seed": None, "device": None, "verbose": None,
+                 "policy": "policy", "env": None}
+#: policy_kwargs the agent sets from its fields
+POLICY_SET_BY_FIELDS = {"emb_dim": "emb_dim", "hidden_dim": "hidden_dim", "eos_id": None,
+                        "features_extractor_class": "policy", "features_extractor_kwargs": "features_dim"}
+
+
+def check_sb3_kwargs(v: Any) -> Optional[str]:
+    """sb3_kwargs may not set what the agent sets from a field: the field's value would be
+    recorded in config.json and another one used."""
+    if not isinstance(v, dict) or not isinstance(v.get("policy_kwargs", {}), dict):
+        return "a dict of keyword arguments (its policy_kwargs a dict too)"
+    taken = [(k, SET_BY_FIELDS[k]) for k in v if k in SET_BY_FIELDS]
+    taken += [(f"policy_kwargs.{k}", POLICY_SET_BY_FIELDS[k]) for k in v.get("policy_kwargs", {}) if k in POLICY_SET_BY_FIELDS]
+    if not taken:
+        return None
+    how = "; ".join(f"{k}: {'the field ' + f if f else 'set by the run'}" for k, f in taken)
+    return f"keyword arguments the agent does not set itself (set elsewhere: {how})"
+
 
 @dataclass
 class SB3Config(KLConfig):
@@ -53,7 +73,8 @@ class SB3Config(KLConfig):
     emb_dim: int = param(32, "generator embedding size (policy='generator')", check=at_least(1))
     hidden_dim: int = param(32, "generator LSTM size (policy='generator')", check=at_least(1))
     features_dim: int = param(64, "GRU size of the features extractor (policy='gru')", check=at_least(1))
-    sb3_kwargs: Dict[str, Any] = param({}, "any other keyword argument of the SB3 algorithm")
+    sb3_kwargs: Dict[str, Any] = param({}, "any other keyword argument of the SB3 algorithm (policy_kwargs are added "
+                                           "to the policy's)", check=check_sb3_kwargs)
 
     @property
     def oracle_reward(self) -> bool:
@@ -103,11 +124,13 @@ class SB3Agent(Agent):
         else:
             policy, policy_kwargs = "MlpPolicy", dict(features_extractor_class=TokenFeaturesExtractor,
                                                       features_extractor_kwargs=dict(features_dim=c.features_dim))
+        # the statistics of every episode of a rollout (SB3 keeps the last 100: fewer than a rollout ends)
         kw: Dict[str, Any] = dict(n_steps=n_steps, learning_rate=c.learning_rate, seed=seed, device=self.device, verbose=0,
-                                  policy_kwargs=policy_kwargs)
+                                  stats_window_size=n_steps * c.num_envs)
         if self.ALGO == "ppo":
             kw["batch_size"] = ppo_batch_size(n_steps * c.num_envs)
-        kw.update(c.sb3_kwargs)
+        kw.update(c.sb3_kwargs)  # none of the keys above but these two (check_sb3_kwargs)
+        kw["policy_kwargs"] = {**policy_kwargs, **c.sb3_kwargs.get("policy_kwargs", {})}
         self.vec_env = SB3VecEnv(self.env)  # its episode returns and lengths are part of the state
         self.model = algo(policy, self.vec_env, **kw)
         self.env = unwrap_token_env(self.model.get_env())  # the same-step view SB3 steps
@@ -198,7 +221,7 @@ class SB3Agent(Agent):
                 stats["d_heldout_acc"] = self.callback.last_stats["heldout_acc"]
                 stats["d_heldout_loss"] = self.callback.last_stats["heldout_loss"]
         if self.kl is not None and self.kl.last_kl is not None:
-            stats.update(kl=self.kl.last_kl, kl_beta=self.kl.controller.beta)
+            stats.update(kl=self.kl.last_kl, kl_beta=self.kl.last_beta)  # the β of this rollout's rewards
         return stats
 
     def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:

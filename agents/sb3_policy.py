@@ -207,8 +207,11 @@ class GeneratorPolicy(ActorCriticPolicy):
         self._initial_state = generator_state
         kwargs.setdefault("ortho_init", False)
         if kwargs.get("optimizer_class", torch.optim.Adam) is torch.optim.Adam:
-            # SB3's own default (eps 1e-5) plus the fused kernel: one pass over all parameters
-            kwargs["optimizer_kwargs"] = {"eps": 1e-5, "fused": True, **(kwargs.get("optimizer_kwargs") or {})}
+            # SB3's own default (eps 1e-5) plus the fused kernel (one pass over all parameters),
+            # unless the caller chose an implementation (fused and foreach exclude each other)
+            given = kwargs.get("optimizer_kwargs") or {}
+            fused = {} if "foreach" in given else {"fused": True}
+            kwargs["optimizer_kwargs"] = {"eps": 1e-5, **fused, **given}
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
         self.action_dist = _Categorical(int(action_space.n))
 
@@ -322,8 +325,8 @@ def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = Non
     """``policy_kwargs`` of :class:`GeneratorPolicy` starting from an MLE run.
 
     ``source``: a run folder (its ``generator.pt``, the run's last generator), a ``generator.pt``
-    file, a state dict (a ``Generator.state_dict()`` or an agent state holding one under
-    ``"generator"``), or None (a fresh generator). The sizes are read from the weights, and a
+    file, a state dict (a ``Generator.state_dict()``, a GeneratorPolicy's ``state_dict()``, or an
+    agent state holding one under ``"generator"``), or None (a fresh generator). The sizes are read from the weights, and a
     generator file's end-of-sequence id from the file (with a state dict, pass ``eos_id=`` on a
     corpus, or the policy's samples are not cut at ``<eos>``); only the sizes are checked (by the
     policy, against the env's), unless ``vocab`` is given.
@@ -358,6 +361,13 @@ def generator_policy_kwargs(source: Union[str, Path, Dict[str, Any], None] = Non
         state = blob["state_dict"]
         file_kwargs = dict(blob.get("kwargs") or {})
     kwargs: Dict[str, Any] = {}
+    if state is not None and "generator.embedding.weight" in state:  # a GeneratorPolicy's own state dict
+        state = {k[len("generator."):]: v for k, v in state.items() if k.startswith("generator.")}
+    if state is not None and "embedding.weight" not in state:
+        keys = sorted(state)[:3]
+        raise ValueError(f"the state dict given is not a generator's (no 'embedding.weight'; its keys begin {keys}): give "
+                         "an MLE run folder, its generator.pt, a Generator.state_dict(), or a dict holding one under "
+                         "'generator' (a GeneratorPolicy's: policy.generator.state_dict())")
     if state is not None:
         kwargs.update(generator_state=state, emb_dim=int(state["embedding.weight"].shape[1]),
                       hidden_dim=int(state["lstm.weight_hh_l0"].shape[1]))
@@ -384,6 +394,7 @@ class KLRewardCallback(BaseCallback):
         self.encoder = PrefixEncoder(self.reference)
         self._kl_sum, self._kl_n = 0.0, 0
         self.last_kl: Optional[float] = None
+        self.last_beta: Optional[float] = None  # the β applied to the last rollout (the controller's moved on)
 
     def _on_step(self) -> bool:
         obs, actions, log_probs = self.locals["obs_tensor"], self.locals["actions"], self.locals["log_probs"]
@@ -402,8 +413,8 @@ class KLRewardCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         if self._kl_n:
-            self.last_kl = self._kl_sum / self._kl_n
+            self.last_kl, self.last_beta = self._kl_sum / self._kl_n, self.controller.beta
             self.logger.record("kl/kl", self.last_kl)
-            self.logger.record("kl/beta", self.controller.beta)
+            self.logger.record("kl/beta", self.last_beta)
             self.controller.update(self.last_kl, self._kl_n)
         self._kl_sum, self._kl_n = 0.0, 0

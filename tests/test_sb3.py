@@ -439,3 +439,32 @@ def test_sb3vecenv_refuses_a_wrapper_it_would_skip(small_oracle_data):
     single.reset()
     dones = [single.step(np.array([1]))[2][0] for _ in range(6)]
     assert dones == [False] * 5 + [True]
+
+
+def test_sb3_kwargs_cannot_override_the_agents_fields_and_add_to_the_policys(small_oracle_data):
+    """config.json records the fields; an sb3_kwargs key that set the same thing (learning_rate,
+    n_steps, the policy's sizes) was used instead, silently."""
+    import agents
+
+    base = {"discriminator": "oracle", "num_envs": 4, "n_steps": 6, "adv_steps": 1}
+    for bad, field in (({"learning_rate": 0.5}, "the field learning_rate"), ({"n_steps": 3}, "the field n_steps"),
+                       ({"policy_kwargs": {"emb_dim": 16}}, "policy_kwargs.emb_dim: the field emb_dim")):
+        with pytest.raises(agents.ConfigError, match=field):
+            agents.make("ppo", small_oracle_data, {**base, "sb3_kwargs": bad})
+    agent = agents.make("ppo", small_oracle_data, {**base, "emb_dim": 8, "sb3_kwargs": {"policy_kwargs": {"value_hidden": 7}}})
+    assert agent.model.policy.generator.emb_dim == 8 and agent.model.policy.value_head[0].out_features == 7
+
+
+def test_episode_reward_and_kl_beta_describe_the_iterations_rollout(small_oracle_data):
+    """episode_reward averages every episode of the rollout (SB3 keeps the last 100 of them by
+    default), and kl_beta is the β its rewards were shaped with (the controller moves on after)."""
+    import agents
+
+    cfg = {"discriminator": "oracle", "num_envs": 120, "n_steps": 6, "adv_steps": 2, "kl_beta": 0.5, "kl_target": 0.01,
+           "kl_horizon": 100}
+    agent = agents.make("ppo", small_oracle_data, cfg, seed=0)
+    first = agent.train_iteration()
+    assert len(agent.model.ep_info_buffer) == 120
+    assert first["episode_reward"] == pytest.approx(np.mean([e["r"] for e in agent.model.ep_info_buffer]))
+    assert first["kl_beta"] == 0.5 and agent.kl.controller.beta != 0.5  # applied, then adapted
+    assert agent.train_iteration()["kl_beta"] == agent.kl.last_beta != 0.5

@@ -451,3 +451,20 @@ def test_contrib_algorithms_refuse_the_generator_policy_with_a_message(small_ora
         MaskablePPO(GeneratorPolicy, env, n_steps=L, batch_size=24)
     with pytest.raises(TypeError, match="RecurrentPPO .*use it with PPO or A2C"):
         RecurrentPPO(GeneratorPolicy, env, n_steps=L, batch_size=24)
+
+
+def test_generator_policy_kwargs_take_a_policys_state_dict_and_refuse_other_dicts(small_oracle_data):
+    gen = trained_generator(small_oracle_data)
+    policy = make_policy(small_oracle_data, gen).policy
+    kwargs = generator_policy_kwargs(policy.state_dict())
+    assert all(torch.equal(kwargs["generator_state"][k], v) for k, v in gen.state_dict().items())
+    with pytest.raises(ValueError, match="not a generator's"):
+        generator_policy_kwargs({"policy": policy.state_dict()})
+
+
+def test_the_policy_takes_adams_foreach_option(small_oracle_data):
+    """The fused kernel is the default, not forced: fused and foreach exclude each other."""
+    env = SB3VecEnv(TokenVecEnv(4, data=small_oracle_data, discriminator="oracle", seed=0))
+    model = PPO(GeneratorPolicy, env, n_steps=L, batch_size=24, seed=0, policy_kwargs=dict(optimizer_kwargs={"foreach": True}))
+    group = model.policy.optimizer.param_groups[0]
+    assert group["foreach"] and not group["fused"] and group["eps"] == 1e-5
