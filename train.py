@@ -158,6 +158,9 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
             raise ConfigError(f"unknown config key {k!r} for agent {agent!r}{suggest(k, valid)}")
         texts.append((k, v))
     for k, text in texts:
+        if k in explicit:  # a flag and --set (or two --set) for one key: which wins would be a guess
+            raise ConfigError(f"{k} is given twice on the command line (as --{k.replace('_', '-')} or --set {k}=...); "
+                              "give it once")
         explicit[k] = parse_text(k, hints[k], text)
     resolved = resolve(preset, budget, file_values, explicit)
     return resolved, args

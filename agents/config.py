@@ -187,6 +187,12 @@ def parse_text(name: str, tp: Any, text: str) -> Any:
     except json.JSONDecodeError:
         if typing.get_origin(tp) in (list, List):  # a,b,c for a list of strings
             return coerce(name, tp, [part.strip() for part in text.split(",") if part.strip()])
+        for number in (int, float):  # what Python reads and JSON does not: .05, 5., +1, 1_000
+            if number in args:
+                try:
+                    return coerce(name, tp, number(text))
+                except ValueError:
+                    pass
         raise ConfigError(f"{name}: expected {type_name(tp)}, got {text!r}") from None
     return coerce(name, tp, value)
 
@@ -432,6 +438,9 @@ def resolve(preset: Preset, budget: Union[str, Mapping[str, Optional[int]]] = "p
     bad = [p for p in run.init_parts if p not in INIT_PARTS]
     if bad:
         raise ConfigError(f"init_parts: unknown part(s) {bad}; valid: {list(INIT_PARTS)}")
+    if run.init_from and not run.init_parts:  # it would skip MLE pretraining and load nothing
+        raise ConfigError(f"init_parts is empty, so init_from {run.init_from!r} would load nothing; give the parts to "
+                          f"load ({', '.join(INIT_PARTS)}) or leave init_from out")
     cfg = cls(**agent_vals)
     validate(cfg)
     return Resolved(preset.name, budget_name, run, cfg, sources)

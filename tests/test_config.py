@@ -141,6 +141,7 @@ def test_warm_start_skips_mle_unless_asked():
     ({"transform": "cube"}, r"transform = 'cube' is invalid"),
     ({"eval_samples": 0}, r"eval_samples = 0 is invalid"),
     ({"init_parts": ["optimizer"]}, r"init_parts"),
+    ({"init_from": "runs/mle", "init_parts": []}, r"init_parts is empty, so init_from 'runs/mle' would load nothing"),
 ])
 def test_bad_keys_types_and_values_are_refused_naming_the_field(explicit, match):
     with pytest.raises(ConfigError, match=match):
@@ -163,6 +164,9 @@ def test_unknown_keys_are_refused_by_agents_make_too(tmp_path):
     (["--agent", "seqgan", "--budget", "huge"], "unknown budget 'huge'"),
     (["--agent", "seqgan", "--set", "oops"], "KEY=VALUE"),
     (["--agent", "gan9000"], "valid agents"),
+    # a flag and --set for one key: --set used to win whatever the order
+    (["--agent", "ppo", "--set", "learning_rate=0.001", "--learning-rate", "0.5"], "learning_rate is given twice"),
+    (["--agent", "ppo", "--set", "learning_rate=0.001", "--set", "learning_rate=0.5"], "learning_rate is given twice"),
 ])
 def test_the_command_line_refuses_before_anything_runs(tmp_path, capsys, args, match):
     assert train.main([*args, "--out", str(tmp_path / "run")]) == 2
@@ -230,6 +234,12 @@ def test_command_line_values_parse_by_field_type():
     assert parse_text("opts", Dict[str, Any], '{"size": "small"}') == {"size": "small"}
     with pytest.raises(ConfigError, match="batch_size: expected int"):
         parse_text("batch_size", int, "6.5")
+    # numbers as Python writes them, which JSON does not read
+    assert parse_text("kl_beta", float, ".05") == 0.05 and parse_text("kl_beta", float, "5.") == 5.0
+    assert parse_text("batch_size", int, "+64") == 64 and parse_text("adv_steps", int, "1_000") == 1000
+    assert parse_text("kl_target", Optional[float], ".5") == 0.5
+    with pytest.raises(ConfigError, match="batch_size: expected int"):
+        parse_text("batch_size", int, "5.")
 
 
 @pytest.mark.parametrize("change,match", [
