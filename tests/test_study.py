@@ -60,7 +60,8 @@ def test_tiny_study_writes_every_output(finished):
         assert f"| {key} | mle start |" in report
     assert "## Reading" in report
     plots = sorted(p.name for p in (out / "plots").iterdir())
-    assert plots == sorted([f"{kind}-{Cell(k, 'cell', '', (), 0).folder_name}.png" for k in CELLS for kind in ("curves", "frontier")])
+    assert plots == sorted([f"{kind}-{Cell(k, 'cell', '', (), 0).folder_name}.png"
+                            for k in CELLS for kind in ("curves", "frontier")])
     analysis = json.loads((out / "analysis.json").read_text())
     for comp in analysis["comparisons"]:
         assert comp["control"]["seeds"] == [0, 1] and comp["control"]["frontier"]["verdict"] in (
@@ -177,6 +178,18 @@ def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys)
     ({"budget": "huge"}, "unknown budget"),
     ({"controls": "constant"}, "unknown study spec field 'controls'.*did you mean control"),
     ({"mle": {"mle_epochs": 1, "val_size": 600}}, "val_size = 600 sequences, but budget 'smoke' keeps train_size = 512"),
+    # values the study sets on every run itself: a seed made each seed's run the same, data crashed after training
+    ({"run": {"seed": 0}}, "spec.run sets 'seed', which the study sets itself \\(one run per seed of the spec's seeds\\)"),
+    ({"run": {"data": "coco"}}, "spec.run sets 'data', which the study sets itself \\(every run takes the spec's data\\)"),
+    ({"mle": {"mle_epochs": 2, "init_from": "/x"}}, "spec.mle sets 'init_from'.*each run warm starts from its seed's MLE"),
+    ({"mle": {"mle_epochs": 2, "test_data": "t.txt"}}, "spec.mle sets 'test_data'"),
+    ({"grid": [{"agent": ["seqgan"], "data": ["coco"]}]}, "grid entry 0 sets 'data'"),
+    ({"grid": [{"agent": ["seqgan"], "test_data": ["t.txt"]}]}, "grid entry 0 sets 'test_data'"),
+    ({"grid": [{"agent": ["seqgan"], "seed": [3]}]}, "grid entry 0 sets 'seed'"),
+    ({"grid": [{"agent": [["seqgan"]]}]}, "grid entry 0: unknown agent \\['seqgan'\\]"),  # was a TypeError
+    ({"temperatures": [0.7, 1.0, 1.0]}, "temperatures repeat: \\[0.7, 1.0, 1.0\\]"),
+    ({"grid": [{"agent": ["seqgan"], "adv_steps": [2, "2"]}]},  # one key and folder for two configs
+     "grid entry 0: the values .*'adv_steps': 2.* and .*'adv_steps': '2'.* both write as 'seqgan adv_steps=2'"),
 ])
 def test_bad_specs_are_refused_before_any_training(tmp_path, capsys, change, match):
     spec_file = tmp_path / "spec.json"
@@ -209,7 +222,8 @@ def test_specs_load_from_json_and_toml_and_builtins_expand(tmp_path):
         assert f"{agent} discriminator=oracle" in keys and f"{agent} discriminator=constant" in keys
     assert {c.seed for c in oracle} == {0, 1, 2}
     ppo = expand(StudySpec.from_dict({**SPEC, "grid": [{"agent": ["ppo"], "discriminator": ["oracle"], "kl_beta": [0, 1]}]}))
-    assert {c.key for c in ppo if c.role == "cell"} == {"ppo discriminator=oracle kl_beta=0", "ppo discriminator=oracle kl_beta=1"}
+    assert {c.key for c in ppo if c.role == "cell"} == {"ppo discriminator=oracle kl_beta=0",
+                                                        "ppo discriminator=oracle kl_beta=1"}
     for spec in (study.load_spec("infill-smoke"), study.load_spec(str(ROOT / "bench" / "specs" / "infill-oracle.json"))):
         runs = expand(spec)
         assert study.task_of(spec).name == "infill"
@@ -219,6 +233,42 @@ def test_specs_load_from_json_and_toml_and_builtins_expand(tmp_path):
     assert {c.key for c in full if c.role == "cell"} == {"maskgan-infill discriminator=seq2seq",
                                                         "maskgan-infill discriminator=oracle"}
     assert {c.seed for c in full} == {0, 1, 2} and "mle-infill +15 updates" in {c.key for c in full}
+
+
+def test_merge_plots_the_runs_it_collected_not_every_folder_a_glob_finds(finished, tmp_path):
+    """A run both in the study's cells/ and in a shard's (a shard run into a study folder) made
+    the curves' labels repeat, and merge --partial plotted an unfinished run folder without
+    metrics.jsonl: both crashed merge."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    cell = Cell(CELLS[1], "", "", (), 0)
+    shutil.copytree(cell.folder(out), cell.folder(out / "shards" / "1-of-2"))
+    assert study.main(["merge", str(out)]) == 0
+    unfinished = Cell(CELLS[1], "", "", (), 1).folder(out)
+    for name in ("record.json", "metrics.jsonl"):
+        (unfinished / name).unlink()
+    assert study.main(["merge", "--partial", str(out)]) == 0
+    folders = {json.loads(line)["folder"] for line in (out / "results.jsonl").read_text().splitlines()}
+    assert f"cells/s0/{cell.folder_name}" in folders and len(folders) == 11
+
+
+def test_a_run_resumed_after_its_training_keeps_its_warnings_and_its_earlier_time(finished, tmp_path):
+    """A session stopped after a run's training, before its record: the next session only
+    evaluates it. Its record lost the warnings of the training, and its seconds counted the
+    evaluation alone (below train_seconds)."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    spec = StudySpec.from_dict(SPEC)
+    cell = next(c for c in expand(spec) if c.seed == 0 and c.key == CELLS[1])
+    folder = cell.folder(out)
+    before = json.loads((folder / "record.json").read_text())
+    assert any("rewards carry no information" in w for w in before["warnings"])
+    (folder / "record.json").unlink()
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, "train_seconds": 1000.0}))  # a long training's
+    after = study.run_cell(cell, spec, out)
+    assert after["warnings"] == before["warnings"]
+    assert after["train_seconds"] == 1000.0 and after["seconds"] > 1000.0
 
 
 def test_a_corpus_study_reports_bleu_and_self_bleu_and_compares_their_frontiers(tmp_path):
@@ -432,7 +482,7 @@ def test_the_analysis_reports_cell_minus_control_with_the_paired_t_interval_and_
     spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
     cell, control = [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1]
     comp = analyze(spec, _hand_records([0, 1, 2], cell, control))["comparisons"][0]
-    d = [c - r for c, r in zip(cell, control)]  # -0.5, -0.3, -0.9: mean -0.5667, sd 0.3055
+    d = [c - r for c, r in zip(cell, control, strict=True)]  # -0.5, -0.3, -0.9: mean -0.5667, sd 0.3055
     mean = sum(d) / 3
     sd = (sum((x - mean) ** 2 for x in d) / 2) ** 0.5
     half = 4.302652729911275 * sd / 3 ** 0.5  # t quantile 0.975 with 2 degrees of freedom
@@ -475,6 +525,43 @@ def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_anal
     assert ci["nll_test"]["df"] == 1.0 and ci["nll_oracle"]["df"] == 2.0  # the other two seeds; the other metrics whole
     assert "Left out as not finite (the statistics use the other seeds): s1 seqgan: nll_test = nan." in \
         report_markdown(spec, analysis, records)
+
+
+def test_a_seed_without_a_finite_frontier_point_gets_no_area_and_is_listed():
+    """A sweep whose every temperature had a NaN NLL-oracle crashed the whole analysis (its seed's
+    frontier comparison and the seed-averaged one)."""
+    from textgym.study.report import analyze, report_markdown
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
+    cell1 = next(r for r in records if r["key"] == "seqgan" and r["seed"] == 1)
+    cell1["sweep"] = [{**p, "nll_oracle": float("nan")} for p in cell1["sweep"]]
+    analysis = analyze(spec, records)
+    fr = analysis["comparisons"][0]["control"]["frontier"]
+    assert fr["areas"] == pytest.approx([0.2, None, 0.36]) and fr["area"]["df"] == 1.0
+    assert fr["verdict"] == "dominates" and fr["area_note"] == "2 of 3 seeds share a range; s1 has no frontier (no finite point)"
+    assert analysis["left_out"] == ["s1 seqgan: nll_oracle = nan",
+                                    "s1 seqgan: its frontier (no temperature with finite nll_oracle and nll_test)"]
+    assert "(2 of 3 seeds share a range; s1 has no frontier (no finite point)) |" in report_markdown(spec, analysis, records)
+
+
+def test_a_frontier_below_mles_without_an_area_interval_says_why_instead_of_citing_one():
+    """A collapsed cell (one point, worse than MLE's) shares no diversity range with MLE's sweep:
+    the reading said "the seeds' area interval includes 0" of an interval that does not exist."""
+    from textgym.study.report import analyze, frontier_axes, reading
+    from textgym.study.spec import task_of
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
+    for r in records:
+        if r["key"] == "seqgan":
+            r["sweep"] = [{**p, "nll_oracle": 20.0, "nll_test": 8.0} for p in r["sweep"]]
+    analysis = analyze(spec, records)
+    assert analysis["comparisons"][0]["mle"]["frontier"]["verdict"] == "dominated"
+    lines = reading(analysis, frontier_axes(spec)[0], task_of(spec))
+    assert [line for line in lines if "MLE control's" in line and "seqgan" in line] == [
+        "- Frontier below the MLE control's on the seed-averaged sweeps, with no area interval to test it: `seqgan` "
+        "(no common range)."]
 
 
 @pytest.mark.parametrize("shifts, claim", [

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from agents.checkpoints import atomic_write_bytes, atomic_write_json
-from textgym.metrics import FrontierPoint, compare_frontiers
+from textgym.metrics import FrontierComparison, FrontierPoint, compare_frontiers
 from textgym.stats import Interval, mean_sd, paired_interval
 from textgym.study.spec import Cell, StudySpec, Task, start_key, task_of
 
@@ -45,6 +45,19 @@ def frontier_points(record_or_sweep: Any, name: str, axes: Sequence[str]) -> Lis
     sweep = record_or_sweep["sweep"] if isinstance(record_or_sweep, dict) else record_or_sweep
     q, d = axes[0], axes[1]
     return [FrontierPoint(name, r["temperature"], r[q], r[d], q, d) for r in sweep]
+
+
+def _compare(a: Any, a_name: str, b: Any, b_name: str, axes: Sequence[str]) -> Optional[FrontierComparison]:
+    """:func:`compare_frontiers` of two records' (or sweeps') frontiers; None when either has no
+    temperature with both axes finite (it has no frontier: NaN or inf metrics are left out)."""
+    points = frontier_points(a, a_name, axes), frontier_points(b, b_name, axes)
+    if not all(_has_front(p) for p in points):
+        return None
+    return compare_frontiers(*points)
+
+
+def _has_front(points: Sequence[FrontierPoint]) -> bool:
+    return any(math.isfinite(p.quality) and math.isfinite(p.diversity) for p in points)
 
 
 def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -92,23 +105,26 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
                 ci = paired_interval([x for x, _ in pairs], [y for _, y in pairs]) if pairs else None
                 if ci is not None:
                     diffs[m] = ci.as_dict()
-            areas: List[Optional[float]] = []  # None for a seed whose two sweeps share no diversity range
-            for s in seeds:
-                comp = compare_frontiers(frontier_points(runs[s], key, axes), frontier_points(ref[s], ref_key, axes))
-                areas.append(comp.area if comp.overlap[1] > comp.overlap[0] else None)
-            mean = compare_frontiers(frontier_points(_mean_sweep([runs[s] for s in seeds]), key, axes),
-                                     frontier_points(_mean_sweep([ref[s] for s in seeds]), ref_key, axes)) if seeds else None
+            # per seed; None for a seed whose two sweeps have no frontier or share no diversity range
+            per_seed = {s: _compare(runs[s], key, ref[s], ref_key, axes) for s in seeds}
+            areas = [c.area if c is not None and c.overlap[1] > c.overlap[0] else None for c in per_seed.values()]
+            fronted = [s for s in seeds if per_seed[s] is not None]  # the seed-averaged sweeps average these
+            mean = _compare(_mean_sweep([runs[s] for s in fronted]), key, _mean_sweep([ref[s] for s in fronted]), ref_key,
+                            axes) if fronted else None
             shared = [a for a in areas if a is not None]
             area_ci = paired_interval(shared, [0.0] * len(shared))
+            note = (f"{len(shared)} of {len(areas)} seeds share a range" if shared else "no common range") + "".join(
+                f"; s{s} has no frontier (no finite point)" for s in seeds if per_seed[s] is None)
             entry[label] = {"key": ref_key, "seeds": seeds, "differences": diffs,
                             "frontier": None if mean is None else {
                                 "verdict": mean.verdict, "area_of_means": mean.area, "areas": areas,
                                 "area": None if area_ci is None else area_ci.as_dict(),
-                                **({} if len(shared) == len(areas) else {"area_note": (
-                                    f"{len(shared)} of {len(areas)} seeds share a range" if shared else "no common range")})}}
+                                **({} if len(shared) == len(areas) else {"area_note": note})}}
         comparisons.append(entry)
     left_out = [f"s{r['seed']} {r['key']}: {m} = {_at(r)[m]}" for r in records for m in metrics
                 if _at(r).get(m) is not None and _value(r, m) is None]
+    left_out += [f"s{r['seed']} {r['key']}: its frontier (no temperature with finite {axes[0]} and {axes[1]})"
+                 for r in records if not _has_front(frontier_points(r, r["key"], axes))]
     return {"rows": rows, "comparisons": comparisons, **({"left_out": left_out} if left_out else {})}
 
 
@@ -123,9 +139,15 @@ def _fmt_area(frontier: Dict[str, Any]) -> str:
     """The frontier area's interval over the seeds whose sweeps share a diversity range, and how
     many do when not all of them."""
     note = frontier.get("area_note")
-    if note == "no common range":
+    if note and note.startswith("no common range"):
         return note
     return _fmt_ci(frontier.get("area")) + (f" ({note})" if note else "")
+
+
+def _why_no_area(frontier: Dict[str, Any]) -> str:
+    """Why a frontier comparison has no area interval, which needs two seeds with an area: its
+    note on the seeds that have none, else there is one seed."""
+    return frontier.get("area_note") or "one seed; an interval needs two"
 
 
 def _better(metric: str, ci: Dict[str, Any], task: Task) -> Optional[bool]:
@@ -244,13 +266,17 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     # held to the same standard as a cell that beats MLE: the seeds' areas' interval, not only the mean sweep's verdict
     mle_fronts = [(c["key"], c["mle"]["frontier"] or {}) for c in analysis["comparisons"]]
     dominated = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and (f.get("area") or {}).get("high", 0) < 0]
-    below = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and k not in dominated]
+    below = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and f.get("area") and k not in dominated]
+    untested = [(k, f) for k, f in mle_fronts if f.get("verdict") == "dominated" and not f.get("area")]
     if dominated:
         out.append("- Frontier dominated by the MLE control's, with an area interval below 0 (the same updates spent "
                    "on MLE do better at every diversity): " + ", ".join(f"`{k}`" for k in dominated) + ".")
     if below:
         out.append("- Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval "
                    "includes 0: " + ", ".join(f"`{k}`" for k in below) + ".")
+    if untested:
+        out.append("- Frontier below the MLE control's on the seed-averaged sweeps, with no area interval to test it: "
+                   + ", ".join(f"`{k}` ({_why_no_area(f)})" for k, f in untested) + ".")
     moved = [c["key"] for c in analysis["comparisons"] if c["start"]["differences"]
              and all(not d.get("excludes_zero") for d in c["start"]["differences"].values())]
     if moved:
@@ -265,7 +291,8 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
 
 
 def write_outputs(out: Path, spec: StudySpec, records: List[Dict[str, Any]]) -> Path:
-    """results.csv, results.jsonl, report.md and plots/ of the study folder ``out``; returns report.md."""
+    """results.csv, results.jsonl, report.md and plots/ of the study folder ``out`` from the records
+    that :func:`textgym.study.run.collect` returns; returns report.md."""
     analysis = analyze(spec, records)
     buf = io.StringIO()
     cols = ["key", "role", "agent", "seed", "values", "iterations", "train_seconds", "seconds", *task_of(spec).metrics]
@@ -287,7 +314,9 @@ def write_outputs(out: Path, spec: StudySpec, records: List[Dict[str, Any]]) -> 
 def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analysis: Dict[str, Any]) -> List[Path]:
     """plots/frontier-<cell>.png (the cell, its control, the MLE control and the MLE start, seed means)
     and plots/curves-<cell>.png (the task's curves per seed: NLL-oracle, NLL-test, entropy and held-out D
-    accuracy; in-filling: NLL of the true blanks and NLL-oracle)."""
+    accuracy; in-filling: NLL of the true blanks and NLL-oracle). The curves are those of the run
+    folders that :func:`textgym.study.run.collect` took the ``records`` from (their ``"folder"``):
+    a glob also found a run's second copy (a shard's and the study's own) and unfinished runs."""
     from textgym.plots import plot_frontier, plot_training_curves
 
     task, axes = task_of(spec), frontier_axes(spec)
@@ -308,9 +337,7 @@ def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analy
                 points += frontier_points(_mean_sweep(by_key[k]), label, axes)
         written.append(plot_frontier(points, plots / f"frontier-{name}.png",
                                      title=f"{key} (mean of {len(by_key[key])} seeds)"))
-        folders = [f for k in (key, comp["control"]["key"], comp["mle"]["key"])
-                   for f in sorted(out.glob(f"cells/s*/{Cell(k, '', '', (), 0).folder_name}"))
-                   + sorted(out.glob(f"shards/*/cells/s*/{Cell(k, '', '', (), 0).folder_name}"))]
+        folders = [out / r["folder"] for k in (key, comp["control"]["key"], comp["mle"]["key"]) for r in by_key.get(k, [])]
         written.append(plot_training_curves(
             folders, plots / f"curves-{name}.png", keys=task.curves,
             labels=[f"{f.name} ({f.parent.name})" for f in folders]))

@@ -122,8 +122,18 @@ def finished_record(cell: Cell, root: Path) -> Optional[Dict[str, Any]]:
     return record
 
 
+#: a run folder's warnings so far, kept for its record: a session that resumes a run does not see
+#: the warnings of the training that earlier sessions did
+WARNINGS_FILE = "study-warnings.json"
+
+
 def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threads: int = 0) -> Dict[str, Any]:
-    """Train (or resume, or reuse) one run and evaluate it; returns and writes its ``record.json``."""
+    """Train (or resume, or reuse) one run and evaluate it; returns and writes its ``record.json``.
+
+    The record's warnings are those of every session (each one is written to :data:`WARNINGS_FILE`
+    as it is caught, once the folder holds the run's ``config.json``: an extra file in a folder
+    without one would have the driver refuse it). Its ``seconds`` add the earlier sessions'
+    training time (what the summary's ``train_seconds`` counts beyond this session's) to this one's."""
     if threads > 0:
         torch.set_num_threads(threads)
     folder = cell.folder(root)
@@ -133,20 +143,49 @@ def run_cell(cell: Cell, spec: StudySpec, root: Path, device: str = "cpu", threa
         return record
     t0 = time.perf_counter()
     resolved = resolved_for(cell, spec, root)
-    with warnings.catch_warnings(record=True) as caught:  # kept in the record, not printed across the progress bar
+    resume = (folder / "checkpoint.pt").is_file()
+    caught = set(_read_warnings(folder) if resume else [])
+    session_train = 0.0
+
+    def count(agent: Any, stats: Any, seconds: float) -> None:
+        nonlocal session_train
+        session_train += seconds
+
+    def keep(message: Any, *args: Any, **kwargs: Any) -> None:  # as warnings.showwarning
+        caught.add(str(message))
+        if (folder / "config.json").is_file():
+            atomic_write_json(folder / WARNINGS_FILE, sorted(caught))
+
+    with warnings.catch_warnings():  # kept in the record, not printed across the progress bar
         warnings.simplefilter("always")
-        summary = train(resolved, folder, device=device, resume=(folder / "checkpoint.pt").is_file(), quiet=True)
+        warnings.showwarning = keep  # restored when the block ends
+        summary = train(resolved, folder, device=device, resume=resume, quiet=True, on_iteration=count)
         data = load_data(resolved.run)
         sweep = evaluate_sweep(folder, data, spec, cell.seed, device, resolved)
+    earlier = max(0.0, summary["train_seconds"] - session_train)
     record = {
         "format": RECORD_FORMAT, "key": cell.key, "role": cell.role, "agent": cell.agent, "seed": cell.seed,
         "values": _thaw(cell.values), "control": cell.control, "mle_control": cell.mle_control,
         "iterations": summary["iterations"], "train_seconds": summary["train_seconds"],
         "summary_metrics": summary["metrics"], "curves": _curves(folder, task_of(spec)), "sweep": sweep,
-        "seconds": round(time.perf_counter() - t0, 2), "warnings": sorted({str(w.message) for w in caught}),
+        "seconds": round(time.perf_counter() - t0 + earlier, 2), "warnings": sorted(caught),
     }
     atomic_write_json(record_path, record)
     return record
+
+
+def _read_warnings(folder: Path) -> List[str]:
+    """The warnings that :data:`WARNINGS_FILE` holds ([] without one)."""
+    path = folder / WARNINGS_FILE
+    if not path.is_file():
+        return []
+    try:
+        kept = json.loads(path.read_text())
+    except ValueError:
+        kept = None
+    if not (isinstance(kept, list) and all(isinstance(w, str) for w in kept)):
+        raise RunError(f"{path} is corrupt (not a JSON list of warnings); {REDO_RUN}")
+    return kept
 
 
 @contextlib.contextmanager
@@ -339,7 +378,8 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
 
 
 def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str, Any]]:
-    """The records of every run of the study under ``out`` (its own cells and every shard's);
+    """The records of every run of the study under ``out`` (its own cells and every shard's), each
+    with its run's ``"folder"`` relative to ``out`` (the first copy of a run is the one kept);
     StudyError naming the missing runs unless ``partial``."""
     found: Dict[Tuple[int, str], Dict[str, Any]] = {}
     for path in sorted(out.glob("cells/s*/*/record.json")) + sorted(out.glob("shards/*/cells/s*/*/record.json")):
@@ -352,7 +392,7 @@ def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str,
         if path.parent != home:  # a record copied into another run's folder would stand for that run
             raise StudyError(f"{path} is the record of run s{rec['seed']} {rec['key']!r}, whose folder is {home}; "
                              "move it there or delete it")
-        found.setdefault((rec["seed"], rec["key"]), rec)
+        found.setdefault((rec["seed"], rec["key"]), {**rec, "folder": path.parent.relative_to(out).as_posix()})
     wanted = [(c.seed, c.key) for c in expand(spec)]
     missing = [w for w in wanted if w not in found]
     if missing and not partial:

@@ -232,6 +232,19 @@ def _thaw(values: Tuple[Tuple[str, Any], ...]) -> Dict[str, Any]:
 START_KEY = "mle start"
 
 
+#: the run fields that the study sets on every run itself, and where each run's value comes from
+STUDY_SET = {"seed": "one run per seed of the spec's seeds", "init_from": "each run warm starts from its seed's MLE start",
+             "data": "every run takes the spec's data", "test_data": "every run takes the spec's test_data"}
+
+
+def _refuse_study_set(where: str, values: Mapping[str, Any]) -> None:
+    """StudyError for a field of :data:`STUDY_SET` in ``values``: a seed there made every seed's run
+    the same run reported as different seeds, and data there crashed the evaluation after training."""
+    for k in STUDY_SET:
+        if k in values:
+            raise StudyError(f"{where} sets {k!r}, which the study sets itself ({STUDY_SET[k]}); leave it out")
+
+
 def _run_values(spec: StudySpec, seed: int) -> Dict[str, Any]:
     run = {"data": spec.data, "seed": seed, **spec.run}
     if spec.test_data is not None:
@@ -348,6 +361,10 @@ def expand(spec: StudySpec) -> List[Cell]:
         raise StudyError(f"control must be one of {list(NO_INFORMATION)}, got {spec.control!r}")
     if len(spec.temperatures) < 2 or any(not (_is_number(t) and 0 < t < math.inf) for t in spec.temperatures):
         raise StudyError(f"temperatures must be at least 2 finite positive numbers, got {spec.temperatures}")
+    if len(set(spec.temperatures)) != len(spec.temperatures):
+        raise StudyError(f"temperatures repeat: {spec.temperatures}")
+    _refuse_study_set("spec.run", spec.run)
+    _refuse_study_set("spec.mle", spec.mle)
     if 1.0 not in spec.temperatures:
         raise StudyError("temperatures must include 1.0 (the cells' own sampling distribution)")
     task = task_of(spec)
@@ -364,10 +381,11 @@ def expand(spec: StudySpec) -> List[Cell]:
         axes = {k: (v if isinstance(v, list) else [v]) for k, v in entry.items()}
         if any(len(v) == 0 for v in axes.values()):
             raise StudyError(f"grid entry {i} has an empty list: {entry!r}")
+        _refuse_study_set(f"grid entry {i}", entry)
         for combo in itertools.product(*axes.values()):
             values = dict(zip(axes, combo, strict=True))
             agent = values.pop("agent")
-            if agent not in agents.PRESETS:
+            if not isinstance(agent, str) or agent not in agents.PRESETS:
                 raise StudyError(f"grid entry {i}: unknown agent {agent!r}{suggest(str(agent), agents.PRESETS)}; "
                                  f"valid: {sorted(agents.PRESETS)}")
             if agent == task.start:
@@ -375,9 +393,11 @@ def expand(spec: StudySpec) -> List[Cell]:
             if agent_task(agent) is None:
                 raise StudyError(f"grid entry {i}: {agent!r} works on a task of its own that the study does not "
                                  f"measure (its tasks: {sorted(TASKS)})")
-            if "seed" in values or "init_from" in values:
-                raise StudyError(f"grid entry {i}: 'seed' and 'init_from' are set by the study (use 'seeds')")
-            grid_cells.setdefault(_key(agent, values), (agent, values))
+            key = _key(agent, values)
+            same = grid_cells.setdefault(key, (agent, values))[1]
+            if _freeze(same) != _freeze(values):  # e.g. 2 and "2": one key, one folder, two configs
+                raise StudyError(f"grid entry {i}: the values {same} and {values} of agent {agent!r} both write as "
+                                 f"{key!r}; give each value once, with one type")
     start_agents = sorted({a for a, _ in grid_cells.values()}) if task.own_starts else [task.start]
     cells: List[Cell] = [Cell(start_key(task, a), "start", a, _freeze(start_values(task, spec, a)), s)
                          for s in spec.seeds for a in start_agents]
