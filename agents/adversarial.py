@@ -120,6 +120,8 @@ def check_discriminator(v: Any) -> Optional[str]:
     import discriminators
 
     names = [*discriminators.available(), "oracle"]
+    if isinstance(v, (bool, int, float, list, tuple, dict)):  # JSON values that name nothing (--discriminator 1)
+        return f"one of {sorted(names)} or a Discriminator object"
     return None if not isinstance(v, str) or v in names else \
         f"one of {sorted(names)} or a Discriminator object{suggest(v, names)}"
 

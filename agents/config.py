@@ -256,7 +256,7 @@ class KLConfig:
     kl_beta: float = param(0.0, "β of the per-token KL penalty to the generator the RL phase starts from (0: none)",
                            check=nonnegative)
     kl_target: Optional[float] = param(None, "per-token KL that an adaptive β holds, from kl_beta > 0 (None: fixed β)",
-                                       check=at_least(1e-12))
+                                       check=positive)
     kl_horizon: int = param(10_000, "tokens over which the adaptive β moves by its error (at most 20%)", check=at_least(1))
 
     def kl_controller(self) -> Optional[KLController]:

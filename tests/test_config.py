@@ -141,6 +141,9 @@ def test_warm_start_skips_mle_unless_asked():
     ({"transform": "cube"}, r"transform = 'cube' is invalid"),
     ({"eval_samples": 0}, r"eval_samples = 0 is invalid"),
     ({"init_parts": ["optimizer"]}, r"init_parts"),
+    ({"discriminator": ["cnn"]}, r"discriminator = \['cnn'\] is invalid: expected one of"),
+    ({"discriminator": 1}, r"discriminator = 1 is invalid: expected one of"),
+    ({"kl_target": float("inf")}, r"kl_target = inf is invalid: expected a finite value > 0"),
     ({"init_from": "runs/mle", "init_parts": []}, r"init_parts is empty, so init_from 'runs/mle' would load nothing"),
 ])
 def test_bad_keys_types_and_values_are_refused_naming_the_field(explicit, match):
