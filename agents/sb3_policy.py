@@ -198,9 +198,12 @@ class GeneratorPolicy(ActorCriticPolicy):
         from textgym.sb3 import refuse_non_prefix
 
         refuse_non_prefix(observation_space, "GeneratorPolicy")
-        if kwargs.get("net_arch") is not None:
-            raise ValueError("GeneratorPolicy takes no net_arch: its actor is the generator (emb_dim, hidden_dim) and "
-                             "its critic one hidden layer of value_hidden units")
+        unused = [k for k in ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs",
+                              "share_features_extractor") if kwargs.get(k) is not None] + \
+            (["ortho_init"] if kwargs.get("ortho_init") else [])
+        if unused:  # SB3's network-building arguments: this policy builds no MLP or features extractor
+            raise ValueError(f"GeneratorPolicy takes no {', '.join(unused)}: its actor is the generator (emb_dim, "
+                             "hidden_dim) and its critic one hidden layer of value_hidden units")
         self.gen_kwargs: Dict[str, Any] = dict(emb_dim=emb_dim, hidden_dim=hidden_dim, eos_id=eos_id)
         self.vocab_size, self.max_length = int(action_space.n), int(observation_space.shape[0])
         self.value_hidden = value_hidden

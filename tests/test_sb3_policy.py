@@ -400,6 +400,9 @@ def test_a_policy_loaded_from_a_corpus_generator_file_cuts_its_samples_at_eos(tm
     assert generator_policy_kwargs(tmp_path, eos_id=None)["eos_id"] is None  # an explicit value wins
     with pytest.raises(ValueError, match="GeneratorPolicy takes no net_arch"):
         PPO(GeneratorPolicy, SB3VecEnv(env), n_steps=4, batch_size=16, policy_kwargs={**kwargs, "net_arch": [64]})
+    for unused in ({"activation_fn": torch.nn.ReLU}, {"ortho_init": True}, {"features_extractor_kwargs": {"x": 1}}):
+        with pytest.raises(ValueError, match=f"GeneratorPolicy takes no {next(iter(unused))}"):  # it would be ignored
+            PPO(GeneratorPolicy, SB3VecEnv(env), n_steps=4, batch_size=16, policy_kwargs={**kwargs, **unused})
 
 
 def test_the_mc_reward_completes_prefixes_with_the_policys_generator(small_oracle_data):
