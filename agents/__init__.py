@@ -84,8 +84,12 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "No pretraining; one D update (512 real + 512 fake, Adam beta1 0.5, L2 1e-6) per generator update; reward "
         "2 D(x_<=t) - 1, discount 0.23. Deviations, for CPU budgets: SeqGAN-size models (LSTM 32/32 generator, "
         "128-unit rnn D; theirs 2 x 512 LSTMs with GloVe embeddings and a 512-unit D) and 2,000 steps (theirs "
-        "200,000); a plain rnn D (theirs adds 8 sinusoidal position features through a learned projection and "
-        "drops out embedding rows); the generator's gradient clipped at norm 5 (theirs unclipped; the generator's "
+        "200,000); a plain rnn D (theirs adds 8 sinusoidal position features through a learned projection) "
+        "whose layer norm is applied to its LSTM's outputs and whose dropout drops each input token's embedding "
+        "and the states before the head (theirs: a layer-normalized LSTM cell, dropout 0.1 on the entries of the "
+        "embedding table); the EMA baseline averages the rewards of the real tokens (theirs every one of the B x "
+        "T positions, padding's zero rewards included, which pulls it toward 0 on corpora; the same on the "
+        "oracle); the generator's gradient clipped at norm 5 (theirs unclipped; the generator's "
         "shared default); "
         "each step updates G, then D (theirs D, then G; one loop serves every adversarial agent)."),
     Preset("reinforce", ReinforceAgent, dict(
@@ -123,7 +127,9 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "code multiplies G_i, with RMSProp); per-token mean loss; the project's multiclass-cnn discriminator; "
         "generator i's reward is D_i (TextGAN-PyTorch passes class 1's probability to every generator); 5,000 real "
         "sequences per class per D round (TextGAN: all 10,000); adversarial updates clipped at 5 (TextGAN: none) "
-        "with their own Adam (TextGAN: one Adam per generator for MLE and adversarial updates). The schedule is "
+        "with their own Adam (TextGAN: one Adam per generator for MLE and adversarial updates); the D's updates "
+        "unclipped, as in the authors' code (TextGAN: clipped at 5); the generators start from SeqGAN's N(0, "
+        "0.1) before MLE (TextGAN: std 1/sqrt(rows)). The schedule is "
         "TextGAN's; the authors' toy code runs 10 x 3 D pretraining epochs, 350 adversarial steps and 1 x 3 D "
         "epochs per step."),
     Preset("catgan", CatGANAgent, dict(
@@ -133,8 +139,12 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "Category-wise RSGAN, evolutionary selection (rsgan/ragan mutations, fitness F_q + 0.001 F_d). Deviations: "
         "LSTM + Gumbel-softmax generator instead of RMC; the SeqGAN CNN as D (TextGAN's CatGAN_D: num_rep "
         "representations, a one-matrix highway sigma(h) relu(h) + (1 - sigma(h)) x, a 1200-100-1 linear head, "
-        "uniform(+-0.05) initialization); D loss RSGAN (the run script: RaGAN); beta_max 1 on oracle data, 100 on "
-        "corpora."),
+        "uniform(+-0.05) initialization); with one logit per sequence instead of num_rep = 64, F_q sums 64 times "
+        "fewer terms, so lambda_fd = 0.001 weighs the diversity term about 64 times more in selection than in "
+        "TextGAN; F_d from the samples that give F_q (TextGAN draws fresh ones); the generator starts from "
+        "SeqGAN's N(0, 0.1) (TextGAN: truncated normal of std 1/sqrt(rows)); mutations tried rsgan first "
+        "(TextGAN: ragan first; only a fitness tie depends on it); D loss RSGAN (the run script: RaGAN); beta_max "
+        "1 on oracle data, 100 on corpora."),
 ]}
 
 #: ``train.py --task infill``: agent name -> its in-filling preset
