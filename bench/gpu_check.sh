@@ -6,8 +6,8 @@
 #   OUT=gpu-out bench/gpu_check.sh            # on a machine with a GPU, from the repository root
 #   DEVICE=cpu QUICK=1 bench/gpu_check.sh     # a dry run of the script itself on the CPU
 #
-# The steps' limits add up to more than one device call allows (600 s): the first steps are the
-# ones a short call must not miss; the rest run if time is left. Writes into $OUT: env.txt (device, driver, versions), tests.log, bench.log (the benchmarks'
+# The steps' limits add up to more than 600 s: the first steps are the ones a run cut short must
+# not miss; the rest run if time is left. Writes into $OUT: env.txt (device, driver, versions), tests.log, bench.log (the benchmarks'
 # progress) and bench.jsonl (their JSON lines, one per benchmark). The data sets are read from
 # $TEXTGYM_DATA; wheels in .whl/ (packages missing on the machine) are installed first.
 set -u

@@ -6,7 +6,7 @@ sequences, 3 epochs each), 200 adversarial steps (one generator update with the 
 reward of the CNN, then 5 rounds of fresh negatives × 3 discriminator epochs), evaluation
 (NLL-oracle of 5,000 samples, NLL-test) every 5 iterations, a checkpoint after each.
 
-Device time is scarce, so by default the run is the same recipe with fewer iterations of each
+A full run is long (hours on a CPU), so by default the run is the same recipe with fewer iterations of each
 phase (``--mle``, ``--d-pretrain``, ``--adv``), everything else as in the paper budget. Each
 iteration's training seconds are recorded by phase; the time between two iterations beyond
 training is the evaluation (iterations that evaluate) or the checkpoint (the others). The
