@@ -171,8 +171,13 @@ class CatGANAgent(ConditionalAgent):
         self.gen_opt = torch.optim.Adam(self.gen.parameters(), lr=c.gen_lr)
         import discriminators
 
-        options = dict(emb_dim=c.d_emb_dim, widths=[2, 3, 4, 5], filters=[c.d_filters] * 4, dropout=c.d_dropout,
-                       l2_reg=0.0, **c.discriminator_options)
+        fields = {"emb_dim": "d_emb_dim", "filters": "d_filters", "dropout": "d_dropout"}  # set by these fields
+        clash = [k for k in c.discriminator_options if k in fields]
+        if clash:
+            raise ValueError(f"discriminator_options {clash} are catgan's fields: set "
+                             f"{', '.join(fields[k] for k in clash)} instead")
+        options = {**dict(emb_dim=c.d_emb_dim, widths=[2, 3, 4, 5], filters=[c.d_filters] * 4, dropout=c.d_dropout,
+                          l2_reg=0.0), **c.discriminator_options}
         with seeded(derive_seed(seed, "discriminator-init")):
             disc: Any = discriminators.make("cnn", vocab_size=self.data.vocab_size, max_length=self.data.max_length,
                                             **options)

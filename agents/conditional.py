@@ -46,6 +46,7 @@ from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, 
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed, shuffled_order
 from discriminators.base import load_weights, seeded
+from discriminators.multiclass import check_classes
 from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask
@@ -98,14 +99,9 @@ class ConditionalGenerator(Generator):
                     nn.init.normal_(p, 0.0, 0.1)
 
     def _classes(self, classes: Any, n: int) -> torch.Tensor:
-        c = torch.as_tensor(classes, device=self.device).long()
-        if c.dim() == 0:
-            c = c.expand(n)
-        if tuple(c.shape) != (n,):
-            raise ValueError(f"classes must be one class id per row ({n},), got shape {tuple(c.shape)}")
-        if n and (int(c.min()) < 0 or int(c.max()) >= self.num_classes):
-            raise ValueError(f"class ids must lie in [0, {self.num_classes}), got range [{int(c.min())}, {int(c.max())}]")
-        return c
+        """(n,) int64 class ids on the generator's device from (n,) ids or one id for every row."""
+        c = classes if torch.is_tensor(classes) else torch.as_tensor(classes)
+        return check_classes(c.expand(n) if c.dim() == 0 else c, n, self.num_classes, self.device)
 
     def _hidden_c(self, tokens: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         self._check_tokens(tokens)
@@ -120,6 +116,8 @@ class ConditionalGenerator(Generator):
         """``log p(x_t | x_<t, c)`` (N, T), differentiable; ``classes`` (N,) or one id."""
         if classes is None:
             raise ValueError("ConditionalGenerator.log_probs needs classes=")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         logits = self.out(self._hidden_c(tokens, classes))
         if temperature != 1.0:
             logits = logits / temperature

@@ -249,6 +249,13 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     except ValueError as exc:
         hint = ("; the sizes are this run's config (emb_dim, hidden_dim, ...): give it the source run's, which its "
                 f"{source / 'config.json' if source.is_dir() else 'config.json'} records") if "shapes differ" in str(exc) else ""
+        from agents import PRESETS
+        from agents.conditional import ConditionalAgent
+
+        theirs = PRESETS.get(str(header.get("agent")))
+        if theirs is not None and issubclass(theirs.agent, ConditionalAgent) != isinstance(agent, ConditionalAgent):
+            hint = ("; a class-conditional generator (which reads each sequence's class) and an unconditional one "
+                    "take different inputs: warm start from a run of the same kind")
         raise RunError(f"init_from {source} (a {header.get('agent')} run): {exc}{hint}") from None
     return {"init_from": str(source), "init_parts": list(run.init_parts), "source_agent": header.get("agent"),
             "source_iteration": header.get("iteration"), "source_sha256": header.get("sha256")}

@@ -137,9 +137,7 @@ class MixedMaliGANAgent(AdversarialAgent):
         mali_sum = (adv * (lp * gen_part).sum(1)).sum()
         loss = -(mle_sum + mali_sum) / (B * m * T)
         g_loss = self.optimizer_step(self.gen_opt, loss, "g_loss")
-        return {
-            "g_loss": g_loss,
-            "clamp_length": float(N),
-            "mle_loss": float(-(mle_sum / mle_part.sum().clamp(min=1)).detach()),
-            "weight_max": float(w.max()),
-        }
+        stats = {"g_loss": g_loss, "clamp_length": float(N), "weight_max": float(w.max())}
+        if bool(mle_part.any()):  # with N = 0 no token is clamped: no MLE loss (0 would read as a perfect fit)
+            stats["mle_loss"] = float(-(mle_sum / mle_part.sum()).detach())
+        return stats

@@ -143,6 +143,20 @@ def test_bad_inputs(data, tmp_path):
         agent.discriminator.check_num_classes(3)
     with pytest.raises(ValueError, match="mutations"):
         CatGANAgent(data, {**SMOKE_C, "mutations": ["wgan"]}, seed=0)
+    # discriminator options that a field sets are refused by name (they crashed inside dict());
+    # the others replace the recipe's
+    with pytest.raises(ValueError, match="set d_emb_dim instead"):
+        CatGANAgent(data, {**SMOKE_C, "discriminator_options": {"emb_dim": 8}}, seed=0)
+    assert CatGANAgent(data, {**SMOKE_C, "discriminator_options": {"l2_reg": 0.2}}, seed=0).discriminator.l2_reg == 0.2
+    with pytest.raises(ValueError, match="may not set max_length"):
+        SentiGANAgent(data, {**SMOKE_S, "discriminator_options": {"max_length": 30}}, seed=0)
+    cgen = CatGANAgent(data, SMOKE_C, seed=0).gen
+    x = data.train[:2]
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        cgen.log_probs(x, 0.0, classes=[0, 1])
+    with pytest.raises(ValueError, match="must be integer class ids"):
+        cgen.log_probs(x, classes=torch.tensor([0.7, 1.2]))
+    assert cgen.log_probs(x, classes=1).shape == x.shape  # one id for every row
 
 
 def test_registry_and_driver(data, tmp_path, monkeypatch):

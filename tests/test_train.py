@@ -514,3 +514,17 @@ def test_a_misspelled_data_name_on_the_command_line_suggests_the_name(tmp_path, 
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", "cocoa") == 2
     assert "did you mean 'coco'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_warm_starting_across_conditional_and_unconditional_generators_says_why_it_cannot_work(tmp_path, capsys):
+    """The sizes hint ('give it the source run's emb_dim, hidden_dim') could not help: a
+    class-conditional generator's LSTM also reads the class."""
+    lab = tmp_path / "lab.txt"
+    lab.write_text("pos\ta good film\nneg\ta bad film\npos\tgood good film\nneg\tbad bad film\n")
+    assert run(tmp_path, "--agent", "catgan", "--budget", "smoke", "--data", str(lab), "--d-filters", "8",
+               "--d-emb-dim", "8", name="cat") == 0
+    capsys.readouterr()
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", str(lab), "--init-from", str(tmp_path / "cat"),
+               name="mle") == 2
+    err = capsys.readouterr().err
+    assert "class-conditional generator" in err and "warm start from a run of the same kind" in err
