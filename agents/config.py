@@ -324,7 +324,8 @@ class Preset:
 BUDGETS: Dict[str, Dict[str, Optional[int]]] = {
     # caps on size fields (see the module docstring); the fields an agent lacks are ignored
     "smoke": dict(mle_epochs=1, adv_steps=2, d_pretrain_steps=1, d_steps=1, d_epochs=1, d_samples=256, n_rollouts=2,
-                  train_size=512, eval_every=1, eval_samples=256, eval_test_size=500, bleu_samples=100),
+                  train_size=512, eval_every=1, eval_samples=256, eval_test_size=500, bleu_samples=100, d_heldout=256,
+                  d_pretrain_epochs=1, eval_batches=1),
     "default": dict(mle_epochs=12, adv_steps=15, d_pretrain_steps=2, d_steps=1, d_epochs=1, d_samples=2000,
                     n_rollouts=8, eval_every=3, eval_samples=2000),
     "paper": {},

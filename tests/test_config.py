@@ -76,6 +76,15 @@ def test_a_budget_never_changes_a_recipe_field_and_only_lowers_sizes(name, budge
                 assert b == min(a, BUDGETS[budget][f.name]) or a == 0
 
 
+def test_smoke_caps_every_size_field_that_does_not_scale_with_another():
+    """smoke is seconds: a size field it left uncapped (the 1,000 held-out sequences scored every
+    round, SentiGAN's D pretraining epochs, CatGAN's fitness batches) kept its full size."""
+    sizes = {f.name for p in agents.PRESETS.values() for f in dataclasses.fields(p.config_class)
+             if f.metadata["kind"] == SIZE and f.metadata.get("scale_with") is None}
+    sizes |= {f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("kind") == SIZE}
+    assert sizes - set(BUDGETS["smoke"]) == set()
+
+
 def test_scratchgan_default_budget_keeps_its_recipe():
     """The old driver merged the budget over the preset: batch 64, 12 MLE epochs, 2 D pretraining rounds."""
     r = resolve(agents.preset("scratchgan"), "default")
