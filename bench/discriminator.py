@@ -177,7 +177,7 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     if args.precision_accuracy:
-        emit({"benchmark": "discriminator_precision_accuracy", "device": str(device),
+        emit({"benchmark": "discriminator_precision_accuracy", "device": str(device), "quick": bool(args.quick),
               **precision_accuracy(device, seeds=tuple(range(args.seeds)), updates=8 if args.quick else 400)})
         return
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
@@ -257,7 +257,8 @@ def main() -> None:
         "benchmark": "discriminator",
         "device": str(device),
         "setting": {"cudnn_benchmark": args.cudnn_benchmark, "vocab": V, "length": L, "batch": BATCH, "updates_per_call": steps,
-                    "threads": torch.get_num_threads(), "quick": bool(args.quick)},
+                    "threads": torch.get_num_threads()},
+        "quick": bool(args.quick),
         "sequences_per_second": {k: round(v, 1) for k, v in throughput.items()},
         "ratio": throughput["cnn"] / throughput["baseline"],
         "cnn_vs_before": {k: round(v, 1) for k, v in pair.items()},

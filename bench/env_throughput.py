@@ -83,7 +83,8 @@ def main() -> None:
             log(line)
     timed = [N for N in sizes if N <= sync_max]
     headline = 256 if 256 in timed else timed[-1] if timed else None
-    emit({"benchmark": "env_throughput", "device": str(device), "scorer": "oracle", "reward": "terminal (oracle log-likelihood)",
+    emit({"benchmark": "env_throughput", "quick": bool(args.quick), "device": str(device), "scorer": "oracle",
+          "reward": "terminal (oracle log-likelihood)",
           "threads": torch.get_num_threads(), "length": L, "vocab": data.vocab_size,
           "by_num_envs": figures["oracle"], "machinery_by_num_envs": figures["machinery"],
           "headline_num_envs": headline, "ratio": figures["oracle"][headline]["ratio"] if headline else None,

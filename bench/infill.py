@@ -45,10 +45,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--budget", default="default")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", default="runs/bench-infill", help="run folders (rerunning resumes finished runs)")
+    p.add_argument("--out", default=None, help="run folders (default runs/bench-infill[-quick]; rerunning resumes "
+                                               "finished runs)")
     p.add_argument("--table", default=None, help="write the markdown table here")
     args = p.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or f"runs/bench-infill{'-quick' if args.quick else ''}")  # a quick run's folders are its own
     results: Dict[str, Dict[int, Dict[str, float]]] = {}
     for seed in args.seeds:
         plan = runs_for(args.budget, args.quick)
@@ -65,7 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     log(text)
     if args.table:
         Path(args.table).write_text(text)
-    emit({"benchmark": "infill", "budget": args.budget, "seeds": seeds, "device": args.device, "runs": summary_out})
+    emit({"benchmark": "infill", "quick": bool(args.quick), "budget": args.budget, "seeds": seeds, "device": args.device,
+          "runs": summary_out})
     return 0
 
 

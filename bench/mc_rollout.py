@@ -180,6 +180,7 @@ def main_cnn(args: Any) -> None:
         f"change, all with |logit| <= {bf16['largest_abs_logit_changed']:.3g}")
     emit({
         "benchmark": "mc_rollout", "scorer": "cnn (SeqGAN's, 1720 filters)", "rollout_policy": "agents.Generator",
+        "quick": bool(args.quick),
         "device": str(device), "minor_faults_per_call": faults,
         "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": V, "completions": completions,
                     "threads": torch.get_num_threads(), "repeats": repeats},
@@ -220,7 +221,7 @@ def main() -> None:
         f"roofline (bare matmuls): {t_roof:.3f} s (medians of {repeats} interleaved rounds)")
     emit({
         "benchmark": "mc_rollout",
-        "scorer": "oracle (log-likelihood)",
+        "scorer": "oracle (log-likelihood)", "quick": bool(args.quick),
         "device": str(device),
         "setting": {"sequences": N, "length": T, "rollouts": n, "vocab": oracle.vocab_size,
                     "chunk_rows": reward.rows_per_chunk(), "roofline_block_rows": chunk,

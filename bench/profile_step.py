@@ -79,7 +79,8 @@ def top_ops(fn: Callable[[], Any], device: torch.device, k: int) -> Dict[str, An
 
 
 def phases(args: Any, device: torch.device) -> Dict[str, Any]:
-    """Seconds and host syncs of the parts of SeqGAN's paper-budget iterations (see the module docstring)."""
+    """``phases``: seconds and host syncs of the parts of SeqGAN's paper-budget iterations (see the
+    module docstring); ``train_sequences``: the MLE epoch's data."""
     import io
 
     import agents
@@ -93,7 +94,9 @@ def phases(args: Any, device: torch.device) -> Dict[str, Any]:
     before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32) or before
     try:
-        agent: Any = agents.make("seqgan", "oracle", resolved.config, device=device, seed=0)
+        from agents.driver import load_data
+
+        agent: Any = agents.make("seqgan", load_data(resolved.run), resolved.config, device=device, seed=0)  # train_size
         n = agent.config.d_samples
         fake, fake_len = agent.fake_batch(n)
         real, real_len = agent.real_batch(n)
@@ -114,7 +117,7 @@ def phases(args: Any, device: torch.device) -> Dict[str, Any]:
             syncs, sites = count_syncs(fn, device)
             log(f"== {name}: {seconds:.4f} s per call, {syncs} host syncs per call {sites or ''}")
             out[name] = {"seconds": seconds, "host_syncs": syncs, "sync_sites": sites}
-        return out
+        return {"phases": out, "train_sequences": len(agent.data.train)}
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
 
@@ -132,7 +135,7 @@ def main() -> None:
     if args.phases:
         emit({"benchmark": "profile_step", "mode": "phases", "device": str(device), "tf32": bool(args.tf32),
               "d_compile": bool(args.compile), "scorer": "cnn (SeqGAN's, 1720 filters); oracle data",
-              "threads": torch.get_num_threads(), "quick": bool(args.quick), "phases": phases(args, device)})
+              "threads": torch.get_num_threads(), "quick": bool(args.quick), **phases(args, device)})
         return
     V = 5000
     N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)

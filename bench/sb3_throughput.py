@@ -38,7 +38,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     rates = {policy: tokens / t for policy, t in times.items()}
     log(f"tokens per iteration {tokens}: generator policy {rates['generator']:.0f} tok/s, "
         f"GRU extractor {rates['gru']:.0f} tok/s")
-    emit({"benchmark": "sb3_throughput", "scorer": "oracle", "device": str(device), "num_envs": n, "max_length": 20,
+    emit({"benchmark": "sb3_throughput", "quick": bool(args.quick), "scorer": "oracle", "device": str(device),
+          "num_envs": n, "max_length": 20,
           "tokens_per_iteration": tokens, "seconds": times, "tokens_per_s": rates,
           "ratio": rates["generator"] / rates["gru"], "repeats": repeats, "threads": torch.get_num_threads()})
     return 0

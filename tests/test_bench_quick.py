@@ -34,6 +34,7 @@ def quick(args):
 def test_speed_benchmark_quick(args, scorer):
     out = quick(args)
     assert out["benchmark"] == args[0].removesuffix(".py") and out["device"] == "cpu"
+    assert out["quick"] is True  # a quick line is told apart from a full result
     ratios = [v for k, v in out.items() if k.startswith("ratio")] + \
         [v["ratio"] for v in out.get("by_num_envs", {}).values()]
     assert ratios and all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in ratios)
@@ -52,7 +53,7 @@ def test_the_step_profile_names_where_the_time_goes():
 
 def test_the_phase_profile_times_every_part_of_an_adversarial_step():
     out = quick(["profile_step.py", "--phases"])
-    assert out["mode"] == "phases" and out["scorer"].startswith("cnn")
+    assert out["mode"] == "phases" and out["scorer"].startswith("cnn") and out["train_sequences"] == 256
     parts = out["phases"]
     assert set(parts) == {"mle_epoch", "fake_batch", "real_batch", "d_trainer_step", "discriminator_round",
                           "generator_step", "heldout_stats", "checkpoint_to_memory"}

@@ -99,6 +99,11 @@ def test_plots_are_written(tmp_path, small_oracle_data):
     assert plot_training_curves([run], tmp_path / "c.png").stat().st_size > 1000
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         plot_training_curves([tmp_path / "nope"], tmp_path / "x.png")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "metrics.jsonl").write_text(json.dumps({"nll_oracle": 10.0}) + "\n")
+    with pytest.raises(ValueError, match="metrics row 1 of foreign has no 'iteration'"):  # was a bare KeyError
+        plot_training_curves([foreign], tmp_path / "y.png")
     with pytest.raises(ValueError, match="at least one point"):
         plot_frontier([], tmp_path / "e.png")
 

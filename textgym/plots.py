@@ -77,6 +77,10 @@ def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, 
     if len(names) != len(run_dirs) or len(set(names)) != len(names):
         raise ValueError(f"need one distinct label per run folder, got {names}")
     runs = {name: read_metrics(r) for name, r in zip(names, run_dirs, strict=True)}
+    for name, rows in runs.items():
+        bad = next((i for i, r in enumerate(rows, 1) if "iteration" not in r), None)
+        if bad is not None:  # every row the driver writes has one: the x axis
+            raise ValueError(f"metrics row {bad} of {name} has no 'iteration' (not a textgym metrics.jsonl?)")
     present = [k for k in keys if any(k in row for rows in runs.values() for row in rows)]
     if not present:
         raise ValueError(f"none of the metrics {list(keys)} appear in {list(runs)}")
