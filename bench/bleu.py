@@ -73,6 +73,8 @@ def main() -> None:
     n_hyp, n_ref = (100, 2000) if args.quick else (1000, 10000)
     n_nltk = args.nltk_sentences or (4 if args.quick else 20)
     repeats = 1 if args.quick else args.repeats
+    if not 1 <= n_nltk <= n_hyp:
+        p.error(f"--nltk-sentences must lie in [1, {n_hyp}] (the hypotheses scored), got {n_nltk}")
     hyps, refs = test[:n_hyp], train[:n_ref]
     log(f"BLEU-4: {len(hyps)} COCO test sentences vs {len(refs)} train sentences")
 
