@@ -122,3 +122,21 @@ def test_evaluate_cli_on_oracle_samples(tmp_path, oracle_data, capsys):
         evaluate_main([str(tmp_path / "empty.txt"), "--oracle"])
     with pytest.raises(SystemExit, match="not a readable textgym generator"):
         evaluate_main(["--generator", str(f)])
+
+
+def test_frontier_axes_say_which_way_is_better_and_one_plot_holds_one_pair_of_metrics(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from textgym.metrics import FrontierPoint
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    nll = [FrontierPoint("m", t, 9.0 + t, 8.0 - t, "nll_oracle", "nll_test") for t in (0.5, 1.0)]
+    bleu = [FrontierPoint("m", t, 0.3 - t / 10, 0.4 - t / 10, "bleu4", "self_bleu4") for t in (0.5, 1.0)]
+    plot_frontier(nll, tmp_path / "a.png")
+    plot_frontier(bleu, tmp_path / "b.png")
+    labels = [(f.axes[0].get_xlabel(), f.axes[0].get_ylabel()) for f in figures]
+    assert labels == [("nll-test (lower is better)", "nll-oracle (lower is better)"),
+                      ("self-bleu4 (lower is better)", "bleu4 (higher is better)")]
+    with pytest.raises(ValueError, match="different metrics"):  # they were all labelled as the first point's
+        plot_frontier(nll + bleu, tmp_path / "c.png")

@@ -21,19 +21,26 @@ def _pyplot():
 
 def plot_frontier(points: Iterable[FrontierPoint], path: Union[str, Path], title: str = "Quality-diversity frontier") -> Path:
     """One curve per model through its temperatures: diversity (x) against quality (y), each point
-    labelled with its temperature. Lower-left is better for NLL-oracle vs NLL-test."""
+    labelled with its temperature; each axis label says which way is better (lower-left for
+    NLL-oracle vs NLL-test, upper-left for BLEU vs Self-BLEU). The points must measure one pair of
+    metrics (ValueError otherwise: one pair of axes cannot show two)."""
     plt = _pyplot()
     points = list(points)
     if not points:
         raise ValueError("plot_frontier needs at least one point")
+    pairs = sorted({(p.quality_name, p.diversity_name) for p in points})
+    if len(pairs) > 1:
+        raise ValueError(f"plot_frontier: the points measure different metrics {pairs}; plot each pair on its own")
+    quality, diversity = pairs[0]
+    up = quality.startswith("bleu")  # the convention of textgym.metrics: BLEU is the one higher-is-better axis
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for name in dict.fromkeys(p.model for p in points):
         pts = sorted((p for p in points if p.model == name), key=lambda p: p.temperature)
         ax.plot([p.diversity for p in pts], [p.quality for p in pts], marker="o", label=name)
         for p in pts:
             ax.annotate(f"{p.temperature:g}", (p.diversity, p.quality), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel(points[0].diversity_name.replace("_", "-"))
-    ax.set_ylabel(points[0].quality_name.replace("_", "-"))
+    ax.set_xlabel(f"{diversity.replace('_', '-')} (lower is better)")
+    ax.set_ylabel(f"{quality.replace('_', '-')} ({'higher' if up else 'lower'} is better)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
