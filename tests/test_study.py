@@ -250,6 +250,12 @@ def test_merge_plots_the_runs_it_collected_not_every_folder_a_glob_finds(finishe
     assert study.main(["merge", "--partial", str(out)]) == 0
     folders = {json.loads(line)["folder"] for line in (out / "results.jsonl").read_text().splitlines()}
     assert f"cells/s0/{cell.folder_name}" in folders and len(folders) == 11
+    # a shard's copy that ended otherwise (other thread counts): its cells started from it, not the kept copy
+    copy = cell.folder(out / "shards" / "1-of-2") / "record.json"
+    record = json.loads(copy.read_text())
+    copy.write_text(json.dumps({**record, "summary_metrics": {**record["summary_metrics"], "nll_oracle": 99.0}}))
+    with pytest.warns(RuntimeWarning, match="two copies of run s0 .* ended differently"):
+        study.collect(out, StudySpec.from_dict(SPEC), partial=True)
 
 
 def test_a_run_resumed_after_its_training_keeps_its_warnings_and_its_earlier_time(finished, tmp_path):

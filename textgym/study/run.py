@@ -379,8 +379,9 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
 
 def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str, Any]]:
     """The records of every run of the study under ``out`` (its own cells and every shard's), each
-    with its run's ``"folder"`` relative to ``out`` (the first copy of a run is the one kept);
-    StudyError naming the missing runs unless ``partial``."""
+    with its run's ``"folder"`` relative to ``out`` (the first copy of a run is the one kept, with a
+    warning when another copy ended differently); StudyError naming the missing runs unless
+    ``partial``."""
     found: Dict[Tuple[int, str], Dict[str, Any]] = {}
     for path in sorted(out.glob("cells/s*/*/record.json")) + sorted(out.glob("shards/*/cells/s*/*/record.json")):
         rec = read_json_file(path, "a study record", REDO)
@@ -392,7 +393,14 @@ def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str,
         if path.parent != home:  # a record copied into another run's folder would stand for that run
             raise StudyError(f"{path} is the record of run s{rec['seed']} {rec['key']!r}, whose folder is {home}; "
                              "move it there or delete it")
-        found.setdefault((rec["seed"], rec["key"]), {**rec, "folder": path.parent.relative_to(out).as_posix()})
+        folder = path.parent.relative_to(out).as_posix()
+        kept = found.setdefault((rec["seed"], rec["key"]), {**rec, "folder": folder})
+        if kept["folder"] != folder and kept.get("summary_metrics") != rec.get("summary_metrics"):
+            # the same run trained twice (a shard's copy) to other weights: the cells of one copy's
+            # shard started from it, and the report compares them with the kept one
+            warnings.warn(f"two copies of run s{rec['seed']} {rec['key']!r} ended differently ({kept['folder']} and "
+                          f"{folder}; shards run with other thread counts round differently): the report uses the "
+                          f"first, also for the cells that started from the second", RuntimeWarning, stacklevel=2)
     wanted = [(c.seed, c.key) for c in expand(spec)]
     missing = [w for w in wanted if w not in found]
     if missing and not partial:
