@@ -152,8 +152,14 @@ def test_rollout_copy_mix_rule_is_exact():
     beta.update(g)
     for k, v in beta.policy.state_dict().items():
         torch.testing.assert_close(v, 0.8 * old[k] + 0.2 * theta[k], rtol=0, atol=1e-7)
-    # the rollout policy samples with β, not θ
+    # the rollout policy samples with β, not θ: the same draws as β's own rollout, not θ's
     assert isinstance(beta, RolloutPolicy) and beta.vocab_size == V
+    x, p = torch.randint(0, V, (64, L)), torch.full((64,), 2)
+
+    def completed(policy):
+        return policy.rollout(x, p, generator=torch.Generator().manual_seed(0))
+
+    assert torch.equal(completed(beta), completed(beta.policy)) and not torch.equal(completed(beta), completed(g))
 
 
 def test_rollout_copy_hard_rule_copies_every_k():
@@ -183,6 +189,7 @@ def test_seqgan_rollout_policy_starts_from_the_pretrained_generator(tiny):
     for k in pretrained:
         want = 0.8 * pretrained[k] + 0.2 * theta1[k]
         torch.testing.assert_close(beta[k], want, rtol=1e-5, atol=1e-6)
+    assert agent.reward.rollout_policy is agent.rollout_copy  # the MC rewards complete prefixes with β
 
 
 # ---------------------------------------------------------------------- pure pieces

@@ -74,6 +74,9 @@ def test_catgan_relativistic_losses_and_soft_input(data, device):
     assert torch.allclose(relativistic_loss("rsgan", "G", r, f), -torch.log(torch.sigmoid(f - r)).mean())
     ra = -torch.log(torch.sigmoid(f - r.mean())).mean() - torch.log(1 - torch.sigmoid(r - f.mean())).mean()
     assert torch.allclose(relativistic_loss("ragan", "G", r, f), ra)
+    ra_d = -torch.log(torch.sigmoid(r - f.mean())).mean() - torch.log(1 - torch.sigmoid(f - r.mean())).mean()
+    assert torch.allclose(relativistic_loss("ragan", "D", r, f), ra_d)  # D wins where G loses: the two differ
+    assert not torch.allclose(ra_d, ra)
 
 
 def test_conditional_generator_matches_step_and_teacher_forcing(device):

@@ -94,6 +94,23 @@ def test_a_uniform_generators_entropy_and_nll_test_are_log_v_and_bleu_uses_the_t
     train_refs = [data.decode(r[: int(n)].tolist()).split() for r, n in zip(data.train, data.train_lengths)]
     assert bleu(hyps, train_refs, 4) != ev.metrics["bleu4"]  # the test split is what the metric reads
 
+    # a generator that is not uniform: entropy is the mean NLL of its own samples and NLL-test that
+    # of the test set, both at the sampling temperature (the uniform one gives ln V whatever is scored)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        gen.out.weight.normal_(0, 2.0)
+        gen.out.bias.normal_(0, 1.0)
+
+    def mean_nll(tokens, lengths, tau):
+        lp = gen.log_probs(tokens, temperature=tau)
+        total = sum(-float(lp[i, :n].sum()) for i, n in enumerate(lengths.tolist()))
+        return total / int(lengths.sum())
+
+    ev = evaluate_generator(gen, data, n_samples=200, bleu_samples=50, temperature=0.7)
+    assert ev.metrics["entropy"] == pytest.approx(mean_nll(ev.tokens, ev.lengths, 0.7), rel=1e-5)
+    assert ev.metrics["nll_test"] == pytest.approx(mean_nll(data.test, data.test_lengths, 0.7), rel=1e-5)
+    assert abs(mean_nll(ev.tokens, ev.lengths, 1.0) - ev.metrics["entropy"]) > 0.01
+
 
 def test_nll_test_known_leaves_out_the_test_words_outside_the_vocabulary(tmp_path):
     from textgym.data import UNK_ID, Corpus
