@@ -586,6 +586,33 @@ def test_kl_shaping_alone_leaves_the_generator_exactly_where_it_started(tiny):
     assert gen_state_equal(a.generator, start)
 
 
+def test_kl_penalty_reaches_the_returns_with_its_sign_by_hand(tiny):
+    """One REINFORCE step on a fixed batch with a constant reward r = σ(0) at the last token, no
+    baseline, γ = 1 and a reference that differs from θ: R_t = r - β Σ_{s>=t} (log p_θ - log p_ref)(x_s),
+    L_G = -Σ R log p_θ / Σ L_i. A sign error (a KL bonus) or a penalty that never reached R would
+    leave the two KL tests above passing."""
+    beta = 0.5
+    cfg = tiny_config(discriminator="constant", adv_steps=2, kl_beta=beta, reward="terminal", baseline="none",
+                      transform="prob", gamma=1.0, d_pretrain_steps=0)
+    a = make("reinforce", tiny, cfg, seed=0)
+    while a.iteration < a.adv_start:
+        a.train_iteration()
+    a.kl_reference = copy.deepcopy(a.generator)  # the phase's start would take θ itself
+    with torch.no_grad():
+        a.kl_reference.out.bias.add_(torch.randn(V, generator=torch.Generator().manual_seed(1)))
+    tokens = torch.randint(0, V, (4, L), generator=torch.Generator().manual_seed(2))
+    lengths = torch.tensor([L, L, L, L])
+    fixed_samples(a, tokens, lengths)
+    with torch.no_grad():
+        lp, ref = a.generator.log_probs(tokens), a.kl_reference.log_probs(tokens)
+    penalty = -beta * (lp - ref)
+    R = 0.5 + penalty.flip(1).cumsum(1).flip(1)  # r + Σ_{s>=t} penalty_s
+    want = float(-(R * lp).sum() / lengths.sum())
+    stats = a.generator_step()
+    assert stats["g_loss"] == pytest.approx(want, rel=1e-5)
+    assert stats["kl"] == pytest.approx(float((lp - ref).mean()), rel=1e-5) and stats["kl"] != 0
+
+
 def test_the_gpus_mle_pass_with_deferred_checks_trains_as_the_checked_one(tiny):
     """Off the CPU an MLE pass sums its losses and gradient-norm checks on the device and reads
     them once (``_mle_pass_deferred``); run here on the CPU, it reaches the checked pass's
