@@ -177,3 +177,38 @@ def test_a_rollout_step_draws_past_the_prefix_and_keeps_the_prefix(all_rows, dev
     rows = torch.arange(M, device=device) if all_rows else free.nonzero().squeeze(1)
     ref = sample_rows(h[rows], w, b, 1.0, torch.Generator(device=device).manual_seed(5))
     assert torch.equal(tokens[free, t], ref[free[rows]] if all_rows else ref)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("model", ["oracle", "generator"])
+def test_rollouts_complete_a_prefix_with_the_models_own_conditionals(model, temperature):
+    """The completions that MC rewards score follow p(x_t | x_<t) at the rollout's temperature,
+    against the teacher-forced log-probabilities of every possible next token (checked at the
+    first free position and, given its most frequent token, at the next one)."""
+    from agents.generator import Generator
+
+    V, L, n = 50, 6, 40_000
+    m = OracleLSTM(vocab_size=V, max_length=L, seed=3) if model == "oracle" else Generator(V, L, seed=3)
+    if model == "generator":  # SeqGAN's N(0, 0.1) init is nearly uniform, where every temperature looks alike
+        with torch.no_grad():
+            m.out.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(4))
+            m.out.bias.normal_(0, 2.0, generator=torch.Generator().manual_seed(5))
+    prefix = torch.tensor([7, 11, 0, 0, 0, 0])
+    out = m.rollout(prefix.expand(n, -1).clone(), torch.full((n,), 2), temperature=temperature,
+                    generator=torch.Generator().manual_seed(0))
+    assert (out[:, :2] == prefix[:2]).all()
+
+    def conditional(head):  # p(v | head) for every v, teacher forced
+        rows = torch.zeros(V, L, dtype=torch.long)
+        rows[:, : len(head)] = torch.tensor(head)
+        rows[:, len(head)] = torch.arange(V)
+        with torch.no_grad():
+            return m.log_probs(rows, temperature=temperature)[:, len(head)].double().exp()
+
+    def check(draws, p):
+        freq = torch.bincount(draws, minlength=V).double() / len(draws)
+        assert bool(((freq - p).abs() <= 5 * (p * (1 - p) / len(draws)).sqrt() + 1e-9).all()), (freq, p)
+
+    check(out[:, 2], conditional([7, 11]))
+    a = int(torch.bincount(out[:, 2], minlength=V).argmax())
+    check(out[out[:, 2] == a, 3], conditional([7, 11, a]))
