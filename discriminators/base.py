@@ -308,12 +308,14 @@ class BaseDiscriminator(nn.Module):
     def scoring(self) -> Iterator[None]:
         """Eval mode and ``torch.no_grad()`` inside the block; the previous mode is restored after."""
         was_training = self.training
-        self.eval()
+        if was_training:  # the switch walks every submodule: skipped when already in eval mode
+            self.eval()
         try:
             with torch.no_grad():
                 yield
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits of P(real) for rewards: eval mode (no dropout), no gradient, mode restored.
