@@ -28,7 +28,7 @@ from discriminators.base import load_optimizer_state, load_weights
 from textgym.data import OracleData, TextData, resolve_data
 
 #: SB3 arguments the agent sets itself, from the fields named (None: from the run or the agent)
-SET_BY_FIELDS = {"n_steps": "n_steps", "learning_rate": "learning_rate", "seed": None, "device": None, "verbose": None,
+SET_BY_FIELDS = {"n_steps": "n_steps", "learning_rate": "learning_rate", "seed": None, "device": None,
                  "policy": "policy", "env": None}
 #: policy_kwargs the agent sets from its fields
 POLICY_SET_BY_FIELDS = {"emb_dim": "emb_dim", "hidden_dim": "hidden_dim", "eos_id": None,

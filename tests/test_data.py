@@ -313,6 +313,7 @@ def test_only_a_newline_ends_a_line(tmp_path):
     assert Corpus(p).train_lengths.tolist() == [3, 3, 2]  # three sentences ("a b": the odd characters are spaces)
     with pytest.raises(ValueError, match=r"bad\.txt, line 2: '<eos>' inside a sentence"):
         Corpus(write(tmp_path, "bad.txt", "a\x0cb\nc <eos> d\n"))
+    assert read_lines(write(tmp_path, "mac.txt", "a b c\rd e f\rg h\r")) == ["a b c", "d e f", "g h"]  # old Mac ends
 
 
 def test_oracle_data_never_changes_the_callers_oracle(monkeypatch, tmp_path):

@@ -435,6 +435,8 @@ def test_sb3vecenv_refuses_a_wrapper_it_would_skip(small_oracle_data):
     with pytest.raises(ValueError, match="TimeLimit would have no effect"):
         SB3VecEnv(gym.make("textgym/TokenGen-v0", data=small_oracle_data, max_episode_steps=2))
     assert SB3VecEnv(ArrayConversion(venv, env_xp=torch, target_xp=np)).token_env.data is small_oracle_data
+    single_env = gym.make("textgym/TokenGen-v0", data=small_oracle_data)
+    assert SB3VecEnv(gym.wrappers.NumpyToTorch(single_env)).token_env.data is small_oracle_data  # a conversion too
     single = SB3VecEnv(gym.make("textgym/TokenGen-v0", data=small_oracle_data, max_episode_steps=6))
     single.reset()
     dones = [single.step(np.array([1]))[2][0] for _ in range(6)]
@@ -451,8 +453,10 @@ def test_sb3_kwargs_cannot_override_the_agents_fields_and_add_to_the_policys(sma
                        ({"policy_kwargs": {"emb_dim": 16}}, "policy_kwargs.emb_dim: the field emb_dim")):
         with pytest.raises(agents.ConfigError, match=field):
             agents.make("ppo", small_oracle_data, {**base, "sb3_kwargs": bad})
-    agent = agents.make("ppo", small_oracle_data, {**base, "emb_dim": 8, "sb3_kwargs": {"policy_kwargs": {"value_hidden": 7}}})
+    agent = agents.make("ppo", small_oracle_data, {**base, "emb_dim": 8, "sb3_kwargs": {"policy_kwargs": {"value_hidden": 7},
+                                                                                      "verbose": 1}})
     assert agent.model.policy.generator.emb_dim == 8 and agent.model.policy.value_head[0].out_features == 7
+    assert agent.model.verbose == 1  # no field records it: SB3's own to set
 
 
 def test_episode_reward_and_kl_beta_describe_the_iterations_rollout(small_oracle_data):

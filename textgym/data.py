@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def corpus_files(name: str) -> Tuple[Path, Path]:
 def read_lines(path: Union[str, os.PathLike]) -> List[str]:
     r"""The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not UTF-8).
 
-    Only ``\n`` ends a line (``\r\n`` too: a ``\r`` before it is dropped): ``str.splitlines``
+    Only ``\n``, ``\r\n`` and a lone ``\r`` end a line: ``str.splitlines``
     would also split at form feeds, ``\x1c``-``\x1e``, NEL and the Unicode line separators,
     cutting a sentence in two and shifting the line number of every error after it."""
     path = Path(path)
@@ -121,10 +122,10 @@ def read_lines(path: Union[str, os.PathLike]) -> List[str]:
             f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}): "
             "textgym reads UTF-8 text with one sentence per line"
         ) from None
-    lines = text.split("\n")
+    lines = re.split(r"\r\n|\r|\n", text)  # Unix, Windows and old Mac line ends
     if lines[-1] == "":
-        lines.pop()  # the file's final "\n" ends the last line; it starts none
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+        lines.pop()  # the file's final line end ends the last line; it starts none
+    return lines
 
 
 def sentence_words(text: str, lowercase: bool, where: str) -> List[str]:

@@ -20,9 +20,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium import wrappers as _wrappers
 from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
-from gymnasium.wrappers.vector import ArrayConversion
+from gymnasium.wrappers import vector as _vector_wrappers
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv
@@ -55,6 +56,20 @@ def unwrap_token_env(env: Any) -> Any:
     return _layers(env)[-1]
 
 
+def _array_conversions() -> tuple:
+    """gymnasium's array-conversion wrappers (single and vector) that this version has:
+    ``ArrayConversion`` from 1.2 on, ``NumpyToTorch`` and ``TorchToNumpy`` before (the jax ones
+    would import jax)."""
+    found = []
+    for module in (_wrappers, _vector_wrappers):
+        for name in ("ArrayConversion", "NumpyToTorch", "TorchToNumpy"):
+            try:
+                found.append(getattr(module, name))
+            except Exception:  # absent in this version
+                pass
+    return tuple(found)
+
+
 def _refuse_skipped_wrappers(env: Any) -> Any:
     """The textgym vector env inside ``env`` for :class:`SB3VecEnv`, which steps it directly: a
     wrapper on the way that changes rewards, observations or episodes would be skipped, so it is
@@ -63,7 +78,7 @@ def _refuse_skipped_wrappers(env: Any) -> Any:
     layers = _layers(env)
     inner = layers[-1]
     for layer in layers[:-1]:
-        if isinstance(layer, (ArrayConversion, OrderEnforcing, PassiveEnvChecker, TokenEnv, SB3VecEnv)):
+        if isinstance(layer, (*_array_conversions(), OrderEnforcing, PassiveEnvChecker, TokenEnv, SB3VecEnv)):
             continue
         if isinstance(layer, TimeLimit) and layer._max_episode_steps >= inner.max_length:
             continue

@@ -337,7 +337,9 @@ def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analy
                 points += frontier_points(_mean_sweep(by_key[k]), label, axes)
         written.append(plot_frontier(points, plots / f"frontier-{name}.png",
                                      title=f"{key} (mean of {len(by_key[key])} seeds)"))
-        folders = [out / r["folder"] for k in (key, comp["control"]["key"], comp["mle"]["key"]) for r in by_key.get(k, [])]
+        # a record read back from its record.json (not through collect) names no folder: the study's own
+        folders = [out / r["folder"] if "folder" in r else Cell(r["key"], "", "", (), r["seed"]).folder(out)
+                   for k in (key, comp["control"]["key"], comp["mle"]["key"]) for r in by_key.get(k, [])]
         written.append(plot_training_curves(
             folders, plots / f"curves-{name}.png", keys=task.curves,
             labels=[f"{f.name} ({f.parent.name})" for f in folders]))

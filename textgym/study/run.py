@@ -395,7 +395,8 @@ def collect(out: Path, spec: StudySpec, partial: bool = False) -> List[Dict[str,
                              "move it there or delete it")
         folder = path.parent.relative_to(out).as_posix()
         kept = found.setdefault((rec["seed"], rec["key"]), {**rec, "folder": folder})
-        if kept["folder"] != folder and kept.get("summary_metrics") != rec.get("summary_metrics"):
+        same = json.dumps(kept.get("summary_metrics"), sort_keys=True) == json.dumps(rec.get("summary_metrics"), sort_keys=True)
+        if kept["folder"] != folder and not same:  # (as JSON text: a NaN metric equals itself there)
             # the same run trained twice (a shard's copy) to other weights: the cells of one copy's
             # shard started from it, and the report compares them with the kept one
             warnings.warn(f"two copies of run s{rec['seed']} {rec['key']!r} ended differently ({kept['folder']} and "
