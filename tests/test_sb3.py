@@ -472,3 +472,18 @@ def test_episode_reward_and_kl_beta_describe_the_iterations_rollout(small_oracle
     assert first["episode_reward"] == pytest.approx(np.mean([e["r"] for e in agent.model.ep_info_buffer]))
     assert first["kl_beta"] == 0.5 and agent.kl.controller.beta != 0.5  # applied, then adapted
     assert agent.train_iteration()["kl_beta"] == agent.kl.last_beta != 0.5
+
+
+def test_env_method_reset_resets_only_the_given_envs(small_oracle_data):
+    """The envs share one batched env: env_method('reset', indices=[0]) used to reset all of them
+    and keep their episode returns and lengths counting."""
+    env = SB3VecEnv(TokenVecEnv(3, data=small_oracle_data, seed=0))
+    env.reset()
+    for _ in range(2):
+        env.step(np.array([1, 2, 3]))
+    (obs, _), = env.env_method("reset", indices=[0])
+    assert (obs == 50).all() and env.token_env.lengths.tolist() == [0, 2, 2]
+    assert env._steps.tolist() == [0, 2, 2]
+    for _ in range(4):
+        _, _, dones, infos = env.step(np.array([1, 2, 3]))
+    assert dones.tolist() == [False, True, True] and [i["episode"]["l"] for i in infos[1:]] == [6, 6]

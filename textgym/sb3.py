@@ -202,10 +202,23 @@ class SB3VecEnv(VecEnv):
         setattr(self.token_env, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> List[Any]:
+        """The envs share one batched env, so a method runs once for all of them and each target
+        gets its result; ``reset`` resets only the targets (a ``reset_mask``), whose episode
+        statistics restart, and returns each one's ``(obs, info)``."""
         targets = self._targets(indices)
         if method_name == "action_masks":
             masks = self.action_masks()
             return [masks[i] for i in targets]
+        if method_name == "reset":
+            options = dict(method_kwargs.pop("options", None) or {})
+            if "reset_mask" in options:
+                raise ValueError("env_method('reset') resets the envs given by indices; pass indices, not a reset_mask")
+            mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.token_env.device)
+            mask[targets] = True
+            obs, _ = self.token_env.reset(*method_args, options={**options, "reset_mask": mask}, **method_kwargs)
+            self._returns[mask] = 0
+            self._steps[mask] = 0
+            return [(obs[i].cpu().numpy(), {}) for i in targets]
         result = getattr(self.token_env, method_name)(*method_args, **method_kwargs)
         return [result for _ in targets]
 
