@@ -45,8 +45,10 @@ class FolderInUse(RunError):
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write via a temporary file in the same folder, fsync, then rename over ``path``. The
+    temporary file is the writer's own (process and thread): two threads writing one path (the
+    background checkpoint writer, a study recording a warning) would otherwise share it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as f:
         f.write(payload)
         f.flush()

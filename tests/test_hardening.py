@@ -3,6 +3,7 @@ refused without running it, and a generator file can only name a known class."""
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import time
 
@@ -377,3 +378,28 @@ def test_every_metrics_row_is_on_disk_before_the_checkpoint_that_counts_it(tmp_p
     monkeypatch.setattr(checkpoints, "write_checkpoint", write_checkpoint)
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--mle-epochs", "2") == 0
     assert any(name.endswith("metrics.jsonl") for name in synced)
+
+
+def test_two_threads_writing_one_file_atomically_do_not_collide(tmp_path):
+    """The background checkpoint writer and a study recording a warning run in one process: a
+    temporary name per process only made one thread rename the other's file away (FileNotFoundError)."""
+    import threading
+
+    from agents.checkpoints import atomic_write_json
+
+    errors = []
+
+    def write(i):
+        try:
+            for k in range(300):
+                atomic_write_json(tmp_path / "w.json", {"thread": i, "k": k})
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and json.loads((tmp_path / "w.json").read_text())["k"] == 299
+    assert not list(tmp_path.glob(".*.tmp-*"))
