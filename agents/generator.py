@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discriminators.base import capturing, seeded
+from discriminators.base import capturing, eval_mode, seeded
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
 from textgym.sampling import generator_on, linear_log_softmax, linear_logit_bound, sample_past_prefix
@@ -147,9 +147,7 @@ class Generator(nn.Module):
     @torch.no_grad()
     def nll(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None, batch_size: int = 2048) -> float:
         """Mean per-token negative log-likelihood (nats) of tokens (N, T) over positions < lengths."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             total, count = 0.0, 0
             for i in range(0, tokens.shape[0], batch_size):
                 tok = tokens[i : i + batch_size].to(self.device)
@@ -161,8 +159,6 @@ class Generator(nn.Module):
                 total += float(-(lp * mask).sum())
                 count += int(mask.sum())
             return total / max(count, 1)
-        finally:
-            self.train(was_training)
 
     # ------------------------------------------------------------------ step-by-step generation
     def _step_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -234,13 +230,9 @@ class Generator(nn.Module):
 
         Lengths include the EOS; without ``eos_id`` every length is T.
         """
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             empty = torch.zeros(n, self.max_length, dtype=torch.long, device=self.device)
             tokens = self.rollout(empty, torch.zeros(n, dtype=torch.long), temperature=temperature, generator=generator)
-        finally:
-            self.train(was_training)
         return finish_sequences(tokens, self.eos_id, self.pad_id)
 
     def sample(self, n: int, *, temperature: float = 1.0, generator: Optional[torch.Generator] = None) -> torch.Tensor:

@@ -58,6 +58,23 @@ def rehearsing() -> Iterator[None]:
         _REHEARSAL.on = before
 
 
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode (no dropout) and ``torch.no_grad()`` inside the block, for any object with
+    torch's modes (a module, a generator, a wrapped policy) or none (a plain callable). A model in
+    training mode is switched and switched back after; one already in eval mode is left alone (the
+    switch walks every submodule, and scoring runs once per env step or MC chunk)."""
+    switched = model if getattr(model, "training", False) is True and hasattr(model, "eval") else None
+    if switched is not None:
+        switched.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if switched is not None:
+            switched.train()
+
+
 def capturing(tensor: torch.Tensor) -> bool:
     """Whether ``tensor``'s device stream is being captured into a CUDA graph, or work is being
     rehearsed for a capture (:func:`rehearsing`). The checks that read a tensor's values on the
@@ -306,16 +323,10 @@ class BaseDiscriminator(nn.Module):
     # ------------------------------------------------------------------ scoring API (rewards)
     @contextlib.contextmanager
     def scoring(self) -> Iterator[None]:
-        """Eval mode and ``torch.no_grad()`` inside the block; the previous mode is restored after."""
-        was_training = self.training
-        if was_training:  # the switch walks every submodule: skipped when already in eval mode
-            self.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            if was_training:
-                self.train()
+        """Eval mode and ``torch.no_grad()`` inside the block; the previous mode is restored after
+        (:func:`eval_mode`)."""
+        with eval_mode(self):
+            yield
 
     def score(self, tokens: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits of P(real) for rewards: eval mode (no dropout), no gradient, mode restored.

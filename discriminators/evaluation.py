@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from discriminators.base import eval_mode
+
 
 def correct(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
     """1 for a right call (real with logit > 0, fake with logit < 0), 0 for a wrong one and 1/2
@@ -62,15 +64,8 @@ def _scores(discriminator: Any, tokens: torch.Tensor, lengths: torch.Tensor, pre
     """Eval-mode, no-grad scores: (N, T) per prefix if ``prefixes`` else (N,), float32."""
     # a plain callable of the Discriminator protocol when it has no ``score``
     fn = getattr(discriminator, "score_prefixes") if prefixes else getattr(discriminator, "score", discriminator)  # noqa: B009
-    module = discriminator if isinstance(discriminator, nn.Module) else None
-    was_training = module.training if module is not None else False
-    if module is not None:
-        module.eval()
-    try:
+    with eval_mode(discriminator):
         return fn(tokens, lengths).float()
-    finally:
-        if module is not None:
-            module.train(was_training)
 
 
 def evaluate(

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from discriminators.base import seeded
+from discriminators.base import eval_mode, seeded
 
 State = Tuple[torch.Tensor, torch.Tensor]
 
@@ -125,12 +125,8 @@ class Seq2SeqDiscriminator(Seq2Seq):
     def score_filled(self, context: torch.Tensor, filled: torch.Tensor,
                      lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(N, L) logits of P(real) per position, eval mode, no gradient (the mode is restored)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self.forward(context, filled, lengths)
-        finally:
-            self.train(was)
 
     def loss(self, context: torch.Tensor, real: torch.Tensor, fake: torch.Tensor, blanks: torch.Tensor) -> torch.Tensor:
         """MaskGAN's discriminator loss on the blanks: binary cross-entropy of the true tokens

@@ -21,8 +21,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
+from discriminators.base import eval_mode
 from textgym.masks import length_mask, strip_padding
-from textgym.protocols import SequenceModel, Trainable, device_of
+from textgym.protocols import SequenceModel, device_of
 from textgym.rewards import finish_sequences
 
 
@@ -59,14 +60,8 @@ def sequence_log_probs(model: SequenceModel, tokens: torch.Tensor, lengths: torc
     temperature: the model's ``log_probs(tokens, temperature=τ)``), padding replaced by 0."""
     kw = {} if temperature == 1.0 else {"temperature": temperature}
     safe = strip_padding(tokens, lengths)
-    switched = model if isinstance(model, Trainable) and model.training else None
-    if switched is not None:
-        switched.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model.log_probs(safe[i : i + batch_size], **kw).float().cpu() for i in range(0, len(safe), batch_size)])
-    finally:
-        if switched is not None:
-            switched.train()
 
 
 def nll_oracle(model: SequenceModel, oracle: SequenceModel, n: int = 5000, *, temperature: float = 1.0,

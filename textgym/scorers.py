@@ -11,14 +11,13 @@ that the result is finite.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
-from discriminators.base import capturing
+from discriminators.base import capturing, eval_mode
 from textgym.masks import length_mask, strip_padding
-from textgym.protocols import Discriminator, LikelihoodModel, Trainable, device_of
+from textgym.protocols import Discriminator, LikelihoodModel, device_of
 
 
 class OracleScorer:
@@ -78,20 +77,6 @@ def supports_prefixes(scorer: Discriminator) -> bool:
     return bool(getattr(scorer, "supports_prefixes", hasattr(scorer, "score_prefixes")))
 
 
-@contextmanager
-def _eval_mode(scorer: Discriminator) -> Iterator[None]:
-    """Eval mode (no dropout) and no gradient while ``scorer`` scores; its mode is restored after."""
-    switched = scorer if isinstance(scorer, Trainable) and scorer.training else None
-    if switched is not None:
-        switched.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        if switched is not None:
-            switched.train()
-
-
 def _call(scorer: Discriminator, method: str, fallback: str, tokens: torch.Tensor,
           lengths: Optional[torch.Tensor]) -> torch.Tensor:
     device = device_of(scorer)
@@ -100,7 +85,7 @@ def _call(scorer: Discriminator, method: str, fallback: str, tokens: torch.Tenso
         lengths = None if lengths is None else lengths.to(device)
     # the scorer's own entry point, else its forward (modules and plain callables alike)
     fn = getattr(scorer, method, None) or getattr(scorer, fallback, None) or scorer
-    with _eval_mode(scorer):
+    with eval_mode(scorer):
         out = fn(tokens, lengths)
     return out.float()
 
@@ -136,7 +121,7 @@ def score_completions(scorer: Discriminator, tokens: torch.Tensor, lengths: Opti
     if not capturing(tokens) and not ((groups == groups[:, :1]) | ~in_prefix[:, None]).all():
         raise ValueError("the completions of a group do not share their prefix")
     device = device_of(scorer) or tokens.device
-    with _eval_mode(scorer):
+    with eval_mode(scorer):
         out = scorer.score_completions(tokens.to(device), None if lengths is None else lengths.to(device),
                                        prefix_lengths.to(device), n).float()
     return _checked(scorer, out, (tokens.shape[0],))
