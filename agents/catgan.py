@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from agents.conditional import ConditionalAgent, ConditionalConfig, ConditionalGenerator
 from agents.config import SIZE, at_least, nonnegative, param, positive
 from agents.mle import check_finite, derive_seed
-from discriminators.base import load_optimizer_state, seeded
+from discriminators.base import eval_mode, load_optimizer_state, seeded
+from discriminators.evaluation import rank_accuracy
 from textgym.classes import MultiOracleData
 
 CATGAN = "CatGAN, Liu et al. 2020 (TextGAN-PyTorch run_catgan.py)"
@@ -208,6 +209,44 @@ class CatGANAgent(ConditionalAgent):
 
     def mle_groups(self) -> List[Tuple[Optional[Sequence[int]], torch.optim.Optimizer]]:
         return [(None, self.mle_opt)]
+
+    @torch.no_grad()
+    def discriminator_heldout(self, reals: Sequence[Tuple[int, torch.Tensor, torch.Tensor]],
+                              generator: torch.Generator) -> Dict[str, float]:
+        """D on each class's held-out real sequences x_r^c and as many Gumbel-softmax samples
+        x_f^c of the class at the current β (:meth:`ConditionalGenerator.gumbel_sample`).
+
+        D is relativistic: L_D trains it to give a real sequence a larger logit than a generated
+        one, whatever their sign, so its accuracy is that pairwise call
+        (:func:`~discriminators.evaluation.rank_accuracy`, 0.5 at chance), averaged over classes:
+
+            d_heldout_acc       P(D(x_r^c) > D(x_f^c)) + P(=)/2 over all real/generated pairs, on
+                                the soft rows ŷ that D trains on
+            d_heldout_acc_hard  the same with the samples' hard tokens y_t (the generated text);
+                                far below d_heldout_acc, D tells soft rows from one-hot ones
+                                rather than generated text from real text
+            d_heldout_loss      L_D (``d_loss``) on the held-out pairs, row i with row i, summed
+                                over classes as in training
+
+        The soft rows are scored in chunks of about 2^24 floats."""
+        D = self.discriminator
+        chunk = max(1, 2**24 // (self.data.max_length * self.data.vocab_size))
+        soft_acc, hard_acc, loss = [], [], 0.0
+        with eval_mode(D):
+            for c, tokens, lengths in reals:
+                r = D(tokens, lengths).float()
+                soft_c, hard_c = [], []
+                for lo in range(0, tokens.shape[0], chunk):
+                    tok, ln, soft = self.gen.gumbel_sample(min(chunk, tokens.shape[0] - lo), c, self.beta,
+                                                           generator=generator)
+                    soft_c.append(soft_logits(D, soft, tok, ln).float())
+                    hard_c.append(D(tok, ln).float())
+                f = torch.cat(soft_c)
+                soft_acc.append(rank_accuracy(r, f))
+                hard_acc.append(rank_accuracy(r, torch.cat(hard_c)))
+                loss += float(relativistic_loss(self.config.d_loss, "D", r, f))
+        return {"d_heldout_acc": sum(soft_acc) / len(soft_acc), "d_heldout_acc_hard": sum(hard_acc) / len(hard_acc),
+                "d_heldout_loss": loss}
 
     # ------------------------------------------------------------------ schedule
     @property

@@ -29,6 +29,10 @@ Evaluation (:meth:`ConditionalAgent.evaluate_task`, called by the driver):
   ``nll_test``: their mean over classes;
 - ``bleu4_c{c}`` and ``bleu4`` (LabelledCorpus with a test file): BLEU-4 of up to
   :data:`BLEU_HYPOTHESES` class-c samples against class c's test sentences, and the mean;
+- ``d_heldout_*`` (with a test set, after MLE, at temperature 1, ``d_heldout`` > 0): the
+  discriminator on the test set's first ``d_heldout`` sequences of each class, which it never
+  trains on, against as many fresh samples of that class (:meth:`ConditionalAgent.discriminator_heldout`;
+  SentiGAN's and CatGAN's figures differ, as their discriminators do);
 - text lines ``class<TAB>sentence`` of samples of every class.
 """
 from __future__ import annotations
@@ -214,6 +218,10 @@ class ConditionalConfig:
     d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1))
     d_steps: int = param(1, "discriminator rounds (or updates) per adversarial step", kind=SIZE, check=at_least(0))
     discriminator_options: Dict[str, Any] = param({}, "keyword options of the discriminator's constructor")
+    d_heldout: int = param(1000, "held-out real sequences of each class (the test set's first) scored against as "
+                                 "many fresh samples of that class for the discriminator's held-out figures d_heldout_*, "
+                                 "at every evaluation after MLE (0: none; none without a test set)", kind=SIZE,
+                           check=at_least(0))
     iteration_updates: int = param(0, "MLE minibatch updates of each generator group per MLE iteration (0: one whole "
                                       "epoch); the study's MLE control matches the adversarial updates with it",
                                    check=at_least(0))
@@ -279,6 +287,14 @@ class ConditionalAgent(Agent):
 
     def mle_groups(self) -> List[Tuple[Optional[Sequence[int]], torch.optim.Optimizer]]:
         """(classes trained together (None: all), optimizer) of each part of an MLE epoch."""
+        raise NotImplementedError
+
+    def discriminator_heldout(self, reals: Sequence[Tuple[int, torch.Tensor, torch.Tensor]],
+                              generator: torch.Generator) -> Dict[str, float]:
+        """The discriminator's held-out figures ``d_heldout_*`` on held-out real sequences,
+        ``reals`` = (class c, tokens (n_c, T), lengths (n_c,)) for each class that has some,
+        against n_c fresh samples of each class drawn with ``generator``; eval mode, no gradient,
+        no update."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ shared helpers
@@ -416,6 +432,14 @@ class ConditionalAgent(Agent):
                 out[key] = sum(per_test) / len(per_test)
             if has_test and not isinstance(d, MultiOracleData) and hasattr(d, "vocab"):
                 out.update(self._bleu(tokens, lengths, labels))
+            if temperature is None and has_test and self.config.d_heldout > 0 and self.iteration > self.config.mle_epochs:
+                reals = []
+                for c in range(k):
+                    rows = (d.test_labels == c).nonzero().squeeze(1)[: self.config.d_heldout]
+                    if rows.numel():
+                        reals.append((c, d.test[rows].to(self.device), d.test_lengths[rows].to(self.device)))
+                g = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "discriminator-heldout"))
+                out.update(self.discriminator_heldout(reals, g))
         finally:
             for m, w in zip(self._modules_for_eval(), was, strict=True):
                 m.train(w)

@@ -165,6 +165,25 @@ class SentiGANAgent(ConditionalAgent):
     def mle_groups(self) -> List[Tuple[Optional[Sequence[int]], torch.optim.Optimizer]]:
         return [([i], opt) for i, opt in enumerate(self.mle_opts)]
 
+    @torch.no_grad()
+    def discriminator_heldout(self, reals: Sequence[Tuple[int, torch.Tensor, torch.Tensor]],
+                              generator: torch.Generator) -> Dict[str, float]:
+        """``d_heldout_acc`` / ``d_heldout_loss``: real against generated as the unconditional
+        agents report it (:func:`discriminators.evaluate` of D's logit of P(real) =
+        ``logsumexp(z_{<k}) - z_k``; 0.5 at chance); ``d_heldout_class_acc``: the fraction of
+        real sequences whose largest logit of the k + 1 is their own class (1/(k + 1) at chance,
+        ties shared)."""
+        import discriminators
+
+        fakes = [self.sample_class(c, tokens.shape[0], generator) for c, tokens, _ in reals]
+        real, real_len = torch.cat([r[1] for r in reals]), torch.cat([r[2] for r in reals])
+        labels = torch.cat([torch.full((r[1].shape[0],), r[0], dtype=torch.long, device=self.device) for r in reals])
+        fake, fake_len = torch.cat([f[0] for f in fakes]), torch.cat([f[1] for f in fakes])
+        binary = discriminators.evaluate(self.discriminator, real, real_len, fake, fake_len)
+        classes = self.d_trainer.evaluate(real, real_len, labels)
+        return {"d_heldout_acc": float(binary["balanced_acc"]), "d_heldout_loss": float(binary["loss"]),
+                "d_heldout_class_acc": classes["acc_real"]}
+
     def reward_scorer(self, c: int) -> ClassScorer:
         """The scorer of generator c's rewards: D's probability of class c."""
         return ClassScorer(self.discriminator, c)

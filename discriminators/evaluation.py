@@ -3,7 +3,8 @@
 :func:`evaluate` scores real and generated sequences in eval mode, without gradient, updates or
 draws from any RNG of torch's; :func:`correct` is the one definition of a right call (a logit of
 exactly 0 counts one half, so the ``constant`` control is at chance), which the trainer's
-statistics use too.
+statistics use too; :func:`correct_class` is its multi-class form, :func:`rank_accuracy` the
+accuracy of a relativistic discriminator, which compares a real and a fake sequence's logits.
 """
 from __future__ import annotations
 
@@ -23,6 +24,45 @@ def correct(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
     (the ``constant`` control) is at chance, 1/2 on each class. Same shape as ``logits``."""
     right = torch.where(is_real, logits > 0, logits < 0).float()
     return right + 0.5 * (logits == 0).float()
+
+
+def correct_class(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The multi-class :func:`correct`: ``logits`` (N, C), ``targets`` (N,) -> (N,) float, 1 when
+    the target's logit is the only largest, 1/m when it ties with m - 1 others for the largest
+    and 0 otherwise: a discriminator with equal logits (the ``constant`` control) is right 1/C
+    of the time on every class, as a uniform guess is."""
+    top = logits.max(dim=1, keepdim=True).values
+    ties = (logits == top).sum(1).float()
+    return (logits.gather(1, targets[:, None]).squeeze(1) == top.squeeze(1)).float() / ties
+
+
+def rank_accuracy(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """P(s_real > s_fake) + P(s_real = s_fake) / 2 over every (real, fake) pair of the 1-D score
+    tensors: the accuracy of a relativistic discriminator, which calls the real one of a pair the
+    one with the larger logit whatever their sign (the area under the ROC curve; 0.5 at chance).
+    Exact, by binary search of each real score among the sorted fake scores."""
+    if real.numel() == 0 or fake.numel() == 0:
+        raise ValueError(f"rank_accuracy needs real and fake scores, got {real.numel()} and {fake.numel()}")
+    f = fake.detach().double().flatten().sort().values
+    r = real.detach().double().flatten()
+    below = torch.searchsorted(f, r, side="left").double()
+    at_most = torch.searchsorted(f, r, side="right").double()
+    return float((below + at_most).sum() / 2) / (r.numel() * f.numel())
+
+
+def logit_stats(real: torch.Tensor, fake: torch.Tensor) -> Dict[str, Any]:
+    """Real-vs-fake figures of 1-D logits of P(real): ``loss`` (binary cross-entropy against the
+    labels 1/0, the mean of the real and the fake rows' means), ``acc_real`` / ``acc_fake`` (see
+    :func:`correct`), ``balanced_acc`` = (acc_real + acc_fake) / 2, ``n_real``, ``n_fake``."""
+    if real.numel() == 0 or fake.numel() == 0:
+        raise ValueError(f"logit_stats needs real and fake logits, got {real.numel()} and {fake.numel()}")
+    real, fake = real.detach().float().flatten(), fake.detach().float().flatten()
+    loss = 0.5 * (float(F.binary_cross_entropy_with_logits(real, torch.ones_like(real)))
+                  + float(F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))))
+    acc_real = float(correct(real, torch.ones_like(real, dtype=torch.bool)).mean())
+    acc_fake = float(correct(fake, torch.zeros_like(fake, dtype=torch.bool)).mean())
+    return {"loss": loss, "acc_real": acc_real, "acc_fake": acc_fake, "balanced_acc": 0.5 * (acc_real + acc_fake),
+            "n_real": real.numel(), "n_fake": fake.numel()}
 
 
 def right_calls(logits: torch.Tensor, is_real: torch.Tensor) -> torch.Tensor:
@@ -90,11 +130,9 @@ def evaluate(
         batch_size: rows scored at once.
 
     Returns:
-        dict: ``loss`` (BCE of the whole sequence's logit against the hard labels 1/0: the mean
-        of the real and the fake sequences' means, like ``balanced_acc``; the plain mean when
-        ``n_real == n_fake``), ``acc_real`` / ``acc_fake`` (see
-        :func:`correct`: a logit of 0 counts 1/2), ``balanced_acc`` = (acc_real + acc_fake) / 2,
-        ``n_real``, ``n_fake`` and, for a discriminator with per-prefix scores,
+        dict: :func:`logit_stats` of the whole sequences' logits (``loss``, ``acc_real``,
+        ``acc_fake``, ``balanced_acc``, ``n_real``, ``n_fake``) and, for a discriminator with
+        per-prefix scores,
         ``acc_by_position``: the balanced accuracy of the prefix logit at each position t over
         the rows with t < length (NaN where a class has no such row).
     """
@@ -102,9 +140,7 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     prefixes = bool(getattr(discriminator, "supports_prefixes", False)) and hasattr(discriminator, "score_prefixes")
     device = _device_of(discriminator)
-    loss_sum = [0.0, 0.0]
-    right_sum = [0.0, 0.0]
-    counts = [0, 0]
+    finals: List[List[torch.Tensor]] = [[], []]  # each side's whole-sequence logits
     pos_right: Optional[torch.Tensor] = None
     pos_seen: Optional[torch.Tensor] = None
     for c, (side, tokens, lengths) in enumerate((("real", real_tokens, real_lengths), ("fake", fake_tokens, fake_lengths))):
@@ -117,7 +153,6 @@ def evaluate(
             raise ValueError(f"{side}_lengths must have shape ({N},), got {tuple(lengths.shape)}")
         if device is not None:
             tokens, lengths = tokens.to(device), lengths.to(device)
-        counts[c] = N
         for start in range(0, N, int(batch_size)):
             tok, ln = tokens[start : start + batch_size], lengths[start : start + batch_size].long()
             is_real = torch.full((tok.shape[0],), c == 0, dtype=torch.bool)
@@ -138,18 +173,8 @@ def evaluate(
                     pos_right = F.pad(pos_right, (0, width - pos_right.shape[1])) + r
                     pos_seen = F.pad(pos_seen, (0, width - pos_seen.shape[1])) + n
                 s = s.gather(1, (ln - 1)[:, None]).squeeze(1)
-            target = is_real.float()
-            loss_sum[c] += float(F.binary_cross_entropy_with_logits(s, target, reduction="sum"))
-            right_sum[c] += float(correct(s, is_real).sum())
-    acc_real, acc_fake = right_sum[0] / counts[0], right_sum[1] / counts[1]
-    out: Dict[str, Any] = {
-        "loss": 0.5 * (loss_sum[0] / counts[0] + loss_sum[1] / counts[1]),
-        "acc_real": acc_real,
-        "acc_fake": acc_fake,
-        "balanced_acc": 0.5 * (acc_real + acc_fake),
-        "n_real": counts[0],
-        "n_fake": counts[1],
-    }
+            finals[c].append(s)
+    out: Dict[str, Any] = logit_stats(torch.cat(finals[0]), torch.cat(finals[1]))
     if pos_right is not None and pos_seen is not None:
         out["acc_by_position"] = balanced_by_position(pos_right, pos_seen)
     return out

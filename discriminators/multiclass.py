@@ -34,6 +34,7 @@ from torch import nn
 
 from discriminators.base import BaseDiscriminator, DivergenceError, seeded
 from discriminators.cnn import CNNDiscriminator
+from discriminators.evaluation import correct_class
 from discriminators.rnn import RNNDiscriminator
 
 __all__ = ["MULTICLASS_REGISTRY", "MultiClassDiscriminator", "MultiClassTrainer", "make_multiclass"]
@@ -265,7 +266,8 @@ class MultiClassTrainer:
         ``(N_f, T')`` ones (optional).
 
         Returns:
-            ``loss`` (mean cross-entropy), ``acc`` (fraction with the right argmax), ``acc_real``
+            ``loss`` (mean cross-entropy), ``acc`` (fraction with the right argmax, a tie of m
+            classes counting 1/m: :func:`~discriminators.evaluation.correct_class`), ``acc_real``
             (real rows called their own class), ``acc_fake`` (fake rows called fake; NaN without
             fakes), ``steps``, ``total_steps``, ``n_real``, ``n_fake``: measured by the
             training-mode forward pass before each update.
@@ -299,7 +301,7 @@ class MultiClassTrainer:
                     nn.utils.clip_grad_norm_(d.parameters(), self.max_grad_norm)
                 self.optimizer.step()
                 with torch.no_grad():
-                    right = (z.argmax(1) == y).float()
+                    right = correct_class(z, y)
                     fk = is_fake[idx].float()
                     sums["loss"] += float(loss) * len(idx)
                     sums["right"] += float(right.sum())
@@ -321,15 +323,20 @@ class MultiClassTrainer:
 
     def evaluate(self, real: torch.Tensor, real_lengths: Optional[torch.Tensor], real_classes: Any,
                  fake: Optional[torch.Tensor] = None, fake_lengths: Optional[torch.Tensor] = None) -> Dict[str, float]:
-        """Held-out accuracy in eval mode without gradient: ``acc``, ``acc_real``, ``acc_fake``
-        (as in :meth:`step`, NaN for a side without rows)."""
+        """Held-out figures in eval mode without gradient: ``acc``, ``acc_real`` (real rows called
+        their own class), ``acc_fake`` (fake rows called fake), as in :meth:`step` (NaN for a side
+        without rows; 1/(k + 1) for a discriminator with equal logits), and ``loss``, the
+        cross-entropy (the mean of the real and the fake rows' means, or the one side's)."""
         d = self.discriminator
         tokens, lengths, targets = self._labelled_set(real, real_lengths, real_classes, fake, fake_lengths)
         right: List[torch.Tensor] = []
+        ce: List[torch.Tensor] = []
         for i in range(0, tokens.shape[0], 4096):
-            z = d.score_classes(tokens[i : i + 4096], lengths[i : i + 4096])
-            right.append((z.argmax(1) == targets[i : i + 4096]).float())
-        r = torch.cat(right)
+            z, y = d.score_classes(tokens[i : i + 4096], lengths[i : i + 4096]), targets[i : i + 4096]
+            right.append(correct_class(z, y))
+            ce.append(F.cross_entropy(z.float(), y, reduction="none"))
+        r, loss = torch.cat(right), torch.cat(ce)
         fk = targets == d.fake_class
         mean = lambda x: float(x.mean()) if x.numel() else math.nan  # noqa: E731
-        return {"acc": mean(r), "acc_real": mean(r[~fk]), "acc_fake": mean(r[fk])}
+        sides = [mean(loss[~fk])] + ([mean(loss[fk])] if bool(fk.any()) else [])
+        return {"acc": mean(r), "acc_real": mean(r[~fk]), "acc_fake": mean(r[fk]), "loss": sum(sides) / len(sides)}

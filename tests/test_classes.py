@@ -425,3 +425,20 @@ def test_multiclass_training_separates_two_easy_classes(device):
     assert float(d.class_reward(held_real, None, 1 - held_labels).mean()) < 0.2
     with pytest.raises(ValueError, match=r"real_classes: class id 5 is out of range"):
         trainer.step(real[:2], None, torch.tensor([0, 5]))
+
+
+def test_multiclass_held_out_figures_of_equal_logits_are_chance():
+    """A discriminator whose k + 1 logits are all equal calls each class with probability
+    1/(k + 1) (ties shared; argmax used to call every row class 0) and has cross-entropy log(k + 1)."""
+    V, T, k = 10, 6, 3
+    d = make_multiclass("multiclass-rnn", V, k, max_length=T, emb_dim=8, hidden=8, seed=0)
+    with torch.no_grad():
+        d.class_head.weight.zero_()
+        d.class_head.bias.zero_()
+    trainer = MultiClassTrainer(d, seed=0)
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randint(V, (30, T), generator=g), torch.randint(V, (12, T), generator=g)
+    out = trainer.evaluate(real, None, torch.arange(30) % k, fake, None)
+    assert out["acc_real"] == pytest.approx(1 / (k + 1)) and out["acc_fake"] == pytest.approx(1 / (k + 1))
+    assert out["acc"] == pytest.approx(1 / (k + 1)) and out["loss"] == pytest.approx(math.log(k + 1))
+    assert trainer.step(real, None, torch.arange(30) % k, fake, None)["acc_fake"] == pytest.approx(1 / (k + 1))

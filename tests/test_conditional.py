@@ -299,3 +299,69 @@ def test_soft_logits_read_the_soft_rows_also_under_no_grad_where_the_cnn_would_u
     reference = soft_logits(d, soft, tokens, lengths).detach()  # with gradients: through the embedding
     torch.testing.assert_close(fitness_view, reference)
     assert (fitness_view - hard).abs().max() > 0.05 and not fitness_view.requires_grad
+
+
+# ---------------------------------------------------------------------- the discriminator's held-out figures
+@pytest.mark.parametrize("cls,cfg", [(SentiGANAgent, SMOKE_S), (CatGANAgent, SMOKE_C)])
+def test_held_out_discriminator_figures_after_mle_only_and_evaluation_changes_no_training(data, cls, cfg):
+    agent = cls(data, {**cfg, "d_heldout": 16}, seed=0)
+    twin = cls(data, {**cfg, "d_heldout": 0}, seed=0)
+    seen = []
+    for _ in range(agent.total_iterations):
+        run(agent, 1)
+        run(twin, 1)
+        out, _ = agent.evaluate_task(40, 40, seed=3)
+        seen.append(sorted(k for k in out if k.startswith("d_heldout")))
+        assert not [k for k in twin.evaluate_task(40, 40, seed=3)[0] if k.startswith("d_")]
+        assert not [k for k in agent.evaluate_task(40, 40, seed=3, temperature=1.0)[0] if k.startswith("d_")]
+        again, _ = agent.evaluate_task(40, 40, seed=3)
+        assert again == out  # seeded by the evaluation's seed alone
+    n_mle = agent.config.mle_epochs
+    assert seen[:n_mle] == [[]] * n_mle
+    want = ["d_heldout_acc", "d_heldout_loss"] + (
+        ["d_heldout_class_acc"] if cls is SentiGANAgent else ["d_heldout_acc_hard"])
+    assert all(s == sorted(want) for s in seen[n_mle:])
+    same_state(agent.state_dict()["discriminator"], twin.state_dict()["discriminator"])
+    same_state(agent.state_dict()[cls.generator_key], twin.state_dict()[cls.generator_key])
+
+
+@pytest.mark.parametrize("cls,cfg", [(SentiGANAgent, SMOKE_S), (CatGANAgent, SMOKE_C)])
+def test_no_information_controls_are_at_chance_on_held_out_data(data, cls, cfg):
+    agent = cls(data, {**cfg, "discriminator": "constant", "d_heldout": 16}, seed=0)
+    run(agent, agent.config.mle_epochs + 1)
+    out, _ = agent.evaluate_task(40, 40, seed=3)
+    k = agent.num_classes
+    assert out["d_heldout_acc"] == 0.5
+    if cls is SentiGANAgent:  # every class logit 0: P(real) = k/(k+1), the right class 1/(k+1) of the time
+        assert out["d_heldout_class_acc"] == pytest.approx(1 / (k + 1))
+        assert out["d_heldout_loss"] == pytest.approx(0.5 * (math.log((k + 1) / k) + math.log(k + 1)), rel=1e-6)
+    else:  # every logit 0: every pair a tie, L_D = k log 2
+        assert out["d_heldout_acc_hard"] == 0.5
+        assert out["d_heldout_loss"] == pytest.approx(k * math.log(2), rel=1e-6)
+
+
+def test_catgan_held_out_accuracy_is_the_pairwise_call_on_the_soft_samples(data):
+    """Recomputed by hand: D's logits of the first 16 test rows of each class against 16 seeded
+    Gumbel-softmax samples of that class, every (real, generated) pair counted."""
+    agent = CatGANAgent(data, {**SMOKE_C, "d_heldout": 16}, seed=0)
+    run(agent, agent.config.mle_epochs + 1)
+    out = agent.discriminator_heldout(
+        [(c, data.test[data.test_labels == c][:16], data.test_lengths[data.test_labels == c][:16]) for c in range(2)],
+        torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(11)
+    D = agent.discriminator
+    D.eval()
+    soft_acc, hard_acc, loss = [], [], 0.0
+    with torch.no_grad():
+        for c in range(2):
+            r = D(data.test[data.test_labels == c][:16], data.test_lengths[data.test_labels == c][:16])
+            tok, ln, soft = agent.gen.gumbel_sample(16, c, agent.beta, generator=g)
+            f, h = soft_logits(D, soft, tok, ln), D(tok, ln)
+            for fake, acc in ((f, soft_acc), (h, hard_acc)):
+                acc.append(sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in r.tolist() for b in fake.tolist()) / 256)
+            loss += float(relativistic_loss("rsgan", "D", r, f))
+    D.train()
+    assert out["d_heldout_acc"] == pytest.approx(sum(soft_acc) / 2, abs=1e-12)
+    assert out["d_heldout_acc_hard"] == pytest.approx(sum(hard_acc) / 2, abs=1e-12)
+    assert out["d_heldout_loss"] == pytest.approx(loss, rel=1e-5)
+    assert D.training  # the mode is restored

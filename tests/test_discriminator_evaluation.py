@@ -172,3 +172,40 @@ def test_controls_give_rewards_through_textgym(name, reward, small_oracle_data):
     for _ in range(6):
         _, rew, _, _, _ = venv.step(torch.tensor([1, 2]))
         assert torch.isfinite(rew).all()
+
+
+# ---------------------------------------------------------------------- accuracy rules against slow references
+def test_correct_class_shares_ties_like_a_uniform_guess():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randint(0, 3, (200, 4), generator=g).float()  # many ties among 4 classes
+    y = torch.randint(0, 4, (200,), generator=g)
+    want = []
+    for row, t in zip(z.tolist(), y.tolist(), strict=True):
+        top = [c for c, v in enumerate(row) if v == max(row)]
+        want.append(1.0 / len(top) if t in top else 0.0)
+    assert discriminators.evaluation.correct_class(z, y).tolist() == pytest.approx(want, abs=1e-7)
+    assert discriminators.evaluation.correct_class(torch.zeros(5, 3), torch.arange(5) % 3).tolist() == \
+        pytest.approx([1 / 3] * 5)
+
+
+def test_rank_accuracy_counts_every_pair():
+    g = torch.Generator().manual_seed(1)
+    real = torch.randint(0, 6, (37,), generator=g).float()  # ties across the two sets
+    fake = torch.randint(0, 6, (23,), generator=g).float()
+    pairs = [1.0 if r > f else 0.5 if r == f else 0.0 for r in real.tolist() for f in fake.tolist()]
+    assert discriminators.evaluation.rank_accuracy(real, fake) == pytest.approx(sum(pairs) / len(pairs), abs=1e-12)
+    # the sign of the logits does not matter: a relativistic call compares them
+    assert discriminators.evaluation.rank_accuracy(torch.tensor([10.0, 11.0]), torch.tensor([5.0, 9.0])) == 1.0
+    assert discriminators.evaluation.rank_accuracy(torch.zeros(4), torch.zeros(3)) == 0.5
+    with pytest.raises(ValueError, match="needs real and fake"):
+        discriminators.evaluation.rank_accuracy(real, fake[:0])
+
+
+def test_logit_stats_match_a_hand_computation():
+    real, fake = torch.tensor([2.0, -1.0, 0.0]), torch.tensor([-3.0, 0.5])
+    out = discriminators.evaluation.logit_stats(real, fake)
+    bce = lambda z, y: -math.log(1 / (1 + math.exp(-z))) if y else -math.log(1 - 1 / (1 + math.exp(-z)))  # noqa: E731
+    loss = 0.5 * (sum(bce(z, 1) for z in real.tolist()) / 3 + sum(bce(z, 0) for z in fake.tolist()) / 2)
+    assert out["loss"] == pytest.approx(loss, rel=1e-6)
+    assert out["acc_real"] == pytest.approx(1.5 / 3) and out["acc_fake"] == 0.5
+    assert out["balanced_acc"] == pytest.approx(0.5 * (0.5 + 0.5)) and (out["n_real"], out["n_fake"]) == (3, 2)
