@@ -172,8 +172,24 @@ def resume_command(folder: Path, device: str) -> str:
             + (f" --device {device}" if device != "cpu" else ""))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def discriminator_notice(metrics: Dict[str, Any]) -> Optional[str]:
+    """The notice a finished run prints when its discriminator's final held-out figures say its
+    rewards carry little information, or None."""
     from agents.adversarial import INFORMATIVE_ACC
+
+    acc, hard = metrics.get("d_heldout_acc"), metrics.get("d_heldout_acc_hard")
+    if isinstance(acc, float) and acc < INFORMATIVE_ACC:
+        return (f"notice: the discriminator is weak: its held-out accuracy ended at {acc:.3f} (chance 0.5, informative "
+                f">= {INFORMATIVE_ACC}), so its rewards carry little information; compare with the same run under "
+                "--discriminator constant before reading gains into it (bench/results/discriminator_info.md)")
+    if isinstance(acc, float) and isinstance(hard, float) and hard < INFORMATIVE_ACC:  # catgan: it separates the soft rows it trains on
+        return (f"notice: the discriminator tells the generator's soft rows from real text (held-out accuracy "
+                f"{acc:.3f}) but not the generated text itself (d_heldout_acc_hard {hard:.3f}, chance 0.5): its "
+                "gradient tells the generator how to look one-hot rather than how to write like the data")
+    return None
+
+
+def main(argv: Optional[List[str]] = None) -> int:
     from agents.checkpoints import RunError, Terminated, sigterm_stops
     from agents.config import ConfigError
     from agents.driver import train
@@ -216,11 +232,9 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"continue with: {resume_command(folder, args.device)}")
         return 0
     print(json.dumps({"agent": resolved.agent, "iterations": summary["iterations"], **summary["metrics"]}))
-    acc = summary["metrics"].get("d_heldout_acc")
-    if isinstance(acc, float) and acc < INFORMATIVE_ACC:
-        print(f"notice: the discriminator is weak: its held-out accuracy ended at {acc:.3f} (chance 0.5, informative "
-              f">= {INFORMATIVE_ACC}), so its rewards carry little information; compare with the same run under "
-              "--discriminator constant before reading gains into it (bench/results/discriminator_info.md)")
+    notice = discriminator_notice(summary["metrics"])
+    if notice:
+        print(notice)
     print(f"run folder: {folder}")
     return 0
 

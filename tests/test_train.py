@@ -528,3 +528,13 @@ def test_warm_starting_across_conditional_and_unconditional_generators_says_why_
                name="mle") == 2
     err = capsys.readouterr().err
     assert "class-conditional generator" in err and "warm start from a run of the same kind" in err
+
+
+def test_the_notice_names_a_discriminator_that_separates_only_the_soft_rows():
+    from train import discriminator_notice
+
+    assert discriminator_notice({"d_heldout_acc": 0.9}) is None and discriminator_notice({}) is None
+    assert "is weak" in discriminator_notice({"d_heldout_acc": 0.55, "d_heldout_acc_hard": 0.5})
+    soft = discriminator_notice({"d_heldout_acc": 1.0, "d_heldout_acc_hard": 0.48})
+    assert "soft rows" in soft and "0.480" in soft
+    assert discriminator_notice({"d_heldout_acc": 0.95, "d_heldout_acc_hard": 0.8}) is None
