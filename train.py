@@ -182,7 +182,7 @@ def discriminator_notice(metrics: Dict[str, Any]) -> Optional[str]:
         return (f"notice: the discriminator is weak: its held-out accuracy ended at {acc:.3f} (chance 0.5, informative "
                 f">= {INFORMATIVE_ACC}), so its rewards carry little information; compare with the same run under "
                 "--discriminator constant before reading gains into it (bench/results/discriminator_info.md)")
-    if isinstance(acc, float) and isinstance(hard, float) and hard < INFORMATIVE_ACC:  # catgan: it separates the soft rows it trains on
+    if isinstance(acc, float) and isinstance(hard, float) and hard < INFORMATIVE_ACC:  # catgan: soft rows only
         return (f"notice: the discriminator tells the generator's soft rows from real text (held-out accuracy "
                 f"{acc:.3f}) but not the generated text itself (d_heldout_acc_hard {hard:.3f}, chance 0.5): its "
                 "gradient tells the generator how to look one-hot rather than how to write like the data")
