@@ -18,8 +18,9 @@ under ``--runs`` (default ``runs/bench/oracle-s<seed>``), all from one seed:
    ``init_from`` = the MLE run (generator weights; fresh optimizers).
 3. ``mle-continued`` (control): the MLE run continued, through the same warm start, for
    ``--control-epochs`` more epochs (default ``--adv-steps``: an MLE iteration is an epoch).
-4. ``ppo`` (Stable-Baselines3) acts with its own policy network, which cannot load the LSTM
-   generator: it runs from scratch, is labelled so, and is not counted in ``ratio``.
+4. ``ppo`` (Stable-Baselines3 with textgym's generator policy, whose actor is the LSTM
+   generator) is warm started from the MLE run like the others. An agent that runs from
+   scratch is labelled so and is not counted in ``ratio``.
 
 The last stdout line is one JSON object: {"benchmark": "oracle", "device", "seed", "budget",
 "results": {agent: {"nll_oracle", "nll_test", "entropy", "seconds", "start", "config",
@@ -162,7 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     warm = {**common, "init_from": str(runs / "mle")}
     for name in names:
         log(f"---- {name}")
-        explicit = dict(common) if name == "ppo" else dict(warm)
+        explicit = dict(warm)
         if args.batch_size is not None and name != "ppo":
             explicit["batch_size"] = args.batch_size
         if args.mixed_every is not None and name == "maligan-mixed":

@@ -33,12 +33,12 @@ def test_bench_oracle_quick(tmp_path):
         assert "error" not in res, (name, res.get("error"))
         for k in ("nll_oracle", "nll_test", "entropy", "seconds"):
             assert isinstance(res[k], float) and math.isfinite(res[k]) and res[k] > 0, (name, k, res[k])
-    assert results["ppo"]["start"] == "scratch" and results["seqgan"]["start"] == "mle-run"
+    assert results["ppo"]["start"] == "mle-run" and results["seqgan"]["start"] == "mle-run"
     assert (tmp_path / "runs" / "seqgan" / "summary.json").is_file()
     # recipes survive the benchmark's budget: ScratchGAN keeps batch 512 and no D pretraining
     assert results["scratchgan"]["config"]["batch_size"] == 512 and results["scratchgan"]["config"]["d_pretrain_steps"] == 0
     assert results["seqgan"]["config"]["mle_epochs"] == 0  # warm started
-    adversarial = ("seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan")
+    adversarial = ("seqgan", "maligan", "maligan-mixed", "scratchgan", "maskgan", "ppo")
     best = min(adversarial, key=lambda n: results[n]["nll_oracle"])
     assert out["best_adversarial"] == best
     assert math.isclose(out["ratio"], results["mle"]["nll_oracle"] / results[best]["nll_oracle"], rel_tol=1e-9)
