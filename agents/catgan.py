@@ -223,10 +223,10 @@ class CatGANAgent(ConditionalAgent):
             d_heldout_acc       P(D(x_r^c) > D(x_f^c)) + P(=)/2 over all real/generated pairs, on
                                 the soft rows ŷ that D trains on
             d_heldout_acc_hard  the same with the samples' hard tokens y_t (the generated text);
-                                far below d_heldout_acc, D tells soft rows from one-hot ones
-                                rather than generated text from real text
+                                where it is far below d_heldout_acc, D tells soft rows from
+                                one-hot ones rather than generated text from real text
             d_heldout_loss      L_D (``d_loss``) on the held-out pairs, row i with row i, summed
-                                over classes as in training
+                                over classes as in training (without the ``all_pairs`` term)
 
         The soft rows are scored in chunks of about 2^24 floats."""
         D = self.discriminator

@@ -29,7 +29,8 @@ Evaluation (:meth:`ConditionalAgent.evaluate_task`, called by the driver):
   ``nll_test``: their mean over classes;
 - ``bleu4_c{c}`` and ``bleu4`` (LabelledCorpus with a test file): BLEU-4 of up to
   :data:`BLEU_HYPOTHESES` class-c samples against class c's test sentences, and the mean;
-- ``d_heldout_*`` (with a test set, after MLE, at temperature 1, ``d_heldout`` > 0): the
+- ``d_heldout_*`` (with a test set, after MLE, ``d_heldout`` > 0, in the driver's evaluations,
+  which pass no temperature; not in the study's temperature sweep): the
   discriminator on the test set's first ``d_heldout`` sequences of each class, which it never
   trains on, against as many fresh samples of that class (:meth:`ConditionalAgent.discriminator_heldout`;
   SentiGAN's and CatGAN's figures differ, as their discriminators do);

@@ -365,3 +365,29 @@ def test_catgan_held_out_accuracy_is_the_pairwise_call_on_the_soft_samples(data)
     assert out["d_heldout_acc_hard"] == pytest.approx(sum(hard_acc) / 2, abs=1e-12)
     assert out["d_heldout_loss"] == pytest.approx(loss, rel=1e-5)
     assert D.training  # the mode is restored
+
+
+def test_a_resumed_run_summarises_the_last_held_out_figures_as_the_uninterrupted_run(tmp_path):
+    """The class-conditional agents log d_heldout_* in evaluation rows; a resumed run's summary
+    took them from the rows before the stop instead of from its last evaluation."""
+    import json
+
+    import train
+
+    words = "the cat dog sat on a mat ran far away big small red".split()
+    g = torch.Generator().manual_seed(0)
+
+    def line(label):
+        n = int(torch.randint(2, 7, (1,), generator=g))
+        return label + "\t" + " ".join(words[int(i)] for i in torch.randint(len(words), (n,), generator=g))
+
+    (tmp_path / "tr.txt").write_text("\n".join(line(c) for c in "ab" * 40) + "\n")
+    (tmp_path / "te.txt").write_text("\n".join(line(c) for c in "ab" * 10) + "\n")
+    common = ["--agent", "catgan", "--budget", "smoke", "--data", str(tmp_path / "tr.txt"), "--test-data",
+              str(tmp_path / "te.txt"), "--d-filters", "8", "--d-emb-dim", "8", "--adv-steps", "4", "--quiet"]
+    assert train.main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert train.main([*common, "--out", str(tmp_path / "b"), "--stop-after", "3"]) == 0
+    assert train.main(["--config", str(tmp_path / "b" / "config.json"), "--out", str(tmp_path / "b"), "--resume",
+                       "--quiet"]) == 0
+    a, b = (json.loads((tmp_path / x / "summary.json").read_text())["metrics"] for x in "ab")
+    assert "d_heldout_acc" in a and a == b
