@@ -398,7 +398,8 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     summary: Dict[str, Any] = {
         "agent": resolved.agent, "data": run.data, "seed": run.seed, "iterations": agent.iteration,
         "total_iterations": total, "finished": agent.iteration >= total, "device": str(device),
-        "metrics": {**last_d, **last_eval},  # an agent that scores its discriminator in evaluations: the last one "train_seconds": round(train_seconds, 3), "config": run_values(resolved), **warm,
+        # the last evaluation wins: the class-conditional agents score their discriminator there
+        "metrics": {**last_d, **last_eval}, "train_seconds": round(train_seconds, 3), "config": run_values(resolved), **warm,
     }
     if isinstance(data, OracleData):
         summary["oracle"] = str(data.oracle.source)
