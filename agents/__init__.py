@@ -75,7 +75,8 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
                  "paper gives no schedule for its sequence experiments: SeqGAN's is used."),
     Preset("maligan-mixed", MixedMaliGANAgent, dict(
         **_SEQGAN_SCHEDULE, mixed_K=2, mixed_every=10, mixed_m=8, baseline="mean"), MALIGAN,
-        "Algorithm 2 with K = 2, m = 8 completions per prefix; SeqGAN's schedule (the paper gives none)."),
+        "Algorithm 2 with K = 2, m = 8 completions per prefix (our values, not checked against the paper's "
+        "experiments); SeqGAN's schedule (the paper gives none)."),
     Preset("scratchgan", ReinforceAgent, dict(
         mle_epochs=0, adv_steps=2000, g_steps=1, batch_size=512, gen_lr=9.59e-5, adam_beta1=0.5, reward="dense",
         transform="centered_prob", gamma=0.23, baseline="ema", baseline_decay=0.08, discriminator="rnn",

@@ -5,6 +5,11 @@ of each prefix, takes the MLE gradient on the clamped part and the MaliGAN gradi
 (normalized over the m samples of a prefix) on the rest, and lowers N from T by K during
 training (:func:`clamp_length`). The schedule and discriminator are :mod:`agents.adversarial`'s;
 the fields added here are :class:`MixedMaliGANConfig`'s.
+
+Not checked against the paper's text (only secondary descriptions of Algorithm 2 were at hand):
+the values K = 2 and m = 8; N = T for the first ``mixed_every`` steps (the algorithm may lower N
+before its first update); lowering N every ``mixed_every`` steps rather than every iteration;
+the generator update before the discriminator's in each step.
 """
 from __future__ import annotations
 
@@ -35,10 +40,12 @@ def clamp_length(iteration: int, T: int, K: int, every: int) -> int:
 class MixedMaliGANConfig(AdversarialConfig):
     """Fields of MaliGAN's Algorithm 2 (the clamp schedule and the samples per real prefix)."""
 
-    mixed_K: int = param(2, "N (clamped real tokens) decreases by K ...", check=at_least(1), source=MALIGAN)
+    mixed_K: int = param(2, "N (clamped real tokens) decreases by K ... (our value: not checked against the paper's "
+                            "experiments)", check=at_least(1))
     mixed_every: int = param(10, "... every this many adversarial steps (scaled with adv_steps under a budget)",
                              kind=SIZE, check=at_least(1), scale_with="adv_steps")
-    mixed_m: int = param(8, "generator completions per real prefix", check=at_least(1), source=MALIGAN)
+    mixed_m: int = param(8, "generator completions per real prefix (our value: not checked against the paper's "
+                            "experiments)", check=at_least(1))
     baseline: Literal["none", "mean"] = param("mean", "b: none (0) or the mean weight of a prefix's group (1)",
                                               source=MALIGAN)
 
