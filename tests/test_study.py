@@ -773,3 +773,15 @@ def test_a_failed_start_is_reported_and_stops_the_runs_of_its_seed(tmp_path, mon
         run_study(StudySpec.from_dict(SPEC), tmp_path / "s", quiet=True)
     assert (0, "start") in called and not any(s == 0 and r != "start" for s, r in called)
     assert sum(s == 1 for s, _ in called) == len([c for c in expand(StudySpec.from_dict(SPEC)) if c.seed == 1])
+
+
+def test_a_runs_metrics_carry_every_held_out_discriminator_figure_of_its_summary():
+    """The class-conditional agents' d_heldout_acc_hard and d_heldout_class_acc reach the report
+    beside d_heldout_acc (only d_heldout_acc used to); lists such as the by-position accuracy do not."""
+    from textgym.study.report import _at
+
+    record = {"sweep": [{"temperature": 1.0, "nll_oracle": 9.5}, {"temperature": 0.8, "nll_oracle": 9.0}],
+              "summary_metrics": {"d_heldout_acc": 1.0, "d_heldout_acc_hard": 0.48, "d_heldout_class_acc": 0.3,
+                                  "d_heldout_acc_by_position": [0.5, 0.6], "nll_oracle": 1.0}}
+    assert _at(record) == {"nll_oracle": 9.5, "d_heldout_acc": 1.0, "d_heldout_acc_hard": 0.48,
+                           "d_heldout_class_acc": 0.3}

@@ -18,12 +18,11 @@ from textgym.study.spec import Cell, StudySpec, Task, start_key, task_of
 
 # ---------------------------------------------------------------------------- analysis
 def _at(record: Dict[str, Any], tau: float = 1.0) -> Dict[str, Any]:
-    """The metrics of a run: the study's evaluation at ``tau`` plus the discriminator's last held-out figures."""
+    """The metrics of a run: the study's evaluation at ``tau`` plus the discriminator's last held-out
+    figures (``d_heldout_*``)."""
     m = next((dict(r) for r in record["sweep"] if r["temperature"] == tau), {})
     m.pop("temperature", None)
-    acc = record["summary_metrics"].get("d_heldout_acc")
-    if acc is not None:
-        m["d_heldout_acc"] = acc
+    m.update({k: v for k, v in record["summary_metrics"].items() if k.startswith("d_heldout") and not isinstance(v, list)})
     return m
 
 
@@ -170,7 +169,7 @@ def best_epoch(record: Dict[str, Any]) -> Optional[int]:
 def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dict[str, Any]]) -> str:
     task = task_of(spec)
     present = [m for m in task.metrics if any(m in row["metrics"] for row in analysis["rows"])]
-    compared = [m for m in present if m not in ("d_heldout_acc",)]
+    compared = [m for m in present if not m.startswith("d_heldout")]
     lines = [f"# Study `{spec.name}`", ""]
     total = sum(r["seconds"] for r in records)
     lines += [f"Data `{spec.data}`, budget `{spec.budget}`, seeds {spec.seeds}, {len(analysis['rows'])} configurations, "

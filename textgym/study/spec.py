@@ -61,16 +61,19 @@ TASKS: Dict[str, Task] = {
                    "mean ± sd over seeds; `unique2`, `unique4`: the share of distinct n-grams that touch a fill."),
     "classes": Task(  # agents.conditional: text of a given class (SentiGAN, CatGAN) on k oracles
         name="classes", start="", controls=("constant",),
-        metrics=("nll_oracle", "nll_test", "nll_oracle_c0", "nll_oracle_c1", "nll_test_c0", "nll_test_c1"),
+        metrics=("nll_oracle", "nll_test", "nll_oracle_c0", "nll_oracle_c1", "nll_test_c0", "nll_test_c1",
+                 "d_heldout_acc", "d_heldout_acc_hard", "d_heldout_class_acc"),
         lower_is_better=frozenset({"nll_oracle", "nll_test", "nll_oracle_c0", "nll_oracle_c1", "nll_test_c0",
                                    "nll_test_c1"}),
         higher_is_better=frozenset(),
         frontiers={True: ("nll_oracle", "nll_test", "NLL-oracle (each sample under its class's oracle) against "
                                                     "NLL-test (given the class), means over classes")},
-        curves=("nll_oracle", "nll_test"),
+        curves=("nll_oracle", "nll_test", "d_heldout_acc"),
         evaluation="{samples} samples split evenly over the classes, each scored by its own class's oracle; NLL-test "
                    "of {test} test sequences split over the classes, given their class, at the sampling temperature), "
-                   "mean ± sd over seeds; `_c<i>`: class i alone.",
+                   "mean ± sd over seeds; `_c<i>`: class i alone; `d_heldout_*`: the discriminator's last held-out "
+                   "figures (`agents.conditional`: 0.5 is chance for `d_heldout_acc` and CatGAN's `d_heldout_acc_hard`, "
+                   "1/(k+1) for SentiGAN's `d_heldout_class_acc`).",
         oracle_data="oracle-classes", own_starts=True),
 }
 
