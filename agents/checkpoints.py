@@ -31,6 +31,7 @@ import torch
 from agents.base import Agent
 from agents.config import Resolved, RunConfig
 from textgym.data import TextData
+from textgym.paths import atomic_write_bytes
 from textgym.safeload import UnsafeFileError, load_data_only
 
 CHECKPOINT_FORMAT = "textgym-checkpoint-v1"
@@ -42,29 +43,6 @@ class RunError(Exception):
 
 class FolderInUse(RunError):
     """The run folder is held by another process (:func:`claim_run_folder`)."""
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``. The
-    temporary file is the writer's own (process and thread): two threads writing one path (the
-    background checkpoint writer, a study recording a warning) would otherwise share it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; some network mounts refuse)
-        with contextlib.suppress(OSError):
-            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 #: the file of a run folder that a running process holds locked (see :func:`claim_run_folder`)

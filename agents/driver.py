@@ -41,8 +41,6 @@ from agents.checkpoints import (
     LOCK_NAME,
     CheckpointWriter,
     RunError,
-    atomic_write_bytes,
-    atomic_write_json,
     check_same_config,
     check_same_data,
     claim_run_folder,
@@ -53,6 +51,7 @@ from agents.checkpoints import (
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
 from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
+from textgym.paths import atomic_write_bytes, atomic_write_json
 from textgym.protocols import usable_device
 
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed

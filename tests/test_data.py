@@ -163,7 +163,7 @@ def test_corpus_bad_files(tmp_path):
         Corpus(tmp_path / "nope.txt")
     with pytest.raises(ValueError, match="no sentences"):
         Corpus(write(tmp_path, "empty.txt", "\n  \n"))
-    with pytest.raises(ValueError, match="not valid UTF-8"):
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
         Corpus(write(tmp_path, "latin.txt", "café crème\n", encoding="latin-1"))
     with pytest.raises(ValueError, match="must start with"):
         Vocab(["a", "b"])

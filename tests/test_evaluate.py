@@ -240,9 +240,8 @@ def test_self_bleu_of_one_sample_and_a_byte_order_mark_and_blank_oracle_lines(tm
                           "--orders", "2"]) == 0
     vocab = Vocab([EOS, UNK, "a", "b", "c"])
     gen = generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"--n-samples must be >= 2 \(or --metrics bleu\)"):
         evaluate_main(["--generator", gen, "--references", str(tmp_path / "refs.txt"), "--n-samples", "1"])
-    assert "--n-samples must be >= 2 (or --metrics bleu)" in capsys.readouterr().err
     (tmp_path / "bom.txt").write_bytes("\ufeffa man rides\n".encode())
     out = tmp_path / "b.json"
     assert evaluate_main([str(tmp_path / "bom.txt"), "--references", str(tmp_path / "refs.txt"), "--metrics", "bleu",
@@ -251,3 +250,35 @@ def test_self_bleu_of_one_sample_and_a_byte_order_mark_and_blank_oracle_lines(tm
     (tmp_path / "ids.txt").write_text("1 2 3\n\n4 5 6\n")
     assert evaluate_main([str(tmp_path / "ids.txt"), "--oracle", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["samples"] == 2
+
+
+def test_cli_fixes_samples_lines_vocabulary_size_plot_suffix_oracle_single_sample_and_run_label(tmp_path, monkeypatch):
+    """A form feed split a sample in two; a generator file whose vocabulary list is shorter than
+    its vocabulary decoded ids past it as nothing (BLEU 0); a bad --plot suffix failed after the
+    whole evaluation; an oracle generator could not be scored on one sample (a Self-BLEU rule it
+    does not use); a generator file given from inside its run folder had an empty label."""
+    (tmp_path / "ff.txt").write_text("a man\x0crides\nthe dog\n")
+    out = tmp_path / "r.json"
+    assert evaluate_main([str(tmp_path / "ff.txt"), "--json", str(out), "--metrics", "self_bleu", "--orders", "2"]) == 0
+    assert json.loads(out.read_text())["samples"] == 2
+    vocab = Vocab([EOS, UNK, "a", "b", "c"])
+    short = tmp_path / "short.pt"
+    kwargs = dict(vocab_size=7, max_length=4, eos_id=0, emb_dim=4, hidden_dim=4)
+    torch.save(export_generator(Generator(**kwargs), kwargs, vocab), short)
+    (tmp_path / "refs.txt").write_text("a b c\nb c\n")
+    with pytest.raises(SystemExit, match="its vocabulary lists 5 words but the generator has 7"):
+        evaluate_main(["--generator", str(short), "--references", str(tmp_path / "refs.txt")])
+    run = tmp_path / "run-a"
+    run.mkdir()
+    gen = generator_file(run / "generator.pt", len(vocab), 4, vocab)
+    with pytest.raises(SystemExit):  # refused before anything is evaluated
+        evaluate_main(["--generator", gen, "--references", str(tmp_path / "refs.txt"), "--frontier", "--plot",
+                       str(tmp_path / "f.xyz")])
+    assert not (tmp_path / "f.xyz").exists()
+    monkeypatch.chdir(run)
+    assert evaluate_main(["--generator", "generator.pt", "--references", str(tmp_path / "refs.txt"), "--frontier",
+                          "--temperatures", "1.0", "--n-samples", "8", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["frontier"][0]["model"] == "run-a"
+    oracle_gen = generator_file(tmp_path / "oracle.pt", 5000, 20)
+    assert evaluate_main(["--generator", oracle_gen, "--n-samples", "1", "--json", str(out)]) == 0
+    assert math.isfinite(json.loads(out.read_text())["nll_oracle"])

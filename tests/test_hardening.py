@@ -385,7 +385,7 @@ def test_two_threads_writing_one_file_atomically_do_not_collide(tmp_path):
     temporary name per process only made one thread rename the other's file away (FileNotFoundError)."""
     import threading
 
-    from agents.checkpoints import atomic_write_json
+    from textgym.paths import atomic_write_json
 
     errors = []
 

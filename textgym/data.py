@@ -105,21 +105,22 @@ def corpus_files(name: str) -> Tuple[Path, Path]:
     return found[0], found[1]
 
 
-def read_lines(path: Union[str, os.PathLike]) -> List[str]:
-    r"""The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not UTF-8).
+def read_lines(path: Union[str, os.PathLike], what: str = "corpus file") -> List[str]:
+    r"""The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not
+    UTF-8; both messages name the file as ``what``).
 
     Only ``\n``, ``\r\n`` and a lone ``\r`` end a line: ``str.splitlines``
     would also split at form feeds, ``\x1c``-``\x1e``, NEL and the Unicode line separators,
     cutting a sentence in two and shifting the line number of every error after it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"corpus file {str(path)!r} does not exist or is not a file")
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist or is not a file")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not part of the first word
     except UnicodeDecodeError as exc:
         raise ValueError(
-            f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}): "
+            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}): "
             "textgym reads UTF-8 text with one sentence per line"
         ) from None
     lines = re.split(r"\r\n|\r|\n", text)  # Unix, Windows and old Mac line ends

@@ -28,7 +28,19 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import torch
 
-from textgym.data import CORPORA, UNK_ID, OracleData, TextData, Vocab, corpus_files, pack, read_sentences, resolve_data
+from textgym.data import (
+    CORPORA,
+    EOS_ID,
+    UNK_ID,
+    OracleData,
+    TextData,
+    Vocab,
+    corpus_files,
+    pack,
+    read_lines,
+    read_sentences,
+    resolve_data,
+)
 from textgym.metrics import (
     corpus_frontier,
     masked_nll,
@@ -39,6 +51,7 @@ from textgym.metrics import (
     sample_sequences,
     sequence_log_probs,
 )
+from textgym.paths import atomic_write_bytes
 from textgym.protocols import usable_device
 from textgym.safeload import UnsafeFileError, load_data_only
 
@@ -100,6 +113,11 @@ def load_generator(path: Path, device: str = "cpu") -> tuple[Any, Optional[Vocab
         vocab = blob.get("vocab")
         if vocab is not None and not (isinstance(vocab, list) and all(isinstance(w, str) for w in vocab)):
             raise ValueError("its vocabulary is not a list of strings")
+        if vocab is not None and len(vocab) != kwargs["vocab_size"]:  # ids past the list would decode as nothing
+            raise ValueError(f"its vocabulary lists {len(vocab)} words but the generator has {kwargs['vocab_size']}")
+        if vocab is not None and kwargs["eos_id"] != EOS_ID:
+            raise ValueError(f"a generator with a vocabulary ends sentences with <eos> = {EOS_ID}, "
+                             f"not eos_id={kwargs['eos_id']}")
         module, _, cls_name = name.partition(":")
         gen = getattr(importlib.import_module(module), cls_name)(**kwargs)  # a class of the allowlist only
         gen.load_state_dict(blob["state_dict"])
@@ -178,14 +196,13 @@ def _cli_bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orde
 
 
 def read_samples(path: str) -> List[List[str]]:
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"error: samples file {path} does not exist")
+    """The whitespace tokens of each line of a samples file (:func:`textgym.data.read_lines`: UTF-8,
+    a byte-order mark ignored, only line ends end a line); SystemExit with a message on a missing,
+    non-UTF-8 or empty file."""
     try:
-        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first word
-    except UnicodeDecodeError as exc:
-        raise SystemExit(f"error: samples file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    lines = text.splitlines()
+        lines = read_lines(path, "samples file")
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not any(line.strip() for line in lines):
         raise SystemExit(f"error: samples file {path} is empty")
     return [line.split() for line in lines]
@@ -254,7 +271,7 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
             raise SystemExit(f"error: the generator has {gen.vocab_size} tokens but the oracle has {data.vocab_size}")
         result.update(evaluate_generator(gen, data, n_samples=args.n_samples, seed=args.seed).metrics)
         if args.frontier:
-            pts = oracle_frontier({Path(args.generator).parent.name: gen}, data.oracle, data.test, data.test_lengths,
+            pts = oracle_frontier({Path(args.generator).resolve().parent.name: gen}, data.oracle, data.test, data.test_lengths,
                                   args.temperatures, n=args.n_samples, seed=args.seed)
             result["frontier"] = points_as_dicts(pts)
             if args.plot:
@@ -265,6 +282,9 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     if not args.references:
         raise SystemExit("error: a corpus generator needs --references (a held-out text file, or coco for the COCO "
                          "captions' test split)")
+    if args.n_samples < 2 and "self_bleu" in args.metrics:  # the oracle's generators have no Self-BLEU
+        raise SystemExit("error: Self-BLEU scores each sample against the others: --n-samples must be >= 2 (or "
+                         "--metrics bleu)")
     refs = read_references(args.references)
     unk_rate, truncated = reference_coverage(refs, vocab, gen.max_length)
     if unk_rate or truncated:
@@ -280,7 +300,7 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     result.update(_cli_bleu_table(hyps, refs, args.orders, args.metrics))
     result.update(references_unk_rate=unk_rate, references_truncated=truncated)
     if args.frontier:
-        pts = corpus_frontier({Path(args.generator).parent.name: gen}, refs, vocab.decode, args.temperatures,
+        pts = corpus_frontier({Path(args.generator).resolve().parent.name: gen}, refs, vocab.decode, args.temperatures,
                               n=min(args.n_samples, 500), seed=args.seed)
         result["frontier"] = points_as_dicts(pts)
         if args.plot:
@@ -329,8 +349,6 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--temperatures must be finite and > 0, got {bad[0]:g}")
     if args.n_samples < 1:
         parser.error(f"--n-samples must be >= 1, got {args.n_samples}")
-    if args.n_samples < 2 and "self_bleu" in args.metrics and args.generator:
-        parser.error("Self-BLEU scores each sample against the others: --n-samples must be >= 2 (or --metrics bleu)")
     if any(n < 1 for n in args.orders):
         parser.error(f"--orders are n-gram orders >= 1, got {min(args.orders)}")
     try:
@@ -342,6 +360,13 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         if path is not None and (Path(path).is_dir() or not Path(path).absolute().parent.is_dir()):
             parser.error(f"--{flag} {path}: " + ("is a folder; give a file path" if Path(path).is_dir()
                                                  else f"no folder {Path(path).absolute().parent} to write it in"))
+    if args.plot is not None:
+        from textgym.plots import figure_format
+
+        try:
+            figure_format(args.plot)
+        except ValueError as exc:
+            parser.error(f"--plot: {exc}")
     if args.generator and args.plot and not args.frontier:
         parser.error("--plot with --generator draws the temperature frontier: add --frontier")
     if args.plot and not (args.generator or args.curves):
@@ -393,7 +418,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for pt in result.get("frontier", []):
         print(f"T={pt['temperature']:<5g} {pt['quality_name']}={pt['quality']:.4f} {pt['diversity_name']}={pt['diversity']:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        atomic_write_bytes(Path(args.json), json.dumps(result, indent=2).encode())
     return 0
 
 

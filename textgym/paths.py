@@ -1,13 +1,17 @@
-"""Where textgym finds its shared data and keeps its caches.
+"""Where textgym finds its shared data and keeps its caches, and how it writes files.
 
 A leaf module (standard library only), so that any module can locate the data, the oracle's
-weights included, without importing the data sets of :mod:`textgym.data`.
+weights included, without importing the data sets of :mod:`textgym.data`, and write a file that
+an interruption cannot leave half written (:func:`atomic_write_bytes`).
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 
 def data_dir() -> Optional[Path]:
@@ -38,3 +42,26 @@ def data_path(*parts: str) -> Optional[Path]:
 def cache_dir() -> Path:
     """Where deterministic artifacts are cached: ``$TEXTGYM_CACHE``, else ``~/.cache/textgym``."""
     return Path(os.environ.get("TEXTGYM_CACHE") or Path.home() / ".cache" / "textgym")
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over ``path``. The
+    temporary file is the writer's own (process and thread): two threads writing one path (the
+    background checkpoint writer, a study recording a warning) would otherwise share it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; some network mounts refuse)
+        with contextlib.suppress(OSError):
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())

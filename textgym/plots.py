@@ -8,6 +8,33 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from textgym.metrics import FrontierPoint
+from textgym.paths import atomic_write_bytes
+
+
+def figure_format(path: Union[str, Path]) -> str:
+    """The image format of ``path``'s suffix; ValueError naming the ones matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in formats:
+        raise ValueError(f"cannot write a plot to {str(path)!r}: its suffix names no image format matplotlib "
+                         f"writes ({', '.join(sorted(formats))})")
+    return fmt
+
+
+def save_figure(fig: Any, path: Union[str, Path], dpi: int) -> Path:
+    """Write ``fig`` to ``path`` atomically (an interruption leaves the old file or none) and close it."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=figure_format(path), dpi=dpi)
+    finally:
+        _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _pyplot():
@@ -45,10 +72,7 @@ def plot_frontier(points: Iterable[FrontierPoint], path: Union[str, Path], title
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def read_metrics(run_dir: Union[str, Path]) -> List[Dict]:
@@ -105,7 +129,4 @@ def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, 
         ax.grid(alpha=0.3)
     axes[0][0].legend(handles=[handles[n] for n in runs if n in handles], fontsize=8)  # every run, in order
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -10,8 +10,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from agents.checkpoints import atomic_write_bytes, atomic_write_json
 from textgym.metrics import FrontierComparison, FrontierPoint, compare_frontiers
+from textgym.paths import atomic_write_bytes, atomic_write_json
 from textgym.stats import Interval, mean_sd, paired_interval
 from textgym.study.spec import Cell, StudySpec, Task, start_key, task_of
 

@@ -17,12 +17,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from agents.checkpoints import FolderInUse, RunError, atomic_write_json, load_agent_state, read_checkpoint
+from agents.checkpoints import FolderInUse, RunError, load_agent_state, read_checkpoint
 from agents.conditional import ConditionalAgent
 from agents.config import Resolved, RunConfig
 from agents.driver import build_agent, load_data, train
 from agents.infill import InfillAgent
 from textgym.data import OracleData, TextData
+from textgym.paths import atomic_write_json
 from textgym.plots import read_metrics
 from textgym.protocols import usable_device
 from textgym.study.report import write_outputs
