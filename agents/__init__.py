@@ -118,8 +118,8 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "discount 0.89072, D lr 5e-4, 2 D updates per step). Deviations: one-layer 32-unit LSTMs without attention "
         "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates); G's gradient clipped at 5 (theirs 10); one span "
         "of round(0.5 L) blanks starting anywhere (theirs int(0.5 L) - 1 starting after the first token), in the "
-        "MLE phase too (their pretraining command blanks at random positions); 50 D pretraining updates at the D's "
-        "lr 5e-4 (their GAN command pretrains no D)."),
+        "MLE phase too (their pretraining command blanks at random positions); 50 D pretraining iterations of 2 "
+        "updates each (100 updates) at the D's lr 5e-4 (their GAN command pretrains no D)."),
     Preset("sentigan", SentiGANAgent, dict(
         mle_epochs=120, batch_size=64, mle_lr=0.01, gen_lr=0.01, adv_steps=100, g_steps=1, n_rollouts=16,
         discriminator="multiclass-cnn", d_lr=1e-4, d_pretrain_steps=5, d_pretrain_epochs=3, d_steps=4, d_epochs=2,

@@ -59,7 +59,14 @@ from agents.mle import MLEAgent, MLEAgentConfig, MLEConfig, check_finite, derive
 from discriminators.base import load_optimizer_state
 from discriminators.infill import Seq2Seq, Seq2SeqDiscriminator
 from textgym.data import OracleData
-from textgym.infill import MASK_MODES, ConstantInfillScorer, check_mask_options, make_blanks, unique_ngram_share
+from textgym.infill import (
+    MASK_MODES,
+    ConstantInfillScorer,
+    check_mask_options,
+    make_blanks,
+    maskable_lengths,
+    unique_ngram_share,
+)
 from textgym.masks import length_mask, masked_mean, strip_padding
 from textgym.sampling import sample_logits
 
@@ -165,10 +172,18 @@ class InfillAgent(MLEAgent):
         super().__init__(data, config, device, seed)
         c = self.config
         check_mask_options(c.mask_rate, c.mask_mode, c.mask_span, self.data.max_length)
-        shortest = int(self.train_lengths.min()) - (0 if self.data.eos_id is None else 1)
-        if c.mask_span is not None and c.mask_span > shortest:
-            raise ValueError(f"mask_span={c.mask_span} is longer than the shortest training sequence "
-                             f"({shortest} maskable tokens)")
+        if c.mask_span is not None:  # every sequence that gets blanks: training, validation, evaluation
+            d = self.data
+            sets = [("training", self.train_tokens, self.train_lengths)]
+            if self.val_size:
+                sets.append(("validation", self.val_tokens, self.val_lengths))
+            if d.test is not None and d.test_lengths is not None:
+                sets.append(("test", d.test, d.test_lengths))
+            for what, tokens, lengths in sets:
+                shortest = int(maskable_lengths(lengths.cpu(), d.eos_id, tokens.cpu()).min())
+                if c.mask_span > shortest:
+                    raise ValueError(f"mask_span={c.mask_span} is longer than the shortest {what} sequence "
+                                     f"({shortest} maskable tokens)")
         self.mask_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "blanks"))
         self.pad_id, self.mask_id = self.data.vocab_size, self.data.vocab_size + 1
 

@@ -480,3 +480,18 @@ def test_the_infill_env_scores_on_the_discriminators_device(small_oracle_data, d
     env.reset(seed=0)
     _, r, *_ = env.step(torch.tensor([1, 2, 3]))
     assert r.device.type == "cpu" and torch.isfinite(r).all()
+
+
+def test_the_agent_refuses_a_span_longer_than_a_validation_or_test_sequence_and_counts_cut_sentences(tmp_path):
+    """The check looked at the training rows only (evaluation then failed on a short test or
+    validation sequence) and took one <eos> off every row, also off sentences cut at max_length."""
+    (tmp_path / "tr.txt").write_text("a b c d e f\nb c d e f a\nc d e f a b\n")
+    (tmp_path / "te.txt").write_text("a b\n")
+    with pytest.raises(ValueError, match="longer than the shortest test sequence"):
+        agents.make("mle-infill", Corpus(tmp_path / "tr.txt", tmp_path / "te.txt"), {"mask_span": 4}, seed=0)
+    (tmp_path / "tr2.txt").write_text("a b c d e f\nb c d e f a\nc d\n")  # the last row is cut off as validation
+    with pytest.raises(ValueError, match="longer than the shortest validation sequence"):
+        agents.make("mle-infill", Corpus(tmp_path / "tr2.txt"), {"mask_span": 3, "val_size": 1}, seed=0)
+    cut = Corpus(tmp_path / "tr.txt", max_length=4)  # every sentence cut at 4 tokens, no <eos>: 4 maskable
+    agent = agents.make("mle-infill", cut, {"mask_span": 4, "mle_epochs": 1, "batch_size": 2}, seed=0)
+    agent.train_iteration()
