@@ -15,7 +15,8 @@ blanks only,
 
 **MaskGAN** (``maskgan-infill``), per adversarial step with N = ``batch_size`` real sequences:
 
-    1. x̂ ~ p_θ(· | m(x)) at the blanks                                 fills
+    1. x̂ ~ p_θ(· | m(x)) at the blanks                                 fills (p_θ at ``temperature`` τ:
+                                                                       softmax(logits / τ), here and in 5.)
     2. r_t = log D_φ(x̂_t | m(x), x̂_≤t) at the blanks, 0 elsewhere      reward (``transform="log"``)
     3. R_t = Σ_{s≥t} γ^{s-t} r_s                                        discounted return (γ = 0.89072)
     4. A_t = clip(R_t - V_ψ(d_t), -c, c)                               advantage from the critic
@@ -371,7 +372,7 @@ class MaskGANInfillAgent(InfillAgent):
         r = self.rewards(context, filled, lens, blanks)                                     # 2. r_t
         R = discounted_returns(r, lens, c.gamma)                                            # 3. R_t
         logits, states = gen(context, filled)
-        lp = gen.token_log_probs(logits, filled)
+        lp = gen.token_log_probs(logits / c.temperature, filled)  # the policy that drew x̂
         V = self.critic(states.detach())
         A = (R - V).detach()
         if c.adv_clip > 0:

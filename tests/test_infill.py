@@ -495,3 +495,26 @@ def test_the_agent_refuses_a_span_longer_than_a_validation_or_test_sequence_and_
     cut = Corpus(tmp_path / "tr.txt", max_length=4)  # every sentence cut at 4 tokens, no <eos>: 4 maskable
     agent = agents.make("mle-infill", cut, {"mask_span": 4, "mle_epochs": 1, "batch_size": 2}, seed=0)
     agent.train_iteration()
+
+
+def test_maskgan_infill_policy_gradient_uses_the_tempered_policy_that_drew_the_fills(small_oracle_data):
+    """At temperature τ the fills are drawn from softmax(logits / τ): REINFORCE's log-probability
+    must be that policy's (it was log softmax(logits), the gradient of another policy)."""
+    agent = agents.make("maskgan-infill", small_oracle_data, {"mle_epochs": 0, "d_pretrain_steps": 0, "adv_steps": 1,
+                                                              "critic_warmup": 0, "batch_size": 8, "temperature": 0.5,
+                                                              "discriminator": "constant"}, seed=0)
+    gen = agent.generator
+    seen = []
+    real = gen.token_log_probs
+
+    def spy(logits, filled):
+        seen.append((logits.detach().clone(), filled.clone()))
+        return real(logits, filled)
+
+    gen.token_log_probs = spy
+    forward = gen.forward
+    raw = []
+    gen.forward = lambda context, filled: raw.append(forward(context, filled)) or raw[-1]
+    agent.generator_step(actor=True)
+    assert len(seen) == 1 and len(raw) == 1
+    torch.testing.assert_close(seen[0][0], raw[0][0].detach() / 0.5)
