@@ -239,7 +239,9 @@ class InfillAgent(MLEAgent):
         ``temperature`` (default: the config's) is the fills' sampling temperature τ, and
         ``nll_infill`` is the NLL of the true blank tokens under the same tempered distribution,
         -log softmax(logits / τ), as NLL-test at a temperature for free generation: a sweep over τ
-        traces the frontier of ``nll_oracle`` (quality) against ``nll_infill`` (coverage).
+        traces the frontier of ``nll_oracle`` (quality) against ``nll_infill`` (coverage). The
+        sequences are the test set's first ``test_size`` (the training set's without a test set,
+        which then measures fit, not generalization).
         """
         tau = float(self.config.temperature if temperature is None else temperature)
         if not tau > 0:
