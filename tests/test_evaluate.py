@@ -282,3 +282,11 @@ def test_cli_fixes_samples_lines_vocabulary_size_plot_suffix_oracle_single_sampl
     oracle_gen = generator_file(tmp_path / "oracle.pt", 5000, 20)
     assert evaluate_main(["--generator", oracle_gen, "--n-samples", "1", "--json", str(out)]) == 0
     assert math.isfinite(json.loads(out.read_text())["nll_oracle"])
+
+
+def test_evaluate_generator_refuses_a_test_size_of_zero_instead_of_scoring_every_sequence(small_oracle_data):
+    from textgym.evaluate import evaluate_generator
+
+    gen = Generator(small_oracle_data.vocab_size, small_oracle_data.max_length, emb_dim=4, hidden_dim=4)
+    with pytest.raises(ValueError, match="test_size must be >= 1 or None"):
+        evaluate_generator(gen, small_oracle_data, n_samples=4, test_size=0)

@@ -152,12 +152,14 @@ def evaluate_generator(
     - ``bleu{n}`` and ``self_bleu{n}`` (corpora) of the first ``bleu_samples`` samples, with
       every test sentence (the training set without a test set) as references.
     """
+    if test_size is not None and test_size < 1:
+        raise ValueError(f"test_size must be >= 1 or None (every test sequence), got {test_size}")
     tokens, lengths = sample_sequences(generator, n_samples, seed=seed, temperature=temperature)
     out: Dict[str, float] = {}
     if isinstance(data, OracleData):
         out["nll_oracle"] = oracle_nll(data.oracle, tokens, lengths)
     if data.test is not None:
-        k = test_size or len(data.test)
+        k = len(data.test) if test_size is None else test_size
         assert data.test_lengths is not None
         unknown = UNK_ID if getattr(data, "vocab", None) is not None else None  # corpora: test words outside it
         out.update(nll_test_parts(generator, data.test[:k], data.test_lengths[:k], temperature=temperature,
