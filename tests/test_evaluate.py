@@ -290,3 +290,17 @@ def test_evaluate_generator_refuses_a_test_size_of_zero_instead_of_scoring_every
     gen = Generator(small_oracle_data.vocab_size, small_oracle_data.max_length, emb_dim=4, hidden_dim=4)
     with pytest.raises(ValueError, match="test_size must be >= 1 or None"):
         evaluate_generator(gen, small_oracle_data, n_samples=4, test_size=0)
+
+
+def test_curves_refuses_the_options_it_would_ignore(tmp_path, monkeypatch):
+    """--curves used to plot and silently drop a samples file, --json or --oracle."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"iteration": 0, "nll_test": 8.0}\n{"iteration": 1, "nll_test": 7.5}\n')
+    (tmp_path / "s.txt").write_text("a b\n")
+    monkeypatch.chdir(tmp_path)
+    for extra in (["s.txt"], ["--json", "r.json"], ["--oracle"]):
+        with pytest.raises(SystemExit):
+            evaluate_main(["--curves", str(run), *extra])
+    assert not (tmp_path / "curves.png").exists()
+    assert evaluate_main(["--curves", str(run)]) == 0 and (tmp_path / "curves.png").is_file()

@@ -333,11 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curves", nargs="+", help="run folders whose training curves to plot")
     p.add_argument("--metrics", nargs="+", default=["bleu", "self_bleu"], choices=["bleu", "self_bleu"])
     p.add_argument("--orders", nargs="+", type=int, default=[2, 3, 4, 5], help="BLEU n-gram orders")
-    p.add_argument("--frontier", action="store_true", help="sweep the sampling temperature (with --generator)")
+    p.add_argument("--frontier", action="store_true",
+                   help="sweep the sampling temperature (with --generator; on a corpus each point scores "
+                        "min(--n-samples, 500) samples, so its Self-BLEU differs from the table's)")
     p.add_argument("--temperatures", nargs="+", type=float, default=[0.5, 0.75, 1.0, 1.25, 1.5])
     p.add_argument("--n-samples", dest="n_samples", type=int, default=5000,
                    help="samples drawn from a generator (the oracle protocol scores NLL-oracle on >= 5,000)")
-    p.add_argument("--plot", help="PNG path for the frontier or curves plot")
+    p.add_argument("--plot", help="image path (png, pdf, svg, ...) for the frontier or curves plot")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -369,6 +371,12 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             figure_format(args.plot)
         except ValueError as exc:
             parser.error(f"--plot: {exc}")
+    if args.curves:
+        other = [flag for flag, given in (("a samples file", args.samples), ("--generator", args.generator),
+                                          ("--oracle", args.oracle), ("--references", args.references),
+                                          ("--frontier", args.frontier), ("--json", args.json)) if given]
+        if other:
+            parser.error(f"--curves plots the training curves of run folders; {', '.join(other)} does not apply")
     if args.generator and args.plot and not args.frontier:
         parser.error("--plot with --generator draws the temperature frontier: add --frontier")
     if args.plot and not (args.generator or args.curves):
