@@ -785,3 +785,19 @@ def test_a_runs_metrics_carry_every_held_out_discriminator_figure_of_its_summary
                                   "d_heldout_acc_by_position": [0.5, 0.6], "nll_oracle": 1.0}}
     assert _at(record) == {"nll_oracle": 9.5, "d_heldout_acc": 1.0, "d_heldout_acc_hard": 0.48,
                            "d_heldout_class_acc": 0.3}
+
+
+def test_a_dominated_verdict_with_an_area_interval_above_zero_is_not_said_to_include_zero():
+    """The verdict comes from the seed-averaged sweeps and the interval from the per-seed areas:
+    they can disagree, and the reading then said "the area interval includes 0" of [+0.04, +0.05]."""
+    from textgym.study.report import analyze, frontier_axes, reading
+    from textgym.study.spec import task_of
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    analysis = analyze(spec, _hand_records([0, 1, 2], [0.5, 0.4, 0.6], [0.0, 0.1, 0.1]))
+    front = analysis["comparisons"][0]["mle"]["frontier"]
+    assert front["verdict"] == "dominated"
+    front["area"] = {**front["area"], "estimate": 0.047, "low": 0.043, "high": 0.052}
+    lines = [line for line in reading(analysis, frontier_axes(spec)[0], task_of(spec)) if "- Frontier" in line]
+    assert lines == ["- Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval is "
+                     "above 0 (the per-seed frontiers say the cell is better): `seqgan`."]

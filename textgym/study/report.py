@@ -265,7 +265,10 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     # held to the same standard as a cell that beats MLE: the seeds' areas' interval, not only the mean sweep's verdict
     mle_fronts = [(c["key"], c["mle"]["frontier"] or {}) for c in analysis["comparisons"]]
     dominated = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and (f.get("area") or {}).get("high", 0) < 0]
-    below = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and f.get("area") and k not in dominated]
+    below = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and f.get("area")
+             and f["area"]["low"] <= 0 <= f["area"]["high"]]
+    contradicted = [k for k, f in mle_fronts if f.get("verdict") == "dominated" and f.get("area")
+                    and f["area"]["low"] > 0]  # the mean sweep's verdict and the per-seed areas disagree
     untested = [(k, f) for k, f in mle_fronts if f.get("verdict") == "dominated" and not f.get("area")]
     if dominated:
         out.append("- Frontier dominated by the MLE control's, with an area interval below 0 (the same updates spent "
@@ -273,6 +276,10 @@ def reading(analysis: Dict[str, Any], q: str, task: Task) -> List[str]:
     if below:
         out.append("- Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval "
                    "includes 0: " + ", ".join(f"`{k}`" for k in below) + ".")
+    if contradicted:
+        out.append("- Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval is "
+                   "above 0 (the per-seed frontiers say the cell is better): "
+                   + ", ".join(f"`{k}`" for k in contradicted) + ".")
     if untested:
         out.append("- Frontier below the MLE control's on the seed-averaged sweeps, with no area interval to test it: "
                    + ", ".join(f"`{k}` ({_why_no_area(f)})" for k, f in untested) + ".")
