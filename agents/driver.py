@@ -113,7 +113,11 @@ def build_agent(resolved: Resolved, data: TextData, device: Union[str, torch.dev
     import agents
 
     try:
-        return agents.make(resolved.agent, data, resolved.config, device=device, seed=resolved.run.seed)
+        agent = agents.make(resolved.agent, data, resolved.config, device=device, seed=resolved.run.seed)
+        check = getattr(agent, "check_evaluation", None)  # what its evaluations would refuse, before any work
+        if check is not None:
+            check(resolved.run.eval_test_size)
+        return agent
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise RunError(str(exc)) from None
 

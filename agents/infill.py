@@ -173,20 +173,33 @@ class InfillAgent(MLEAgent):
         super().__init__(data, config, device, seed)
         c = self.config
         check_mask_options(c.mask_rate, c.mask_mode, c.mask_span, self.data.max_length)
-        if c.mask_span is not None:  # every sequence that gets blanks: training, validation, evaluation
-            d = self.data
-            sets = [("training", self.train_tokens, self.train_lengths)]
-            if self.val_size:
-                sets.append(("validation", self.val_tokens, self.val_lengths))
-            if d.test is not None and d.test_lengths is not None:
-                sets.append(("test", d.test, d.test_lengths))
-            for what, tokens, lengths in sets:
-                shortest = int(maskable_lengths(lengths.cpu(), d.eos_id, tokens.cpu()).min())
-                if c.mask_span > shortest:
-                    raise ValueError(f"mask_span={c.mask_span} is longer than the shortest {what} sequence "
-                                     f"({shortest} maskable tokens)")
+        self.check_span("training", self.train_tokens, self.train_lengths)
+        if self.val_size:
+            self.check_span("validation", self.val_tokens, self.val_lengths)
         self.mask_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "blanks"))
         self.pad_id, self.mask_id = self.data.vocab_size, self.data.vocab_size + 1
+
+    def check_span(self, what: str, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """ValueError naming ``what`` when ``mask_span`` is longer than one of these sequences'
+        maskable tokens (:func:`~textgym.infill.maskable_lengths`: a sentence cut at max_length has
+        no ``<eos>`` to spare)."""
+        span = self.config.mask_span
+        if span is not None and len(lengths):
+            shortest = int(maskable_lengths(lengths.cpu(), self.data.eos_id, tokens.cpu()).min())
+            if span > shortest:
+                raise ValueError(f"mask_span={span} is longer than the shortest {what} sequence ({shortest} maskable "
+                                 "tokens)")
+
+    def check_evaluation(self, test_size: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The sequences :meth:`evaluate_task` scores with ``test_size`` (tokens, lengths): the test
+        set's first ``test_size`` (all with None; the training set's without a test set). ValueError
+        when ``mask_span`` does not fit one of them; the driver calls it before training starts."""
+        data = self.data
+        test, test_len = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
+        assert test_len is not None
+        k = min(len(test), test_size or len(test))
+        self.check_span("evaluated test" if data.test is not None else "evaluated training", test[:k], test_len[:k])
+        return test[:k], test_len[:k]
 
     def build_generator(self) -> Seq2SeqGenerator:
         c = self.config
@@ -247,11 +260,10 @@ class InfillAgent(MLEAgent):
         if not tau > 0:
             raise ValueError(f"temperature must be positive, got {temperature!r}")
         data, gen = self.data, self._generator
-        test, test_len = (data.test, data.test_lengths) if data.test is not None else (data.train, data.train_lengths)
-        assert test_len is not None
+        test, test_len = self.check_evaluation(test_size)
+        k = len(test)
         g = torch.Generator(device=self.device).manual_seed(EVAL_MASK_SEED)
-        k = min(len(test), test_size or len(test))
-        tok, lens = test[:k].to(self.device), test_len[:k].to(self.device)
+        tok, lens = test.to(self.device), test_len.to(self.device)
         blanks = self.blanks_for(tok, lens, g)
         gen.eval()
         real = tok.masked_fill(~length_mask(lens, tok.shape[1]), self.pad_id)

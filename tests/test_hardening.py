@@ -403,3 +403,26 @@ def test_two_threads_writing_one_file_atomically_do_not_collide(tmp_path):
         t.join()
     assert errors == [] and json.loads((tmp_path / "w.json").read_text())["k"] == 299
     assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def test_atomic_writes_keep_a_symbolic_link_and_write_into_a_pipe(tmp_path):
+    """The rename replaced a link by a file (its target kept the old content) and a named pipe by
+    a file (its reader waited for ever): `--json /dev/stdout` or a link into another folder."""
+    import os
+    import threading
+
+    from textgym.paths import atomic_write_bytes
+
+    target, link = tmp_path / "target.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target)
+    atomic_write_bytes(link, b"new")
+    assert link.is_symlink() and target.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write_bytes(fifo, b"through the pipe")
+    reader.join(timeout=10)
+    assert got == [b"through the pipe"] and not fifo.is_file()

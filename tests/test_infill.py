@@ -487,8 +487,9 @@ def test_the_agent_refuses_a_span_longer_than_a_validation_or_test_sequence_and_
     validation sequence) and took one <eos> off every row, also off sentences cut at max_length."""
     (tmp_path / "tr.txt").write_text("a b c d e f\nb c d e f a\nc d e f a b\n")
     (tmp_path / "te.txt").write_text("a b\n")
-    with pytest.raises(ValueError, match="longer than the shortest test sequence"):
-        agents.make("mle-infill", Corpus(tmp_path / "tr.txt", tmp_path / "te.txt"), {"mask_span": 4}, seed=0)
+    agent = agents.make("mle-infill", Corpus(tmp_path / "tr.txt", tmp_path / "te.txt"), {"mask_span": 4}, seed=0)
+    with pytest.raises(ValueError, match="longer than the shortest evaluated test sequence"):
+        agent.evaluate_task(4, None, seed=0)
     (tmp_path / "tr2.txt").write_text("a b c d e f\nb c d e f a\nc d\n")  # the last row is cut off as validation
     with pytest.raises(ValueError, match="longer than the shortest validation sequence"):
         agents.make("mle-infill", Corpus(tmp_path / "tr2.txt"), {"mask_span": 3, "val_size": 1}, seed=0)
@@ -518,3 +519,25 @@ def test_maskgan_infill_policy_gradient_uses_the_tempered_policy_that_drew_the_f
     agent.generator_step(actor=True)
     assert len(seen) == 1 and len(raw) == 1
     torch.testing.assert_close(seen[0][0], raw[0][0].detach() / 0.5)
+
+
+def test_a_span_is_checked_against_the_test_sequences_evaluation_scores_only(tmp_path):
+    """With eval_test_size, evaluation scores the test set's first sequences: a short one past
+    them is no reason to refuse the run."""
+    (tmp_path / "tr.txt").write_text("a b c d e f\nb c d e f a\nc d e f a b\n")
+    (tmp_path / "te.txt").write_text("a b c d e f\nb c d e f a\nc d\n")
+    agent = agents.make("mle-infill", Corpus(tmp_path / "tr.txt", tmp_path / "te.txt"), {"mask_span": 4}, seed=0)
+    assert "nll_infill" in agent.evaluate_task(2, 2, seed=0)[0]
+    with pytest.raises(ValueError, match="evaluated test sequence"):
+        agent.evaluate_task(2, 3, seed=0)
+
+
+def test_train_py_refuses_a_span_its_evaluation_cannot_blank_before_any_work(tmp_path):
+    import train
+
+    (tmp_path / "tr.txt").write_text("a b c d e f\nb c d e f a\nc d e f a b\n")
+    (tmp_path / "te.txt").write_text("a b c d e f\nc d\n")
+    assert train.main(["--task", "infill", "--agent", "mle-infill", "--data", str(tmp_path / "tr.txt"), "--test-data",
+                       str(tmp_path / "te.txt"), "--set", "mask_span=4", "--budget", "smoke", "--out",
+                       str(tmp_path / "run"), "--quiet"]) == 2
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -45,9 +45,16 @@ def cache_dir() -> Path:
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over ``path``. The
+    """Write via a temporary file in the same folder, fsync, then rename over ``path`` (over the
+    file a symbolic link names; a pipe or device is written directly). The
     temporary file is the writer's own (process and thread): two threads writing one path (the
     background checkpoint writer, a study recording a warning) would otherwise share it."""
+    path = Path(path)
+    if path.exists() and not path.is_file():  # a pipe or a device (--json /dev/stdout): nothing to rename over
+        with open(path, "wb") as f:
+            f.write(payload)
+        return
+    path = path.resolve() if path.is_symlink() else path  # write the file a link names, keeping the link
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as f:
         f.write(payload)
