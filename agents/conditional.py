@@ -50,7 +50,7 @@ from agents.base import Agent
 from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed, shuffled_order
-from discriminators.base import load_weights, seeded
+from discriminators.base import eval_mode, load_weights, seeded
 from discriminators.multiclass import check_classes
 from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData, resolve_data
@@ -404,10 +404,7 @@ class ConditionalAgent(Agent):
         d: Any = self.data
         k = self.num_classes
         n = max(1, n_samples // k)
-        was = [m.training for m in self._modules_for_eval()]
-        for m in self._modules_for_eval():
-            m.eval()
-        try:
+        with eval_mode(self.generator):  # the generator(s); the discriminator has its own switch
             tokens, lengths, labels = self.eval_samples(n, seed, tau)
             out: Dict[str, float] = {}
             if isinstance(d, MultiOracleData):
@@ -441,9 +438,6 @@ class ConditionalAgent(Agent):
                         reals.append((c, d.test[rows].to(self.device), d.test_lengths[rows].to(self.device)))
                 g = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "discriminator-heldout"))
                 out.update(self.discriminator_heldout(reals, g))
-        finally:
-            for m, w in zip(self._modules_for_eval(), was, strict=True):
-                m.train(w)
         names = list(getattr(d, "class_names", [str(c) for c in range(k)]))
         lines = []
         for c in range(k):
@@ -469,10 +463,6 @@ class ConditionalAgent(Agent):
         if scores:
             out["bleu4"] = sum(scores) / len(scores)
         return out
-
-    def _modules_for_eval(self) -> List[nn.Module]:
-        gen = self.generator
-        return [gen] if isinstance(gen, nn.Module) else []
 
     # ------------------------------------------------------------------ checkpoints
     def warm_start(self, state: Dict[str, Any], parts: Sequence[str] = ("generator",)) -> None:
