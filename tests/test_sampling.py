@@ -212,3 +212,34 @@ def test_rollouts_complete_a_prefix_with_the_models_own_conditionals(model, temp
     check(out[:, 2], conditional([7, 11]))
     a = int(torch.bincount(out[:, 2], minlength=V).argmax())
     check(out[out[:, 2] == a, 3], conditional([7, 11, a]))
+
+
+def test_a_generator_on_another_gpu_of_the_same_type_is_replaced(monkeypatch):
+    """torch refuses a ``cuda:0`` generator for draws on ``cuda:1``: ``generator_on`` compares
+    devices with their index ("cuda" meaning the current one), not only their type. No GPU here:
+    a stand-in generator on ``cuda:0`` and a recorder in place of the generator torch would make."""
+    from types import SimpleNamespace
+
+    from textgym import sampling
+    from textgym.protocols import canonical_device
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert canonical_device("cuda") == torch.device("cuda:0") != canonical_device("cuda:1")
+    assert canonical_device("cpu") == torch.device("cpu")
+    on_gpu0 = SimpleNamespace(device=torch.device("cuda:0"))
+    assert sampling.generator_on(on_gpu0, torch.device("cuda")) is on_gpu0
+    assert sampling.generator_on(on_gpu0, torch.device("cuda:0")) is on_gpu0
+
+    made = []
+
+    class Recorder:
+        def __init__(self, device):
+            made.append(torch.device(device))
+
+        def manual_seed(self, seed):
+            return self
+
+    monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: torch.tensor([7]))
+    monkeypatch.setattr(torch, "Generator", Recorder)
+    replaced = sampling.generator_on(on_gpu0, torch.device("cuda:1"))
+    assert isinstance(replaced, Recorder) and made == [torch.device("cuda:1")]

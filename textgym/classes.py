@@ -30,10 +30,10 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union, runti
 
 import torch
 
-from textgym.data import BUILDERS, Corpus, TextData, _canonical, at_length, cached_samples, pack, read_lines, sentence_words
+from textgym.data import BUILDERS, Corpus, TextData, at_length, cached_samples, pack, read_lines, sentence_words
 from textgym.masks import length_mask, strip_padding
 from textgym.oracle import OracleLSTM
-from textgym.protocols import device_of
+from textgym.protocols import canonical_device, device_of
 
 __all__ = ["ClassData", "LabelledCorpus", "MultiOracleData", "check_labels", "num_classes_of"]
 
@@ -312,7 +312,7 @@ class MultiOracleData(TextData):
         :meth:`OracleData.oracle_on <textgym.data.OracleData.oracle_on>`): itself when it lives
         there, else a copy made once per device."""
         oracle = self.oracle_for(c)
-        device = _canonical(device)
+        device = canonical_device(device)
         if device_of(oracle, torch.device("cpu")) == device:
             return oracle
         key = (int(c), device)

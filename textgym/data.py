@@ -31,7 +31,7 @@ import torch
 
 from textgym.oracle import OracleLSTM
 from textgym.paths import cache_dir, data_dir, data_path
-from textgym.protocols import device_of
+from textgym.protocols import canonical_device, device_of
 from textgym.sampling import SAMPLER_VERSION
 
 EOS, UNK = "<eos>", "<unk>"
@@ -341,7 +341,7 @@ class OracleData(TextData):
         copy on ``device``, made once per device and reused (the oracle is fixed: its weights
         never change, so the copies stay equal to it).
         """
-        device = _canonical(device)
+        device = canonical_device(device)
         if device_of(self.oracle, torch.device("cpu")) == device:
             return self.oracle
         copies = self.__dict__.setdefault("_device_copies", {})
@@ -358,14 +358,6 @@ def at_length(oracle: OracleLSTM, max_length: int) -> OracleLSTM:
     oracle = copy.deepcopy(oracle)
     oracle.max_length = max_length
     return oracle
-
-
-def _canonical(device: Union[str, torch.device]) -> torch.device:
-    """``torch.device`` with the current index filled in for an indexless accelerator ("cuda")."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 _ORACLE_CACHE: Dict[int, OracleData] = {}

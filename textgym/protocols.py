@@ -112,6 +112,15 @@ def device_of(obj: object, default: Optional[torch.device] = None) -> Optional[t
     return default if p is None else p.device
 
 
+def canonical_device(device: Union[str, torch.device]) -> torch.device:
+    """``torch.device`` with the current index filled in for an indexless CUDA device, so that
+    "cuda" and "cuda:0" compare equal where the current device is 0 (and "cuda:1" does not)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def usable_device(device: Union[str, torch.device]) -> torch.device:
     """``torch.device(device)``, or ValueError saying why this machine cannot compute there: not a
     device name, or a CUDA (MPS) device where torch has none (torch itself would fail later, at the

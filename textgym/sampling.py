@@ -20,6 +20,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from textgym.protocols import canonical_device
+
 #: Bumped whenever a change here can change a draw for the same seed (4: base-2 probabilities
 #: and the two-level search of :func:`inverse_cdf`).
 SAMPLER_VERSION = 4
@@ -28,14 +30,15 @@ _LOG2E = 1.0 / math.log(2.0)
 
 
 def generator_on(generator: Optional[torch.Generator], device: torch.device) -> Optional[torch.Generator]:
-    """``generator`` when it draws on ``device``'s type (or is None), else a generator on ``device``
+    """``generator`` when it draws on ``device`` (or is None), else a generator on ``device``
     seeded by one draw of ``generator`` (so the draws still follow its seed and advance its state).
 
     torch refuses a CPU generator for draws on a CUDA tensor and the other way round; a rollout
     policy on another device than the env whose generator it is handed (an SB3 policy on CUDA
-    completing the prefixes of a CPU env's MC reward) draws from this one.
+    completing the prefixes of a CPU env's MC reward) draws from this one. Devices compare with
+    their index, "cuda" as the current one: torch refuses a ``cuda:0`` generator for ``cuda:1``.
     """
-    if generator is None or generator.device.type == torch.device(device).type:
+    if generator is None or canonical_device(generator.device) == canonical_device(device):
         return generator
     seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
     return torch.Generator(device).manual_seed(seed)
