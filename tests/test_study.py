@@ -531,6 +531,18 @@ def test_frontiers_without_a_common_range_report_no_area_instead_of_a_zero_inter
     assert "| no common range |" in text and "(area no common range)" in text  # the table's column, the reading
 
 
+def test_seeds_whose_sweeps_have_different_temperatures_are_refused_not_averaged_by_position():
+    from textgym.study.report import analyze
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
+    cell1 = next(r for r in records if r["key"] == "seqgan" and r["seed"] == 1)
+    cell1["sweep"] = cell1["sweep"][::-1]  # 1.2, 1.0, 0.8: averaged row by row, 0.8 would meet 1.2
+    with pytest.raises(StudyError, match=r"sweeps of seqgan: their temperatures differ \(s0 \[0.8, 1.0, 1.2\], "
+                                         r"s1 \[1.2, 1.0, 0.8\]"):
+        analyze(spec, records)
+
+
 def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_analysis():
     from textgym.study.report import analyze, report_markdown
 

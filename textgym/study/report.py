@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from textgym.metrics import FrontierComparison, FrontierPoint, compare_frontiers
 from textgym.paths import atomic_write_bytes, atomic_write_json
 from textgym.stats import Interval, mean_sd, paired_interval
-from textgym.study.spec import Cell, StudySpec, Task, start_key, task_of
+from textgym.study.spec import Cell, StudyError, StudySpec, Task, start_key, task_of
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -60,7 +60,13 @@ def _has_front(points: Sequence[FrontierPoint]) -> bool:
 
 
 def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The sweeps of several seeds averaged per temperature (same temperatures in each)."""
+    """The sweeps of several seeds averaged per temperature; StudyError when their temperatures
+    differ (seeds of one study sweep the spec's temperatures in its order)."""
+    temperatures = [[row["temperature"] for row in r["sweep"]] for r in records]
+    if any(t != temperatures[0] for t in temperatures):
+        runs = ", ".join(f"s{r.get('seed')} {t}" for r, t in zip(records, temperatures, strict=True))
+        raise StudyError(f"cannot average the temperature sweeps of {records[0].get('key')}: their temperatures "
+                         f"differ ({runs})")
     out = []
     for rows in zip(*(r["sweep"] for r in records), strict=True):
         keys = set.intersection(*(set(r) for r in rows))
