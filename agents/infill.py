@@ -37,6 +37,10 @@ MLE phase). Deviations, for CPU budgets: one-layer LSTMs of
 critic is an MLP on the generator's decoder state with lr 5e-3 and 50 warm-up updates (theirs:
 an RNN head with lr 5.18e-7).
 
+Training stats: ``nll_train`` (and ``g_loss``) in MLE iterations is the mean over the epoch's
+batches of each batch's NLL per blank, weighted by the batch's token count (the MLE pass's
+weighting; with a fixed ``mask_rate`` a batch's blanks are about that share of its tokens).
+
 Evaluation (:meth:`InfillAgent.evaluate_task`): ``nll_infill``, the generator's NLL per blank
 of the true tokens of test sequences (blanks from a fixed seed, the same for every run);
 ``nll_oracle`` (oracle data), the oracle's per-token NLL of test sequences with their blanks
