@@ -88,6 +88,24 @@ def test_each_run_keeps_its_colour_in_every_panel_of_the_curves(tmp_path, monkey
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["mle", "seqgan"]
 
 
+def test_a_metric_logged_only_as_null_gets_no_empty_panel(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from textgym import plots
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "nll_oracle": 10.0 - i, "bleu4": None})
+                                               + "\n" for i in range(3)))
+    plots.plot_training_curves([run], tmp_path / "c.png")
+    assert [ax.get_title() for ax in figures[0].axes] == ["nll-oracle"]
+    (run / "metrics.jsonl").write_text(json.dumps({"iteration": 1, "bleu4": None}) + "\n")
+    with pytest.raises(ValueError, match="none of the metrics .* has a value in"):
+        plots.plot_training_curves([run], tmp_path / "d.png")
+
+
 def test_plots_are_written(tmp_path, small_oracle_data):
     o = small_oracle_data.oracle
     pts = oracle_frontier({"a": o, "b": o}, o, small_oracle_data.test, temperatures=(0.8, 1.0), n=100)

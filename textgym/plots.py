@@ -98,6 +98,10 @@ def read_metrics(run_dir: Union[str, Path]) -> List[Dict]:
     return rows
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, Path],
                          keys: Sequence[str] = ("nll_oracle", "nll_test", "bleu4", "self_bleu4", "g_loss", "d_loss"),
                          labels: Optional[Sequence[str]] = None) -> Path:
@@ -112,15 +116,15 @@ def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, 
         bad = next((i for i, r in enumerate(rows, 1) if "iteration" not in r), None)
         if bad is not None:  # every row the driver writes has one: the x axis
             raise ValueError(f"metrics row {bad} of {name} has no 'iteration' (not a textgym metrics.jsonl?)")
-    present = [k for k in keys if any(k in row for rows in runs.values() for row in rows)]
-    if not present:
-        raise ValueError(f"none of the metrics {list(keys)} appear in {list(runs)}")
+    present = [k for k in keys if any(_number(row.get(k)) for rows in runs.values() for row in rows)]
+    if not present:  # a metric logged only as null (a run without that figure) gets no empty panel
+        raise ValueError(f"none of the metrics {list(keys)} has a value in {list(runs)}")
     fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.6), squeeze=False)
     handles: Dict[str, Any] = {}  # each run's colour is its own in every panel, also where another run has no line
     for ax, key in zip(axes[0], present, strict=True):
         for i, (name, rows) in enumerate(runs.items()):
-            xs = [r["iteration"] for r in rows if isinstance(r.get(key), (int, float))]
-            ys = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+            xs = [r["iteration"] for r in rows if _number(r.get(key))]
+            ys = [r[key] for r in rows if _number(r.get(key))]
             if xs:
                 (line,) = ax.plot(xs, ys, marker="." if len(xs) < 50 else None, label=name, color=f"C{i % 10}")
                 handles.setdefault(name, line)
