@@ -291,10 +291,10 @@ def _holds_warm_start(source: Path, header: Dict[str, Any]) -> bool:
 def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) -> None:
     """RunError naming every value (and the agent) in which the checkpoint's run differs from
     ``resolved``; a field added since the checkpoint was written is no difference while it keeps
-    its default."""
+    its default, or the value its run's budget caps the default to."""
     theirs, ours = header["config"], run_values(resolved)
-    # a field added since the checkpoint was written resumes at its default: the run had none
-    new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) == "default"}
+    # a field added since the checkpoint was written resumes at the value nobody chose: the run had none
+    new = {k for k in set(ours) - set(theirs) if resolved.sources.get(k) in ("default", "budget")}
     diff = sorted(k for k in (set(theirs) | set(ours)) - new if not _same_value(k, theirs.get(k), ours.get(k), header))
     if header.get("agent", resolved.agent) != resolved.agent:
         diff.insert(0, "agent")

@@ -283,7 +283,8 @@ def test_a_finished_run_says_when_its_discriminator_was_weak(tmp_path, oracle_da
 
 def test_a_checkpoint_older_than_a_config_field_resumes_at_its_default_only(tmp_path):
     """A field added since a checkpoint was written (absent from its config) is no difference
-    while it keeps its default; set to anything else, the checkpoint is refused."""
+    while it keeps its default (or its budget's cap of it); set to anything else, the checkpoint
+    is refused."""
     from agents.checkpoints import RunError, check_same_config, run_values
     from agents.config import resolve
 
@@ -295,6 +296,14 @@ def test_a_checkpoint_older_than_a_config_field_resumes_at_its_default_only(tmp_
         check_same_config(tmp_path / "checkpoint.pt", {"config": old}, changed)
     with pytest.raises(RunError, match="another configuration.*seed"):
         check_same_config(tmp_path / "checkpoint.pt", {"config": {**old, "seed": 7}}, resolved)
+    # a new size field under a budget that caps it (sentigan's d_heldout: 1000, 256 under smoke)
+    capped = resolve(agents.preset("sentigan"), "smoke")
+    assert capped.sources["d_heldout"] == "budget"
+    old = {k: v for k, v in run_values(capped).items() if k != "d_heldout"}
+    check_same_config(tmp_path / "checkpoint.pt", {"config": old}, capped)
+    with pytest.raises(RunError, match="another configuration.*d_heldout"):
+        check_same_config(tmp_path / "checkpoint.pt", {"config": old},
+                          resolve(agents.preset("sentigan"), "smoke", explicit={"d_heldout": 100}))
 
 
 @pytest.mark.parametrize("tf32", [False, True])
