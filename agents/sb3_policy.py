@@ -176,6 +176,11 @@ def grouped_hidden(generator: Generator, tokens: torch.Tensor, lengths: torch.Te
     return hidden[which, lengths]
 
 
+#: ActorCriticPolicy's network-building arguments, which GeneratorPolicy does not take
+NOT_TAKEN = ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs",
+             "share_features_extractor")
+
+
 class GeneratorPolicy(ActorCriticPolicy):
     """See the module docstring.
 
@@ -198,8 +203,7 @@ class GeneratorPolicy(ActorCriticPolicy):
         from textgym.sb3 import refuse_non_prefix
 
         refuse_non_prefix(observation_space, "GeneratorPolicy")
-        unused = [k for k in ("net_arch", "activation_fn", "features_extractor_class", "features_extractor_kwargs",
-                              "share_features_extractor") if kwargs.get(k) is not None] + \
+        unused = [k for k in NOT_TAKEN if kwargs.get(k) is not None] + \
             (["ortho_init"] if kwargs.get("ortho_init") else [])
         if unused:  # SB3's network-building arguments: this policy builds no MLP or features extractor
             raise ValueError(f"GeneratorPolicy takes no {', '.join(unused)}: its actor is the generator (emb_dim, "
@@ -234,6 +238,8 @@ class GeneratorPolicy(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> Dict[str, Any]:
         data = super()._get_constructor_parameters()
+        for k in NOT_TAKEN:  # SB3 fills in its own network-building defaults, which __init__ refuses
+            data.pop(k, None)
         data.update(self.gen_kwargs, value_hidden=self.value_hidden)  # the weights travel in the state dict
         return data
 

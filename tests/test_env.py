@@ -171,6 +171,12 @@ def test_bad_prefixes(small_oracle_data, corpus, toy_scorer):
         venv.reset(options={"reset_mask": [2, 0]})
     with pytest.raises(ValueError, match="without options\\['prefix'\\]"):
         venv.reset(options={"prefix_lengths": [1, 1]})
+    rows = [[1, 2], [3]]  # a ragged list of 1-D tensors reads as the same list of lists
+    as_lists, _ = venv.reset(options={"prefix": rows})
+    as_tensors, _ = venv.reset(options={"prefix": [torch.tensor(r) for r in rows]})
+    np.testing.assert_array_equal(as_tensors, as_lists)
+    with pytest.raises(ValueError, match=r"options\['prefix'\]\[0\] must hold integer token ids"):
+        venv.reset(options={"prefix": [torch.tensor([1.5]), [2]]})
     cvenv = TokenVecEnv(1, data=corpus, discriminator=toy_scorer(corpus.vocab_size))
     with pytest.raises(ValueError, match="<eos>"):
         cvenv.reset(options={"prefix": [[2, 0]]})
@@ -189,6 +195,8 @@ def test_bad_actions(small_oracle_data):
         venv.step(torch.tensor([1, 2, 3]))
     with pytest.raises(ValueError, match="integer"):
         venv.step(np.array([1.5, 2.0]))
+    with pytest.raises(ValueError, match="a value exceeds the int64 range"):  # was "not numbers (None?)"
+        venv.step([1, 2**64])
     env = TokenEnv(data=small_oracle_data)
     env.reset()
     with pytest.raises(ValueError, match="one token id"):
@@ -320,7 +328,7 @@ def test_a_numpy_integer_seed_resets_the_vector_and_single_envs(small_oracle_dat
 def test_arguments_that_would_be_ignored_are_refused(small_oracle_data):
     """A Reward object brings its own scorer, transform and rollouts; the MC options apply to
     reward='mc' only. Either way the env used to drop them without a word."""
-    from textgym.rewards import TerminalReward
+    from textgym.rewards import MCReward, TerminalReward
 
     reward = TerminalReward(OracleScorer(small_oracle_data.oracle))
     for extra in ({"discriminator": "rnn"}, {"transform": "log"}, {"n_rollouts": 4}, {"rollout_policy": object()}):
@@ -329,7 +337,11 @@ def test_arguments_that_would_be_ignored_are_refused(small_oracle_data):
     for extra in ({"n_rollouts": -5}, {"rollout_policy": object()}):
         with pytest.raises(ValueError, match="apply to reward='mc' only"):
             TokenVecEnv(2, data=small_oracle_data, reward="terminal", **extra)
-    with pytest.raises(ValueError, match="n_rollouts must be >= 1"):
+    with pytest.raises(ValueError, match="n_rollouts must be an integer >= 1, got 0"):
         TokenVecEnv(2, data=small_oracle_data, reward="mc", n_rollouts=0)
+    with pytest.raises(ValueError, match="n_rollouts must be an integer >= 1, got 2.5"):  # was a TypeError at step
+        TokenVecEnv(2, data=small_oracle_data, reward="mc", n_rollouts=2.5)
+    with pytest.raises(ValueError, match="chunk_rows must be an integer >= 1 \\(or None\\), got 1.5"):
+        MCReward(OracleScorer(small_oracle_data.oracle), chunk_rows=1.5)
     assert TokenVecEnv(2, data=small_oracle_data, reward="mc").reward_fn.n_rollouts == 16  # SeqGAN's
     assert TokenVecEnv(2, data=small_oracle_data, reward=reward).reward_fn is reward

@@ -422,6 +422,11 @@ def test_a_model_with_the_generator_policy_saves_and_loads(tmp_path, small_oracl
     loaded = PPO.load(tmp_path / "ppo.zip", env=model.get_env())
     assert isinstance(loaded.policy, GeneratorPolicy)
     assert gen_state_equal(loaded.policy.generator, gen)
+    model.policy.save(tmp_path / "policy.pt")  # the policy alone (it was refused on load: SB3's net_arch defaults)
+    policy = GeneratorPolicy.load(tmp_path / "policy.pt")
+    assert gen_state_equal(policy.generator, gen)
+    assert all(torch.equal(a, b) for a, b in zip(policy.value_head.state_dict().values(),
+                                                 model.policy.value_head.state_dict().values(), strict=True))
 
 
 @pytest.mark.parametrize("discriminator", ["oracle", "cnn"])

@@ -35,7 +35,7 @@ from gymnasium.vector.utils import batch_space
 from discriminators.base import seeded
 from textgym.data import OracleData, TextData, pack, resolve_data
 from textgym.masks import length_mask, pad_after
-from textgym.protocols import Discriminator, RolloutPolicy
+from textgym.protocols import Discriminator, RolloutPolicy, is_int
 from textgym.rewards import MCReward, Reward, Transform, make_reward
 from textgym.scorers import OracleScorer
 
@@ -64,11 +64,6 @@ def resolve_scorer(discriminator: Union[str, Discriminator, None], data: TextDat
     return discriminator
 
 
-def _is_int(v: Any) -> bool:
-    """An integer (Python or numpy), not a bool."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
 def parse_autoreset_mode(mode: Any, allowed: Tuple[AutoresetMode, ...]) -> AutoresetMode:
     """An AutoresetMode from itself or its name or value (``"same_step"``, ``"SameStep"``), one
     of ``allowed``; ValueError naming the choices otherwise."""
@@ -80,7 +75,7 @@ def parse_autoreset_mode(mode: Any, allowed: Tuple[AutoresetMode, ...]) -> Autor
 
 
 def _check_seed(seed: Any) -> None:
-    if not _is_int(seed) or not 0 <= int(seed) < 2**64:
+    if not is_int(seed) or not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
 
 
@@ -150,9 +145,9 @@ class TokenVecEnv(VectorEnv):
         render_mode: Optional[str] = None,
         classes: Optional[int] = None,
     ) -> None:
-        if not _is_int(num_envs) or num_envs < 1:
+        if not is_int(num_envs) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        if max_length is not None and (not _is_int(max_length) or max_length < 1):
+        if max_length is not None and (not is_int(max_length) or max_length < 1):
             raise ValueError(f"max_length must be an integer >= 1 (tokens per episode), got {max_length!r}")
         if seed is not None:
             _check_seed(seed)
@@ -168,7 +163,7 @@ class TokenVecEnv(VectorEnv):
         self.eos_id = self.data.eos_id
         data_classes = getattr(self.data, "num_classes", None)
         if classes is not None:
-            if not _is_int(classes) or classes < 1:
+            if not is_int(classes) or classes < 1:
                 raise ValueError(f"classes must be an integer >= 1 (the number of classes), got {classes!r}")
             if data_classes is not None and int(classes) != int(data_classes):
                 raise ValueError(f"classes={classes} disagrees with the data, which has {data_classes} classes; "
@@ -240,6 +235,8 @@ class TokenVecEnv(VectorEnv):
             if not torch.is_tensor(x):
                 x = np.asarray(x)
                 if x.dtype == object:
+                    if all(is_int(v) for v in x.flat):  # Python ints numpy cannot hold
+                        raise ValueError("a value exceeds the int64 range")
                     raise ValueError("it holds values that are not numbers (None?)")
                 if x.dtype.kind == "u":  # torch lacks min/max for uint16/32/64: go through int64
                     if x.size and int(x.max()) > np.iinfo(np.int64).max:
@@ -275,8 +272,9 @@ class TokenVecEnv(VectorEnv):
                 raise ValueError("options['prefix_lengths'] applies to a padded (N, P) prefix, not to a list of sequences")
             if any(len(p) >= L for p in prefix):
                 raise ValueError(f"a prefix must be shorter than max_length={L} (at least one token is generated)")
+            prefix = [p.tolist() if torch.is_tensor(p) or isinstance(p, np.ndarray) else p for p in prefix]
             for i, p in enumerate(prefix):
-                bad = [v for v in p if not _is_int(v)]
+                bad = [v for v in p if not is_int(v)]
                 if bad:
                     raise ValueError(f"options['prefix'][{i}] must hold integer token ids, got {bad[0]!r}")
             tok, lens = pack([[int(v) for v in p] for p in prefix], L, self.pad_id)
@@ -488,7 +486,7 @@ class TokenEnv(gym.Env):
         self.action_space = venv.single_action_space
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        super().reset(seed=seed if seed is None or not _is_int(seed) else int(seed))  # a numpy integer as a Python one
+        super().reset(seed=seed if seed is None or not is_int(seed) else int(seed))  # a numpy integer as a Python one
         options = dict(options or {})
         prefix = options.get("prefix")
         if prefix is not None:  # one sequence: the one row of a padded (1, P) prefix (prefix_lengths still apply)

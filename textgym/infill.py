@@ -54,9 +54,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.data import OracleData, TextData, resolve_data
-from textgym.env import TokenEnv, _is_int, _single, parse_autoreset_mode
+from textgym.env import TokenEnv, _single, parse_autoreset_mode
 from textgym.masks import length_mask, strip_padding
-from textgym.protocols import device_of
+from textgym.protocols import device_of, is_int
 from textgym.rewards import TRANSFORMS
 from textgym.scorers import _checked
 
@@ -276,7 +276,7 @@ class InfillVecEnv(VectorEnv):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         """Start new episodes: ``(obs (N, 2L), infos)``."""
-        super().reset(seed=seed if seed is None or not _is_int(seed) else int(seed))  # a numpy integer as a Python one
+        super().reset(seed=seed if seed is None or not is_int(seed) else int(seed))  # a numpy integer as a Python one
         if seed is not None:
             self.rng.manual_seed(int(seed))
         options = options or {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Protocol, Union, runtime_checkable
 
+import numpy as np
 import torch
 
 
@@ -110,6 +111,11 @@ def device_of(obj: object, default: Optional[torch.device] = None) -> Optional[t
     parameters = getattr(obj, "parameters", None)
     p = next(iter(parameters()), None) if callable(parameters) else None
     return default if p is None else p.device
+
+
+def is_int(v: Any) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def canonical_device(device: Union[str, torch.device]) -> torch.device:

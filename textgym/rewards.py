@@ -39,7 +39,7 @@ from discriminators.base import DivergenceError
 from discriminators.graphed import warm_up
 from textgym import scorers
 from textgym.masks import length_mask, pad_after
-from textgym.protocols import Discriminator, RolloutPolicy
+from textgym.protocols import Discriminator, RolloutPolicy, is_int
 
 
 class Transform:
@@ -245,13 +245,13 @@ class MCReward(Reward):
                  rollout_policy: Optional[RolloutPolicy] = None, n_rollouts: int = 16,
                  temperature: float = 1.0, chunk_rows: Optional[int] = None, cuda_graph: bool = False) -> None:
         super().__init__(scorer, transform)
-        if n_rollouts < 1:
-            raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
+        if not is_int(n_rollouts) or n_rollouts < 1:
+            raise ValueError(f"n_rollouts must be an integer >= 1, got {n_rollouts!r}")
         self.rollout_policy = rollout_policy
         self.n_rollouts = n_rollouts
         self.temperature = temperature
-        if chunk_rows is not None and int(chunk_rows) < 1:
-            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        if chunk_rows is not None and (not is_int(chunk_rows) or chunk_rows < 1):
+            raise ValueError(f"chunk_rows must be an integer >= 1 (or None), got {chunk_rows!r}")
         self.chunk_rows = chunk_rows
         self.cuda_graph = cuda_graph
         # captured chunks by shape: (graph, static inputs, values, finite flag), least recently used first
