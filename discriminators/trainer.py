@@ -101,8 +101,10 @@ class DiscriminatorTrainer:
             ``w_t`` of the positions (None: uniform over the valid positions).
         cuda_graph: replay each minibatch update as one captured CUDA graph
             (:mod:`discriminators.graphed`: a non-finite loss is then caught at the end of the
-            call, which restores the call's starting state). None: on for a CUDA device when
-            the discriminator is ``graph_capturable`` and ``positions="last"``.
+            call, which restores the discriminator's weights and its optimizer's state as they
+            were when the call began; the replay buffer and the shuffle keep the call's draws).
+            None: on for a CUDA device when the discriminator is ``graph_capturable`` and
+            ``positions="last"``.
         precision: ``"float32"`` (default) or ``"bfloat16"`` mixed precision, see
             :data:`PRECISIONS`.
         compile: compile the captured update's forward, loss and backward with ``torch.compile``
@@ -331,7 +333,8 @@ class DiscriminatorTrainer:
         Raises:
             ValueError: bad inputs (also those the discriminator rejects).
             DivergenceError: a non-finite loss or logit (the update is not applied; with
-                ``cuda_graph``, the call's starting state is restored).
+                ``cuda_graph``, the weights and optimizer state the call began with are restored;
+                the replay buffer keeps the call's fakes and the shuffle generator has advanced).
         """
         if int(k) < 1:
             raise ValueError(f"k (passes over the data) must be >= 1, got {k}")
@@ -426,7 +429,8 @@ class DiscriminatorTrainer:
                         k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """``k`` passes of :mod:`discriminators.graphed` updates: (BCE sum, regularization sum,
         right calls (real, fake), updates). One host sync, at the end, reads the non-finite count;
-        if it is not 0 the call's starting state is restored and DivergenceError raised."""
+        if it is not 0 the weights and optimizer state the call began with are restored and
+        DivergenceError raised."""
         assert self._graphed is not None
         init_adam_state(self.optimizer)  # so that the snapshot holds it, and a captured step finds it
         moments = [v for per_param in self.optimizer.state.values() for v in per_param.values() if torch.is_tensor(v)]
