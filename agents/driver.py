@@ -130,10 +130,10 @@ class MetricsLog:
         self.csv = folder / "metrics.csv"
         rows: List[dict] = []
         if keep_rows and self.jsonl.exists():
-            for i, line in enumerate(self.jsonl.read_text().splitlines()[:keep_rows]):
+            for i, line in enumerate(self.jsonl.read_bytes().splitlines()[:keep_rows]):
                 try:
-                    row = json.loads(line)
-                except ValueError:
+                    row = json.loads(line.decode())
+                except ValueError:  # UnicodeDecodeError is one
                     row = None
                 if not isinstance(row, dict):
                     raise RunError(f"{self.jsonl} line {i + 1} is corrupt (not a JSON object), but the checkpoint counts "
@@ -329,10 +329,17 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
                 raise RunError(f"{summary_path} is corrupt (not JSON); delete it and resume again to write it anew "
                                "(the checkpoint holds the finished run)") from None
             if isinstance(done, dict) and done.get("finished", True):
+                ours = json.loads(json.dumps(finished_header.get("config"), default=str))  # as the summary holds it
+                if done.get("iterations") != finished_header.get("iteration") or done.get("config", ours) != ours:
+                    raise RunError(f"{summary_path} does not match the checkpoint (its iterations or configuration "
+                                   "differ): it belongs to another run; delete it and resume again")
                 return {**done, "already_finished": True}
     elif any(p.name != LOCK_NAME for p in folder.iterdir()):
         if ckpt.exists():
             raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --out")
+        if (folder / "summary.json").exists():  # its checkpoint deleted: a new run would overwrite its curves
+            raise RunError(f"{folder} holds a finished run (summary.json) whose checkpoint is gone; choose another "
+                           "--out (or delete that folder)")
         if not _is_run_folder(folder):
             raise RunError(f"{folder} is not empty and holds no textgym run; choose another --out")
     data = load_data(run)
@@ -353,7 +360,8 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     folder.mkdir(parents=True, exist_ok=True)
     if not (resume and (folder / "config.json").is_file()):  # a resume keeps where each value came from
         atomic_write_json(folder / "config.json", resolved.to_json())
-    log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration if header else None)
+    # TensorBoard drops the events from purge_step on: those of iterations after the checkpoint's
+    log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration + 1 if header else None)
 
     total = agent.total_iterations
     every = run.eval_every

@@ -52,6 +52,17 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, agent, cut, extra,
     cut = json.loads((tmp_path / "cut" / "summary.json").read_text())
     assert full["metrics"] == cut["metrics"]
     assert rows(tmp_path / "full") == rows(tmp_path / "cut")
+    assert tb_scalars(tmp_path / "full") == tb_scalars(tmp_path / "cut")  # the resume dropped the last saved step's
+
+
+def tb_scalars(folder):
+    """Every TensorBoard scalar of a run folder as {tag: [(step, value), ...]}, as TensorBoard reads
+    them (events from an earlier session's purged steps on dropped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder / "tb"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"] if tag != "time"}
 
 
 def test_refusals(tmp_path, oracle_data, capsys):
@@ -83,6 +94,39 @@ def test_checkpoints_of_other_configurations_and_corrupt_ones_are_refused(tmp_pa
     assert "corrupt" in capsys.readouterr().err
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--resume", name="elsewhere") == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_a_finished_run_whose_checkpoint_is_gone_is_neither_overwritten_nor_reported_for_another(tmp_path, oracle_data,
+                                                                                                 capsys):
+    """A start into a finished run's folder whose checkpoint was deleted cut its metrics to the new
+    run's; a resume of that new run then returned the old run's summary as its own."""
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke") == 0
+    folder = tmp_path / "run"
+    (folder / "checkpoint.pt").unlink()
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--seed", "5") == 2
+    assert "holds a finished run (summary.json) whose checkpoint is gone" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, "--stop-after", "1", name="cut") == 0
+    (tmp_path / "cut" / "summary.json").write_bytes(before["summary.json"])  # a finished run's summary beside it
+    assert run(tmp_path, *args, "--resume", name="cut") == 2
+    assert "summary.json does not match the checkpoint (its iterations or configuration differ)" in capsys.readouterr().err
+    (tmp_path / "cut" / "summary.json").unlink()
+    assert run(tmp_path, *args, "--resume", name="cut") == 0  # every finished run's own summary is accepted
+    assert run(tmp_path, *args, "--resume", name="cut") == 0 and "nothing to do" in capsys.readouterr().out
+
+
+def test_a_metrics_line_that_is_not_utf8_is_named_on_resume(tmp_path, oracle_data, capsys):
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(tmp_path, *args, "--stop-after", "2") == 0
+    jsonl = tmp_path / "run" / "metrics.jsonl"
+    lines = jsonl.read_bytes().splitlines(keepends=True)
+    jsonl.write_bytes(lines[0] + b'{"iteration": \xff1}\n' + b"".join(lines[2:]))
+    capsys.readouterr()
+    assert run(tmp_path, *args, "--resume") == 2  # was a UnicodeDecodeError traceback
+    assert "metrics.jsonl line 2 is corrupt" in capsys.readouterr().err
 
 
 def test_a_checkpoint_whose_body_is_bytes_still_resumes(tmp_path, oracle_data):
