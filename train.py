@@ -99,6 +99,7 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
 
     pre = _pre_parse(argv)
     file_values: Dict[str, Any] = {}
+    file_sources: Dict[str, Any] = {}
     agent, budget = pre.agent, pre.budget
     if pre.config:
         path = Path(pre.config)
@@ -107,6 +108,7 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--config {path}: cannot read it ({exc})") from None
         file_agent, file_budget, file_values = from_json(blob, str(path))
+        file_sources = blob["sources"] if isinstance(blob.get("sources"), dict) else {}
         if agent is not None and agent != file_agent:
             raise ConfigError(f"--agent {agent} differs from the agent {file_agent!r} of {path}")
         if budget is not None and budget != file_budget:
@@ -163,6 +165,11 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
                               "give it once")
         explicit[k] = parse_text(k, hints[k], text)
     resolved = resolve(preset, budget, file_values, explicit)
+    for k in file_values:  # a value the file's run did not choose keeps its origin, so that a later
+        # --budget still resolves it afresh (labelled "config", it would pass as chosen for good)
+        origin = file_sources.get(k)
+        if resolved.sources.get(k) == "config" and isinstance(origin, str) and origin not in ("config", "flag"):
+            resolved.sources[k] = origin
     return resolved, args
 
 

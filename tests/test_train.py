@@ -185,6 +185,15 @@ def test_a_budget_given_with_a_config_file_replaces_the_caps_of_the_files_budget
         swapped, _ = train.parse(["--config", str(tmp_path / "config.json"), "--budget", budget])
         direct = resolve(agents.preset("seqgan"), budget, explicit={"gen_lr": 0.02})
         assert swapped.to_json()["values"] == direct.to_json()["values"] and swapped.budget == budget
+    # a run from the file keeps the file's record of each value's origin, so the second generation
+    # swaps its budget too (every value used to be recorded as "config", i.e. chosen)
+    assert again.sources == {**resolved.sources, "gen_lr": "config"}  # the file's flag: a choice the file holds
+    (tmp_path / "again.json").write_text(json.dumps(again.to_json()))
+    swapped, _ = train.parse(["--config", str(tmp_path / "again.json"), "--budget", "default"])
+    assert swapped.to_json()["values"] == resolve(agents.preset("seqgan"), "default",
+                                                  explicit={"gen_lr": 0.02}).to_json()["values"]
+    flagged, _ = train.parse(["--config", str(tmp_path / "config.json"), "--adv-steps", "3"])
+    assert flagged.sources["adv_steps"] == "flag" and flagged.sources["eval_samples"] == "budget"
 
 
 def test_warm_start_takes_the_source_runs_generator(tmp_path, oracle_data):
