@@ -309,12 +309,20 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
     """SHA-256 of the training tokens (as used, after ``train_size``), of the test tokens (which
     NLL-test, BLEU and the discriminator's held-out reals read) and of the vocabulary (corpora):
     a checkpoint resumes only on the same data, and a run warm starts from another only on the
-    same ids."""
+    same ids. Class-labelled data adds its labels and class names (a resume on relabelled
+    sentences would train each class on another class's)."""
     vocab = getattr(data, "vocab", None)
+    labels = None
+    if getattr(data, "train_labels", None) is not None:
+        h = hashlib.sha256("\n".join(data.class_names).encode())  # type: ignore[attr-defined]
+        for t in (data.train_labels, data.test_labels):  # type: ignore[attr-defined]
+            h.update(b"-" if t is None else t.cpu().numpy().tobytes())
+        labels = h.hexdigest()
     return {
         "train_sha256": hashlib.sha256(data.train.cpu().numpy().tobytes()).hexdigest(),
         "test_sha256": None if data.test is None else hashlib.sha256(data.test.cpu().numpy().tobytes()).hexdigest(),
         "vocab_sha256": None if vocab is None else hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest(),
+        "labels_sha256": labels,
     }
 
 
@@ -325,8 +333,9 @@ def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: Run
     theirs, ours = header.get("data"), data_fingerprint(data)
     if theirs is None:
         return  # a checkpoint of an earlier release: nothing recorded to compare
-    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256", "test_sha256")
-    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data", "test_sha256": "test data"}
+    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256", "test_sha256", "labels_sha256")
+    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data", "test_sha256": "test data",
+             "labels_sha256": "class labels"}
     changed = [names[k] for k in keys if k in theirs and theirs[k] != ours.get(k)]
     if changed:
         why = ("token ids would mean other words" if "vocabulary" in changed

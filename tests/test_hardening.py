@@ -105,6 +105,26 @@ def test_resume_and_warm_start_refuse_a_corpus_that_changed(tmp_path, capsys):
     assert "warm start refused" in capsys.readouterr().err
 
 
+def test_a_resume_on_relabelled_sentences_is_refused(tmp_path):
+    """Class-labelled data: the same sentences under other labels hashed like the original (only
+    tokens and vocabulary were), so a resume trained each class on another class's sentences."""
+    from agents.checkpoints import RunError, check_same_data, data_fingerprint
+    from agents.config import RunConfig
+    from textgym.classes import LabelledCorpus
+
+    lines = [(("pos", "neg")[i % 2], f"the {w} sat on the mat") for i, w in enumerate(["cat", "dog", "fox"] * 4)]
+    original, relabelled = tmp_path / "a.txt", tmp_path / "b.txt"
+    original.write_text("".join(f"{c}\t{t}\n" for c, t in lines))
+    relabelled.write_text("".join(f"{'pos' if c == 'neg' else 'neg'}\t{t}\n" for c, t in lines))
+    a, b = LabelledCorpus(original), LabelledCorpus(relabelled)
+    assert torch.equal(a.train, b.train) and not torch.equal(a.train_labels, b.train_labels)
+    header = {"data": data_fingerprint(a)}
+    check_same_data(tmp_path / "checkpoint.pt", header, LabelledCorpus(original), RunConfig(), "resume")
+    with pytest.raises(RunError, match="resume refused: the class labels of"):
+        check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "resume")
+    check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "warm start")  # ids still mean the same words
+
+
 def test_envs_with_the_same_seed_score_a_corpus_alike(tmp_path):
     """The default discriminator of a corpus env is initialized from the env's seed, not the global RNG."""
     from textgym.env import TokenVecEnv
