@@ -272,6 +272,22 @@ def test_cached_samples_never_move_the_oracle(monkeypatch, tmp_path):
     assert torch.equal(cached_samples(oracle, 16, seed=5), x)  # from the disk cache now
 
 
+def test_a_damaged_sample_cache_is_sampled_anew_not_used(monkeypatch, tmp_path):
+    """A cache file whose tokens were altered on disk (same shape) was used as the training set."""
+    from textgym.data import cached_samples
+
+    monkeypatch.setenv("TEXTGYM_CACHE", str(tmp_path))
+    oracle = OracleLSTM(vocab_size=20, max_length=4, seed=2)
+    x = cached_samples(oracle, 16, seed=5)
+    (path,) = tmp_path.glob("oracle-samples-*.pt")
+    blob = torch.load(path, weights_only=True)
+    torch.save({**blob, "tokens": blob["tokens"] ^ 1}, path)  # bit 0 of every token flipped
+    assert torch.equal(cached_samples(oracle, 16, seed=5), x)
+    torch.save(x ^ 1, path)  # no checksum at all (the format of an earlier release)
+    assert torch.equal(cached_samples(oracle, 16, seed=5), x)
+    assert torch.equal(torch.load(path, weights_only=True)["tokens"], x)  # written anew
+
+
 def test_a_misspelled_data_set_name_suggests_the_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="did you mean 'coco'"):

@@ -365,9 +365,12 @@ _ORACLE_CACHE: Dict[int, OracleData] = {}
 
 def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     """``oracle.sample_dataset(n, seed)`` on CPU, cached on disk under a key of the oracle's
-    weights, n, seed, length, torch version and sampler version (a damaged cache file is
-    regenerated)."""
+    weights, n, seed, length, torch version and sampler version. The file holds the tokens and
+    their SHA-256: a damaged file (unreadable, or tokens that do not match it) is regenerated."""
     import hashlib
+
+    def digest(t: torch.Tensor) -> str:
+        return hashlib.sha256(t.numpy().tobytes()).hexdigest()
 
     h = hashlib.sha256()
     for p in oracle.parameters():
@@ -376,10 +379,11 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     path = cache_dir() / f"oracle-samples-{h.hexdigest()[:24]}.pt"
     if path.is_file():
         try:
-            x = torch.load(path, weights_only=True)
-            if x.shape == (n, oracle.max_length):
+            blob = torch.load(path, weights_only=True)
+            x = blob["tokens"]
+            if x.shape == (n, oracle.max_length) and x.dtype == torch.long and digest(x) == blob["sha256"]:
                 return x
-        except Exception:
+        except Exception:  # unreadable, or a cache of an earlier release (a bare tensor): made anew
             pass
     # sample on CPU (the draws are device-specific); a copy if needed: ``.to`` would move the
     # caller's oracle in place
@@ -389,7 +393,7 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(x, tmp)
+        torch.save({"tokens": x, "sha256": digest(x)}, tmp)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: no cache
