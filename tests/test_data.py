@@ -84,6 +84,14 @@ def test_oracle_file_errors(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable .npz"):
         OracleLSTM.from_npz(tmp_path / "junk.npz")
+    marked = {k: np.zeros(1, np.float32) for k in ORACLE_KEYS}
+    marked["00_g_embeddings"] = np.full((10, 4), 1234.5, np.float32)
+    np.savez(tmp_path / "crc.npz", **marked)
+    raw = bytearray((tmp_path / "crc.npz").read_bytes())
+    raw[raw.find(np.float32(1234.5).tobytes()) + 1] ^= 0xFF  # one byte of a stored array: its CRC-32 fails
+    (tmp_path / "crc.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="crc.npz' is damaged: Bad CRC-32"):  # was a zipfile.BadZipFile traceback
+        OracleLSTM.from_npz(tmp_path / "crc.npz")
     np.savez(tmp_path / "few.npz", **{"00_g_embeddings": np.zeros((10, 4), np.float32)})
     with pytest.raises(ValueError, match="lacks arrays"):
         OracleLSTM.from_npz(tmp_path / "few.npz")
