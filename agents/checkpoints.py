@@ -63,14 +63,17 @@ def claim_run_folder(folder: Path) -> Iterator[None]:
     """
     if folder.exists() and not folder.is_dir():
         raise RunError(f"{folder} is a file, not a run folder; choose another --out")
+    above = next((p for p in folder.parents if p.exists()), None)
+    if above is not None and not above.is_dir():  # mkdir would say the file exists, or not a directory
+        raise RunError(f"{folder} lies below a file ({above}), not a folder; choose another --out")
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         folder.mkdir()  # atomic: exactly one of several starts creates it
         created = True
     except FileExistsError:
         created = False
-    except NotADirectoryError:
-        raise RunError(f"{folder} lies below a file, not a folder; choose another --out") from None
+    except OSError as exc:  # no permission, a read-only or missing mount
+        raise RunError(f"cannot create the run folder {folder}: {exc.strerror or exc}; choose another --out") from None
     fd: Optional[int] = None
     lock_created = held = False
     if fcntl is not None:

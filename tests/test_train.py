@@ -129,6 +129,21 @@ def test_a_metrics_line_that_is_not_utf8_is_named_on_resume(tmp_path, oracle_dat
     assert "metrics.jsonl line 2 is corrupt" in capsys.readouterr().err
 
 
+def test_an_out_folder_that_cannot_be_made_is_named(tmp_path, capsys, monkeypatch):
+    """--out below a file, or where the system refuses a folder: an error, not a traceback."""
+    (tmp_path / "a.json").write_text("{}")
+    assert train.main(["--agent", "mle", "--budget", "smoke", "--out", str(tmp_path / "a.json" / "sub"), "--quiet"]) == 2
+    assert f"lies below a file ({tmp_path / 'a.json'})" in capsys.readouterr().err
+    from pathlib import Path
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    assert train.main(["--agent", "mle", "--budget", "smoke", "--out", str(tmp_path / "x" / "y"), "--quiet"]) == 2
+    assert f"cannot create the run folder {tmp_path / 'x' / 'y'}: Permission denied" in capsys.readouterr().err
+
+
 def test_a_checkpoint_whose_body_is_bytes_still_resumes(tmp_path, oracle_data):
     """Checkpoints written before the body became a byte tensor hold it as a bytes object."""
     assert run(tmp_path, "--agent", "mle", "--budget", "smoke", name="full") == 0
