@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.conditional import ConditionalAgent, ConditionalConfig, ConditionalGenerator
-from agents.config import SIZE, at_least, nonnegative, param, positive
+from agents.config import SIZE, at_least, nonnegative, param, positive, unit_open
 from agents.mle import check_finite, derive_seed
 from discriminators.base import eval_mode, load_optimizer_state, seeded
 from discriminators.evaluation import rank_accuracy
@@ -126,9 +126,9 @@ class CatGANConfig(ConditionalConfig):
 
     mle_epochs: int = param(150, "MLE epochs (MLE_train_epoch)", kind=SIZE, check=at_least(0), source=CATGAN)
     adv_steps: int = param(2000, "adversarial steps (ADV_train_epoch)", kind=SIZE, check=at_least(0), source=CATGAN)
-    gen_lr: float = param(1e-4, "Adam lr of adversarial generator updates (gen_adv_lr)", source=CATGAN)
+    gen_lr: float = param(1e-4, "Adam lr of adversarial generator updates (gen_adv_lr)", source=CATGAN, check=positive)
     g_steps: int = param(1, "generator updates per child (ADV_g_step)", check=at_least(1), source=CATGAN)
-    d_lr: float = param(1e-4, "discriminator Adam lr (dis_lr)", source=CATGAN)
+    d_lr: float = param(1e-4, "discriminator Adam lr (dis_lr)", source=CATGAN, check=positive)
     d_steps: int = param(3, "discriminator updates per adversarial step (ADV_d_step)", kind=SIZE, check=at_least(0),
                          source=CATGAN)
     d_loss: Literal["rsgan", "ragan"] = param("rsgan", "relativistic loss of D (and of G without evolution)",
@@ -151,7 +151,7 @@ class CatGANConfig(ConditionalConfig):
                                check=lambda v: None if v in ("cnn", "constant") else "cnn or constant")
     d_emb_dim: int = param(64, "discriminator embedding size (dis_embed_dim)", check=at_least(1), source=CATGAN)
     d_filters: int = param(300, "filters per width 2, 3, 4, 5 (dis_num_filters)", check=at_least(1), source=CATGAN)
-    d_dropout: float = param(0.25, "discriminator dropout", source=CATGAN)
+    d_dropout: float = param(0.25, "discriminator dropout", source=CATGAN, check=unit_open)
 
 
 class CatGANAgent(ConditionalAgent):

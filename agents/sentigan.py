@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from agents.conditional import ConditionalAgent, ConditionalConfig
-from agents.config import SIZE, at_least, param
+from agents.config import SIZE, at_least, param, positive
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed
 from discriminators.base import load_optimizer_state
@@ -79,7 +79,8 @@ class SentiGANConfig(ConditionalConfig):
     mle_epochs: int = param(120, "MLE epochs of each generator (MLE_train_epoch)", kind=SIZE, check=at_least(0),
                             source=SENTIGAN)
     adv_steps: int = param(100, "adversarial steps (ADV_train_epoch)", kind=SIZE, check=at_least(0), source=SENTIGAN)
-    gen_lr: float = param(0.01, "Adam lr of the generators' adversarial updates (gen_lr)", source=SENTIGAN)
+    gen_lr: float = param(0.01, "Adam lr of the generators' adversarial updates (gen_lr)", source=SENTIGAN,
+                          check=positive)
     g_steps: int = param(1, "updates of each generator per adversarial step (ADV_g_step)", check=at_least(1),
                          source=SENTIGAN)
     n_rollouts: int = param(16, "MC rollouts per prefix (rollout_num)", kind=SIZE, check=at_least(1), source=SENTIGAN)
@@ -88,7 +89,7 @@ class SentiGANConfig(ConditionalConfig):
                                                  "trained)",
                                check=lambda v: None if v in ("multiclass-cnn", "multiclass-rnn", "constant")
                                else "multiclass-cnn, multiclass-rnn or constant")
-    d_lr: float = param(1e-4, "discriminator Adam lr (dis_lr)", source=SENTIGAN)
+    d_lr: float = param(1e-4, "discriminator Adam lr (dis_lr)", source=SENTIGAN, check=positive)
     d_pretrain_steps: int = param(5, "discriminator pretraining rounds (d_step)", kind=SIZE, check=at_least(0),
                                   source=SENTIGAN)
     d_pretrain_epochs: int = param(3, "epochs of each pretraining round (d_epoch)", kind=SIZE, check=at_least(1),

@@ -160,6 +160,33 @@ def test_bad_keys_types_and_values_are_refused_naming_the_field(explicit, match)
         resolve(agents.preset("seqgan"), "default", explicit=explicit)
 
 
+def test_every_numeric_field_of_every_agent_is_checked_and_keeps_its_bases_check():
+    """A field redeclared in a subclass (a paper's default) without ``check=`` dropped its base's:
+    catgan and sentigan took gen_lr = inf and ran until it diverged."""
+    from typing import Optional
+
+    from agents.config import field_types
+
+    unchecked = []
+    for name in agents.available():
+        cls = agents.preset(name).config_class
+        hints = field_types(cls)
+        for k, f in fields_of(cls).items():
+            numeric = hints[k] in (int, float, Optional[int], Optional[float])
+            based = any(dataclasses.is_dataclass(b) and k in fields_of(b) and fields_of(b)[k].metadata.get("check")
+                        for b in cls.__mro__[1:])
+            if f.metadata.get("check") is None and (numeric or based):
+                unchecked.append(f"{name}.{k}")
+    assert unchecked == []
+    for agent in ("catgan", "sentigan"):
+        with pytest.raises(ConfigError, match="gen_lr = inf is invalid: expected a finite value > 0"):
+            resolve(agents.preset(agent), "smoke", explicit={"gen_lr": float("inf")})
+    with pytest.raises(ConfigError, match=r"d_dropout = 1.0 is invalid: expected a value in \[0, 1\)"):
+        resolve(agents.preset("catgan"), "smoke", explicit={"d_dropout": 1.0})
+    with pytest.raises(ConfigError, match=r"seed = 4294967296 is invalid: expected a value in \[0, 2\*\*32\)"):
+        resolve(agents.preset("mle"), "smoke", explicit={"seed": 2**32})  # crashed at the first evaluation
+
+
 def test_unknown_keys_are_refused_by_agents_make_too(tmp_path):
     with pytest.raises(ValueError, match="mle_lrr.*did you mean mle_lr"):
         agents.make("mle", "oracle", {"mle_lrr": 0.1})
