@@ -56,7 +56,7 @@ from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
-from textgym.sampling import linear_logit_bound, sample_past_prefix
+from textgym.sampling import check_temperature, linear_logit_bound, sample_past_prefix
 
 __all__ = ["BLEU_HYPOTHESES", "ConditionalAgent", "ConditionalConfig", "ConditionalGenerator", "require_classes"]
 
@@ -121,8 +121,7 @@ class ConditionalGenerator(Generator):
         """``log p(x_t | x_<t, c)`` (N, T), differentiable; ``classes`` (N,) or one id."""
         if classes is None:
             raise ValueError("ConditionalGenerator.log_probs needs classes=")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         logits = self.out(self._hidden_c(tokens, classes))
         if temperature != 1.0:
             logits = logits / temperature
@@ -399,8 +398,7 @@ class ConditionalAgent(Agent):
         is computed under that distribution: one point of the quality-diversity frontier.
         """
         tau = 1.0 if temperature is None else float(temperature)
-        if tau <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(tau)
         d: Any = self.data
         k = self.num_classes
         n = max(1, n_samples // k)

@@ -30,7 +30,7 @@ from torch import nn
 from discriminators.base import capturing, eval_mode, seeded
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
-from textgym.sampling import generator_on, linear_log_softmax, linear_logit_bound, sample_past_prefix
+from textgym.sampling import check_temperature, generator_on, linear_log_softmax, linear_logit_bound, sample_past_prefix
 
 INITS = ("seqgan", "default")
 
@@ -127,8 +127,7 @@ class Generator(nn.Module):
         draws from at τ (NLL-test along the quality-diversity frontier). Padding (id V) as a
         target gets a meaningless value: mask beyond the lengths.
         """
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         if not torch.is_grad_enabled():  # evaluation: no (N, T, V) logits in memory
             N, T = tokens.shape
             targets = tokens.to(self.device).long().clamp(max=self.vocab_size - 1).reshape(-1)

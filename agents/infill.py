@@ -73,7 +73,7 @@ from textgym.infill import (
     unique_ngram_share,
 )
 from textgym.masks import length_mask, masked_mean, strip_padding
-from textgym.sampling import sample_logits
+from textgym.sampling import check_temperature, sample_logits
 
 #: blanks of the evaluation come from this seed: every run is scored on the same blanks
 EVAL_MASK_SEED = 20_180_101
@@ -261,8 +261,7 @@ class InfillAgent(MLEAgent):
         which then measures fit, not generalization).
         """
         tau = float(self.config.temperature if temperature is None else temperature)
-        if not tau > 0:
-            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        check_temperature(tau)
         data, gen = self.data, self._generator
         test, test_len = self.check_evaluation(test_size)
         k = len(test)

@@ -243,3 +243,22 @@ def test_a_generator_on_another_gpu_of_the_same_type_is_replaced(monkeypatch):
     monkeypatch.setattr(torch, "Generator", Recorder)
     replaced = sampling.generator_on(on_gpu0, torch.device("cuda:1"))
     assert isinstance(replaced, Recorder) and made == [torch.device("cuda:1")]
+
+
+@pytest.mark.parametrize("tau", [-1.0, 0.0, float("nan")])
+def test_a_temperature_that_is_not_positive_is_refused_on_every_path(tau):
+    """A negative τ passed the fast path's bound test and drew from softmax(-z/|τ|); 0 divided by
+    zero there; NaN passed every ``τ <= 0`` check."""
+    from agents.generator import Generator
+
+    oracle = OracleLSTM(vocab_size=20, max_length=4, seed=2)
+    gen = Generator(20, 4, seed=0)
+    h, w = torch.rand(3, 8), torch.randn(20, 8)
+    calls = [lambda: sample_rows(h, w, None, tau, bound=linear_logit_bound(w, None)),
+             lambda: sample_logits(torch.randn(3, 20), tau),
+             lambda: linear_log_softmax(h, w, None, torch.zeros(3, dtype=torch.long), tau),
+             lambda: oracle.sample(5, temperature=tau), lambda: gen.sample(5, temperature=tau),
+             lambda: gen.log_probs(torch.zeros(2, 4, dtype=torch.long), temperature=tau)]
+    for call in calls:
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            call()

@@ -29,6 +29,13 @@ SAMPLER_VERSION = 4
 _LOG2E = 1.0 / math.log(2.0)
 
 
+def check_temperature(temperature: float) -> None:
+    """ValueError unless ``temperature`` is a number > 0 (NaN is refused too; +inf is the uniform
+    distribution's limit and allowed)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
 def generator_on(generator: Optional[torch.Generator], device: torch.device) -> Optional[torch.Generator]:
     """``generator`` when it draws on ``device`` (or is None), else a generator on ``device``
     seeded by one draw of ``generator`` (so the draws still follow its seed and advance its state).
@@ -92,8 +99,7 @@ def sample_logits(
     Returns:
         ``(N,)`` int64 ids in ``[0, V)``; an id of probability 0 is never drawn.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     if _unshifted(bound, temperature, logits.dtype, logits.shape[-1]):
         probs = logits.mul_(_LOG2E / temperature).exp2_()
     else:
@@ -201,6 +207,7 @@ def sample_rows(
     the whole batch first, so the draws do not depend on the chunking. ``bound``: a bound on
     ``|logits|`` (:func:`linear_logit_bound` when ``|h| <= 1``), see :func:`sample_logits`.
     """
+    check_temperature(temperature)  # before the bound's test, which a τ <= 0 passes (draws from softmax(-z/|τ|))
     n = h.shape[0]
     u = torch.rand(n, 1, device=h.device, generator=generator)
     ids = torch.empty(n, dtype=torch.long, device=h.device)
@@ -316,8 +323,7 @@ def linear_log_softmax(
     used as a log-sum-exp, with or without the shift.
     Both paths agree with a float64 log-softmax to float32 rounding (tested).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     N, V = h.shape[0], weight.shape[0]
     if N == 0:
         return h.new_zeros(0)
