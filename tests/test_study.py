@@ -385,7 +385,7 @@ def test_infill_evaluate_task_takes_the_temperature_of_the_fills_and_of_nll_infi
     assert cold["nll_oracle_true"] == default["nll_oracle_true"]
     tempered = agents.make("mle-infill", small_oracle_data, {"mle_epochs": 1, "temperature": 0.5}, seed=0)
     assert tempered.evaluate_task(64, 128, seed=5)[0] == cold  # the default is the config's temperature
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
         agent.evaluate_task(64, 128, seed=5, temperature=0.0)
 
 
