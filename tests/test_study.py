@@ -787,6 +787,48 @@ def test_a_failed_start_is_reported_and_stops_the_runs_of_its_seed(tmp_path, mon
     assert sum(s == 1 for s, _ in called) == len([c for c in expand(StudySpec.from_dict(SPEC)) if c.seed == 1])
 
 
+def test_with_workers_a_run_trained_in_the_main_process_gets_a_workers_threads(tmp_path, monkeypatch, oracle_data):
+    """A phase of one run (a shard's start) ran in the main process on all its threads, where the
+    runs of the workers have threads // workers: copies of a start in two shards could differ."""
+    from agents.checkpoints import RunError
+    from textgym.study import run
+
+    seen = []
+
+    def fake_run_cell(cell, spec, root, device="cpu", threads=0):
+        if threads > 0:
+            torch.set_num_threads(threads)
+        seen.append((cell.role, torch.get_num_threads()))
+        raise RunError("stop here")  # its seed's other runs are skipped: nothing reaches the pool
+
+    monkeypatch.setattr(run, "run_cell", fake_run_cell)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(StudyError, match="stop here"):
+            run_study(StudySpec.from_dict({**SPEC, "seeds": [0]}), tmp_path / "s", workers=2, quiet=True)
+        assert seen == [("start", 1)] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_shards_started_together_accept_a_folder_whose_spec_is_being_written(tmp_path):
+    """Shards of a job array start at once: one finds the other's temporary spec.json (or its
+    shards/ folder) and used to refuse the folder as holding no study."""
+    from textgym.study.run import _check_folder_spec
+
+    spec = StudySpec.from_dict(SPEC)
+    out = tmp_path / "s"
+    (out / "shards" / "2-of-2").mkdir(parents=True)
+    (out / ".spec.json.tmp-123-456").write_text("{")
+    _check_folder_spec(out, spec)
+    assert json.loads((out / "spec.json").read_text()) == json.loads(json.dumps(spec.to_dict()))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="is not empty and holds no study"):
+        _check_folder_spec(tmp_path / "other", spec)
+
+
 def test_a_runs_metrics_carry_every_held_out_discriminator_figure_of_its_summary():
     """The class-conditional agents' d_heldout_acc_hard and d_heldout_class_acc reach the report
     beside d_heldout_acc (only d_heldout_acc used to); lists such as the by-position accuracy do not."""

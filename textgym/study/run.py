@@ -285,15 +285,20 @@ def _worker(job: Tuple[Cell, Dict[str, Any], str, str, int]) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------------------- the study
 def _check_folder_spec(out: Path, spec: StudySpec) -> None:
+    """Write ``spec.json`` into ``out``, or StudyError when ``out`` holds another study or other
+    files. Shards started together (a job array) may find another's spec being written: only its
+    temporary file, ``shards/`` or nothing but ``spec.json`` count as a study's."""
     path = out / "spec.json"
     new = json.loads(json.dumps(spec.to_dict()))
+    if not path.is_file() and out.exists():
+        foreign = [p.name for p in out.iterdir() if p.name != "shards" and not p.name.startswith(".spec.json.tmp-")]
+        if foreign and not path.is_file():  # a spec that landed meanwhile is compared below
+            raise StudyError(f"{out} is not empty and holds no study; choose another --out")
     if path.is_file():
         old = read_folder_spec(path)
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise StudyError(f"{out} holds a study with another spec (fields {diff} differ); choose another --out")
-    elif out.exists() and any(out.iterdir()):
-        raise StudyError(f"{out} is not empty and holds no study; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, spec.to_dict())
 
@@ -343,10 +348,14 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
         for phase in (("start",), ("mle", "control", "cell")):
             jobs = [c for c in todo if c.role in phase and c.seed not in stopped_seeds]  # a failed start stops its seed
             if workers <= 1 or len(jobs) <= 1:
-                for c in jobs:
-                    bar.set_postfix_str(f"s{c.seed} {c.key}")
-                    outcome(c, lambda c=c: run_cell(c, spec, root, device))
-                    bar.update(1)
+                main_threads = torch.get_num_threads()
+                try:  # with workers, a run here gets a worker's threads: shards that split the runs otherwise agree
+                    for c in jobs:
+                        bar.set_postfix_str(f"s{c.seed} {c.key}")
+                        outcome(c, lambda c=c: run_cell(c, spec, root, device, threads if workers > 1 else 0))
+                        bar.update(1)
+                finally:
+                    torch.set_num_threads(main_threads)
                 continue
             import multiprocessing as mp
 
