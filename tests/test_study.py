@@ -192,6 +192,15 @@ def test_two_shards_merged_equal_the_unsharded_study(finished, tmp_path, capsys)
     ({"temperatures": [0.7, 1.0, 1.0]}, "temperatures repeat: \\[0.7, 1.0, 1.0\\]"),
     ({"grid": [{"agent": ["seqgan"], "adv_steps": [2, "2"]}]},  # one key and folder for two configs
      "grid entry 0: the values .*'adv_steps': 2.* and .*'adv_steps': '2'.* both write as 'seqgan adv_steps=2'"),
+    # two keys for one configuration: one run trained and reported twice
+    ({"grid": [{"agent": ["seqgan"]}, {"agent": ["seqgan"], "discriminator": ["cnn"]}]},
+     "cells 'seqgan' and 'seqgan discriminator=cnn' resolve to the same configuration"),
+    ({"run": {"bogus": 1}}, "spec.run: unknown run config key 'bogus'"),  # was blamed on spec.mle
+    # what an agent refuses when it is built: these used to fail after the start and the controls had trained
+    ({"grid": [{"agent": ["seqgan"], "discriminator": [None]}]}, "cell 'seqgan discriminator=.*': reward='mc' needs a scorer"),
+    ({"grid": [{"agent": ["seqgan"], "discriminator_options": [{"bogus": 1}]}]}, r"unknown option\(s\) \['bogus'\]"),
+    ({"grid": [{"agent": ["reinforce"], "reward": ["dense"], "discriminator": ["cnn"]}]},
+     "needs a scorer with per-prefix scores"),
 ])
 def test_bad_specs_are_refused_before_any_training(tmp_path, capsys, change, match):
     spec_file = tmp_path / "spec.json"

@@ -405,6 +405,13 @@ def expand(spec: StudySpec) -> List[Cell]:
     cells: List[Cell] = [Cell(start_key(task, a), "start", a, _freeze(start_values(task, spec, a)), s)
                          for s in spec.seeds for a in start_agents]
     probe = Path("<study>")
+    from agents.config import RunConfig
+
+    run_fields = {f.name for f in fields(RunConfig)}
+    for k in spec.run:  # RunConfig values only: an agent's field would pass for one agent and fail another
+        if k not in run_fields:
+            raise StudyError(f"spec.run: unknown run config key {k!r}{suggest(str(k), run_fields)}; it takes "
+                             "RunConfig fields (eval_every, eval_samples, ...), an agent's fields go in the grid")
     for start in cells[: len(start_agents)]:
         try:
             start_run = resolved_for(start, spec, probe)
@@ -418,12 +425,16 @@ def expand(spec: StudySpec) -> List[Cell]:
                              f"{spec.budget!r} keeps train_size = {train_size}: set mle.val_size below it in the spec "
                              "(the built-in 'smoke' spec is a quick first try)")
     by_seed: List[Cell] = []
+    configs: Dict[str, str] = {}  # a resolved configuration -> the first cell key that resolves to it
     for key, (agent, values) in grid_cells.items():
         cell = Cell(key, "cell", agent, _freeze(values), spec.seeds[0])
         try:
             resolved = resolved_for(cell, spec, probe)
         except ConfigError as exc:
             raise StudyError(f"cell {key!r}: {exc}") from None
+        first = configs.setdefault(json.dumps([agent, resolved.to_json()["values"]], sort_keys=True, default=str), key)
+        if first != key:  # e.g. a default written out: one run, reported twice
+            raise StudyError(f"cells {first!r} and {key!r} resolve to the same configuration; list it once")
         c = resolved.config
         if spec.data != task.oracle_data and getattr(c, "discriminator", None) == "oracle":
             raise StudyError(f"cell {key!r}: discriminator 'oracle' needs data 'oracle', not {spec.data!r}")
