@@ -559,12 +559,14 @@ def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_anal
     records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
     cell1 = next(r for r in records if r["key"] == "seqgan" and r["seed"] == 1)
     cell1["sweep"][1]["nll_test"] = float("nan")  # the evaluation at temperature 1
+    cell1["sweep"][0]["nll_oracle"] = float("inf")  # another point of its frontier: dropped, so listed too
     analysis = analyze(spec, records)
-    assert analysis["left_out"] == ["s1 seqgan: nll_test = nan"]
+    assert analysis["left_out"] == ["s1 seqgan: nll_test = nan",
+                                    "s1 seqgan: nll_oracle = inf at temperature 0.8 (a point of its frontier)"]
     ci = analysis["comparisons"][0]["control"]["differences"]
     assert ci["nll_test"]["df"] == 1.0 and ci["nll_oracle"]["df"] == 2.0  # the other two seeds; the other metrics whole
-    assert "Left out as not finite (the statistics use the other seeds): s1 seqgan: nll_test = nan." in \
-        report_markdown(spec, analysis, records)
+    assert "Left out as not finite (the statistics use the other seeds): s1 seqgan: nll_test = nan; s1 seqgan: " \
+        "nll_oracle = inf at temperature 0.8 (a point of its frontier)." in report_markdown(spec, analysis, records)
 
 
 def test_a_seed_without_a_finite_frontier_point_gets_no_area_and_is_listed():

@@ -130,6 +130,10 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
                 if _at(r).get(m) is not None and _value(r, m) is None]
     left_out += [f"s{r['seed']} {r['key']}: its frontier (no temperature with finite {axes[0]} and {axes[1]})"
                  for r in records if not _has_front(frontier_points(r, r["key"], axes))]
+    left_out += [f"s{r['seed']} {r['key']}: {a} = {row[a]} at temperature {row['temperature']} (a point of its frontier)"
+                 for r in records if _has_front(frontier_points(r, r["key"], axes)) for row in r["sweep"]
+                 for a in axes[:2] if isinstance(row.get(a), (int, float)) and not math.isfinite(row[a])
+                 and not (row["temperature"] == 1.0 and a in metrics)]  # at 1.0 a metric is listed above
     return {"rows": rows, "comparisons": comparisons, **({"left_out": left_out} if left_out else {})}
 
 
