@@ -88,11 +88,11 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "200,000); a plain rnn D (theirs adds 8 sinusoidal position features through a learned projection) "
         "whose layer norm is applied to its LSTM's outputs and whose dropout drops each input token's embedding "
         "and the states before the head (theirs: a layer-normalized LSTM cell, dropout 0.1 on the entries of the "
-        "embedding table); the EMA baseline averages the rewards of the real tokens (theirs every one of the B x "
-        "T positions, padding's zero rewards included, which pulls it toward 0 on corpora; the same on the "
-        "oracle); the generator's gradient clipped at norm 5 (theirs unclipped; the generator's "
-        "shared default); "
-        "each step updates G, then D (theirs D, then G; one loop serves every adversarial agent)."),
+        "embedding table); the rewards from D in eval mode (theirs with D's dropout on); the EMA baseline averages "
+        "the returns of the real tokens (theirs every one of the B x T positions, padding's zero rewards "
+        "included, which pulls it toward 0 on corpora; the same on the oracle); the generator's gradient clipped "
+        "at norm 5 (theirs unclipped; the generator's shared default); each step updates G, then D (theirs D, "
+        "then G; one loop serves every adversarial agent)."),
     Preset("reinforce", ReinforceAgent, dict(
         **_SEQGAN_SCHEDULE, reward="terminal", transform=None, gamma=1.0, baseline="mean"), SEQGAN,
         "Plain REINFORCE on the terminal D(Y) with a batch-mean baseline, in SeqGAN's schedule."),
@@ -116,7 +116,11 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         gen_lr=3.8877e-5, gamma=0.89072, adv_clip=5.0, d_lr=5e-4, d_steps=2, d_pretrain_steps=50), MASKGAN,
         "The authors' GAN-mode command (contiguous blanks at present rate 0.5, batch 128, generator lr 3.89e-5, "
         "discount 0.89072, D lr 5e-4, 2 D updates per step). Deviations: one-layer 32-unit LSTMs without attention "
-        "or dropout; an MLP critic (lr 5e-3, 50 warm-up updates); G's gradient clipped at 5 (theirs 10); one span "
+        "or dropout, the decoders reading [Emb(y_t); Emb(context_t)] (theirs y_t, with attention over the "
+        "encoder), an untied output layer (theirs tied to the embedding); an MLP critic (lr 5e-3, 50 warm-up "
+        "updates) updated with G on G's batch (theirs with D, on each D batch); the losses per-blank means with "
+        "G's gradient clipped at 5 (theirs sums, G, D and critic clipped at 10); G, then D each step (theirs D and "
+        "critic, then G); one span "
         "of round(0.5 L) blanks starting anywhere (theirs int(0.5 L) - 1 starting after the first token), in the "
         "MLE phase too (their pretraining command blanks at random positions); 50 D pretraining iterations of 2 "
         "updates each (100 updates) at the D's lr 5e-4 (their GAN command pretrains no D)."),
@@ -126,7 +130,10 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         d_samples=5000), SENTIGAN,
         "k generators, penalty V = 1 - D_i(Y) from 16 MC rollouts. Deviations: V multiplies log G_i (the authors' "
         "code multiplies G_i, with RMSProp); per-token mean loss; the project's multiclass-cnn discriminator; "
-        "generator i's reward is D_i (TextGAN-PyTorch passes class 1's probability to every generator); 5,000 real "
+        "generator i's reward is D_i (TextGAN-PyTorch's oracle-data instructor passes the first class's probability "
+        "to every generator; its real-data one D_i); the MC reward is the mean over each prefix's rollouts, read "
+        "from D in eval mode (TextGAN's reshape of its (rollouts x T, B) rewards to (B, T, rollouts) mixes rows, "
+        "positions and rollouts, and its D keeps dropout on); 5,000 real "
         "sequences per class per D round (TextGAN: all 10,000); adversarial updates clipped at 5 (TextGAN: none) "
         "with their own Adam (TextGAN: one Adam per generator for MLE and adversarial updates); the D's updates "
         "unclipped, as in the authors' code (TextGAN: clipped at 5); the generators start from SeqGAN's N(0, "

@@ -33,9 +33,13 @@ discount 0.89072, discriminator lr 5e-4 with 2 updates per generator update, con
 at a present rate of 0.5 (``mask_rate`` 0.5), advantage clipping 5. MLE: lr 7.4876e-4 (their
 pretraining command; batch 20 there, ours 64 for ``mle-infill`` and 128 in ``maskgan-infill``'s
 MLE phase). Deviations, for CPU budgets: one-layer LSTMs of
-32 units without attention and variational dropout (theirs: 2 x 650, Luong attention); the
-critic is an MLP on the generator's decoder state with lr 5e-3 and 50 warm-up updates (theirs:
-an RNN head with lr 5.18e-7).
+32 units without attention and variational dropout (theirs: 2 x 650, Luong attention), whose
+decoders also read the context token (:mod:`discriminators.infill`), with an untied output layer
+(theirs: tied to the embedding); the critic is an MLP on the generator's decoder state with lr
+5e-3 and 50 warm-up updates (theirs: an RNN head with lr 5.18e-7), updated with G on G's batch
+(theirs: with D, on each D batch); per-blank mean losses, G's gradient clipped at 5 and D's and
+the critic's unclipped (theirs: sums, all three clipped at 10); each step updates G, then D
+(theirs: D and the critic, then G).
 
 Training stats: ``nll_train`` (and ``g_loss``) in MLE iterations is the mean over the epoch's
 batches of each batch's NLL per blank, weighted by the batch's token count (the MLE pass's

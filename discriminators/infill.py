@@ -5,7 +5,9 @@ Ids: tokens ``0..V-1``, ``PAD = V`` (also the decoder's start input), ``MASK = V
 blank of the context. A batch is ``context`` (N, L), the sequence with ``MASK`` at its blanks,
 and ``filled`` (N, L), the same sequence with the blanks filled (by the data or a generator).
 
-:class:`Seq2Seq` (MaskGAN's ``seq2seq`` models without attention, one layer):
+:class:`Seq2Seq` (after MaskGAN's ``seq2seq`` models; one layer, no attention, and the decoder
+also reads the context token at each step, where theirs reads only y_t and attends over the
+encoder's states):
 
     e_1..e_L, (h_E, c_E) = LSTM_enc(Emb(context))                  encoder over the masked sequence
     d_t = LSTM_dec([Emb(y_t); Emb(context_t)], d_{t-1}),  d_0 = (h_E, c_E)
