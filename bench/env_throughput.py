@@ -73,7 +73,8 @@ def main() -> None:
                 sync = gym.vector.SyncVectorEnv([lambda: TokenEnv(data=data, **kw) for _ in range(N)])
                 acts_np = actions.numpy()
                 fns["sync"] = lambda: run_sync(sync, acts_np)
-            t = interleaved(fns, device, 1 if args.quick else args.repeats, warmup=not args.quick)
+            # a warm-up round also under --quick: the first size's timing was mostly start-up
+            t = interleaved(fns, device, 1 if args.quick else args.repeats, warmup=True)
             tokens = episodes * L * N
             row = figures.setdefault(kind, {})[N] = {"tokens_per_s_batched": tokens / t["batched"]}
             line = f"{kind} reward, N={N}: batched {tokens / t['batched']:,.0f} tok/s"

@@ -6,15 +6,19 @@
 #   OUT=gpu-out bench/gpu_check.sh            # on a machine with a GPU, from the repository root
 #   DEVICE=cpu QUICK=1 bench/gpu_check.sh     # a dry run of the script itself on the CPU
 #
+# PYTHON: the interpreter (default: the checkout's .venv/bin/python when there is one, else
+# python3). The exit status is the number of steps that failed (0: every step passed).
+#
 # The steps' limits add up to more than 600 s: the first steps are the ones a run cut short must
 # not miss; the rest run if time is left. Writes into $OUT: env.txt (device, driver, versions), tests.log, bench.log (the benchmarks'
 # progress) and bench.jsonl (their JSON lines, one per benchmark). The data sets are read from
 # $TEXTGYM_DATA; wheels in .whl/ (packages missing on the machine) are installed first.
 set -u
+FAILED=0
 OUT=${OUT:-gpu-out}
 DEVICE=${DEVICE:-cuda}
 QUICK=$([ "${QUICK:-0}" = 1 ] && echo --quick)
-PY=${PYTHON:-python3}
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 case $PY in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac  # the benchmarks run from bench/
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -37,14 +41,18 @@ step() {  # step NAME LIMIT_S STDOUT_FILE COMMAND...: run with a time limit; its
     timeout "$limit" "$@" >"$out" 2>>"$OUT/bench.log"
     local rc=$?
     echo "== $name: rc=$rc, $((SECONDS - t0)) s" | tee -a "$OUT/bench.log"
+    [ $rc -eq 0 ] || FAILED=$((FAILED + 1))
     return $rc
 }
 
 bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its last) into bench.jsonl
     local name=$1 limit=$2 script=$3
     shift 3
-    (cd bench && step "$name" "$limit" "$OUT/last.out" $PY "$script" --device "$DEVICE" "$@") \
-        && tail -n 1 "$OUT/last.out" >>"$OUT/bench.jsonl"
+    if (cd bench && step "$name" "$limit" "$OUT/last.out" $PY "$script" --device "$DEVICE" "$@"); then
+        tail -n 1 "$OUT/last.out" >>"$OUT/bench.jsonl"
+    else
+        FAILED=$((FAILED + 1))  # step counted it in the subshell, which forgets it
+    fi
     rm -f "$OUT/last.out"
 }
 
@@ -55,7 +63,7 @@ bench() {  # bench NAME LIMIT_S SCRIPT ARGS...: the benchmark's JSON line (its l
     $PY -m pip list 2>/dev/null | grep -i -E "^(torch|numpy|gymnasium|stable[-_]baselines3|sb3[-_]contrib|nltk) "
 } >"$OUT/env.txt" 2>&1
 
-step tests 120 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -q -W ignore -p no:cacheprovider -rf --durations 15
+step tests 120 "$OUT/tests.log" $PY -m pytest -m device --device "$DEVICE" -W ignore -p no:cacheprovider -rf --durations 15
 R=${QUICK:---repeats 3}
 bench discriminator 90 discriminator.py $R
 bench protocol 200 paper_protocol.py ${QUICK:---mle 6 --d-pretrain 4 --adv 6}
@@ -71,9 +79,10 @@ if [ -n "$QUICK" ]; then bench env 60 env_throughput.py --quick; else
 bench sb3 40 sb3_throughput.py $R
 # are resumed runs bit-identical under torch's CUDA defaults too (TF32, cuDNN's own algorithms)?
 [ "$DEVICE" = cuda ] && step tests-cuda-defaults 60 "$OUT/tests-cuda-defaults.log" $PY -m pytest -m device --device "$DEVICE" --cuda-defaults \
-    -q -W ignore -p no:cacheprovider -rf -k "resumes_identically or reference or completion"
-bench infill 60 infill.py --quick --out "$OUT/runs-infill"
+    -W ignore -p no:cacheprovider -rf -k "resumes_identically or reference or completion"
+bench infill 120 infill.py --quick --out "$OUT/runs-infill"
 bench oracle 60 oracle.py --quick --runs "$OUT/runs-oracle"
 bench bleu 20 bleu.py --quick
 rm -rf "$OUT/runs-infill" "$OUT/runs-oracle"
-echo "== done" | tee -a "$OUT/bench.log"
+echo "== done: $FAILED step(s) failed" | tee -a "$OUT/bench.log"
+exit "$FAILED"

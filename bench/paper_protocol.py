@@ -115,7 +115,9 @@ def main() -> None:
     every_ckpt = [c for v in checkpoints.values() for c in v]
     fallback = statistics.median(every_ckpt) if every_ckpt else 0.0
     ckpt = {k: statistics.median(v) if v else fallback for k, v in checkpoints.items()}
-    ev = statistics.median([rest - ckpt[phase] for phase, rest in evals]) if evals else 0.0
+    # at least 0: under --quick a phase's one iteration is its evaluating one, and the checkpoint time
+    # taken from the other phases can exceed what the evaluation left
+    ev = max(0.0, statistics.median([rest - ckpt[phase] for phase, rest in evals])) if evals else 0.0
     total_iters = sum(counts.values())
     n_evals = total_iters // every + (total_iters % every != 0)
     # the first iteration's checkpoint is inside start_up; each phase's first iteration's extra

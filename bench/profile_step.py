@@ -18,7 +18,7 @@ For each: wall seconds per call (median of ``--repeats`` after a warm-up), the t
 self time on the device (CUDA kernel time on a GPU, CPU time otherwise) and, on CUDA, the
 number of host synchronizations per call (``torch.cuda.set_sync_debug_mode``: every
 operation that makes the host wait for the device) with the source lines that made them. The tables go to stderr; the last stdout
-line is one JSON object with the same figures. There is no baseline: ``ratio`` is absent.
+line is one JSON object with the same figures. There is no baseline: ``ratio`` is null.
 """
 from __future__ import annotations
 
@@ -135,7 +135,8 @@ def main() -> None:
     if args.phases:
         emit({"benchmark": "profile_step", "mode": "phases", "device": str(device), "tf32": bool(args.tf32),
               "d_compile": bool(args.compile), "scorer": "cnn (SeqGAN's, 1720 filters); oracle data",
-              "threads": torch.get_num_threads(), "quick": bool(args.quick), **phases(args, device)})
+              "threads": torch.get_num_threads(), "quick": bool(args.quick), "ratio": None,
+              "ratio_note": "a profile of one step's phases, no baseline", **phases(args, device)})
         return
     V = 5000
     N, T, n = (8, 10, 4) if args.quick else (64, 20, 16)
@@ -166,7 +167,8 @@ def main() -> None:
     out["d_update"]["ms_per_update"] = 1e3 * out["d_update"]["seconds"] / steps
     emit({"benchmark": "profile_step", "device": str(device), "scorer": "cnn (SeqGAN's, 1720 filters)",
           "threads": torch.get_num_threads(), "quick": bool(args.quick),
-          "setting": {"updates_per_call": steps, "sequences": N, "length": T, "rollouts": n, "vocab": V}, **out})
+          "setting": {"updates_per_call": steps, "sequences": N, "length": T, "rollouts": n, "vocab": V},
+          "ratio": None, "ratio_note": "a profile of one step's parts, no baseline", **out})
 
 
 if __name__ == "__main__":
