@@ -30,7 +30,8 @@ Presets (``agents.PRESETS``) and what they mean:
   ``d_epochs`` epochs) of discriminator training.
 - ``maligan`` (Che et al. 2017, MaliGAN-basic, :class:`MaliGANAgent`): terminal reward
   w_i = m · r_D(x_i) / Σ_j r_D(x_j), r_D = D/(1-D) = exp(logit) (``maligan_weights``),
-  minus the baseline b (mean of w: 1), so the update is mean_i (w_i - b) ∇log p_θ(x_i)
+  minus the baseline b, rising from 0 to 1 over ``baseline_rise`` updates (``baseline="rise"``,
+  the preset; ``"mean"`` is b = mean of w = 1), so the update is mean_i (w_i - b) ∇log p_θ(x_i)
   (per token: divided by the mean length).
 - ``maligan-mixed``: MaliGAN's Algorithm 2 is in :mod:`agents.maligan_mixed`.
 - ``scratchgan`` (de Masson d'Autume et al. 2019): dense per-prefix rewards 2·D(x_{≤t}) - 1
