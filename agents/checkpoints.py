@@ -315,8 +315,9 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
     same ids. Class-labelled data adds its labels and class names (a resume on relabelled
     sentences would train each class on another class's)."""
     vocab = getattr(data, "vocab", None)
-    labels = None
+    labels = classes = None
     if getattr(data, "train_labels", None) is not None:
+        classes = hashlib.sha256("\n".join(data.class_names).encode()).hexdigest()  # type: ignore[attr-defined]
         h = hashlib.sha256("\n".join(data.class_names).encode())  # type: ignore[attr-defined]
         for t in (data.train_labels, data.test_labels):  # type: ignore[attr-defined]
             h.update(b"-" if t is None else t.cpu().numpy().tobytes())
@@ -326,22 +327,27 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
         "test_sha256": None if data.test is None else hashlib.sha256(data.test.cpu().numpy().tobytes()).hexdigest(),
         "vocab_sha256": None if vocab is None else hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest(),
         "labels_sha256": labels,
+        "classes_sha256": classes,
     }
 
 
 def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str) -> None:
-    """RunError when ``data`` is not the data recorded in the checkpoint: its vocabulary, and for a
-    resume also its training and test tokens (``what``: "resume" or "warm start"). What a
+    """RunError when ``data`` is not the data recorded in the checkpoint: its vocabulary and class
+    names, and for a resume also its training and test tokens and labels (``what``: "resume" or
+    "warm start"). What a
     checkpoint did not record (an earlier release) is not checked."""
     theirs, ours = header.get("data"), data_fingerprint(data)
     if theirs is None:
         return  # a checkpoint of an earlier release: nothing recorded to compare
-    keys = ("vocab_sha256",) if what == "warm start" else ("vocab_sha256", "train_sha256", "test_sha256", "labels_sha256")
-    names = {"vocab_sha256": "vocabulary", "train_sha256": "training data", "test_sha256": "test data",
-             "labels_sha256": "class labels"}
+    # a warm start needs ids that mean the same words and classes (a class's generator or input row is its id's)
+    keys = ("vocab_sha256", "classes_sha256") if what == "warm start" else (
+        "vocab_sha256", "classes_sha256", "train_sha256", "test_sha256", "labels_sha256")
+    names = {"vocab_sha256": "vocabulary", "classes_sha256": "class names", "train_sha256": "training data",
+             "test_sha256": "test data", "labels_sha256": "class labels"}
     changed = [names[k] for k in keys if k in theirs and theirs[k] != ours.get(k)]
     if changed:
         why = ("token ids would mean other words" if "vocabulary" in changed
+               else "class ids would mean other classes" if "class names" in changed
                else "the run's metrics would mix two data sets")
         raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} "
                        f"{'differ' if len(changed) > 1 else 'differs'} from those recorded in "

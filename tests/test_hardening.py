@@ -105,7 +105,7 @@ def test_resume_and_warm_start_refuse_a_corpus_that_changed(tmp_path, capsys):
     assert "warm start refused" in capsys.readouterr().err
 
 
-def test_a_resume_on_relabelled_sentences_is_refused(tmp_path):
+def test_a_resume_on_relabelled_sentences_and_a_warm_start_on_renamed_classes_are_refused(tmp_path):
     """Class-labelled data: the same sentences under other labels hashed like the original (only
     tokens and vocabulary were), so a resume trained each class on another class's sentences."""
     from agents.checkpoints import RunError, check_same_data, data_fingerprint
@@ -122,7 +122,11 @@ def test_a_resume_on_relabelled_sentences_is_refused(tmp_path):
     check_same_data(tmp_path / "checkpoint.pt", header, LabelledCorpus(original), RunConfig(), "resume")
     with pytest.raises(RunError, match="resume refused: the class labels of"):
         check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "resume")
-    check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "warm start")  # ids still mean the same words
+    check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "warm start")  # ids still mean the same classes
+    renamed = tmp_path / "c.txt"  # neg -> zzz: class 0 is now pos, so generator 0 would write the other class
+    renamed.write_text(original.read_text().replace("neg\t", "zzz\t"))
+    with pytest.raises(RunError, match="warm start refused: the class names of .* class ids would mean other classes"):
+        check_same_data(tmp_path / "checkpoint.pt", header, LabelledCorpus(renamed), RunConfig(), "warm start")
 
 
 def test_envs_with_the_same_seed_score_a_corpus_alike(tmp_path):
