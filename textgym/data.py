@@ -380,10 +380,11 @@ def cached_samples(oracle: OracleLSTM, n: int, seed: int) -> torch.Tensor:
     if path.is_file():
         try:
             blob = torch.load(path, weights_only=True)
-            x = blob["tokens"]
-            if x.shape == (n, oracle.max_length) and x.dtype == torch.long and digest(x) == blob["sha256"]:
+            x = blob.get("tokens") if isinstance(blob, dict) else None  # a bare tensor: an earlier release's
+            if (torch.is_tensor(x) and x.shape == (n, oracle.max_length) and x.dtype == torch.long
+                    and digest(x) == blob.get("sha256")):
                 return x
-        except Exception:  # unreadable, or a cache of an earlier release (a bare tensor): made anew
+        except Exception:  # unreadable: made anew
             pass
     # sample on CPU (the draws are device-specific); a copy if needed: ``.to`` would move the
     # caller's oracle in place
