@@ -53,6 +53,18 @@ def resolve_transform(name: Optional[str]) -> Any:
 
 
 WEAK_MARGIN, WEAK_ROUNDS = 0.05, 3  # held-out accuracy this close to chance this many times in a row: a warning
+
+
+def weak_streak(streak: int, acc: float, name: str) -> int:
+    """The count of held-out evaluations in a row whose accuracy ``acc`` lay within ``WEAK_MARGIN``
+    of chance (0.5), ``streak`` before this one; warns when it reaches ``WEAK_ROUNDS`` (once per
+    such streak): the discriminator's rewards then carry no information."""
+    streak = streak + 1 if abs(acc - 0.5) < WEAK_MARGIN else 0
+    if streak == WEAK_ROUNDS:
+        warnings.warn(f"{name}: the discriminator's held-out accuracy has stayed within {WEAK_MARGIN} of chance for "
+                      f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning,
+                      stacklevel=4)  # past the caller and torch.no_grad's wrapper: the line that asked for the figures
+    return streak
 INFORMATIVE_ACC = 0.65  # held-out balanced accuracy below which a finished run calls its discriminator weak
 
 
@@ -318,12 +330,7 @@ class AdversarialAgent(MLEAgent):
 
         out = discriminators.evaluate(self.scorer, *self.heldout_real, *self.fake_batch(n, generator=self.heldout_rng))
         acc = float(out["balanced_acc"])
-        self.weak_rounds = self.weak_rounds + 1 if abs(acc - 0.5) < WEAK_MARGIN else 0
-        if self.weak_rounds == WEAK_ROUNDS:
-            warnings.warn(
-                f"{self.name}: the discriminator's held-out accuracy has stayed within {WEAK_MARGIN} of chance for "
-                f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning,
-                stacklevel=3)  # past torch.no_grad's wrapper: the line of train_iteration that asked
+        self.weak_rounds = weak_streak(self.weak_rounds, acc, self.name)
         stats: Dict[str, Any] = {"d_heldout_acc": acc, "d_heldout_loss": float(out["loss"])}
         if "acc_by_position" in out:
             stats["d_heldout_acc_by_position"] = [round(float(a), 4) for a in out["acc_by_position"]]

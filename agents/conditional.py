@@ -33,7 +33,9 @@ Evaluation (:meth:`ConditionalAgent.evaluate_task`, called by the driver):
   which pass no temperature; not in the study's temperature sweep): the
   discriminator on the test set's first ``d_heldout`` sequences of each class, which it never
   trains on, against as many fresh samples of that class (:meth:`ConditionalAgent.discriminator_heldout`;
-  SentiGAN's and CatGAN's figures differ, as their discriminators do);
+  SentiGAN's and CatGAN's figures differ, as their discriminators do); a ``RuntimeWarning`` when
+  ``d_heldout_acc`` stays near chance for several evaluations in a row, as the unconditional
+  agents warn (:func:`agents.adversarial.weak_streak`);
 - text lines ``class<TAB>sentence`` of samples of every class.
 """
 from __future__ import annotations
@@ -46,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agents.adversarial import weak_streak
 from agents.base import Agent
 from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, replace
 from agents.generator import Generator
@@ -262,6 +265,7 @@ class ConditionalAgent(Agent):
         self.sample_rng = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "sample"))
         self.data_rng = torch.Generator().manual_seed(derive_seed(seed, "data"))
         self.d_rng = torch.Generator().manual_seed(derive_seed(seed, "discriminator-dropout"))
+        self.weak_rounds = 0  # evaluations in a row whose d_heldout_acc lay near chance (agents.adversarial.weak_streak)
 
     @classmethod
     def make_config(cls, config: Optional[Any]) -> Any:
@@ -436,6 +440,8 @@ class ConditionalAgent(Agent):
                         reals.append((c, d.test[rows].to(self.device), d.test_lengths[rows].to(self.device)))
                 g = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "discriminator-heldout"))
                 out.update(self.discriminator_heldout(reals, g))
+                if "d_heldout_acc" in out:  # the unconditional agents' warning, counted in evaluations
+                    self.weak_rounds = weak_streak(self.weak_rounds, out["d_heldout_acc"], self.name)
         names = list(getattr(d, "class_names", [str(c) for c in range(k)]))
         lines = []
         for c in range(k):
@@ -476,7 +482,7 @@ class ConditionalAgent(Agent):
 
     def state_dict(self) -> Dict[str, Any]:
         return {"agent": self.name, "iteration": self.iteration, "sample_rng": self.sample_rng.get_state(),
-                "data_rng": self.data_rng.get_state(), "d_rng": self.d_rng.get_state()}
+                "data_rng": self.data_rng.get_state(), "d_rng": self.d_rng.get_state(), "weak_rounds": self.weak_rounds}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if state.get("agent", self.name) != self.name:
@@ -485,4 +491,5 @@ class ConditionalAgent(Agent):
         self.sample_rng.set_state(state["sample_rng"])
         self.data_rng.set_state(state["data_rng"])
         self.d_rng.set_state(state["d_rng"])
+        self.weak_rounds = int(state.get("weak_rounds", 0))  # absent from checkpoints written before it
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -338,6 +339,16 @@ def test_no_information_controls_are_at_chance_on_held_out_data(data, cls, cfg):
     else:  # every logit 0: every pair a tie, L_D = k log 2
         assert out["d_heldout_acc_hard"] == 0.5
         assert out["d_heldout_loss"] == pytest.approx(k * math.log(2), rel=1e-6)
+    # at chance in three evaluations in a row: the warning the unconditional agents give (these gave none)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        agent.evaluate_task(40, 40, seed=3)
+        twin = cls(data, {**cfg, "discriminator": "constant", "d_heldout": 16}, seed=0)
+        twin.load_state_dict(agent.state_dict())  # the streak survives a resume
+        twin.evaluate_task(40, 40, seed=3)
+    assert [str(w.message) for w in caught] == [
+        f"{agent.name}: the discriminator's held-out accuracy has stayed within 0.05 of chance for 3 rounds (now "
+        "0.500): its rewards carry no information"]
 
 
 def test_catgan_held_out_accuracy_is_the_pairwise_call_on_the_soft_samples(data):
