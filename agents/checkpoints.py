@@ -331,17 +331,20 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
     }
 
 
-def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str) -> None:
-    """RunError when ``data`` is not the data recorded in the checkpoint: its vocabulary and class
-    names, and for a resume also its training and test tokens and labels (``what``: "resume" or
-    "warm start"). What a
+def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: RunConfig, what: str,
+                    classes: bool = False) -> None:
+    """RunError when ``data`` is not the data recorded in the checkpoint: its vocabulary, and for a
+    resume also its training and test tokens (``what``: "resume" or "warm start"); for an agent
+    that conditions on classes (``classes``) also its class names, and on a resume its labels. What a
     checkpoint did not record (an earlier release) is not checked."""
     theirs, ours = header.get("data"), data_fingerprint(data)
     if theirs is None:
         return  # a checkpoint of an earlier release: nothing recorded to compare
     # a warm start needs ids that mean the same words and classes (a class's generator or input row is its id's)
-    keys = ("vocab_sha256", "classes_sha256") if what == "warm start" else (
+    keys: Tuple[str, ...] = ("vocab_sha256", "classes_sha256") if what == "warm start" else (
         "vocab_sha256", "classes_sha256", "train_sha256", "test_sha256", "labels_sha256")
+    if not classes:  # labels mean nothing to an unconditional agent
+        keys = tuple(k for k in keys if k not in ("classes_sha256", "labels_sha256"))
     names = {"vocab_sha256": "vocabulary", "classes_sha256": "class names", "train_sha256": "training data",
              "test_sha256": "test data", "labels_sha256": "class labels"}
     changed = [names[k] for k in keys if k in theirs and theirs[k] != ours.get(k)]
@@ -349,6 +352,7 @@ def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: Run
         why = ("token ids would mean other words" if "vocabulary" in changed
                else "class ids would mean other classes" if "class names" in changed
                else "the run's metrics would mix two data sets")
+        singular = len(changed) == 1 and not changed[0].startswith("class")  # "class names" and "class labels" are plural
         raise RunError(f"{what} refused: the {' and the '.join(changed)} of {run.data} "
-                       f"{'differ' if len(changed) > 1 else 'differs'} from those recorded in "
+                       f"{'differs' if singular else 'differ'} from those recorded in "
                        f"{path}; {why}. Use the original data files, or start a new run")

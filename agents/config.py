@@ -282,7 +282,7 @@ class RunConfig:
                                       check=at_least(1))
     train_size: Optional[int] = param(None, "use the first N training sequences (None: all)", kind=SIZE, check=at_least(1))
     seed: int = param(0, "seeds everything; the same seed on CPU (and thread count) gives the same run", kind=RUN,
-                      check=lambda v: None if 0 <= v < 2**32 else "a value in [0, 2**32) (numpy's seed range)")
+                      check=lambda v: None if 0 <= v < 2**40 else "a value in [0, 2**40)")
     eval_every: int = param(5, "evaluate every N iterations (and at the start and the end)", kind=SIZE, check=at_least(1))
     eval_samples: int = param(5000, "generator samples for NLL-oracle, entropy and BLEU (SeqGAN's code scores 10,000 for "
                                     "NLL-oracle; 5,000 halves the evaluation's time)",

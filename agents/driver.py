@@ -48,6 +48,7 @@ from agents.checkpoints import (
     read_checkpoint,
     run_values,
 )
+from agents.conditional import ConditionalAgent
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
 from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
@@ -242,7 +243,7 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
     source = Path(run.init_from)
     path = source / "checkpoint.pt" if source.is_dir() else source
     header, state = read_checkpoint(path)
-    check_same_data(path, header, agent.data, run, "warm start")
+    check_same_data(path, header, agent.data, run, "warm start", classes=isinstance(agent, ConditionalAgent))
     policy = state.get("policy")
     if "generator" not in state and isinstance(policy, dict):  # an SB3 run of the generator policy: its actor
         generator = {k.removeprefix("generator."): v for k, v in policy.items() if k.startswith("generator.")}
@@ -253,7 +254,6 @@ def warm_start(agent: Agent, run: RunConfig) -> Dict[str, Any]:
         hint = ("; the sizes are this run's config (emb_dim, hidden_dim, ...): give it the source run's, which its "
                 f"{source / 'config.json' if source.is_dir() else 'config.json'} records") if "shapes differ" in str(exc) else ""
         from agents import PRESETS
-        from agents.conditional import ConditionalAgent
 
         theirs = PRESETS.get(str(header.get("agent")))
         if theirs is not None and issubclass(theirs.agent, ConditionalAgent) != isinstance(agent, ConditionalAgent):
@@ -352,7 +352,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     if resume:
         header, state = read_checkpoint(ckpt)
         check_same_config(ckpt, header, resolved)
-        check_same_data(ckpt, header, data, run, "resume")
+        check_same_data(ckpt, header, data, run, "resume", classes=isinstance(agent, ConditionalAgent))
         load_agent_state(agent, ckpt, header, state)
         warm = dict(header.get("warm_start") or {})  # what the first session took, for the summary
     elif run.init_from:

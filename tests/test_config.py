@@ -183,8 +183,9 @@ def test_every_numeric_field_of_every_agent_is_checked_and_keeps_its_bases_check
             resolve(agents.preset(agent), "smoke", explicit={"gen_lr": float("inf")})
     with pytest.raises(ConfigError, match=r"d_dropout = 1.0 is invalid: expected a value in \[0, 1\)"):
         resolve(agents.preset("catgan"), "smoke", explicit={"d_dropout": 1.0})
-    with pytest.raises(ConfigError, match=r"seed = 4294967296 is invalid: expected a value in \[0, 2\*\*32\)"):
-        resolve(agents.preset("mle"), "smoke", explicit={"seed": 2**32})  # crashed at the first evaluation
+    with pytest.raises(ConfigError, match=r"seed = 1152921504606846976 is invalid: expected a value in \[0, 2\*\*40\)"):
+        resolve(agents.preset("mle"), "smoke", explicit={"seed": 2**60})  # overflowed at the first evaluation
+    assert resolve(agents.preset("mle"), "smoke", explicit={"seed": 2**32}).run.seed == 2**32
 
 
 def test_unknown_keys_are_refused_by_agents_make_too(tmp_path):

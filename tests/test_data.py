@@ -92,6 +92,16 @@ def test_oracle_file_errors(tmp_path):
     (tmp_path / "crc.npz").write_bytes(bytes(raw))
     with pytest.raises(ValueError, match="crc.npz' is damaged: Bad CRC-32"):  # was a zipfile.BadZipFile traceback
         OracleLSTM.from_npz(tmp_path / "crc.npz")
+    import zipfile
+
+    np.savez_compressed(tmp_path / "z.npz", **{**marked, "00_g_embeddings": np.random.default_rng(0).random((50, 40))})
+    with zipfile.ZipFile(tmp_path / "z.npz") as z:
+        info = z.getinfo("00_g_embeddings.npy")
+    raw = bytearray((tmp_path / "z.npz").read_bytes())
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 50] ^= 0xFF  # inside the deflated stream
+    (tmp_path / "z.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="z.npz' is damaged"):  # a zlib.error traceback
+        OracleLSTM.from_npz(tmp_path / "z.npz")
     np.savez(tmp_path / "few.npz", **{"00_g_embeddings": np.zeros((10, 4), np.float32)})
     with pytest.raises(ValueError, match="lacks arrays"):
         OracleLSTM.from_npz(tmp_path / "few.npz")

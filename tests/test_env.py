@@ -197,6 +197,7 @@ def test_bad_actions(small_oracle_data):
         venv.step(np.array([1.5, 2.0]))
     with pytest.raises(ValueError, match="a value exceeds the int64 range"):  # was "not numbers (None?)"
         venv.step([1, 2**64])
+    venv.step(np.array([1, 2], dtype=object))  # Python ints in an object array are integer actions
     env = TokenEnv(data=small_oracle_data)
     env.reset()
     with pytest.raises(ValueError, match="one token id"):

@@ -111,6 +111,7 @@ def test_a_resume_on_relabelled_sentences_and_a_warm_start_on_renamed_classes_ar
     from agents.checkpoints import RunError, check_same_data, data_fingerprint
     from agents.config import RunConfig
     from textgym.classes import LabelledCorpus
+    from textgym.data import Corpus
 
     lines = [(("pos", "neg")[i % 2], f"the {w} sat on the mat") for i, w in enumerate(["cat", "dog", "fox"] * 4)]
     original, relabelled = tmp_path / "a.txt", tmp_path / "b.txt"
@@ -118,15 +119,21 @@ def test_a_resume_on_relabelled_sentences_and_a_warm_start_on_renamed_classes_ar
     relabelled.write_text("".join(f"{'pos' if c == 'neg' else 'neg'}\t{t}\n" for c, t in lines))
     a, b = LabelledCorpus(original), LabelledCorpus(relabelled)
     assert torch.equal(a.train, b.train) and not torch.equal(a.train_labels, b.train_labels)
-    header = {"data": data_fingerprint(a)}
-    check_same_data(tmp_path / "checkpoint.pt", header, LabelledCorpus(original), RunConfig(), "resume")
-    with pytest.raises(RunError, match="resume refused: the class labels of"):
-        check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "resume")
-    check_same_data(tmp_path / "checkpoint.pt", header, b, RunConfig(), "warm start")  # ids still mean the same classes
+    header, ckpt = {"data": data_fingerprint(a)}, tmp_path / "checkpoint.pt"
+    check_same_data(ckpt, header, LabelledCorpus(original), RunConfig(), "resume", classes=True)
+    with pytest.raises(RunError, match="resume refused: the class labels of .* differ from"):
+        check_same_data(ckpt, header, b, RunConfig(), "resume", classes=True)
+    check_same_data(ckpt, header, b, RunConfig(), "warm start", classes=True)  # ids still mean the same classes
     renamed = tmp_path / "c.txt"  # neg -> zzz: class 0 is now pos, so generator 0 would write the other class
     renamed.write_text(original.read_text().replace("neg\t", "zzz\t"))
-    with pytest.raises(RunError, match="warm start refused: the class names of .* class ids would mean other classes"):
-        check_same_data(tmp_path / "checkpoint.pt", header, LabelledCorpus(renamed), RunConfig(), "warm start")
+    with pytest.raises(RunError, match="warm start refused: the class names of .* differ from .* class ids would mean"):
+        check_same_data(ckpt, header, LabelledCorpus(renamed), RunConfig(), "warm start", classes=True)
+    # an agent that ignores the labels (seqgan on a labelled file) resumes and warm starts as before
+    check_same_data(ckpt, header, b, RunConfig(), "resume")
+    check_same_data(ckpt, header, LabelledCorpus(renamed), RunConfig(), "warm start")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("".join(f"{t}\n" for _, t in lines))
+    check_same_data(ckpt, {"data": data_fingerprint(Corpus(plain))}, a, RunConfig(), "warm start")
 
 
 def test_envs_with_the_same_seed_score_a_corpus_alike(tmp_path):

@@ -235,9 +235,11 @@ class TokenVecEnv(VectorEnv):
             if not torch.is_tensor(x):
                 x = np.asarray(x)
                 if x.dtype == object:
-                    if all(is_int(v) for v in x.flat):  # Python ints numpy cannot hold
+                    if not all(is_int(v) for v in x.flat):
+                        raise ValueError("it holds values that are not numbers (None?)")
+                    if any(not -(2**63) <= int(v) < 2**63 for v in x.flat):  # Python ints numpy cannot hold
                         raise ValueError("a value exceeds the int64 range")
-                    raise ValueError("it holds values that are not numbers (None?)")
+                    x = x.astype(np.int64)
                 if x.dtype.kind == "u":  # torch lacks min/max for uint16/32/64: go through int64
                     if x.size and int(x.max()) > np.iinfo(np.int64).max:
                         raise ValueError("a value exceeds the int64 range")

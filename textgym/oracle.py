@@ -20,6 +20,7 @@ import os
 import sys
 import warnings
 import zipfile
+import zlib
 from typing import Optional, Union
 
 import numpy as np
@@ -100,7 +101,7 @@ class OracleLSTM(nn.Module):
                 a = {k: np.asarray(arrays[k], dtype=np.float32) for k in ORACLE_KEYS}
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"oracle file {path!r} holds an array that is not numeric: {exc}") from None
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:  # a damaged member (its CRC-32 does not match)
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:  # a damaged member (CRC, deflate)
                 raise ValueError(f"oracle file {path!r} is damaged: {exc}") from None
         V, E = a["00_g_embeddings"].shape if a["00_g_embeddings"].ndim == 2 else (0, 0)
         H = a["02_Ui"].shape[0] if a["02_Ui"].ndim == 2 else 0

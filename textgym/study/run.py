@@ -318,10 +318,10 @@ def run_study(spec: StudySpec, out: Path, *, workers: int = 1, shard: Optional[T
     cells = expand(spec)
     data = load_data(RunConfig(**{k: v for k, v in _run_values(spec, spec.seeds[0]).items()
                                   if k in {f.name for f in fields(RunConfig)}}))
-    for c in cells:  # each configuration built once (on the CPU), so that what an agent refuses stops the study now
+    for c in cells:  # each configuration built once, so that what an agent refuses stops the study now
         if c.seed == spec.seeds[0] and c.role in ("control", "cell"):
-            try:
-                build_agent(resolved_for(c, spec, Path(out)), data, "cpu")
+            try:  # on the study's device: some options exist on one kind of device only (d_compile: CUDA)
+                build_agent(resolved_for(c, spec, Path(out)), data, device)
             except RunError as exc:
                 raise StudyError(f"cell {c.key!r}: {exc}") from None
     del data  # loaded once to refuse missing or mismatched data before any training
