@@ -171,8 +171,8 @@ def test_bad_options_are_refused_before_anything_is_evaluated(tmp_path, capsys):
     gen = generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
     (tmp_path / "refs.txt").write_text("a b\n")
     common = ["--generator", gen, "--references", str(tmp_path / "refs.txt"), "--n-samples", "20", "--orders", "2"]
-    for extra, said in ((["--temperatures", "0", "--frontier"], "--temperatures must be finite and > 0"),
-                        (["--temperatures", "inf", "--frontier"], "--temperatures must be finite and > 0"),
+    for extra, said in ((["--temperatures", "0", "--frontier"], "--temperatures must be finite and >= 0.001"),
+                        (["--temperatures", "inf", "--frontier"], "--temperatures must be finite and >= 0.001"),
                         (["--n-samples", "0"], "--n-samples must be >= 1"),
                         (["--orders", "0"], "--orders are n-gram orders >= 1"),
                         (["--json", str(tmp_path / "nodir" / "e.json")], "no folder"),
@@ -240,7 +240,7 @@ def test_self_bleu_of_one_sample_and_a_byte_order_mark_and_blank_oracle_lines(tm
                           "--orders", "2"]) == 0
     vocab = Vocab([EOS, UNK, "a", "b", "c"])
     gen = generator_file(tmp_path / "generator.pt", len(vocab), 4, vocab)
-    with pytest.raises(SystemExit, match=r"--n-samples must be >= 2 \(or --metrics bleu\)"):
+    with pytest.raises(SystemExit, match=r"scores each sample against the others: --n-samples must be >= 2"):
         evaluate_main(["--generator", gen, "--references", str(tmp_path / "refs.txt"), "--n-samples", "1"])
     (tmp_path / "bom.txt").write_bytes("\ufeffa man rides\n".encode())
     out = tmp_path / "b.json"
@@ -299,8 +299,34 @@ def test_curves_refuses_the_options_it_would_ignore(tmp_path, monkeypatch):
     (run / "metrics.jsonl").write_text('{"iteration": 0, "nll_test": 8.0}\n{"iteration": 1, "nll_test": 7.5}\n')
     (tmp_path / "s.txt").write_text("a b\n")
     monkeypatch.chdir(tmp_path)
-    for extra in (["s.txt"], ["--json", "r.json"], ["--oracle"]):
-        with pytest.raises(SystemExit):
+    for extra in (["s.txt"], ["--json", "r.json"], ["--oracle"], ["--orders", "2"], ["--n-samples", "9"], []):
+        with pytest.raises(SystemExit):  # [] : no --plot (it wrote ./curves.png, over any file of that name)
             evaluate_main(["--curves", str(run), *extra])
     assert not (tmp_path / "curves.png").exists()
-    assert evaluate_main(["--curves", str(run)]) == 0 and (tmp_path / "curves.png").is_file()
+    assert evaluate_main(["--curves", str(run), "--plot", "c.png"]) == 0 and (tmp_path / "c.png").is_file()
+
+
+def test_the_evaluate_cli_refuses_options_it_would_ignore_and_reads_samples_as_references(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """Options that were silently ignored (--frontier on a samples file, --oracle with --generator,
+    --metrics bleu without references); a samples file's final <eos> counted as a word (a file
+    scored against itself got BLEU below 1); non-finite results made invalid JSON."""
+    import json as json_module
+
+    from textgym.evaluate import finite_or_null
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.txt").write_text("a b c d e <eos>\nb c d e f <eos>\n")
+    (tmp_path / "r.txt").write_text("a b c d e\nb c d e f\n")
+    assert evaluate_main(["e.txt", "--references", "r.txt", "--orders", "4", "--metrics", "bleu",
+                          "--json", "out.json"]) == 0
+    assert json_module.loads((tmp_path / "out.json").read_text())["bleu4"] == 1.0
+    for args, said in ((["e.txt", "--frontier"], "a samples file has none"),
+                       (["e.txt", "--metrics", "bleu"], "give --references"),
+                       (["--generator", "g.pt", "--oracle"], "--oracle scores a samples file")):
+        with pytest.raises(SystemExit):
+            evaluate_main(args)
+        assert said in capsys.readouterr().err
+    assert evaluate_main(["e.txt"]) == 0
+    assert "note: BLEU needs --references" in capsys.readouterr().err
+    assert finite_or_null({"a": [float("inf"), 1.0], "b": float("nan")}) == {"a": [None, 1.0], "b": None}

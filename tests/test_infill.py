@@ -541,3 +541,14 @@ def test_train_py_refuses_a_span_its_evaluation_cannot_blank_before_any_work(tmp
                        str(tmp_path / "te.txt"), "--set", "mask_span=4", "--budget", "smoke", "--out",
                        str(tmp_path / "run"), "--quiet"]) == 2
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_the_single_env_takes_a_numpy_seed_and_a_numpy_mask_rate(small_oracle_data):
+    """gym.make("textgym/Infill-v0").reset(seed=np.int64(3)) failed in gymnasium's seed check, and a
+    float32 mask rate of 0.5 was refused as out of (0, 1)."""
+    import gymnasium as gym
+
+    env = gym.make("textgym/Infill-v0", data=small_oracle_data, mask_rate=np.float32(0.5))
+    a, _ = env.reset(seed=np.int64(3))
+    b, _ = env.reset(seed=3)
+    np.testing.assert_array_equal(a, b)

@@ -106,6 +106,24 @@ def test_a_metric_logged_only_as_null_gets_no_empty_panel(tmp_path, monkeypatch)
         plots.plot_training_curves([run], tmp_path / "d.png")
 
 
+def test_run_folders_of_one_name_are_told_apart_by_their_paths(tmp_path, monkeypatch):
+    """a/run and b/run were refused as two runs with one label; "." was labelled "" (matplotlib's _child0)."""
+    import matplotlib.pyplot as plt
+
+    from textgym import plots
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    for parent in ("a", "b"):
+        (tmp_path / parent / "run").mkdir(parents=True)
+        (tmp_path / parent / "run" / "metrics.jsonl").write_text('{"iteration": 0, "nll_test": 8.0}\n')
+    monkeypatch.chdir(tmp_path / "a" / "run")
+    plots.plot_training_curves(["../../a/run", "../../b/run"], tmp_path / "c.png")
+    plots.plot_training_curves(["."], tmp_path / "d.png")
+    legends = [[t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in figures]
+    assert legends == [["../../a/run", "../../b/run"], ["run"]]
+
+
 def test_plots_are_written(tmp_path, small_oracle_data):
     o = small_oracle_data.oracle
     pts = oracle_frontier({"a": o, "b": o}, o, small_oracle_data.test, temperatures=(0.8, 1.0), n=100)

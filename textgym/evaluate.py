@@ -40,6 +40,7 @@ from textgym.data import (
     read_lines,
     read_sentences,
     resolve_data,
+    sentence_words,
 )
 from textgym.metrics import (
     corpus_frontier,
@@ -197,6 +198,26 @@ def _cli_bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orde
         raise SystemExit(f"error: {exc} (or use --metrics bleu)") from None
 
 
+#: the smallest sampling temperature the CLI takes: below it, logits / t overflow float32
+MIN_TEMPERATURE = 1e-3
+
+
+def frontier_order(orders: Sequence[int]) -> int:
+    """The BLEU order of a corpus frontier: 4 (the literature's), or the largest of ``orders`` without it."""
+    return 4 if 4 in orders else max(orders)
+
+
+def finite_or_null(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
 def read_samples(path: str) -> List[List[str]]:
     """The whitespace tokens of each line of a samples file (:func:`textgym.data.read_lines`: UTF-8,
     a byte-order mark ignored, only line ends end a line); SystemExit with a message on a missing,
@@ -207,7 +228,10 @@ def read_samples(path: str) -> List[List[str]]:
         raise SystemExit(f"error: {exc}") from None
     if not any(line.strip() for line in lines):
         raise SystemExit(f"error: samples file {path} is empty")
-    return [line.split() for line in lines]
+    try:  # as the references are read: a final <eos> is the line's end, not a word
+        return [sentence_words(line, False, f"samples file {path}, line {i + 1}") for i, line in enumerate(lines)]
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def oracle_nll_of_ids(hyps: List[List[str]], data: OracleData) -> float:
@@ -284,9 +308,9 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     if not args.references:
         raise SystemExit("error: a corpus generator needs --references (a held-out text file, or coco for the COCO "
                          "captions' test split)")
-    if args.n_samples < 2 and "self_bleu" in args.metrics:  # the oracle's generators have no Self-BLEU
-        raise SystemExit("error: Self-BLEU scores each sample against the others: --n-samples must be >= 2 (or "
-                         "--metrics bleu)")
+    if args.n_samples < 2 and ("self_bleu" in args.metrics or args.frontier):  # the oracle's have no Self-BLEU
+        raise SystemExit("error: Self-BLEU (in the table, and the frontier's diversity) scores each sample against the "
+                         "others: --n-samples must be >= 2")
     refs = read_references(args.references)
     unk_rate, truncated = reference_coverage(refs, vocab, gen.max_length)
     if unk_rate or truncated:
@@ -303,7 +327,7 @@ def evaluate_generator_file(args: argparse.Namespace) -> Dict[str, Any]:
     result.update(references_unk_rate=unk_rate, references_truncated=truncated)
     if args.frontier:
         pts = corpus_frontier({Path(args.generator).resolve().parent.name: gen}, refs, vocab.decode, args.temperatures,
-                              n=min(args.n_samples, 500), seed=args.seed)
+                              n=min(args.n_samples, 500), seed=args.seed, order=frontier_order(args.orders))
         result["frontier"] = points_as_dicts(pts)
         if args.plot:
             from textgym.plots import plot_frontier
@@ -335,11 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders", nargs="+", type=int, default=[2, 3, 4, 5], help="BLEU n-gram orders")
     p.add_argument("--frontier", action="store_true",
                    help="sweep the sampling temperature (with --generator; on a corpus each point scores "
-                        "min(--n-samples, 500) samples, so its Self-BLEU differs from the table's)")
+                        "min(--n-samples, 500) samples, so its Self-BLEU differs from the table's, at order 4, "
+                        "or the largest of --orders when 4 is not one of them)")
     p.add_argument("--temperatures", nargs="+", type=float, default=[0.5, 0.75, 1.0, 1.25, 1.5])
     p.add_argument("--n-samples", dest="n_samples", type=int, default=5000,
                    help="samples drawn from a generator (the oracle protocol scores NLL-oracle on >= 5,000)")
-    p.add_argument("--plot", help="image path (png, pdf, svg, ...) for the frontier or curves plot")
+    p.add_argument("--plot", help="image path (png, pdf, svg, ...) for the frontier or curves plot (needed by --curves)")
     p.add_argument("--json", help="write the results to this JSON file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -348,9 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse (``parser.error``) what would fail only after the evaluation ran, or deep inside it."""
-    bad = [t for t in args.temperatures if not (math.isfinite(t) and t > 0)]
-    if bad:
-        parser.error(f"--temperatures must be finite and > 0, got {bad[0]:g}")
+    bad = [t for t in args.temperatures if not (math.isfinite(t) and t >= MIN_TEMPERATURE)]
+    if bad:  # below it, logits / t overflow float32 (a draw out of range, an infinite NLL)
+        parser.error(f"--temperatures must be finite and >= {MIN_TEMPERATURE:g}, got {bad[0]:g}")
+    if not 0 <= args.seed < 2**63:
+        parser.error(f"--seed must lie in [0, 2**63), got {args.seed}")
     if args.n_samples < 1:
         parser.error(f"--n-samples must be >= 1, got {args.n_samples}")
     if any(n < 1 for n in args.orders):
@@ -371,12 +398,23 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             figure_format(args.plot)
         except ValueError as exc:
             parser.error(f"--plot: {exc}")
+    changed = [f"--{k.replace('_', '-')}" for k in ("metrics", "orders", "temperatures", "n_samples", "seed")
+               if getattr(args, k) != parser.get_default(k)]
     if args.curves:
         other = [flag for flag, given in (("a samples file", args.samples), ("--generator", args.generator),
                                           ("--oracle", args.oracle), ("--references", args.references),
-                                          ("--frontier", args.frontier), ("--json", args.json)) if given]
+                                          ("--frontier", args.frontier), ("--json", args.json)) if given] + changed
         if other:
             parser.error(f"--curves plots the training curves of run folders; {', '.join(other)} does not apply")
+        if args.plot is None:
+            parser.error("--curves needs --plot FILE (png, pdf, svg, ...)")
+    if args.generator and args.oracle:
+        parser.error("--oracle scores a samples file of token ids; a generator file is scored on its own data")
+    if args.samples and not args.generator and args.frontier:
+        parser.error("--frontier sweeps a generator's sampling temperature (--generator); a samples file has none")
+    if (args.samples and not args.generator and not args.oracle and not args.references
+            and args.metrics != parser.get_default("metrics") and "bleu" in args.metrics):
+        parser.error("--metrics bleu scores the samples against references: give --references")
     if args.generator and args.plot and not args.frontier:
         parser.error("--plot with --generator draws the temperature frontier: add --frontier")
     if args.plot and not (args.generator or args.curves):
@@ -399,7 +437,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     samples_file = args.samples
     if args.curves:
-        out = plot_curves(args.curves, args.plot or "curves.png")
+        out = plot_curves(args.curves, args.plot)
         print(f"wrote {out}")
         return 0
     if args.generator:
@@ -418,6 +456,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             result["nll_oracle"] = oracle_nll_of_ids(hyps, resolve_data("oracle"))
         else:
             refs = read_references(args.references) if args.references else None
+            if refs is None and "bleu" in args.metrics:
+                print("note: BLEU needs --references; only Self-BLEU is scored", file=sys.stderr)
             result.update(_cli_bleu_table(hyps, refs, args.orders, args.metrics))
     else:
         parser.error("nothing to evaluate: give a samples file, --generator or --curves")
@@ -428,7 +468,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for pt in result.get("frontier", []):
         print(f"T={pt['temperature']:<5g} {pt['quality_name']}={pt['quality']:.4f} {pt['diversity_name']}={pt['diversity']:.4f}")
     if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps(result, indent=2).encode())
+        atomic_write_bytes(Path(args.json), json.dumps(finite_or_null(result), indent=2, allow_nan=False).encode())
     return 0
 
 

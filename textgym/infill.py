@@ -67,7 +67,7 @@ def check_mask_options(rate: float, mode: str, span: Optional[int], max_length: 
     """ValueError for a rate outside (0, 1), an unknown mode, or a span outside [1, max_length]."""
     if mode not in MASK_MODES:
         raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mode!r}")
-    if not isinstance(rate, (int, float)) or not 0 < rate < 1:
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, (int, float, np.integer, np.floating)) or not 0 < rate < 1:
         raise ValueError(f"mask_rate must lie in (0, 1) (the share of tokens to blank out), got {rate!r}")
     if span is not None:
         if mode != "contiguous":
@@ -397,7 +397,8 @@ class InfillEnv(TokenEnv):
         self._ended: Optional[torch.Tensor] = None  # the observation (2L,) of a finished episode, until reset
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        gym.Env.reset(self, seed=seed)  # TokenEnv's reset speaks of prefixes
+        # TokenEnv's reset speaks of prefixes; gymnasium takes a Python int seed only
+        gym.Env.reset(self, seed=seed if seed is None or not is_int(seed) else int(seed))
         opts = dict(options or {})
         for key in ("tokens", "blanks"):
             if opts.get(key) is not None:

@@ -108,7 +108,9 @@ def plot_training_curves(run_dirs: Sequence[Union[str, Path]], path: Union[str, 
     """One panel per metric present in the runs' metrics, one line per run (named by ``labels``,
     else by the folder's name), against iteration."""
     plt = _pyplot()
-    names = list(labels) if labels is not None else [Path(r).name for r in run_dirs]
+    names = list(labels) if labels is not None else [Path(r).resolve().name for r in run_dirs]
+    if labels is None and len(set(names)) != len(names):  # folders of one name in several places: as given
+        names = [str(r) for r in run_dirs]
     if len(names) != len(run_dirs) or len(set(names)) != len(names):
         raise ValueError(f"need one distinct label per run folder, got {names}")
     runs = {name: read_metrics(r) for name, r in zip(names, run_dirs, strict=True)}
