@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 import torch
 
-from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, param, positive, suggest, unit_open
+from agents.config import RUN, SEQGAN, SIZE, at_least, nonnegative, not_data_sized, param, positive, suggest, unit_open
 from agents.mle import MLEAgent, MLEConfig, check_finite, derive_seed
 from discriminators.base import load_optimizer_state, load_weights, seeded
 from discriminators.trainer import PRECISIONS
@@ -152,7 +152,7 @@ class AdversarialConfig(MLEConfig):
     discriminator: Any = param("cnn", "a discriminators registry name, 'oracle' (the oracle's log-likelihood, oracle "
                                       "data only), or an object of the Discriminator protocol", check=check_discriminator,
                                source=SEQGAN)
-    discriminator_options: Dict[str, Any] = param({}, "keyword options of discriminators.make")
+    discriminator_options: Dict[str, Any] = param({}, "keyword options of discriminators.make", check=not_data_sized)
     d_lr: float = param(1e-4, "discriminator learning rate", check=positive, source=SEQGAN)
     d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1), source=SEQGAN)
     d_steps: int = param(5, "discriminator rounds of fresh negatives per adversarial step", kind=SIZE,

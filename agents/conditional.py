@@ -50,7 +50,7 @@ from torch import nn
 
 from agents.adversarial import weak_streak
 from agents.base import Agent
-from agents.config import RECIPE, SIZE, at_least, nonnegative, param, positive, replace
+from agents.config import RECIPE, SIZE, at_least, nonnegative, not_data_sized, param, positive, replace
 from agents.generator import Generator
 from agents.mle import check_finite, derive_seed, shuffled_order
 from discriminators.base import eval_mode, load_weights, seeded
@@ -220,7 +220,8 @@ class ConditionalConfig:
     d_lr: float = param(1e-4, "discriminator Adam learning rate", check=positive)
     d_batch_size: int = param(64, "discriminator minibatch size", check=at_least(1))
     d_steps: int = param(1, "discriminator rounds (or updates) per adversarial step", kind=SIZE, check=at_least(0))
-    discriminator_options: Dict[str, Any] = param({}, "keyword options of the discriminator's constructor")
+    discriminator_options: Dict[str, Any] = param({}, "keyword options of the discriminator's constructor",
+                                                  check=not_data_sized)
     d_heldout: int = param(1000, "held-out real sequences of each class (the test set's first) scored against as "
                                  "many fresh samples of that class for the discriminator's held-out figures d_heldout_*, "
                                  "at every evaluation after MLE (0: none; none without a test set)", kind=SIZE,

@@ -67,6 +67,12 @@ def unit_open(v: Any) -> Optional[str]:
     return None if 0 <= v < 1 else "a value in [0, 1)"
 
 
+def not_data_sized(v: Any) -> Optional[str]:
+    """A discriminator's options may not set the sizes the data gives it."""
+    taken = sorted({"max_length", "vocab_size", "num_classes"} & set(v))
+    return f"options other than {', '.join(taken)} (the data sets them)" if taken else None
+
+
 def param(default: Any, help: str, *, kind: str = RECIPE, check: Optional[Check] = None,
           source: Optional[str] = None, scale_with: Optional[str] = None) -> Any:
     """A config field: ``default``, one line of ``help``, its ``kind``, an optional value check

@@ -120,8 +120,6 @@ class SentiGANAgent(ConditionalAgent):
         import discriminators
 
         self.control = c.discriminator == "constant"
-        if "max_length" in c.discriminator_options:
-            raise ValueError("discriminator_options may not set max_length: the discriminator takes the data's")
         self.discriminator = discriminators.make_multiclass(
             "multiclass-cnn" if self.control else c.discriminator, self.data.vocab_size, k,
             seed=derive_seed(seed, "discriminator-init"),

@@ -152,8 +152,10 @@ def test_bad_inputs(data, tmp_path):
     with pytest.raises(ValueError, match="set d_emb_dim instead"):
         CatGANAgent(data, {**SMOKE_C, "discriminator_options": {"emb_dim": 8}}, seed=0)
     assert CatGANAgent(data, {**SMOKE_C, "discriminator_options": {"l2_reg": 0.2}}, seed=0).discriminator.l2_reg == 0.2
-    with pytest.raises(ValueError, match="may not set max_length"):
-        SentiGANAgent(data, {**SMOKE_S, "discriminator_options": {"max_length": 30}}, seed=0)
+    for cls, cfg in ((SentiGANAgent, SMOKE_S), (CatGANAgent, SMOKE_C)):  # catgan's was a TypeError from make()
+        with pytest.raises(ValueError, match=r"discriminator_options = .* is invalid: expected options other than "
+                                             r"max_length \(the data sets them\)"):
+            cls(data, {**cfg, "discriminator_options": {"max_length": 30}}, seed=0)
     cgen = CatGANAgent(data, SMOKE_C, seed=0).gen
     x = data.train[:2]
     with pytest.raises(ValueError, match="temperature must be > 0"):

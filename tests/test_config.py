@@ -153,6 +153,8 @@ def test_warm_start_skips_mle_unless_asked():
     ({"discriminator": ["cnn"]}, r"discriminator = \['cnn'\] is invalid: expected one of"),
     ({"discriminator": 1}, r"discriminator = 1 is invalid: expected one of"),
     ({"kl_target": float("inf")}, r"kl_target = inf is invalid: expected a finite value > 0"),
+    ({"discriminator_options": {"max_length": 5}},  # was a TypeError from discriminators.make()
+     r"discriminator_options = .* is invalid: expected options other than max_length \(the data sets them\)"),
     ({"init_from": "runs/mle", "init_parts": []}, r"init_parts is empty, so init_from 'runs/mle' would load nothing"),
 ])
 def test_bad_keys_types_and_values_are_refused_naming_the_field(explicit, match):
