@@ -108,17 +108,17 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--config {path}: cannot read it ({exc})") from None
         file_agent, file_budget, file_values = from_json(blob, str(path))
-        file_sources = blob["sources"] if isinstance(blob.get("sources"), dict) else {}
+        recorded = isinstance(blob.get("sources"), dict)
+        file_sources = blob["sources"] if recorded else {}
         if agent is not None and agent != file_agent:
             raise ConfigError(f"--agent {agent} differs from the agent {file_agent!r} of {path}")
         if budget is not None and budget != file_budget:
             # another budget: the file's own choices stay (its flags and config values), everything
             # else is resolved afresh under that budget (caps, defaults, scaled periods)
-            sources = blob.get("sources")
-            if not isinstance(sources, dict):
+            if not recorded:
                 raise ConfigError(f"--budget {budget} with --config {path}: the file records no \"sources\", so its "
                                   f"choices cannot be told from the values its budget {file_budget!r} set; drop --budget")
-            file_values = {k: v for k, v in file_values.items() if sources.get(k) in ("config", "flag")}
+            file_values = {k: v for k, v in file_values.items() if file_sources.get(k) in ("config", "flag")}
         agent, budget = file_agent, budget or file_budget
     agent = agent or DEFAULT_AGENT
     budget = budget or "default"

@@ -53,6 +53,7 @@ def resolve_transform(name: Optional[str]) -> Any:
 
 
 WEAK_MARGIN, WEAK_ROUNDS = 0.05, 3  # held-out accuracy this close to chance this many times in a row: a warning
+INFORMATIVE_ACC = 0.65  # held-out balanced accuracy below which a finished run calls its discriminator weak
 
 
 def weak_streak(streak: int, acc: float, name: str) -> int:
@@ -65,7 +66,6 @@ def weak_streak(streak: int, acc: float, name: str) -> int:
                       f"{WEAK_ROUNDS} rounds (now {acc:.3f}): its rewards carry no information", RuntimeWarning,
                       stacklevel=4)  # past the caller and torch.no_grad's wrapper: the line that asked for the figures
     return streak
-INFORMATIVE_ACC = 0.65  # held-out balanced accuracy below which a finished run calls its discriminator weak
 
 
 def discounted_returns(rewards: torch.Tensor, lengths: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -317,8 +317,8 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
     vocab = getattr(data, "vocab", None)
     labels = classes = None
     if getattr(data, "train_labels", None) is not None:
-        classes = hashlib.sha256("\n".join(data.class_names).encode()).hexdigest()  # type: ignore[attr-defined]
         h = hashlib.sha256("\n".join(data.class_names).encode())  # type: ignore[attr-defined]
+        classes = h.hexdigest()  # the names alone; the labels follow them into `labels`
         for t in (data.train_labels, data.test_labels):  # type: ignore[attr-defined]
             h.update(b"-" if t is None else t.cpu().numpy().tobytes())
         labels = h.hexdigest()
@@ -340,11 +340,11 @@ def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: Run
     theirs, ours = header.get("data"), data_fingerprint(data)
     if theirs is None:
         return  # a checkpoint of an earlier release: nothing recorded to compare
-    # a warm start needs ids that mean the same words and classes (a class's generator or input row is its id's)
-    keys: Tuple[str, ...] = ("vocab_sha256", "classes_sha256") if what == "warm start" else (
-        "vocab_sha256", "classes_sha256", "train_sha256", "test_sha256", "labels_sha256")
-    if not classes:  # labels mean nothing to an unconditional agent
-        keys = tuple(k for k in keys if k not in ("classes_sha256", "labels_sha256"))
+    # a warm start needs ids that mean the same words (and classes: a class's generator or input row is its
+    # id's); labels mean nothing to an unconditional agent
+    keys = ("vocab_sha256",) + (("classes_sha256",) if classes else ())
+    if what != "warm start":
+        keys += ("train_sha256", "test_sha256") + (("labels_sha256",) if classes else ())
     names = {"vocab_sha256": "vocabulary", "classes_sha256": "class names", "train_sha256": "training data",
              "test_sha256": "test data", "labels_sha256": "class labels"}
     changed = [names[k] for k in keys if k in theirs and theirs[k] != ours.get(k)]
