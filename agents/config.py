@@ -284,8 +284,8 @@ class RunConfig:
                       "directory, with their test split) or a text file, one sentence per line", kind=RUN)
     test_data: Optional[str] = param(None, "held-out text file for NLL-test and BLEU (corpora; the oracle and 'coco' "
                                      "have their own)", kind=RUN)
-    max_length: Optional[int] = param(None, "tokens per sequence (oracle: 20; corpora: longest sentence + 1)", kind=RUN,
-                                      check=at_least(1))
+    max_length: Optional[int] = param(None, "tokens per sequence (oracle: 20; corpora: longest sentence + 1, at most "
+                                            "max(64, 4 x median + 1))", kind=RUN, check=at_least(1))
     train_size: Optional[int] = param(None, "use the first N training sequences (None: all)", kind=SIZE, check=at_least(1))
     seed: int = param(0, "seeds everything; the same seed on CPU (and thread count) gives the same run", kind=RUN,
                       check=lambda v: None if 0 <= v < 2**40 else "a value in [0, 2**40)")

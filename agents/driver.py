@@ -23,7 +23,6 @@ fresh, and MLE pretraining is skipped unless ``mle_epochs`` is set explicitly.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -51,7 +50,8 @@ from agents.checkpoints import (
 from agents.conditional import ConditionalAgent
 from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
-from textgym.data import CORPORA, Corpus, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
+from textgym.classes import num_classes_of, read_corpus
+from textgym.data import CORPORA, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
 from textgym.paths import atomic_write_bytes, atomic_write_json
 from textgym.protocols import usable_device
 
@@ -61,8 +61,8 @@ EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the ru
 # ---------------------------------------------------------------------------- data and agent
 def load_data(run: RunConfig) -> TextData:
     """The run's data: the oracle benchmark, "oracle-classes" (MultiOracleData, k = 2), a named corpus
-    (``textgym.data.CORPORA``), a corpus file, or a labelled corpus (a file whose first line holds
-    a TAB), cut to ``train_size`` sequences."""
+    (``textgym.data.CORPORA``), a corpus file or a labelled corpus (:func:`textgym.classes.read_corpus`),
+    cut to ``train_size`` sequences."""
     data: TextData
     if run.data in ("oracle", "oracle-classes") and run.test_data:
         raise RunError(f"test_data applies to text corpora; the {run.data} benchmark has its own test set")
@@ -75,38 +75,19 @@ def load_data(run: RunConfig) -> TextData:
             if train in CORPORA:  # a named corpus: its files, and its test split unless test_data is given
                 named = corpus_files(train)
                 train, test = str(named[0]), test or str(named[1])
-            if _is_labelled(train):  # label<TAB>sentence lines: a labelled corpus
-                from textgym.classes import LabelledCorpus
-
-                data = LabelledCorpus(train, test, max_length=run.max_length)
-            else:
-                data = Corpus(train, test, max_length=run.max_length)
+            data = read_corpus(train, test, max_length=run.max_length)
     except (FileNotFoundError, ValueError) as exc:  # a missing, empty, binary or malformed file; TEXTGYM_DATA
         raise RunError(str(exc)) from None
     n = run.train_size
     if n is not None and n < len(data.train):
-        cut: Any = copy.copy(data)
-        labels = getattr(data, "train_labels", None)
-        if labels is None:
-            cut.train, cut.train_lengths = data.train[:n], data.train_lengths[:n]
+        k = num_classes_of(data)
+        if k is None:
+            keep = torch.arange(n)
         else:  # the first n // k sequences of each class, so that every class keeps data
-            k = int(cut.num_classes)
+            labels = data.train_labels  # type: ignore[attr-defined]
             keep = torch.cat([(labels == c).nonzero().squeeze(1)[: max(1, n // k)] for c in range(k)]).sort().values
-            cut.train, cut.train_lengths, cut.train_labels = data.train[keep], data.train_lengths[keep], labels[keep]
-        data = cut
+        data = data.train_subset(keep)
     return data
-
-
-def _is_labelled(path: str) -> bool:
-    """Whether the first non-blank line of a text file holds a TAB (``label<TAB>sentence``)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.strip():
-                    return "\t" in line
-    except (FileNotFoundError, IsADirectoryError):
-        return False
-    return False
 
 
 def build_agent(resolved: Resolved, data: TextData, device: Union[str, torch.device]) -> Agent:
@@ -344,6 +325,10 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
             raise RunError(f"{folder} is not empty and holds no textgym run; choose another --out")
     data = load_data(run)
     agent = build_agent(resolved, data, device)
+    classes = num_classes_of(data)
+    if classes is not None and not isinstance(agent, ConditionalAgent) and run.data != "oracle-classes":
+        warnings.warn(f"{run.data} is a labelled corpus ('label<TAB>sentence' lines, {classes} classes): {resolved.agent} is "
+                      "not class-conditional and trains on the sentences alone", stacklevel=2)
     for pattern in (".*.tmp-*", "samples/.*.tmp-*"):  # left by a kill during an atomic write
         for stale in folder.glob(pattern) if folder.is_dir() else []:
             stale.unlink(missing_ok=True)

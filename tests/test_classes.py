@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode
 
 from discriminators import MultiClassDiscriminator, MultiClassTrainer, make_multiclass
 from textgym import TokenEnv, TokenVecEnv
-from textgym.classes import ClassData, LabelledCorpus, MultiOracleData, num_classes_of
+from textgym.classes import ClassData, LabelledCorpus, MultiOracleData, is_labelled_file, num_classes_of, read_corpus
 from textgym.data import Corpus, data_path
 from textgym.oracle import OracleLSTM
 
@@ -442,3 +442,37 @@ def test_multiclass_held_out_figures_of_equal_logits_are_chance():
     assert out["acc_real"] == pytest.approx(1 / (k + 1)) and out["acc_fake"] == pytest.approx(1 / (k + 1))
     assert out["acc"] == pytest.approx(1 / (k + 1)) and out["loss"] == pytest.approx(math.log(k + 1))
     assert trainer.step(real, None, torch.arange(30) % k, fake, None)["acc_fake"] == pytest.approx(1 / (k + 1))
+
+
+def test_a_file_is_a_labelled_corpus_only_when_every_line_holds_a_tab(tmp_path):
+    """train.py used to decide from the first line alone: a plain corpus with a TAB there lost each
+    line's first word as a "label" without a word said, and a labelled file whose first label was
+    missing had every label read as a word."""
+    from agents.config import RunConfig
+    from agents.driver import load_data
+
+    labelled = write(tmp_path, "l.tsv", ["pos\ta good film", "neg\ta bad film"])
+    data = load_data(RunConfig(data=str(labelled)))
+    assert isinstance(data, LabelledCorpus) and data.class_names == ["neg", "pos"]
+    assert is_labelled_file(labelled) and isinstance(read_corpus(labelled), LabelledCorpus)
+    for name, lines in (("first.txt", ["big\tsmall big", "small big", "big big"]),
+                        ("lost.tsv", ["a good film", "neg\ta bad film", "pos\tfine"])):
+        path = write(tmp_path, name, lines)
+        with pytest.warns(UserWarning, match=rf"of the 3 lines of .*{name} hold a TAB, but line \d does not: "
+                                             "read as plain text"):
+            data = load_data(RunConfig(data=str(path)))
+        assert type(data) is Corpus and data.decode(data.train[0, : int(data.train_lengths[0])].tolist()) == lines[0].replace("\t", " ")
+    # the env reads a file as train.py does
+    env = TokenVecEnv(num_envs=2, data=str(labelled), seed=0)
+    assert env.num_classes == 2
+    # a labelled held-out file beside plain training text: its labels would have been test words
+    plain = write(tmp_path, "p.txt", ["a good film", "a bad film"])
+    with pytest.raises(ValueError, match=r"held-out file .*l\.tsv' is labelled .* training file .*p\.txt' is not"):
+        read_corpus(plain, labelled)
+
+
+def test_a_held_out_file_without_some_class_is_said(tmp_path):
+    """Its NLL-test and BLEU average over the other classes (no key of the missing one)."""
+    train = write(tmp_path, "tr.tsv", ["pos\ta b", "neg\tc d"])
+    with pytest.warns(UserWarning, match=r"te\.tsv' has no sentence of the classes \['neg'\]"):
+        LabelledCorpus(train, write(tmp_path, "te.tsv", ["pos\ta b"]))

@@ -372,3 +372,38 @@ def test_oracle_classes_is_a_data_set_name_for_the_env_too():
     assert resolve_data("oracle-classes", 8) is data  # cached: deterministic, built once per length
     venv = gym.make_vec("textgym/TokenGen-v0", num_envs=2, data="oracle-classes", max_length=8)
     assert venv.num_classes == 2 and venv.data is data and venv.reset(seed=0)[0].shape == (2, 9)
+
+
+def test_a_runs_bleu_references_are_the_evaluate_clis(tmp_path):
+    """They are the held-out file's sentences as written and whole. The run's references used to
+    be the encoded test rows: a <unk> that the text itself writes (PTB) never matched, and a
+    sentence cut at max_length lost its brevity penalty (BLEU-4 1.0 against the CLI's 0.37)."""
+    from textgym.bleu import bleu
+    from textgym.evaluate import read_references
+
+    train = write(tmp_path, "tr.txt", "the <unk> sat\nthe cat ran\na b c\n")
+    test = write(tmp_path, "te.txt", "the <unk> ran\nthe cat sat on a mat\nthe dog ran\n")
+    with pytest.warns(UserWarning, match="test sentences"):
+        c = Corpus(train, test)
+    refs = c.bleu_references()
+    assert refs == read_references(str(test)) == [["the", "<unk>", "ran"], ["the", "cat", "sat", "on", "a", "mat"],
+                                                  ["the", "dog", "ran"]]
+    assert c.decode(c.test[0, : int(c.test_lengths[0])].tolist()) == "the <unk> ran"
+    assert bleu([["the", "<unk>", "ran"]], refs, 3) == 1.0  # the generated <unk> matches the text's own
+    assert c.test_lengths[1] == c.max_length == 4  # cut for NLL-test...
+    assert bleu([["the", "cat", "sat", "on"]], [refs[1]], 2) < 1.0  # ...but whole as a reference: a brevity penalty
+    assert c.decode(c.test[2, : int(c.test_lengths[2])].tolist()) == "the <unk> ran"  # "dog": not a training word...
+    assert bleu([["the", "<unk>", "ran"]], [refs[2]], 3) < 1.0  # ...and a generated <unk> is not it
+    assert c.bleu_references([1]) == [refs[1]]
+    # without a test set, the training sentences; a run's train_size cut keeps them aligned
+    plain = Corpus(train)
+    assert plain.bleu_references() == [["the", "<unk>", "sat"], ["the", "cat", "ran"], ["a", "b", "c"]]
+    assert plain.train_subset(torch.tensor([2, 0])).bleu_references() == [["a", "b", "c"], ["the", "<unk>", "sat"]]
+    with pytest.warns(UserWarning, match="dropped"):  # a dropped sentence is no reference either
+        assert Corpus(train, test, long_sentences="drop").bleu_references() == [refs[0], refs[2]]
+
+
+def test_a_byte_order_mark_inside_a_file_is_no_part_of_a_word_either(tmp_path):
+    """Two Windows files joined with cat: the second's mark made '\\ufeffhello' a word of its own."""
+    (tmp_path / "c.txt").write_bytes(b"\xef\xbb\xbfhello\n\xef\xbb\xbfhello world\n")
+    assert Corpus(tmp_path / "c.txt").vocab.itos[2:] == ["hello", "world"]

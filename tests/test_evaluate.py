@@ -330,3 +330,19 @@ def test_the_evaluate_cli_refuses_options_it_would_ignore_and_reads_samples_as_r
     assert evaluate_main(["e.txt"]) == 0
     assert "note: BLEU needs --references" in capsys.readouterr().err
     assert finite_or_null({"a": [float("inf"), 1.0], "b": float("nan")}) == {"a": [None, 1.0], "b": None}
+
+
+def test_the_evaluate_cli_refuses_labelled_files_and_its_one_sample_hint_works(tmp_path, monkeypatch):
+    """A class-conditional run's samples (label<TAB>sentence) were scored with their labels as
+    words; a one-line samples file without references was told to use --metrics bleu, which is
+    then refused for want of references."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "l.txt").write_text("pos\ta good film\nneg\ta bad film\n")
+    (tmp_path / "r.txt").write_text("a good film\na bad film\n")
+    (tmp_path / "one.txt").write_text("a good film\n")
+    for args, said in ((["l.txt", "--references", "r.txt"], "samples file l.txt holds 'label<TAB>sentence' lines"),
+                       (["r.txt", "--references", "l.txt"], "references file l.txt holds 'label<TAB>sentence' lines"),
+                       (["one.txt"], "or score BLEU alone: --references and --metrics bleu")):
+        with pytest.raises(SystemExit, match=said):
+            evaluate_main(args)
+    assert evaluate_main(["one.txt", "--references", "r.txt", "--metrics", "bleu"]) == 0

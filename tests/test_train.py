@@ -615,3 +615,15 @@ def test_the_notice_names_a_discriminator_that_separates_only_the_soft_rows():
     soft = discriminator_notice({"d_heldout_acc": 1.0, "d_heldout_acc_hard": 0.48})
     assert "soft rows" in soft and "0.480" in soft
     assert discriminator_notice({"d_heldout_acc": 0.95, "d_heldout_acc_hard": 0.8}) is None
+
+
+def test_an_unconditional_agent_on_a_labelled_corpus_says_it_trains_on_the_sentences_alone(tmp_path):
+    lines = [f"{'pos' if i % 2 else 'neg'}\t{'a good' if i % 2 else 'a bad'} film number {i % 7}" for i in range(40)]
+    (tmp_path / "l.tsv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"l\.tsv is a labelled corpus \('label<TAB>sentence' lines, 2 classes\): mle "
+                                         "is not class-conditional and trains on the sentences alone"):
+        assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", str(tmp_path / "l.tsv")) == 0
+    from textgym.evaluate import load_generator
+
+    _, vocab = load_generator(tmp_path / "run" / "generator.pt", "cpu")
+    assert "good" in vocab.stoi and "pos" not in vocab.stoi and "neg" not in vocab.stoi  # the labels are no words

@@ -26,16 +26,18 @@ from __future__ import annotations
 import copy
 import operator
 import os
+import warnings
 from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union, runtime_checkable
 
 import torch
 
-from textgym.data import BUILDERS, Corpus, TextData, at_length, cached_samples, pack, read_lines, sentence_words
+from textgym.data import BUILDERS, Corpus, TextData, at_length, cached_samples, read_lines, sentence_words
 from textgym.masks import length_mask, strip_padding
 from textgym.oracle import OracleLSTM
 from textgym.protocols import canonical_device, device_of
 
-__all__ = ["ClassData", "LabelledCorpus", "MultiOracleData", "check_labels", "num_classes_of"]
+__all__ = ["ClassData", "LabelledCorpus", "MultiOracleData", "check_labels", "is_labelled_file", "num_classes_of",
+           "read_corpus"]
 
 
 @runtime_checkable
@@ -133,6 +135,11 @@ class LabelledCorpus(Corpus):
         self.train_labels = self._encoded[0]
         self.test_labels = self._encoded[1] if test is not None else None
         del self._pending, self._encoded
+        if self.test_labels is not None:  # the metrics average over the classes that have test rows
+            missing = [self.class_names[c] for c in range(self.num_classes) if not bool((self.test_labels == c).any())]
+            if missing:
+                warnings.warn(f"the held-out file {os.fspath(test)!r} has no sentence of the classes {missing}: "  # type: ignore[arg-type]
+                              "NLL-test and BLEU (and their per-class keys) cover the other classes only", stacklevel=2)
 
     @property
     def labels(self) -> torch.Tensor:
@@ -173,11 +180,43 @@ class LabelledCorpus(Corpus):
         self._pending.append(ids)
         return sents
 
-    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor, List[int]]:
         labels = self._pending.pop(0)  # Corpus reads and encodes the train file, then the test file
-        seqs, kept = self._encode_ids(sents, max_length)
+        tokens, lengths, kept = super()._encode(sents, max_length)
         self._encoded.append(torch.tensor([labels[i] for i in kept], dtype=torch.long))
-        return pack(seqs, max_length, len(self.vocab))
+        return tokens, lengths, kept
+
+
+def is_labelled_file(path: Union[str, os.PathLike]) -> bool:
+    """Whether a text file is a labelled corpus: every non-blank line holds a TAB
+    (``label<TAB>sentence``). A file in which only some lines do is plain text (a TAB separates
+    words), with a warning naming its first line without one: a labelled file that lost one label
+    would otherwise have all its labels read as words, and a plain file with a TAB in its first
+    line its first words read as labels. FileNotFoundError/ValueError as
+    :func:`~textgym.data.read_lines`."""
+    lines = [(n, line) for n, line in enumerate(read_lines(path), 1) if line.strip()]
+    without = [n for n, line in lines if "\t" not in line]
+    if lines and not without:
+        return True
+    if len(without) < len(lines):
+        warnings.warn(f"{len(lines) - len(without)} of the {len(lines)} lines of {os.fspath(path)} hold a TAB, but line "
+                      f"{without[0]} does not: read as plain text (a TAB separates words). A labelled corpus needs "
+                      "'label<TAB>sentence' on every line", stacklevel=2)
+    return False
+
+
+def read_corpus(train: Union[str, os.PathLike], test: Optional[Union[str, os.PathLike]] = None, *,
+                max_length: Optional[int] = None) -> Corpus:
+    """A corpus file (and its held-out file) as ``train.py --data`` and the env read one: a
+    :class:`LabelledCorpus` when every line of ``train`` is ``label<TAB>sentence``
+    (:func:`is_labelled_file`), else a :class:`~textgym.data.Corpus`. A labelled held-out file
+    beside plain training text is refused (its labels would be read as words)."""
+    if is_labelled_file(train):
+        return LabelledCorpus(train, test, max_length=max_length)
+    if test is not None and is_labelled_file(test):
+        raise ValueError(f"the held-out file {os.fspath(test)!r} is labelled ('label<TAB>sentence' on every line) but "
+                         f"the training file {os.fspath(train)!r} is not: give both files with labels, or neither")
+    return Corpus(train, test, max_length=max_length)
 
 
 class MultiOracleData(TextData):

@@ -25,7 +25,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Hashable, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
+from typing import Callable, ClassVar, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union, overload
 
 import torch
 
@@ -107,7 +107,7 @@ def corpus_files(name: str) -> Tuple[Path, Path]:
 
 def read_lines(path: Union[str, os.PathLike], what: str = "corpus file") -> List[str]:
     r"""The lines of a UTF-8 text file (FileNotFoundError if it is missing, ValueError if it is not
-    UTF-8; both messages name the file as ``what``).
+    UTF-8; both messages name the file as ``what``), without byte-order marks.
 
     Only ``\n``, ``\r\n`` and a lone ``\r`` end a line: ``str.splitlines``
     would also split at form feeds, ``\x1c``-``\x1e``, NEL and the Unicode line separators,
@@ -123,7 +123,8 @@ def read_lines(path: Union[str, os.PathLike], what: str = "corpus file") -> List
             f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}): "
             "textgym reads UTF-8 text with one sentence per line"
         ) from None
-    lines = re.split(r"\r\n|\r|\n", text)  # Unix, Windows and old Mac line ends
+    # a byte-order mark left inside the text (files joined with cat) is not part of a word either
+    lines = re.split(r"\r\n|\r|\n", text.replace("\ufeff", ""))  # Unix, Windows and old Mac line ends
     if lines[-1] == "":
         lines.pop()  # the file's final line end ends the last line; it starts none
     return lines
@@ -177,35 +178,35 @@ class TextData:
     test_lengths: Optional[torch.Tensor] = None
     name: str = "data"
 
+    #: attributes with one entry per training row (where the data set has them), cut together by :meth:`train_subset`
+    _per_train_row: ClassVar[Tuple[str, ...]] = ("train", "train_lengths", "train_labels")
+
     @property
     def pad_id(self) -> int:
         return self.vocab_size
+
+    def train_subset(self, rows: torch.Tensor) -> TextData:
+        """A shallow copy whose training set is the rows ``rows`` ``(n,)`` int64 of this one's (with
+        everything else kept per training row: a labelled corpus's labels, a corpus's sentences)."""
+        cut = copy.copy(self)
+        for name in self._per_train_row:
+            value = getattr(self, name, None)
+            if value is not None:
+                setattr(cut, name, value[rows] if isinstance(value, torch.Tensor) else [value[i] for i in rows.tolist()])
+        return cut
 
     def decode(self, ids: Iterable[int]) -> str:
         """A sequence of ids as text (ids joined by spaces for the oracle)."""
         return " ".join(str(int(i)) for i in ids if int(i) < self.vocab_size)
 
-    def bleu_references(self, rows: Optional[Iterable[int]] = None) -> List[List[Hashable]]:
+    def bleu_references(self, rows: Optional[Iterable[int]] = None) -> List[List[str]]:
         """The test sentences (the training ones without a test set), or those at ``rows``, as
         BLEU references: each a list of the words :meth:`decode` writes, which a generated
         sentence's ``decode(...).split()`` is compared with."""
         tokens, lengths = (self.test, self.test_lengths) if self.test is not None else (self.train, self.train_lengths)
         assert lengths is not None
-        return [self._reference_words(tokens[i, : int(lengths[i])].tolist())
+        return [self.decode(tokens[i, : int(lengths[i])].tolist()).split()
                 for i in (range(len(tokens)) if rows is None else rows)]
-
-    def _reference_words(self, ids: List[int]) -> List[Hashable]:
-        return list(self.decode(ids).split())
-
-
-class _OutOfVocabulary:
-    """The token a BLEU reference holds where its sentence has a word outside the vocabulary."""
-
-    def __repr__(self) -> str:
-        return "<out-of-vocabulary>"
-
-
-OUT_OF_VOCABULARY = _OutOfVocabulary()
 
 
 class Corpus(TextData):
@@ -225,6 +226,8 @@ class Corpus(TextData):
         min_count: words seen fewer times in ``train`` become ``<unk>``.
         max_vocab: optional cap on the vocabulary size (most frequent words kept).
     """
+
+    _per_train_row = (*TextData._per_train_row, "_train_sentences")
 
     def __init__(
         self,
@@ -254,7 +257,9 @@ class Corpus(TextData):
                           f"{max_length - 1} words (the longest has {longest}): "
                           f"{'truncated' if long_sentences == 'truncate' else 'dropped'}. Set max_length "
                           "(train.py --max-length) to change it", stacklevel=2)
-        tr, trl = self._encode(sents, max_length)
+        tr, trl, kept = self._encode(sents, max_length)
+        self._train_sentences = [sents[i] for i in kept]  # as read, whole: BLEU's references without a test set
+        self._test_sentences: List[List[str]] = []
         if len(tr) == 0:
             raise ValueError(f"no sentence of {str(train)!r} fits max_length={max_length} with long_sentences='drop'")
         te = tel = None
@@ -264,9 +269,10 @@ class Corpus(TextData):
             if long_test:
                 warnings.warn(f"{long_test} of {len(test_sents)} test sentences of {test} have more than max_length - 1 = "
                               f"{max_length - 1} words: {'truncated' if long_sentences == 'truncate' else 'dropped'}, "
-                              "so NLL-test and the BLEU references see them so. Set max_length (train.py --max-length) "
-                              "to keep them whole", stacklevel=2)
-            te, tel = self._encode(test_sents, max_length)
+                              "so NLL-test sees them so (the BLEU references keep them whole). Set max_length "
+                              "(train.py --max-length) to keep them whole", stacklevel=2)
+            te, tel, kept = self._encode(test_sents, max_length)
+            self._test_sentences = [test_sents[i] for i in kept]
         super().__init__(len(self.vocab), max_length, EOS_ID, tr, trl, te, tel, name=Path(train).name)
 
     def _read(self, path: Union[str, os.PathLike], lowercase: bool) -> List[List[str]]:
@@ -287,18 +293,24 @@ class Corpus(TextData):
             kept.append(i)
         return seqs, kept
 
-    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seqs, _ = self._encode_ids(sents, max_length)
-        return pack(seqs, max_length, len(self.vocab))
+    def _encode(self, sents: List[List[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor, List[int]]:
+        """:meth:`_encode_ids` packed: ``(M, max_length)`` ids, ``(M,)`` lengths, the rows kept."""
+        seqs, kept = self._encode_ids(sents, max_length)
+        return (*pack(seqs, max_length, len(self.vocab)), kept)
 
     def decode(self, ids: Iterable[int]) -> str:
         return " ".join(self.vocab.decode(ids))
 
-    def _reference_words(self, ids: List[int]) -> List[Hashable]:
-        """A test word outside the vocabulary is encoded as ``<unk>``; in a reference it becomes
-        :data:`OUT_OF_VOCABULARY`, which no generated sentence holds (as it cannot hold the word
-        itself): a generated ``<unk>`` would otherwise count as a match."""
-        return [OUT_OF_VOCABULARY if w == UNK else w for w in self.vocab.decode(ids)]
+    def bleu_references(self, rows: Optional[Iterable[int]] = None) -> List[List[str]]:
+        """The test sentences (the training ones without a test set), or those at ``rows`` (rows of
+        ``test``, or ``train``), as BLEU references: their words as the file holds them (lower-cased
+        with ``lowercase``), whole, as ``python -m textgym.evaluate --references`` reads them. A
+        word outside the vocabulary never matches (a generated sentence cannot hold it; its ``<unk>``
+        matches only a ``<unk>`` that the text itself holds, as in PTB), and a sentence cut at
+        ``max_length`` for NLL-test keeps its brevity penalty. With ``long_sentences="drop"``, the
+        dropped sentences are not references either."""
+        sentences = self._test_sentences if self.test is not None else self._train_sentences
+        return [list(sentences[i]) for i in (range(len(sentences)) if rows is None else rows)]
 
 
 class OracleData(TextData):
@@ -428,7 +440,8 @@ def resolve_data(data: Union[str, os.PathLike, TextData], max_length: Optional[i
 
 
 def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length: Optional[int] = None) -> TextData:
-    """``"oracle"``, a named corpus (:data:`CORPORA`, with its test split), a path to a text file,
+    """``"oracle"``, a named corpus (:data:`CORPORA`, with its test split), a path to a text file
+    (a labelled corpus when every line is ``label<TAB>sentence``: :func:`textgym.classes.read_corpus`),
     or a TextData object -> TextData.
 
     The oracle data set is cached per ``max_length`` (it is deterministic); ``"oracle-classes"``
@@ -448,7 +461,9 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
     if isinstance(data, str) and data in CORPORA:
         return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
+        from textgym.classes import read_corpus  # it imports this module
+
         if isinstance(data, str):
             refuse_misspelled_name(data)
-        return Corpus(data, max_length=max_length)
+        return read_corpus(data, max_length=max_length)
     raise TypeError(f"data must be 'oracle', a path to a text file, or a TextData object; got {type(data).__name__}")

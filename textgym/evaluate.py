@@ -28,6 +28,7 @@ from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import torch
 
+from textgym.classes import is_labelled_file
 from textgym.data import (
     CORPORA,
     EOS_ID,
@@ -195,7 +196,17 @@ def _cli_bleu_table(hyps: List[List[str]], refs: Optional[List[List[str]]], orde
     try:
         return bleu_table(hyps, refs, orders, metrics)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc} (or use --metrics bleu)") from None
+        hint = "--metrics bleu" if refs is not None else "--references and --metrics bleu"
+        raise SystemExit(f"error: {exc} (or score BLEU alone: {hint})") from None
+
+
+def refuse_labelled(path: str, what: str) -> None:
+    """SystemExit for a file of ``label<TAB>sentence`` lines (a class-conditional run's samples, a
+    labelled corpus): its labels would be scored as words, and its classes pooled."""
+    if is_labelled_file(path):
+        raise SystemExit(f"error: {what} {path} holds 'label<TAB>sentence' lines: the labels would be scored as words "
+                         "and the classes pooled; score each class's sentences on their own (e.g. "
+                         f"grep -P '^pos\\t' {path} | cut -f2-)")
 
 
 #: the smallest sampling temperature the CLI takes: below it, logits / t overflow float32
@@ -226,6 +237,7 @@ def read_samples(path: str) -> List[List[str]]:
         lines = read_lines(path, "samples file")
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
+    refuse_labelled(path, "samples file")
     if not any(line.strip() for line in lines):
         raise SystemExit(f"error: samples file {path} is empty")
     try:  # as the references are read: a final <eos> is the line's end, not a word
@@ -255,6 +267,7 @@ def read_references(source: str) -> List[List[str]]:
         if not Path(source).is_file():
             raise FileNotFoundError(f"references file {source} does not exist (a text file, or a named corpus: "
                                     f"{', '.join(sorted(CORPORA))})")
+        refuse_labelled(source, "references file")
         return read_sentences(source)
     except (FileNotFoundError, ValueError) as exc:  # missing, empty, not UTF-8
         raise SystemExit(f"error: {exc}") from None
