@@ -51,6 +51,19 @@ def test_welch_interval_with_equal_variances_and_sizes_has_2n_minus_2_degrees_of
     assert same is not None and (same.low, same.high) == (1.0, 1.0)
 
 
+def test_t_quantiles_of_huge_degrees_of_freedom_approach_the_normals():
+    """Past 1e10 degrees of freedom the t was the df = 1e10 one, whose incomplete beta had lost
+    3e-6; Welch's df divided by an underflowed 0 for tiny variances."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.975)
+    for df in (1e5, 1e6, 1e7, 1e9):  # the t's expansion z + (z^3 + z) / (4 df) is exact to O(1/df^2) here
+        assert t_quantile(0.975, df) == pytest.approx(z + (z ** 3 + z) / (4 * df), abs=1e-9)
+    assert t_quantile(0.975, 1e12) == pytest.approx(z, abs=1e-9) and t_quantile(0.975, math.inf) == pytest.approx(z, abs=1e-9)
+    ci = welch_interval([0.0, 1e-160], [0.0, 0.0])
+    assert ci is not None and ci.df == math.inf and ci.low < 5e-161 < ci.high
+
+
 def test_intervals_cover_the_true_difference_95_percent_of_the_time():
     rng = random.Random(0)
     n_trials, hits_p, hits_w = 4000, 0, 0

@@ -567,6 +567,14 @@ def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_anal
     assert ci["nll_test"]["df"] == 1.0 and ci["nll_oracle"]["df"] == 2.0  # the other two seeds; the other metrics whole
     assert "Left out as not finite (the statistics use the other seeds): s1 seqgan: nll_test = nan; s1 seqgan: " \
         "nll_oracle = inf at temperature 0.8 (a point of its frontier)." in report_markdown(spec, analysis, records)
+    # the seed-averaged frontier: that temperature averages the other seeds (one seed's inf took it out of
+    # the cell's averaged frontier only, so a cell equal to its control was "dominated")
+    same = _hand_records([0, 1, 2], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0])  # every sweep the same
+    cell1 = next(r for r in same if r["key"] == "seqgan" and r["seed"] == 1)
+    cell1["sweep"] = [dict(p) for p in cell1["sweep"]]
+    cell1["sweep"][0]["nll_oracle"] = float("inf")
+    comparison = analyze(spec, same)["comparisons"][0]
+    assert [comparison[ref]["frontier"]["verdict"] for ref in ("control", "mle", "start")] == ["equal"] * 3
 
 
 def test_a_seed_without_a_finite_frontier_point_gets_no_area_and_is_listed():

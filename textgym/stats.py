@@ -52,7 +52,9 @@ def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with ``df`` > 0 degrees of freedom (not necessarily an integer)."""
     if not df > 0:  # NaN too
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
-    df = min(df, 1e10)  # beyond, the t is the normal to double precision, and betainc loses accuracy
+    if df > 1e6:  # betainc loses accuracy beyond (3e-6 at 1e10): the t's expansion about the normal, exact to O(1/df²)
+        normal = statistics.NormalDist()
+        return normal.cdf(t) - normal.pdf(t) * (t ** 3 + t) / (4 * df)
     tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))
     return 1.0 - tail if t > 0 else tail
 
@@ -117,7 +119,8 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) 
     se2 = va + vb
     if se2 == 0:
         return Interval(est, est, est, math.inf, level)
-    df = se2 * se2 / (va * va / (len(a) - 1) + vb * vb / (len(b) - 1))
+    denominator = va * va / (len(a) - 1) + vb * vb / (len(b) - 1)
+    df = se2 * se2 / denominator if denominator > 0 else math.inf  # the squares of tiny variances underflow
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(se2)
     return Interval(est, est - half, est + half, df, level)
 

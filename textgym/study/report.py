@@ -60,8 +60,10 @@ def _has_front(points: Sequence[FrontierPoint]) -> bool:
 
 
 def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The sweeps of several seeds averaged per temperature; StudyError when their temperatures
-    differ (seeds of one study sweep the spec's temperatures in its order)."""
+    """The sweeps of several seeds averaged per temperature, each metric over the seeds where it is
+    finite there (NaN where none is: the point leaves the frontier); StudyError when their
+    temperatures differ (seeds of one study sweep the spec's temperatures in its order). One seed's
+    NaN would otherwise take that temperature out of the averaged frontier of one side only."""
     temperatures = [[row["temperature"] for row in r["sweep"]] for r in records]
     if any(t != temperatures[0] for t in temperatures):
         runs = ", ".join(f"s{r.get('seed')} {t}" for r, t in zip(records, temperatures, strict=True))
@@ -70,7 +72,8 @@ def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     out = []
     for rows in zip(*(r["sweep"] for r in records), strict=True):
         keys = set.intersection(*(set(r) for r in rows))
-        out.append({k: statistics.fmean(r[k] for r in rows) for k in keys})
+        finite = {k: [r[k] for r in rows if isinstance(r[k], (int, float)) and math.isfinite(r[k])] for k in keys}
+        out.append({k: statistics.fmean(xs) if xs else math.nan for k, xs in finite.items()})
     return out
 
 
