@@ -59,7 +59,7 @@ from textgym.classes import ClassData, MultiOracleData, num_classes_of
 from textgym.data import TextData, resolve_data
 from textgym.masks import length_mask
 from textgym.rewards import finish_sequences
-from textgym.sampling import check_temperature, linear_logit_bound, sample_past_prefix
+from textgym.sampling import check_temperature, generator_on, linear_logit_bound, sample_past_prefix
 
 __all__ = ["BLEU_HYPOTHESES", "ConditionalAgent", "ConditionalConfig", "ConditionalGenerator", "require_classes"]
 
@@ -148,6 +148,7 @@ class ConditionalGenerator(Generator):
         M, T = tokens.shape
         cls = self._classes(classes, M)
         prefix_lengths = prefix_lengths.to(self.device).long()
+        generator = generator_on(generator, self.device)  # an env's generator on another device
         table, class_table, w_hh = self._step_weights_c()
         bound = linear_logit_bound(self.out.weight, self.out.bias)
         h = torch.zeros(M, self.hidden_dim, device=self.device)

@@ -282,11 +282,10 @@ class InfillAgent(MLEAgent):
         sample_rng = torch.Generator(device=self.device).manual_seed(seed)
         filled = gen.sample(self.context_of(tok, lens, blanks), lens, tau, sample_rng)
         gen.train()
-        if isinstance(data, OracleData):
-            oracle = data.oracle_on(self.device)
-            valid = length_mask(lens, tok.shape[1])
+        if isinstance(data, OracleData):  # scored on the CPU, as the other agents' NLL-oracle (no TF32 rounding on a GPU)
+            valid = length_mask(lens, tok.shape[1]).cpu()
             for name, seqs in (("nll_oracle", filled), ("nll_oracle_true", tok)):
-                lp = oracle.log_probs(strip_padding(seqs, lens)).to(self.device)
+                lp = data.oracle_on("cpu").log_probs(strip_padding(seqs, lens).cpu())
                 out[name] = float(-(lp * valid).sum() / valid.sum())
         for order in (2, 3, 4):
             out[f"unique{order}"] = unique_ngram_share(filled, lens, blanks, order)

@@ -88,7 +88,10 @@ def warm_up(fn: Callable[[], Any], device: torch.device, last: bool, what: str) 
     draws differ from a run that was eager from the start."""
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
+    with torch.cuda.stream(side), warnings.catch_warnings():
+        # a capturable optimizer's first step outside a capture tells the user to build it without:
+        # here that step is the warm-up the capture asks for (torch warns once per optimizer)
+        warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True")
         with rehearsing():
             held, out = without_waits(fn, what) if last else (True, fn())
         if not held:

@@ -346,3 +346,31 @@ def test_arguments_that_would_be_ignored_are_refused(small_oracle_data):
         MCReward(OracleScorer(small_oracle_data.oracle), chunk_rows=1.5)
     assert TokenVecEnv(2, data=small_oracle_data, reward="mc").reward_fn.n_rollouts == 16  # SeqGAN's
     assert TokenVecEnv(2, data=small_oracle_data, reward=reward).reward_fn is reward
+
+
+class _LikeCuda(torch.Tensor):
+    """A CPU tensor that numpy cannot read, as it cannot read a CUDA tensor."""
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+
+def test_the_single_envs_step_on_a_tensor_action_on_the_envs_device(small_oracle_data, device):
+    """TokenEnv.step and InfillEnv's reset and step read tensors with np.asarray, which a CUDA
+    tensor refuses (the vector envs take it)."""
+    from textgym.infill import InfillEnv
+
+    env = TokenEnv(data=small_oracle_data, device=device, seed=0)
+    env.reset()
+    for action in (torch.tensor(3, device=device), torch.tensor([4]).as_subclass(_LikeCuda)):
+        obs, *_ = env.step(action)
+    assert obs.tolist()[:2] == [3, 4]
+    with pytest.raises(ValueError, match=r"one token id, got an array of shape \(2,\)"):
+        env.step(torch.tensor([1, 2]))
+    infill = InfillEnv(data=small_oracle_data, device=device, seed=0)
+    tokens = torch.arange(6)  # L = 6: the observation is the masked text (blanks as 51), then the text so far
+    obs, info = infill.reset(options={"tokens": tokens.as_subclass(_LikeCuda), "blanks": (tokens >= 2).as_subclass(_LikeCuda),
+                                      "lengths": torch.tensor(6).as_subclass(_LikeCuda)})
+    assert obs.tolist()[:6] == [0, 1, 51, 51, 51, 51] and int(info["cursor"]) == 2
+    obs, *_ = infill.step(torch.tensor(7).as_subclass(_LikeCuda))
+    assert obs.tolist()[6:] == [0, 1, 7, 51, 51, 51]

@@ -8,6 +8,7 @@ With ``--device cuda`` the captured trainer is compared with the eager one on th
 from __future__ import annotations
 
 import io
+import warnings
 
 import pytest
 import torch
@@ -423,6 +424,16 @@ def test_warm_up_runs_the_body_as_it_will_be_captured(monkeypatch):
     with pytest.warns(UserWarning, match="the body waits for the device"):
         assert graphed.warm_up(waits, torch.device("cpu"), True, "the body") == (False, "eager")
     assert seen[2:] == [True, False]
+
+    def steps_a_capturable_adam():  # as torch.optim warns at a capturable optimizer's first uncaptured step
+        warnings.warn("This instance was constructed with capturable=True or some of all the param_groups came with "
+                      "capturable=True, but step() is running without CUDA graph capture. ...", UserWarning)
+        return "stepped"
+
+    with warnings.catch_warnings(record=True) as caught:  # every CUDA run printed it (a study kept it in every record)
+        warnings.simplefilter("always")
+        assert graphed.warm_up(steps_a_capturable_adam, torch.device("cpu"), False, "the update") == (True, "stepped")
+    assert caught == []
 
 
 def test_the_mc_reward_turns_graphs_off_for_good_once_a_chunk_waits(monkeypatch):

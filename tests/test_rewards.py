@@ -359,6 +359,17 @@ def test_a_rollout_policy_on_another_device_than_the_env_draws_from_the_env_gene
     assert not torch.equal(rngs[0].get_state(), torch.Generator().manual_seed(5).get_state())
     same = torch.Generator(device)
     assert generator_on(same, device) is same and generator_on(None, device) is None
+    # the oracle and the class-conditional generator as rollout policies take an env's generator too
+    from agents.conditional import ConditionalGenerator
+    from textgym.oracle import OracleLSTM
+
+    oracle = OracleLSTM(30, 8, 8, 6, seed=0).to(device)
+    conditional = ConditionalGenerator(30, 6, 2, seed=0).to(device)
+    prefixes = torch.full((3,), 2)
+    for complete in (lambda rng: oracle.rollout(tokens, prefixes, generator=rng),
+                     lambda rng: conditional.rollout(tokens, prefixes, generator=rng, classes=torch.tensor([0, 1, 0]))):
+        done = [complete(torch.Generator().manual_seed(5)) for _ in range(2)]
+        assert torch.equal(done[0], done[1]) and torch.equal(done[0][:, :2].cpu(), tokens[:, :2])
 
 
 @pytest.mark.device

@@ -22,6 +22,7 @@ unchanged (the components that read every column as a token, ``GeneratorPolicy``
 """
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -459,6 +460,12 @@ class UnsupportedRenderMode(ValueError, TypeError):
     ``render_mode="rgb_array"`` and retries without it only on a TypeError."""
 
 
+def array_or_tensor(x: Any) -> Union[np.ndarray, torch.Tensor]:
+    """A tensor as it is (on its device: ``np.asarray`` refuses a CUDA tensor), anything else as a
+    numpy array: what a single env hands its vector env, which takes either."""
+    return x if torch.is_tensor(x) else np.asarray(x)
+
+
 def _single(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """A single env's keyword arguments for its vector env (gym.make's ``max_episode_steps`` dropped)."""
     return {k: v for k, v in kwargs.items() if k != "max_episode_steps"}
@@ -492,14 +499,14 @@ class TokenEnv(gym.Env):
         options = dict(options or {})
         prefix = options.get("prefix")
         if prefix is not None:  # one sequence: the one row of a padded (1, P) prefix (prefix_lengths still apply)
-            options["prefix"] = prefix.reshape(1, -1) if torch.is_tensor(prefix) else np.asarray(prefix).reshape(1, -1)
+            options["prefix"] = array_or_tensor(prefix).reshape(1, -1)
         obs, _ = self.venv.reset(seed=seed, options=options)
         return obs[0].cpu().numpy().copy(), {}
 
     def step(self, action: Any):
-        a = np.asarray(action)
-        if a.size != 1:
-            raise ValueError(f"action must be one token id, got an array of shape {a.shape}")
+        a = array_or_tensor(action)
+        if math.prod(a.shape) != 1:
+            raise ValueError(f"action must be one token id, got an array of shape {tuple(a.shape)}")
         if bool(self.venv._finished[0]):
             raise RuntimeError("the episode has ended; call reset() before stepping again")
         obs, r, term, trunc, _ = self.venv.step(a.reshape(1))

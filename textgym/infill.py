@@ -54,7 +54,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from textgym.data import OracleData, TextData, resolve_data
-from textgym.env import TokenEnv, _single, parse_autoreset_mode
+from textgym.env import TokenEnv, _single, array_or_tensor, parse_autoreset_mode
 from textgym.masks import length_mask, strip_padding
 from textgym.protocols import device_of, is_int
 from textgym.rewards import TRANSFORMS
@@ -402,9 +402,9 @@ class InfillEnv(TokenEnv):
         opts = dict(options or {})
         for key in ("tokens", "blanks"):
             if opts.get(key) is not None:
-                opts[key] = np.asarray(opts[key])[None]
+                opts[key] = array_or_tensor(opts[key])[None]
         if opts.get("lengths") is not None:
-            opts["lengths"] = np.asarray(opts["lengths"]).reshape(1)
+            opts["lengths"] = array_or_tensor(opts["lengths"]).reshape(1)
         obs, info = self.venv.reset(seed=seed, options=opts)
         self._ended = None
         return obs[0].cpu().numpy(), {k: v[0].cpu().numpy() for k, v in info.items()}
@@ -412,7 +412,7 @@ class InfillEnv(TokenEnv):
     def step(self, action: Any):
         if self._ended is not None:
             raise RuntimeError("the episode has ended; call reset() before stepping again")
-        obs, r, term, trunc, info = self.venv.step(np.asarray(action).reshape(1))
+        obs, r, term, trunc, info = self.venv.step(array_or_tensor(action).reshape(1))
         if bool(term[0]):  # the finished episode's observation and infos, not those of the one reset in its place
             self._ended = info["final_obs"][0]
             shown = {k: v[0].cpu().numpy() for k, v in info["final_info"].items()}

@@ -30,7 +30,7 @@ from torch import nn
 
 from textgym.masks import length_mask, strip_padding
 from textgym.paths import data_dir, data_path
-from textgym.sampling import linear_log_softmax, linear_logit_bound, sample_past_prefix
+from textgym.sampling import generator_on, linear_log_softmax, linear_logit_bound, sample_past_prefix
 
 ORACLE_KEYS = (
     "00_g_embeddings", "01_Wi", "02_Ui", "03_bi", "04_Wf", "05_Uf", "06_bf",
@@ -279,6 +279,7 @@ class OracleLSTM(nn.Module):
         tokens = tokens.to(self.Wo.device).clone()
         M, T = tokens.shape
         prefix_lengths = prefix_lengths.to(tokens.device)
+        generator = generator_on(generator, tokens.device)  # an env's generator on another device
         bound = self.logit_bound()
         h, c = self._zeros(M)
         prev = torch.full((M,), START_TOKEN, dtype=torch.long, device=tokens.device)
