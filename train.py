@@ -106,7 +106,10 @@ def parse(argv: List[str]) -> Tuple[Any, argparse.Namespace]:
         try:
             blob = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"--config {path}: cannot read it ({exc})") from None
+            stopped = path.name == "config.json" and path.parent.is_dir() and not (path.parent / "checkpoint.pt").exists()
+            raise ConfigError(f"--config {path}: cannot read it ({exc})" + (
+                f"; if {path.parent} is a run stopped before its first checkpoint, start it again with its own flags"
+                if stopped else "")) from None
         file_agent, file_budget, file_values = from_json(blob, str(path))
         recorded = isinstance(blob.get("sources"), dict)
         file_sources = blob["sources"] if recorded else {}

@@ -160,20 +160,37 @@ def sigterm_stops() -> Iterator[None]:
     """SIGTERM raises :class:`Terminated` while the block runs, in the main thread (the only one
     that may set signal handlers; elsewhere nothing changes). Without it a kill ended the process
     where it stood: a study's workers lost their runs' last iteration, and its queues were left
-    for the resource tracker to report."""
+    for the resource tracker to report. Each stop comes once: after the first SIGTERM or Ctrl-C
+    (KeyboardInterrupt, where Ctrl-C has Python's own handler), both are ignored until the block
+    ends, so that a second one cannot cut the cleanup short (a checkpoint in flight, the
+    background writer: a second Ctrl-C aborted the process in the middle of it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    def ignore_both() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if signal.getsignal(signal.SIGINT) is interrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def stop(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop: a second kill would cut the cleanup short
+        ignore_both()
         raise Terminated()
 
+    def interrupt(signum: int, frame: Any) -> None:
+        ignore_both()
+        raise KeyboardInterrupt()
+
     before = signal.signal(signal.SIGTERM, stop)
+    before_int = signal.getsignal(signal.SIGINT)
+    if before_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+        if before_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, before_int)
 
 
 class CheckpointWriter:

@@ -52,7 +52,7 @@ from agents.config import CONFIG_FORMAT, Resolved, RunConfig
 from textgym.allocator import keep_freed_memory
 from textgym.classes import num_classes_of, read_corpus
 from textgym.data import CORPORA, OracleData, TextData, corpus_files, refuse_misspelled_name, resolve_data
-from textgym.paths import atomic_write_bytes, atomic_write_json
+from textgym.paths import atomic_write_bytes, atomic_write_json, is_temporary
 from textgym.protocols import usable_device
 
 EVAL_SEED_BASE = 7_919_000  #: evaluate_task's sampling seed is this plus the run's seed
@@ -299,7 +299,9 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     ckpt = folder / "checkpoint.pt"
     if resume:
         if not ckpt.is_file():
-            raise RunError(f"--resume: no checkpoint at {ckpt}")
+            begun = folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+            raise RunError(f"--resume: no checkpoint at {ckpt}" + (
+                "; the run stopped before its first checkpoint: start it again, without --resume" if begun else ""))
         summary_path = folder / "summary.json"
         if summary_path.is_file():
             finished_header, _ = read_checkpoint(ckpt)
@@ -315,7 +317,7 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
                     raise RunError(f"{summary_path} does not match the checkpoint (its iterations or configuration "
                                    "differ): it belongs to another run; delete it and resume again")
                 return {**done, "already_finished": True}
-    elif any(p.name != LOCK_NAME for p in folder.iterdir()):
+    elif any(p.name != LOCK_NAME and not is_temporary(p) for p in folder.iterdir()):  # a kill's temporary files
         if ckpt.exists():
             raise RunError(f"{folder} already holds a run; pass --resume to continue it or choose another --out")
         if (folder / "summary.json").exists():  # its checkpoint deleted: a new run would overwrite its curves
@@ -329,8 +331,8 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     if classes is not None and not isinstance(agent, ConditionalAgent) and run.data != "oracle-classes":
         warnings.warn(f"{run.data} is a labelled corpus ('label<TAB>sentence' lines, {classes} classes): {resolved.agent} is "
                       "not class-conditional and trains on the sentences alone", stacklevel=2)
-    for pattern in (".*.tmp-*", "samples/.*.tmp-*"):  # left by a kill during an atomic write
-        for stale in folder.glob(pattern) if folder.is_dir() else []:
+    for place in (folder, folder / "samples"):  # temporary files left by a kill during an atomic write
+        for stale in [p for p in place.iterdir() if is_temporary(p)] if place.is_dir() else []:
             stale.unlink(missing_ok=True)
     header: Optional[Dict[str, Any]] = None
     warm: Dict[str, Any] = {}
@@ -346,7 +348,8 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     if not (resume and (folder / "config.json").is_file()):  # a resume keeps where each value came from
         atomic_write_json(folder / "config.json", resolved.to_json())
     # TensorBoard drops the events from purge_step on: those of iterations after the checkpoint's
-    log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration + 1 if header else None)
+    # (0 for a new start: a session stopped before its first checkpoint may have left events in tb/)
+    log = MetricsLog(folder, header["metrics_rows"] if header else 0, agent.iteration + 1 if header else 0)
 
     total = agent.total_iterations
     every = run.eval_every

@@ -457,3 +457,42 @@ def test_atomic_writes_keep_a_symbolic_link_and_write_into_a_pipe(tmp_path):
     atomic_write_bytes(fifo, b"through the pipe")
     reader.join(timeout=10)
     assert got == [b"through the pipe"] and not fifo.is_file()
+
+
+def test_an_interrupted_atomic_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C during config.json's write left only its temporary file: the folder was then neither
+    a run to resume nor empty, and a study failed that cell at every rerun."""
+    import os
+
+    from textgym.paths import atomic_write_bytes
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(tmp_path / "config.json", b"{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_ctrl_c_or_sigterm_during_a_stop_is_ignored_until_the_block_ends():
+    """A second Ctrl-C during the orderly stop (the checkpoint in flight) aborted the process."""
+    import os
+    import signal
+
+    from agents.checkpoints import Terminated, sigterm_stops
+
+    before = signal.getsignal(signal.SIGTERM)
+    for first in (signal.SIGINT, signal.SIGTERM):
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            with sigterm_stops():
+                try:
+                    os.kill(os.getpid(), first)
+                    time.sleep(1)  # the handler raises at the next bytecode
+                finally:
+                    for second in (signal.SIGINT, signal.SIGTERM):  # during the cleanup: nothing happens
+                        os.kill(os.getpid(), second)
+                        time.sleep(0.05)
+        assert isinstance(stopped.value, Terminated) == (first == signal.SIGTERM)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # both restored
+        assert signal.getsignal(signal.SIGTERM) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 
 import pytest
 import torch
@@ -486,6 +487,23 @@ def test_a_stop_keeps_the_last_checkpoint_and_prints_the_command_that_resumes_it
     monkeypatch.setattr(MLEAgent, "train_iteration", stopped_at(0))
     assert run(tmp_path, *args, name="early") == status
     assert f"{said} before the first checkpoint" in capsys.readouterr().err
+    # resuming it says to start again; starting again gives the full run, TensorBoard's curves included (the
+    # stopped session's events at step 0 showed twice), as does a start whose config.json write a kill cut
+    assert train.main([*args, "--out", str(tmp_path / "early"), "--quiet", "--resume"]) == 2
+    assert "stopped before its first checkpoint: start it again, without --resume" in capsys.readouterr().err
+    monkeypatch.setattr(MLEAgent, "train_iteration", step)
+    # TensorBoard reads a folder's event files in name order: time in seconds, host, pid, then a counter of
+    # this process that sorts "10" before "9"; sessions a second apart sort as they ran
+    time.sleep(1.1)
+    (tmp_path / "cut-config").mkdir()
+    (tmp_path / "cut-config" / ".config.json.tmp-1-2").write_text('{"form')  # all a kill in its write leaves
+    assert train.main(["--config", str(tmp_path / "cut-config" / "config.json"), "--resume", "--quiet",
+                       "--out", str(tmp_path / "cut-config")]) == 2  # the resume command a killed run's user types
+    assert "is a run stopped before its first checkpoint, start it again with its own flags" in capsys.readouterr().err
+    for name in ("early", "cut-config"):
+        assert run(tmp_path, *args, name=name) == 0
+        assert tb_scalars(tmp_path / name) == tb_scalars(tmp_path / "full")
+        assert [p.name for p in (tmp_path / name).iterdir() if ".tmp-" in p.name] == []
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path, oracle_data, capsys):

@@ -44,6 +44,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TEXTGYM_CACHE") or Path.home() / ".cache" / "textgym")
 
 
+TMP_MARK = ".tmp-"  # atomic writes write ".NAME.tmp-PID-THREAD" beside NAME, then rename it over NAME
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is an atomic write's temporary file (one a kill left behind, if no write is running)."""
+    return path.name.startswith(".") and TMP_MARK in path.name
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over ``path`` (over the
     file a symbolic link names; a pipe or device is written directly). The
@@ -55,12 +63,17 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
             f.write(payload)
         return
     path = path.resolve() if path.is_symlink() else path  # write the file a link names, keeping the link
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: no temporary file is left behind (a kill still leaves one)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX; some network mounts refuse)
         with contextlib.suppress(OSError):
             fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
