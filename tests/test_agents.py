@@ -756,3 +756,70 @@ def test_a_training_temperature_other_than_1_is_refused():
     for name in ("seqgan", "maligan-mixed", "maskgan"):
         with pytest.raises(ConfigError, match=r"temperature = 0\.8 is invalid: expected 1\.0 \(the losses use untempered"):
             resolve(agents.preset(name), "smoke", explicit={"temperature": 0.8})
+
+
+def test_reinforce_adapts_beta_by_the_tokens_of_the_batch(tiny):
+    """R2: after the first adversarial step (KL 0, so e = -0.2) over 32 sequences of 8 tokens
+    (n = 256 = 2 horizons of 100 + 56), β = 0.5 · 0.8² · (1 - 0.2 · 0.56)."""
+    cfg = tiny_config(discriminator="oracle", adv_steps=3, kl_beta=0.5, kl_target=0.01, kl_horizon=100,
+                      reward="terminal", baseline="mean")
+    a = make("reinforce", tiny, cfg, seed=3)
+    while a.iteration < a.adv_start:
+        a.train_iteration()
+    a.train_iteration()
+    second = a.train_iteration()
+    assert second["kl_beta"] == pytest.approx(0.5 * 0.8 ** 2 * (1 - 0.2 * 0.56), rel=1e-9)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "none"])
+def test_mixed_maligan_step_is_the_hand_loss(tiny, baseline):
+    """A1-A4: L = -[Σ_{ij} Σ_{t<N} log p(x^{ij}_t) + Σ_{ij} (w_ij - b) Σ_{t>=N} log p(x^{ij}_t)] / (B m T),
+    w_ij = m r_ij / Σ_k r_ik per prefix group i, r = exp(logit); b = 1 (mean) or 0 (none)."""
+    B, m, N = 2, 3, 3
+    logits = torch.tensor([0.5, -1.0, 2.0, 0.0, 1.0, -2.5])
+    a = make("maligan-mixed", tiny, tiny_config(discriminator=TableScorer(logits), mle_epochs=0, d_pretrain_steps=0,
+                                                batch_size=B, mixed_m=m, baseline=baseline), seed=0)
+    tokens = torch.randint(0, V, (B * m, L), generator=torch.Generator().manual_seed(0))
+    lengths = torch.full((B * m,), L)
+    clamped = (torch.arange(L) < N).expand(B * m, L).clone()
+    a.clamp_length = lambda: N
+    a.mixed_batch = lambda real, real_len, n_, m_=None: (tokens.clone(), lengths.clone(), clamped.clone())
+    with torch.no_grad():
+        lp = a.generator.log_probs(tokens)
+    total = 0.0
+    for i in range(B):
+        r = [math.exp(float(s)) for s in logits[i * m:(i + 1) * m]]
+        for j in range(m):
+            w = m * r[j] / sum(r)
+            b = 1.0 if baseline == "mean" else 0.0
+            row = lp[i * m + j]
+            total += float(row[:N].sum()) + (w - b) * float(row[N:].sum())
+    stats = a.generator_step()
+    assert stats["g_loss"] == pytest.approx(-total / (B * m * L), rel=1e-5)
+
+
+def test_maskgan_critic_reads_the_state_before_each_token(tiny):
+    """AC1: V_t = V_φ(h_t) with h_t the state after x_<t (the docstring): the critic's input at t
+    must not change when x_t changes, and must at t + 1."""
+    a = make("maskgan", tiny, tiny_config(discriminator="oracle", mle_epochs=0, critic_warmup=0, batch_size=4), seed=0)
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+            self.seen = []
+
+        def forward(self, h):
+            self.seen.append(h.detach().clone())
+            return h.sum(-1) * 0 + self.w
+
+    a.critic = Recorder()
+    a.critic_opt = torch.optim.SGD(a.critic.parameters(), lr=0.0)
+    x = torch.randint(0, V, (4, L), generator=torch.Generator().manual_seed(0))
+    y = x.clone()
+    y[:, 3] = (y[:, 3] + 1) % V
+    for tokens in (x, y):
+        a.generator.sample_with_lengths = lambda n, temperature=1.0, generator=None, t=tokens: (t.clone(), torch.full((4,), L))
+        a.generator_step(actor=False)
+    hx, hy = a.critic.seen
+    assert torch.equal(hx[:, :4], hy[:, :4]) and not torch.equal(hx[:, 4], hy[:, 4])

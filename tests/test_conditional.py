@@ -404,3 +404,23 @@ def test_a_resumed_run_summarises_the_last_held_out_figures_as_the_uninterrupted
                        "--quiet"]) == 0
     a, b = (json.loads((tmp_path / x / "summary.json").read_text())["metrics"] for x in "ab")
     assert "d_heldout_acc" in a and a == b
+
+
+def test_catgan_fitness_is_quality_plus_gamma_times_diversity(monkeypatch):
+    """C1: F = F_q + γ F_d, F_q = Σ_c Σ_j σ(D(x_f^{c,j}) - mean D(x_r^c)), F_d = Σ_c NLL (the evolve test stubs fitness)."""
+    import agents.catgan as catgan
+    from textgym.classes import MultiOracleData
+
+    data = MultiOracleData(2, seqgan_oracle=False, vocab_size=50, max_length=6, n_train=120, n_test=40)
+    agent = catgan.CatGANAgent(data, dict(mle_epochs=1, adv_steps=2, d_steps=1, batch_size=16, eval_batches=1,
+                                          d_filters=8, d_emb_dim=16, beta_max=10.0, lambda_fd=0.5), seed=0)
+    fake = {0: torch.linspace(-1.0, 1.0, 16), 1: torch.linspace(0.0, 2.0, 16)}
+    nll = {0: 3.0, 1: 5.0}
+    agent.gen.gumbel_sample = lambda n, c, beta, generator=None: (torch.full((n, 6), c), torch.full((n,), 6), None)
+    monkeypatch.setattr(catgan, "soft_logits", lambda d, soft, tokens, lengths: fake[int(tokens[0, 0])])
+    agent.class_nll = lambda tokens, lengths, classes, **kw: nll[int(classes[0])]
+    real = [torch.tensor([0.5, 1.5]), torch.tensor([-1.0, 1.0])]
+    fq, fd, score, _ = agent.fitness(1.0, real)
+    want_q = sum(float(torch.sigmoid(fake[c] - real[c].mean()).sum()) for c in (0, 1))
+    assert fq == pytest.approx(want_q) and fd == pytest.approx(8.0)
+    assert score == pytest.approx(want_q + 0.5 * 8.0)

@@ -764,3 +764,25 @@ def test_load_optimizer_state_copies_and_can_make_a_state_capturable():
     assert captured.param_groups[0]["capturable"] is True and saved["param_groups"][0]["capturable"] is False
     step = captured.state[w]["step"]
     assert step.dtype == torch.float32 and step.device == w.device and float(step) == 1.0
+
+
+def test_the_replayed_share_of_the_fake_side_is_drawn_from_the_buffer_of_past_fakes():
+    """D1: with a buffer of the first call's fakes and replay_fraction 0.5, the second call trains on
+    30 of its own 60 fakes and 30 rows of the buffer (the suite checks only n_replayed == 30)."""
+    import discriminators
+    from discriminators import DiscriminatorTrainer
+
+    d = discriminators.make("rnn", vocab_size=50, max_length=8, emb_dim=32, hidden=64)
+    t = DiscriminatorTrainer(d, lr=1e-2, batch_size=1000, seed=0, replay_size=80, replay_fraction=0.5)
+    real, real_len = _toy(100, 0)
+    old, old_len = _toy(60, 1, shift=1)
+    new, new_len = _toy(60, 2, shift=1)
+    old[:, 0], new[:, 0] = 49, 47  # the first token tells a buffered fake from a fresh one
+    t.step(real, real_len, old, old_len)
+    seen = []
+    objective = t._objective
+    t._objective = lambda tok, ln, tg: (seen.append((tok.clone(), tg.clone())), objective(tok, ln, tg))[1]
+    assert t.step(real, real_len, new, new_len)["n_replayed"] == 30
+    tok, tg = seen[0]
+    first = tok[tg == 0, 0].tolist()
+    assert len(first) == 60 and first.count(47) == 30 and first.count(49) == 30

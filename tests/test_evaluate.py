@@ -299,10 +299,12 @@ def test_curves_refuses_the_options_it_would_ignore(tmp_path, monkeypatch):
     (run / "metrics.jsonl").write_text('{"iteration": 0, "nll_test": 8.0}\n{"iteration": 1, "nll_test": 7.5}\n')
     (tmp_path / "s.txt").write_text("a b\n")
     monkeypatch.chdir(tmp_path)
-    for extra in (["s.txt"], ["--json", "r.json"], ["--oracle"], ["--orders", "2"], ["--n-samples", "9"], []):
-        with pytest.raises(SystemExit):  # [] : no --plot (it wrote ./curves.png, over any file of that name)
-            evaluate_main(["--curves", str(run), *extra])
-    assert not (tmp_path / "curves.png").exists()
+    for extra in (["s.txt"], ["--json", "r.json"], ["--oracle"], ["--orders", "2"], ["--n-samples", "9"]):
+        with pytest.raises(SystemExit, match="2"):  # each refused for itself (with --plot given, it is the only reason)
+            evaluate_main(["--curves", str(run), "--plot", "c.png", *extra])
+    with pytest.raises(SystemExit):  # no --plot: it wrote ./curves.png, over any file of that name
+        evaluate_main(["--curves", str(run)])
+    assert not (tmp_path / "curves.png").exists() and not (tmp_path / "c.png").exists()
     assert evaluate_main(["--curves", str(run), "--plot", "c.png"]) == 0 and (tmp_path / "c.png").is_file()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -552,3 +553,76 @@ def test_the_single_env_takes_a_numpy_seed_and_a_numpy_mask_rate(small_oracle_da
     a, _ = env.reset(seed=np.int64(3))
     b, _ = env.reset(seed=3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_unique_ngram_share_counts_the_ngrams_that_end_at_a_fill_and_matches_a_slow_count():
+    """U1 (only n-grams that start at a fill), U2 (the last n-gram of a row dropped): the suite's one
+    hand case has its fill at position 1 of 4, where both give the right 0.5."""
+    from textgym.infill import unique_ngram_share
+
+    tokens = torch.tensor([[1, 2, 1, 2], [1, 2, 1, 2]])
+    last = torch.tensor([[False, False, False, True]] * 2)  # bigrams touching position 3: (1, 2) twice
+    assert unique_ngram_share(tokens, torch.tensor([4, 4]), last, 2) == 0.5
+    g = torch.Generator().manual_seed(0)
+    tokens, lengths = torch.randint(3, (20, 7), generator=g), torch.randint(1, 8, (20,), generator=g)
+    blanks = torch.rand(20, 7, generator=g) < 0.3
+    for n in (2, 3):
+        grams = [tuple(tokens[i, s:s + n].tolist()) for i in range(20) for s in range(int(lengths[i]) - n + 1)
+                 if bool(blanks[i, s:s + n].any())]
+        assert unique_ngram_share(tokens, lengths, blanks, n) == len(set(grams)) / len(grams)
+
+
+def test_maskgan_infill_step_is_the_hand_computation(small_oracle_data):
+    """One in-filling generator step on fixed blanks, fills, logits s and critic values v_t, against
+    r = log σ(s) at the blanks, R_t = Σ_{u>=t} γ^{u-t} r_u, A = clip(R - v, ±c),
+    L_G = -Σ_blanks A log π / #blanks, L_V = Σ_blanks (R - v)² / #blanks and its SGD step."""
+    Lq = small_oracle_data.max_length  # 6
+    gamma, clip, lr = 0.5, 1.0, 0.1
+    a = agents.make("maskgan-infill", small_oracle_data, {"mle_epochs": 0, "d_pretrain_steps": 0, "adv_steps": 1,
+                                                          "critic_warmup": 0, "batch_size": 3, "gamma": gamma,
+                                                          "adv_clip": clip, "discriminator": "constant"}, seed=0)
+    tok = small_oracle_data.train[:3].clone()
+    lens = torch.full((3,), Lq)
+    blanks = torch.tensor([[False, True, True, False, True, False],
+                           [True, False, False, True, True, True],
+                           [False, False, True, False, False, True]])
+    context = a.context_of(tok, lens, blanks)
+    filled = torch.where(blanks, torch.randint(50, (3, Lq), generator=torch.Generator().manual_seed(1)), tok)
+    s = torch.tensor([[0.3, -2.0, 1.5, 0.2, -0.7, 2.2], [-1.0, 0.4, 0.9, 2.5, -3.0, 0.1], [1.1, 0.0, -2.2, 0.6, 0.8, -1.4]])
+
+    class Table:
+        is_probabilistic = True
+
+        def score_filled(self, context, filled, lengths):
+            return s.clone()
+
+    a.scorer = Table()
+    a.real_batch = lambda: (tok.clone(), lens.clone(), blanks.clone(), context.clone())
+    a.generator.sample = lambda context, lengths, temperature=1.0, generator=None: filled.clone()
+    from test_agents import PositionCritic
+
+    values = [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5]
+    a.critic = PositionCritic(values)
+    a.critic_opt = torch.optim.SGD(a.critic.parameters(), lr=lr)
+    with torch.no_grad():
+        lp = torch.log_softmax(a.generator(context, filled)[0], -1).gather(2, filled[..., None]).squeeze(2)
+    nb = int(blanks.sum())
+    g_loss = v_loss = adv = 0.0
+    grad = [0.0] * Lq
+    for i in range(3):
+        r = [math.log(1 / (1 + math.exp(-float(s[i, t])))) if blanks[i, t] else 0.0 for t in range(Lq)]
+        for t in range(Lq):
+            if not blanks[i, t]:
+                continue
+            R = sum(gamma ** (u - t) * r[u] for u in range(t, Lq))
+            A = max(-clip, min(clip, R - values[t]))
+            g_loss -= A * float(lp[i, t]) / nb
+            adv += A / nb
+            v_loss += (R - values[t]) ** 2 / nb
+            grad[t] += -2 * (R - values[t]) / nb
+    stats = a.generator_step()
+    assert stats["g_loss"] == pytest.approx(g_loss, rel=1e-5)
+    assert stats["advantage"] == pytest.approx(adv, rel=1e-5)
+    assert stats["critic_loss"] == pytest.approx(v_loss, rel=1e-5)
+    torch.testing.assert_close(a.critic.v.detach(), torch.tensor([v - lr * g for v, g in zip(values, grad)]),
+                               rtol=1e-5, atol=1e-6)

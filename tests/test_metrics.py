@@ -176,3 +176,37 @@ def test_frontier_axes_say_which_way_is_better_and_one_plot_holds_one_pair_of_me
                       ("self-bleu4 (lower is better)", "bleu4 (higher is better)")]
     with pytest.raises(ValueError, match="different metrics"):  # they were all labelled as the first point's
         plot_frontier(nll + bleu, tmp_path / "c.png")
+
+
+def test_corpus_frontier_points_are_bleu_and_self_bleu_of_samples_at_each_temperature(tmp_path):
+    from agents.generator import Generator
+    from textgym.bleu import bleu, self_bleu
+    from textgym.data import Corpus
+    from textgym.metrics import corpus_frontier, sample_sequences
+
+    (tmp_path / "train.txt").write_text("a b c d\nb c d e\nc d e f\nd e f a\n")
+    data = Corpus(tmp_path / "train.txt", max_length=6)
+    gen = Generator(vocab_size=data.vocab_size, max_length=6, eos_id=data.eos_id, emb_dim=4, hidden_dim=4, seed=0)
+    with torch.no_grad():
+        gen.out.weight.normal_(0, 2.0, generator=torch.Generator().manual_seed(0))
+    refs = [s.split() for s in ("a b c d", "b c d e", "c d e f")]
+    decode = lambda ids: data.decode(ids).split()  # noqa: E731
+    pts = corpus_frontier({"g": gen}, refs, decode, temperatures=(0.5, 1.5), n=60, order=2, seed=3)
+    for p in pts:
+        tokens, lengths = sample_sequences(gen, 60, temperature=p.temperature, seed=3)
+        hyps = [decode(r[: int(n)].tolist()) for r, n in zip(tokens, lengths)]
+        assert (p.quality_name, p.diversity_name) == ("bleu2", "self_bleu2")
+        assert p.quality == bleu(hyps, refs, 2) and p.diversity == self_bleu(hyps, 2)
+    assert pts[0].diversity != pts[1].diversity  # the temperature reaches the samples
+
+
+def test_nll_oracle_at_a_temperature_scores_samples_drawn_at_that_temperature(small_oracle_data):
+    """M5: nll_oracle(τ) is the oracle's NLL of samples drawn at τ; the frontier test's
+    `q == sorted(q)` also holds when every q is the same number."""
+    from textgym.metrics import nll_oracle, oracle_nll, sample_sequences
+
+    o = small_oracle_data.oracle
+    for tau in (0.5, 1.5):
+        tokens, lengths = sample_sequences(o, 300, temperature=tau, seed=0)
+        assert nll_oracle(o, o, 300, temperature=tau, seed=0) == oracle_nll(o, tokens, lengths)
+    assert nll_oracle(o, o, 300, temperature=0.5) < nll_oracle(o, o, 300, temperature=1.5)

@@ -451,3 +451,23 @@ def test_masked_mean_ignores_any_value_at_masked_positions():
     out.backward()
     assert torch.equal(x.grad, mask.float() / 3)
     assert masked_mean(x, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_mc_value_is_the_mean_of_the_transformed_rollout_scores(toy_scorer):
+    """R1: Q = (1/n) Σ_k f(D(Y^k)), not f of the mean logit. Rollout k of a group fills with token 2 + 10 k."""
+    Vt, n = 40, 3
+
+    class SpreadPolicy:
+        def rollout(self, tokens, prefix_lengths, *, temperature=1.0, generator=None):
+            k = torch.arange(tokens.shape[0]) % n
+            fill = (2 + 10 * k)[:, None].expand_as(tokens)
+            keep = torch.arange(tokens.shape[1]) < prefix_lengths[:, None]
+            return torch.where(keep, tokens, fill)
+
+    scorer = toy_scorer(Vt)
+    reward = MCReward(scorer, "prob", rollout_policy=SpreadPolicy(), n_rollouts=n).bind(Vt, None, Vt)
+    tokens, plen = torch.tensor([[5, 6, 7, 8]]), torch.tensor([1])
+    got = reward.values(tokens, plen)
+    rows = [torch.tensor([[5] + [2 + 10 * k] * 3]) for k in range(n)]
+    want = sum(float(torch.sigmoid(scorer.score(r))[0]) for r in rows) / n
+    assert float(got[0]) == pytest.approx(want, rel=1e-6)

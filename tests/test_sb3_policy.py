@@ -476,3 +476,47 @@ def test_the_policy_takes_adams_foreach_option(small_oracle_data):
     model = PPO(GeneratorPolicy, env, n_steps=L, batch_size=24, seed=0, policy_kwargs=dict(optimizer_kwargs={"foreach": True}))
     group = model.policy.optimizer.param_groups[0]
     assert group["foreach"] and not group["fused"] and group["eps"] == 1e-5
+
+
+def test_kl_callback_adapts_beta_per_rollout_tokens_and_reports_each_rollouts_own_kl(small_oracle_data):
+    """R4: the first rollout (π = π_ref, KL 0: e = -0.2) of 4 envs × 6 steps = 24 tokens gives
+    β = 0.5 (1 - 0.2 · 24 / 100). R3: last_kl is the mean KL of the last rollout only."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    from agents.generator import Generator
+    from agents.sb3_policy import GeneratorPolicy, KLRewardCallback, generator_policy_kwargs
+    from textgym import TokenVecEnv
+    from textgym.rewards import KLController
+    from textgym.sb3 import SB3VecEnv
+
+    Lq, Vq = 6, 50
+    g = Generator(Vq, Lq, seed=0)
+    env = SB3VecEnv(TokenVecEnv(4, data=small_oracle_data, discriminator="oracle", seed=0))
+    model = PPO(GeneratorPolicy, env, n_steps=Lq, batch_size=24, seed=0, learning_rate=0.05,
+                policy_kwargs=generator_policy_kwargs(g.state_dict()))
+    reference = copy.deepcopy(g)
+    kl = KLRewardCallback(model.policy.generator, KLController(0.5, target=0.05, horizon=100))
+
+    class Rec(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.steps = []
+
+        def _on_step(self):
+            self.steps.append((self.locals["actions"].copy(), self.locals["log_probs"].clone(),
+                               self.locals["obs_tensor"].clone()))
+            return True
+
+    model.learn(4 * Lq, callback=kl)
+    assert kl.controller.beta == pytest.approx(0.5 * (1 - 0.2 * 24 / 100), rel=1e-6)
+    rec = Rec()
+    model.learn(4 * Lq * 3, callback=CallbackList([rec, kl]), reset_num_timesteps=False)
+    last = rec.steps[-Lq:]
+    ks = []
+    for actions, lp, obs in last:
+        tokens = obs.round().long()
+        lengths = (tokens != Vq).sum(1)
+        ref_lp = torch.log_softmax(reference(tokens)[0], -1)[torch.arange(4), lengths, torch.as_tensor(actions).long()]
+        ks.append((lp - ref_lp).detach())
+    assert kl.last_kl == pytest.approx(float(torch.cat(ks).mean()), rel=1e-4, abs=1e-6)

@@ -182,3 +182,34 @@ def test_a_point_with_an_unmeasured_metric_is_on_no_frontier():
     assert pareto_front([(math.nan, 0.1), (1.0, 3.0), (3.0, 0.5)]) == pareto_front([(1.0, 3.0), (math.nan, 0.1), (3.0, 0.5)])
     with pytest.raises(ValueError, match="sweep of a has no point with finite"):
         compare_frontiers(curve("a", [(1.0, (math.inf, 1.0))]), b)
+
+
+def test_welch_df_with_unequal_sizes_is_the_welch_satterthwaite_formula():
+    """S1: df uses n_a - 1 for a's term and n_b - 1 for b's (the suite only has equal sizes)."""
+    a, b = [1.0, 2.0, 3.0, 4.0, 5.0], [2.0, 4.0]
+    va, vb = 2.5 / 5, 2.0 / 2                     # s²/n
+    df = (va + vb) ** 2 / (va ** 2 / 4 + vb ** 2 / 1)
+    ci = welch_interval(a, b)
+    assert ci.df == pytest.approx(df, rel=1e-12)
+
+
+def test_a_90_percent_interval_uses_the_95th_percentile():
+    """S2, S3: the level argument reaches the quantile (t(0.95, 2) in closed form)."""
+    a, b = [9.0, 9.3, 8.7], [9.5, 9.4, 9.4]
+    d = [x - y for x, y in zip(a, b)]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    t95 = (2 * 0.95 - 1) / math.sqrt(2 * 0.95 * 0.05)
+    ci = paired_interval(a, b, level=0.9)
+    assert ci.high - ci.estimate == pytest.approx(t95 * sd / math.sqrt(3), rel=1e-9)
+    w = welch_interval([1.0, 2.0, 3.0], [3.0, 4.0, 5.0], level=0.9)
+    assert w.high - w.estimate == pytest.approx(2.131846786 * math.sqrt(2 / 3), rel=1e-8)  # t(0.95, 4)
+
+
+def test_a_frontier_that_reaches_better_quality_beyond_the_others_last_point_is_better_there():
+    """M2: B goes on to (10, 0.5) where A's flat extension gives 1.0; A is better at x = 9 (1.0 < 1.25).
+    Each is better somewhere: 'crosses' (the mutant compared up to x = 9 only and said 'dominates')."""
+    a = curve("a", [(0.5, (8.0, 2.0)), (1.0, (9.0, 1.0))])
+    b = curve("b", [(0.5, (8.0, 2.0)), (1.0, (10.0, 0.5))])
+    assert compare_frontiers(a, b).verdict == "crosses"
+    assert compare_frontiers(b, a).verdict == "crosses"

@@ -40,6 +40,25 @@ def finished(tmp_path_factory, oracle_data):
     return run_spec(tmp_path_factory, SPEC, "study")
 
 
+def verdict_from_results(out, key, ref_key, diversity="nll_test"):
+    """The frontier verdict of ``key`` against ``ref_key``, from results.jsonl alone: NLL-oracle
+    against ``diversity`` on the sweeps averaged over seeds (a check of analysis.json that does not
+    go through the report's code)."""
+    import statistics
+
+    from textgym.metrics import FrontierPoint, compare_frontiers
+
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+    def front(k):
+        sweeps = [r["sweep"] for r in sorted(records, key=lambda r: r["seed"]) if r["key"] == k]
+        return [FrontierPoint(k, rows[0]["temperature"], statistics.fmean(r["nll_oracle"] for r in rows),
+                              statistics.fmean(r[diversity] for r in rows), "nll_oracle", diversity)
+                for rows in zip(*sweeps, strict=True)]
+
+    return compare_frontiers(front(key), front(ref_key)).verdict
+
+
 def rows(out):
     with open(out / "results.csv") as f:
         return [{k: v for k, v in r.items() if k not in TIMES} for r in csv.DictReader(f)]
@@ -66,8 +85,8 @@ def test_tiny_study_writes_every_output(finished):
                             for k in CELLS for kind in ("curves", "frontier")])
     analysis = json.loads((out / "analysis.json").read_text())
     for comp in analysis["comparisons"]:
-        assert comp["control"]["seeds"] == [0, 1] and comp["control"]["frontier"]["verdict"] in (
-            "dominates", "dominated", "crosses", "equal")
+        assert comp["control"]["seeds"] == [0, 1]
+        assert comp["control"]["frontier"]["verdict"] == verdict_from_results(out, comp["key"], comp["control"]["key"])
         assert set(comp["control"]["differences"]) >= {"nll_oracle", "nll_test", "entropy"}
 
 
@@ -367,7 +386,8 @@ def test_an_infill_study_sweeps_temperatures_against_its_mle_infill_and_constant
     assert "NLL-test" not in report and "## Reading" in report
     analysis = json.loads((out / "analysis.json").read_text())
     (comp,) = analysis["comparisons"]
-    assert comp["control"]["frontier"]["verdict"] in ("dominates", "dominated", "crosses", "equal")
+    assert comp["control"]["frontier"]["verdict"] == verdict_from_results(out, comp["key"], comp["control"]["key"],
+                                                                          "nll_infill")
     assert set(comp["mle"]["differences"]) == {"nll_oracle", "nll_infill", "unique2", "unique4"}
     name = Cell(INFILL_CELL, "", "", (), 0).folder_name
     assert sorted(p.name for p in (out / "plots").iterdir()) == [f"curves-{name}.png", f"frontier-{name}.png"]
@@ -874,3 +894,16 @@ def test_a_dominated_verdict_with_an_area_interval_above_zero_is_not_said_to_inc
     lines = [line for line in reading(analysis, frontier_axes(spec)[0], task_of(spec)) if "- Frontier" in line]
     assert lines == ["- Frontier below the MLE control's on the seed-averaged sweeps, but the seeds' area interval is "
                      "above 0 (the per-seed frontiers say the cell is better): `seqgan`."]
+
+
+def test_the_area_of_means_is_between_the_seed_averaged_sweeps():
+    """ST1: _hand_records' sweeps are lines shifted by each seed's shift, so the seed-averaged sweeps
+    differ by the mean shift and the area over the shared range of width 0.4 is -mean(d) · 0.4."""
+    from textgym.study import StudySpec
+    from textgym.study.report import analyze
+
+    spec = StudySpec.from_dict({"name": "hand", "grid": [{"agent": ["seqgan"]}], "seeds": [0, 1, 2]})
+    cell, control = [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1]
+    fr = analyze(spec, _hand_records([0, 1, 2], cell, control))["comparisons"][0]["control"]["frontier"]
+    d = [c - r for c, r in zip(cell, control)]
+    assert fr["area_of_means"] == pytest.approx(-sum(d) / 3 * 0.4)
