@@ -182,10 +182,12 @@ def pareto_front(xy: Sequence[tuple[float, float]]) -> List[tuple[float, float]]
 
 
 def _interp(front: Sequence[tuple[float, float]], x: float) -> float:
+    """The front's quality at diversity ``x`` >= its first point's (:func:`compare_frontiers` asks
+    nothing left of either front): linear between its points, its best (last) quality beyond."""
     for (x0, y0), (x1, y1) in zip(front, front[1:], strict=False):
         if x0 <= x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return front[0][1] if x <= front[0][0] else front[-1][1]
+    return front[-1][1]
 
 
 @dataclass
