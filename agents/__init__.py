@@ -105,7 +105,8 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
         "token is generated, no in-filling mask); an MLP critic on the generator's state with lr 5e-3 and 50 "
         "warm-up updates (their RNN critic uses 5.18e-7); 120 MLE epochs at SeqGAN's lr 0.01 and batch 128 (their "
         "pretraining: lr 7.49e-4, batch 20) and 50 D pretraining updates of 128 + 128 sequences; "
-        "32-unit models without dropout (theirs 2 x 650, variational dropout); the loss a per-token "
+        "a 32-unit generator without dropout and the 128-unit rnn D with dropout 0.1 (theirs 2 x 650, "
+        "variational dropout); the loss a per-token "
         "mean with G's gradient clipped at 5 (theirs a sum, G, D and critic clipped at 10); G, then D each step "
         "(theirs D and critic, then G)."),
     Preset("mle-infill", InfillAgent, dict(mle_epochs=120, batch_size=64, mle_lr=7.4876e-4, mask_rate=0.5,

@@ -148,7 +148,9 @@ class ReinforceAgent(AdversarialAgent):
             return 0.0
         if kind == "rise":
             return min(1.0, self.g_updates / self.config.baseline_rise)
-        mean = float(masked_mean(returns, mask))
+        # in float64: a float32 sum of equal returns (a no-information control's log ½) is off by an ulp,
+        # and Adam would turn the ±1e-7 advantages into full steps
+        mean = float(masked_mean(returns.double(), mask))
         if kind == "mean":
             return mean
         d = self.config.baseline_decay
@@ -238,7 +240,7 @@ class MaliGANAgent(ReinforceAgent):
     the REINFORCE loss with the terminal reward w_i and γ = 1 (every token of x_i gets R = w_i):
     -Σ_{i,t} (w_i - b) log p_θ(x_{i,t}|x_{i,<t}) / Σ_i L_i, i.e. the paper's gradient divided by
     the mean length.
-    ``discriminator="oracle"`` uses the optimal discriminator :class:`OracleRatioScorer`.
+    ``discriminator="oracle"`` uses the optimal discriminator :class:`agents.adversarial.OracleRatioScorer`.
     """
 
     name = "maligan"

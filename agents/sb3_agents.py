@@ -145,7 +145,7 @@ class SB3Agent(Agent):
         if isinstance(self.discriminator, torch.nn.Module):  # the no-information controls are never trained
             self.trainer = discriminators.DiscriminatorTrainer(self.discriminator, lr=c.d_lr, batch_size=c.d_batch_size,
                                                                seed=seed)
-            # the env's real sequences: the callback holds out the last fifth when the data has no test set
+            # the env's real sequences: the callback holds out up to a fifth (at most 1,000) when the data has no test set
             self.callback = DiscriminatorCallback(self.discriminator, trainer=self.trainer, train_every=c.d_every,
                                                   k=c.d_epochs, seed=seed)
             self.callback.setup(self.env)

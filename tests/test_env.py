@@ -374,3 +374,13 @@ def test_the_single_envs_step_on_a_tensor_action_on_the_envs_device(small_oracle
     assert obs.tolist()[:6] == [0, 1, 51, 51, 51, 51] and int(info["cursor"]) == 2
     obs, *_ = infill.step(torch.tensor(7).as_subclass(_LikeCuda))
     assert obs.tolist()[6:] == [0, 1, 7, 51, 51, 51]
+
+
+def test_autoreset_mode_is_refused_by_the_single_envs_with_a_message(small_oracle_data):
+    """gym.make("textgym/TokenGen-v0", autoreset_mode=...) raised "got multiple values for keyword argument"."""
+    import gymnasium as gym
+
+    for env_id in ("textgym/TokenGen-v0", "textgym/Infill-v0"):
+        with pytest.raises(ValueError, match=r"autoreset_mode applies to the vector envs \(gym.make_vec\)"):
+            gym.make(env_id, data=small_oracle_data, autoreset_mode="same_step")
+        assert gym.make_vec(env_id, num_envs=2, data=small_oracle_data, autoreset_mode="same_step").num_envs == 2

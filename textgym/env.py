@@ -467,7 +467,11 @@ def array_or_tensor(x: Any) -> Union[np.ndarray, torch.Tensor]:
 
 
 def _single(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    """A single env's keyword arguments for its vector env (gym.make's ``max_episode_steps`` dropped)."""
+    """A single env's keyword arguments for its vector env (gym.make's ``max_episode_steps`` dropped);
+    ValueError for ``autoreset_mode``, which only vector envs have (it was a TypeError, "multiple values")."""
+    if "autoreset_mode" in kwargs:
+        raise ValueError("autoreset_mode applies to the vector envs (gym.make_vec); a single env's episode ends and "
+                         "waits for reset()")
     return {k: v for k, v in kwargs.items() if k != "max_episode_steps"}
 
 

@@ -130,7 +130,7 @@ def oracle_frontier(
     temperatures: Sequence[float] = (0.5, 0.75, 1.0, 1.25, 1.5), n: int = 5000, seed: int = 0,
 ) -> List[FrontierPoint]:
     """NLL-oracle (quality) against NLL-test (diversity) over sampling temperatures, for each model;
-    NLL-oracle on ``n`` samples per temperature (5,000, as :func:`evaluate_generator`)."""
+    NLL-oracle on ``n`` samples per temperature (5,000, as :func:`textgym.evaluate.evaluate_generator`)."""
     points = []
     for name, model in models.items():
         for tau in temperatures:
