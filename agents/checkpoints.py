@@ -30,7 +30,7 @@ import torch
 
 from agents.base import Agent
 from agents.config import Resolved, RunConfig
-from textgym.data import TextData
+from textgym.data import Corpus, TextData
 from textgym.paths import atomic_write_bytes
 from textgym.safeload import UnsafeFileError, load_data_only
 
@@ -327,7 +327,7 @@ def check_same_config(path: Path, header: Dict[str, Any], resolved: Resolved) ->
 
 def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
     """SHA-256 of the training tokens (as used, after ``train_size``), of the test tokens (which
-    NLL-test, BLEU and the discriminator's held-out reals read) and of the vocabulary (corpora):
+    NLL-test and the discriminator's held-out reals read), of the vocabulary and BLEU's references (corpora):
     a checkpoint resumes only on the same data, and a run warm starts from another only on the
     same ids. Class-labelled data adds its labels and class names (a resume on relabelled
     sentences would train each class on another class's)."""
@@ -339,7 +339,11 @@ def data_fingerprint(data: TextData) -> Dict[str, Optional[str]]:
         for t in (data.train_labels, data.test_labels):  # type: ignore[attr-defined]
             h.update(b"-" if t is None else t.cpu().numpy().tobytes())
         labels = h.hexdigest()
+    references = None
+    if isinstance(data, Corpus):  # BLEU reads the sentences as written, which the tokens do not fix (<unk>, cut ones)
+        references = hashlib.sha256("\n".join(" ".join(r) for r in data.bleu_references()).encode()).hexdigest()
     return {
+        "references_sha256": references,
         "train_sha256": hashlib.sha256(data.train.cpu().numpy().tobytes()).hexdigest(),
         "test_sha256": None if data.test is None else hashlib.sha256(data.test.cpu().numpy().tobytes()).hexdigest(),
         "vocab_sha256": None if vocab is None else hashlib.sha256("\n".join(vocab.itos).encode()).hexdigest(),
@@ -361,9 +365,9 @@ def check_same_data(path: Path, header: Dict[str, Any], data: TextData, run: Run
     # id's); labels mean nothing to an unconditional agent
     keys = ("vocab_sha256",) + (("classes_sha256",) if classes else ())
     if what != "warm start":
-        keys += ("train_sha256", "test_sha256") + (("labels_sha256",) if classes else ())
+        keys += ("train_sha256", "test_sha256", "references_sha256") + (("labels_sha256",) if classes else ())
     names = {"vocab_sha256": "vocabulary", "classes_sha256": "class names", "train_sha256": "training data",
-             "test_sha256": "test data", "labels_sha256": "class labels"}
+             "test_sha256": "test data", "labels_sha256": "class labels", "references_sha256": "BLEU references"}
     changed = [names[k] for k in keys if k in theirs and theirs[k] != ours.get(k)]
     if changed:
         why = ("token ids would mean other words" if "vocabulary" in changed

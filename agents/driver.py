@@ -299,7 +299,9 @@ def _train(resolved: Resolved, folder: Path, device: torch.device, resume: bool,
     ckpt = folder / "checkpoint.pt"
     if resume:
         if not ckpt.is_file():
-            begun = folder.is_dir() and any(p.name != LOCK_NAME for p in folder.iterdir())
+            left = [p for p in folder.iterdir() if p.name != LOCK_NAME] if folder.is_dir() else []
+            begun = (_is_run_folder(folder) and not (folder / "summary.json").exists()) or (
+                left and all(is_temporary(p) for p in left))  # a run killed before its first checkpoint
             raise RunError(f"--resume: no checkpoint at {ckpt}" + (
                 "; the run stopped before its first checkpoint: start it again, without --resume" if begun else ""))
         summary_path = folder / "summary.json"

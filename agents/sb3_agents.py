@@ -25,6 +25,7 @@ from agents.adversarial import check_discriminator, check_transform
 from agents.base import Agent
 from agents.config import SB3, SIZE, ConfigError, KLConfig, at_least, param, positive, replace
 from discriminators.base import load_optimizer_state, load_weights
+from textgym.classes import LabelledCorpus
 from textgym.data import OracleData, TextData, resolve_data
 
 #: SB3 arguments the agent sets itself, from the fields named (None: from the run or the agent)
@@ -93,6 +94,8 @@ class SB3Agent(Agent):
         from textgym.sb3 import DiscriminatorCallback, SB3PolicyGenerator, SB3VecEnv, TokenFeaturesExtractor, unwrap_token_env
 
         data = data if isinstance(data, TextData) else resolve_data(data)
+        if isinstance(data, LabelledCorpus):  # the policies are unconditional: their env has no classes
+            data = data.sentences_only()
         if not isinstance(config, SB3Config):
             config = replace(SB3Config(), **(config or {}))
         super().__init__(data, config, device, seed)

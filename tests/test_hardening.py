@@ -96,6 +96,13 @@ def test_resume_and_warm_start_refuse_a_corpus_that_changed(tmp_path, capsys):
     capsys.readouterr()
     assert train.main([*args, *tested, "--resume"]) == 2
     assert "resume refused: the test data" in capsys.readouterr().err
+    test.write_text("the cat sat on the rug\n")  # "rug" and "hat" are no training words: the same tokens (<unk>)...
+    tested = ["--test-data", str(test), "--out", str(tmp_path / "unk"), "--quiet"]
+    assert train.main([*args, *tested, "--stop-after", "1"]) == 0
+    test.write_text("the cat sat on the hat\n")  # ...but BLEU's references read the words
+    capsys.readouterr()
+    assert train.main([*args, *tested, "--resume"]) == 2
+    assert "resume refused: the BLEU references of" in capsys.readouterr().err
     assert run(tmp_path, *args, "--resume") == 0
     other = tmp_path / "other.txt"
     other.write_text("\n".join(line.replace("dog", "ant") for line in lines) + "\n")

@@ -60,6 +60,8 @@ def test_t_quantiles_of_huge_degrees_of_freedom_approach_the_normals():
     for df in (1e5, 1e6, 1e7, 1e9):  # the t's expansion z + (z^3 + z) / (4 df) is exact to O(1/df^2) here
         assert t_quantile(0.975, df) == pytest.approx(z + (z ** 3 + z) / (4 * df), abs=1e-9)
     assert t_quantile(0.975, 1e12) == pytest.approx(z, abs=1e-9) and t_quantile(0.975, math.inf) == pytest.approx(z, abs=1e-9)
+    for df in (2.0, 1e12):  # the tails (the expansion's t³ made inf a NaN and 1e200 an OverflowError)
+        assert (t_cdf(math.inf, df), t_cdf(1e200, df), t_cdf(-math.inf, df)) == (1.0, 1.0, 0.0)
     ci = welch_interval([0.0, 1e-160], [0.0, 0.0])
     assert ci is not None and ci.df == math.inf and ci.low < 5e-161 < ci.high
 

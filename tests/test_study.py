@@ -567,8 +567,8 @@ def test_seeds_whose_sweeps_have_different_temperatures_are_refused_not_averaged
     records = _hand_records([0, 1, 2], [-0.5, -0.2, -0.8], [0.0, 0.1, 0.1])
     cell1 = next(r for r in records if r["key"] == "seqgan" and r["seed"] == 1)
     cell1["sweep"] = cell1["sweep"][::-1]  # 1.2, 1.0, 0.8: averaged row by row, 0.8 would meet 1.2
-    with pytest.raises(StudyError, match=r"sweeps of seqgan: their temperatures differ \(s0 \[0.8, 1.0, 1.2\], "
-                                         r"s1 \[1.2, 1.0, 0.8\]"):
+    with pytest.raises(StudyError, match=r"sweeps of seqgan and seqgan discriminator=constant over seeds: seqgan s1 "
+                                         r"\[1.2, 1.0, 0.8\] against \[0.8, 1.0, 1.2\]"):
         analyze(spec, records)
 
 
@@ -585,7 +585,8 @@ def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_anal
                                     "s1 seqgan: nll_oracle = inf at temperature 0.8 (a point of its frontier)"]
     ci = analysis["comparisons"][0]["control"]["differences"]
     assert ci["nll_test"]["df"] == 1.0 and ci["nll_oracle"]["df"] == 2.0  # the other two seeds; the other metrics whole
-    assert "Left out as not finite (the statistics use the other seeds): s1 seqgan: nll_test = nan; s1 seqgan: " \
+    assert "Left out as not finite (the statistics use the other seeds; a seed-averaged frontier leaves a seed out of " \
+        "both curves at a temperature where it is not finite): s1 seqgan: nll_test = nan; s1 seqgan: " \
         "nll_oracle = inf at temperature 0.8 (a point of its frontier)." in report_markdown(spec, analysis, records)
     # the seed-averaged frontier: that temperature averages the other seeds (one seed's inf took it out of
     # the cell's averaged frontier only, so a cell equal to its control was "dominated")
@@ -595,6 +596,14 @@ def test_a_non_finite_metric_is_left_out_and_listed_instead_of_crashing_the_anal
     cell1["sweep"][0]["nll_oracle"] = float("inf")
     comparison = analyze(spec, same)["comparisons"][0]
     assert [comparison[ref]["frontier"]["verdict"] for ref in ("control", "mle", "start")] == ["equal"] * 3
+    # both sides average the same seeds at each temperature: a cell worse than its control by 0.1 on every seed,
+    # whose seed 2 failed (inf) at 0.8, averaged its two better seeds there and "crossed" its control
+    worse = _hand_records([0, 1, 2], [0.1, 0.1, 3.0], [0.0, 0.0, 2.9])
+    cell2 = next(r for r in worse if r["key"] == "seqgan" and r["seed"] == 2)
+    cell2["sweep"] = [dict(p) for p in cell2["sweep"]]
+    cell2["sweep"][0]["nll_oracle"] = float("inf")
+    fr = analyze(spec, worse)["comparisons"][0]["control"]["frontier"]
+    assert fr["verdict"] == "dominated" and fr["area_of_means"] < 0
 
 
 def test_a_seed_without_a_finite_frontier_point_gets_no_area_and_is_listed():

@@ -491,6 +491,11 @@ def test_a_stop_keeps_the_last_checkpoint_and_prints_the_command_that_resumes_it
     # stopped session's events at step 0 showed twice), as does a start whose config.json write a kill cut
     assert train.main([*args, "--out", str(tmp_path / "early"), "--quiet", "--resume"]) == 2
     assert "stopped before its first checkpoint: start it again, without --resume" in capsys.readouterr().err
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("not a run")  # no such hint where a new start is refused too
+    assert train.main([*args, "--out", str(tmp_path / "foreign"), "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint at" in err and "without --resume" not in err
     monkeypatch.setattr(MLEAgent, "train_iteration", step)
     # TensorBoard reads a folder's event files in name order: time in seconds, host, pid, then a counter of
     # this process that sorts "10" before "9"; sessions a second apart sort as they ran
@@ -635,12 +640,14 @@ def test_the_notice_names_a_discriminator_that_separates_only_the_soft_rows():
     assert discriminator_notice({"d_heldout_acc": 0.95, "d_heldout_acc_hard": 0.8}) is None
 
 
-def test_an_unconditional_agent_on_a_labelled_corpus_says_it_trains_on_the_sentences_alone(tmp_path):
+@pytest.mark.parametrize("agent", ["mle", "ppo"])
+def test_an_unconditional_agent_on_a_labelled_corpus_says_it_trains_on_the_sentences_alone(tmp_path, agent):
+    """(PPO's env was built class-conditional from the labelled data, which its policies refuse.)"""
     lines = [f"{'pos' if i % 2 else 'neg'}\t{'a good' if i % 2 else 'a bad'} film number {i % 7}" for i in range(40)]
     (tmp_path / "l.tsv").write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning, match=r"l\.tsv is a labelled corpus \('label<TAB>sentence' lines, 2 classes\): mle "
+    with pytest.warns(UserWarning, match=rf"l\.tsv is a labelled corpus \('label<TAB>sentence' lines, 2 classes\): {agent} "
                                          "is not class-conditional and trains on the sentences alone"):
-        assert run(tmp_path, "--agent", "mle", "--budget", "smoke", "--data", str(tmp_path / "l.tsv")) == 0
+        assert run(tmp_path, "--agent", agent, "--budget", "smoke", "--data", str(tmp_path / "l.tsv")) == 0
     from textgym.evaluate import load_generator
 
     _, vocab = load_generator(tmp_path / "run" / "generator.pt", "cpu")

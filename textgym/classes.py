@@ -146,6 +146,15 @@ class LabelledCorpus(Corpus):
         """The training labels, ``train_labels``."""
         return self.train_labels
 
+    def sentences_only(self) -> Corpus:
+        """The same corpus without its labels (a shallow copy, as a plain :class:`~textgym.data.Corpus`):
+        what an agent that does not condition on classes trains on (an env built on it has no classes)."""
+        plain: Corpus = copy.copy(self)
+        plain.__class__ = Corpus
+        for name in ("num_classes", "class_names", "train_labels", "test_labels"):
+            vars(plain).pop(name, None)
+        return plain
+
     def _read(self, path: Union[str, os.PathLike], lowercase: bool) -> List[List[str]]:
         """Parse ``label<TAB>sentence`` lines; the class ids wait in ``_pending`` for :meth:`_encode`."""
         where = f"labelled file {os.fspath(path)!r}"

@@ -53,6 +53,8 @@ def t_cdf(t: float, df: float) -> float:
     if not df > 0:  # NaN too
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
     if df > 1e6:  # betainc loses accuracy beyond (3e-6 at 1e10): the t's expansion about the normal, exact to O(1/df²)
+        if abs(t) > 40:  # the tail is below 1e-300 (and the expansion's t³ would overflow at ±inf)
+            return 1.0 if t > 0 else 0.0
         normal = statistics.NormalDist()
         return normal.cdf(t) - normal.pdf(t) * (t ** 3 + t) / (4 * df)
     tail = 0.5 * betainc(df / 2, 0.5, df / (df + t * t))

@@ -59,22 +59,33 @@ def _has_front(points: Sequence[FrontierPoint]) -> bool:
     return any(math.isfinite(p.quality) and math.isfinite(p.diversity) for p in points)
 
 
-def _mean_sweep(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The sweeps of several seeds averaged per temperature, each metric over the seeds where it is
-    finite there (NaN where none is: the point leaves the frontier); StudyError when their
-    temperatures differ (seeds of one study sweep the spec's temperatures in its order). One seed's
-    NaN would otherwise take that temperature out of the averaged frontier of one side only."""
-    temperatures = [[row["temperature"] for row in r["sweep"]] for r in records]
+def _mean_sweeps(a: List[Dict[str, Any]], b: List[Dict[str, Any]], axes: Sequence[str]
+                 ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """The sweeps of the records ``a`` and ``b`` (one per seed, paired by position) averaged per
+    temperature, both sides at each temperature over the same seeds: those whose frontier ``axes``
+    are finite there on both sides (no seed: NaN, the point leaves both frontiers). A seed that
+    failed at one temperature would otherwise drop out of its own side's average only, and that
+    side would look better for having averaged its other seeds. StudyError when the seeds'
+    temperatures differ (seeds of one study sweep the spec's temperatures in its order)."""
+    temperatures = [[row["temperature"] for row in r["sweep"]] for r in a + b]
     if any(t != temperatures[0] for t in temperatures):
-        runs = ", ".join(f"s{r.get('seed')} {t}" for r, t in zip(records, temperatures, strict=True))
-        raise StudyError(f"cannot average the temperature sweeps of {records[0].get('key')}: their temperatures "
-                         f"differ ({runs})")
-    out = []
-    for rows in zip(*(r["sweep"] for r in records), strict=True):
-        keys = set.intersection(*(set(r) for r in rows))
-        finite = {k: [r[k] for r in rows if isinstance(r[k], (int, float)) and math.isfinite(r[k])] for k in keys}
-        out.append({k: statistics.fmean(xs) if xs else math.nan for k, xs in finite.items()})
-    return out
+        runs = ", ".join(f"{r.get('key')} s{r.get('seed')} {t}" for r, t in zip(a + b, temperatures, strict=True)
+                         if t != temperatures[0])
+        raise StudyError(f"cannot average the temperature sweeps of {a[0].get('key')} and {b[0].get('key')} over seeds: "
+                         f"{runs} against {temperatures[0]}")
+
+    def finite(row: Dict[str, Any]) -> bool:
+        return all(isinstance(row.get(k), (int, float)) and math.isfinite(row[k]) for k in axes[:2])
+
+    mean_a: List[Dict[str, Any]] = []
+    mean_b: List[Dict[str, Any]] = []
+    for i in range(len(temperatures[0])):
+        rows_a, rows_b = [r["sweep"][i] for r in a], [r["sweep"][i] for r in b]
+        kept = [j for j in range(len(a)) if finite(rows_a[j]) and finite(rows_b[j])]
+        for rows, out in ((rows_a, mean_a), (rows_b, mean_b)):
+            keys = set.intersection(*(set(r) for r in rows))
+            out.append({k: statistics.fmean(rows[j][k] for j in kept) if kept else math.nan for k in keys})
+    return mean_a, mean_b
 
 
 def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -117,8 +128,10 @@ def analyze(spec: StudySpec, records: List[Dict[str, Any]]) -> Dict[str, Any]:
             per_seed = {s: _compare(runs[s], key, ref[s], ref_key, axes) for s in seeds}
             areas = [c.area if c is not None and c.overlap[1] > c.overlap[0] else None for c in per_seed.values()]
             fronted = [s for s in seeds if per_seed[s] is not None]  # the seed-averaged sweeps average these
-            mean = _compare(_mean_sweep([runs[s] for s in fronted]), key, _mean_sweep([ref[s] for s in fronted]), ref_key,
-                            axes) if fronted else None
+            mean = None
+            if fronted:
+                mean_cell, mean_ref = _mean_sweeps([runs[s] for s in fronted], [ref[s] for s in fronted], axes)
+                mean = _compare(mean_cell, key, mean_ref, ref_key, axes)
             shared = [a for a in areas if a is not None]
             area_ci = paired_interval(shared, [0.0] * len(shared))
             note = (f"{len(shared)} of {len(areas)} seeds share a range" if shared else "no common range") + "".join(
@@ -212,7 +225,8 @@ def report_markdown(spec: StudySpec, analysis: Dict[str, Any], records: List[Dic
         cells = [mean_sd(row["metrics"][m]["values"]) if m in row["metrics"] else "–" for m in present]
         lines.append(f"| {row['key']} | {row['role']} | " + " | ".join(cells) + " |")
     if analysis.get("left_out"):
-        lines += ["", "Left out as not finite (the statistics use the other seeds): " + "; ".join(analysis["left_out"]) + "."]
+        lines += ["", "Left out as not finite (the statistics use the other seeds; a seed-averaged frontier leaves a seed "
+                  "out of both curves at a temperature where it is not finite): " + "; ".join(analysis["left_out"]) + "."]
     lines += ["", "## Differences (cell − reference: mean of the paired differences over seeds [95% t-interval]; "
               "* excludes 0)", ""]
     lines += ["| cell | against | " + " | ".join(m.replace("_", "-") for m in compared) + " | frontier | frontier area |",
@@ -352,8 +366,8 @@ def write_plots(out: Path, spec: StudySpec, records: List[Dict[str, Any]], analy
         for label, k in ((key, key), (f"control: {comp['control']['key']}", comp["control"]["key"]),
                          (f"MLE control: {comp['mle']['key']}", comp["mle"]["key"]),
                          ("MLE start", comp["start"]["key"])):
-            if by_key.get(k):
-                points += frontier_points(_mean_sweep(by_key[k]), label, axes)
+            if by_key.get(k):  # each curve the mean of its own seeds (the comparisons pair seeds across curves)
+                points += frontier_points(_mean_sweeps(by_key[k], by_key[k], axes)[0], label, axes)
         written.append(plot_frontier(points, plots / f"frontier-{name}.png",
                                      title=f"{key} (mean of {len(by_key[key])} seeds)"))
         # a record read back from its record.json (not through collect) names no folder: the study's own
