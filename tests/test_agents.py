@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import pytest
 import torch
@@ -836,3 +837,100 @@ def test_a_no_information_control_with_a_mean_baseline_does_not_move_the_generat
     for _ in range(3):
         a.train_iteration()
     assert all(torch.equal(v, before[k]) for k, v in a.generator.state_dict().items())
+
+
+def rows(t: torch.Tensor) -> set:
+    return {tuple(r.tolist()) for r in t}
+
+
+def test_maligan_rising_baseline_advances_with_each_generator_update(tiny):
+    """A3: baseline='rise' is b = min(1, k / baseline_rise) after k generator updates; the count k
+    must grow with every update (else b stays 0 for the whole run)."""
+    a = make("maligan", tiny, tiny_config(discriminator=TableScorer(torch.zeros(32)), baseline="rise", baseline_rise=2,
+                                          adv_steps=4), seed=0)
+    while a.iteration < a.adv_start:
+        a.train_iteration()
+    assert [a.train_iteration()["baseline"] for _ in range(4)] == [0.0, 0.5, 1.0, 1.0]
+    assert a.g_updates == 4
+
+
+def test_the_weak_discriminator_streak_restarts_after_an_informative_evaluation():
+    """A4: WEAK_ROUNDS near-chance evaluations *in a row* warn; one informative evaluation restarts the count."""
+    from agents.adversarial import WEAK_ROUNDS, weak_streak
+
+    assert WEAK_ROUNDS == 3
+    s = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: never 3 in a row
+        for acc in (0.5, 0.52, 0.9, 0.49, 0.5, 0.8, 0.5):
+            s = weak_streak(s, acc, "x")
+    assert s == 1
+    with pytest.warns(RuntimeWarning, match="stayed within"):
+        for acc in (0.5, 0.5):
+            s = weak_streak(s, acc, "x")
+    assert s == 3
+
+
+def test_maskgan_without_advantage_clipping_uses_the_whole_advantage(tiny):
+    """A5: adv_clip = 0 means no clipping (the field's help, MaskGAN's advantage_clipping off): A = R - V,
+    not clip(R - V, -0, 0) = 0, which stops the actor."""
+    gamma = 1.0
+    logits = torch.tensor([[2.0, -1.0, 0.5, 1.0, -2.0, 0.0, 3.0, -0.5],
+                           [-1.5, 0.5, 1.0, -4.0, 9.0, 9.0, 9.0, 9.0]])
+    lengths = torch.tensor([L, 4])
+    tokens = torch.randint(0, V, (2, L), generator=torch.Generator().manual_seed(4))
+    values = [-6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0]
+    a = make("maskgan", tiny, tiny_config(discriminator=PrefixTableScorer(logits), mle_epochs=0, batch_size=2,
+                                          gamma=gamma, adv_clip=0.0, critic_warmup=0), seed=0)
+    a.critic = PositionCritic(values)
+    a.critic_opt = torch.optim.SGD(a.critic.parameters(), lr=0.0)
+    fixed_samples(a, tokens, lengths)
+    with torch.no_grad():
+        lp = a.generator.log_probs(tokens)
+    total = int(lengths.sum())
+    adv = g_loss = 0.0
+    for i in range(2):
+        n = int(lengths[i])
+        r = [math.log(1 / (1 + math.exp(-float(logits[i, t])))) for t in range(n)]
+        for t in range(n):
+            A = sum(gamma ** (s - t) * r[s] for s in range(t, n)) - values[t]
+            adv += A / total
+            g_loss -= A * float(lp[i, t]) / total
+    assert abs(adv) > 0.5  # far from the 0 that clip(., -0, 0) gives
+    stats = a.generator_step()
+    assert stats["advantage"] == pytest.approx(adv, rel=1e-5)
+    assert stats["g_loss"] == pytest.approx(g_loss, rel=1e-5)
+
+
+def test_mle_early_stopping_restores_the_best_generator_when_the_epochs_run_out_first(tiny):
+    """A6: with a patience longer than the run, the last epoch still restores the best validation
+    iteration's generator (the module docstring: 'also when the epochs run out first')."""
+    cfg = dict(mle_epochs=6, batch_size=16, mle_lr=0.05, hidden_dim=64, val_size=100, patience=50)
+    a = agents.make("mle", tiny, cfg, seed=0)
+    vals, snapshots = [], []
+    while a.iteration < a.total_iterations:
+        vals.append(a.train_iteration()["nll_val"])
+        snapshots.append(copy.deepcopy(a.generator.state_dict()))
+    best = min(range(len(vals)), key=vals.__getitem__)
+    assert best < len(vals) - 1, "this over-fitting configuration has its best epoch before the last"
+    assert a.iteration == 6 and a.stopped and a.best_iteration == best + 1
+    assert all(torch.equal(x, snapshots[best][k]) for k, x in a.generator.state_dict().items())
+
+
+def test_the_mle_validation_split_is_the_last_training_rows_and_never_trained_on(tiny):
+    """A7: the validation split is the last val_size sequences of data.train, disjoint from the rows
+    the agent trains on (a split taken from the rows it trains on measures nothing)."""
+    a = agents.make("mle", tiny, dict(mle_epochs=1, val_size=100, patience=1), seed=0)
+    # (rows, not contents: this low-entropy oracle repeats some sequences)
+    assert torch.equal(a.val_tokens, tiny.train[-100:]) and torch.equal(a.train_tokens, tiny.train[:400])
+
+
+def test_an_adversarial_step_runs_d_steps_discriminator_rounds(tiny):
+    """A8: each adversarial step trains the discriminator d_steps rounds (SeqGAN's 5, MaskGAN's 2);
+    every test of the suite uses d_steps=1, so one round per step passed them all."""
+    a = make("seqgan", tiny, tiny_config(mle_epochs=0, d_pretrain_steps=0, adv_steps=1, d_steps=3, d_samples=16), seed=0)
+    calls = []
+    step = a.d_trainer.step
+    a.d_trainer.step = lambda *args, **kwargs: (calls.append(len(args[0])), step(*args, **kwargs))[1]
+    assert a.train_iteration()["phase"] == "adv"
+    assert calls == [16, 16, 16]

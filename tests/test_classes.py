@@ -476,3 +476,33 @@ def test_a_held_out_file_without_some_class_is_said(tmp_path):
     train = write(tmp_path, "tr.tsv", ["pos\ta b", "neg\tc d"])
     with pytest.warns(UserWarning, match=r"te\.tsv' has no sentence of the classes \['neg'\]"):
         LabelledCorpus(train, write(tmp_path, "te.tsv", ["pos\ta b"]))
+
+
+def test_a_partial_reset_keeps_the_classes_of_the_envs_it_does_not_reset(small_oracle_data, toy_scorer):
+    """E2: reset(options={'reset_mask': m}) sets classes only where m holds, for given and drawn
+    classes alike. The suite's partial reset gave the unmasked envs the classes they already had."""
+    from textgym import TokenVecEnv
+
+    env = TokenVecEnv(4, data=small_oracle_data, discriminator=toy_scorer(50), classes=3, seed=0)
+    env.reset(options={"classes": [2, 1, 2, 1]})
+    env.reset(options={"classes": [0, 0, 0, 0], "reset_mask": [True, False, True, False]})
+    assert env.classes.tolist() == [0, 1, 0, 1]
+    for seed in range(5):  # drawn classes: envs 1 and 3 keep theirs, whatever the draw
+        env.reset(seed=seed, options={"reset_mask": [True, False, True, False]})
+        assert env.classes[[1, 3]].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_each_autoreset_episode_draws_its_own_class(small_oracle_data, toy_scorer, mode):
+    """E4: an episode that an autoreset starts draws a class (the env's docstring), so one env
+    sees every class over its episodes; with the class kept, a one-env run trained one class only.
+    The suite checked that classes stay constant within an episode, and drew them at reset()."""
+    from textgym import TokenVecEnv
+
+    env = TokenVecEnv(1, data=small_oracle_data, discriminator=toy_scorer(50), classes=2, seed=0, autoreset_mode=mode)
+    env.reset(seed=0)
+    classes = set()
+    for _ in range(140):  # 20 episodes of 6 tokens (7 steps each with next_step): P(one class throughout) = 2^-19
+        env.step(torch.tensor([1]))
+        classes.add(int(env.classes[0]))
+    assert classes == {0, 1}

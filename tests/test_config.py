@@ -311,3 +311,27 @@ def test_a_config_json_of_a_run_with_custom_caps_reruns_to_the_same_values():
     agent, budget, values = from_json(blob)
     again = resolve(agents.preset(agent), budget, file_values=values)
     assert again.values() == first.values() and again.values()["adv_steps"] == 3
+
+
+@pytest.mark.parametrize("name,explicit", [
+    ("seqgan", {"gamma": 0.0, "rollout_rate": 0.0}),  # RolloutCopy: "rate 0 with mix makes β follow θ exactly"
+    ("scratchgan", {"baseline_decay": 0.0, "gamma": 1.0}),
+    ("seqgan", {"rollout_rate": 1.0, "adam_beta1": 0.0, "grad_clip": 0.0, "n_rollouts": 1, "d_pretrain_steps": 0}),
+])
+def test_the_ends_of_each_accepted_range_are_accepted(name, explicit):
+    """C1 (and the edges of every check kind): [0, 1] holds 0 and 1, [0, 1) holds 0, >= 0 holds 0,
+    >= 1 holds 1. The suite tested values outside the ranges only."""
+    from agents.config import resolve
+
+    cfg = resolve(agents.preset(name), "smoke", explicit=explicit).config
+    assert {k: getattr(cfg, k) for k in explicit} == explicit
+
+
+@pytest.mark.parametrize("name,field", [("seqgan", "grad_clip"), ("seqgan", "d_weight_decay"), ("maskgan", "adv_clip")])
+def test_an_infinite_value_of_a_nonnegative_field_is_refused(name, field):
+    """C2: 'a finite value >= 0' refuses inf (d_weight_decay = inf makes every discriminator weight
+    NaN at the first update); only the 'positive' fields' inf was tested."""
+    from agents.config import ConfigError, resolve
+
+    with pytest.raises(ConfigError, match=rf"{field} = inf is invalid: expected a finite value >= 0"):
+        resolve(agents.preset(name), "smoke", explicit={field: float("inf")})

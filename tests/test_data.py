@@ -407,3 +407,27 @@ def test_a_byte_order_mark_inside_a_file_is_no_part_of_a_word_either(tmp_path):
     """Two Windows files joined with cat: the second's mark made '\\ufeffhello' a word of its own."""
     (tmp_path / "c.txt").write_bytes(b"\xef\xbb\xbfhello\n\xef\xbb\xbfhello world\n")
     assert Corpus(tmp_path / "c.txt").vocab.itos[2:] == ["hello", "world"]
+
+
+def test_vocabulary_ties_are_alphabetical_so_line_order_changes_no_id(tmp_path):
+    """DA1: words of equal count are ordered alphabetically (Vocab.build), so the ids do not depend
+    on the order of the file's lines (a shuffled copy of a corpus keeps its vocabulary, and its
+    checkpoints' fingerprint). The suite's tie (cat, sat) was also in first-seen order."""
+    from textgym.data import Corpus
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("zebra yak\napple yak\n")
+    b.write_text("apple yak\nzebra yak\n")
+    assert Corpus(a).vocab.itos == Corpus(b).vocab.itos == ["<eos>", "<unk>", "yak", "apple", "zebra"]
+
+
+def test_max_vocab_caps_the_whole_vocabulary_with_its_special_tokens(tmp_path):
+    """DA2: max_vocab = 4 is a vocabulary of 4 ids: <eos>, <unk> and the 2 most frequent words (the
+    rest become <unk>). No test set max_vocab."""
+    from textgym.data import UNK_ID, Corpus
+
+    p = tmp_path / "t.txt"
+    p.write_text("a a a b b c\nd\n")
+    c = Corpus(p, max_vocab=4)
+    assert c.vocab_size == 4 and c.vocab.itos == ["<eos>", "<unk>", "a", "b"]
+    assert c.train[0].tolist()[:6] == [2, 2, 2, 3, 3, UNK_ID] and c.train[1].tolist()[:2] == [UNK_ID, 0]

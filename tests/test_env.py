@@ -384,3 +384,21 @@ def test_autoreset_mode_is_refused_by_the_single_envs_with_a_message(small_oracl
         with pytest.raises(ValueError, match=r"autoreset_mode applies to the vector envs \(gym.make_vec\)"):
             gym.make(env_id, data=small_oracle_data, autoreset_mode="same_step")
         assert gym.make_vec(env_id, num_envs=2, data=small_oracle_data, autoreset_mode="same_step").num_envs == 2
+
+
+@pytest.mark.parametrize("reward", ["terminal", "dense", "mc"])
+def test_the_step_that_autoresets_an_env_rewards_it_nothing(small_oracle_data, reward):
+    """E6: with NEXT_STEP autoreset the step after an episode's end only starts the next one (its
+    action is ignored): reward 0 for every reward mode. The suite's check of this (the reference
+    model of test_hardening) used a terminal reward, so an MC reward that rolled out the resetting
+    envs' empty prefix (a nonzero Q, and n rollouts of compute) passed."""
+    from textgym import TokenVecEnv
+
+    mc = {"n_rollouts": 2} if reward == "mc" else {}
+    env = TokenVecEnv(2, data=small_oracle_data, reward=reward, seed=0, **mc)
+    env.reset(options={"prefix": [[1, 2, 3, 4, 5], [1]]})
+    _, r, term, _, _ = env.step(torch.tensor([6, 6]))
+    assert term.tolist() == [True, False] and float(r[0]) != 0.0
+    _, r, term, _, _ = env.step(torch.tensor([7, 7]))  # env 0 resets; env 1 steps on
+    assert float(r[0]) == 0.0 and not bool(term[0])
+    assert (float(r[1]) != 0.0) == (reward != "terminal")

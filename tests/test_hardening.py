@@ -503,3 +503,46 @@ def test_a_second_ctrl_c_or_sigterm_during_a_stop_is_ignored_until_the_block_end
         assert isinstance(stopped.value, Terminated) == (first == signal.SIGTERM)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # both restored
         assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_checkpoint_whose_body_was_replaced_is_refused_by_the_bodys_checksum(tmp_path):
+    """K2: the body's SHA-256 is checked. The suite's corrupt checkpoints are a changed header (its own
+    checksum) and a truncated file (unreadable): a body that still unpickles but is not the one the
+    header was written for loaded without a word."""
+    import io
+
+    from agents.checkpoints import RunError, read_checkpoint, write_checkpoint
+
+    def saved(obj) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    header = {"format": "textgym-checkpoint-v1", "agent": "mle", "config": {}, "iteration": 1, "metrics_rows": 2}
+    path = tmp_path / "checkpoint.pt"
+    write_checkpoint(path, header, saved({"agent": {"iteration": 1, "w": torch.zeros(3)}}))
+    assert torch.equal(read_checkpoint(path)[1]["w"], torch.zeros(3))
+    outer = torch.load(path, weights_only=True)
+    other = saved({"agent": {"iteration": 1, "w": torch.ones(3)}})  # the header (and its checksum) kept
+    torch.save({**outer, "body": torch.frombuffer(bytearray(other), dtype=torch.uint8)}, path)
+    with pytest.raises(RunError, match=r"corrupt \(its checksum does not match\)"):
+        read_checkpoint(path)
+
+
+def test_a_warm_start_on_the_same_words_in_another_id_order_is_refused(tmp_path):
+    """DF1: the vocabulary's fingerprint covers the order of its words (the ids): two corpora of the
+    same words at other frequencies number them differently, and a generator warm started across
+    them would write every word as another. The suite changed a word (cat -> cow), never the order."""
+    from agents.checkpoints import RunError, check_same_data, data_fingerprint
+    from agents.config import RunConfig
+    from textgym.data import Corpus
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("the cat sat\nthe cat ran\nthe dog sat\n")
+    b.write_text("the dog sat\nthe dog ran\nthe cat sat\n")
+    ca, cb = Corpus(a), Corpus(b)
+    assert sorted(ca.vocab.itos) == sorted(cb.vocab.itos) and ca.vocab.itos != cb.vocab.itos
+    header = {"data": data_fingerprint(ca)}
+    check_same_data(tmp_path / "checkpoint.pt", header, Corpus(a), RunConfig(), "warm start")
+    with pytest.raises(RunError, match="warm start refused: the vocabulary of .* token ids would mean other words"):
+        check_same_data(tmp_path / "checkpoint.pt", header, cb, RunConfig(), "warm start")

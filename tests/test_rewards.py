@@ -471,3 +471,15 @@ def test_mc_value_is_the_mean_of_the_transformed_rollout_scores(toy_scorer):
     rows = [torch.tensor([[5] + [2 + 10 * k] * 3]) for k in range(n)]
     want = sum(float(torch.sigmoid(scorer.score(r))[0]) for r in rows) / n
     assert float(got[0]) == pytest.approx(want, rel=1e-6)
+
+
+def test_the_log_transform_is_finite_and_exact_at_extreme_logits():
+    """R1: log D = log σ(s) must stay finite where σ(s) underflows to 0 in float32 (s below about -103): a saturated
+    discriminator's logit of -200 is a reward of -200, not -inf (log(sigmoid(s)) computed naively)."""
+    from textgym.rewards import TRANSFORMS
+
+    s = torch.tensor([-200.0, -120.0, -30.0, 0.0, 30.0, 200.0])
+    got = TRANSFORMS["log"](s)
+    want = torch.tensor([-200.0, -120.0, -30.0, -math.log(2.0), -math.exp(-30.0), 0.0])
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-12)

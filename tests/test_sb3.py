@@ -487,3 +487,58 @@ def test_env_method_reset_resets_only_the_given_envs(small_oracle_data):
     for _ in range(4):
         _, _, dones, infos = env.step(np.array([1, 2, 3]))
     assert dones.tolist() == [False, True, True] and [i["episode"]["l"] for i in infos[1:]] == [6, 6]
+
+
+def test_each_discriminator_retraining_gets_the_sequences_that_finished_since_the_last_one(small_oracle_data):
+    """S4: the callback's fakes are those of the rollouts since its last retraining, each used once,
+    not every sequence finished since training began (6-token episodes, 6-step rollouts: each of the
+    4 envs finishes one per rollout)."""
+    import discriminators
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+
+    from textgym import TokenVecEnv
+    from textgym.sb3 import DiscriminatorCallback, SB3VecEnv, TokenFeaturesExtractor
+
+    class Recording:
+        def __init__(self, discriminator) -> None:
+            self.discriminator, self.fakes = discriminator, []
+
+        def step(self, real, real_len, fake, fake_len, k=1):
+            self.fakes.append(len(fake))
+            return {}
+
+    class Finished(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.counts, self.n = [], 0
+
+        def _on_step(self) -> bool:
+            self.n += int(np.sum(self.locals["dones"]))
+            return True
+
+        def _on_rollout_end(self) -> None:
+            self.counts.append(self.n)
+            self.n = 0
+
+    disc = discriminators.make("rnn", vocab_size=50, max_length=6, hidden=8, emb_dim=8)
+    venv = TokenVecEnv(4, data=small_oracle_data, discriminator=disc, seed=0)
+    trainer, finished = Recording(disc), Finished()
+    model = PPO("MlpPolicy", SB3VecEnv(venv), n_steps=6, batch_size=24, n_epochs=1, seed=0,
+                policy_kwargs=dict(features_extractor_class=TokenFeaturesExtractor))
+    model.learn(4 * 6 * 3, callback=CallbackList([DiscriminatorCallback(trainer=trainer, heldout=0), finished]))
+    assert finished.counts == [4, 4, 4]
+    assert trainer.fakes == finished.counts
+
+
+def test_the_callbacks_heldout_argument_caps_the_test_sets_reals(small_oracle_data):
+    """S6: heldout=n scores n held-out reals (the data's test set has 256 here); the suite's callbacks
+    used heldout=0, the default 1000 on a test set of 256, or a corpus without a test set."""
+    from textgym import TokenVecEnv
+    from textgym.sb3 import DiscriminatorCallback
+
+    env = TokenVecEnv(2, data=small_oracle_data, discriminator="rnn")
+    cb = DiscriminatorCallback(heldout=7)
+    cb.setup(env)
+    assert torch.equal(cb.heldout_real[0], small_oracle_data.test[:7]) and len(cb.heldout_real[1]) == 7
+    assert len(cb.real_tokens) == len(small_oracle_data.train)  # a test set: no training reals held out

@@ -652,3 +652,29 @@ def test_an_unconditional_agent_on_a_labelled_corpus_says_it_trains_on_the_sente
 
     _, vocab = load_generator(tmp_path / "run" / "generator.pt", "cpu")
     assert "good" in vocab.stoi and "pos" not in vocab.stoi and "neg" not in vocab.stoi  # the labels are no words
+
+
+def test_a_metrics_row_written_after_the_last_checkpoint_is_cut_on_resume(tmp_path, oracle_data):
+    """D1: a row is fsynced before the checkpoint that counts it, so a kill between the two leaves one
+    row the checkpoint does not count; the resume must cut metrics.jsonl back to the checkpoint's
+    metrics_rows (else that iteration appears twice, once with the killed session's figures). No test
+    left such a row: every resume test ended its first session cleanly."""
+    import json
+
+    import train
+
+    def run(*args, name):
+        return train.main([*args, "--out", str(tmp_path / name), "--quiet"])
+
+    def rows(folder):
+        return [{k: v for k, v in json.loads(line).items() if k != "time"}
+                for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+    args = ("--agent", "mle", "--budget", "smoke", "--mle-epochs", "3")
+    assert run(*args, name="full") == 0
+    assert run(*args, "--stop-after", "1", name="cut") == 0
+    with open(tmp_path / "cut" / "metrics.jsonl", "a") as f:  # the next iteration's row, its checkpoint never written
+        f.write(json.dumps({"iteration": 2, "phase": "mle", "g_loss": 99.0, "nll_train": 99.0}) + "\n")
+    assert run(*args, "--resume", name="cut") == 0
+    assert len(rows(tmp_path / "full")) == 4  # the untrained generator's row and 3 iterations
+    assert rows(tmp_path / "full") == rows(tmp_path / "cut")
