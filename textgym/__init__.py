@@ -6,7 +6,7 @@ vector entry point: :class:`TokenVecEnv`) and ``textgym/Infill-v0`` (MaskGAN's i
 """
 import gymnasium as gym
 
-import textgym.classes  # noqa: F401  (registers the "oracle-classes" data set with resolve_data)
+import textgym.classes  # noqa: F401  (registers the "oracle-classes" data set and labelled files with resolve_data)
 from textgym.data import Corpus, OracleData, TextData, Vocab, data_dir, resolve_data
 from textgym.env import TokenEnv, TokenVecEnv
 from textgym.oracle import OracleLSTM

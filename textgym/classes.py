@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Protocol, Sequence, Tuple, Union, runti
 
 import torch
 
-from textgym.data import BUILDERS, Corpus, TextData, at_length, cached_samples, read_lines, sentence_words
+from textgym.data import BUILDERS, FILE_READER, Corpus, TextData, at_length, cached_samples, read_lines, sentence_words
 from textgym.masks import length_mask, strip_padding
 from textgym.oracle import OracleLSTM
 from textgym.protocols import canonical_device, device_of
@@ -436,3 +436,4 @@ def oracle_classes(max_length: Optional[int] = None) -> MultiOracleData:
 
 
 BUILDERS["oracle-classes"] = oracle_classes
+FILE_READER["corpus"] = read_corpus

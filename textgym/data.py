@@ -418,6 +418,10 @@ DATA_NAMES = ("oracle", "oracle-classes", *CORPORA)
 #: named data sets built by modules that build on this one: name -> builder(max_length or None);
 #: :mod:`textgym.classes` adds ``"oracle-classes"`` (the package imports it)
 BUILDERS: Dict[str, Callable[[Optional[int]], TextData]] = {}
+#: how :func:`resolve_data` reads a corpus file: :class:`Corpus`, replaced by
+#: :func:`textgym.classes.read_corpus` (which also reads labelled files) when that module is imported,
+#: as importing textgym does
+FILE_READER: Dict[str, Callable[..., TextData]] = {"corpus": lambda path, max_length=None: Corpus(path, max_length=max_length)}
 
 
 def refuse_misspelled_name(data: str) -> None:
@@ -441,7 +445,7 @@ def resolve_data(data: Union[str, os.PathLike, TextData], max_length: Optional[i
 
 def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length: Optional[int] = None) -> TextData:
     """``"oracle"``, a named corpus (:data:`CORPORA`, with its test split), a path to a text file
-    (a labelled corpus when every line is ``label<TAB>sentence``: :func:`textgym.classes.read_corpus`),
+    (a labelled corpus when every line is ``label<TAB>sentence``: :data:`FILE_READER`),
     or a TextData object -> TextData.
 
     The oracle data set is cached per ``max_length`` (it is deterministic); ``"oracle-classes"``
@@ -461,9 +465,7 @@ def resolve_data(data: Union[str, os.PathLike, TextData] = "oracle", max_length:
     if isinstance(data, str) and data in CORPORA:
         return Corpus(*corpus_files(data), max_length=max_length)
     if isinstance(data, (str, os.PathLike)):
-        from textgym.classes import read_corpus  # it imports this module
-
         if isinstance(data, str):
             refuse_misspelled_name(data)
-        return read_corpus(data, max_length=max_length)
+        return FILE_READER["corpus"](data, max_length=max_length)
     raise TypeError(f"data must be 'oracle', a path to a text file, or a TextData object; got {type(data).__name__}")
