@@ -484,12 +484,22 @@ def test_an_interrupted_atomic_write_leaves_no_temporary_file(tmp_path, monkeypa
 
 def test_a_second_ctrl_c_or_sigterm_during_a_stop_is_ignored_until_the_block_ends():
     """A second Ctrl-C during the orderly stop (the checkpoint in flight) aborted the process."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as a fresh process has
+    try:
+        _stop_twice(before)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_twice(before):
     import os
     import signal
 
     from agents.checkpoints import Terminated, sigterm_stops
 
-    before = signal.getsignal(signal.SIGTERM)
     for first in (signal.SIGINT, signal.SIGTERM):
         with pytest.raises(KeyboardInterrupt) as stopped:
             with sigterm_stops():
